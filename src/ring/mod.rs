@@ -1,0 +1,15 @@
+//! The pre-allocated ring buffer that carries messages between pipeline stages.
+//!
+//! - [`Sequence`]: cache-padded position counters with named memory orderings.
+//! - [`WaitStrategy`]: busy-spin, yield, park, phased back-off.
+//! - [`RingBuilder`], [`Producer`], [`Consumer`]: one producer, a graph of batch consumers.
+
+mod ring_buffer;
+mod sequence;
+mod wait;
+
+pub use ring_buffer::{
+    ConsumerId, Consumer, Gauge, Halted, Poll, Producer, RingBuilder, TryPublishError,
+};
+pub use sequence::{minimum, Sequence};
+pub use wait::{wait_until, Signal, WaitStrategy};

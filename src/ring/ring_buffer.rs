@@ -1,0 +1,396 @@
+//! The pre-allocated ring: fixed slots, one producer, a graph of batch consumers.
+//!
+//! Slots are created once by a factory (LMAX's `EventFactory`) and reused forever; the producer
+//! writes into a claimed slot in place and publishes by advancing the cursor. Consumers take
+//! every available sequence as one batch and advance their own [`Sequence`] once per batch. The
+//! producer never overwrites a slot until *every* consumer has passed it, so the gating set is
+//! complete by construction. This file holds all of the ring's `unsafe`.
+
+use super::sequence::{minimum, Sequence};
+use super::wait::{wait_until, Signal, WaitStrategy};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Identifies a consumer while the ring is being built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerId(usize);
+
+/// Why a wait ended without events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// A batch of this many events was handled.
+    Batch(u64),
+    /// The deadline passed with nothing new.
+    Timeout,
+    /// The producer closed the ring and this consumer has handled everything published.
+    Closed,
+    /// The ring was halted (a fatal error elsewhere); stop now.
+    Halted,
+}
+
+/// The ring was halted while the producer waited for space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ring halted")]
+pub struct Halted;
+
+/// Why a non-blocking publish did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TryPublishError {
+    /// Not enough free slots right now (back-pressure).
+    #[error("ring full")]
+    Full,
+    /// The ring was halted.
+    #[error("ring halted")]
+    Halted,
+}
+
+struct Shared<T> {
+    slots: Box<[UnsafeCell<T>]>,
+    mask: u64,
+    cursor: Arc<Sequence>,
+    consumers: Box<[Arc<Sequence>]>,
+    strategy: WaitStrategy,
+    signal: Signal,
+    closed: AtomicBool,
+    halted: AtomicBool,
+}
+
+// SAFETY: slots are only reached through `Producer` (one, `&mut self`, slots no consumer can
+// see) and `Consumer` (shared reads of published slots); T crosses threads, so T: Send + Sync.
+unsafe impl<T: Send + Sync> Sync for Shared<T> {}
+// SAFETY: as above; moving the ring moves owned T values between threads.
+unsafe impl<T: Send> Send for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// Pointer to the slot of `sequence`. Always in bounds: `mask + 1 == slots.len()`.
+    #[inline]
+    fn slot(&self, sequence: u64) -> *mut T {
+        let index = (sequence & self.mask) as usize;
+        debug_assert!(index < self.slots.len());
+        // SAFETY: index <= mask < slots.len(), checked by construction and the assert above.
+        unsafe { self.slots.get_unchecked(index) }.get()
+    }
+
+    #[inline]
+    fn notify(&self) {
+        if self.strategy.may_park() {
+            self.signal.notify_all();
+        }
+    }
+}
+
+/// Builds a ring and its consumer graph. Capacity must be a power of two.
+pub struct RingBuilder {
+    capacity: usize,
+    strategy: WaitStrategy,
+    start_after: u64,
+    dependencies: Vec<Vec<ConsumerId>>,
+}
+
+impl RingBuilder {
+    /// A ring of `capacity` slots (a power of two, at least 1).
+    pub fn new(capacity: usize) -> Self {
+        assert!(capacity.is_power_of_two(), "ring capacity {capacity} is not a power of two");
+        RingBuilder {
+            capacity,
+            strategy: WaitStrategy::default(),
+            start_after: 0,
+            dependencies: Vec::new(),
+        }
+    }
+
+    /// The wait strategy of every thread that waits on this ring.
+    pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// The first published sequence will be `sequence + 1` (resume after a recovered journal).
+    pub fn start_after(mut self, sequence: u64) -> Self {
+        self.start_after = sequence;
+        self
+    }
+
+    /// Adds a consumer that sees a sequence only after every consumer in `after` has handled it
+    /// (or, with `after` empty, as soon as the producer publishes it).
+    pub fn add_consumer(&mut self, after: &[ConsumerId]) -> ConsumerId {
+        assert!(after.iter().all(|id| id.0 < self.dependencies.len()), "unknown consumer");
+        self.dependencies.push(after.to_vec());
+        ConsumerId(self.dependencies.len() - 1)
+    }
+
+    /// Allocates every slot with `factory` and returns the producer and the consumers, in the
+    /// order they were added.
+    pub fn build<T>(self, mut factory: impl FnMut() -> T) -> (Producer<T>, Vec<Consumer<T>>) {
+        let start = self.start_after;
+        let own: Vec<Arc<Sequence>> =
+            self.dependencies.iter().map(|_| Arc::new(Sequence::new(start))).collect();
+        let shared = Arc::new(Shared {
+            slots: (0..self.capacity).map(|_| UnsafeCell::new(factory())).collect(),
+            mask: self.capacity as u64 - 1,
+            cursor: Arc::new(Sequence::new(start)),
+            consumers: own.clone().into_boxed_slice(),
+            strategy: self.strategy,
+            signal: Signal::default(),
+            closed: AtomicBool::new(false),
+            halted: AtomicBool::new(false),
+        });
+        let consumers = self
+            .dependencies
+            .iter()
+            .enumerate()
+            .map(|(i, after)| {
+                let deps: Vec<Arc<Sequence>> = if after.is_empty() {
+                    vec![shared.cursor.clone()]
+                } else {
+                    after.iter().map(|id| own[id.0].clone()).collect()
+                };
+                Consumer {
+                    shared: shared.clone(),
+                    sequence: own[i].clone(),
+                    dependencies: deps.into_boxed_slice(),
+                }
+            })
+            .collect();
+        let producer = Producer { shared, next: start + 1, cached_gate: start };
+        (producer, consumers)
+    }
+}
+
+/// The single writer of a ring. Dropping it closes the ring.
+pub struct Producer<T> {
+    shared: Arc<Shared<T>>,
+    /// Next sequence to publish.
+    next: u64,
+    /// Last seen minimum of all consumer sequences (refreshed only when it looks full).
+    cached_gate: u64,
+}
+
+impl<T> Producer<T> {
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.shared.slots.len()
+    }
+
+    /// The last published sequence.
+    pub fn published(&self) -> u64 {
+        self.next - 1
+    }
+
+    /// A read-only view of positions and fill level, usable from any thread.
+    pub fn gauge(&self) -> Gauge {
+        Gauge {
+            cursor: self.shared.cursor.clone(),
+            consumers: self.shared.consumers.clone(),
+            capacity: self.capacity() as u64,
+        }
+    }
+
+    #[inline]
+    fn has_room(&mut self, n: u64) -> bool {
+        let capacity = self.shared.slots.len() as u64;
+        let last = self.next + n - 1;
+        if last <= self.cached_gate + capacity {
+            return true;
+        }
+        self.cached_gate = minimum(&self.shared.consumers, self.next - 1);
+        last <= self.cached_gate + capacity
+    }
+
+    /// Waits (with the ring's strategy) for `n` free slots, fills each in sequence order, then
+    /// publishes all `n` with one Release store. Returns the last sequence published.
+    #[inline]
+    pub fn publish_batch(
+        &mut self,
+        n: usize,
+        fill: impl FnMut(&mut T, u64),
+    ) -> Result<u64, Halted> {
+        assert!(n >= 1 && n <= self.capacity(), "batch of {n} does not fit the ring");
+        if !self.has_room(n as u64) {
+            self.wait_for_room(n as u64)?;
+        }
+        Ok(self.fill_and_publish(n as u64, fill))
+    }
+
+    /// Publishes one event; see [`Producer::publish_batch`].
+    #[inline]
+    pub fn publish(&mut self, fill: impl FnOnce(&mut T, u64)) -> Result<u64, Halted> {
+        let mut fill = Some(fill);
+        self.publish_batch(1, |slot, seq| (fill.take().expect("called once"))(slot, seq))
+    }
+
+    /// Publishes `n` events only if there is room now; never waits.
+    #[inline]
+    pub fn try_publish_batch(
+        &mut self,
+        n: usize,
+        fill: impl FnMut(&mut T, u64),
+    ) -> Result<u64, TryPublishError> {
+        assert!(n >= 1 && n <= self.capacity(), "batch of {n} does not fit the ring");
+        if self.shared.halted.load(Ordering::Relaxed) {
+            return Err(TryPublishError::Halted);
+        }
+        if !self.has_room(n as u64) {
+            return Err(TryPublishError::Full);
+        }
+        Ok(self.fill_and_publish(n as u64, fill))
+    }
+
+    #[cold]
+    fn wait_for_room(&mut self, n: u64) -> Result<(), Halted> {
+        let shared = &*self.shared;
+        let last = self.next + n - 1;
+        let capacity = shared.slots.len() as u64;
+        let mut gate = self.cached_gate;
+        wait_until(shared.strategy, &shared.signal, None, || {
+            gate = minimum(&shared.consumers, last);
+            last <= gate + capacity || shared.halted.load(Ordering::Relaxed)
+        });
+        self.cached_gate = gate;
+        if last <= gate + capacity {
+            Ok(())
+        } else {
+            Err(Halted)
+        }
+    }
+
+    #[inline]
+    fn fill_and_publish(&mut self, n: u64, mut fill: impl FnMut(&mut T, u64)) -> u64 {
+        let first = self.next;
+        for sequence in first..first + n {
+            debug_assert!(sequence <= self.cached_gate + self.shared.slots.len() as u64);
+            // SAFETY: every consumer has passed `sequence - capacity` (has_room/wait_for_room),
+            // and `sequence` is not yet published, so no other reference to this slot exists.
+            let slot = unsafe { &mut *self.shared.slot(sequence) };
+            fill(slot, sequence);
+        }
+        self.next = first + n;
+        // Pairs with the Acquire loads of the cursor in `Consumer::process_batch`.
+        self.shared.cursor.store_release(self.next - 1);
+        self.shared.notify();
+        self.next - 1
+    }
+
+    /// Halts the ring: every waiter (producer and consumers) returns at once.
+    pub fn halt(&self) {
+        halt(&self.shared);
+    }
+}
+
+impl<T> Drop for Producer<T> {
+    fn drop(&mut self) {
+        // Pairs with the Acquire load of `closed` in `Consumer::process_batch`: the final
+        // cursor is visible to whoever sees `closed`.
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.signal.notify_all();
+    }
+}
+
+fn halt<T>(shared: &Shared<T>) {
+    shared.halted.store(true, Ordering::Release);
+    shared.signal.notify_all();
+}
+
+/// One stage of the consumer graph: handles published events in batches.
+pub struct Consumer<T> {
+    shared: Arc<Shared<T>>,
+    sequence: Arc<Sequence>,
+    dependencies: Box<[Arc<Sequence>]>,
+}
+
+impl<T> Consumer<T> {
+    /// This consumer's position: the last sequence it has fully handled.
+    pub fn sequence(&self) -> Arc<Sequence> {
+        self.sequence.clone()
+    }
+
+    /// Halts the ring: every waiter returns at once (used on fatal errors).
+    pub fn halt(&self) {
+        halt(&self.shared);
+    }
+
+    /// Waits until events are available (or `deadline`, or close/halt), then hands every
+    /// available event to `handler(event, sequence, end_of_batch)` in order and advances this
+    /// consumer's sequence once. If `handler` fails, the sequence is not advanced.
+    #[inline]
+    pub fn process_batch<E>(
+        &mut self,
+        deadline: Option<Instant>,
+        mut handler: impl FnMut(&T, u64, bool) -> Result<(), E>,
+    ) -> Result<Poll, E> {
+        let current = self.sequence.load_relaxed();
+        let available = match self.wait(current, deadline) {
+            Ok(available) => available,
+            Err(poll) => return Ok(poll),
+        };
+        for sequence in current + 1..=available {
+            // SAFETY: current < sequence <= available, so the slot is published and handled by
+            // every upstream stage; the producer cannot reuse it until our sequence passes it.
+            let event = unsafe { &*self.shared.slot(sequence) };
+            handler(event, sequence, sequence == available)?;
+        }
+        // Pairs with the Acquire loads in `Producer::has_room` and downstream consumers.
+        self.sequence.store_release(available);
+        self.shared.notify();
+        Ok(Poll::Batch(available - current))
+    }
+
+    #[inline]
+    fn wait(&self, current: u64, deadline: Option<Instant>) -> Result<u64, Poll> {
+        let available = minimum(&self.dependencies, u64::MAX);
+        if available > current {
+            return Ok(available);
+        }
+        self.wait_slow(current, deadline)
+    }
+
+    #[cold]
+    fn wait_slow(&self, current: u64, deadline: Option<Instant>) -> Result<u64, Poll> {
+        let shared = &*self.shared;
+        let mut available = current;
+        let mut closed = false;
+        wait_until(shared.strategy, &shared.signal, deadline, || {
+            // Read `closed` before the cursor: a close implies the cursor is final.
+            closed = shared.closed.load(Ordering::Acquire) && current == shared.cursor.load_acquire();
+            available = minimum(&self.dependencies, u64::MAX);
+            available > current || closed || shared.halted.load(Ordering::Relaxed)
+        });
+        if shared.halted.load(Ordering::Acquire) {
+            Err(Poll::Halted)
+        } else if available > current {
+            Ok(available)
+        } else if closed {
+            Err(Poll::Closed)
+        } else {
+            Err(Poll::Timeout)
+        }
+    }
+}
+
+/// Read-only positions of a ring, for monitoring from any thread.
+#[derive(Clone)]
+pub struct Gauge {
+    cursor: Arc<Sequence>,
+    consumers: Box<[Arc<Sequence>]>,
+    capacity: u64,
+}
+
+impl Gauge {
+    /// Last published sequence.
+    pub fn published(&self) -> u64 {
+        self.cursor.load_acquire()
+    }
+
+    /// Events published but not yet handled by every consumer.
+    pub fn fill(&self) -> u64 {
+        let slowest = minimum(&self.consumers, u64::MAX);
+        self.published().saturating_sub(slowest.min(self.published()))
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+}

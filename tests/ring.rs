@@ -1,0 +1,221 @@
+//! Ring behaviour with real threads: order, no loss, no duplication, back-pressure, close, halt.
+
+use keel::ring::{Consumer, Poll, RingBuilder, Sequence, WaitStrategy};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const STRATEGIES: [WaitStrategy; 2] = [WaitStrategy::Yield, WaitStrategy::PARK];
+
+/// Drains `consumer` until the ring closes, checking that values arrive as 1, 2, 3, ... and that
+/// each event's sequence matches its value. Returns (count, batches, saw_end_of_batch_last).
+fn drain_checked(mut consumer: Consumer<u64>) -> (u64, u64) {
+    let mut expected = 1u64;
+    let mut batches = 0u64;
+    loop {
+        let poll = consumer
+            .process_batch(None, |value: &u64, seq, end| {
+                assert_eq!(*value, expected, "out of order, lost or duplicated");
+                assert_eq!(seq, expected);
+                let _ = end;
+                expected += 1;
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        match poll {
+            Poll::Batch(_) => batches += 1,
+            Poll::Closed => return (expected - 1, batches),
+            Poll::Timeout => {}
+            Poll::Halted => panic!("unexpected halt"),
+        }
+    }
+}
+
+fn run_one_to_one(capacity: usize, strategy: WaitStrategy, count: u64, burst: usize) {
+    let mut builder = RingBuilder::new(capacity).wait_strategy(strategy);
+    builder.add_consumer(&[]);
+    let (mut producer, mut consumers) = builder.build(|| 0u64);
+    let consumer = consumers.pop().unwrap();
+    let handle = thread::spawn(move || drain_checked(consumer));
+    let burst = burst.min(capacity);
+    let mut next = 1u64;
+    while next <= count {
+        let n = burst.min((count - next + 1) as usize);
+        producer
+            .publish_batch(n, |slot, seq| {
+                *slot = next;
+                assert_eq!(seq, next);
+                next += 1;
+            })
+            .unwrap();
+    }
+    drop(producer);
+    let (received, batches) = handle.join().unwrap();
+    assert_eq!(received, count);
+    assert!(batches >= 1);
+}
+
+#[test]
+fn millions_through_a_small_ring_in_order() {
+    for strategy in STRATEGIES {
+        // 2 M messages through 1024 slots: ~2000 wrap-arounds.
+        run_one_to_one(1024, strategy, 2_000_000, 1);
+        run_one_to_one(1024, strategy, 2_000_000, 64);
+    }
+}
+
+#[test]
+fn capacity_one_and_two() {
+    for strategy in STRATEGIES {
+        run_one_to_one(1, strategy, 20_000, 1);
+        run_one_to_one(2, strategy, 20_000, 1);
+        run_one_to_one(2, strategy, 20_000, 2);
+    }
+}
+
+#[test]
+#[should_panic(expected = "not a power of two")]
+fn capacity_must_be_power_of_two() {
+    RingBuilder::new(3);
+}
+
+#[test]
+fn full_ring_makes_the_producer_wait_and_drops_nothing() {
+    let mut builder = RingBuilder::new(8).wait_strategy(WaitStrategy::PARK);
+    builder.add_consumer(&[]);
+    let (mut producer, mut consumers) = builder.build(|| 0u64);
+    let mut consumer = consumers.pop().unwrap();
+    for v in 1..=8 {
+        producer.publish(|slot, _| *slot = v).unwrap();
+    }
+    assert_eq!(producer.gauge().fill(), 8);
+    assert_eq!(producer.try_publish_batch(1, |s, _| *s = 9), Err(keel::ring::TryPublishError::Full));
+    // A blocking publish waits until the consumer frees a slot.
+    let published = Arc::new(AtomicU64::new(0));
+    let p2 = published.clone();
+    let t = thread::spawn(move || {
+        producer.publish(|slot, _| *slot = 9).unwrap();
+        p2.store(1, Ordering::SeqCst);
+        producer
+    });
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(published.load(Ordering::SeqCst), 0, "producer overwrote an unconsumed slot");
+    let mut seen = Vec::new();
+    consumer
+        .process_batch(None, |v: &u64, _, _| {
+            seen.push(*v);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    let producer = t.join().unwrap();
+    assert_eq!(published.load(Ordering::SeqCst), 1);
+    consumer
+        .process_batch(None, |v: &u64, _, _| {
+            seen.push(*v);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    assert_eq!(seen, (1..=9).collect::<Vec<_>>());
+    drop(producer);
+}
+
+#[test]
+fn downstream_never_passes_upstream() {
+    let mut builder = RingBuilder::new(64).wait_strategy(WaitStrategy::Yield);
+    let first = builder.add_consumer(&[]);
+    builder.add_consumer(&[first]);
+    let (mut producer, mut consumers) = builder.build(|| 0u64);
+    let second = consumers.pop().unwrap();
+    let mut first = consumers.pop().unwrap();
+    let upstream: Arc<Sequence> = first.sequence();
+    let up = thread::spawn(move || loop {
+        match first.process_batch(None, |_, _, _| Ok::<(), ()>(())).unwrap() {
+            Poll::Closed => break,
+            _ => thread::yield_now(),
+        }
+    });
+    let down = thread::spawn(move || {
+        let mut second = second;
+        let mut n = 0u64;
+        loop {
+            let poll = second
+                .process_batch(None, |v: &u64, seq, _| {
+                    assert!(seq <= upstream.load_acquire(), "saw {seq} before upstream did");
+                    assert_eq!(*v, seq);
+                    n += 1;
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            if poll == Poll::Closed {
+                return n;
+            }
+        }
+    });
+    for v in 1..=200_000u64 {
+        producer.publish(|slot, _| *slot = v).unwrap();
+    }
+    drop(producer);
+    up.join().unwrap();
+    assert_eq!(down.join().unwrap(), 200_000);
+}
+
+#[test]
+fn end_of_batch_marks_the_last_event_of_each_batch() {
+    let mut builder = RingBuilder::new(16).wait_strategy(WaitStrategy::Yield);
+    builder.add_consumer(&[]);
+    let (mut producer, mut consumers) = builder.build(|| 0u64);
+    let mut consumer = consumers.pop().unwrap();
+    producer.publish_batch(5, |s, seq| *s = seq).unwrap();
+    let mut ends = Vec::new();
+    consumer
+        .process_batch(None, |_, seq, end| {
+            ends.push((seq, end));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    assert_eq!(ends, vec![(1, false), (2, false), (3, false), (4, false), (5, true)]);
+}
+
+#[test]
+fn failed_handler_does_not_advance() {
+    let mut builder = RingBuilder::new(16).wait_strategy(WaitStrategy::Yield);
+    builder.add_consumer(&[]);
+    let (mut producer, mut consumers) = builder.build(|| 0u64);
+    let mut consumer = consumers.pop().unwrap();
+    producer.publish_batch(3, |s, seq| *s = seq).unwrap();
+    let r = consumer.process_batch(None, |_, seq, _| if seq == 2 { Err(seq) } else { Ok(()) });
+    assert_eq!(r, Err(2));
+    assert_eq!(consumer.sequence().load_acquire(), 0);
+}
+
+#[test]
+fn timeout_and_halt_release_waiters() {
+    let mut builder = RingBuilder::new(16).wait_strategy(WaitStrategy::PARK);
+    builder.add_consumer(&[]);
+    let (producer, mut consumers) = builder.build(|| 0u64);
+    let mut consumer = consumers.pop().unwrap();
+    let deadline = Some(Instant::now() + Duration::from_millis(10));
+    assert_eq!(consumer.process_batch(deadline, |_, _, _| Ok::<(), ()>(())), Ok(Poll::Timeout));
+    let t = thread::spawn(move || consumer.process_batch(None, |_, _, _| Ok::<(), ()>(())));
+    thread::sleep(Duration::from_millis(20));
+    producer.halt();
+    assert_eq!(t.join().unwrap(), Ok(Poll::Halted));
+}
+
+#[test]
+fn start_after_resumes_numbering() {
+    let mut builder = RingBuilder::new(4).wait_strategy(WaitStrategy::Yield).start_after(41);
+    builder.add_consumer(&[]);
+    let (mut producer, mut consumers) = builder.build(|| 0u64);
+    assert_eq!(producer.publish(|s, seq| *s = seq).unwrap(), 42);
+    let mut consumer = consumers.pop().unwrap();
+    let mut seen = 0;
+    consumer
+        .process_batch(None, |v: &u64, _, _| {
+            seen = *v;
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    assert_eq!(seen, 42);
+}
