@@ -1,13 +1,26 @@
 //! keel: an LMAX-style single-writer engine.
 //!
 //! All state lives in memory and is changed by one business-logic thread applying an ordered,
-//! journaled stream of messages. The pipeline is
-//! producer → [`ring`] → journaler ([`journal`]) → business logic ([`engine`]).
-//! See `ARCHITECTURE.md` in the shared folder and `docs/` for the formats.
+//! journaled stream of messages; restart is snapshot + replay. The pipeline, in data-flow
+//! order: a producer publishes into the pre-allocated [`ring`]; the journaler appends each
+//! batch to memory-mapped segment files ([`journal`]); the business-logic thread applies each
+//! journaled message to the application's [`Processor`] ([`engine`]) and captures
+//! [`snapshot`]s. See `docs/` for the formats.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod codec;
-pub mod journal;
 pub mod ring;
+pub mod journal;
+pub mod engine;
+pub mod snapshot;
+pub mod bench;
+pub mod error;
+
+pub use engine::{
+    ApplyMode, Config, Engine, Message, Outcome, Output, Processor, Response, Status, Submission,
+    Submitter,
+};
+pub use error::Error;
+pub use journal::FlushPolicy;
+pub use ring::WaitStrategy;

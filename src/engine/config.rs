@@ -1,0 +1,149 @@
+//! `Config`: every limit of the engine, set once at start. Nothing grows after `start()`.
+
+use crate::journal::FlushPolicy;
+use crate::ring::WaitStrategy;
+use std::path::PathBuf;
+
+/// When the business logic may apply a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApplyMode {
+    /// Apply only after the message is journaled (under the flush policy). The default.
+    #[default]
+    Durable,
+    /// Apply as soon as it is published; hold each response until its message is journaled.
+    ApplyAhead,
+}
+
+impl std::str::FromStr for ApplyMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "durable" => Ok(ApplyMode::Durable),
+            "apply-ahead" | "ahead" => Ok(ApplyMode::ApplyAhead),
+            other => Err(format!("unknown apply mode {other:?}: use durable|apply-ahead")),
+        }
+    }
+}
+
+/// Which core each engine thread is pinned to (`None`: not pinned).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pinning {
+    /// Core id for the journaler thread.
+    pub journaler_core: Option<usize>,
+    /// Core id for the business-logic thread.
+    pub logic_core: Option<usize>,
+    /// Core id for the network thread (when there is one).
+    pub net_core: Option<usize>,
+}
+
+/// All limits and choices of one engine.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of journal segments.
+    pub journal_dir: PathBuf,
+    /// Directory of snapshots.
+    pub snapshot_dir: PathBuf,
+    /// Input ring slots (power of two).
+    pub ring_capacity: usize,
+    /// Output ring slots (power of two).
+    pub output_ring_capacity: usize,
+    /// Largest message payload accepted.
+    pub max_message_bytes: usize,
+    /// Largest response payload a processor may write.
+    pub max_response_bytes: usize,
+    /// Size of each journal segment file.
+    pub segment_size_bytes: u64,
+    /// When the journal is synced to storage.
+    pub flush: FlushPolicy,
+    /// How engine threads wait.
+    pub wait: WaitStrategy,
+    /// Durable (default) or apply-ahead.
+    pub mode: ApplyMode,
+    /// Thread pinning.
+    pub pinning: Pinning,
+    /// Drop responses instead of publishing them (an embedded host that does not read them).
+    pub discard_responses: bool,
+    /// Take a snapshot every this many messages (0: only on shutdown and on request).
+    pub snapshot_interval_messages: u64,
+    /// Snapshots kept on disk (older ones are deleted after a new one is written).
+    pub snapshot_retain: usize,
+    /// Take a snapshot when the engine shuts down cleanly.
+    pub snapshot_on_shutdown: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            journal_dir: PathBuf::from("journal"),
+            snapshot_dir: PathBuf::from("snapshots"),
+            ring_capacity: 1 << 16,
+            output_ring_capacity: 1 << 16,
+            max_message_bytes: 1024,
+            max_response_bytes: 4096,
+            segment_size_bytes: 256 << 20,
+            flush: FlushPolicy::Batch,
+            wait: WaitStrategy::default(),
+            mode: ApplyMode::Durable,
+            pinning: Pinning::default(),
+            discard_responses: false,
+            snapshot_interval_messages: 1_000_000,
+            snapshot_retain: 3,
+            snapshot_on_shutdown: true,
+        }
+    }
+}
+
+/// A `Config` that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// A config whose journal and snapshots live under `dir` (`dir/journal`, `dir/snapshots`).
+    pub fn with_data_dir(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        Config { journal_dir: dir.join("journal"), snapshot_dir: dir.join("snapshots"), ..Config::default() }
+    }
+
+    /// Checks every limit; the engine refuses to start otherwise.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
+        if !self.ring_capacity.is_power_of_two() {
+            return fail(format!("ring_capacity {} is not a power of two", self.ring_capacity));
+        }
+        if !self.output_ring_capacity.is_power_of_two() {
+            return fail(format!(
+                "output_ring_capacity {} is not a power of two",
+                self.output_ring_capacity
+            ));
+        }
+        if self.max_message_bytes == 0 || self.max_message_bytes > u32::MAX as usize / 2 {
+            return fail(format!("max_message_bytes {} out of range", self.max_message_bytes));
+        }
+        if self.max_response_bytes > u32::MAX as usize / 2 {
+            return fail(format!("max_response_bytes {} out of range", self.max_response_bytes));
+        }
+        if self.segment_size_bytes < 4 * (self.max_message_bytes as u64) + 65_536 {
+            return fail(format!(
+                "segment_size_bytes {} too small for max_message_bytes {}",
+                self.segment_size_bytes, self.max_message_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_limits_are_checked() {
+        Config::default().validate().unwrap();
+        let bad = Config { ring_capacity: 1000, ..Config::default() };
+        assert!(bad.validate().is_err());
+        let bad = Config { segment_size_bytes: 4096, ..Config::default() };
+        assert!(bad.validate().is_err());
+        assert_eq!("apply-ahead".parse::<ApplyMode>(), Ok(ApplyMode::ApplyAhead));
+    }
+}

@@ -1,0 +1,89 @@
+//! The journaler stage: appends each batch from the input ring, applies the flush policy once
+//! per batch (group commit), then advances its sequence, which gates the business logic.
+
+use super::message::Envelope;
+use crate::journal::{FlushPolicy, JournalError, JournalWriter, Record};
+use crate::ring::{Consumer, Poll};
+use std::time::{Duration, Instant};
+
+/// Where the journaler stage writes. [`JournalWriter`] is the real one; tests can substitute a
+/// sink that fails on demand.
+pub trait JournalSink: Send + 'static {
+    /// Appends one record (no sync).
+    fn append(&mut self, record: &Record<'_>) -> Result<(), JournalError>;
+    /// End of a batch: apply the flush policy.
+    fn end_batch(&mut self) -> Result<(), JournalError>;
+    /// Idle: sync if the interval policy says it is due.
+    fn tick(&mut self) -> Result<(), JournalError>;
+    /// Unconditional durable sync (shutdown).
+    fn sync(&mut self) -> Result<(), JournalError>;
+}
+
+/// How often an idle journaler must call `tick` under `policy` (`None`: never).
+pub(crate) fn tick_interval(policy: FlushPolicy) -> Option<Duration> {
+    match policy {
+        FlushPolicy::IntervalMs(ms) => Some(Duration::from_millis(u64::from(ms))),
+        _ => None,
+    }
+}
+
+impl JournalSink for JournalWriter {
+    #[inline]
+    fn append(&mut self, record: &Record<'_>) -> Result<(), JournalError> {
+        JournalWriter::append(self, record)
+    }
+    fn end_batch(&mut self) -> Result<(), JournalError> {
+        JournalWriter::end_batch(self)
+    }
+    fn tick(&mut self) -> Result<(), JournalError> {
+        JournalWriter::tick(self)
+    }
+    fn sync(&mut self) -> Result<(), JournalError> {
+        JournalWriter::sync(self)
+    }
+}
+
+/// The record that journals `envelope`.
+#[inline]
+pub(crate) fn record_of(envelope: &Envelope) -> Record<'_> {
+    let h = &envelope.header;
+    Record {
+        sequence: h.sequence,
+        timestamp_ns: h.timestamp_ns,
+        session_id: h.session_id,
+        correlation_id: h.correlation_id,
+        kind: h.kind,
+        version: h.version,
+        payload: &envelope.payload[..envelope.len as usize],
+    }
+}
+
+/// Runs the journaler until the ring closes (then syncs) or halts. On a journal error the
+/// ring is halted and the error returned: nothing after the last good batch is ever applied.
+pub(crate) fn run<J: JournalSink>(
+    mut journal: J,
+    mut input: Consumer<Envelope>,
+    interval: Option<Duration>,
+) -> Result<(), JournalError> {
+    loop {
+        let deadline = interval.map(|i| Instant::now() + i);
+        let poll = input.process_batch(deadline, |envelope, sequence, end_of_batch| {
+            debug_assert_eq!(envelope.header.sequence, sequence);
+            journal.append(&record_of(envelope))?;
+            if end_of_batch {
+                journal.end_batch()?;
+            }
+            Ok(())
+        });
+        match poll {
+            Ok(Poll::Batch(_)) => {}
+            Ok(Poll::Timeout) => journal.tick().inspect_err(|_| input.halt())?,
+            Ok(Poll::Closed) => return journal.sync().inspect_err(|_| input.halt()),
+            Ok(Poll::Halted) => return Ok(()),
+            Err(e) => {
+                input.halt();
+                return Err(e);
+            }
+        }
+    }
+}

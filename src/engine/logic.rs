@@ -1,0 +1,184 @@
+//! The business-logic stage: applies each message to the processor on one thread, contains
+//! panics, publishes exactly one response per message into the output ring, and captures
+//! snapshots at message boundaries.
+//!
+//! Because every input sequence yields exactly one response, the output ring's sequence of a
+//! response equals its message's sequence; apply-ahead mode relies on this to hold responses
+//! until the journaler has passed them.
+
+use super::message::{
+    Envelope, Message, ResponseHeader, ResponseSlot, Status, CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
+};
+use super::processor::{Outcome, Output, Processor};
+use crate::ring::{Consumer, Halted, Poll, Producer};
+use crate::snapshot::{SnapshotJob, SnapshotSender};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+/// Result of applying one message: status, reason, response kind, payload length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Accepted, rejected or failed (panicked).
+    pub status: Status,
+    /// Rejection reason (0 unless rejected).
+    pub reason: u32,
+    /// Response kind chosen by the processor.
+    pub kind: u16,
+    /// Bytes of response payload written.
+    pub len: usize,
+}
+
+/// Applies `message` to `processor`, writing the response payload into `buf`. A panic inside
+/// `apply` is caught and reported as `Status::Failed` with the panic message as payload; the
+/// same journal therefore gives the same outcome on replay. Control messages (kinds from
+/// [`CONTROL_KIND_MIN`]) are accepted without reaching the processor. Used live and in
+/// recovery and replay alike.
+pub fn apply_message<P: Processor>(
+    processor: &mut P,
+    message: &Message<'_>,
+    buf: &mut [u8],
+) -> Applied {
+    if message.header.kind >= CONTROL_KIND_MIN {
+        return Applied { status: Status::Accepted, reason: 0, kind: message.header.kind, len: 0 };
+    }
+    let mut out = Output::new(buf);
+    let result = catch_unwind(AssertUnwindSafe(|| processor.apply(message, &mut out)));
+    let (status, reason) = match result {
+        Ok(Outcome::Accepted) => (Status::Accepted, 0),
+        Ok(Outcome::Rejected(reason)) => (Status::Rejected, reason),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("processor panicked");
+            out.replace_with_text(text);
+            (Status::Failed, 0)
+        }
+    };
+    Applied { status, reason, kind: out.kind(), len: out.len() }
+}
+
+fn fill_response<P: Processor>(processor: &mut P, envelope: &Envelope, slot: &mut ResponseSlot) {
+    let message = envelope.message();
+    let applied = apply_message(processor, &message, &mut slot.payload);
+    slot.len = applied.len as u32;
+    slot.header = ResponseHeader {
+        sequence: message.header.sequence,
+        session_id: message.header.session_id,
+        correlation_id: message.header.correlation_id,
+        status: applied.status,
+        reason: applied.reason,
+        kind: applied.kind,
+    };
+}
+
+/// Where responses go.
+pub(crate) enum Responses {
+    /// Published to the output ring.
+    Ring(Producer<ResponseSlot>),
+    /// Dropped after apply; the buffer is scratch space for the processor.
+    Discard(Box<[u8]>),
+}
+
+/// When and where the business logic captures snapshots.
+pub(crate) struct Snapshots {
+    pub(crate) sender: SnapshotSender,
+    pub(crate) interval_messages: u64,
+    pub(crate) on_shutdown: bool,
+    pub(crate) last_sequence: u64,
+    pub(crate) size_hint_bytes: usize,
+}
+
+impl Snapshots {
+    /// Serializes the state (the only snapshot work on this thread) and hands it over.
+    fn capture<P: Processor>(&mut self, processor: &P, sequence: u64, wait: bool) {
+        let start = Instant::now();
+        let mut state = Vec::with_capacity(self.size_hint_bytes);
+        if let Err(error) = processor.save_state(&mut state) {
+            tracing::error!(sequence, %error, "snapshot capture failed");
+            return;
+        }
+        self.size_hint_bytes = state.len() + state.len() / 8;
+        let job = SnapshotJob {
+            sequence,
+            schema_version: processor.schema_version(),
+            state_hash: processor.state_hash(),
+            state,
+        };
+        self.sender.stats().record_pause(start.elapsed().as_nanos() as u64);
+        self.last_sequence = sequence;
+        if wait {
+            self.sender.send(job);
+        } else {
+            self.sender.offer(job);
+        }
+    }
+
+    /// After `sequence` was applied: capture if it asked for one or the interval is due.
+    #[inline]
+    fn after<P: Processor>(&mut self, processor: &P, sequence: u64, kind: u16) {
+        if kind == CONTROL_SNAPSHOT {
+            self.capture(processor, sequence, true);
+        } else if self.interval_messages != 0 && sequence % self.interval_messages == 0 {
+            self.capture(processor, sequence, false);
+        }
+    }
+}
+
+/// Applies one envelope and routes its response.
+#[inline]
+fn handle<P: Processor>(
+    processor: &mut P,
+    responses: &mut Responses,
+    envelope: &Envelope,
+    sequence: u64,
+) -> Result<(), Halted> {
+    debug_assert_eq!(envelope.header.sequence, sequence);
+    match responses {
+        Responses::Ring(output) => {
+            let published = output.publish(|slot, _| fill_response(processor, envelope, slot))?;
+            debug_assert_eq!(published, sequence, "one response per message");
+        }
+        Responses::Discard(scratch) => {
+            apply_message(processor, &envelope.message(), scratch);
+        }
+    }
+    Ok(())
+}
+
+/// Runs the business logic until the input ring closes or halts; returns the processor.
+/// Dropping the output producer on return closes the output ring.
+pub(crate) fn run<P: Processor>(
+    mut processor: P,
+    mut input: Consumer<Envelope>,
+    mut responses: Responses,
+    mut snapshots: Option<Snapshots>,
+) -> P {
+    let owner = std::thread::current().id();
+    loop {
+        let poll = input.process_batch(None, |envelope, sequence, _end_of_batch| {
+            // The single-writer principle, checked: only this thread touches the state.
+            debug_assert_eq!(std::thread::current().id(), owner);
+            handle(&mut processor, &mut responses, envelope, sequence)?;
+            if let Some(snapshots) = snapshots.as_mut() {
+                snapshots.after(&processor, sequence, envelope.header.kind);
+            }
+            Ok::<(), Halted>(())
+        });
+        match poll {
+            Ok(Poll::Batch(_) | Poll::Timeout) => {}
+            Ok(Poll::Closed) => break,
+            Ok(Poll::Halted) => return processor,
+            Err(Halted) => {
+                input.halt();
+                return processor;
+            }
+        }
+    }
+    let applied = input.sequence().load_acquire();
+    if let Some(s) = snapshots.as_mut().filter(|s| s.on_shutdown && s.last_sequence < applied) {
+        s.capture(&processor, applied, true);
+    }
+    processor
+}

@@ -1,0 +1,278 @@
+//! The engine: recovers the state from the journal, then runs the pipeline
+//! producer → input ring → journaler → business logic → output ring on its own threads.
+//!
+//! Startup: open (and repair the torn tail of) the journal, replay every journaled message
+//! through the processor with the same code as live apply, then start the threads with the
+//! ring numbering continuing after the last journaled sequence. Shutdown: close the input,
+//! let both stages drain everything published, sync the journal, join, hand the processor back.
+
+mod affinity;
+mod config;
+mod journaler;
+mod logic;
+mod message;
+mod processor;
+mod recovery;
+mod responses;
+mod submit;
+
+pub use affinity::Cores;
+pub use config::{ApplyMode, Config, ConfigError, Pinning};
+pub use journaler::JournalSink;
+pub use logic::{apply_message, Applied};
+pub use message::{
+    Envelope, Message, MessageHeader, Response, ResponseHeader, ResponseSlot, Status,
+    CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
+};
+pub use recovery::{message_of, Recovered};
+pub use processor::{Outcome, Output, OutputFull, Processor};
+pub use responses::ResponseReceiver;
+pub use submit::{now_ns, SubmitError, Submission, Submitter};
+
+use crate::error::Error;
+use crate::journal::{JournalConfig, JournalError, JournalWriter};
+use crate::ring::{Gauge, RingBuilder, Sequence, Signal};
+use crate::snapshot::{SnapshotStats, SnapshotStore, SnapshotWriter};
+use logic::{Responses, Snapshots};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// A running engine around one [`Processor`].
+pub struct Engine<P: Processor> {
+    submitter: Option<Submitter>,
+    responses: Option<ResponseReceiver>,
+    journaler: Option<JoinHandle<Result<(), JournalError>>>,
+    logic: Option<JoinHandle<P>>,
+    journaled: Arc<Sequence>,
+    applied: Arc<Sequence>,
+    gauge: Gauge,
+    recovered: Recovered,
+    snapshot_writer: Option<SnapshotWriter>,
+}
+
+impl<P: Processor> Engine<P> {
+    /// Opens the journal in `config.journal_dir`, replays it into `processor`, and starts the
+    /// pipeline. `processor` must be in its initial (empty) state.
+    pub fn start(config: Config, mut processor: P) -> Result<Self, Error> {
+        config.validate()?;
+        let journal = JournalWriter::open(&JournalConfig {
+            dir: config.journal_dir.clone(),
+            segment_size_bytes: config.segment_size_bytes,
+            flush: config.flush,
+            max_payload_bytes: config.max_message_bytes as u32,
+        })?;
+        let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?;
+        let recovered = recovery::recover(&config, &store, &mut processor, journal.last_sequence())?;
+        tracing::info!(
+            snapshot = recovered.snapshot_sequence,
+            replayed = recovered.replayed,
+            last = recovered.last_sequence,
+            "recovered"
+        );
+        Self::launch(config, processor, journal, recovered, store)
+    }
+
+    /// Starts the pipeline over any [`JournalSink`] without replaying anything: `processor`
+    /// must already hold the state as of `last_sequence`, the last sequence in `journal`.
+    pub fn start_with_sink<J: JournalSink>(
+        config: Config,
+        processor: P,
+        journal: J,
+        last_sequence: u64,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?;
+        let recovered = Recovered { last_sequence, ..Recovered::default() };
+        Self::launch(config, processor, journal, recovered, store)
+    }
+
+    fn launch<J: JournalSink>(
+        config: Config,
+        processor: P,
+        journal: J,
+        recovered: Recovered,
+        store: SnapshotStore,
+    ) -> Result<Self, Error> {
+        let last = recovered.last_sequence;
+        let snapshot_writer = SnapshotWriter::spawn(store)?;
+        let snapshots = Some(Snapshots {
+            sender: snapshot_writer.sender(),
+            interval_messages: config.snapshot_interval_messages,
+            on_shutdown: config.snapshot_on_shutdown,
+            // Nothing new since the state was last saved? Then shutdown need not save it again.
+            last_sequence: if recovered.replayed == 0 { last } else { recovered.snapshot_sequence },
+            size_hint_bytes: 4096,
+        });
+        let cores = Cores::detect();
+        let signal = Arc::new(Signal::default());
+        let mut input = RingBuilder::new(config.ring_capacity)
+            .wait_strategy(config.wait)
+            .start_after(last)
+            .signal(signal.clone());
+        let journal_id = input.add_consumer(&[]);
+        let logic_after = match config.mode {
+            ApplyMode::Durable => vec![journal_id],
+            ApplyMode::ApplyAhead => vec![],
+        };
+        input.add_consumer(&logic_after);
+        let max_message_bytes = config.max_message_bytes;
+        let (producer, mut consumers) = input.build(|| Envelope::with_capacity(max_message_bytes));
+        let logic_input = consumers.pop().expect("logic consumer");
+        let journal_input = consumers.pop().expect("journal consumer");
+        let journaled = journal_input.sequence();
+        let applied = logic_input.sequence();
+        let gauge = producer.gauge();
+        let (responses, receiver) = build_output(&config, last, signal, &journaled);
+
+        let interval = journaler::tick_interval(config.flush);
+        let (c1, core) = (cores.clone(), config.pinning.journaler_core);
+        let journaler = spawn("keel-journaler", move || {
+            c1.pin_current(core, "journaler");
+            journaler::run(journal, journal_input, interval)
+        })?;
+        let (c2, core) = (cores, config.pinning.logic_core);
+        let logic = spawn("keel-logic", move || {
+            c2.pin_current(core, "logic");
+            logic::run(processor, logic_input, responses, snapshots)
+        })?;
+        Ok(Engine {
+            submitter: Some(Submitter::new(producer, max_message_bytes)),
+            responses: receiver,
+            journaler: Some(journaler),
+            logic: Some(logic),
+            journaled,
+            applied,
+            gauge,
+            recovered,
+            snapshot_writer: Some(snapshot_writer),
+        })
+    }
+
+    /// The engine's own submitter, for submitting from the thread that owns the engine.
+    ///
+    /// # Panics
+    /// If the submitter was taken with [`Engine::take_submitter`].
+    pub fn submitter(&mut self) -> &mut Submitter {
+        self.submitter.as_mut().expect("submitter was taken")
+    }
+
+    /// Takes the single submitter to publish from another thread. The engine stops accepting
+    /// input when it is dropped; [`Engine::shutdown`] waits for that.
+    pub fn take_submitter(&mut self) -> Option<Submitter> {
+        self.submitter.take()
+    }
+
+    /// Takes the response receiver. Whoever holds it must keep reading until it reports
+    /// `Closed`, or the business logic stalls when the output ring fills (back-pressure).
+    pub fn take_responses(&mut self) -> Option<ResponseReceiver> {
+        self.responses.take()
+    }
+
+    /// The last sequence the journal held at start (recovered and replayed).
+    pub fn recovered_sequence(&self) -> u64 {
+        self.recovered.last_sequence
+    }
+
+    /// What startup recovery did: snapshot restored, messages replayed.
+    pub fn recovered(&self) -> Recovered {
+        self.recovered
+    }
+
+    /// Asks for a snapshot right after everything submitted so far, through the ring (a
+    /// journaled control message). Uses the engine's own submitter.
+    pub fn request_snapshot(&mut self) -> Result<u64, SubmitError> {
+        self.submitter().request_snapshot()
+    }
+
+    /// Snapshot counters: written, last sequence, capture pause, write time.
+    pub fn snapshot_stats(&self) -> Option<std::sync::Arc<SnapshotStats>> {
+        self.snapshot_writer.as_ref().map(SnapshotWriter::stats)
+    }
+
+    /// The last journaled sequence (durable under the flush policy).
+    pub fn journaled_sequence(&self) -> u64 {
+        self.journaled.load_acquire()
+    }
+
+    /// The last applied sequence.
+    pub fn applied_sequence(&self) -> u64 {
+        self.applied.load_acquire()
+    }
+
+    /// Input ring positions and fill level.
+    pub fn input_gauge(&self) -> &Gauge {
+        &self.gauge
+    }
+
+    /// Stops cleanly: closes the input (the taken submitter, if any, must be dropped too),
+    /// drains every published message through journal and business logic, syncs the journal,
+    /// joins the threads and returns the processor with its final state.
+    pub fn shutdown(mut self) -> Result<P, Error> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<P, Error> {
+        self.submitter = None;
+        if let Some(mut receiver) = self.responses.take() {
+            receiver.drain_until_closed();
+        }
+        let journal_result = self.journaler.take().map(JoinHandle::join);
+        let logic_result = self.logic.take().map(JoinHandle::join);
+        if let Some(writer) = self.snapshot_writer.take() {
+            writer.finish();
+        }
+        match journal_result {
+            Some(Ok(Ok(()))) | None => {}
+            Some(Ok(Err(e))) => return Err(e.into()),
+            Some(Err(_)) => return Err(Error::ThreadPanicked("journaler")),
+        }
+        match logic_result {
+            Some(Ok(processor)) => Ok(processor),
+            Some(Err(_)) => Err(Error::ThreadPanicked("logic")),
+            None => Err(Error::Recovery("engine already stopped".into())),
+        }
+    }
+}
+
+impl<P: Processor> Drop for Engine<P> {
+    fn drop(&mut self) {
+        if self.logic.is_some() {
+            if let Err(e) = self.stop() {
+                tracing::error!(error = %e, "engine stopped with an error");
+            }
+        }
+    }
+}
+
+fn build_output(
+    config: &Config,
+    last: u64,
+    signal: Arc<Signal>,
+    journaled: &Arc<Sequence>,
+) -> (Responses, Option<ResponseReceiver>) {
+    if config.discard_responses {
+        return (Responses::Discard(vec![0; config.max_response_bytes].into()), None);
+    }
+    let mut output = RingBuilder::new(config.output_ring_capacity)
+        .wait_strategy(config.wait)
+        .start_after(last)
+        .signal(signal);
+    // Apply-ahead: a response leaves only after its message is journaled. Output sequence ==
+    // input sequence (one response per message), so gating on the journaler's sequence is exact.
+    let gate: &[Arc<Sequence>] = match config.mode {
+        ApplyMode::Durable => &[],
+        ApplyMode::ApplyAhead => std::slice::from_ref(journaled),
+    };
+    output.add_consumer_gated(&[], gate);
+    let max = config.max_response_bytes;
+    let (producer, mut consumers) = output.build(|| ResponseSlot::with_capacity(max));
+    let receiver = ResponseReceiver::new(consumers.pop().expect("response consumer"));
+    (Responses::Ring(producer), Some(receiver))
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, Error> {
+    Ok(std::thread::Builder::new().name(name.to_string()).spawn(f)?)
+}

@@ -1,0 +1,168 @@
+//! The producer side of the engine: `Submitter` publishes messages into the input ring and
+//! stamps each with the time (the only clock the business logic ever sees).
+
+use super::message::Envelope;
+use crate::codec::{self, CodecError};
+use crate::ring::{Gauge, Producer, TryPublishError};
+use serde::Serialize;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Why a message was not accepted for publishing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The payload is larger than `Config::max_message_bytes`.
+    #[error("message of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Payload size.
+        len: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// The ring is full right now (only from the `try_` methods).
+    #[error("input ring full")]
+    Full,
+    /// The engine has stopped (after a fatal error); nothing more is accepted.
+    #[error("engine stopped")]
+    Stopped,
+    /// The message could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] CodecError),
+}
+
+/// Routing and typing of one submitted message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Submission {
+    /// Application message kind.
+    pub kind: u16,
+    /// Version of the kind's encoding.
+    pub version: u16,
+    /// Sender session (0 for the embedding host).
+    pub session_id: u64,
+    /// Sender's correlation id, echoed in the response.
+    pub correlation_id: u64,
+}
+
+/// Nanoseconds since the Unix epoch, from the wall clock.
+#[inline]
+pub fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The single producer of the input ring. Dropping it closes the ring, which lets the engine
+/// drain and stop.
+pub struct Submitter {
+    producer: Producer<Envelope>,
+    max_message_bytes: usize,
+    scratch: Box<[u8]>,
+}
+
+impl Submitter {
+    pub(crate) fn new(producer: Producer<Envelope>, max_message_bytes: usize) -> Self {
+        Submitter { producer, max_message_bytes, scratch: vec![0; max_message_bytes].into() }
+    }
+
+    /// Publishes one message, waiting while the ring is full (back-pressure). Returns its
+    /// sequence number.
+    #[inline]
+    pub fn submit(&mut self, to: Submission, payload: &[u8]) -> Result<u64, SubmitError> {
+        self.check(payload.len())?;
+        let timestamp_ns = now_ns();
+        self.producer
+            .publish(|slot, sequence| fill(slot, sequence, timestamp_ns, to, payload))
+            .map_err(|_| SubmitError::Stopped)
+    }
+
+    /// Publishes one message only if the ring has room now.
+    #[inline]
+    pub fn try_submit(&mut self, to: Submission, payload: &[u8]) -> Result<u64, SubmitError> {
+        self.check(payload.len())?;
+        let timestamp_ns = now_ns();
+        self.producer
+            .try_publish_batch(1, |slot, sequence| fill(slot, sequence, timestamp_ns, to, payload))
+            .map_err(|e| match e {
+                TryPublishError::Full => SubmitError::Full,
+                TryPublishError::Halted => SubmitError::Stopped,
+            })
+    }
+
+    /// Encodes `value` with keel's codec (no allocation) and submits it.
+    pub fn submit_encoded<T: Serialize>(
+        &mut self,
+        to: Submission,
+        value: &T,
+    ) -> Result<u64, SubmitError> {
+        let max = self.max_message_bytes;
+        let len = codec::encode_into(value, &mut self.scratch).map_err(|e| match e {
+            CodecError::Encode(_) => SubmitError::TooLarge { len: max + 1, max },
+            other => SubmitError::Encode(other),
+        })?;
+        let (payload, timestamp_ns) = (&self.scratch[..len], now_ns());
+        self.producer
+            .publish(|slot, sequence| fill(slot, sequence, timestamp_ns, to, payload))
+            .map_err(|_| SubmitError::Stopped)
+    }
+
+    /// Publishes all `messages` with a single ring publish (one Release store) and one
+    /// timestamp, waiting for room. Every payload is checked first: all or nothing.
+    /// Returns the last sequence.
+    pub fn submit_batch(&mut self, messages: &[(Submission, &[u8])]) -> Result<u64, SubmitError> {
+        if let Some((_, p)) = messages.iter().find(|(_, p)| p.len() > self.max_message_bytes) {
+            return Err(SubmitError::TooLarge { len: p.len(), max: self.max_message_bytes });
+        }
+        let timestamp_ns = now_ns();
+        let mut last = self.producer.published();
+        for chunk in messages.chunks(self.producer.capacity()) {
+            let mut next = chunk.iter();
+            last = self
+                .producer
+                .publish_batch(chunk.len(), |slot, sequence| {
+                    let (to, payload) = next.next().expect("one message per slot");
+                    fill(slot, sequence, timestamp_ns, *to, payload);
+                })
+                .map_err(|_| SubmitError::Stopped)?;
+        }
+        Ok(last)
+    }
+
+    /// Publishes a control message asking the business logic to snapshot right after it.
+    pub fn request_snapshot(&mut self) -> Result<u64, SubmitError> {
+        let to = Submission { kind: super::message::CONTROL_SNAPSHOT, ..Submission::default() };
+        self.submit(to, &[])
+    }
+
+    /// Last published sequence.
+    pub fn published(&self) -> u64 {
+        self.producer.published()
+    }
+
+    /// Fill level and positions of the input ring.
+    pub fn gauge(&self) -> Gauge {
+        self.producer.gauge()
+    }
+
+    /// Largest payload accepted.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    #[inline]
+    fn check(&self, len: usize) -> Result<(), SubmitError> {
+        if len > self.max_message_bytes {
+            return Err(SubmitError::TooLarge { len, max: self.max_message_bytes });
+        }
+        Ok(())
+    }
+}
+
+#[inline]
+fn fill(slot: &mut Envelope, sequence: u64, timestamp_ns: u64, to: Submission, payload: &[u8]) {
+    slot.header.sequence = sequence;
+    slot.header.timestamp_ns = timestamp_ns;
+    slot.header.session_id = to.session_id;
+    slot.header.correlation_id = to.correlation_id;
+    slot.header.kind = to.kind;
+    slot.header.version = to.version;
+    slot.payload[..payload.len()].copy_from_slice(payload);
+    slot.len = payload.len() as u32;
+}

@@ -1,0 +1,30 @@
+//! The top-level error: one enum that every area's error converts into.
+
+use crate::engine::ConfigError;
+use crate::journal::JournalError;
+use crate::snapshot::SnapshotError;
+
+/// Anything that can stop the engine. Business rejections are never errors (see
+/// [`crate::Outcome`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Journal I/O failed or the journal is corrupt.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A snapshot could not be written or read.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// Other I/O.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Recovery found the journal inconsistent with what the engine expected.
+    #[error("recovery: {0}")]
+    Recovery(String),
+    /// An engine thread died.
+    #[error("engine thread {0} panicked")]
+    ThreadPanicked(&'static str),
+}

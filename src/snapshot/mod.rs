@@ -1,0 +1,67 @@
+//! Snapshots: the processor's whole state at a message boundary, so restart replays only the
+//! journal after it.
+//!
+//! The business-logic thread only *captures* (serializes) the state; a snapshot thread writes
+//! it (temporary file, fsync, rename, directory fsync) and prunes old ones. At startup the
+//! newest valid snapshot at or before the journal's end is restored; a corrupt one falls back
+//! to an older one, or to a full replay, with a warning — never to data loss.
+
+mod format;
+mod store;
+mod writer;
+
+pub use format::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC};
+pub use store::{file_name, LoadedSnapshot, SnapshotFile, SnapshotStore};
+pub use writer::{SnapshotJob, SnapshotSender, SnapshotStats, SnapshotWriter};
+
+use crate::codec::{self, CodecError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Snapshot failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// File system error.
+    #[error("snapshot i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file is unusable (bad checksum, truncated, wrong format).
+    #[error("snapshot {path} is corrupt: {reason}")]
+    Corrupted {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The state could not be decoded or upgraded by the processor.
+    #[error("snapshot state rejected: {0}")]
+    State(#[from] StateError),
+}
+
+/// A processor could not restore a saved state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The schema version is newer than this build, or has no registered upgrade.
+    #[error("state schema version {found} is not supported (this build: {current})")]
+    UnsupportedSchema {
+        /// Version in the snapshot.
+        found: u32,
+        /// Version this build writes.
+        current: u32,
+    },
+    /// The bytes do not decode.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// Saves a serde state with keel's codec: the usual body of `Processor::save_state`.
+pub fn save_serde<T: Serialize>(state: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    codec::encode_to_vec(state, out).map(|_| ())
+}
+
+/// Loads a serde state saved by [`save_serde`].
+pub fn load_serde<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
+    Ok(codec::decode(bytes)?)
+}

@@ -1,0 +1,160 @@
+//! `SnapshotStore`: snapshot files in one directory, written atomically, pruned to a count.
+
+use super::format::{decode, encode_header, SnapshotHeader};
+use super::SnapshotError;
+use crate::codec::CODEC_ID;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const SUFFIX: &str = ".snap";
+const TEMP_SUFFIX: &str = ".snap.tmp";
+
+/// One snapshot as found on disk (not yet validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotFile {
+    /// Last applied sequence, from the file name.
+    pub sequence: u64,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+/// A validated snapshot read back from disk.
+#[derive(Debug, Clone)]
+pub struct LoadedSnapshot {
+    /// Its header.
+    pub header: SnapshotHeader,
+    /// The encoded state.
+    pub state: Vec<u8>,
+    /// Where it came from.
+    pub path: PathBuf,
+}
+
+/// The directory of snapshots.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    dir: PathBuf,
+    retain: usize,
+}
+
+/// File name of the snapshot after `sequence`: zero-padded so `ls` sorts by sequence.
+pub fn file_name(sequence: u64) -> String {
+    format!("{sequence:020}{SUFFIX}")
+}
+
+impl SnapshotStore {
+    /// Opens (creating if needed) `dir`, keeping the newest `retain` snapshots on prune.
+    /// Leftover temporary files from an interrupted write are removed.
+    pub fn open(dir: &Path, retain: usize) -> Result<Self, SnapshotError> {
+        fs::create_dir_all(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.to_string_lossy().ends_with(TEMP_SUFFIX) {
+                fs::remove_file(&path)?;
+            }
+        }
+        Ok(SnapshotStore { dir: dir.to_path_buf(), retain: retain.max(1) })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes a snapshot: temporary file, fsync, rename, fsync of the directory. A crash at
+    /// any point leaves either the complete new file or none.
+    pub fn write(
+        &self,
+        sequence: u64,
+        schema_version: u32,
+        state_hash: u64,
+        state: &[u8],
+    ) -> Result<PathBuf, SnapshotError> {
+        let header = SnapshotHeader {
+            codec_id: CODEC_ID,
+            schema_version,
+            sequence,
+            state_hash,
+            state_len: state.len() as u64,
+            state_crc: crc32c::crc32c(state),
+        };
+        let final_path = self.dir.join(file_name(sequence));
+        let temp_path = self.dir.join(format!("{sequence:020}{TEMP_SUFFIX}"));
+        let mut file = File::create(&temp_path)?;
+        file.write_all(&encode_header(&header))?;
+        file.write_all(state)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temp_path, &final_path)?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(final_path)
+    }
+
+    /// Every snapshot file, oldest first.
+    pub fn list(&self) -> Result<Vec<SnapshotFile>, SnapshotError> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Some(sequence) = name.strip_suffix(SUFFIX).and_then(|s| s.parse().ok()) {
+                found.push(SnapshotFile { sequence, path });
+            }
+        }
+        found.sort_by_key(|f| f.sequence);
+        Ok(found)
+    }
+
+    /// Reads and validates one snapshot file.
+    pub fn load(&self, file: &SnapshotFile) -> Result<LoadedSnapshot, SnapshotError> {
+        let bytes = fs::read(&file.path)?;
+        let (header, state) = decode(&bytes)
+            .map_err(|reason| SnapshotError::Corrupted { path: file.path.clone(), reason })?;
+        if header.sequence != file.sequence {
+            return Err(SnapshotError::Corrupted {
+                path: file.path.clone(),
+                reason: format!("holds sequence {} but is named {}", header.sequence, file.sequence),
+            });
+        }
+        Ok(LoadedSnapshot { header, state: state.to_vec(), path: file.path.clone() })
+    }
+
+    /// Deletes all but the newest `retain` snapshots.
+    pub fn prune(&self) -> Result<usize, SnapshotError> {
+        let files = self.list()?;
+        let excess = files.len().saturating_sub(self.retain);
+        for file in &files[..excess] {
+            fs::remove_file(&file.path)?;
+        }
+        Ok(excess)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_list_load_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path(), 2).unwrap();
+        for seq in [10u64, 30, 20] {
+            store.write(seq, 1, seq * 7, format!("state {seq}").as_bytes()).unwrap();
+        }
+        let files = store.list().unwrap();
+        assert_eq!(files.iter().map(|f| f.sequence).collect::<Vec<_>>(), vec![10, 20, 30]);
+        let loaded = store.load(&files[2]).unwrap();
+        assert_eq!((loaded.header.state_hash, &loaded.state[..]), (210, &b"state 30"[..]));
+        assert_eq!(store.prune().unwrap(), 1);
+        assert_eq!(store.list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_renamed_snapshot_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path(), 2).unwrap();
+        let path = store.write(5, 1, 0, b"x").unwrap();
+        fs::rename(&path, dir.path().join(file_name(6))).unwrap();
+        let files = store.list().unwrap();
+        assert!(matches!(store.load(&files[0]), Err(SnapshotError::Corrupted { .. })));
+    }
+}

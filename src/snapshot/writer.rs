@@ -1,0 +1,156 @@
+//! The snapshot thread: takes captured states from the business logic and writes them, so the
+//! slow disk work never pauses the business-logic thread.
+
+use super::store::SnapshotStore;
+use super::SnapshotError;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// A captured state on its way to disk.
+#[derive(Debug)]
+pub struct SnapshotJob {
+    /// Last applied sequence.
+    pub sequence: u64,
+    /// State schema version.
+    pub schema_version: u32,
+    /// State hash at capture.
+    pub state_hash: u64,
+    /// The encoded state.
+    pub state: Vec<u8>,
+}
+
+/// Counters about snapshots, readable from any thread.
+#[derive(Debug, Default)]
+pub struct SnapshotStats {
+    /// Snapshots written.
+    pub written: AtomicU64,
+    /// Sequence of the newest snapshot written.
+    pub last_sequence: AtomicU64,
+    /// Business-logic pause of the last capture, ns.
+    pub last_pause_ns: AtomicU64,
+    /// Longest business-logic pause of any capture, ns.
+    pub max_pause_ns: AtomicU64,
+    /// Time the last write took (file, fsync, rename, dir fsync), ns.
+    pub last_write_ns: AtomicU64,
+    /// Size of the last snapshot's state, bytes.
+    pub last_state_bytes: AtomicU64,
+    /// Captures skipped because the previous one was still being written.
+    pub skipped: AtomicU64,
+    /// Writes that failed (logged).
+    pub failed: AtomicU64,
+}
+
+impl SnapshotStats {
+    /// Records a capture pause.
+    pub fn record_pause(&self, pause_ns: u64) {
+        self.last_pause_ns.store(pause_ns, Ordering::Relaxed);
+        self.max_pause_ns.fetch_max(pause_ns, Ordering::Relaxed);
+    }
+}
+
+/// The running snapshot thread and the sending end used by the business logic.
+pub struct SnapshotWriter {
+    sender: Option<Sender<SnapshotJob>>,
+    handle: Option<JoinHandle<()>>,
+    stats: Arc<SnapshotStats>,
+}
+
+impl SnapshotWriter {
+    /// Starts the snapshot thread writing into `store`. At most one capture waits while
+    /// another is being written; more are skipped (counted), never queued without bound.
+    pub fn spawn(store: SnapshotStore) -> std::io::Result<Self> {
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let stats = Arc::new(SnapshotStats::default());
+        let s2 = stats.clone();
+        let handle = std::thread::Builder::new()
+            .name("keel-snapshot".into())
+            .spawn(move || write_loop(&store, &receiver, &s2))?;
+        Ok(SnapshotWriter { sender: Some(sender), handle: Some(handle), stats })
+    }
+
+    /// A handle for the business-logic thread.
+    pub fn sender(&self) -> SnapshotSender {
+        SnapshotSender {
+            sender: self.sender.clone().expect("writer running"),
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Arc<SnapshotStats> {
+        self.stats.clone()
+    }
+
+    /// Waits until every sent snapshot is written, then stops the thread.
+    pub fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.sender = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write_loop(store: &SnapshotStore, receiver: &Receiver<SnapshotJob>, stats: &SnapshotStats) {
+    for job in receiver {
+        let start = Instant::now();
+        let result = store
+            .write(job.sequence, job.schema_version, job.state_hash, &job.state)
+            .and_then(|path| store.prune().map(|_| path));
+        match result {
+            Ok(path) => {
+                let ns = start.elapsed().as_nanos() as u64;
+                stats.written.fetch_add(1, Ordering::Relaxed);
+                stats.last_sequence.store(job.sequence, Ordering::Relaxed);
+                stats.last_write_ns.store(ns, Ordering::Relaxed);
+                stats.last_state_bytes.store(job.state.len() as u64, Ordering::Relaxed);
+                tracing::info!(path = %path.display(), bytes = job.state.len(), write_ms = ns / 1_000_000, "snapshot written");
+            }
+            Err(e) => log_failure(stats, job.sequence, &e),
+        }
+    }
+}
+
+fn log_failure(stats: &SnapshotStats, sequence: u64, error: &SnapshotError) {
+    stats.failed.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(sequence, %error, "snapshot write failed; the journal still holds everything");
+}
+
+/// The business logic's end of the snapshot thread.
+#[derive(Clone)]
+pub struct SnapshotSender {
+    sender: Sender<SnapshotJob>,
+    stats: Arc<SnapshotStats>,
+}
+
+impl SnapshotSender {
+    /// Hands a capture over without waiting; if the writer is still busy it is skipped.
+    pub fn offer(&self, job: SnapshotJob) {
+        if let Err(TrySendError::Full(job)) = self.sender.try_send(job) {
+            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(sequence = job.sequence, "snapshot skipped: previous one still being written");
+        }
+    }
+
+    /// Hands a capture over, waiting for room (shutdown and explicit requests).
+    pub fn send(&self, job: SnapshotJob) {
+        let _ = self.sender.send(job);
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &SnapshotStats {
+        &self.stats
+    }
+}
