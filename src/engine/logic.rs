@@ -107,11 +107,9 @@ impl Snapshots {
             state,
         };
         self.sender.stats().record_pause(start.elapsed().as_nanos() as u64);
-        self.last_sequence = sequence;
-        if wait {
-            self.sender.send(job);
-        } else {
-            self.sender.offer(job);
+        let handed_over = if wait { self.sender.send(job) } else { self.sender.offer(job) };
+        if handed_over {
+            self.last_sequence = sequence;
         }
     }
 

@@ -136,17 +136,23 @@ pub struct SnapshotSender {
 }
 
 impl SnapshotSender {
-    /// Hands a capture over without waiting; if the writer is still busy it is skipped.
-    pub fn offer(&self, job: SnapshotJob) {
-        if let Err(TrySendError::Full(job)) = self.sender.try_send(job) {
-            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(sequence = job.sequence, "snapshot skipped: previous one still being written");
+    /// Hands a capture over without waiting; if the writer is still busy it is skipped
+    /// (counted and logged). Returns whether it was handed over.
+    pub fn offer(&self, job: SnapshotJob) -> bool {
+        match self.sender.try_send(job) {
+            Ok(()) => true,
+            Err(TrySendError::Full(job)) => {
+                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sequence = job.sequence, "snapshot skipped: previous one still being written");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
         }
     }
 
     /// Hands a capture over, waiting for room (shutdown and explicit requests).
-    pub fn send(&self, job: SnapshotJob) {
-        let _ = self.sender.send(job);
+    pub fn send(&self, job: SnapshotJob) -> bool {
+        self.sender.send(job).is_ok()
     }
 
     /// Counters.

@@ -66,3 +66,77 @@ impl Processor for Summer {
 pub fn to(kind: u16, correlation_id: u64) -> keel::Submission {
     keel::Submission { kind, version: 1, session_id: 0, correlation_id }
 }
+
+/// A key-value processor whose responses depend on state: put, add (rejects on overflow),
+/// delete (rejects unknown keys), and a panic op. BTreeMap keeps iteration deterministic.
+#[derive(Default, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kv {
+    pub entries: std::collections::BTreeMap<u32, u64>,
+    pub last_timestamp_ns: u64,
+}
+
+pub const KV_PUT: u16 = 10;
+pub const KV_ADD: u16 = 11;
+pub const KV_DELETE: u16 = 12;
+pub const KV_PANIC: u16 = 13;
+
+pub fn kv_payload(key: u32, value: u64) -> [u8; 12] {
+    let mut p = [0u8; 12];
+    p[..4].copy_from_slice(&key.to_le_bytes());
+    p[4..].copy_from_slice(&value.to_le_bytes());
+    p
+}
+
+impl Processor for Kv {
+    fn apply(&mut self, message: &Message<'_>, out: &mut Output<'_>) -> Outcome {
+        let p = message.payload;
+        let key = u32::from_le_bytes(p[..4].try_into().unwrap());
+        let value = u64::from_le_bytes(p[4..12].try_into().unwrap());
+        self.last_timestamp_ns = message.header.timestamp_ns;
+        match message.header.kind {
+            KV_PUT => {
+                let old = self.entries.insert(key, value);
+                out.encode(&old).unwrap();
+                Outcome::Accepted
+            }
+            KV_ADD => {
+                let entry = self.entries.entry(key).or_default();
+                match entry.checked_add(value) {
+                    Some(v) => {
+                        *entry = v;
+                        out.encode(&v).unwrap();
+                        Outcome::Accepted
+                    }
+                    None => Outcome::Rejected(2),
+                }
+            }
+            KV_DELETE => match self.entries.remove(&key) {
+                Some(v) => {
+                    out.encode(&v).unwrap();
+                    Outcome::Accepted
+                }
+                None => Outcome::Rejected(3),
+            },
+            KV_PANIC => {
+                self.entries.insert(key, 0);
+                panic!("kv panic on key {key}");
+            }
+            _ => Outcome::Rejected(1),
+        }
+    }
+
+    fn state_hash(&self) -> u64 {
+        let mut bytes = Vec::new();
+        save_serde(self, &mut bytes).unwrap();
+        u64::from(crc32c::crc32c(&bytes)) | (bytes.len() as u64) << 32
+    }
+
+    fn save_state(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        save_serde(self, out)
+    }
+
+    fn load_state(&mut self, _schema_version: u32, bytes: &[u8]) -> Result<(), StateError> {
+        *self = load_serde(bytes)?;
+        Ok(())
+    }
+}
