@@ -14,6 +14,8 @@ pub mod ring;
 pub mod journal;
 pub mod engine;
 pub mod snapshot;
+pub mod net;
+pub mod apps;
 pub mod bench;
 pub mod error;
 

@@ -36,6 +36,18 @@ pub struct Pinning {
     pub net_core: Option<usize>,
 }
 
+/// Called by the business-logic thread after each batch whose responses it published, so a
+/// thread that sleeps elsewhere (the network thread in `epoll`) can be woken. It must be cheap
+/// and must not block: check a "sleeping" flag before making a system call.
+#[derive(Clone)]
+pub struct OutputWaker(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for OutputWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutputWaker")
+    }
+}
+
 /// All limits and choices of one engine.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -69,6 +81,8 @@ pub struct Config {
     pub snapshot_retain: usize,
     /// Take a snapshot when the engine shuts down cleanly.
     pub snapshot_on_shutdown: bool,
+    /// Woken after each batch of published responses (see [`OutputWaker`]).
+    pub output_waker: Option<OutputWaker>,
 }
 
 impl Default for Config {
@@ -89,6 +103,7 @@ impl Default for Config {
             snapshot_interval_messages: 1_000_000,
             snapshot_retain: 3,
             snapshot_on_shutdown: true,
+            output_waker: None,
         }
     }
 }

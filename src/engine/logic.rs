@@ -9,6 +9,7 @@
 use super::message::{
     Envelope, Message, ResponseHeader, ResponseSlot, Status, CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
 };
+use super::config::OutputWaker;
 use super::processor::{Outcome, Output, Processor};
 use crate::ring::{Consumer, Halted, Poll, Producer};
 use crate::snapshot::{SnapshotJob, SnapshotSender};
@@ -152,15 +153,21 @@ pub(crate) fn run<P: Processor>(
     mut input: Consumer<Envelope>,
     mut responses: Responses,
     mut snapshots: Option<Snapshots>,
+    waker: Option<OutputWaker>,
 ) -> P {
     let owner = std::thread::current().id();
     loop {
-        let poll = input.process_batch(None, |envelope, sequence, _end_of_batch| {
+        let poll = input.process_batch(None, |envelope, sequence, end_of_batch| {
             // The single-writer principle, checked: only this thread touches the state.
             debug_assert_eq!(std::thread::current().id(), owner);
             handle(&mut processor, &mut responses, envelope, sequence)?;
             if let Some(snapshots) = snapshots.as_mut() {
                 snapshots.after(&processor, sequence, envelope.header.kind);
+            }
+            if end_of_batch {
+                if let Some(waker) = &waker {
+                    (waker.0)();
+                }
             }
             Ok::<(), Halted>(())
         });

@@ -17,7 +17,7 @@ mod responses;
 mod submit;
 
 pub use affinity::Cores;
-pub use config::{ApplyMode, Config, ConfigError, Pinning};
+pub use config::{ApplyMode, Config, ConfigError, OutputWaker, Pinning};
 pub use journaler::JournalSink;
 pub use logic::{apply_message, Applied};
 pub use message::{
@@ -130,10 +130,10 @@ impl<P: Processor> Engine<P> {
             c1.pin_current(core, "journaler");
             journaler::run(journal, journal_input, interval)
         })?;
-        let (c2, core) = (cores, config.pinning.logic_core);
+        let (c2, core, waker) = (cores, config.pinning.logic_core, config.output_waker.clone());
         let logic = spawn("keel-logic", move || {
             c2.pin_current(core, "logic");
-            logic::run(processor, logic_input, responses, snapshots)
+            logic::run(processor, logic_input, responses, snapshots, waker)
         })?;
         Ok(Engine {
             submitter: Some(Submitter::new(producer, max_message_bytes)),

@@ -25,6 +25,13 @@ impl ResponseReceiver {
         result.unwrap_or(Poll::Halted)
     }
 
+    /// Hands every response available right now to `f`, without waiting. Returns how many
+    /// (or `Poll::Closed`/`Poll::Halted` once the engine has stopped and all were delivered).
+    #[inline]
+    pub fn try_poll(&mut self, f: impl FnMut(Response<'_>)) -> Poll {
+        self.poll(Some(Instant::now()), f)
+    }
+
     /// Reads and drops responses until the output ring closes or halts.
     pub fn drain_until_closed(&mut self) {
         loop {

@@ -52,7 +52,7 @@ struct Shared<T> {
     cursor: Arc<Sequence>,
     consumers: Box<[Arc<Sequence>]>,
     strategy: WaitStrategy,
-    signal: Signal,
+    signal: Arc<Signal>,
     closed: AtomicBool,
     halted: AtomicBool,
 }
@@ -86,7 +86,8 @@ pub struct RingBuilder {
     capacity: usize,
     strategy: WaitStrategy,
     start_after: u64,
-    dependencies: Vec<Vec<ConsumerId>>,
+    signal: Arc<Signal>,
+    dependencies: Vec<(Vec<ConsumerId>, Vec<Arc<Sequence>>)>,
 }
 
 impl RingBuilder {
@@ -97,6 +98,7 @@ impl RingBuilder {
             capacity,
             strategy: WaitStrategy::default(),
             start_after: 0,
+            signal: Arc::new(Signal::default()),
             dependencies: Vec::new(),
         }
     }
@@ -113,11 +115,29 @@ impl RingBuilder {
         self
     }
 
+    /// Shares `signal` with other rings, so one notification wakes waiters on any of them
+    /// (needed when a consumer is gated on another ring's sequence).
+    pub fn signal(mut self, signal: Arc<Signal>) -> Self {
+        self.signal = signal;
+        self
+    }
+
     /// Adds a consumer that sees a sequence only after every consumer in `after` has handled it
     /// (or, with `after` empty, as soon as the producer publishes it).
     pub fn add_consumer(&mut self, after: &[ConsumerId]) -> ConsumerId {
+        self.add_consumer_gated(after, &[])
+    }
+
+    /// Like [`RingBuilder::add_consumer`], and also gated on `external` sequences that belong
+    /// to other stages (for example another ring's consumer). Their owners must notify the
+    /// signal this ring uses (see [`RingBuilder::signal`]).
+    pub fn add_consumer_gated(
+        &mut self,
+        after: &[ConsumerId],
+        external: &[Arc<Sequence>],
+    ) -> ConsumerId {
         assert!(after.iter().all(|id| id.0 < self.dependencies.len()), "unknown consumer");
-        self.dependencies.push(after.to_vec());
+        self.dependencies.push((after.to_vec(), external.to_vec()));
         ConsumerId(self.dependencies.len() - 1)
     }
 
@@ -133,7 +153,7 @@ impl RingBuilder {
             cursor: Arc::new(Sequence::new(start)),
             consumers: own.clone().into_boxed_slice(),
             strategy: self.strategy,
-            signal: Signal::default(),
+            signal: self.signal,
             closed: AtomicBool::new(false),
             halted: AtomicBool::new(false),
         });
@@ -141,12 +161,13 @@ impl RingBuilder {
             .dependencies
             .iter()
             .enumerate()
-            .map(|(i, after)| {
-                let deps: Vec<Arc<Sequence>> = if after.is_empty() {
+            .map(|(i, (after, external))| {
+                let mut deps: Vec<Arc<Sequence>> = if after.is_empty() {
                     vec![shared.cursor.clone()]
                 } else {
                     after.iter().map(|id| own[id.0].clone()).collect()
                 };
+                deps.extend(external.iter().cloned());
                 Consumer {
                     shared: shared.clone(),
                     sequence: own[i].clone(),

@@ -154,6 +154,10 @@ pub fn wait_until(
         if ready() {
             return true;
         }
+        if counter == 0 && expired(deadline) {
+            // A deadline already in the past is a non-blocking check.
+            return false;
+        }
         if counter < spins {
             std::hint::spin_loop();
             if counter & 1023 == 1023 && expired(deadline) {
