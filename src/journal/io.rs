@@ -1,0 +1,90 @@
+//! The I/O seam: every file-system operation the writer performs that can fail or that decides
+//! durability, behind one small trait so tests can inject failures (redb's `StorageBackend`
+//! idea). Stores into the mapping itself are memory writes and do not go through here.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::segment::MappedSegment;
+
+/// File operations of the journal writer. [`RealIo`] is the real implementation; a test can wrap
+/// it and fail chosen calls. Every method must either fully succeed or return the error.
+pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
+    /// Creates `path` (which must not exist), allocates `len_bytes` for real (no sparse holes, so
+    /// stores into a mapping of it cannot hit a full disk) and makes the allocation durable.
+    fn create_allocated(&self, path: &Path, len_bytes: u64) -> io::Result<File>;
+    /// Makes `[offset, offset + len)` of a mapped segment durable (`msync(MS_SYNC)`).
+    fn sync_range(&self, segment: &MappedSegment, offset: usize, len: usize) -> io::Result<()>;
+    /// Makes a whole file's data durable (`fdatasync`).
+    fn sync_file(&self, file: &File) -> io::Result<()>;
+    /// Makes creates, renames and removals in `dir` durable (`fsync` of the directory).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Renames `from` to `to` (same directory), replacing nothing.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes the file at `path`.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealIo;
+
+impl SegmentIo for RealIo {
+    fn create_allocated(&self, path: &Path, len_bytes: u64) -> io::Result<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        if let Err(err) = allocate(&file, len_bytes) {
+            // Free whatever was allocated; the caller reports `err`, not a cleanup failure.
+            let _ = fs::remove_file(path);
+            return Err(err);
+        }
+        file.sync_all()?;
+        Ok(file)
+    }
+
+    fn sync_range(&self, segment: &MappedSegment, offset: usize, len: usize) -> io::Result<()> {
+        segment.flush_range(offset, len)
+    }
+
+    fn sync_file(&self, file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+}
+
+/// `fallocate(fd, 0, 0, len)`; on file systems without it, writes zeros instead. Either way the
+/// blocks exist afterwards, which `File::set_len` alone would not guarantee.
+fn allocate(file: &File, len_bytes: u64) -> io::Result<()> {
+    match fs4::fs_std::FileExt::allocate(file, len_bytes) {
+        Err(err) if err.raw_os_error() == Some(libc::EOPNOTSUPP) => write_zeros(file, len_bytes),
+        other => other,
+    }
+}
+
+fn write_zeros(mut file: &File, len_bytes: u64) -> io::Result<()> {
+    const CHUNK_BYTES: usize = 1 << 20;
+    let zeros = vec![0u8; CHUNK_BYTES];
+    let mut left = len_bytes;
+    while left > 0 {
+        let n = left.min(CHUNK_BYTES as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! Journal: pre-allocated, memory-mapped segment files of checksummed, hash-chained records.
+//!
+//! The journal is the truth; memory is a cache of it. One [`JournalWriter`] per directory
+//! appends records (no allocation, no syscall except at rollover) and makes them durable once
+//! per batch according to its [`FlushPolicy`]. [`JournalReader`]s iterate from any sequence,
+//! validating every record, and can follow a live writer. [`verify`] checks a journal without
+//! modifying it. The byte format, the recovery rules and the assumptions about the storage are
+//! in `docs/journal_format.md`.
+//!
+//! Module map: `format` (byte maps, pure encode/check), `segment` (the mmap, the only `unsafe`),
+//! `io` (the injectable I/O seam), `dir` (names, listing, lock), `prepare` (background spare
+//! segment), `recovery` (scan, torn tail versus corruption), `writer`, `reader`.
+
+mod config;
+mod dir;
+mod error;
+mod format;
+mod io;
+mod prepare;
+mod reader;
+mod recovery;
+mod segment;
+mod writer;
+
+pub use config::{FlushPolicy, JournalConfig, ParseFlushPolicyError};
+pub use error::{CorruptionReason, Damage, Evidence, EvidenceKind, JournalError};
+pub use format::{
+    record_size_bytes, Record, SegmentHeader, DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_SEGMENT_SIZE_BYTES, END_MARKER_SIZE, FORMAT_VERSION, MIN_SEGMENT_SIZE_BYTES,
+    RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
+};
+pub use io::{RealIo, SegmentIo};
+pub use reader::JournalReader;
+pub use recovery::{verify, TailState, VerifyReport};
+pub use segment::MappedSegment;
+pub use writer::JournalWriter;

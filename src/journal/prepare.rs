@@ -1,0 +1,180 @@
+//! The background thread that keeps rollover off the slow paths: it prepares the spare segment
+//! (create, `fallocate`, `fsync`, map, pre-fault) ahead of need, and retires full segments
+//! (`fdatasync` when the policy did not, then unmap: unmapping a large mapping takes ms).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use super::io::SegmentIo;
+use super::segment::MappedSegment;
+
+/// A spare segment: allocated, durable, mapped and pre-faulted, header not yet written.
+#[derive(Debug)]
+pub(crate) struct Spare {
+    pub(crate) map: MappedSegment,
+    pub(crate) path: PathBuf,
+}
+
+enum Job {
+    Prepare,
+    Retire { segment: MappedSegment, sync: bool },
+    Barrier(SyncSender<io::Result<()>>),
+}
+
+/// Handle to the preparer thread. At most one spare is requested or waiting at a time.
+#[derive(Debug)]
+pub(crate) struct Preparer {
+    jobs: Option<SyncSender<Job>>,
+    spare_path: PathBuf,
+    io: Arc<dyn SegmentIo>,
+    spares: Receiver<io::Result<Spare>>,
+    requested: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Jobs that can queue up before `send` blocks (rollovers are far rarer than this drains).
+const JOB_QUEUE_LEN: usize = 16;
+
+impl Preparer {
+    /// Starts the thread. Spares are created at `spare_path` with `segment_size_bytes` bytes.
+    pub(crate) fn start(
+        spare_path: PathBuf,
+        segment_size_bytes: u64,
+        io: Arc<dyn SegmentIo>,
+    ) -> io::Result<Self> {
+        let (jobs, job_rx) = mpsc::sync_channel(JOB_QUEUE_LEN);
+        let (spare_tx, spares) = mpsc::sync_channel(1);
+        let (path, thread_io) = (spare_path.clone(), Arc::clone(&io));
+        let thread = thread::Builder::new()
+            .name("keel-journal-prep".into())
+            .spawn(move || {
+                run(&job_rx, &spare_tx, &path, segment_size_bytes, &*thread_io);
+            })?;
+        let thread = Some(thread);
+        Ok(Self {
+            jobs: Some(jobs),
+            spare_path,
+            io,
+            spares,
+            requested: false,
+            thread,
+        })
+    }
+
+    /// Asks for the next spare, unless one is already requested or waiting.
+    pub(crate) fn request(&mut self) {
+        if !self.requested {
+            self.requested = true;
+            self.send(Job::Prepare);
+        }
+    }
+
+    /// Takes the spare, waiting for it if it is not ready (logged: rollover should not wait).
+    pub(crate) fn take(&mut self) -> io::Result<Spare> {
+        self.request();
+        let spare = match self.spares.try_recv() {
+            Ok(spare) => spare,
+            Err(TryRecvError::Empty) => {
+                tracing::warn!("journal rollover waits for the spare segment to be prepared");
+                self.spares.recv().map_err(|_| thread_gone())?
+            }
+            Err(TryRecvError::Disconnected) => Err(thread_gone()),
+        };
+        self.requested = false;
+        spare
+    }
+
+    /// Hands a full segment over to be synced (if `sync`) and unmapped off the caller's thread.
+    pub(crate) fn retire(&mut self, segment: MappedSegment, sync: bool) {
+        self.send(Job::Retire { segment, sync });
+    }
+
+    /// Waits until every job sent so far is done; returns the first retire-sync error since the
+    /// last barrier.
+    pub(crate) fn barrier(&mut self) -> io::Result<()> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Job::Barrier(tx));
+        rx.recv().map_err(|_| thread_gone())?
+    }
+
+    fn send(&mut self, job: Job) {
+        if let Some(jobs) = &self.jobs {
+            // The thread only exits when `jobs` is dropped; a failed send means it panicked,
+            // which `take`/`barrier` then report as an error.
+            let _ = jobs.send(job);
+        }
+    }
+}
+
+impl Drop for Preparer {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        // An unused spare is only allocated space: leave the directory with segments alone.
+        while let Ok(spare) = self.spares.try_recv() {
+            drop(spare);
+        }
+        if let Err(err) = self.io.remove(&self.spare_path) {
+            if err.kind() != io::ErrorKind::NotFound {
+                tracing::warn!("journal: could not remove the spare segment: {err}");
+            }
+        }
+    }
+}
+
+fn thread_gone() -> io::Error {
+    io::Error::other("journal preparer thread exited")
+}
+
+fn run(
+    jobs: &Receiver<Job>,
+    spares: &SyncSender<io::Result<Spare>>,
+    spare_path: &Path,
+    segment_size_bytes: u64,
+    io: &dyn SegmentIo,
+) {
+    let mut retire_error: Option<io::Error> = None;
+    for job in jobs {
+        match job {
+            Job::Prepare => {
+                let spare = prepare_spare(io, spare_path, segment_size_bytes);
+                if spares.send(spare).is_err() {
+                    return;
+                }
+            }
+            Job::Retire { segment, sync } => {
+                // Unmap first: writeback of a file nobody maps needs no page-table changes, so
+                // no TLB-shootdown interrupts hit the writer's core.
+                let file = segment.into_file();
+                if sync {
+                    if let Err(err) = io.sync_file(&file) {
+                        tracing::error!("journal: fdatasync of a retired segment failed: {err}");
+                        retire_error.get_or_insert(err);
+                    }
+                }
+            }
+            Job::Barrier(reply) => {
+                let _ = reply.send(retire_error.take().map_or(Ok(()), Err));
+            }
+        }
+    }
+}
+
+/// Creates, allocates, syncs and maps (pre-faulted) a spare segment at `path`.
+pub(crate) fn prepare_spare(io: &dyn SegmentIo, path: &Path, len_bytes: u64) -> io::Result<Spare> {
+    match io.remove(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
+    let file = io.create_allocated(path, len_bytes)?;
+    let map = MappedSegment::map(file)?;
+    Ok(Spare {
+        map,
+        path: path.to_owned(),
+    })
+}

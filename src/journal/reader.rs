@@ -1,0 +1,217 @@
+//! Read-only, validating iteration over a journal, from any sequence, across segments; it can
+//! follow a live writer (another thread or process).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::dir::{list_segments, segment_file_name, SegmentFile};
+use super::error::{file_io, CorruptionReason, Damage, JournalError};
+use super::format::{decode_record, Chain, Entry, Fault, Record, SEGMENT_HEADER_SIZE};
+use super::recovery::{check_segment_header, corrupted, find_evidence_after, read_entry};
+use super::segment::SegmentView;
+
+/// Reads a journal in order, validating every record (CRC, sequence, hash chain) as it goes.
+/// Never modifies files and takes no lock, so it can tail a live writer.
+#[derive(Debug)]
+pub struct JournalReader {
+    dir: PathBuf,
+    current: Option<Current>,
+    /// Records below this sequence are validated but not returned (set by `seek`).
+    skip_below: u64,
+}
+
+/// The segment being read.
+#[derive(Debug)]
+struct Current {
+    view: SegmentView,
+    seg: SegmentFile,
+    offset: usize,
+    chain: Chain,
+    /// From this offset on, a look-ahead found no valid data: stopping there is the end, not
+    /// corruption. The writer only writes forward, so this stays true as it appends.
+    clear_from: Option<usize>,
+}
+
+/// What one step of `next` found.
+enum Step {
+    /// A record to return, at this offset and size in the current segment.
+    Ready { offset: usize, size_bytes: usize },
+    /// Progress was made (record skipped, segment entered): keep going.
+    Again,
+    /// Nothing more for now.
+    End,
+}
+
+impl JournalReader {
+    /// Opens the journal in `dir`, positioned at its oldest record. The directory must exist;
+    /// it may be empty (a writer may create segments later).
+    pub fn open(dir: &Path) -> Result<JournalReader, JournalError> {
+        if !dir.is_dir() {
+            let err = io::Error::new(io::ErrorKind::NotFound, "journal directory not found");
+            return Err(file_io(dir)(err));
+        }
+        let mut reader = Self {
+            dir: dir.to_owned(),
+            current: None,
+            skip_below: 0,
+        };
+        reader.seek(0)?;
+        Ok(reader)
+    }
+
+    /// Positions at the first record with a sequence `>= sequence` (present or future).
+    pub fn seek(&mut self, sequence: u64) -> Result<(), JournalError> {
+        self.skip_below = sequence;
+        self.current = None;
+        let segments = list_segments(&self.dir)?;
+        let pick = segments.iter().rev().find(|s| s.first_sequence <= sequence);
+        match pick.or(segments.first()) {
+            Some(seg) => self.enter(seg.clone(), None).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// Sequence the next record will have, once known (a segment has been entered).
+    pub fn next_sequence(&self) -> Option<u64> {
+        self.current
+            .as_ref()
+            .map(|c| c.chain.next_sequence.max(self.skip_below))
+    }
+
+    /// The next record (borrowed from the mapping), or `Ok(None)` at the current end of the
+    /// journal. Calling again later returns records appended since.
+    #[allow(clippy::should_implement_trait)] // lending iterator: the record borrows `self`
+    pub fn next(&mut self) -> Result<Option<Record<'_>>, JournalError> {
+        loop {
+            match self.step()? {
+                Step::Ready { offset, size_bytes } => {
+                    let Some(cur) = self.current.as_ref() else {
+                        unreachable!()
+                    };
+                    let record = decode_record(cur.view.bytes(offset, size_bytes));
+                    assert_eq!(record.sequence + 1, cur.chain.next_sequence);
+                    return Ok(Some(record));
+                }
+                Step::Again => {}
+                Step::End => return Ok(None),
+            }
+        }
+    }
+
+    fn step(&mut self) -> Result<Step, JournalError> {
+        let Some(cur) = self.current.as_mut() else {
+            self.seek(self.skip_below)?;
+            return Ok(if self.current.is_some() {
+                Step::Again
+            } else {
+                Step::End
+            });
+        };
+        let offset = cur.offset;
+        match read_entry(&cur.view, offset, cur.chain) {
+            Ok(Entry::Record {
+                sequence,
+                crc,
+                size_bytes,
+            }) => {
+                cur.offset += size_bytes;
+                cur.chain = Chain {
+                    next_sequence: sequence + 1,
+                    prev_crc: crc,
+                };
+                if sequence < self.skip_below {
+                    return Ok(Step::Again);
+                }
+                Ok(Step::Ready { offset, size_bytes })
+            }
+            Ok(Entry::End { next_sequence }) => {
+                let next = SegmentFile {
+                    first_sequence: next_sequence,
+                    path: self.dir.join(segment_file_name(next_sequence)),
+                };
+                let chain = cur.chain;
+                self.enter(next, Some(chain))
+            }
+            Err(Fault::Hard(reason)) => Err(corrupted(
+                &cur.seg.path,
+                offset,
+                cur.chain.next_sequence,
+                reason,
+            )),
+            Err(Fault::Soft(damage)) => self.at_soft_fault(damage),
+        }
+    }
+
+    /// Enters `seg`, continuing `chain` (or starting from its header when `None`). A missing
+    /// file or a torn header with nothing valid after it is the current end: stay put.
+    fn enter(&mut self, seg: SegmentFile, chain: Option<Chain>) -> Result<Step, JournalError> {
+        let view = match SegmentView::open(&seg.path) {
+            Ok(view) => view,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Step::End),
+            Err(err) => return Err(file_io(&seg.path)(err)),
+        };
+        let header = match check_segment_header(&view, &seg, chain)? {
+            Ok(header) => header,
+            Err(damage) => {
+                let later = self.segments_after(seg.first_sequence)?;
+                if let Some(evidence) = find_evidence_after(&view, seg.first_sequence, 0, &later)? {
+                    let reason = CorruptionReason::DamagedBeforeValidData { damage, evidence };
+                    return Err(corrupted(&seg.path, 0, seg.first_sequence, reason));
+                }
+                return Ok(Step::End);
+            }
+        };
+        let chain = Chain {
+            next_sequence: header.first_sequence,
+            prev_crc: header.prev_crc,
+        };
+        let offset = SEGMENT_HEADER_SIZE;
+        self.current = Some(Current {
+            view,
+            seg,
+            offset,
+            chain,
+            clear_from: None,
+        });
+        Ok(Step::Again)
+    }
+
+    /// Nothing valid at the current offset: the end for now, unless valid data follows it.
+    fn at_soft_fault(&mut self, damage: Damage) -> Result<Step, JournalError> {
+        let Some(cur) = self.current.as_ref() else {
+            return Ok(Step::End);
+        };
+        let offset = cur.offset;
+        if cur.clear_from.is_some_and(|clear| offset >= clear) {
+            return Ok(Step::End);
+        }
+        let first = cur.seg.first_sequence;
+        let later = self.segments_after(first)?;
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(Step::End);
+        };
+        let Some(evidence) = find_evidence_after(&cur.view, first, offset, &later)? else {
+            cur.clear_from = Some(offset);
+            return Ok(Step::End);
+        };
+        // A live writer may have published this entry, and more, since we first looked.
+        match read_entry(&cur.view, offset, cur.chain) {
+            Err(Fault::Soft(_)) => {
+                let reason = CorruptionReason::DamagedBeforeValidData { damage, evidence };
+                Err(corrupted(
+                    &cur.seg.path,
+                    offset,
+                    cur.chain.next_sequence,
+                    reason,
+                ))
+            }
+            _ => Ok(Step::Again),
+        }
+    }
+
+    fn segments_after(&self, first_sequence: u64) -> Result<Vec<SegmentFile>, JournalError> {
+        let mut segments = list_segments(&self.dir)?;
+        segments.retain(|s| s.first_sequence > first_sequence);
+        Ok(segments)
+    }
+}

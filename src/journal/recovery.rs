@@ -1,0 +1,526 @@
+//! The recovery scan: validate every segment and record, and tell a torn tail from corruption
+//! (rules in `docs/journal_format.md`, "Recovery"). The scan itself never modifies anything; the
+//! writer applies its result, and [`verify`] only reports it.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::dir::{list_segments, DirLock, SegmentFile};
+use super::error::{file_io, CorruptionReason, Damage, Evidence, EvidenceKind, JournalError};
+use super::format::{
+    check_crc, check_entry, entry_size_bytes, sequence_of, Chain, Entry, Fault, SegmentHeader,
+    END_MAGIC, END_MARKER_SIZE, FORMAT_VERSION, MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES,
+    RECORD_ALIGN_BYTES, RECORD_HEADER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
+};
+use super::segment::SegmentView;
+
+/// What a read-only [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Segment files in the journal.
+    pub segment_count: usize,
+    /// First sequence of the oldest segment (`None` when there are no segments).
+    pub first_sequence: Option<u64>,
+    /// Sequence of the last valid record (0 when there is none).
+    pub last_sequence: u64,
+    /// Valid records found.
+    pub record_count: u64,
+    /// How the journal ends.
+    pub tail: TailState,
+}
+
+/// How a journal that is not corrupted ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TailState {
+    /// No segment files.
+    Empty,
+    /// The last segment's data ends at `offset`; the rest of it is zero.
+    Clean {
+        /// The last segment.
+        segment: PathBuf,
+        /// Where the next record goes.
+        offset: u64,
+    },
+    /// The last segment is sealed by an end marker; the next segment was not created yet.
+    Sealed {
+        /// The last segment.
+        segment: PathBuf,
+    },
+    /// A torn write: the writer will zero from `offset` and delete `orphan_segments`.
+    Torn {
+        /// Segment holding the torn bytes (or whose header is torn, at offset 0).
+        segment: PathBuf,
+        /// Where the valid data ends.
+        offset: u64,
+        /// What the torn bytes look like.
+        damage: Damage,
+        /// Non-zero bytes from `offset` to the last non-zero byte of the segment.
+        torn_bytes: u64,
+        /// Later segment files holding nothing valid.
+        orphan_segments: Vec<PathBuf>,
+    },
+}
+
+/// Validates the whole journal in `dir` without modifying anything, and reports whether it
+/// ends cleanly or with a torn tail. Corruption is returned as [`JournalError::Corrupted`].
+/// Takes a shared lock: fails with `Locked` while a writer has the journal open.
+pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
+    let _lock = DirLock::shared(dir)?;
+    Ok(scan(dir)?.report())
+}
+
+/// The result of scanning a journal that is not corrupted.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    pub(crate) segments: Vec<SegmentFile>,
+    pub(crate) record_count: u64,
+    /// The chain after the last valid record (where the next record continues).
+    pub(crate) chain: Chain,
+    pub(crate) end: ScanEnd,
+}
+
+/// Where the valid journal ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScanEnd {
+    /// No segments at all.
+    Empty,
+    /// Every segment is sealed.
+    Sealed,
+    /// `segments[segment]` has a valid header and its data ends at `offset` with `damage`
+    /// (`Unwritten` for a clean end); bytes up to `nonzero_end` are torn; later files are orphans.
+    Open {
+        segment: usize,
+        offset: usize,
+        damage: Damage,
+        nonzero_end: usize,
+    },
+    /// `segments[segment..]` hold nothing valid, starting with a bad header.
+    HeaderTorn { segment: usize },
+}
+
+impl Scan {
+    /// Files that hold nothing valid and go away when the tail is cut.
+    pub(crate) fn orphans(&self) -> &[SegmentFile] {
+        match self.end {
+            ScanEnd::Empty | ScanEnd::Sealed => &[],
+            ScanEnd::Open { segment, .. } => &self.segments[segment + 1..],
+            ScanEnd::HeaderTorn { segment } => &self.segments[segment..],
+        }
+    }
+
+    fn report(&self) -> VerifyReport {
+        let orphan_segments = self.orphans().iter().map(|s| s.path.clone()).collect();
+        let last = |i: usize| self.segments[i].path.clone();
+        let tail = match self.end {
+            ScanEnd::Empty => TailState::Empty,
+            ScanEnd::Sealed => TailState::Sealed {
+                segment: last(self.segments.len() - 1),
+            },
+            ScanEnd::Open {
+                segment,
+                offset,
+                nonzero_end,
+                ..
+            } if nonzero_end == offset && segment + 1 == self.segments.len() => TailState::Clean {
+                segment: last(segment),
+                offset: offset as u64,
+            },
+            ScanEnd::Open {
+                segment,
+                offset,
+                damage,
+                nonzero_end,
+            } => TailState::Torn {
+                segment: last(segment),
+                offset: offset as u64,
+                damage,
+                torn_bytes: (nonzero_end - offset) as u64,
+                orphan_segments,
+            },
+            ScanEnd::HeaderTorn { segment } => TailState::Torn {
+                segment: last(segment),
+                offset: 0,
+                damage: Damage::BadSegmentHeader,
+                torn_bytes: 0,
+                orphan_segments,
+            },
+        };
+        VerifyReport {
+            segment_count: self.segments.len(),
+            first_sequence: self.segments.first().map(|s| s.first_sequence),
+            last_sequence: self.chain.next_sequence - 1,
+            record_count: self.record_count,
+            tail,
+        }
+    }
+}
+
+/// Scans every segment of `dir`, oldest first. Never modifies anything.
+pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
+    let segments = list_segments(dir)?;
+    let mut chain: Option<Chain> = None;
+    let mut record_count = 0;
+    for index in 0..segments.len() {
+        let seg = &segments[index];
+        let view = SegmentView::open(&seg.path).map_err(file_io(&seg.path))?;
+        let header = match check_segment_header(&view, seg, chain)? {
+            Ok(header) => header,
+            Err(damage) => {
+                let expected = chain.map_or(seg.first_sequence, |c| c.next_sequence);
+                let fault = FaultAt {
+                    segments: &segments,
+                    index,
+                    offset: 0,
+                    damage,
+                    expected,
+                };
+                fault.settle(&view)?;
+                let chain = chain.unwrap_or(Chain::GENESIS);
+                let end = ScanEnd::HeaderTorn { segment: index };
+                return Ok(Scan {
+                    segments,
+                    record_count,
+                    chain,
+                    end,
+                });
+            }
+        };
+        let mut here = Chain {
+            next_sequence: header.first_sequence,
+            prev_crc: header.prev_crc,
+        };
+        let stop = walk_records(&view, seg, &mut here, &mut record_count)?;
+        chain = Some(here);
+        if let Some((offset, damage)) = stop {
+            let expected = here.next_sequence;
+            let fault = FaultAt {
+                segments: &segments,
+                index,
+                offset,
+                damage,
+                expected,
+            };
+            let nonzero_end = fault.settle(&view)?;
+            let end = ScanEnd::Open {
+                segment: index,
+                offset,
+                damage,
+                nonzero_end,
+            };
+            return Ok(Scan {
+                segments,
+                record_count,
+                chain: here,
+                end,
+            });
+        }
+    }
+    let end = if segments.is_empty() {
+        ScanEnd::Empty
+    } else {
+        ScanEnd::Sealed
+    };
+    Ok(Scan {
+        segments,
+        record_count,
+        chain: chain.unwrap_or(Chain::GENESIS),
+        end,
+    })
+}
+
+/// Walks the records of one segment from its header. Returns `None` if it is sealed (marker
+/// valid, zeros after it), or where and how the valid data stops.
+fn walk_records(
+    view: &SegmentView,
+    seg: &SegmentFile,
+    chain: &mut Chain,
+    record_count: &mut u64,
+) -> Result<Option<(usize, Damage)>, JournalError> {
+    let mut offset = SEGMENT_HEADER_SIZE;
+    loop {
+        match read_entry(view, offset, *chain) {
+            Ok(Entry::Record {
+                sequence,
+                crc,
+                size_bytes,
+            }) => {
+                *chain = Chain {
+                    next_sequence: sequence + 1,
+                    prev_crc: crc,
+                };
+                *record_count += 1;
+                offset += size_bytes;
+            }
+            Ok(Entry::End { .. }) => {
+                let after = offset + END_MARKER_SIZE;
+                if let Some(at) = first_nonzero(view.bytes(after, view.len() - after)) {
+                    let reason = CorruptionReason::NonZeroAfterEndMarker {
+                        offset: (after + at) as u64,
+                    };
+                    return Err(corrupted(&seg.path, offset, chain.next_sequence, reason));
+                }
+                return Ok(None);
+            }
+            Err(Fault::Hard(reason)) => {
+                return Err(corrupted(&seg.path, offset, chain.next_sequence, reason))
+            }
+            Err(Fault::Soft(damage)) => return Ok(Some((offset, damage))),
+        }
+    }
+}
+
+/// The first soft fault of a scan.
+struct FaultAt<'a> {
+    segments: &'a [SegmentFile],
+    index: usize,
+    offset: usize,
+    damage: Damage,
+    expected: u64,
+}
+
+impl FaultAt<'_> {
+    /// Corruption if valid data follows the fault; otherwise the end of its non-zero bytes.
+    fn settle(&self, view: &SegmentView) -> Result<usize, JournalError> {
+        let seg = &self.segments[self.index];
+        let later = &self.segments[self.index + 1..];
+        if let Some(evidence) = find_evidence_after(view, seg.first_sequence, self.offset, later)? {
+            let reason = CorruptionReason::DamagedBeforeValidData {
+                damage: self.damage,
+                evidence,
+            };
+            return Err(corrupted(&seg.path, self.offset, self.expected, reason));
+        }
+        let tail = view.bytes(self.offset, view.len() - self.offset);
+        let end = last_nonzero(tail).map_or(self.offset, |at| self.offset + at + 1);
+        Ok(end.next_multiple_of(RECORD_ALIGN_BYTES).min(view.len()))
+    }
+}
+
+/// Reads and checks the entry at `offset` against `chain`. Safe on a live segment: the entry's
+/// bytes are viewed only once its magic word is published.
+pub(crate) fn read_entry(view: &SegmentView, offset: usize, chain: Chain) -> Result<Entry, Fault> {
+    let available = view.len().saturating_sub(offset);
+    if available < END_MARKER_SIZE {
+        return Err(Fault::Soft(Damage::BadLength { payload_bytes: 0 }));
+    }
+    if view.magic_acquire(offset) == 0 {
+        return Err(Fault::Soft(Damage::Unwritten));
+    }
+    let header = view.bytes(offset, RECORD_HEADER_SIZE);
+    let size = entry_size_bytes(header, available).map_err(Fault::Soft)?;
+    check_entry(view.bytes(offset, size), chain)
+}
+
+/// Checks a segment's header: `Ok(Err(damage))` for a soft fault (bad magic or CRC), `Err` for
+/// a hard one (name, size, sequence or chain disagree; unsupported format).
+pub(crate) fn check_segment_header(
+    view: &SegmentView,
+    seg: &SegmentFile,
+    expected: Option<Chain>,
+) -> Result<Result<SegmentHeader, Damage>, JournalError> {
+    let file_bytes = view.len() as u64;
+    let header = match SegmentHeader::decode(view.bytes(0, view.len().min(SEGMENT_HEADER_SIZE))) {
+        Ok(header) => header,
+        Err(damage) => return Ok(Err(damage)),
+    };
+    if header.format_version != FORMAT_VERSION || header.codec_id != crate::codec::CODEC_ID {
+        return Err(JournalError::UnsupportedFormat {
+            segment: seg.path.clone(),
+            format_version: header.format_version,
+            codec_id: header.codec_id,
+        });
+    }
+    let expected_sequence = expected.map_or(seg.first_sequence, |c| c.next_sequence);
+    let size = header.segment_size_bytes;
+    let reason = if header.first_sequence != seg.first_sequence {
+        let header_sequence = header.first_sequence;
+        Some(CorruptionReason::NameMismatch {
+            name_sequence: seg.first_sequence,
+            header_sequence,
+        })
+    } else if size != file_bytes || size < MIN_SEGMENT_SIZE_BYTES || size % PAGE_SIZE_BYTES != 0 {
+        Some(CorruptionReason::SizeMismatch {
+            header_bytes: size,
+            file_bytes,
+        })
+    } else if header.first_sequence != expected_sequence || header.first_sequence == 0 {
+        let found = header.first_sequence;
+        Some(CorruptionReason::SequenceGap {
+            expected: expected_sequence.max(1),
+            found,
+        })
+    } else {
+        expected
+            .filter(|c| c.prev_crc != header.prev_crc)
+            .map(|c| CorruptionReason::ChainBreak {
+                expected: c.prev_crc,
+                found: header.prev_crc,
+            })
+    };
+    match reason {
+        Some(reason) => Err(corrupted(&seg.path, 0, expected_sequence, reason)),
+        None => Ok(Ok(header)),
+    }
+}
+
+/// Looks for valid data after a soft fault at `offset` of the segment in `view` (named for
+/// `first_sequence`): later in that segment, then in each `later` segment file.
+pub(crate) fn find_evidence_after(
+    view: &SegmentView,
+    first_sequence: u64,
+    offset: usize,
+    later: &[SegmentFile],
+) -> Result<Option<Evidence>, JournalError> {
+    if let Some(evidence) = scan_for_evidence(view, offset + RECORD_ALIGN_BYTES, first_sequence) {
+        return Ok(Some(evidence));
+    }
+    for seg in later {
+        let other = match SegmentView::open(&seg.path) {
+            Ok(view) => view,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(file_io(&seg.path)(err)),
+        };
+        let header_bytes = other.bytes(0, other.len().min(SEGMENT_HEADER_SIZE));
+        if let Ok(header) = SegmentHeader::decode(header_bytes) {
+            let kind = EvidenceKind::SegmentHeader {
+                first_sequence: header.first_sequence,
+            };
+            return Ok(Some(Evidence {
+                segment_first_sequence: seg.first_sequence,
+                offset: 0,
+                kind,
+            }));
+        }
+        if let Some(evidence) = scan_for_evidence(&other, RECORD_ALIGN_BYTES, seg.first_sequence) {
+            return Ok(Some(evidence));
+        }
+    }
+    Ok(None)
+}
+
+/// The first entry at an 8-aligned offset `>= from` whose magic, length and CRC are valid on
+/// their own (no chain check).
+fn scan_for_evidence(view: &SegmentView, from: usize, first_sequence: u64) -> Option<Evidence> {
+    let last = view.len().checked_sub(RECORD_HEADER_SIZE)?;
+    let mut offset = from.next_multiple_of(RECORD_ALIGN_BYTES);
+    while offset <= last {
+        let magic = view.magic_acquire(offset);
+        if magic == RECORD_MAGIC || magic == END_MAGIC {
+            let header = view.bytes(offset, RECORD_HEADER_SIZE);
+            if let Ok(size) = entry_size_bytes(header, view.len() - offset) {
+                let bytes = view.bytes(offset, size);
+                if check_crc(bytes).is_ok() {
+                    let sequence = sequence_of(bytes);
+                    let kind = if magic == END_MAGIC {
+                        EvidenceKind::EndMarker {
+                            next_sequence: sequence,
+                        }
+                    } else {
+                        EvidenceKind::Record { sequence }
+                    };
+                    let segment_first_sequence = first_sequence;
+                    return Some(Evidence {
+                        segment_first_sequence,
+                        offset: offset as u64,
+                        kind,
+                    });
+                }
+            }
+        }
+        offset += RECORD_ALIGN_BYTES;
+    }
+    None
+}
+
+/// Bytes per block in the zero scans: big enough for the compiler to vectorize the OR.
+const ZERO_SCAN_BLOCK_BYTES: usize = 256;
+
+/// Index of the first non-zero byte.
+pub(crate) fn first_nonzero(bytes: &[u8]) -> Option<usize> {
+    let mut base = 0;
+    for block in bytes.chunks(ZERO_SCAN_BLOCK_BYTES) {
+        if block.iter().fold(0u8, |acc, &b| acc | b) != 0 {
+            return block.iter().position(|&b| b != 0).map(|i| base + i);
+        }
+        base += block.len();
+    }
+    None
+}
+
+/// Index of the last non-zero byte.
+pub(crate) fn last_nonzero(bytes: &[u8]) -> Option<usize> {
+    let mut end = bytes.len();
+    for block in bytes.rchunks(ZERO_SCAN_BLOCK_BYTES) {
+        let start = end - block.len();
+        if block.iter().fold(0u8, |acc, &b| acc | b) != 0 {
+            return block.iter().rposition(|&b| b != 0).map(|i| start + i);
+        }
+        end = start;
+    }
+    None
+}
+
+pub(crate) fn corrupted(
+    segment: &Path,
+    offset: usize,
+    expected_sequence: u64,
+    reason: CorruptionReason,
+) -> JournalError {
+    JournalError::Corrupted {
+        segment: segment.to_owned(),
+        offset: offset as u64,
+        expected_sequence,
+        reason,
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} segments, {} records",
+            self.segment_count, self.record_count
+        )?;
+        if let Some(first) = self.first_sequence {
+            write!(f, ", sequences {first}..={}", self.last_sequence)?;
+        }
+        match &self.tail {
+            TailState::Empty => write!(f, ", empty"),
+            TailState::Clean { segment, offset } => {
+                write!(f, ", clean end at {}:{offset}", segment.display())
+            }
+            TailState::Sealed { segment } => write!(f, ", ends sealed at {}", segment.display()),
+            TailState::Torn {
+                segment,
+                offset,
+                damage,
+                torn_bytes,
+                orphan_segments,
+            } => write!(
+                f,
+                ", torn tail at {}:{offset} ({damage}; {torn_bytes} bytes, {} orphan files)",
+                segment.display(),
+                orphan_segments.len()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_scans() {
+        let mut v = vec![0u8; 1000];
+        assert_eq!(first_nonzero(&v), None);
+        assert_eq!(last_nonzero(&v), None);
+        v[3] = 1;
+        v[700] = 2;
+        assert_eq!(first_nonzero(&v), Some(3));
+        assert_eq!(last_nonzero(&v), Some(700));
+        assert_eq!(last_nonzero(&v[..500]), Some(3));
+    }
+}

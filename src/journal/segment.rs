@@ -1,0 +1,162 @@
+//! Memory-mapped segment files: the only module of the journal with `unsafe`.
+//!
+//! Both mappings are [`memmap2::MmapRaw`], so no `&[u8]` / `&mut [u8]` ever spans bytes another
+//! thread or process may be writing. Slices are made only over:
+//! - bytes of a *published* entry (its magic word was observed non-zero with `Acquire`, paired
+//!   with the writer's `Release` store in [`MappedSegment::publish`]); the writer never touches
+//!   them again, or
+//! - bytes the caller owns exclusively: the writer's unpublished tail, or any byte of a journal
+//!   whose directory lock the caller holds (recovery, verify).
+//!
+//! The protocol that makes those ranges immutable is documented in `docs/journal_format.md`
+//! ("Publication order"). Files are never truncated while mapped (they are preallocated and only
+//! deleted by recovery, under the exclusive lock), so accesses cannot fault with SIGBUS.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use memmap2::{Advice, MmapOptions, MmapRaw};
+
+use super::format::{PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES};
+
+/// A segment mapped shared and writable, owned by the one writer. Opaque outside the journal;
+/// it appears in [`super::SegmentIo::sync_range`] so tests can wrap the real msync.
+#[derive(Debug)]
+pub struct MappedSegment {
+    map: MmapRaw,
+    file: File,
+}
+
+impl MappedSegment {
+    /// Maps all of `file` (opened read-write, fully allocated) shared, pre-faulted for writing.
+    ///
+    /// `MAP_POPULATE` alone read-faults a shared file mapping: the first store to each page
+    /// would still take a write fault (`page_mkwrite`), costing microseconds on the append
+    /// path. `MADV_POPULATE_WRITE` (Linux 5.14+) takes those faults here instead; on older
+    /// kernels each page is touched with a store.
+    pub(crate) fn map(file: File) -> io::Result<Self> {
+        let map = MmapOptions::new().populate().map_raw(&file)?;
+        let mut segment = Self { map, file };
+        if segment.map.advise(Advice::PopulateWrite).is_err() {
+            segment.touch_pages();
+        }
+        Ok(segment)
+    }
+
+    /// Stores a zero into every page (the segment is still all zeros and unpublished).
+    fn touch_pages(&mut self) {
+        let page_bytes = PAGE_SIZE_BYTES as usize;
+        for offset in (0..self.map.len()).step_by(page_bytes) {
+            // SAFETY: `offset` is inside the mapping; the segment is not yet visible to any
+            // reader (a spare, or recovery under the lock) and the byte is already zero.
+            unsafe { self.map.as_mut_ptr().add(offset).write_volatile(0) };
+        }
+    }
+
+    /// Length of the mapping (the segment size).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Unmaps the segment and returns its file.
+    pub(crate) fn into_file(self) -> File {
+        self.file
+    }
+
+    /// Mutable view of `[offset, offset + len)` of the unpublished tail, for encoding into.
+    #[inline]
+    pub(crate) fn slot_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
+        assert!(
+            offset <= self.map.len() && len <= self.map.len() - offset,
+            "slot out of map"
+        );
+        // SAFETY: the range is inside the mapping (checked above), the mapping lives as long as
+        // `&mut self`, and the writer owns unpublished bytes exclusively: readers only view an
+        // entry after observing its magic word, which is stored later by `publish`.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len) }
+    }
+
+    /// Shared view of bytes the writer owns (written entries, or any byte during recovery).
+    pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        assert!(
+            offset <= self.map.len() && len <= self.map.len() - offset,
+            "bytes out of map"
+        );
+        // SAFETY: inside the mapping (checked above) and alive as long as `&self`; the writer is
+        // the only one who mutates the map, and it needs `&mut self` to do so.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) }
+    }
+
+    /// Publishes the entry at `offset` by storing its magic word with `Release`.
+    #[inline]
+    pub(crate) fn publish(&self, offset: usize, magic: u32) {
+        assert!(magic_slot_ok(offset, self.map.len()), "bad magic slot");
+        // SAFETY: the address is inside the mapping and 4-aligned (the map is page-aligned and
+        // `offset` is 8-aligned, both checked), so it is a valid `AtomicU32`; every access to
+        // this word from readers is atomic too (`magic_acquire`).
+        let word = unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u32>()) };
+        // Pairs with the Acquire load in `SegmentView::magic_acquire`.
+        word.store(magic, Ordering::Release);
+    }
+
+    /// `msync(MS_SYNC)` of `[offset, offset + len)`; the start is rounded down to a page.
+    pub(crate) fn flush_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.map.flush_range(offset, len)
+    }
+}
+
+/// Whether a magic word at `offset` is aligned and inside a map of `len` bytes.
+#[inline]
+fn magic_slot_ok(offset: usize, len: usize) -> bool {
+    offset % RECORD_ALIGN_BYTES == 0 && len.checked_sub(4).is_some_and(|last| offset <= last)
+}
+
+/// A segment mapped read-only, for readers and recovery. Never writes.
+#[derive(Debug)]
+pub(crate) struct SegmentView {
+    map: MmapRaw,
+    _file: File,
+}
+
+impl SegmentView {
+    /// Opens and maps all of the file at `path` read-only.
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
+        let file = File::open(path)?;
+        let map = MmapOptions::new().map_raw_read_only(&file)?;
+        Ok(Self { map, _file: file })
+    }
+
+    /// Length of the mapping (the file size).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Loads the magic word at `offset` with `Acquire`: if non-zero, the entry it starts is
+    /// published and every byte of it is visible and final.
+    #[inline]
+    pub(crate) fn magic_acquire(&self, offset: usize) -> u32 {
+        assert!(magic_slot_ok(offset, self.map.len()), "bad magic slot");
+        // SAFETY: inside the mapping and 4-aligned (page-aligned map, 8-aligned offset, both
+        // checked); the writer stores this word atomically (`MappedSegment::publish`).
+        let word = unsafe { AtomicU32::from_ptr(self.map.as_ptr().add(offset).cast_mut().cast()) };
+        // Pairs with the Release store in `MappedSegment::publish`.
+        word.load(Ordering::Acquire)
+    }
+
+    /// Shared view of `[offset, offset + len)`. Callers view only immutable bytes: a published
+    /// entry (after `magic_acquire`), the segment header (written before the file was renamed
+    /// into place), or anything while holding the journal directory's lock.
+    pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        assert!(
+            offset <= self.map.len() && len <= self.map.len() - offset,
+            "bytes out of map"
+        );
+        // SAFETY: inside the mapping (checked above), alive as long as `&self`, and by the
+        // module's protocol (see the module docs) nobody writes these bytes any more.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) }
+    }
+}

@@ -1,0 +1,415 @@
+//! The one journal writer: recovery on open, allocation-free appends, group commit, rollover.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::config::{FlushPolicy, JournalConfig};
+use super::dir::{remove_spares, segment_file_name, DirLock, SPARE_FILE_NAME};
+use super::error::{file_io, is_disk_full, CorruptionReason, Damage, JournalError};
+use super::format::{
+    encode_end_marker, encode_record, record_size_bytes, Chain, Record, SegmentHeader, END_MAGIC,
+    END_MARKER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
+};
+use super::io::{RealIo, SegmentIo};
+use super::prepare::{prepare_spare, Preparer, Spare};
+use super::recovery::{corrupted, scan, Scan, ScanEnd};
+use super::segment::MappedSegment;
+
+/// Appends records to the journal. Exactly one per directory (enforced by a lock file).
+#[derive(Debug)]
+pub struct JournalWriter {
+    dir: PathBuf,
+    flush: FlushPolicy,
+    max_payload_bytes: u32,
+    segment_size_bytes: u64,
+    io: Arc<dyn SegmentIo>,
+    active: Active,
+    chain: Chain,
+    /// A rename happened since the last durable sync: the directory must be synced too.
+    dir_sync_pending: bool,
+    last_sync: Instant,
+    poisoned: Option<String>,
+    preparer: Preparer,
+    // Declared last: dropped after the preparer thread has finished with the directory.
+    _lock: DirLock,
+}
+
+/// The segment being appended to.
+#[derive(Debug)]
+struct Active {
+    map: MappedSegment,
+    /// Where the next entry goes.
+    write_pos: usize,
+    /// Everything before this offset is durable.
+    synced_to: usize,
+}
+
+impl Active {
+    /// Whether a record of `size_bytes` fits and still leaves room for the end marker.
+    #[inline]
+    fn fits(&self, size_bytes: usize) -> bool {
+        self.write_pos + size_bytes + END_MARKER_SIZE <= self.map.len()
+    }
+
+    fn is_dirty(&self) -> bool {
+        self.write_pos > self.synced_to
+    }
+}
+
+impl JournalWriter {
+    /// Locks the directory (exclusive; `Locked` if another writer holds it), recovers (validates
+    /// every record, cuts a torn tail, refuses corruption before the tail) and positions after
+    /// the last valid record. Creates the directory and the first segment if needed.
+    pub fn open(cfg: &JournalConfig) -> Result<JournalWriter, JournalError> {
+        Self::open_with_io(cfg, Arc::new(RealIo))
+    }
+
+    /// [`JournalWriter::open`] with an injected I/O implementation (tests, fault injection).
+    pub fn open_with_io(
+        cfg: &JournalConfig,
+        io: Arc<dyn SegmentIo>,
+    ) -> Result<JournalWriter, JournalError> {
+        cfg.validate()?;
+        std::fs::create_dir_all(&cfg.dir).map_err(file_io(&cfg.dir))?;
+        let lock = DirLock::exclusive(&cfg.dir)?;
+        // Scan first: a refused open (corruption) leaves every file as it was.
+        let scan = scan(&cfg.dir)?;
+        let removed_spare = remove_spares(&cfg.dir, &*io)?;
+        let (active, chain) = resume(cfg, &*io, scan, removed_spare)?;
+        let spare_path = cfg.dir.join(SPARE_FILE_NAME);
+        let mut preparer = Preparer::start(spare_path, cfg.segment_size_bytes, Arc::clone(&io))
+            .map_err(JournalError::Io)?;
+        preparer.request();
+        tracing::info!(
+            dir = %cfg.dir.display(), flush = %cfg.flush, next_sequence = chain.next_sequence,
+            "journal writer open"
+        );
+        Ok(Self {
+            dir: cfg.dir.clone(),
+            flush: cfg.flush,
+            max_payload_bytes: cfg.max_payload_bytes,
+            segment_size_bytes: cfg.segment_size_bytes,
+            io,
+            active,
+            chain,
+            dir_sync_pending: false,
+            last_sync: Instant::now(),
+            poisoned: None,
+            preparer,
+            _lock: lock,
+        })
+    }
+
+    /// Sequence of the last record in the journal; 0 when empty. The next append is this + 1.
+    pub fn last_sequence(&self) -> u64 {
+        self.chain.next_sequence - 1
+    }
+
+    /// The flush policy in force.
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.flush
+    }
+
+    /// The journal directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends one record (its sequence must be `last_sequence() + 1`). No heap allocation and
+    /// no syscall, except at rollover. Durable only per the flush policy, after `end_batch`.
+    #[inline]
+    pub fn append(&mut self, rec: &Record<'_>) -> Result<(), JournalError> {
+        self.check_usable()?;
+        if rec.sequence != self.chain.next_sequence {
+            let expected = self.chain.next_sequence;
+            return Err(JournalError::SequenceMismatch {
+                expected,
+                got: rec.sequence,
+            });
+        }
+        if rec.payload.len() > self.max_payload_bytes as usize {
+            return Err(JournalError::RecordTooLarge {
+                payload_bytes: rec.payload.len(),
+                max_payload_bytes: self.max_payload_bytes,
+            });
+        }
+        let size_bytes = record_size_bytes(rec.payload.len());
+        if !self.active.fits(size_bytes) {
+            self.roll_over()?;
+            assert!(
+                self.active.fits(size_bytes),
+                "a new segment holds any allowed record"
+            );
+        }
+        let offset = self.active.write_pos;
+        let crc = encode_record(
+            self.active.map.slot_mut(offset, size_bytes),
+            rec,
+            self.chain.prev_crc,
+        );
+        debug_assert!(super::format::check_entry(
+            self.active.map.bytes(offset, size_bytes),
+            self.chain
+        )
+        .is_ok());
+        self.active.map.publish(offset, RECORD_MAGIC);
+        self.active.write_pos += size_bytes;
+        self.chain = Chain {
+            next_sequence: rec.sequence + 1,
+            prev_crc: crc,
+        };
+        Ok(())
+    }
+
+    /// Ends a batch: applies the flush policy (`batch`: one msync of the unsynced range;
+    /// `interval:MS`: the same if MS elapsed since the last sync; `none`: nothing).
+    pub fn end_batch(&mut self) -> Result<(), JournalError> {
+        self.check_usable()?;
+        match self.flush {
+            FlushPolicy::None => Ok(()),
+            FlushPolicy::Batch => self.sync_durable(),
+            FlushPolicy::IntervalMs(ms) => self.sync_if_due(ms),
+        }
+    }
+
+    /// For `interval:MS` while idle: syncs if something is unsynced and the interval elapsed.
+    /// Cheap when there is nothing to do.
+    pub fn tick(&mut self) -> Result<(), JournalError> {
+        self.check_usable()?;
+        match self.flush {
+            FlushPolicy::IntervalMs(ms) => self.sync_if_due(ms),
+            FlushPolicy::None | FlushPolicy::Batch => Ok(()),
+        }
+    }
+
+    /// Unconditional durable sync of everything appended so far, including retired segments
+    /// (for shutdown, or before acknowledging under `none`).
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.check_usable()?;
+        self.sync_durable()?;
+        let retired = self.preparer.barrier();
+        retired.map_err(|err| self.poison(JournalError::Io(err)))
+    }
+
+    fn check_usable(&self) -> Result<(), JournalError> {
+        match &self.poisoned {
+            None => Ok(()),
+            Some(cause) => Err(JournalError::Poisoned {
+                cause: cause.clone(),
+            }),
+        }
+    }
+
+    /// Records the first failure; every later call returns `Poisoned`.
+    #[cold]
+    fn poison(&mut self, err: JournalError) -> JournalError {
+        tracing::error!("journal writer stopped: {err}");
+        self.poisoned.get_or_insert_with(|| err.to_string());
+        err
+    }
+
+    fn sync_if_due(&mut self, interval_ms: u32) -> Result<(), JournalError> {
+        let dirty = self.active.is_dirty() || self.dir_sync_pending;
+        if dirty && self.last_sync.elapsed() >= Duration::from_millis(u64::from(interval_ms)) {
+            self.sync_durable()?;
+        }
+        Ok(())
+    }
+
+    /// msync of the active segment's unsynced range, then the directory if a rename is pending.
+    fn sync_durable(&mut self) -> Result<(), JournalError> {
+        self.sync_active()?;
+        if self.dir_sync_pending {
+            if let Err(err) = self.io.sync_dir(&self.dir) {
+                return Err(self.poison(file_io(&self.dir)(err)));
+            }
+            self.dir_sync_pending = false;
+        }
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn sync_active(&mut self) -> Result<(), JournalError> {
+        let (from, to) = (self.active.synced_to, self.active.write_pos);
+        if to > from {
+            if let Err(err) = self.io.sync_range(&self.active.map, from, to - from) {
+                return Err(self.poison(JournalError::Io(err)));
+            }
+            self.active.synced_to = to;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment with an end marker and continues in the spare. A failed
+    /// allocation returns `DiskFull` before anything is written (the writer stays usable and
+    /// retries at the next append); any later failure poisons the writer.
+    #[cold]
+    fn roll_over(&mut self) -> Result<(), JournalError> {
+        let next = self.chain.next_sequence;
+        let path = self.dir.join(segment_file_name(next));
+        let spare = self
+            .preparer
+            .take()
+            .map_err(|err| self.allocation_error(err))?;
+        let end = self.active.write_pos;
+        encode_end_marker(
+            self.active.map.slot_mut(end, END_MARKER_SIZE),
+            next,
+            self.chain.prev_crc,
+        );
+        self.active.map.publish(end, END_MAGIC);
+        self.active.write_pos += END_MARKER_SIZE;
+        if self.flush != FlushPolicy::None {
+            // The old segment becomes durable before anything in the new one can.
+            self.sync_active()?;
+        }
+        let Spare {
+            mut map,
+            path: spare_path,
+        } = spare;
+        let header = SegmentHeader::new(next, map.len() as u64, self.chain.prev_crc);
+        map.slot_mut(0, SEGMENT_HEADER_SIZE)
+            .copy_from_slice(&header.encode());
+        if let Err(err) = self.io.rename(&spare_path, &path) {
+            return Err(self.poison(file_io(&path)(err)));
+        }
+        self.dir_sync_pending = true;
+        let new = Active {
+            map,
+            write_pos: SEGMENT_HEADER_SIZE,
+            synced_to: 0,
+        };
+        let old = std::mem::replace(&mut self.active, new);
+        self.preparer.request();
+        self.preparer
+            .retire(old.map, self.flush == FlushPolicy::None);
+        tracing::debug!(first_sequence = next, "journal rolled over");
+        Ok(())
+    }
+
+    fn allocation_error(&mut self, err: std::io::Error) -> JournalError {
+        let path = self.dir.join(SPARE_FILE_NAME);
+        if is_disk_full(&err) {
+            tracing::error!("journal segment allocation failed: {err}");
+            let needed_bytes = self.segment_size_bytes;
+            return JournalError::DiskFull {
+                path,
+                needed_bytes,
+                source: err,
+            };
+        }
+        self.poison(file_io(path)(err))
+    }
+}
+
+/// Applies a scan: cuts a torn tail, removes orphans, and opens (or creates) the segment to
+/// append to. Returns it with the chain to continue.
+fn resume(
+    cfg: &JournalConfig,
+    io: &dyn SegmentIo,
+    scan: Scan,
+    mut dir_dirty: bool,
+) -> Result<(Active, Chain), JournalError> {
+    for orphan in scan.orphans() {
+        tracing::warn!(path = %orphan.path.display(), "journal: removing torn segment");
+        io.remove(&orphan.path).map_err(file_io(&orphan.path))?;
+        dir_dirty = true;
+    }
+    let active = match scan.end {
+        ScanEnd::Open {
+            segment,
+            offset,
+            nonzero_end,
+            damage,
+        } => {
+            let seg = &scan.segments[segment];
+            Some(reopen_active(io, &seg.path, offset, nonzero_end, damage)?)
+        }
+        ScanEnd::HeaderTorn { segment: 0 } if scan.segments[0].first_sequence != 1 => {
+            // The oldest remaining segment is torn: its chain seed is lost with its header.
+            let seg = &scan.segments[0];
+            let reason = CorruptionReason::ChainSeedLost;
+            return Err(corrupted(&seg.path, 0, seg.first_sequence, reason));
+        }
+        ScanEnd::Empty | ScanEnd::Sealed | ScanEnd::HeaderTorn { .. } => None,
+    };
+    let active = match active {
+        Some(active) => active,
+        None => {
+            dir_dirty = true;
+            create_segment(cfg, io, scan.chain)?
+        }
+    };
+    if dir_dirty {
+        io.sync_dir(&cfg.dir).map_err(file_io(&cfg.dir))?;
+    }
+    Ok((active, scan.chain))
+}
+
+/// Maps the last segment for appending at `offset`, zeroing (and syncing) torn bytes first.
+fn reopen_active(
+    io: &dyn SegmentIo,
+    path: &Path,
+    offset: usize,
+    nonzero_end: usize,
+    damage: Damage,
+) -> Result<Active, JournalError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(file_io(path))?;
+    let mut map = MappedSegment::map(file).map_err(file_io(path))?;
+    if nonzero_end > offset {
+        tracing::warn!(
+            path = %path.display(), offset, torn_bytes = nonzero_end - offset, %damage,
+            "journal: cutting torn tail"
+        );
+        map.slot_mut(offset, nonzero_end - offset).fill(0);
+        io.sync_range(&map, offset, nonzero_end - offset)
+            .map_err(file_io(path))?;
+    }
+    Ok(Active {
+        map,
+        write_pos: offset,
+        synced_to: offset,
+    })
+}
+
+/// Creates a segment continuing `chain` synchronously (open only), header durable.
+fn create_segment(
+    cfg: &JournalConfig,
+    io: &dyn SegmentIo,
+    chain: Chain,
+) -> Result<Active, JournalError> {
+    let spare_path = cfg.dir.join(SPARE_FILE_NAME);
+    let size = cfg.segment_size_bytes;
+    let spare = prepare_spare(io, &spare_path, size).map_err(|err| {
+        if is_disk_full(&err) {
+            JournalError::DiskFull {
+                path: spare_path.clone(),
+                needed_bytes: size,
+                source: err,
+            }
+        } else {
+            file_io(&spare_path)(err)
+        }
+    })?;
+    let Spare {
+        mut map,
+        path: spare_path,
+    } = spare;
+    let header = SegmentHeader::new(chain.next_sequence, size, chain.prev_crc);
+    map.slot_mut(0, SEGMENT_HEADER_SIZE)
+        .copy_from_slice(&header.encode());
+    io.sync_range(&map, 0, SEGMENT_HEADER_SIZE)
+        .map_err(file_io(&spare_path))?;
+    let path = cfg.dir.join(segment_file_name(chain.next_sequence));
+    io.rename(&spare_path, &path).map_err(file_io(&path))?;
+    Ok(Active {
+        map,
+        write_pos: SEGMENT_HEADER_SIZE,
+        synced_to: SEGMENT_HEADER_SIZE,
+    })
+}

@@ -1,0 +1,211 @@
+//! Journal round trips: many rollovers, seek, reopen-and-append, argument errors.
+
+mod journal_support;
+
+use std::fs;
+
+use journal_support::*;
+use keel::journal::{
+    verify, FlushPolicy, JournalConfig, JournalError, JournalReader, JournalWriter, TailState,
+};
+
+#[test]
+fn round_trip_across_many_rollovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    let mut w = JournalWriter::open(&cfg(&dir, 64 * 1024, FlushPolicy::None)).unwrap();
+    assert_eq!(w.last_sequence(), 0);
+    write(&mut w, 1, 30_000, 97);
+    assert_eq!(w.last_sequence(), 30_000);
+    w.sync().unwrap();
+
+    // A reader works while the writer is open; after it is dropped too.
+    assert_eq!(read_all(&dir), 30_000);
+    drop(w);
+    assert_eq!(read_all(&dir), 30_000);
+
+    let segments = segment_files(&dir);
+    assert!(segments.len() > 50, "{} segments", segments.len());
+    // Every segment is named by its first record, and every record sits in order.
+    let entries = layout(&dir);
+    let mut expected = 1;
+    for e in &entries {
+        match e.sequence {
+            Some(seq) => {
+                if e.offset == 64 {
+                    let name = format!("{seq:020}.seg");
+                    assert_eq!(e.file.file_name().unwrap().to_str().unwrap(), name);
+                }
+                assert_eq!(seq, expected);
+                expected += 1;
+            }
+            None => assert!(e.offset + e.size + 500 > 64 * 1024, "marker only when full"),
+        }
+    }
+    assert_eq!(expected, 30_001);
+    // Every segment but the last is sealed; all files have the full size (allocated).
+    let sealed = entries.iter().filter(|e| e.sequence.is_none()).count();
+    assert_eq!(sealed, segments.len() - 1);
+    for s in &segments {
+        assert_eq!(fs::metadata(s).unwrap().len(), 64 * 1024);
+    }
+    let report = verify(&dir).unwrap();
+    assert_eq!(
+        (report.record_count, report.last_sequence),
+        (30_000, 30_000)
+    );
+    assert_eq!(report.segment_count, segments.len());
+    assert!(matches!(report.tail, TailState::Clean { .. }), "{report}");
+}
+
+#[test]
+fn seek_positions_at_first_record_at_or_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut w = JournalWriter::open(&cfg(dir, TINY_SEGMENT_BYTES, FlushPolicy::None)).unwrap();
+    write(&mut w, 1, 2_000, 50);
+    let firsts: Vec<u64> = layout(dir)
+        .iter()
+        .filter(|e| e.offset == 64)
+        .filter_map(|e| e.sequence)
+        .collect();
+    assert!(firsts.len() > 5);
+    let mut reader = JournalReader::open(dir).unwrap();
+    let mut targets = vec![0, 1, 2, 999, 1_999, 2_000];
+    for f in &firsts {
+        targets.extend([f - 1, *f, f + 1]);
+    }
+    for target in targets {
+        reader.seek(target).unwrap();
+        let r = reader.next().unwrap().unwrap();
+        check(&r, target.max(1));
+    }
+    // Past the end: nothing yet, then exactly the first record at or after the target.
+    reader.seek(2_010).unwrap();
+    assert!(reader.next().unwrap().is_none());
+    write(&mut w, 2_001, 2_020, 4);
+    let r = reader.next().unwrap().unwrap();
+    check(&r, 2_010);
+    let mut last = 2_010;
+    while let Some(r) = reader.next().unwrap() {
+        last += 1;
+        check(&r, last);
+    }
+    assert_eq!(last, 2_020);
+}
+
+#[test]
+fn reopen_and_append_continues_the_sequence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = cfg(dir, TINY_SEGMENT_BYTES, FlushPolicy::Batch);
+    let mut w = JournalWriter::open(&config).unwrap();
+    write(&mut w, 1, 700, 10);
+    drop(w);
+    for round in 1..=5u64 {
+        let mut w = JournalWriter::open(&config).unwrap();
+        let last = w.last_sequence();
+        assert_eq!(last, 700 + (round - 1) * 123);
+        let p = payload(last + 2);
+        let err = w.append(&rec(last + 2, &p)).unwrap_err();
+        assert!(
+            matches!(err, JournalError::SequenceMismatch { expected, got } if expected == last + 1 && got == last + 2)
+        );
+        write(&mut w, last + 1, last + 123, 9);
+    }
+    assert_eq!(read_all(dir), 700 + 5 * 123);
+    assert!(matches!(verify(dir).unwrap().tail, TailState::Clean { .. }));
+}
+
+#[test]
+fn empty_journal_and_argument_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("j");
+    let config = cfg(&dir, TINY_SEGMENT_BYTES, FlushPolicy::Batch);
+    let mut w = JournalWriter::open(&config).unwrap();
+    assert_eq!(w.last_sequence(), 0);
+    w.end_batch().unwrap();
+    w.tick().unwrap();
+    let big = vec![1u8; 2049];
+    let err = w.append(&rec(1, &big)).unwrap_err();
+    assert!(matches!(
+        err,
+        JournalError::RecordTooLarge {
+            payload_bytes: 2049,
+            max_payload_bytes: 2048
+        }
+    ));
+    // Argument errors do not poison the writer.
+    w.append(&rec(1, &[])).unwrap();
+    w.sync().unwrap();
+    drop(w);
+    let mut reader = JournalReader::open(&dir).unwrap();
+    assert_eq!(reader.next().unwrap().unwrap(), rec(1, &[]));
+    assert!(reader.next().unwrap().is_none());
+
+    let bad = JournalConfig {
+        segment_size_bytes: 10_000,
+        ..config.clone()
+    };
+    assert!(matches!(
+        JournalWriter::open(&bad),
+        Err(JournalError::InvalidConfig { .. })
+    ));
+    let too_big = JournalConfig {
+        max_payload_bytes: 1 << 20,
+        ..config
+    };
+    assert!(matches!(
+        JournalWriter::open(&too_big),
+        Err(JournalError::InvalidConfig { .. })
+    ));
+    assert!(JournalReader::open(&tmp.path().join("missing")).is_err());
+}
+
+#[test]
+fn reader_on_empty_directory_sees_the_first_records_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut reader = JournalReader::open(dir).unwrap();
+    assert!(reader.next().unwrap().is_none());
+    let mut w = JournalWriter::open(&cfg(dir, TINY_SEGMENT_BYTES, FlushPolicy::None)).unwrap();
+    assert!(reader.next().unwrap().is_none());
+    write(&mut w, 1, 3, 1);
+    for seq in 1..=3 {
+        check(&reader.next().unwrap().unwrap(), seq);
+    }
+    assert!(reader.next().unwrap().is_none());
+}
+
+#[test]
+fn sealed_last_segment_starts_a_new_one() {
+    // A crash after sealing a segment but before its successor's rename was durable.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = cfg(dir, TINY_SEGMENT_BYTES, FlushPolicy::Batch);
+    let mut w = JournalWriter::open(&config).unwrap();
+    write(&mut w, 1, 300, 10);
+    drop(w);
+    let last_file = segment_files(dir).pop().unwrap();
+    let kept = layout(dir)
+        .iter()
+        .filter(|e| e.file != last_file)
+        .filter_map(|e| e.sequence)
+        .max()
+        .unwrap();
+    fs::remove_file(&last_file).unwrap();
+    assert!(matches!(
+        verify(dir).unwrap().tail,
+        TailState::Sealed { .. }
+    ));
+    let mut w = JournalWriter::open(&config).unwrap();
+    assert_eq!(w.last_sequence(), kept);
+    write(&mut w, kept + 1, kept + 50, 7);
+    drop(w);
+    assert_eq!(read_all(dir), kept + 50);
+    assert_eq!(
+        segment_files(dir).pop().unwrap(),
+        last_file,
+        "same first sequence, same name"
+    );
+}
