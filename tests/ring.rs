@@ -219,3 +219,41 @@ fn start_after_resumes_numbering() {
         .unwrap();
     assert_eq!(seen, 42);
 }
+
+#[test]
+fn written_slots_are_invisible_until_flushed() {
+    let mut builder = RingBuilder::new(4).wait_strategy(WaitStrategy::Yield);
+    builder.add_consumer(&[]);
+    let (mut producer, mut consumers) = builder.build(|| 0u64);
+    let mut consumer = consumers.pop().unwrap();
+    for v in 1..=3 {
+        assert_eq!(producer.write(|s, _| *s = v).unwrap(), v);
+    }
+    let soon = Some(Instant::now() + Duration::from_millis(5));
+    assert_eq!(consumer.process_batch(soon, |_, _, _| Ok::<(), ()>(())), Ok(Poll::Timeout));
+    producer.flush();
+    let mut seen = Vec::new();
+    consumer
+        .process_batch(None, |v: &u64, _, _| {
+            seen.push(*v);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    assert_eq!(seen, vec![1, 2, 3]);
+}
+
+#[test]
+fn a_writer_that_fills_the_ring_publishes_before_waiting() {
+    // Capacity 2, never flushing explicitly: waiting for room must publish what was written,
+    // or producer and consumer would wait for each other forever.
+    let mut builder = RingBuilder::new(2).wait_strategy(WaitStrategy::PARK);
+    builder.add_consumer(&[]);
+    let (mut producer, mut consumers) = builder.build(|| 0u64);
+    let consumer = consumers.pop().unwrap();
+    let handle = thread::spawn(move || drain_checked(consumer));
+    for v in 1..=10_000u64 {
+        producer.write(|s, _| *s = v).unwrap();
+    }
+    drop(producer); // publishes the rest and closes
+    assert_eq!(handle.join().unwrap().0, 10_000);
+}

@@ -132,12 +132,17 @@ fn handle<P: Processor>(
     responses: &mut Responses,
     envelope: &Envelope,
     sequence: u64,
+    end_of_batch: bool,
 ) -> Result<(), Halted> {
     debug_assert_eq!(envelope.header.sequence, sequence);
     match responses {
         Responses::Ring(output) => {
-            let published = output.publish(|slot, _| fill_response(processor, envelope, slot))?;
-            debug_assert_eq!(published, sequence, "one response per message");
+            // Written now, published at the end of the batch (one Release store per batch).
+            let written = output.write(|slot, _| fill_response(processor, envelope, slot))?;
+            debug_assert_eq!(written, sequence, "one response per message");
+            if end_of_batch {
+                output.flush();
+            }
         }
         Responses::Discard(scratch) => {
             apply_message(processor, &envelope.message(), scratch);
@@ -160,7 +165,7 @@ pub(crate) fn run<P: Processor>(
         let poll = input.process_batch(None, |envelope, sequence, end_of_batch| {
             // The single-writer principle, checked: only this thread touches the state.
             debug_assert_eq!(std::thread::current().id(), owner);
-            handle(&mut processor, &mut responses, envelope, sequence)?;
+            handle(&mut processor, &mut responses, envelope, sequence, end_of_batch)?;
             if let Some(snapshots) = snapshots.as_mut() {
                 snapshots.after(&processor, sequence, envelope.header.kind);
             }

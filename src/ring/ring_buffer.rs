@@ -261,6 +261,9 @@ impl<T> Producer<T> {
 
     #[cold]
     fn wait_for_room(&mut self, n: u64) -> Result<(), Halted> {
+        // Written-but-unpublished slots must become visible, or consumers could never free the
+        // room we wait for.
+        self.flush();
         let shared = &*self.shared;
         let last = self.next + n - 1;
         let capacity = shared.slots.len() as u64;
@@ -278,7 +281,14 @@ impl<T> Producer<T> {
     }
 
     #[inline]
-    fn fill_and_publish(&mut self, n: u64, mut fill: impl FnMut(&mut T, u64)) -> u64 {
+    fn fill_and_publish(&mut self, n: u64, fill: impl FnMut(&mut T, u64)) -> u64 {
+        self.fill(n, fill);
+        self.flush();
+        self.next - 1
+    }
+
+    #[inline]
+    fn fill(&mut self, n: u64, mut fill: impl FnMut(&mut T, u64)) {
         let first = self.next;
         for sequence in first..first + n {
             debug_assert!(sequence <= self.cached_gate + self.shared.slots.len() as u64);
@@ -288,10 +298,30 @@ impl<T> Producer<T> {
             fill(slot, sequence);
         }
         self.next = first + n;
-        // Pairs with the Acquire loads of the cursor in `Consumer::process_batch`.
-        self.shared.cursor.store_release(self.next - 1);
-        self.shared.notify();
-        self.next - 1
+    }
+
+    /// Fills the next slot but does not publish it yet: consumers see it after the next
+    /// [`Producer::flush`] (or any publish). Lets a stage publish a whole batch of outputs with
+    /// one Release store. Waits for room like `publish`. Returns the slot's sequence.
+    #[inline]
+    pub fn write(&mut self, fill: impl FnOnce(&mut T, u64)) -> Result<u64, Halted> {
+        if !self.has_room(1) {
+            self.wait_for_room(1)?;
+        }
+        let mut fill = Some(fill);
+        self.fill(1, |slot, seq| (fill.take().expect("called once"))(slot, seq));
+        Ok(self.next - 1)
+    }
+
+    /// Publishes everything written so far (one Release store and one wake-up), if anything.
+    #[inline]
+    pub fn flush(&mut self) {
+        let last = self.next - 1;
+        if self.shared.cursor.load_relaxed() != last {
+            // Pairs with the Acquire loads of the cursor in `Consumer::process_batch`.
+            self.shared.cursor.store_release(last);
+            self.shared.notify();
+        }
     }
 
     /// Halts the ring: every waiter (producer and consumers) returns at once.
@@ -302,6 +332,7 @@ impl<T> Producer<T> {
 
 impl<T> Drop for Producer<T> {
     fn drop(&mut self) {
+        self.flush();
         // Pairs with the Acquire load of `closed` in `Consumer::process_batch`: the final
         // cursor is visible to whoever sees `closed`.
         self.shared.closed.store(true, Ordering::Release);
