@@ -1,0 +1,338 @@
+//! The session table: a fixed number of slots allocated at start, each with its own receive and
+//! send buffers. A session id is `generation << 32 | slot`: when a slot is reused its generation
+//! changes, so a response addressed to the slot's previous session is recognised and dropped.
+
+use super::config::Limits;
+use super::frame::{self, ErrorCode};
+use mio::net::TcpStream;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// A byte buffer of fixed capacity used as a queue: bytes are appended at `end` and consumed
+/// from `start`; the live bytes are moved to the front only when the tail runs out of room.
+#[derive(Debug)]
+pub(crate) struct ByteBuf {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl ByteBuf {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        ByteBuf {
+            buf: vec![0; capacity].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The bytes not consumed yet.
+    #[inline]
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Marks `n` pending bytes as consumed.
+    #[inline]
+    pub(crate) fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Free space after the pending bytes, moving them to the front first if the tail is
+    /// smaller than `want`.
+    #[inline]
+    pub(crate) fn spare(&mut self, want: usize) -> &mut [u8] {
+        if self.buf.len() - self.end < want && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Marks `n` bytes written into [`ByteBuf::spare`] as pending.
+    #[inline]
+    pub(crate) fn commit(&mut self, n: usize) {
+        debug_assert!(self.end + n <= self.buf.len());
+        self.end += n;
+    }
+
+    /// Appends an encoded frame of at most `max_bytes` if the pending bytes stay within
+    /// `limit`. Returns whether it was appended.
+    #[inline]
+    pub(crate) fn append(
+        &mut self,
+        limit: usize,
+        max_bytes: usize,
+        encode: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
+        let room = limit.saturating_sub(self.len());
+        let spare = self.spare(max_bytes.min(room));
+        let window = spare.len().min(room);
+        match encode(&mut spare[..window]) {
+            Some(n) => {
+                self.commit(n);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The slot is unused.
+    Free,
+    /// Connected, waiting for `HELLO`.
+    Handshake,
+    /// Handshaken: requests flow.
+    Open,
+    /// A fatal error was queued: flushing it, reading nothing more, then closing.
+    Closing,
+}
+
+/// Everything about one connection except its receive buffer (kept apart so a frame borrowed
+/// from the receive buffer can be handled while the rest of the session is changed).
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) stream: Option<TcpStream>,
+    pub(crate) id: u64,
+    pub(crate) generation: u32,
+    pub(crate) phase: Phase,
+    pub(crate) output: ByteBuf,
+    pub(crate) opened_at: Instant,
+    pub(crate) last_activity: Instant,
+    /// When the incomplete frame at the end of the receive buffer started arriving.
+    pub(crate) partial_since: Option<Instant>,
+    pub(crate) close_deadline: Instant,
+    pub(crate) write_shut: bool,
+    /// The peer ended its side (seen while closing).
+    pub(crate) peer_closed: bool,
+    /// In the ready queue (may have input to process).
+    pub(crate) queued: bool,
+    /// In the flush list (may have output to write).
+    pub(crate) dirty: bool,
+}
+
+impl Conn {
+    /// Queues an `ERROR` frame; `false` if it does not fit the output limit (fatal errors
+    /// use the reserve beyond it).
+    pub(crate) fn push_error(
+        &mut self,
+        limits: &Limits,
+        code: ErrorCode,
+        correlation: u64,
+        text: &str,
+    ) -> bool {
+        let limit = if code.is_fatal() {
+            limits.output_capacity_bytes()
+        } else {
+            limits.output_limit_bytes
+        };
+        self.output
+            .append(limit, frame::MAX_ERROR_FRAME_BYTES, |b| {
+                frame::encode_error(b, code, correlation, text)
+            })
+    }
+}
+
+/// One slot of the session table.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) input: ByteBuf,
+    pub(crate) conn: Conn,
+}
+
+/// `generation << 32 | slot`. Generations start at 1, so no session id is 0 (the embedding
+/// host's id).
+#[inline]
+pub(crate) fn session_id(slot: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(slot)
+}
+
+/// The slot and generation a session id names.
+#[inline]
+pub(crate) fn split_session_id(id: u64) -> (u32, u32) {
+    (id as u32, (id >> 32) as u32)
+}
+
+/// All session slots, the free list, the ready queue (sessions that may have input to read or
+/// process) and the flush list (sessions with output to write). All allocated at start.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    pub(crate) slots: Vec<Session>,
+    free: Vec<u32>,
+    pub(crate) ready: VecDeque<u32>,
+    pub(crate) dirty: Vec<u32>,
+}
+
+impl Sessions {
+    pub(crate) fn new(limits: &Limits, now: Instant) -> Self {
+        let n = limits.max_connections;
+        let slots = (0..n)
+            .map(|_| Session {
+                input: ByteBuf::with_capacity(limits.read_buffer_bytes),
+                conn: Conn {
+                    stream: None,
+                    id: 0,
+                    generation: 0,
+                    phase: Phase::Free,
+                    output: ByteBuf::with_capacity(limits.output_capacity_bytes()),
+                    opened_at: now,
+                    last_activity: now,
+                    partial_since: None,
+                    close_deadline: now,
+                    write_shut: false,
+                    peer_closed: false,
+                    queued: false,
+                    dirty: false,
+                },
+            })
+            .collect();
+        Sessions {
+            slots,
+            free: (0..n as u32).rev().collect(),
+            ready: VecDeque::with_capacity(n),
+            dirty: Vec::with_capacity(n),
+        }
+    }
+
+    /// Sessions in use.
+    pub(crate) fn active(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Takes a free slot for `stream`; `None` (and the stream back) when all are in use.
+    pub(crate) fn open(&mut self, stream: TcpStream, now: Instant) -> Result<u32, TcpStream> {
+        let Some(slot) = self.free.pop() else {
+            return Err(stream);
+        };
+        let session = &mut self.slots[slot as usize];
+        debug_assert_eq!(session.conn.phase, Phase::Free);
+        let c = &mut session.conn;
+        c.generation = c.generation.wrapping_add(1).max(1);
+        c.id = session_id(slot, c.generation);
+        c.stream = Some(stream);
+        c.phase = Phase::Handshake;
+        (c.opened_at, c.last_activity, c.partial_since) = (now, now, None);
+        (c.write_shut, c.peer_closed) = (false, false);
+        session.input.clear();
+        c.output.clear();
+        Ok(slot)
+    }
+
+    /// Frees `slot`, returning its stream to be closed. Its queue flags stay as they are: stale
+    /// queue entries are skipped (or serve the slot's next session, harmlessly).
+    pub(crate) fn release(&mut self, slot: u32) -> Option<TcpStream> {
+        let c = &mut self.slots[slot as usize].conn;
+        if c.phase == Phase::Free {
+            return None;
+        }
+        c.phase = Phase::Free;
+        c.id = 0;
+        self.free.push(slot);
+        c.stream.take()
+    }
+
+    /// The slot of the open session `id`, if it still exists.
+    #[inline]
+    pub(crate) fn lookup_open(&self, id: u64) -> Option<usize> {
+        let (slot, generation) = split_session_id(id);
+        let c = &self.slots.get(slot as usize)?.conn;
+        (c.generation == generation && c.phase == Phase::Open).then_some(slot as usize)
+    }
+
+    /// Puts `slot` on the ready queue unless it is there.
+    #[inline]
+    pub(crate) fn mark_ready(&mut self, slot: u32) {
+        let c = &mut self.slots[slot as usize].conn;
+        if !c.queued {
+            c.queued = true;
+            self.ready.push_back(slot);
+        }
+    }
+
+    /// Puts `slot` on the flush list unless it is there.
+    #[inline]
+    pub(crate) fn mark_dirty(&mut self, slot: u32) {
+        let c = &mut self.slots[slot as usize].conn;
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// Queues a fatal `ERROR` for `slot` and starts closing it: nothing more is read or routed
+    /// to it; the error is flushed, the write side shut, then the slot freed.
+    pub(crate) fn close_with(
+        &mut self,
+        slot: u32,
+        limits: &Limits,
+        code: ErrorCode,
+        text: &str,
+        now: Instant,
+    ) {
+        debug_assert!(code.is_fatal());
+        let c = &mut self.slots[slot as usize].conn;
+        if matches!(c.phase, Phase::Free | Phase::Closing) {
+            return;
+        }
+        c.push_error(limits, code, 0, text);
+        c.phase = Phase::Closing;
+        c.close_deadline = now + limits.close_linger;
+        self.mark_dirty(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_buf_queues_and_compacts() {
+        let mut b = ByteBuf::with_capacity(8);
+        b.spare(8)[..6].copy_from_slice(b"abcdef");
+        b.commit(6);
+        b.consume(4);
+        assert_eq!(b.pending(), b"ef");
+        // 2 bytes of tail left; asking for 5 moves "ef" to the front.
+        assert_eq!(b.spare(5).len(), 6);
+        assert!(b.append(8, 8, |w| {
+            w[..3].copy_from_slice(b"ghi");
+            Some(3)
+        }));
+        assert_eq!(b.pending(), b"efghi");
+        // The limit counts pending bytes: 5 + 4 > 8.
+        assert!(!b.append(8, 4, |w| (w.len() >= 4).then_some(4)));
+        b.consume(5);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn session_ids_carry_the_generation() {
+        let id = session_id(7, 3);
+        assert_eq!(split_session_id(id), (7, 3));
+        assert_ne!(session_id(0, 1), 0);
+    }
+}
