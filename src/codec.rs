@@ -48,8 +48,29 @@ pub fn encode_to_vec<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<usize
     Ok(out.len() - before)
 }
 
-/// Decodes exactly one `T` from all of `bytes`; trailing bytes are an error.
+/// Most bytes a message decode may claim for strings and collections: a hostile payload that
+/// declares a huge length fails with an error instead of allocating it.
+pub const MESSAGE_DECODE_LIMIT_BYTES: usize = 1 << 20;
+
+/// Same wire format as [`CONFIG`], with [`MESSAGE_DECODE_LIMIT_BYTES`] enforced on decode.
+const MESSAGE_CONFIG: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Fixint,
+    bincode::config::Limit<MESSAGE_DECODE_LIMIT_BYTES>,
+> = CONFIG.with_limit::<MESSAGE_DECODE_LIMIT_BYTES>();
+
+/// Decodes exactly one `T` from all of `bytes` (a message or response payload: untrusted, so
+/// bounded by [`MESSAGE_DECODE_LIMIT_BYTES`]); trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, MESSAGE_CONFIG)?;
+    if used != bytes.len() {
+        return Err(CodecError::Trailing { trailing: bytes.len() - used });
+    }
+    Ok(value)
+}
+
+/// Decodes a whole saved state (a snapshot, already checksummed): no size limit.
+pub fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, CONFIG)?;
     if used != bytes.len() {
         return Err(CodecError::Trailing { trailing: bytes.len() - used });
@@ -73,6 +94,14 @@ mod tests {
         let mut buf = [0u8; 16];
         let n = encode_into(&0x0102_0304u32, &mut buf).unwrap();
         assert_eq!(&buf[..n], &[4, 3, 2, 1]);
+    }
+
+    #[test]
+    fn a_hostile_length_is_refused_without_allocating_it() {
+        // A Vec<u8> claiming 2^60 elements, followed by nothing.
+        let bytes = (1u64 << 60).to_le_bytes();
+        assert!(decode::<Vec<u8>>(&bytes).is_err());
+        assert!(decode::<String>(&bytes).is_err());
     }
 
     #[test]

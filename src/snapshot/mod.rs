@@ -63,5 +63,5 @@ pub fn save_serde<T: Serialize>(state: &T, out: &mut Vec<u8>) -> Result<(), Code
 
 /// Loads a serde state saved by [`save_serde`].
 pub fn load_serde<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
-    Ok(codec::decode(bytes)?)
+    Ok(codec::decode_state(bytes)?)
 }
