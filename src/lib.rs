@@ -16,6 +16,7 @@ pub mod engine;
 pub mod snapshot;
 pub mod net;
 pub mod apps;
+pub mod replay;
 pub mod bench;
 pub mod error;
 
