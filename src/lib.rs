@@ -18,6 +18,7 @@ pub mod net;
 pub mod apps;
 pub mod replay;
 pub mod bench;
+pub mod cli;
 pub mod error;
 
 pub use engine::{

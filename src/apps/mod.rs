@@ -6,6 +6,7 @@ pub mod bookstore;
 pub mod exchange;
 
 use crate::engine::{Message, Processor, Response};
+use crate::net::Invalid;
 
 /// One message ready to submit: kind, version, encoded payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +28,14 @@ pub trait App: Processor + Default {
     /// Parses a command given on the shell (e.g. `["order", "7", "3", "1", "1999"]`) into a
     /// message. The error is a usage text.
     fn parse_command(words: &[String]) -> Result<Command, String>;
+
+    /// Checks, before a message enters the ring, that it is a known kind and version and that
+    /// its payload decodes: the network thread refuses anything else, so the business logic
+    /// never sees an invalid message. Pure and cheap.
+    fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), Invalid> {
+        let _ = (kind, version, payload);
+        Err(Invalid::UnknownKind)
+    }
 
     /// Usage text for `parse_command`: one line per command.
     fn command_help() -> &'static str;

@@ -109,6 +109,16 @@ fn response_body(kind: u16, payload: &[u8]) -> Value {
 impl App for Bookstore {
     const NAME: &'static str = "bookstore";
 
+    fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), crate::net::Invalid> {
+        use crate::net::Invalid;
+        match super::messages::decode(kind, version, payload) {
+            Ok(_) => Ok(()),
+            Err(RejectReason::UnknownKind) => Err(Invalid::UnknownKind),
+            Err(RejectReason::UnsupportedVersion) => Err(Invalid::UnsupportedVersion),
+            Err(_) => Err(Invalid::Undecodable),
+        }
+    }
+
     fn parse_command(words: &[String]) -> Result<Command, String> {
         let verb = words.first().map(String::as_str).unwrap_or("");
         match verb {

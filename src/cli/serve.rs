@@ -1,0 +1,112 @@
+//! `keel serve`: run an app's engine behind the network thread until Ctrl-C, then stop cleanly
+//! (stop the network, drain the rings, sync the journal, snapshot, join).
+
+use super::engine_args::{AppName, EngineArgs};
+use crate::apps::bookstore::Bookstore;
+use crate::apps::exchange::Exchange;
+use crate::apps::App;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::net::{NetConfig, Server};
+use clap::Args;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Flags of `keel serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The service to run.
+    #[arg(long, value_enum, default_value_t = AppName::Bookstore)]
+    pub app: AppName,
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// Most concurrent client connections.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections: usize,
+    /// Shared secret clients must present in their handshake.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Close connections idle for this many seconds (0: never).
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+    /// Per-session limit of unsent response bytes before a slow client is disconnected.
+    #[arg(long, default_value_t = 256 << 10)]
+    pub output_limit_bytes: usize,
+    /// Engine limits and choices.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+impl ServeArgs {
+    fn net_config(&self) -> NetConfig {
+        NetConfig {
+            listen_addr: self.listen,
+            max_connections: self.max_connections,
+            token: self.token.as_ref().map(|t| t.as_bytes().to_vec()),
+            idle_timeout: (self.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.idle_timeout_secs)),
+            output_limit_bytes: self.output_limit_bytes,
+            ..NetConfig::default()
+        }
+    }
+}
+
+/// Runs `keel serve` until Ctrl-C (or SIGTERM), then shuts down cleanly.
+pub fn run_serve(args: &ServeArgs) -> Result<(), Error> {
+    match args.app {
+        AppName::Bookstore => serve::<Bookstore>(args),
+        AppName::Exchange => serve::<Exchange>(args),
+    }
+}
+
+fn serve<A: App>(args: &ServeArgs) -> Result<(), Error> {
+    let mut config = args.engine.config();
+    std::fs::create_dir_all(&config.journal_dir)?;
+    let binding = Server::bind(args.net_config(), &mut config)?;
+    let mut engine = Engine::start(config.clone(), A::default())?;
+    let submitter = engine.take_submitter().expect("fresh engine");
+    let responses = engine.take_responses().expect("fresh engine");
+    let server = binding.start(submitter, responses, A::validate)?;
+    let stop = server.stop_handle();
+    if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
+        tracing::warn!(error = %e, "could not install the Ctrl-C handler");
+    }
+    print_banner::<A>(args, &server, &engine, &config);
+    let stats = server.wait()?;
+    eprintln!("stopping: {stats:?}");
+    let state = engine.shutdown()?;
+    eprintln!("stopped cleanly; state hash {:#018x}", state.state_hash());
+    Ok(())
+}
+
+fn print_banner<A: App>(
+    args: &ServeArgs,
+    server: &Server,
+    engine: &Engine<A>,
+    config: &crate::engine::Config,
+) {
+    let r = engine.recovered();
+    eprintln!("keel serve: {} listening on {}", A::NAME, server.local_addr());
+    eprintln!(
+        "  journal {} | snapshots {} | flush {} | wait {} | mode {:?}",
+        config.journal_dir.display(),
+        config.snapshot_dir.display(),
+        config.flush,
+        config.wait,
+        config.mode
+    );
+    eprintln!(
+        "  recovered: snapshot at {}, {} messages replayed, last sequence {}",
+        r.snapshot_sequence, r.replayed, r.last_sequence
+    );
+    eprintln!(
+        "  talk to it: keel client --app {} --connect {} {}",
+        A::NAME,
+        server.local_addr(),
+        A::command_help().lines().next().unwrap_or("")
+    );
+    eprintln!("  all commands: keel client --app {} --help-commands", A::NAME);
+    eprintln!("  stop: Ctrl-C (drains, syncs the journal, writes a snapshot)");
+    let _ = args;
+}
