@@ -24,8 +24,11 @@ fn config(dir: &std::path::Path) -> Config {
     }
 }
 
-/// Collects (sequence, correlation, status, reason, payload u64) until the ring closes.
-fn collect(mut rx: ResponseReceiver) -> thread::JoinHandle<Vec<(u64, u64, Status, u32, u64)>> {
+/// One collected response: (sequence, correlation, status, reason, payload as u64).
+type Got = (u64, u64, Status, u32, u64);
+
+/// Collects responses until the ring closes.
+fn collect(mut rx: ResponseReceiver) -> thread::JoinHandle<Vec<Got>> {
     thread::spawn(move || {
         let mut out = Vec::new();
         loop {

@@ -213,6 +213,13 @@ fn kind_name(kind: u16) -> &'static str {
 impl<const V: u8> App for Bank<V> {
     const NAME: &'static str = "bank";
 
+    fn validate(kind: u16, _version: u16, _payload: &[u8]) -> Result<(), keel::net::Invalid> {
+        match kind {
+            DEPOSIT | WITHDRAW | BALANCE | STATS => Ok(()),
+            _ => Err(keel::net::Invalid::UnknownKind),
+        }
+    }
+
     fn parse_command(words: &[String]) -> Result<Command, String> {
         let num = |i: usize| -> Result<u64, String> {
             words

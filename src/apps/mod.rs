@@ -32,10 +32,7 @@ pub trait App: Processor + Default {
     /// Checks, before a message enters the ring, that it is a known kind and version and that
     /// its payload decodes: the network thread refuses anything else, so the business logic
     /// never sees an invalid message. Pure and cheap.
-    fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), Invalid> {
-        let _ = (kind, version, payload);
-        Err(Invalid::UnknownKind)
-    }
+    fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), Invalid>;
 
     /// Usage text for `parse_command`: one line per command.
     fn command_help() -> &'static str;

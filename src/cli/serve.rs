@@ -39,6 +39,16 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// `keel serve` with every default (what `keel` with no subcommand runs).
+    pub fn parse_defaults() -> ServeArgs {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        <Defaults as clap::Parser>::parse_from(["keel"]).serve
+    }
+
     fn net_config(&self) -> NetConfig {
         NetConfig {
             listen_addr: self.listen,

@@ -1,0 +1,159 @@
+//! A full consistency check of the state (tests, and every loaded snapshot).
+
+use super::book::NIL;
+use super::messages::Side;
+use super::Exchange;
+use std::collections::BTreeMap;
+
+/// Reservations and totals recomputed from the books.
+#[derive(Default)]
+struct Expected {
+    cash_reserved: BTreeMap<u32, u64>,
+    lots_reserved: BTreeMap<(u32, u32), u64>,
+    orders: usize,
+    levels: usize,
+}
+
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+impl Exchange {
+    /// Checks every invariant: book links, level totals, cached best levels, the id index,
+    /// reservations against resting orders, and cash and position totals. `Err` names the
+    /// first broken one.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut expected = Expected::default();
+        for id in self.instrument_ids() {
+            for side in [Side::Buy, Side::Sell] {
+                self.check_side(id, side, &mut expected)?;
+            }
+        }
+        ensure(expected.orders == self.index.len(), || {
+            "index size differs from books".into()
+        })?;
+        ensure(expected.orders == self.arena.orders.len(), || {
+            "order slab leaks".into()
+        })?;
+        ensure(expected.levels == self.arena.levels.len(), || {
+            "level slab leaks".into()
+        })?;
+        self.check_accounts(&expected)
+    }
+
+    fn check_side(&self, instrument: u32, side: Side, e: &mut Expected) -> Result<(), String> {
+        let i = self
+            .instrument(instrument)
+            .map_err(|r| r.name().to_string())?;
+        let (book, tick) = (&i.book, i.tick);
+        let slots: Vec<u32> = book.level_slots(side).collect();
+        ensure(
+            book.best(side) == slots.first().copied().unwrap_or(NIL),
+            || format!("instrument {instrument} {side:?}: cached best level is stale"),
+        )?;
+        for level_slot in slots {
+            let level = self.arena.levels.get(level_slot);
+            let (mut total, mut count, mut prev, mut slot) = (0u64, 0u32, NIL, level.head);
+            while slot != NIL {
+                let o = self.arena.orders.get(slot);
+                ensure(
+                    o.prev == prev && o.level == level_slot && o.side == side,
+                    || format!("order {} is mislinked", o.id),
+                )?;
+                let priced = o.price == level.price && o.price > 0 && o.price % tick == 0;
+                ensure(
+                    priced && o.instrument == instrument && o.remaining > 0,
+                    || format!("order {} does not belong to its level", o.id),
+                )?;
+                ensure(self.index.get(o.id) == Some(slot), || {
+                    format!("order {} not indexed", o.id)
+                })?;
+                match side {
+                    Side::Buy => {
+                        *e.cash_reserved.entry(o.account).or_default() +=
+                            o.price.saturating_mul(o.remaining)
+                    }
+                    Side::Sell => {
+                        *e.lots_reserved.entry((o.account, instrument)).or_default() += o.remaining
+                    }
+                }
+                (total, count, prev, slot) = (total + o.remaining, count + 1, slot, o.next);
+            }
+            ensure(
+                prev == level.tail && total == level.total && count == level.count && count > 0,
+                || {
+                    format!(
+                        "instrument {instrument} level {} totals are wrong",
+                        level.price
+                    )
+                },
+            )?;
+            e.orders += count as usize;
+            e.levels += 1;
+        }
+        Ok(())
+    }
+
+    fn check_accounts(&self, e: &Expected) -> Result<(), String> {
+        let mut cash = 0u64;
+        let mut lots: BTreeMap<u32, u64> = BTreeMap::new();
+        for id in self.account_ids() {
+            let a = self.accounts.get(id).expect("listed");
+            cash += a.cash;
+            let reserved = e.cash_reserved.get(&id).copied().unwrap_or(0);
+            ensure(a.reserved == reserved && a.reserved <= a.cash, || {
+                format!(
+                    "account {id}: reserved cash {} but orders need {reserved}",
+                    a.reserved
+                )
+            })?;
+            let sorted = a
+                .holdings
+                .windows(2)
+                .all(|w| w[0].instrument < w[1].instrument);
+            ensure(sorted, || format!("account {id}: holdings are not sorted"))?;
+            for h in &a.holdings {
+                *lots.entry(h.instrument).or_default() += h.qty;
+                let reserved = e
+                    .lots_reserved
+                    .get(&(id, h.instrument))
+                    .copied()
+                    .unwrap_or(0);
+                ensure(h.reserved == reserved && h.reserved <= h.qty, || {
+                    format!(
+                        "account {id} instrument {}: reserved lots are wrong",
+                        h.instrument
+                    )
+                })?;
+            }
+        }
+        for (&(id, instrument), &reserved) in &e.lots_reserved {
+            let held = self
+                .accounts
+                .get(id)
+                .map(|a| a.holding(instrument).reserved);
+            ensure(held == Some(reserved), || {
+                format!("account {id}: sell reservations are wrong")
+            })?;
+        }
+        for &id in e.cash_reserved.keys() {
+            ensure(self.accounts.get(id).is_some(), || {
+                format!("account {id} is not open")
+            })?;
+        }
+        ensure(cash == self.accounts.total_cash, || {
+            "total cash differs from the sum".into()
+        })?;
+        for id in self.instrument_ids() {
+            let total = self.instrument(id).expect("listed").total_position;
+            ensure(lots.get(&id).copied().unwrap_or(0) == total, || {
+                format!("instrument {id}: total position differs from the sum")
+            })?;
+        }
+        Ok(())
+    }
+}
