@@ -64,7 +64,9 @@ const MESSAGE_CONFIG: bincode::config::Configuration<
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, MESSAGE_CONFIG)?;
     if used != bytes.len() {
-        return Err(CodecError::Trailing { trailing: bytes.len() - used });
+        return Err(CodecError::Trailing {
+            trailing: bytes.len() - used,
+        });
     }
     Ok(value)
 }
@@ -73,7 +75,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 pub fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, CONFIG)?;
     if used != bytes.len() {
-        return Err(CodecError::Trailing { trailing: bytes.len() - used });
+        return Err(CodecError::Trailing {
+            trailing: bytes.len() - used,
+        });
     }
     Ok(value)
 }
@@ -106,11 +110,18 @@ mod tests {
 
     #[test]
     fn round_trip_and_trailing_rejected() {
-        let s = Sample { a: 7, b: -3, c: vec![1, 2, 3] };
+        let s = Sample {
+            a: 7,
+            b: -3,
+            c: vec![1, 2, 3],
+        };
         let mut v = Vec::new();
         encode_to_vec(&s, &mut v).unwrap();
         assert_eq!(decode::<Sample>(&v).unwrap(), s);
         v.push(0);
-        assert!(matches!(decode::<Sample>(&v), Err(CodecError::Trailing { trailing: 1 })));
+        assert!(matches!(
+            decode::<Sample>(&v),
+            Err(CodecError::Trailing { trailing: 1 })
+        ));
     }
 }

@@ -81,7 +81,10 @@ fn run(flush: FlushPolicy) {
     let allocations = ALLOCATIONS.swap(0, Ordering::SeqCst);
     engine.shutdown().unwrap();
     reader.join().unwrap();
-    assert_eq!(allocations, 0, "{allocations} allocations for 100,000 messages with {flush}");
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations for 100,000 messages with {flush}"
+    );
 }
 
 #[test]

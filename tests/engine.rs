@@ -33,8 +33,17 @@ fn collect(mut rx: ResponseReceiver) -> thread::JoinHandle<Vec<Got>> {
         let mut out = Vec::new();
         loop {
             let poll = rx.poll(None, |r| {
-                let v = r.payload.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
-                out.push((r.header.sequence, r.header.correlation_id, r.header.status, r.header.reason, v));
+                let v = r
+                    .payload
+                    .get(..8)
+                    .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+                out.push((
+                    r.header.sequence,
+                    r.header.correlation_id,
+                    r.header.status,
+                    r.header.reason,
+                    v,
+                ));
             });
             if matches!(poll, Poll::Closed | Poll::Halted) {
                 return out;
@@ -51,7 +60,10 @@ fn every_message_is_answered_once_in_order() {
     let n = 100_000u64;
     for i in 1..=n {
         let kind = if i % 10 == 0 { REJECT_ODD } else { ADD };
-        engine.submitter().submit(to(kind, i), &i.to_le_bytes()).unwrap();
+        engine
+            .submitter()
+            .submit(to(kind, i), &i.to_le_bytes())
+            .unwrap();
     }
     let state = engine.shutdown().unwrap();
     let got = responses.join().unwrap();
@@ -75,24 +87,42 @@ fn every_message_is_answered_once_in_order() {
 #[test]
 fn restart_replays_the_journal_and_continues_the_sequence() {
     let dir = tempfile::tempdir().unwrap();
-    let discard = || Config { discard_responses: true, ..config(dir.path()) };
+    let discard = || Config {
+        discard_responses: true,
+        ..config(dir.path())
+    };
     let mut engine = Engine::start(discard(), Summer::default()).unwrap();
     for i in 1..=5_000u64 {
-        let kind = if i % 7 == 0 { PANIC } else if i % 5 == 0 { REJECT_ODD } else { ADD };
-        engine.submitter().submit(to(kind, i), &i.to_le_bytes()).unwrap();
+        let kind = if i % 7 == 0 {
+            PANIC
+        } else if i % 5 == 0 {
+            REJECT_ODD
+        } else {
+            ADD
+        };
+        engine
+            .submitter()
+            .submit(to(kind, i), &i.to_le_bytes())
+            .unwrap();
     }
     let first = engine.shutdown().unwrap();
 
     let mut engine = Engine::start(discard(), Summer::default()).unwrap();
     assert_eq!(engine.recovered_sequence(), 5_000);
     assert_eq!(engine.applied_sequence(), 5_000);
-    let seq = engine.submitter().submit(to(ADD, 1), &1u64.to_le_bytes()).unwrap();
+    let seq = engine
+        .submitter()
+        .submit(to(ADD, 1), &1u64.to_le_bytes())
+        .unwrap();
     assert_eq!(seq, 5_001);
     let second = engine.shutdown().unwrap();
     assert_eq!(second.total, first.total + 1);
     assert_eq!(second.applied, 5_001);
     // Timestamps come from the journal, not the replay clock.
-    let third = Engine::start(config(dir.path()), Summer::default()).unwrap().shutdown().unwrap();
+    let third = Engine::start(config(dir.path()), Summer::default())
+        .unwrap()
+        .shutdown()
+        .unwrap();
     assert_eq!(third, second);
 }
 
@@ -101,19 +131,39 @@ fn a_panic_is_contained_reported_and_replayed_identically() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = Engine::start(config(dir.path()), Summer::default()).unwrap();
     let responses = collect(engine.take_responses().unwrap());
-    engine.submitter().submit(to(ADD, 1), &10u64.to_le_bytes()).unwrap();
-    engine.submitter().submit(to(PANIC, 2), &0u64.to_le_bytes()).unwrap();
-    engine.submitter().submit(to(REJECT_ODD, 3), &3u64.to_le_bytes()).unwrap();
-    engine.submitter().submit(to(ADD, 4), &5u64.to_le_bytes()).unwrap();
+    engine
+        .submitter()
+        .submit(to(ADD, 1), &10u64.to_le_bytes())
+        .unwrap();
+    engine
+        .submitter()
+        .submit(to(PANIC, 2), &0u64.to_le_bytes())
+        .unwrap();
+    engine
+        .submitter()
+        .submit(to(REJECT_ODD, 3), &3u64.to_le_bytes())
+        .unwrap();
+    engine
+        .submitter()
+        .submit(to(ADD, 4), &5u64.to_le_bytes())
+        .unwrap();
     let live = engine.shutdown().unwrap();
     let got = responses.join().unwrap();
     let statuses: Vec<_> = got.iter().map(|r| (r.2, r.3)).collect();
     assert_eq!(
         statuses,
-        vec![(Status::Accepted, 0), (Status::Failed, 0), (Status::Rejected, 7), (Status::Accepted, 0)]
+        vec![
+            (Status::Accepted, 0),
+            (Status::Failed, 0),
+            (Status::Rejected, 7),
+            (Status::Accepted, 0)
+        ]
     );
     assert_eq!(live.total, 16); // 10 + 1 (the panic's partial change) + 5
-    let replayed = Engine::start(config(dir.path()), Summer::default()).unwrap().shutdown().unwrap();
+    let replayed = Engine::start(config(dir.path()), Summer::default())
+        .unwrap()
+        .shutdown()
+        .unwrap();
     assert_eq!(replayed, live);
 }
 
@@ -151,7 +201,10 @@ impl JournalSink for GateSink {
 fn wait_for(mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(30), "condition never held");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "condition never held"
+        );
         thread::sleep(Duration::from_millis(1));
     }
 }
@@ -161,16 +214,24 @@ fn apply_ahead_holds_responses_until_journaled() {
     let dir = tempfile::tempdir().unwrap();
     let sink = GateSink::default();
     sink.hold.store(true, Ordering::Release);
-    let cfg = Config { mode: ApplyMode::ApplyAhead, ..config(dir.path()) };
+    let cfg = Config {
+        mode: ApplyMode::ApplyAhead,
+        ..config(dir.path())
+    };
     let mut engine = Engine::start_with_sink(cfg, Summer::default(), sink.clone(), 0).unwrap();
     let mut rx = engine.take_responses().unwrap();
     for i in 1..=10u64 {
-        engine.submitter().submit(to(ADD, i), &1u64.to_le_bytes()).unwrap();
+        engine
+            .submitter()
+            .submit(to(ADD, i), &1u64.to_le_bytes())
+            .unwrap();
     }
     // Applied ahead of the journal, but no response may leave.
     wait_for(|| engine.applied_sequence() == 10);
     let mut seen = 0;
-    let poll = rx.poll(Some(Instant::now() + Duration::from_millis(50)), |_| seen += 1);
+    let poll = rx.poll(Some(Instant::now() + Duration::from_millis(50)), |_| {
+        seen += 1
+    });
     assert_eq!((poll, seen), (Poll::Timeout, 0));
     sink.hold.store(false, Ordering::Release);
     let handle = collect(rx);
@@ -184,9 +245,13 @@ fn durable_mode_never_applies_before_journaled() {
     let dir = tempfile::tempdir().unwrap();
     let sink = GateSink::default();
     sink.hold.store(true, Ordering::Release);
-    let mut engine = Engine::start_with_sink(config(dir.path()), Summer::default(), sink.clone(), 0).unwrap();
+    let mut engine =
+        Engine::start_with_sink(config(dir.path()), Summer::default(), sink.clone(), 0).unwrap();
     for i in 1..=10u64 {
-        engine.submitter().submit(to(ADD, i), &1u64.to_le_bytes()).unwrap();
+        engine
+            .submitter()
+            .submit(to(ADD, i), &1u64.to_le_bytes())
+            .unwrap();
     }
     thread::sleep(Duration::from_millis(50));
     assert_eq!(engine.applied_sequence(), 0);
@@ -201,11 +266,16 @@ fn a_journal_failure_stops_the_engine_and_nothing_after_it_is_applied() {
     let dir = tempfile::tempdir().unwrap();
     let sink = GateSink::default();
     sink.fail_at.store(500, Ordering::Release);
-    let mut engine = Engine::start_with_sink(config(dir.path()), Summer::default(), sink.clone(), 0).unwrap();
+    let mut engine =
+        Engine::start_with_sink(config(dir.path()), Summer::default(), sink.clone(), 0).unwrap();
     let responses = collect(engine.take_responses().unwrap());
     let mut stopped = false;
     for i in 1..=100_000u64 {
-        if engine.submitter().submit(to(ADD, i), &1u64.to_le_bytes()).is_err() {
+        if engine
+            .submitter()
+            .submit(to(ADD, i), &1u64.to_le_bytes())
+            .is_err()
+        {
             stopped = true;
             break;
         }
@@ -214,8 +284,14 @@ fn a_journal_failure_stops_the_engine_and_nothing_after_it_is_applied() {
     let err = engine.shutdown().unwrap_err();
     assert!(err.to_string().contains("injected failure"), "{err}");
     let got = responses.join().unwrap();
-    assert!(got.len() < 500, "answered {} messages, but 500 was never journaled", got.len());
-    assert!(got.iter().all(|r| r.0 <= sink.appended.load(Ordering::Acquire)));
+    assert!(
+        got.len() < 500,
+        "answered {} messages, but 500 was never journaled",
+        got.len()
+    );
+    assert!(got
+        .iter()
+        .all(|r| r.0 <= sink.appended.load(Ordering::Acquire)));
 }
 
 #[test]
@@ -234,17 +310,29 @@ fn shutdown_under_load_drains_everything_published() {
     let state = engine.shutdown().unwrap();
     assert_eq!(state.total, 300_000);
     assert_eq!(responses.join().unwrap().len(), 300_000);
-    let replayed = Engine::start(config(dir.path()), Summer::default()).unwrap().shutdown().unwrap();
+    let replayed = Engine::start(config(dir.path()), Summer::default())
+        .unwrap()
+        .shutdown()
+        .unwrap();
     assert_eq!(replayed, state);
 }
 
 #[test]
 fn oversized_messages_are_refused_before_the_ring() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config { max_message_bytes: 16, ..config(dir.path()) };
+    let cfg = Config {
+        max_message_bytes: 16,
+        ..config(dir.path())
+    };
     let mut engine = Engine::start(cfg, Summer::default()).unwrap();
-    let err = engine.submitter().submit(to(ADD, 1), &[0u8; 17]).unwrap_err();
-    assert!(matches!(err, keel::engine::SubmitError::TooLarge { len: 17, max: 16 }));
+    let err = engine
+        .submitter()
+        .submit(to(ADD, 1), &[0u8; 17])
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        keel::engine::SubmitError::TooLarge { len: 17, max: 16 }
+    ));
     assert_eq!(engine.submitter().published(), 0);
     engine.shutdown().unwrap();
 }

@@ -90,7 +90,10 @@ fn full_ring_makes_the_producer_wait_and_drops_nothing() {
         producer.publish(|slot, _| *slot = v).unwrap();
     }
     assert_eq!(producer.gauge().fill(), 8);
-    assert_eq!(producer.try_publish_batch(1, |s, _| *s = 9), Err(keel::ring::TryPublishError::Full));
+    assert_eq!(
+        producer.try_publish_batch(1, |s, _| *s = 9),
+        Err(keel::ring::TryPublishError::Full)
+    );
     // A blocking publish waits until the consumer frees a slot.
     let published = Arc::new(AtomicU64::new(0));
     let p2 = published.clone();
@@ -100,7 +103,11 @@ fn full_ring_makes_the_producer_wait_and_drops_nothing() {
         producer
     });
     thread::sleep(Duration::from_millis(50));
-    assert_eq!(published.load(Ordering::SeqCst), 0, "producer overwrote an unconsumed slot");
+    assert_eq!(
+        published.load(Ordering::SeqCst),
+        0,
+        "producer overwrote an unconsumed slot"
+    );
     let mut seen = Vec::new();
     consumer
         .process_batch(None, |v: &u64, _, _| {
@@ -130,7 +137,10 @@ fn downstream_never_passes_upstream() {
     let mut first = consumers.pop().unwrap();
     let upstream: Arc<Sequence> = first.sequence();
     let up = thread::spawn(move || loop {
-        match first.process_batch(None, |_, _, _| Ok::<(), ()>(())).unwrap() {
+        match first
+            .process_batch(None, |_, _, _| Ok::<(), ()>(()))
+            .unwrap()
+        {
             Poll::Closed => break,
             _ => thread::yield_now(),
         }
@@ -141,7 +151,10 @@ fn downstream_never_passes_upstream() {
         loop {
             let poll = second
                 .process_batch(None, |v: &u64, seq, _| {
-                    assert!(seq <= upstream.load_acquire(), "saw {seq} before upstream did");
+                    assert!(
+                        seq <= upstream.load_acquire(),
+                        "saw {seq} before upstream did"
+                    );
                     assert_eq!(*v, seq);
                     n += 1;
                     Ok::<(), ()>(())
@@ -174,7 +187,10 @@ fn end_of_batch_marks_the_last_event_of_each_batch() {
             Ok::<(), ()>(())
         })
         .unwrap();
-    assert_eq!(ends, vec![(1, false), (2, false), (3, false), (4, false), (5, true)]);
+    assert_eq!(
+        ends,
+        vec![(1, false), (2, false), (3, false), (4, false), (5, true)]
+    );
 }
 
 #[test]
@@ -196,7 +212,10 @@ fn timeout_and_halt_release_waiters() {
     let (producer, mut consumers) = builder.build(|| 0u64);
     let mut consumer = consumers.pop().unwrap();
     let deadline = Some(Instant::now() + Duration::from_millis(10));
-    assert_eq!(consumer.process_batch(deadline, |_, _, _| Ok::<(), ()>(())), Ok(Poll::Timeout));
+    assert_eq!(
+        consumer.process_batch(deadline, |_, _, _| Ok::<(), ()>(())),
+        Ok(Poll::Timeout)
+    );
     let t = thread::spawn(move || consumer.process_batch(None, |_, _, _| Ok::<(), ()>(())));
     thread::sleep(Duration::from_millis(20));
     producer.halt();
@@ -205,7 +224,9 @@ fn timeout_and_halt_release_waiters() {
 
 #[test]
 fn start_after_resumes_numbering() {
-    let mut builder = RingBuilder::new(4).wait_strategy(WaitStrategy::Yield).start_after(41);
+    let mut builder = RingBuilder::new(4)
+        .wait_strategy(WaitStrategy::Yield)
+        .start_after(41);
     builder.add_consumer(&[]);
     let (mut producer, mut consumers) = builder.build(|| 0u64);
     assert_eq!(producer.publish(|s, seq| *s = seq).unwrap(), 42);
@@ -230,7 +251,10 @@ fn written_slots_are_invisible_until_flushed() {
         assert_eq!(producer.write(|s, _| *s = v).unwrap(), v);
     }
     let soon = Some(Instant::now() + Duration::from_millis(5));
-    assert_eq!(consumer.process_batch(soon, |_, _, _| Ok::<(), ()>(())), Ok(Poll::Timeout));
+    assert_eq!(
+        consumer.process_batch(soon, |_, _, _| Ok::<(), ()>(())),
+        Ok(Poll::Timeout)
+    );
     producer.flush();
     let mut seen = Vec::new();
     consumer

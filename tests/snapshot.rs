@@ -45,14 +45,27 @@ fn run_live(dir: &Path, interval: u64, ops: &[(u16, u32, u64)]) -> (Kv, Vec<Out>
     let reader = std::thread::spawn(move || {
         let mut outs = Vec::new();
         while !matches!(
-            rx.poll(None, |r| outs.push((r.header.sequence, r.header.status, r.header.reason, r.payload.to_vec()))),
+            rx.poll(None, |r| outs.push((
+                r.header.sequence,
+                r.header.status,
+                r.header.reason,
+                r.payload.to_vec()
+            ))),
             Poll::Closed | Poll::Halted
         ) {}
         outs
     });
     for (i, &(kind, key, value)) in ops.iter().enumerate() {
-        let to = Submission { kind, version: 1, session_id: 1, correlation_id: i as u64 };
-        engine.submitter().submit(to, &kv_payload(key, value)).unwrap();
+        let to = Submission {
+            kind,
+            version: 1,
+            session_id: 1,
+            correlation_id: i as u64,
+        };
+        engine
+            .submitter()
+            .submit(to, &kv_payload(key, value))
+            .unwrap();
     }
     let state = engine.shutdown().unwrap();
     (state, reader.join().unwrap())
@@ -66,7 +79,12 @@ fn replay(dir: &Path, state: &mut Kv, from: u64) -> Vec<Out> {
     let mut outs = Vec::new();
     while let Some(record) = reader.next().unwrap() {
         let applied = apply_message(state, &message_of(&record), &mut buf);
-        outs.push((record.sequence, applied.status, applied.reason, buf[..applied.len].to_vec()));
+        outs.push((
+            record.sequence,
+            applied.status,
+            applied.reason,
+            buf[..applied.len].to_vec(),
+        ));
     }
     outs
 }
@@ -114,7 +132,11 @@ proptest! {
 fn workload(dir: &Path, every: u32, n: u32) -> Kv {
     let ops: Vec<_> = (1..=n)
         .flat_map(|i| {
-            let op = (if i % 3 == 0 { KV_PUT } else { KV_ADD }, i % 50, u64::from(i));
+            let op = (
+                if i % 3 == 0 { KV_PUT } else { KV_ADD },
+                i % 50,
+                u64::from(i),
+            );
             let snap = (every != 0 && i % every == 0).then_some((CONTROL_SNAPSHOT, 0, 0));
             std::iter::once(op).chain(snap)
         })
@@ -129,7 +151,10 @@ fn a_corrupt_newest_snapshot_falls_back_to_an_older_one() {
     let store = SnapshotStore::open(&dir.path().join("snapshots"), 100).unwrap();
     let files = store.list().unwrap();
     // One snapshot after every 100 messages, right after its control message; 3 retained.
-    assert_eq!(files.iter().map(|f| f.sequence).collect::<Vec<_>>(), vec![808, 909, 1010]);
+    assert_eq!(
+        files.iter().map(|f| f.sequence).collect::<Vec<_>>(),
+        vec![808, 909, 1010]
+    );
     // Flip a bit in the newest, truncate the second newest.
     let newest = &files[files.len() - 1].path;
     let mut bytes = std::fs::read(newest).unwrap();
@@ -138,7 +163,12 @@ fn a_corrupt_newest_snapshot_falls_back_to_an_older_one() {
     std::fs::write(newest, bytes).unwrap();
     let second = &files[files.len() - 2].path;
     let len = std::fs::metadata(second).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(second).unwrap().set_len(len / 2).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(second)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
 
     let engine = Engine::start(config(dir.path(), 0), Kv::default()).unwrap();
     assert_eq!(engine.recovered().snapshot_sequence, 808);
@@ -154,7 +184,13 @@ fn with_every_snapshot_unusable_recovery_replays_everything() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
     }
     let engine = Engine::start(config(dir.path(), 0), Kv::default()).unwrap();
-    assert_eq!((engine.recovered().snapshot_sequence, engine.recovered().replayed), (0, 1_004));
+    assert_eq!(
+        (
+            engine.recovered().snapshot_sequence,
+            engine.recovered().replayed
+        ),
+        (0, 1_004)
+    );
     assert_eq!(engine.shutdown().unwrap(), live);
 }
 
@@ -179,16 +215,28 @@ fn retention_keeps_the_newest_k() {
     workload(dir.path(), 10, 100);
     let store = SnapshotStore::open(&dir.path().join("snapshots"), 3).unwrap();
     let files = store.list().unwrap();
-    assert_eq!(files.iter().map(|f| f.sequence).collect::<Vec<_>>(), vec![88, 99, 110]);
+    assert_eq!(
+        files.iter().map(|f| f.sequence).collect::<Vec<_>>(),
+        vec![88, 99, 110]
+    );
 }
 
 #[test]
 fn on_demand_snapshot_is_named_by_its_sequence_and_its_pause_is_measured() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config { snapshot_on_shutdown: false, discard_responses: true, ..config(dir.path(), 0) };
+    let cfg = Config {
+        snapshot_on_shutdown: false,
+        discard_responses: true,
+        ..config(dir.path(), 0)
+    };
     let mut engine = Engine::start(cfg, Kv::default()).unwrap();
     for i in 0..10u32 {
-        let to = Submission { kind: KV_PUT, version: 1, session_id: 0, correlation_id: 0 };
+        let to = Submission {
+            kind: KV_PUT,
+            version: 1,
+            session_id: 0,
+            correlation_id: 0,
+        };
         engine.submitter().submit(to, &kv_payload(i, 1)).unwrap();
     }
     let seq = engine.request_snapshot().unwrap();
@@ -197,7 +245,10 @@ fn on_demand_snapshot_is_named_by_its_sequence_and_its_pause_is_measured() {
     engine.shutdown().unwrap();
     let store = SnapshotStore::open(&dir.path().join("snapshots"), 3).unwrap();
     let files = store.list().unwrap();
-    assert_eq!(files.iter().map(|f| f.sequence).collect::<Vec<_>>(), vec![11]);
+    assert_eq!(
+        files.iter().map(|f| f.sequence).collect::<Vec<_>>(),
+        vec![11]
+    );
     use std::sync::atomic::Ordering::Relaxed;
     assert_eq!(stats.written.load(Relaxed), 1);
     assert!(stats.max_pause_ns.load(Relaxed) > 0);

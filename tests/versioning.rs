@@ -8,7 +8,9 @@
 
 use keel::codec::{self, CodecError};
 use keel::snapshot::{load_serde, save_serde, StateError};
-use keel::{Config, Engine, FlushPolicy, Message, Outcome, Output, Processor, Submission, WaitStrategy};
+use keel::{
+    Config, Engine, FlushPolicy, Message, Outcome, Output, Processor, Submission, WaitStrategy,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +37,11 @@ struct CreditV2 {
 
 impl From<CreditV1> for CreditV2 {
     fn from(v1: CreditV1) -> Self {
-        CreditV2 { account: v1.account, amount: i64::from(v1.amount), memo: 0 }
+        CreditV2 {
+            account: v1.account,
+            amount: i64::from(v1.amount),
+            memo: 0,
+        }
     }
 }
 
@@ -53,7 +59,9 @@ struct LedgerV1 {
 
 impl Processor for LedgerV1 {
     fn apply(&mut self, message: &Message<'_>, _out: &mut Output<'_>) -> Outcome {
-        let Ok(c) = codec::decode::<CreditV1>(message.payload) else { return Outcome::Rejected(1) };
+        let Ok(c) = codec::decode::<CreditV1>(message.payload) else {
+            return Outcome::Rejected(1);
+        };
         *self.state.balances.entry(c.account).or_default() += c.amount;
         Outcome::Accepted
     }
@@ -86,7 +94,9 @@ impl Ledger {
     /// Decodes any supported version of Credit and upcasts it to the current one.
     fn decode_credit(message: &Message<'_>) -> Option<CreditV2> {
         match message.header.version {
-            1 => codec::decode::<CreditV1>(message.payload).ok().map(CreditV2::from),
+            1 => codec::decode::<CreditV1>(message.payload)
+                .ok()
+                .map(CreditV2::from),
             2 => codec::decode::<CreditV2>(message.payload).ok(),
             _ => None,
         }
@@ -95,7 +105,9 @@ impl Ledger {
 
 impl Processor for Ledger {
     fn apply(&mut self, message: &Message<'_>, _out: &mut Output<'_>) -> Outcome {
-        let Some(c) = Self::decode_credit(message) else { return Outcome::Rejected(1) };
+        let Some(c) = Self::decode_credit(message) else {
+            return Outcome::Rejected(1);
+        };
         *self.state.balances.entry(c.account).or_default() += c.amount;
         self.state.credits += 1;
         Outcome::Accepted
@@ -118,7 +130,11 @@ impl Processor for Ledger {
             1 => {
                 let old: LedgerStateV1 = load_serde(bytes)?;
                 let credits = old.balances.len() as u64;
-                let balances = old.balances.into_iter().map(|(k, v)| (k, i64::from(v))).collect();
+                let balances = old
+                    .balances
+                    .into_iter()
+                    .map(|(k, v)| (k, i64::from(v)))
+                    .collect();
                 LedgerState { balances, credits }
             }
             2 => load_serde(bytes)?,
@@ -177,7 +193,10 @@ fn expected() -> LedgerState {
         *balances.entry(i % 17).or_insert(0i64) += i64::from(i as i32 * 3 - 200);
     }
     // 200 credits before the schema-1 snapshot: upgraded count = 17 accounts; then 100 more.
-    LedgerState { balances, credits: 17 + 100 }
+    LedgerState {
+        balances,
+        credits: 17 + 100,
+    }
 }
 
 #[test]
@@ -186,9 +205,17 @@ fn write_golden_files() {
     let dir = golden();
     let _ = std::fs::remove_dir_all(&dir);
     let mut engine = Engine::start(config(&dir), LedgerV1::default()).unwrap();
-    let to = Submission { kind: CREDIT, version: 1, session_id: 1, correlation_id: 0 };
+    let to = Submission {
+        kind: CREDIT,
+        version: 1,
+        session_id: 1,
+        correlation_id: 0,
+    };
     for i in 0..300u32 {
-        engine.submitter().submit(to, &credit_v1(i % 17, i as i32 * 3 - 200)).unwrap();
+        engine
+            .submitter()
+            .submit(to, &credit_v1(i % 17, i as i32 * 3 - 200))
+            .unwrap();
         if i == 199 {
             engine.request_snapshot().unwrap();
         }
@@ -214,7 +241,13 @@ fn old_journal_alone_replays_with_upcast_messages() {
     let dir = tempfile::tempdir().unwrap();
     copy_golden(dir.path(), false);
     let engine = Engine::start(config(dir.path()), Ledger::default()).unwrap();
-    assert_eq!((engine.recovered().snapshot_sequence, engine.recovered().replayed), (0, 301));
+    assert_eq!(
+        (
+            engine.recovered().snapshot_sequence,
+            engine.recovered().replayed
+        ),
+        (0, 301)
+    );
     let ledger = engine.shutdown().unwrap();
     assert_eq!(ledger.state.balances, expected().balances);
     assert_eq!(ledger.state.credits, 300);
@@ -226,9 +259,25 @@ fn new_messages_continue_after_old_ones() {
     copy_golden(dir.path(), true);
     let mut engine = Engine::start(config(dir.path()), Ledger::default()).unwrap();
     let mut v2 = Vec::new();
-    codec::encode_to_vec(&CreditV2 { account: 1, amount: 1 << 40, memo: 9 }, &mut v2).unwrap();
-    let to = Submission { kind: CREDIT, version: 2, session_id: 1, correlation_id: 0 };
+    codec::encode_to_vec(
+        &CreditV2 {
+            account: 1,
+            amount: 1 << 40,
+            memo: 9,
+        },
+        &mut v2,
+    )
+    .unwrap();
+    let to = Submission {
+        kind: CREDIT,
+        version: 2,
+        session_id: 1,
+        correlation_id: 0,
+    };
     assert_eq!(engine.submitter().submit(to, &v2).unwrap(), 302);
     let ledger = engine.shutdown().unwrap();
-    assert_eq!(ledger.state.balances[&1], expected().balances[&1] + (1 << 40));
+    assert_eq!(
+        ledger.state.balances[&1],
+        expected().balances[&1] + (1 << 40)
+    );
 }

@@ -66,7 +66,10 @@ fn client<A: App>(args: &ClientArgs) -> Result<i32, String> {
         println!("{out}");
     } else {
         println!("{label} at sequence {}", reply.sequence);
-        println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
     }
     Ok(code)
 }

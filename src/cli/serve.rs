@@ -97,7 +97,11 @@ fn print_banner<A: App>(
     config: &crate::engine::Config,
 ) {
     let r = engine.recovered();
-    eprintln!("keel serve: {} listening on {}", A::NAME, server.local_addr());
+    eprintln!(
+        "keel serve: {} listening on {}",
+        A::NAME,
+        server.local_addr()
+    );
     eprintln!(
         "  journal {} | snapshots {} | flush {} | wait {} | mode {:?}",
         config.journal_dir.display(),
@@ -116,7 +120,10 @@ fn print_banner<A: App>(
         server.local_addr(),
         A::command_help().lines().next().unwrap_or("")
     );
-    eprintln!("  all commands: keel client --app {} --help-commands", A::NAME);
+    eprintln!(
+        "  all commands: keel client --app {} --help-commands",
+        A::NAME
+    );
     eprintln!("  stop: Ctrl-C (drains, syncs the journal, writes a snapshot)");
     let _ = args;
 }

@@ -17,7 +17,11 @@ impl Cores {
     /// Reads the available cores once per process (first caller wins).
     pub fn detect() -> Cores {
         static CORES: OnceLock<Vec<CoreId>> = OnceLock::new();
-        Cores { ids: CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default()).clone() }
+        Cores {
+            ids: CORES
+                .get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
+                .clone(),
+        }
     }
 
     /// How many cores are available.

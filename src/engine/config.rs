@@ -20,7 +20,9 @@ impl std::str::FromStr for ApplyMode {
         match s {
             "durable" => Ok(ApplyMode::Durable),
             "apply-ahead" | "ahead" => Ok(ApplyMode::ApplyAhead),
-            other => Err(format!("unknown apply mode {other:?}: use durable|apply-ahead")),
+            other => Err(format!(
+                "unknown apply mode {other:?}: use durable|apply-ahead"
+            )),
         }
     }
 }
@@ -117,14 +119,21 @@ impl Config {
     /// A config whose journal and snapshots live under `dir` (`dir/journal`, `dir/snapshots`).
     pub fn with_data_dir(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
-        Config { journal_dir: dir.join("journal"), snapshot_dir: dir.join("snapshots"), ..Config::default() }
+        Config {
+            journal_dir: dir.join("journal"),
+            snapshot_dir: dir.join("snapshots"),
+            ..Config::default()
+        }
     }
 
     /// Checks every limit; the engine refuses to start otherwise.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |m: String| Err(ConfigError(m));
         if !self.ring_capacity.is_power_of_two() {
-            return fail(format!("ring_capacity {} is not a power of two", self.ring_capacity));
+            return fail(format!(
+                "ring_capacity {} is not a power of two",
+                self.ring_capacity
+            ));
         }
         if !self.output_ring_capacity.is_power_of_two() {
             return fail(format!(
@@ -133,10 +142,16 @@ impl Config {
             ));
         }
         if self.max_message_bytes == 0 || self.max_message_bytes > u32::MAX as usize / 2 {
-            return fail(format!("max_message_bytes {} out of range", self.max_message_bytes));
+            return fail(format!(
+                "max_message_bytes {} out of range",
+                self.max_message_bytes
+            ));
         }
         if self.max_response_bytes > u32::MAX as usize / 2 {
-            return fail(format!("max_response_bytes {} out of range", self.max_response_bytes));
+            return fail(format!(
+                "max_response_bytes {} out of range",
+                self.max_response_bytes
+            ));
         }
         if self.segment_size_bytes < 4 * (self.max_message_bytes as u64) + 65_536 {
             return fail(format!(
@@ -155,10 +170,19 @@ mod tests {
     #[test]
     fn default_is_valid_and_limits_are_checked() {
         Config::default().validate().unwrap();
-        let bad = Config { ring_capacity: 1000, ..Config::default() };
+        let bad = Config {
+            ring_capacity: 1000,
+            ..Config::default()
+        };
         assert!(bad.validate().is_err());
-        let bad = Config { segment_size_bytes: 4096, ..Config::default() };
+        let bad = Config {
+            segment_size_bytes: 4096,
+            ..Config::default()
+        };
         assert!(bad.validate().is_err());
-        assert_eq!("apply-ahead".parse::<ApplyMode>(), Ok(ApplyMode::ApplyAhead));
+        assert_eq!(
+            "apply-ahead".parse::<ApplyMode>(),
+            Ok(ApplyMode::ApplyAhead)
+        );
     }
 }

@@ -6,10 +6,10 @@
 //! response equals its message's sequence; apply-ahead mode relies on this to hold responses
 //! until the journaler has passed them.
 
+use super::config::OutputWaker;
 use super::message::{
     Envelope, Message, ResponseHeader, ResponseSlot, Status, CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
 };
-use super::config::OutputWaker;
 use super::processor::{Outcome, Output, Processor};
 use crate::ring::{Consumer, Halted, Poll, Producer};
 use crate::snapshot::{SnapshotJob, SnapshotSender};
@@ -40,7 +40,12 @@ pub fn apply_message<P: Processor>(
     buf: &mut [u8],
 ) -> Applied {
     if message.header.kind >= CONTROL_KIND_MIN {
-        return Applied { status: Status::Accepted, reason: 0, kind: message.header.kind, len: 0 };
+        return Applied {
+            status: Status::Accepted,
+            reason: 0,
+            kind: message.header.kind,
+            len: 0,
+        };
     }
     let mut out = Output::new(buf);
     let result = catch_unwind(AssertUnwindSafe(|| processor.apply(message, &mut out)));
@@ -57,7 +62,12 @@ pub fn apply_message<P: Processor>(
             (Status::Failed, 0)
         }
     };
-    Applied { status, reason, kind: out.kind(), len: out.len() }
+    Applied {
+        status,
+        reason,
+        kind: out.kind(),
+        len: out.len(),
+    }
 }
 
 fn fill_response<P: Processor>(processor: &mut P, envelope: &Envelope, slot: &mut ResponseSlot) {
@@ -107,8 +117,14 @@ impl Snapshots {
             state_hash: processor.state_hash(),
             state,
         };
-        self.sender.stats().record_pause(start.elapsed().as_nanos() as u64);
-        let handed_over = if wait { self.sender.send(job) } else { self.sender.offer(job) };
+        self.sender
+            .stats()
+            .record_pause(start.elapsed().as_nanos() as u64);
+        let handed_over = if wait {
+            self.sender.send(job)
+        } else {
+            self.sender.offer(job)
+        };
         if handed_over {
             self.last_sequence = sequence;
         }
@@ -165,7 +181,13 @@ pub(crate) fn run<P: Processor>(
         let poll = input.process_batch(None, |envelope, sequence, end_of_batch| {
             // The single-writer principle, checked: only this thread touches the state.
             debug_assert_eq!(std::thread::current().id(), owner);
-            handle(&mut processor, &mut responses, envelope, sequence, end_of_batch)?;
+            handle(
+                &mut processor,
+                &mut responses,
+                envelope,
+                sequence,
+                end_of_batch,
+            )?;
             if let Some(snapshots) = snapshots.as_mut() {
                 snapshots.after(&processor, sequence, envelope.header.kind);
             }
@@ -187,7 +209,10 @@ pub(crate) fn run<P: Processor>(
         }
     }
     let applied = input.sequence().load_acquire();
-    if let Some(s) = snapshots.as_mut().filter(|s| s.on_shutdown && s.last_sequence < applied) {
+    if let Some(s) = snapshots
+        .as_mut()
+        .filter(|s| s.on_shutdown && s.last_sequence < applied)
+    {
         s.capture(&processor, applied, true);
     }
     processor

@@ -49,13 +49,20 @@ pub struct Envelope {
 
 impl Envelope {
     pub(crate) fn with_capacity(max_message_bytes: usize) -> Self {
-        Envelope { header: MessageHeader::default(), len: 0, payload: vec![0; max_message_bytes].into() }
+        Envelope {
+            header: MessageHeader::default(),
+            len: 0,
+            payload: vec![0; max_message_bytes].into(),
+        }
     }
 
     /// The message this slot holds.
     #[inline]
     pub fn message(&self) -> Message<'_> {
-        Message { header: self.header, payload: &self.payload[..self.len as usize] }
+        Message {
+            header: self.header,
+            payload: &self.payload[..self.len as usize],
+        }
     }
 }
 
@@ -119,12 +126,19 @@ pub struct ResponseSlot {
 
 impl ResponseSlot {
     pub(crate) fn with_capacity(max_response_bytes: usize) -> Self {
-        ResponseSlot { header: ResponseHeader::default(), len: 0, payload: vec![0; max_response_bytes].into() }
+        ResponseSlot {
+            header: ResponseHeader::default(),
+            len: 0,
+            payload: vec![0; max_response_bytes].into(),
+        }
     }
 
     /// The response this slot holds.
     #[inline]
     pub fn response(&self) -> Response<'_> {
-        Response { header: self.header, payload: &self.payload[..self.len as usize] }
+        Response {
+            header: self.header,
+            payload: &self.payload[..self.len as usize],
+        }
     }
 }

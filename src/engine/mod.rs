@@ -24,10 +24,10 @@ pub use message::{
     Envelope, Message, MessageHeader, Response, ResponseHeader, ResponseSlot, Status,
     CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
 };
-pub use recovery::{message_of, Recovered};
 pub use processor::{Outcome, Output, OutputFull, Processor};
+pub use recovery::{message_of, Recovered};
 pub use responses::ResponseReceiver;
-pub use submit::{now_ns, SubmitError, Submission, Submitter};
+pub use submit::{now_ns, Submission, SubmitError, Submitter};
 
 use crate::error::Error;
 use crate::journal::{JournalConfig, JournalError, JournalWriter};
@@ -62,7 +62,8 @@ impl<P: Processor> Engine<P> {
             max_payload_bytes: config.max_message_bytes as u32,
         })?;
         let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?;
-        let recovered = recovery::recover(&config, &store, &mut processor, journal.last_sequence())?;
+        let recovered =
+            recovery::recover(&config, &store, &mut processor, journal.last_sequence())?;
         tracing::info!(
             snapshot = recovered.snapshot_sequence,
             replayed = recovered.replayed,
@@ -82,7 +83,10 @@ impl<P: Processor> Engine<P> {
     ) -> Result<Self, Error> {
         config.validate()?;
         let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?;
-        let recovered = Recovered { last_sequence, ..Recovered::default() };
+        let recovered = Recovered {
+            last_sequence,
+            ..Recovered::default()
+        };
         Self::launch(config, processor, journal, recovered, store)
     }
 
@@ -100,7 +104,11 @@ impl<P: Processor> Engine<P> {
             interval_messages: config.snapshot_interval_messages,
             on_shutdown: config.snapshot_on_shutdown,
             // Nothing new since the state was last saved? Then shutdown need not save it again.
-            last_sequence: if recovered.replayed == 0 { last } else { recovered.snapshot_sequence },
+            last_sequence: if recovered.replayed == 0 {
+                last
+            } else {
+                recovered.snapshot_sequence
+            },
             size_hint_bytes: 4096,
         });
         let cores = Cores::detect();
@@ -130,7 +138,11 @@ impl<P: Processor> Engine<P> {
             c1.pin_current(core, "journaler");
             journaler::run(journal, journal_input, interval)
         })?;
-        let (c2, core, waker) = (cores, config.pinning.logic_core, config.output_waker.clone());
+        let (c2, core, waker) = (
+            cores,
+            config.pinning.logic_core,
+            config.output_waker.clone(),
+        );
         let logic = spawn("keel-logic", move || {
             c2.pin_current(core, "logic");
             logic::run(processor, logic_input, responses, snapshots, waker)
@@ -251,7 +263,10 @@ fn build_output(
     journaled: &Arc<Sequence>,
 ) -> (Responses, Option<ResponseReceiver>) {
     if config.discard_responses {
-        return (Responses::Discard(vec![0; config.max_response_bytes].into()), None);
+        return (
+            Responses::Discard(vec![0; config.max_response_bytes].into()),
+            None,
+        );
     }
     let mut output = RingBuilder::new(config.output_ring_capacity)
         .wait_strategy(config.wait)
@@ -274,5 +289,7 @@ fn spawn<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>, Error> {
-    Ok(std::thread::Builder::new().name(name.to_string()).spawn(f)?)
+    Ok(std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)?)
 }

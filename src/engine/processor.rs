@@ -64,14 +64,21 @@ pub struct OutputFull {
 impl<'a> Output<'a> {
     /// An empty output writing into `buf`.
     pub fn new(buf: &'a mut [u8]) -> Self {
-        Output { buf, len: 0, kind: 0 }
+        Output {
+            buf,
+            len: 0,
+            kind: 0,
+        }
     }
 
     /// Appends raw bytes to the payload.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), OutputFull> {
         let end = self.len + bytes.len();
         if end > self.buf.len() {
-            return Err(OutputFull { needed: end, capacity: self.buf.len() });
+            return Err(OutputFull {
+                needed: end,
+                capacity: self.buf.len(),
+            });
         }
         self.buf[self.len..end].copy_from_slice(bytes);
         self.len = end;
@@ -136,7 +143,13 @@ mod tests {
         out.write(b"abcd").unwrap();
         out.encode(&7u32).unwrap();
         assert_eq!(out.len(), 8);
-        assert_eq!(out.write(b"x"), Err(OutputFull { needed: 9, capacity: 8 }));
+        assert_eq!(
+            out.write(b"x"),
+            Err(OutputFull {
+                needed: 9,
+                capacity: 8
+            })
+        );
         assert!(out.encode(&1u8).is_err());
         out.replace_with_text("panicked at something long");
         assert_eq!(out.as_bytes(), b"panicked");

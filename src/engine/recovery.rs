@@ -30,7 +30,11 @@ pub(crate) fn recover<P: Processor>(
 ) -> Result<Recovered, Error> {
     let snapshot_sequence = restore_snapshot(store, processor, last)?;
     let replayed = replay_range(config, processor, snapshot_sequence + 1, last)?;
-    Ok(Recovered { snapshot_sequence, replayed, last_sequence: last })
+    Ok(Recovered {
+        snapshot_sequence,
+        replayed,
+        last_sequence: last,
+    })
 }
 
 /// Tries snapshots newest first; corrupt or unreadable ones are skipped with a warning.
@@ -96,7 +100,10 @@ pub fn message_of<'a>(record: &Record<'a>) -> Message<'a> {
         kind: record.kind,
         version: record.version,
     };
-    Message { header, payload: record.payload }
+    Message {
+        header,
+        payload: record.payload,
+    }
 }
 
 /// Replays sequences `first..=last` into `processor`, checking contiguity as it goes.

@@ -46,7 +46,9 @@ pub struct Submission {
 /// Nanoseconds since the Unix epoch, from the wall clock.
 #[inline]
 pub fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The single producer of the input ring. Dropping it closes the ring, which lets the engine
@@ -59,7 +61,11 @@ pub struct Submitter {
 
 impl Submitter {
     pub(crate) fn new(producer: Producer<Envelope>, max_message_bytes: usize) -> Self {
-        Submitter { producer, max_message_bytes, scratch: vec![0; max_message_bytes].into() }
+        Submitter {
+            producer,
+            max_message_bytes,
+            scratch: vec![0; max_message_bytes].into(),
+        }
     }
 
     /// Publishes one message, waiting while the ring is full (back-pressure). Returns its
@@ -79,7 +85,9 @@ impl Submitter {
         self.check(payload.len())?;
         let timestamp_ns = now_ns();
         self.producer
-            .try_publish_batch(1, |slot, sequence| fill(slot, sequence, timestamp_ns, to, payload))
+            .try_publish_batch(1, |slot, sequence| {
+                fill(slot, sequence, timestamp_ns, to, payload)
+            })
             .map_err(|e| match e {
                 TryPublishError::Full => SubmitError::Full,
                 TryPublishError::Halted => SubmitError::Stopped,
@@ -107,8 +115,14 @@ impl Submitter {
     /// timestamp, waiting for room. Every payload is checked first: all or nothing.
     /// Returns the last sequence.
     pub fn submit_batch(&mut self, messages: &[(Submission, &[u8])]) -> Result<u64, SubmitError> {
-        if let Some((_, p)) = messages.iter().find(|(_, p)| p.len() > self.max_message_bytes) {
-            return Err(SubmitError::TooLarge { len: p.len(), max: self.max_message_bytes });
+        if let Some((_, p)) = messages
+            .iter()
+            .find(|(_, p)| p.len() > self.max_message_bytes)
+        {
+            return Err(SubmitError::TooLarge {
+                len: p.len(),
+                max: self.max_message_bytes,
+            });
         }
         let timestamp_ns = now_ns();
         let mut last = self.producer.published();
@@ -127,7 +141,10 @@ impl Submitter {
 
     /// Publishes a control message asking the business logic to snapshot right after it.
     pub fn request_snapshot(&mut self) -> Result<u64, SubmitError> {
-        let to = Submission { kind: super::message::CONTROL_SNAPSHOT, ..Submission::default() };
+        let to = Submission {
+            kind: super::message::CONTROL_SNAPSHOT,
+            ..Submission::default()
+        };
         self.submit(to, &[])
     }
 
@@ -149,7 +166,10 @@ impl Submitter {
     #[inline]
     fn check(&self, len: usize) -> Result<(), SubmitError> {
         if len > self.max_message_bytes {
-            return Err(SubmitError::TooLarge { len, max: self.max_message_bytes });
+            return Err(SubmitError::TooLarge {
+                len,
+                max: self.max_message_bytes,
+            });
         }
         Ok(())
     }

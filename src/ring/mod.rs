@@ -9,7 +9,7 @@ mod sequence;
 mod wait;
 
 pub use ring_buffer::{
-    ConsumerId, Consumer, Gauge, Halted, Poll, Producer, RingBuilder, TryPublishError,
+    Consumer, ConsumerId, Gauge, Halted, Poll, Producer, RingBuilder, TryPublishError,
 };
 pub use sequence::{minimum, Sequence};
 pub use wait::{wait_until, Signal, WaitStrategy};

@@ -93,7 +93,10 @@ pub struct RingBuilder {
 impl RingBuilder {
     /// A ring of `capacity` slots (a power of two, at least 1).
     pub fn new(capacity: usize) -> Self {
-        assert!(capacity.is_power_of_two(), "ring capacity {capacity} is not a power of two");
+        assert!(
+            capacity.is_power_of_two(),
+            "ring capacity {capacity} is not a power of two"
+        );
         RingBuilder {
             capacity,
             strategy: WaitStrategy::default(),
@@ -136,7 +139,10 @@ impl RingBuilder {
         after: &[ConsumerId],
         external: &[Arc<Sequence>],
     ) -> ConsumerId {
-        assert!(after.iter().all(|id| id.0 < self.dependencies.len()), "unknown consumer");
+        assert!(
+            after.iter().all(|id| id.0 < self.dependencies.len()),
+            "unknown consumer"
+        );
         self.dependencies.push((after.to_vec(), external.to_vec()));
         ConsumerId(self.dependencies.len() - 1)
     }
@@ -145,10 +151,15 @@ impl RingBuilder {
     /// order they were added.
     pub fn build<T>(self, mut factory: impl FnMut() -> T) -> (Producer<T>, Vec<Consumer<T>>) {
         let start = self.start_after;
-        let own: Vec<Arc<Sequence>> =
-            self.dependencies.iter().map(|_| Arc::new(Sequence::new(start))).collect();
+        let own: Vec<Arc<Sequence>> = self
+            .dependencies
+            .iter()
+            .map(|_| Arc::new(Sequence::new(start)))
+            .collect();
         let shared = Arc::new(Shared {
-            slots: (0..self.capacity).map(|_| UnsafeCell::new(factory())).collect(),
+            slots: (0..self.capacity)
+                .map(|_| UnsafeCell::new(factory()))
+                .collect(),
             mask: self.capacity as u64 - 1,
             cursor: Arc::new(Sequence::new(start)),
             consumers: own.clone().into_boxed_slice(),
@@ -175,7 +186,11 @@ impl RingBuilder {
                 }
             })
             .collect();
-        let producer = Producer { shared, next: start + 1, cached_gate: start };
+        let producer = Producer {
+            shared,
+            next: start + 1,
+            cached_gate: start,
+        };
         (producer, consumers)
     }
 }
@@ -228,7 +243,10 @@ impl<T> Producer<T> {
         n: usize,
         fill: impl FnMut(&mut T, u64),
     ) -> Result<u64, Halted> {
-        assert!(n >= 1 && n <= self.capacity(), "batch of {n} does not fit the ring");
+        assert!(
+            n >= 1 && n <= self.capacity(),
+            "batch of {n} does not fit the ring"
+        );
         if !self.has_room(n as u64) {
             self.wait_for_room(n as u64)?;
         }
@@ -239,7 +257,9 @@ impl<T> Producer<T> {
     #[inline]
     pub fn publish(&mut self, fill: impl FnOnce(&mut T, u64)) -> Result<u64, Halted> {
         let mut fill = Some(fill);
-        self.publish_batch(1, |slot, seq| (fill.take().expect("called once"))(slot, seq))
+        self.publish_batch(1, |slot, seq| {
+            (fill.take().expect("called once"))(slot, seq)
+        })
     }
 
     /// Publishes `n` events only if there is room now; never waits.
@@ -249,7 +269,10 @@ impl<T> Producer<T> {
         n: usize,
         fill: impl FnMut(&mut T, u64),
     ) -> Result<u64, TryPublishError> {
-        assert!(n >= 1 && n <= self.capacity(), "batch of {n} does not fit the ring");
+        assert!(
+            n >= 1 && n <= self.capacity(),
+            "batch of {n} does not fit the ring"
+        );
         if self.shared.halted.load(Ordering::Relaxed) {
             return Err(TryPublishError::Halted);
         }
@@ -309,7 +332,9 @@ impl<T> Producer<T> {
             self.wait_for_room(1)?;
         }
         let mut fill = Some(fill);
-        self.fill(1, |slot, seq| (fill.take().expect("called once"))(slot, seq));
+        self.fill(1, |slot, seq| {
+            (fill.take().expect("called once"))(slot, seq)
+        });
         Ok(self.next - 1)
     }
 
@@ -405,7 +430,8 @@ impl<T> Consumer<T> {
         let mut closed = false;
         wait_until(shared.strategy, &shared.signal, deadline, || {
             // Read `closed` before the cursor: a close implies the cursor is final.
-            closed = shared.closed.load(Ordering::Acquire) && current == shared.cursor.load_acquire();
+            closed =
+                shared.closed.load(Ordering::Acquire) && current == shared.cursor.load_acquire();
             available = minimum(&self.dependencies, u64::MAX);
             available > current || closed || shared.halted.load(Ordering::Relaxed)
         });
@@ -438,7 +464,8 @@ impl Gauge {
     /// Events published but not yet handled by every consumer.
     pub fn fill(&self) -> u64 {
         let slowest = minimum(&self.consumers, u64::MAX);
-        self.published().saturating_sub(slowest.min(self.published()))
+        self.published()
+            .saturating_sub(slowest.min(self.published()))
     }
 
     /// Number of slots.

@@ -41,7 +41,10 @@ impl Sequence {
 /// The smallest value among `sequences` (Acquire loads), or `default` if there are none.
 #[inline]
 pub fn minimum(sequences: &[std::sync::Arc<Sequence>], default: u64) -> u64 {
-    sequences.iter().map(|s| s.load_acquire()).fold(default, u64::min)
+    sequences
+        .iter()
+        .map(|s| s.load_acquire())
+        .fold(default, u64::min)
 }
 
 #[cfg(test)]

@@ -47,12 +47,17 @@ impl Default for WaitStrategy {
 
 impl WaitStrategy {
     /// Park with a 1 ms timeout.
-    pub const PARK: WaitStrategy = WaitStrategy::Park { timeout: Duration::from_millis(1) };
+    pub const PARK: WaitStrategy = WaitStrategy::Park {
+        timeout: Duration::from_millis(1),
+    };
 
     /// Whether a waiter using this strategy may block, so publishers must signal it.
     #[inline]
     pub fn may_park(&self) -> bool {
-        matches!(self, WaitStrategy::Park { .. } | WaitStrategy::PhasedBackoff { .. })
+        matches!(
+            self,
+            WaitStrategy::Park { .. } | WaitStrategy::PhasedBackoff { .. }
+        )
     }
 
     /// Name as accepted by `FromStr`.
@@ -80,7 +85,9 @@ impl FromStr for WaitStrategy {
             "yield" => Ok(WaitStrategy::Yield),
             "park" | "block" => Ok(WaitStrategy::PARK),
             "phased" | "backoff" => Ok(WaitStrategy::default()),
-            other => Err(format!("unknown wait strategy {other:?}: use spin|yield|park|phased")),
+            other => Err(format!(
+                "unknown wait strategy {other:?}: use spin|yield|park|phased"
+            )),
         }
     }
 }
@@ -144,9 +151,11 @@ pub fn wait_until(
         WaitStrategy::BusySpin => (u32::MAX, 0, None),
         WaitStrategy::Yield => (0, u32::MAX, None),
         WaitStrategy::Park { timeout } => (0, 0, Some(timeout)),
-        WaitStrategy::PhasedBackoff { spin_tries, yield_tries, park_timeout } => {
-            (spin_tries, yield_tries, Some(park_timeout))
-        }
+        WaitStrategy::PhasedBackoff {
+            spin_tries,
+            yield_tries,
+            park_timeout,
+        } => (spin_tries, yield_tries, Some(park_timeout)),
     };
     let expired = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
     let mut counter: u32 = 0;
@@ -180,7 +189,11 @@ pub fn wait_until(
             }
         }
         // Spin and yield strategies cycle forever; a parking strategy stays parked.
-        counter = if park.is_some() { counter.saturating_add(1) } else { counter.wrapping_add(1) };
+        counter = if park.is_some() {
+            counter.saturating_add(1)
+        } else {
+            counter.wrapping_add(1)
+        };
     }
 }
 
@@ -212,7 +225,9 @@ mod tests {
     fn parked_waiter_is_woken_by_notify() {
         let signal = Arc::new(Signal::default());
         let flag = Arc::new(AtomicBool::new(false));
-        let strategy = WaitStrategy::Park { timeout: Duration::from_secs(30) };
+        let strategy = WaitStrategy::Park {
+            timeout: Duration::from_secs(30),
+        };
         let (s2, f2) = (signal.clone(), flag.clone());
         let t = std::thread::spawn(move || {
             let start = Instant::now();

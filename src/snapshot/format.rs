@@ -82,7 +82,10 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// Returns the header and the state bytes, or the reason it is unusable.
 pub fn decode(file: &[u8]) -> Result<(SnapshotHeader, &[u8]), String> {
     if file.len() < HEADER_BYTES {
-        return Err(format!("file of {} bytes is shorter than the header", file.len()));
+        return Err(format!(
+            "file of {} bytes is shorter than the header",
+            file.len()
+        ));
     }
     let b = &file[..HEADER_BYTES];
     if b[..8] != MAGIC {
@@ -93,7 +96,9 @@ pub fn decode(file: &[u8]) -> Result<(SnapshotHeader, &[u8]), String> {
     }
     let format = u16_at(b, FORMAT_OFFSET);
     if format != FORMAT_VERSION {
-        return Err(format!("format version {format}, this build reads {FORMAT_VERSION}"));
+        return Err(format!(
+            "format version {format}, this build reads {FORMAT_VERSION}"
+        ));
     }
     let header = SnapshotHeader {
         codec_id: u16_at(b, CODEC_OFFSET),
@@ -104,11 +109,19 @@ pub fn decode(file: &[u8]) -> Result<(SnapshotHeader, &[u8]), String> {
         state_crc: u32_at(b, STATE_CRC_OFFSET),
     };
     if header.codec_id != crate::codec::CODEC_ID {
-        return Err(format!("codec {}, this build reads {}", header.codec_id, crate::codec::CODEC_ID));
+        return Err(format!(
+            "codec {}, this build reads {}",
+            header.codec_id,
+            crate::codec::CODEC_ID
+        ));
     }
     let state = &file[HEADER_BYTES..];
     if state.len() as u64 != header.state_len {
-        return Err(format!("state is {} bytes, header says {}", state.len(), header.state_len));
+        return Err(format!(
+            "state is {} bytes, header says {}",
+            state.len(),
+            header.state_len
+        ));
     }
     if crc32c::crc32c(state) != header.state_crc {
         return Err("state checksum mismatch".into());
@@ -139,7 +152,10 @@ mod tests {
     fn round_trip() {
         let file = sample();
         let (h, state) = decode(&file).unwrap();
-        assert_eq!((h.sequence, h.schema_version, state), (42, 3, &b"some state bytes"[..]));
+        assert_eq!(
+            (h.sequence, h.schema_version, state),
+            (42, 3, &b"some state bytes"[..])
+        );
     }
 
     #[test]
@@ -153,7 +169,10 @@ mod tests {
             }
         }
         for len in 0..file.len() {
-            assert!(decode(&file[..len]).is_err(), "truncation to {len} accepted");
+            assert!(
+                decode(&file[..len]).is_err(),
+                "truncation to {len} accepted"
+            );
         }
     }
 }

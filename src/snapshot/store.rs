@@ -53,7 +53,10 @@ impl SnapshotStore {
                 fs::remove_file(&path)?;
             }
         }
-        Ok(SnapshotStore { dir: dir.to_path_buf(), retain: retain.max(1) })
+        Ok(SnapshotStore {
+            dir: dir.to_path_buf(),
+            retain: retain.max(1),
+        })
     }
 
     /// The directory.
@@ -95,7 +98,10 @@ impl SnapshotStore {
         let mut found = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if let Some(sequence) = name.strip_suffix(SUFFIX).and_then(|s| s.parse().ok()) {
                 found.push(SnapshotFile { sequence, path });
             }
@@ -107,15 +113,24 @@ impl SnapshotStore {
     /// Reads and validates one snapshot file.
     pub fn load(&self, file: &SnapshotFile) -> Result<LoadedSnapshot, SnapshotError> {
         let bytes = fs::read(&file.path)?;
-        let (header, state) = decode(&bytes)
-            .map_err(|reason| SnapshotError::Corrupted { path: file.path.clone(), reason })?;
+        let (header, state) = decode(&bytes).map_err(|reason| SnapshotError::Corrupted {
+            path: file.path.clone(),
+            reason,
+        })?;
         if header.sequence != file.sequence {
             return Err(SnapshotError::Corrupted {
                 path: file.path.clone(),
-                reason: format!("holds sequence {} but is named {}", header.sequence, file.sequence),
+                reason: format!(
+                    "holds sequence {} but is named {}",
+                    header.sequence, file.sequence
+                ),
             });
         }
-        Ok(LoadedSnapshot { header, state: state.to_vec(), path: file.path.clone() })
+        Ok(LoadedSnapshot {
+            header,
+            state: state.to_vec(),
+            path: file.path.clone(),
+        })
     }
 
     /// Deletes all but the newest `retain` snapshots.
@@ -138,12 +153,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SnapshotStore::open(dir.path(), 2).unwrap();
         for seq in [10u64, 30, 20] {
-            store.write(seq, 1, seq * 7, format!("state {seq}").as_bytes()).unwrap();
+            store
+                .write(seq, 1, seq * 7, format!("state {seq}").as_bytes())
+                .unwrap();
         }
         let files = store.list().unwrap();
-        assert_eq!(files.iter().map(|f| f.sequence).collect::<Vec<_>>(), vec![10, 20, 30]);
+        assert_eq!(
+            files.iter().map(|f| f.sequence).collect::<Vec<_>>(),
+            vec![10, 20, 30]
+        );
         let loaded = store.load(&files[2]).unwrap();
-        assert_eq!((loaded.header.state_hash, &loaded.state[..]), (210, &b"state 30"[..]));
+        assert_eq!(
+            (loaded.header.state_hash, &loaded.state[..]),
+            (210, &b"state 30"[..])
+        );
         assert_eq!(store.prune().unwrap(), 1);
         assert_eq!(store.list().unwrap().len(), 2);
     }
@@ -155,6 +178,9 @@ mod tests {
         let path = store.write(5, 1, 0, b"x").unwrap();
         fs::rename(&path, dir.path().join(file_name(6))).unwrap();
         let files = store.list().unwrap();
-        assert!(matches!(store.load(&files[0]), Err(SnapshotError::Corrupted { .. })));
+        assert!(matches!(
+            store.load(&files[0]),
+            Err(SnapshotError::Corrupted { .. })
+        ));
     }
 }

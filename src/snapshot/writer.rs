@@ -68,7 +68,11 @@ impl SnapshotWriter {
         let handle = std::thread::Builder::new()
             .name("keel-snapshot".into())
             .spawn(move || write_loop(&store, &receiver, &s2))?;
-        Ok(SnapshotWriter { sender: Some(sender), handle: Some(handle), stats })
+        Ok(SnapshotWriter {
+            sender: Some(sender),
+            handle: Some(handle),
+            stats,
+        })
     }
 
     /// A handle for the business-logic thread.
@@ -115,7 +119,9 @@ fn write_loop(store: &SnapshotStore, receiver: &Receiver<SnapshotJob>, stats: &S
                 stats.written.fetch_add(1, Ordering::Relaxed);
                 stats.last_sequence.store(job.sequence, Ordering::Relaxed);
                 stats.last_write_ns.store(ns, Ordering::Relaxed);
-                stats.last_state_bytes.store(job.state.len() as u64, Ordering::Relaxed);
+                stats
+                    .last_state_bytes
+                    .store(job.state.len() as u64, Ordering::Relaxed);
                 tracing::info!(path = %path.display(), bytes = job.state.len(), write_ms = ns / 1_000_000, "snapshot written");
             }
             Err(e) => log_failure(stats, job.sequence, &e),
@@ -143,7 +149,10 @@ impl SnapshotSender {
             Ok(()) => true,
             Err(TrySendError::Full(job)) => {
                 self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(sequence = job.sequence, "snapshot skipped: previous one still being written");
+                tracing::warn!(
+                    sequence = job.sequence,
+                    "snapshot skipped: previous one still being written"
+                );
                 false
             }
             Err(TrySendError::Disconnected(_)) => false,

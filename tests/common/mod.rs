@@ -26,7 +26,11 @@ pub fn value(message: &Message<'_>) -> u64 {
 
 impl Processor for Summer {
     fn apply(&mut self, message: &Message<'_>, out: &mut Output<'_>) -> Outcome {
-        assert_eq!(message.header.sequence, self.last_sequence + 1, "contiguous apply");
+        assert_eq!(
+            message.header.sequence,
+            self.last_sequence + 1,
+            "contiguous apply"
+        );
         self.last_sequence = message.header.sequence;
         self.last_timestamp_ns = message.header.timestamp_ns;
         self.applied += 1;
@@ -64,7 +68,12 @@ impl Processor for Summer {
 }
 
 pub fn to(kind: u16, correlation_id: u64) -> keel::Submission {
-    keel::Submission { kind, version: 1, session_id: 0, correlation_id }
+    keel::Submission {
+        kind,
+        version: 1,
+        session_id: 0,
+        correlation_id,
+    }
 }
 
 /// A key-value processor whose responses depend on state: put, add (rejects on overflow),
