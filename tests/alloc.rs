@@ -1,5 +1,7 @@
 //! No heap allocation per message on the engine's own path (submit → ring → journal →
 //! business logic → output ring → receiver), counted by a global allocator after warm-up.
+//! The journal's background spare-segment preparer and the snapshot writer are off that path
+//! and not counted.
 
 mod common;
 
@@ -13,13 +15,32 @@ use std::time::{Duration, Instant};
 
 struct Counting;
 
+thread_local! {
+    /// Whether this thread is off the message path: the journal's spare-segment preparer and
+    /// the snapshot writer allocate (file names, buffers) by design, outside the per-message path.
+    static OFF_PATH: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+fn on_message_path() -> bool {
+    OFF_PATH.with(|cell| {
+        let off = cell.get().unwrap_or_else(|| {
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or("");
+            let off = name == "keel-journal-prep" || name == "keel-snapshot";
+            cell.set(Some(off));
+            off
+        });
+        !off
+    })
+}
+
 static ARMED: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 // SAFETY: delegates every call to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) {
+        if ARMED.load(Ordering::Relaxed) && on_message_path() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as our caller's.
@@ -30,7 +51,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) {
+        if ARMED.load(Ordering::Relaxed) && on_message_path() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as our caller's.
