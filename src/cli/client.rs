@@ -7,7 +7,7 @@ use crate::apps::App;
 use crate::engine::Status;
 use crate::net::{Client, ReplyStatus};
 use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Flags of `keel client`.
 #[derive(Debug, Clone, Args)]
@@ -62,7 +62,10 @@ fn client<A: App>(args: &ClientArgs) -> Result<i32, String> {
         ReplyStatus::Refused(code) => (format!("refused by the server: {code:?}"), 1),
     };
     if args.json {
-        let out = json!({"sequence": reply.sequence, "status": label, "response": body});
+        let out = match body {
+            Value::Object(_) => body,
+            other => json!({"sequence": reply.sequence, "status": label, "response": other}),
+        };
         println!("{out}");
     } else {
         println!("{label} at sequence {}", reply.sequence);
