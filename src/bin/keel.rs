@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use keel::bench::{pingpong, ring, BenchError, PinRequest};
 use keel::cli::{run_client, run_serve, ClientArgs, ServeArgs};
 use keel::ring::WaitStrategy;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// keel: an LMAX-style single-writer engine.
@@ -29,8 +30,15 @@ enum Command {
     /// Inspect, verify and re-run recorded journals (read-only).
     Replay(keel::replay::ReplayArgs),
     /// Benchmarks of keel's ring against its peers, side by side in one run.
+    /// With no subcommand: the canonical bookstore pipeline workload.
+    Bench(BenchRoot),
+}
+
+/// `keel bench [SUBCOMMAND]`
+#[derive(Debug, Args)]
+struct BenchRoot {
     #[command(subcommand)]
-    Bench(BenchCommand),
+    command: Option<BenchCommand>,
 }
 
 /// `keel bench …`
@@ -40,6 +48,17 @@ enum BenchCommand {
     Ring(RingArgs),
     /// Round-trip latency over two rings, percentiles from an HdrHistogram.
     Pingpong(PingPongArgs),
+    /// In-process pipeline, open loop at --rate (latency from intended send time) or closed
+    /// loop (--rate 0); verified against a replay of its journal.
+    Pipeline(keel::bench::commands::PipelineArgs),
+    /// Journal append throughput (msgs/s, MB/s) and durable-ack latency per batch size.
+    Journal(keel::bench::commands::JournalArgs),
+    /// Replay speed, snapshot write/load time and restart time of an N-message journal.
+    Recovery(keel::bench::commands::RecoveryArgs),
+    /// Open-loop load over TCP against `keel serve` (--connect) or an in-process server.
+    Net(keel::bench::commands::NetArgs),
+    /// The same workload through keel, the disruptor crate and crossbeam (+ a plain journal).
+    Compare(keel::bench::commands::CompareArgs),
 }
 
 /// Flags shared by the benchmarks.
@@ -117,6 +136,7 @@ fn power_of_two(s: &str) -> Result<usize, String> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
@@ -136,12 +156,30 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Replay(args)) => return keel::replay::main(&args),
-        Some(Command::Bench(BenchCommand::Ring(args))) => {
-            run_bench_ring(args).map_err(|e| e.to_string())
+        Some(Command::Bench(BenchRoot { command: None })) => {
+            keel::bench::commands::run_default().map_err(|e| e.to_string())
         }
-        Some(Command::Bench(BenchCommand::Pingpong(args))) => {
-            run_bench_pingpong(args).map_err(|e| e.to_string())
-        }
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Pipeline(args)),
+        })) => keel::bench::commands::run_pipeline(&args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Compare(args)),
+        })) => keel::bench::commands::run_compare(&args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Net(args)),
+        })) => keel::bench::commands::run_net(&args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Journal(args)),
+        })) => keel::bench::commands::run_journal(&args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Recovery(args)),
+        })) => keel::bench::commands::run_recovery(&args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Ring(args)),
+        })) => run_bench_ring(args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Pingpong(args)),
+        })) => run_bench_pingpong(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,84 @@
+//! What a benchmark ran on, stated in every result: CPU model, cores, pinning, wait strategy,
+//! flush policy and the device that held the journal.
+
+use super::affinity::CoreSet;
+use super::report::Hardware;
+use super::Pins;
+use serde::Serialize;
+use std::path::Path;
+
+/// The environment of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    /// `model name` from `/proc/cpuinfo`.
+    pub cpu_model: String,
+    /// Cores this process may run on.
+    pub cores: usize,
+    /// Where each thread was pinned, e.g. `journaler=0 logic=1` or `none`.
+    pub pinning: String,
+    /// Wait strategy of the engine threads.
+    pub wait: String,
+    /// Journal flush policy in force.
+    pub flush: String,
+    /// Journal directory.
+    pub journal_dir: String,
+    /// Device and file system holding the journal, from `/proc/mounts` (e.g. `/dev/vda ext4`).
+    pub journal_device: String,
+}
+
+impl RunInfo {
+    /// Describes this machine and run. `pins` lists `(thread, core)` pairs.
+    pub fn detect(pins: &[(&str, Option<usize>)], wait: &str, flush: &str, dir: &Path) -> Self {
+        let hw = Hardware::detect(&CoreSet::detect(), Pins::default());
+        let pinned: Vec<String> = pins
+            .iter()
+            .filter_map(|(name, core)| core.map(|c| format!("{name}={c}")))
+            .collect();
+        RunInfo {
+            cpu_model: hw.cpu_model,
+            cores: hw.cores,
+            pinning: if pinned.is_empty() {
+                "none".into()
+            } else {
+                pinned.join(" ")
+            },
+            wait: wait.to_string(),
+            flush: flush.to_string(),
+            journal_dir: dir.display().to_string(),
+            journal_device: device_of(dir),
+        }
+    }
+
+    /// Two lines for the top of a text report.
+    pub fn lines(&self) -> String {
+        format!(
+            "cpu: {} | cores: {} | pinning: {}\nwait: {} | flush: {} | journal: {} on {}\n",
+            self.cpu_model,
+            self.cores,
+            self.pinning,
+            self.wait,
+            self.flush,
+            self.journal_dir,
+            self.journal_device
+        )
+    }
+}
+
+/// The device and file-system type of the mount holding `path` (longest mount-point prefix in
+/// `/proc/mounts`), or `"unknown"`.
+pub fn device_of(path: &Path) -> String {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return "unknown".into();
+    };
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let (dev, at, fs) = (words.next()?, words.next()?, words.next()?);
+            path.starts_with(at)
+                .then(|| (at.len(), format!("{dev} {fs}")))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or_else(|| "unknown".into(), |(_, d)| d)
+}
