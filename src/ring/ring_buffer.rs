@@ -190,6 +190,7 @@ impl RingBuilder {
             shared,
             next: start + 1,
             cached_gate: start,
+            published: start,
         };
         (producer, consumers)
     }
@@ -202,6 +203,8 @@ pub struct Producer<T> {
     next: u64,
     /// Last seen minimum of all consumer sequences (refreshed only when it looks full).
     cached_gate: u64,
+    /// Last sequence stored to the cursor (a local copy: the cursor's line is never read here).
+    published: u64,
 }
 
 impl<T> Producer<T> {
@@ -342,7 +345,8 @@ impl<T> Producer<T> {
     #[inline]
     pub fn flush(&mut self) {
         let last = self.next - 1;
-        if self.shared.cursor.load_relaxed() != last {
+        if self.published != last {
+            self.published = last;
             // Pairs with the Acquire loads of the cursor in `Consumer::process_batch`.
             self.shared.cursor.store_release(last);
             self.shared.notify();
