@@ -118,7 +118,11 @@ fn print_banner<A: App>(
         "  talk to it: keel client --app {} --connect {} {}",
         A::NAME,
         server.local_addr(),
-        A::command_help().lines().next().and_then(|l| l.split("  ").next()).unwrap_or("")
+        A::command_help()
+            .lines()
+            .next()
+            .and_then(|l| l.split("  ").next())
+            .unwrap_or("")
     );
     eprintln!(
         "  all commands: keel client --app {} --help-commands",
