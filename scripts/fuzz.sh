@@ -39,24 +39,29 @@ declare -A MAX_LEN=(
     [frame_decoder]=4096 [journal_reader]=8192 [snapshot_reader]=8192
     [bookstore_decoder]=4096 [exchange_decoder]=4096
 )
-# Replays the artifacts a run added (newest first, at most 50) one by one and prints each
-# distinct cause once (panic location and message, or allocation failure) with one input.
+# Replays the artifacts a run added (newest first, at most 20, 5 s each) one by one and
+# prints each distinct cause once (panic location and message, allocation failure, timeout)
+# with one input.
 classify() {
-    local target=$1 skip=$2 bin="target/x86_64-unknown-linux-gnu/release/$1"
-    find "artifacts/$target" -type f -printf '%T@ %p\n' | sort -rn | head -n 50 |
+    local target=$1 bin="target/x86_64-unknown-linux-gnu/release/$1"
+    find "artifacts/$target" -type f -printf '%T@ %p\n' | sort -rn | head -n 20 |
         cut -d' ' -f2- | while read -r input; do
-            out=$("$bin" "$input" 2>&1 || true)
-            cause=$(grep -m 1 -oE "panicked at [^ ]+:[0-9]+:[0-9]+:" <<<"$out" ||
-                grep -m 1 -oE "memory allocation of [0-9]+ bytes failed" <<<"$out" |
-                    sed -E 's/of [0-9]+ bytes/of N bytes/' ||
-                grep -m 1 -oE "ERROR: libFuzzer: [a-z -]+" <<<"$out" || echo "unknown")
+            out=$("$bin" -timeout=5 "$input" 2>&1 || true)
+            if grep -q "panicked at" <<<"$out"; then
+                cause=$(grep -m 1 -oE "panicked at [^ ]+:[0-9]+:[0-9]+:" <<<"$out")
+            elif grep -q "memory allocation of" <<<"$out"; then
+                cause="allocation failure (out of memory)"
+            elif grep -q "libFuzzer: timeout" <<<"$out"; then
+                cause="timeout"
+            else
+                cause=$(grep -m 1 -oE "ERROR: libFuzzer: [a-z -]+" <<<"$out" || echo "unknown")
+            fi
             detail=$(grep -m 1 -A 1 "panicked at" <<<"$out" | tail -n 1 || true)
             printf '%s\t%s\t%s\n' "$cause" "$input" "$detail"
         done | sort -t $'\t' -k1,1 -u | while IFS=$'\t' read -r cause input detail; do
             echo "     cause: $cause ${detail:+($detail)}"
             echo "       e.g. fuzz/$input"
         done
-    : "$skip"
 }
 
 status=0
@@ -84,7 +89,7 @@ for target in "${TARGETS[@]}"; do
     if [ "$found" -ne 0 ]; then
         status=1
         echo "   FINDINGS: $found inputs saved in fuzz/artifacts/$target/ (log: fuzz/$log)"
-        classify "$target" "$before"
+        classify "$target" || true  # head may end the pipeline early (SIGPIPE)
     fi
     speed=$(( ${execs:-0} / SECONDS_PER_TARGET ))
     line=$(printf '%-18s execs %11s  exec/s %7s  coverage %5s  oom/timeout/crash %-8s  new artifacts %s' \
