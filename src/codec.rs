@@ -82,6 +82,12 @@ pub fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> 
     Ok(value)
 }
 
+/// Decodes one `T` from the front of a saved state (already checksummed) whose remainder the
+/// caller decodes itself; returns it and the bytes it used. Same limits as [`decode_state`].
+pub fn decode_state_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    Ok(bincode::serde::decode_from_slice(bytes, CONFIG)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

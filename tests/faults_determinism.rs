@@ -148,7 +148,7 @@ fn soak<A: App>(seed: u64, n: u64, snapshots: u64) -> (usize, usize) {
         let snapshot = store.load(file).unwrap();
         let mut state = A::default();
         state
-            .load_state(snapshot.header.schema_version, &snapshot.state)
+            .load_state(snapshot.header.schema_version, snapshot.state())
             .unwrap();
         assert_eq!(state.state_hash(), snapshot.header.state_hash);
         let tail = replay(dir, &mut state, file.sequence);

@@ -274,7 +274,7 @@ fn a_checksummed_state_declaring_a_huge_length_falls_back_instead_of_aborting() 
     let path = snapshot_path(&dir, newest);
     let store = SnapshotStore::open(&dir.join("snapshots"), 100).unwrap();
     let loaded = store.load(&store.list().unwrap()[0]).unwrap();
-    let mut state = loaded.state.clone();
+    let mut state = loaded.state().to_vec();
     // The first title: a u64 length, then its bytes. Declare 2^62 bytes instead.
     let mut pattern = 11u64.to_le_bytes().to_vec();
     pattern.extend_from_slice(b"Volume 0000");

@@ -95,6 +95,40 @@ fn seek_positions_at_first_record_at_or_after() {
 }
 
 #[test]
+fn seek_steps_over_records_but_fully_checks_every_record_it_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut w = JournalWriter::open(&cfg(dir, TINY_SEGMENT_BYTES, FlushPolicy::None)).unwrap();
+    write(&mut w, 1, 300, 10);
+    drop(w);
+    // Damage the payload (not the framing) of record 100.
+    let entry = layout(dir)
+        .into_iter()
+        .find(|e| e.sequence == Some(100))
+        .unwrap();
+    flip_bit(&entry.file, entry.offset + 56, 3); // first payload byte
+    let mut reader = JournalReader::open(dir).unwrap();
+    // Seeking past it steps over it without hashing its payload (it is never returned)...
+    reader.seek(150).unwrap();
+    check(&reader.next().unwrap().unwrap(), 150);
+    // ...but a record that is returned is checked in full, wherever the seek started.
+    for target in [1, 50, 100] {
+        reader.seek(target).unwrap();
+        let outcome = loop {
+            match reader.next() {
+                Ok(Some(_)) => continue,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        assert!(
+            matches!(outcome, Err(JournalError::Corrupted { .. })),
+            "seek({target}) then reading: {outcome:?}"
+        );
+    }
+}
+
+#[test]
 fn reopen_and_append_continues_the_sequence() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -112,7 +112,7 @@ proptest! {
         for file in files {
             let snapshot = store.load(&file).unwrap();
             let mut state = Kv::default();
-            state.load_state(snapshot.header.schema_version, &snapshot.state).unwrap();
+            state.load_state(snapshot.header.schema_version, snapshot.state()).unwrap();
             prop_assert_eq!(state.state_hash(), snapshot.header.state_hash);
             let tail = replay(dir.path(), &mut state, file.sequence);
             prop_assert_eq!(state.state_hash(), live.state_hash(), "from snapshot {}", file.sequence);

@@ -80,9 +80,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(snapshot.header.sequence, SEQUENCE);
     let schema = snapshot.header.schema_version;
     if flags & EXCHANGE != 0 {
-        round_trip(small_exchange(), small_exchange, schema, &snapshot.state);
+        round_trip(small_exchange(), small_exchange, schema, snapshot.state());
     } else {
-        round_trip(small_bookstore(), small_bookstore, schema, &snapshot.state);
+        round_trip(small_bookstore(), small_bookstore, schema, snapshot.state());
     }
 });
 

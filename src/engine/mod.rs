@@ -14,6 +14,7 @@ mod message;
 mod processor;
 mod recovery;
 mod responses;
+mod slots;
 mod submit;
 
 pub use affinity::Cores;
@@ -34,8 +35,10 @@ use crate::journal::{JournalConfig, JournalError, JournalWriter};
 use crate::ring::{Gauge, RingBuilder, Sequence, Signal};
 use crate::snapshot::{SnapshotStats, SnapshotStore, SnapshotWriter};
 use logic::{Responses, Snapshots};
+use slots::{SlotSource, Slots};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// A running engine around one [`Processor`].
 pub struct Engine<P: Processor> {
@@ -55,6 +58,8 @@ impl<P: Processor> Engine<P> {
     /// pipeline. `processor` must be in its initial (empty) state.
     pub fn start(config: Config, mut processor: P) -> Result<Self, Error> {
         config.validate()?;
+        let slots = Slots::allocate_in_background(&config)?;
+        let opening = Instant::now();
         let journal = JournalWriter::open(&JournalConfig {
             dir: config.journal_dir.clone(),
             segment_size_bytes: config.segment_size_bytes,
@@ -62,15 +67,21 @@ impl<P: Processor> Engine<P> {
             max_payload_bytes: config.max_message_bytes as u32,
         })?;
         let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?;
-        let recovered =
-            recovery::recover(&config, &store, &mut processor, journal.last_sequence())?;
+        let journal_open = opening.elapsed();
+        let recovered = Recovered {
+            journal_open,
+            ..recovery::recover(&config, &store, &mut processor, journal.last_sequence())?
+        };
         tracing::info!(
             snapshot = recovered.snapshot_sequence,
             replayed = recovered.replayed,
             last = recovered.last_sequence,
+            journal_open_ms = journal_open.as_millis() as u64,
+            snapshot_load_ms = recovered.snapshot_load.as_millis() as u64,
+            replay_ms = recovered.replay.as_millis() as u64,
             "recovered"
         );
-        Self::launch(config, processor, journal, recovered, store)
+        Self::launch(config, processor, journal, recovered, store, slots.wait())
     }
 
     /// Starts the pipeline over any [`JournalSink`] without replaying anything: `processor`
@@ -87,7 +98,8 @@ impl<P: Processor> Engine<P> {
             last_sequence,
             ..Recovered::default()
         };
-        Self::launch(config, processor, journal, recovered, store)
+        let slots = Slots::allocate(&config);
+        Self::launch(config, processor, journal, recovered, store, slots)
     }
 
     fn launch<J: JournalSink>(
@@ -96,6 +108,7 @@ impl<P: Processor> Engine<P> {
         journal: J,
         recovered: Recovered,
         store: SnapshotStore,
+        slots: Slots,
     ) -> Result<Self, Error> {
         let last = recovered.last_sequence;
         let snapshot_writer = SnapshotWriter::spawn(store)?;
@@ -123,14 +136,14 @@ impl<P: Processor> Engine<P> {
             ApplyMode::ApplyAhead => vec![],
         };
         input.add_consumer(&logic_after);
-        let max_message_bytes = config.max_message_bytes;
-        let (producer, mut consumers) = input.build(|| Envelope::with_capacity(max_message_bytes));
+        let (mut input_slots, output_slots) = slots.into_parts();
+        let (producer, mut consumers) = input.build(|| input_slots.take());
         let logic_input = consumers.pop().expect("logic consumer");
         let journal_input = consumers.pop().expect("journal consumer");
         let journaled = journal_input.sequence();
         let applied = logic_input.sequence();
         let gauge = producer.gauge();
-        let (responses, receiver) = build_output(&config, last, signal, &journaled);
+        let (responses, receiver) = build_output(&config, last, signal, &journaled, output_slots);
 
         let interval = journaler::tick_interval(config.flush);
         let (c1, core) = (cores.clone(), config.pinning.journaler_core);
@@ -148,7 +161,7 @@ impl<P: Processor> Engine<P> {
             logic::run(processor, logic_input, responses, snapshots, waker)
         })?;
         Ok(Engine {
-            submitter: Some(Submitter::new(producer, max_message_bytes)),
+            submitter: Some(Submitter::new(producer, config.max_message_bytes)),
             responses: receiver,
             journaler: Some(journaler),
             logic: Some(logic),
@@ -261,6 +274,7 @@ fn build_output(
     last: u64,
     signal: Arc<Signal>,
     journaled: &Arc<Sequence>,
+    mut slots: SlotSource<ResponseSlot>,
 ) -> (Responses, Option<ResponseReceiver>) {
     if config.discard_responses {
         return (
@@ -279,8 +293,7 @@ fn build_output(
         ApplyMode::ApplyAhead => std::slice::from_ref(journaled),
     };
     output.add_consumer_gated(&[], gate);
-    let max = config.max_response_bytes;
-    let (producer, mut consumers) = output.build(|| ResponseSlot::with_capacity(max));
+    let (producer, mut consumers) = output.build(|| slots.take());
     let receiver = ResponseReceiver::new(consumers.pop().expect("response consumer"));
     (Responses::Ring(producer), Some(receiver))
 }

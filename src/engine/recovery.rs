@@ -9,6 +9,7 @@ use super::processor::Processor;
 use crate::error::Error;
 use crate::journal::{JournalReader, Record};
 use crate::snapshot::{SnapshotError, SnapshotFile, SnapshotStore};
+use std::time::{Duration, Instant};
 
 /// What recovery did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -19,6 +20,12 @@ pub struct Recovered {
     pub replayed: u64,
     /// Last sequence in the journal: the state now reflects everything up to here.
     pub last_sequence: u64,
+    /// Time spent opening the journal (scanning and validating every record).
+    pub journal_open: Duration,
+    /// Time spent reading, checking and restoring snapshots (failed attempts included).
+    pub snapshot_load: Duration,
+    /// Time spent replaying the journal after the snapshot.
+    pub replay: Duration,
 }
 
 /// Restores the newest usable snapshot at or before `last`, then replays the journal to `last`.
@@ -28,12 +35,17 @@ pub(crate) fn recover<P: Processor>(
     processor: &mut P,
     last: u64,
 ) -> Result<Recovered, Error> {
+    let started = Instant::now();
     let snapshot_sequence = restore_snapshot(store, processor, last)?;
+    let snapshot_load = started.elapsed();
     let replayed = replay_range(config, processor, snapshot_sequence + 1, last)?;
     Ok(Recovered {
         snapshot_sequence,
         replayed,
         last_sequence: last,
+        snapshot_load,
+        replay: started.elapsed() - snapshot_load,
+        ..Recovered::default()
     })
 }
 
@@ -75,7 +87,7 @@ fn load_one<P: Processor>(
     let snapshot = store.load(file).map_err(LoadError::Skip)?;
     let h = snapshot.header;
     processor
-        .load_state(h.schema_version, &snapshot.state)
+        .load_state(h.schema_version, snapshot.state())
         .map_err(|e| LoadError::Skip(e.into()))?;
     if h.schema_version == processor.schema_version() && processor.state_hash() != h.state_hash {
         // The state decoded but is not the state it claims to be: the processor's state_hash

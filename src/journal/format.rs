@@ -299,6 +299,14 @@ pub(crate) fn sequence_of(bytes: &[u8]) -> u64 {
 /// against the chain: CRC, reserved fields, sequence, `prev_crc`.
 pub(crate) fn check_entry(bytes: &[u8], chain: Chain) -> Result<Entry, Fault> {
     check_crc(bytes).map_err(Fault::Soft)?;
+    check_entry_links(bytes, chain)
+}
+
+/// Everything [`check_entry`] checks but the CRC: reserved fields, sequence, `prev_crc`. For
+/// entries a reader steps over without returning them (seeking), so their payloads are never
+/// hashed; the first entry returned is fully checked and must chain to the stored CRC of the
+/// one before it.
+pub(crate) fn check_entry_links(bytes: &[u8], chain: Chain) -> Result<Entry, Fault> {
     let sequence = get_u64(bytes, R_SEQUENCE);
     let prev_crc = get_u32(bytes, R_PREV_CRC);
     if get_u32(bytes, R_RESERVED) != 0 {

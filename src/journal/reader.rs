@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use super::dir::{list_segments, segment_file_name, SegmentFile};
 use super::error::{file_io, CorruptionReason, Damage, JournalError};
 use super::format::{decode_record, Chain, Entry, Fault, Record, SEGMENT_HEADER_SIZE};
-use super::recovery::{check_segment_header, corrupted, find_evidence_after, read_entry};
+use super::recovery::{
+    check_segment_header, corrupted, find_evidence_after, read_entry, skip_entry,
+};
 use super::segment::SegmentView;
 
 /// Reads a journal in order, validating every record (CRC, sequence, hash chain) as it goes.
@@ -108,7 +110,12 @@ impl JournalReader {
             });
         };
         let offset = cur.offset;
-        match read_entry(&cur.view, offset, cur.chain) {
+        let entry = if cur.chain.next_sequence < self.skip_below {
+            step_over(&cur.view, offset, cur.chain)
+        } else {
+            read_entry(&cur.view, offset, cur.chain)
+        };
+        match entry {
             Ok(Entry::Record {
                 sequence,
                 crc,
@@ -214,4 +221,18 @@ impl JournalReader {
         segments.retain(|s| s.first_sequence > first_sequence);
         Ok(segments)
     }
+}
+
+/// An entry a seek steps over: its payload is not hashed while a published entry follows it
+/// (so it was written whole before that one); the last entry in view is fully checked, since
+/// it may be a torn write that recovery would cut.
+fn step_over(view: &SegmentView, offset: usize, chain: Chain) -> Result<Entry, Fault> {
+    let stepped = skip_entry(view, offset, chain);
+    if let Ok(Entry::Record { size_bytes, .. }) = stepped {
+        let next = offset + size_bytes;
+        if next < view.len() && view.magic_acquire(next) != 0 {
+            return stepped;
+        }
+    }
+    read_entry(view, offset, chain)
 }

@@ -360,7 +360,7 @@ fn reopen_active(
         .write(true)
         .open(path)
         .map_err(file_io(path))?;
-    let mut map = MappedSegment::map(file).map_err(file_io(path))?;
+    let mut map = MappedSegment::map_for_append(file, offset).map_err(file_io(path))?;
     if nonzero_end > offset {
         tracing::warn!(
             path = %path.display(), offset, torn_bytes = nonzero_end - offset, %damage,

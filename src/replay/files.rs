@@ -2,19 +2,20 @@
 //!
 //! Snapshots are listed and decoded here rather than through `SnapshotStore`, because
 //! `SnapshotStore::open` creates the directory and deletes `*.snap.tmp` files — a live writer's
-//! snapshot in progress among them. The decoder mirrors the byte map in
-//! `src/snapshot/format.rs` and checks everything `SnapshotStore::load` checks.
+//! snapshot in progress among them. Decoding and validation are the snapshot module's own
+//! (`decode_header`, `load_file`).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::mem::size_of;
 use std::path::{Path, PathBuf};
 
 use super::error::{io_at, ReplayError};
 use crate::apps::App;
-use crate::codec::CODEC_ID;
 use crate::journal::{SegmentHeader, SEGMENT_HEADER_SIZE};
-use crate::snapshot::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC};
+use crate::snapshot::{
+    decode_header, load_file, LoadedSnapshot, SnapshotError, SnapshotFile, SnapshotHeader,
+    HEADER_BYTES,
+};
 
 /// One segment file of a journal and what its header says.
 #[derive(Debug, Clone)]
@@ -78,13 +79,13 @@ pub(crate) struct SnapFile {
 /// A validated snapshot: header and state bytes.
 pub(crate) struct SnapData {
     pub(crate) header: SnapshotHeader,
-    bytes: Vec<u8>,
+    loaded: LoadedSnapshot,
 }
 
 impl SnapData {
     /// The encoded state.
     pub(crate) fn state(&self) -> &[u8] {
-        &self.bytes[HEADER_BYTES..]
+        self.loaded.state()
     }
 }
 
@@ -114,61 +115,6 @@ pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<SnapFile>, ReplayError> {
     }
     out.sort_by_key(|f| f.sequence);
     Ok(out)
-}
-
-// ---- Snapshot header byte map (mirror of src/snapshot/format.rs) ----
-const S_MAGIC: usize = 0;
-const S_FORMAT: usize = S_MAGIC + MAGIC.len();
-const S_CODEC: usize = S_FORMAT + size_of::<u16>();
-const S_SCHEMA: usize = S_CODEC + size_of::<u16>();
-const S_SEQUENCE: usize = S_SCHEMA + size_of::<u32>();
-const S_HASH: usize = S_SEQUENCE + size_of::<u64>();
-const S_LEN: usize = S_HASH + size_of::<u64>();
-const S_STATE_CRC: usize = S_LEN + size_of::<u64>();
-const S_HEADER_CRC: usize = S_STATE_CRC + size_of::<u32>();
-// Why: the mirror must end exactly where the snapshot module says the header ends.
-const _: () = assert!(S_HEADER_CRC + size_of::<u32>() == HEADER_BYTES);
-
-fn le<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    b[at..at + N].try_into().expect("inside the header")
-}
-
-/// Decodes and checks a snapshot header (magic, header CRC, format, codec).
-fn decode_header(b: &[u8]) -> Result<SnapshotHeader, String> {
-    if b.len() < HEADER_BYTES {
-        return Err(format!(
-            "file of {} bytes is shorter than the header",
-            b.len()
-        ));
-    }
-    if b[S_MAGIC..S_FORMAT] != MAGIC {
-        return Err("bad magic".into());
-    }
-    let stored = u32::from_le_bytes(le(b, S_HEADER_CRC));
-    if crc32c::crc32c(&b[..S_HEADER_CRC]) != stored {
-        return Err("header checksum mismatch".into());
-    }
-    let format = u16::from_le_bytes(le(b, S_FORMAT));
-    if format != FORMAT_VERSION {
-        return Err(format!(
-            "format version {format}, this build reads {FORMAT_VERSION}"
-        ));
-    }
-    let header = SnapshotHeader {
-        codec_id: u16::from_le_bytes(le(b, S_CODEC)),
-        schema_version: u32::from_le_bytes(le(b, S_SCHEMA)),
-        sequence: u64::from_le_bytes(le(b, S_SEQUENCE)),
-        state_hash: u64::from_le_bytes(le(b, S_HASH)),
-        state_len: u64::from_le_bytes(le(b, S_LEN)),
-        state_crc: u32::from_le_bytes(le(b, S_STATE_CRC)),
-    };
-    if header.codec_id != CODEC_ID {
-        return Err(format!(
-            "codec {}, this build reads {CODEC_ID}",
-            header.codec_id
-        ));
-    }
-    Ok(header)
 }
 
 /// Reads and checks only the header of `file` (cheap: no state checksum).
@@ -201,22 +147,21 @@ fn check_name(file: &SnapFile, header: &SnapshotHeader) -> Result<(), String> {
     }
 }
 
-/// Reads and validates a whole snapshot file: header, length, state checksum, name.
+/// Maps and validates a whole snapshot file: header, length, state checksum, name (the same
+/// checks as recovery: [`crate::snapshot::load_file`]; mapping is read-only).
 pub(crate) fn read_snapshot(file: &SnapFile) -> Result<SnapData, String> {
-    let bytes = fs::read(&file.path).map_err(|e| e.to_string())?;
-    let header = decode_header(&bytes)?;
-    let state_len = (bytes.len() - HEADER_BYTES) as u64;
-    if state_len != header.state_len {
-        return Err(format!(
-            "state is {state_len} bytes, header says {}",
-            header.state_len
-        ));
-    }
-    if crc32c::crc32c(&bytes[HEADER_BYTES..]) != header.state_crc {
-        return Err("state checksum mismatch".into());
-    }
-    check_name(file, &header)?;
-    Ok(SnapData { header, bytes })
+    let found = SnapshotFile {
+        sequence: file.sequence,
+        path: file.path.clone(),
+    };
+    let loaded = load_file(&found).map_err(|e| match e {
+        SnapshotError::Corrupted { reason, .. } => reason,
+        other => other.to_string(),
+    })?;
+    Ok(SnapData {
+        header: loaded.header,
+        loaded,
+    })
 }
 
 /// Loads `file` into a fresh application state and checks its hash against the header (when

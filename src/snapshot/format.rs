@@ -78,16 +78,16 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Validates and decodes a whole snapshot file (pure): header checks, then the state CRC.
-/// Returns the header and the state bytes, or the reason it is unusable.
-pub fn decode(file: &[u8]) -> Result<(SnapshotHeader, &[u8]), String> {
-    if file.len() < HEADER_BYTES {
+/// Decodes and checks a snapshot header (magic, header CRC, format version, codec) from the
+/// first [`HEADER_BYTES`] of `b` (pure). The state is not looked at.
+pub fn decode_header(b: &[u8]) -> Result<SnapshotHeader, String> {
+    if b.len() < HEADER_BYTES {
         return Err(format!(
             "file of {} bytes is shorter than the header",
-            file.len()
+            b.len()
         ));
     }
-    let b = &file[..HEADER_BYTES];
+    let b = &b[..HEADER_BYTES];
     if b[..8] != MAGIC {
         return Err("bad magic".into());
     }
@@ -115,6 +115,13 @@ pub fn decode(file: &[u8]) -> Result<(SnapshotHeader, &[u8]), String> {
             crate::codec::CODEC_ID
         ));
     }
+    Ok(header)
+}
+
+/// Validates and decodes a whole snapshot file (pure): header checks, then the state length
+/// and CRC. Returns the header and the state bytes, or the reason it is unusable.
+pub fn decode(file: &[u8]) -> Result<(SnapshotHeader, &[u8]), String> {
+    let header = decode_header(file)?;
     let state = &file[HEADER_BYTES..];
     if state.len() as u64 != header.state_len {
         return Err(format!(

@@ -10,8 +10,8 @@ mod format;
 mod store;
 mod writer;
 
-pub use format::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC};
-pub use store::{file_name, LoadedSnapshot, SnapshotFile, SnapshotStore};
+pub use format::{decode_header, SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC};
+pub use store::{file_name, load_file, LoadedSnapshot, SnapshotFile, SnapshotStore};
 pub use writer::{SnapshotJob, SnapshotSender, SnapshotStats, SnapshotWriter};
 
 use crate::codec::{self, CodecError};

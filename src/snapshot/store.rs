@@ -1,8 +1,9 @@
 //! `SnapshotStore`: snapshot files in one directory, written atomically, pruned to a count.
 
-use super::format::{decode, encode_header, SnapshotHeader};
+use super::format::{decode, encode_header, SnapshotHeader, HEADER_BYTES};
 use super::SnapshotError;
 use crate::codec::CODEC_ID;
+use memmap2::{Mmap, MmapOptions};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,15 +20,22 @@ pub struct SnapshotFile {
     pub path: PathBuf,
 }
 
-/// A validated snapshot read back from disk.
-#[derive(Debug, Clone)]
+/// A validated snapshot read back from disk: the file mapped read-only, so a state of
+/// hundreds of megabytes is neither copied nor faulted into fresh memory before it decodes.
+#[derive(Debug)]
 pub struct LoadedSnapshot {
     /// Its header.
     pub header: SnapshotHeader,
-    /// The encoded state.
-    pub state: Vec<u8>,
     /// Where it came from.
     pub path: PathBuf,
+    map: Mmap,
+}
+
+impl LoadedSnapshot {
+    /// The encoded state (checksummed against the header).
+    pub fn state(&self) -> &[u8] {
+        &self.map[HEADER_BYTES..]
+    }
 }
 
 /// The directory of snapshots.
@@ -110,27 +118,9 @@ impl SnapshotStore {
         Ok(found)
     }
 
-    /// Reads and validates one snapshot file.
+    /// Reads and validates one snapshot file (see [`load_file`]).
     pub fn load(&self, file: &SnapshotFile) -> Result<LoadedSnapshot, SnapshotError> {
-        let bytes = fs::read(&file.path)?;
-        let (header, state) = decode(&bytes).map_err(|reason| SnapshotError::Corrupted {
-            path: file.path.clone(),
-            reason,
-        })?;
-        if header.sequence != file.sequence {
-            return Err(SnapshotError::Corrupted {
-                path: file.path.clone(),
-                reason: format!(
-                    "holds sequence {} but is named {}",
-                    header.sequence, file.sequence
-                ),
-            });
-        }
-        Ok(LoadedSnapshot {
-            header,
-            state: state.to_vec(),
-            path: file.path.clone(),
-        })
+        load_file(file)
     }
 
     /// Deletes all but the newest `retain` snapshots.
@@ -142,6 +132,39 @@ impl SnapshotStore {
         }
         Ok(excess)
     }
+}
+
+/// Maps `file` read-only and validates it: header, length, state checksum, and that it holds
+/// the sequence its name says. Snapshot files are immutable once renamed into place (keel
+/// only ever writes a temp file and renames it; pruning unlinks, which keeps the mapping).
+pub fn load_file(file: &SnapshotFile) -> Result<LoadedSnapshot, SnapshotError> {
+    let corrupted = |reason: String| SnapshotError::Corrupted {
+        path: file.path.clone(),
+        reason,
+    };
+    let handle = File::open(&file.path)?;
+    let len = handle.metadata()?.len();
+    if len < HEADER_BYTES as u64 {
+        return Err(corrupted(format!(
+            "file of {len} bytes is shorter than the header"
+        )));
+    }
+    // SAFETY: the mapping is read-only and private to this value; snapshot files are never
+    // written or truncated after the rename that publishes them (see `write`), so the bytes
+    // cannot change or vanish under the `&[u8]` views handed out.
+    let map = unsafe { MmapOptions::new().populate().map(&handle)? };
+    let (header, _) = decode(&map).map_err(corrupted)?;
+    if header.sequence != file.sequence {
+        return Err(corrupted(format!(
+            "holds sequence {} but is named {}",
+            header.sequence, file.sequence
+        )));
+    }
+    Ok(LoadedSnapshot {
+        header,
+        path: file.path.clone(),
+        map,
+    })
 }
 
 #[cfg(test)]
@@ -164,7 +187,7 @@ mod tests {
         );
         let loaded = store.load(&files[2]).unwrap();
         assert_eq!(
-            (loaded.header.state_hash, &loaded.state[..]),
+            (loaded.header.state_hash, loaded.state()),
             (210, &b"state 30"[..])
         );
         assert_eq!(store.prune().unwrap(), 1);

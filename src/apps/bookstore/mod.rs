@@ -41,6 +41,7 @@ mod apply;
 pub mod messages;
 pub mod responses;
 mod state;
+mod state_codec;
 pub mod workload;
 
 pub use messages::{
@@ -55,8 +56,8 @@ pub use state::{splitmix64, BookV1, BookstoreLimits, OrderV1, StateV1, SCHEMA_VE
 
 use crate::codec::CodecError;
 use crate::engine::{Message, Outcome, Output, Processor};
-use crate::snapshot::{load_serde, save_serde, StateError};
-use state::{Book, Customers, Digest, Order, StateRef, StateV2};
+use crate::snapshot::{load_serde, StateError};
+use state::{Book, Customers, Derived, Digest, Order, StateV2};
 use std::borrow::Cow;
 
 /// The bookstore's whole state and its business logic: a [`Processor`].
@@ -110,18 +111,15 @@ impl Bookstore {
         orders
             .try_reserve_exact(room(limits.max_orders, orders.len()))
             .expect("max_orders fits");
-        let customers = Customers::link(&mut orders, limits.max_customers);
+        let derived = Derived::of(&books, &mut orders, limits.max_customers);
         Bookstore {
             limits,
-            book_count: books.iter().flatten().count() as u32,
-            open_orders: orders
-                .iter()
-                .filter(|o| o.status == OrderStatus::Open)
-                .count() as u64,
-            digest: Digest::of(&books, &orders),
+            book_count: derived.book_count,
+            open_orders: derived.open_orders,
+            digest: derived.digest,
             books,
             orders,
-            customers,
+            customers: derived.customers,
         }
     }
 
@@ -287,14 +285,9 @@ impl Processor for Bookstore {
         SCHEMA_VERSION
     }
 
+    /// Schema 2, through [`state_codec`] (the bytes serde would write for `state::StateRef`).
     fn save_state(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        save_serde(
-            &StateRef {
-                books: &self.books,
-                orders: &self.orders,
-            },
-            out,
-        )
+        state_codec::encode(&self.books, &self.orders, out)
     }
 
     /// Upgrade path: schema 2 loads as is; schema 1 ([`StateV1`], orders without
@@ -305,8 +298,12 @@ impl Processor for Bookstore {
     /// between runs, not shrink below the state). On error `self` is untouched.
     fn load_state(&mut self, schema_version: u32, bytes: &[u8]) -> Result<(), StateError> {
         let state = match schema_version {
-            2 => load_serde::<StateV2>(bytes)?,
-            1 => load_serde::<StateV1>(bytes)?.upgrade(),
+            2 => state_codec::decode(bytes, &self.limits)?,
+            1 => {
+                let state = load_serde::<StateV1>(bytes)?.upgrade();
+                state.validate(&self.limits)?;
+                state
+            }
             found => {
                 return Err(StateError::UnsupportedSchema {
                     found,
@@ -314,7 +311,6 @@ impl Processor for Bookstore {
                 })
             }
         };
-        state.validate(&self.limits)?;
         *self = Bookstore::from_state(self.limits, state);
         Ok(())
     }

@@ -113,30 +113,30 @@ pub(crate) struct Customers {
 }
 
 impl Customers {
-    /// Builds the entries and every order's `previous` link from the orders alone. Room for
-    /// `max_customers` ids, or more if the orders name higher ones (only `check_consistency`
-    /// builds with smaller limits; loaded states are validated against the limits first).
-    pub(crate) fn link(orders: &mut [Order], max_customers: u32) -> Customers {
-        let highest = orders
-            .iter()
-            .map(|o| o.customer as usize + 1)
-            .max()
-            .unwrap_or(0);
-        let len = highest.max(max_customers as usize);
+    /// Empty entries for ids `0..max_customers` (8 bytes each, written now).
+    fn with_room(max_customers: u32) -> Customers {
         let mut entries = Vec::new();
         entries
-            .try_reserve_exact(len)
+            .try_reserve_exact(max_customers as usize)
             .expect("max_customers entries fit in memory");
-        entries.resize(len, Customer::default());
-        let mut active = 0;
-        for (i, order) in orders.iter_mut().enumerate() {
-            let entry = &mut entries[order.customer as usize];
-            active += u32::from(entry.count == 0);
-            order.previous = entry.newest;
-            entry.newest = i as u32 + 1;
-            entry.count += 1;
+        entries.resize(max_customers as usize, Customer::default());
+        Customers { entries, active: 0 }
+    }
+
+    /// Appends order `id` (placed by `order.customer`) to its customer's chain and sets the
+    /// order's `previous` link. Grows the entries for an id beyond them (only
+    /// `check_consistency` builds with smaller limits; loaded states are validated first).
+    #[inline]
+    fn link_next(&mut self, id: u32, order: &mut Order) {
+        let index = order.customer as usize;
+        if index >= self.entries.len() {
+            self.entries.resize(index + 1, Customer::default());
         }
-        Customers { entries, active }
+        let entry = &mut self.entries[index];
+        self.active += u32::from(entry.count == 0);
+        order.previous = entry.newest;
+        entry.newest = id;
+        entry.count += 1;
     }
 
     /// The entry of `customer`, if the id is in range (customers without orders have one).
@@ -234,20 +234,6 @@ impl Digest {
         self.0 = self.0.wrapping_sub(Self::order_hash(id, order));
     }
 
-    /// The digest of a whole state, computed from scratch.
-    pub(crate) fn of(books: &[Option<Book>], orders: &[Order]) -> Digest {
-        let mut digest = Digest::default();
-        for (id, book) in books.iter().enumerate() {
-            if let Some(book) = book {
-                digest.add_book(id as u32, book);
-            }
-        }
-        for (index, order) in orders.iter().enumerate() {
-            digest.add_order(index as u32 + 1, order);
-        }
-        digest
-    }
-
     pub(crate) fn add_book(&mut self, id: u32, book: &Book) {
         self.price(id, None, book.price_cents);
         self.stock(id, None, book.stock);
@@ -255,7 +241,48 @@ impl Digest {
     }
 }
 
-/// Snapshot body, schema 2 (current), as written by `save_state`.
+/// Everything derived from the books and orders: rebuilt on load, never saved.
+#[derive(Debug)]
+pub(crate) struct Derived {
+    pub(crate) customers: Customers,
+    pub(crate) digest: Digest,
+    pub(crate) book_count: u32,
+    pub(crate) open_orders: u64,
+}
+
+impl Derived {
+    /// Computes it from scratch in one pass over the orders (a restored 10 M-order state is
+    /// walked once, not once per derived value), setting every order's `previous` link.
+    /// Customer entries have room for `max_customers` ids, or more if the orders name higher.
+    pub(crate) fn of(books: &[Option<Book>], orders: &mut [Order], max_customers: u32) -> Self {
+        let mut digest = Digest::default();
+        let mut book_count = 0;
+        for (id, book) in books.iter().enumerate() {
+            if let Some(book) = book {
+                digest.add_book(id as u32, book);
+                book_count += 1;
+            }
+        }
+        let mut customers = Customers::with_room(max_customers);
+        let mut open_orders = 0;
+        for (index, order) in orders.iter_mut().enumerate() {
+            let id = index as u32 + 1;
+            customers.link_next(id, order);
+            digest.add_order(id, order);
+            open_orders += u64::from(order.status == OrderStatus::Open);
+        }
+        Derived {
+            customers,
+            digest,
+            book_count,
+            open_orders,
+        }
+    }
+}
+
+/// Snapshot body, schema 2 (current): the layout `save_state` writes, by hand in
+/// `state_codec` for speed; this serde form is the reference its tests compare against.
+#[cfg(test)]
 #[derive(Serialize)]
 pub(crate) struct StateRef<'a> {
     pub(crate) books: &'a [Option<Book>],
@@ -414,7 +441,7 @@ mod tests {
     #[test]
     fn customer_chain_links_newest_first() {
         let mut orders = vec![order(1, 0), order(2, 0), order(1, 0), order(9, 0)];
-        let customers = Customers::link(&mut orders, 4);
+        let customers = Derived::of(&[], &mut orders, 4).customers;
         assert_eq!(
             customers.get(1),
             Some(&Customer {
