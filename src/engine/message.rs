@@ -4,6 +4,7 @@
 //! `Config` allows; the producer copies bytes into a slot in place, so nothing is allocated per
 //! message.
 
+use super::slots::SlotBuffer;
 use serde::Serialize;
 
 /// Message kinds at or above this value are reserved for the engine's own control messages.
@@ -44,15 +45,15 @@ pub struct Message<'a> {
 pub struct Envelope {
     pub(crate) header: MessageHeader,
     pub(crate) len: u32,
-    pub(crate) payload: Box<[u8]>,
+    pub(crate) payload: SlotBuffer,
 }
 
 impl Envelope {
-    pub(crate) fn with_capacity(max_message_bytes: usize) -> Self {
+    pub(crate) fn new(payload: SlotBuffer) -> Self {
         Envelope {
             header: MessageHeader::default(),
             len: 0,
-            payload: vec![0; max_message_bytes].into(),
+            payload,
         }
     }
 
@@ -121,15 +122,15 @@ pub struct Response<'a> {
 pub struct ResponseSlot {
     pub(crate) header: ResponseHeader,
     pub(crate) len: u32,
-    pub(crate) payload: Box<[u8]>,
+    pub(crate) payload: SlotBuffer,
 }
 
 impl ResponseSlot {
-    pub(crate) fn with_capacity(max_response_bytes: usize) -> Self {
+    pub(crate) fn new(payload: SlotBuffer) -> Self {
         ResponseSlot {
             header: ResponseHeader::default(),
             len: 0,
-            payload: vec![0; max_response_bytes].into(),
+            payload,
         }
     }
 

@@ -81,7 +81,8 @@ impl<P: Processor> Engine<P> {
             replay_ms = recovered.replay.as_millis() as u64,
             "recovered"
         );
-        Self::launch(config, processor, journal, recovered, store, slots.wait())
+        let slots = slots.wait()?;
+        Self::launch(config, processor, journal, recovered, store, slots)
     }
 
     /// Starts the pipeline over any [`JournalSink`] without replaying anything: `processor`
@@ -98,7 +99,7 @@ impl<P: Processor> Engine<P> {
             last_sequence,
             ..Recovered::default()
         };
-        let slots = Slots::allocate(&config);
+        let slots = Slots::allocate(&config)?;
         Self::launch(config, processor, journal, recovered, store, slots)
     }
 
