@@ -19,8 +19,8 @@ use keel::apps::bookstore::Bookstore;
 use keel::apps::App;
 use keel::engine::{apply_message, message_of, JournalSink, SubmitError};
 use keel::journal::{
-    FlushPolicy, JournalConfig, JournalError, JournalReader, JournalWriter, MappedSegment, Record,
-    SegmentIo,
+    FlushPolicy, JournalConfig, JournalError, JournalReader, JournalWriter, Record, SegmentIo,
+    SegmentSync,
 };
 use keel::ring::Poll;
 use keel::{ApplyMode, Config, Engine, Processor, Submission, WaitStrategy};
@@ -116,9 +116,9 @@ fn eio() -> io::Error {
     io::Error::from_raw_os_error(libc::EIO)
 }
 
-/// The file behind a mapped segment. `MappedSegment` exposes no path, but its `Debug` shows
+/// The file behind a mapped segment. `SegmentSync` exposes no path, but its `Debug` shows
 /// its `File`, whose `Debug` on Linux shows the path (from /proc/self/fd).
-fn path_of(segment: &MappedSegment) -> PathBuf {
+fn path_of(segment: &SegmentSync) -> PathBuf {
     let text = format!("{segment:?}");
     let start = text.find("path: \"").expect("File's Debug shows its path") + 7;
     let end = start + text[start..].find('"').expect("closing quote");
@@ -238,7 +238,7 @@ impl SegmentIo for CrashIo {
         Ok(file)
     }
 
-    fn sync_range(&self, segment: &MappedSegment, offset: usize, len: usize) -> io::Result<()> {
+    fn sync_range(&self, segment: &SegmentSync, offset: usize, len: usize) -> io::Result<()> {
         let path = path_of(segment);
         let mut model = self.model.lock().unwrap();
         if let Fault::SyncRange { nth, short } = self.fault {
@@ -309,7 +309,7 @@ impl SegmentIo for NoSyncIo {
         file.set_len(len_bytes)?;
         Ok(file)
     }
-    fn sync_range(&self, _: &MappedSegment, _: usize, _: usize) -> io::Result<()> {
+    fn sync_range(&self, _: &SegmentSync, _: usize, _: usize) -> io::Result<()> {
         Ok(())
     }
     fn sync_file(&self, _: &File) -> io::Result<()> {
@@ -338,9 +338,18 @@ impl JournalSink for TrackedJournal {
         self.io.progress.appended.store(record.sequence, SeqCst);
         Ok(())
     }
+    /// Under `batch` the writer commits on its syncer thread; this sink waits for the commit
+    /// (so the image taken right after it is exact, and live files are read while no append
+    /// runs). The engine is still gated on the writer's durable sequence, as in production.
     fn end_batch(&mut self) -> Result<(), JournalError> {
         self.writer.end_batch()?;
         let appended = self.io.progress.appended.load(SeqCst);
+        if let Some(durable) = self.writer.durable_sequence() {
+            while durable.load_acquire() < appended {
+                self.writer.tick()?;
+                thread::yield_now();
+            }
+        }
         self.io.progress.committed.store(appended, SeqCst);
         if self.writer.flush_policy() == FlushPolicy::Batch {
             self.io.batch_done();
@@ -352,6 +361,12 @@ impl JournalSink for TrackedJournal {
     }
     fn sync(&mut self) -> Result<(), JournalError> {
         self.writer.sync()
+    }
+    fn durable(&self) -> Option<Arc<keel::ring::Sequence>> {
+        self.writer.durable_sequence()
+    }
+    fn set_durable_waker(&mut self, signal: Arc<keel::ring::Signal>) {
+        self.writer.set_durable_waker(signal);
     }
 }
 

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use journal_support::*;
 use keel::journal::{
-    verify, FlushPolicy, JournalError, JournalReader, JournalWriter, MappedSegment, RealIo,
-    SegmentIo,
+    verify, FlushPolicy, JournalError, JournalReader, JournalWriter, RealIo, SegmentIo, SegmentSync,
 };
 
 /// Real I/O with switches to fail chosen operations, and counters.
@@ -25,6 +24,8 @@ struct FaultyIo {
     /// Allocations that may still succeed before they fail with ENOSPC.
     allocs_left: AtomicU64,
     range_syncs: AtomicU64,
+    /// While set, `sync_range` waits (a slow disk).
+    hold_syncs: AtomicBool,
 }
 
 impl FaultyIo {
@@ -34,6 +35,7 @@ impl FaultyIo {
             fail_rename: AtomicBool::new(false),
             allocs_left: AtomicU64::new(u64::MAX),
             range_syncs: AtomicU64::new(0),
+            hold_syncs: AtomicBool::new(false),
         })
     }
     fn syncs(&self) -> u64 {
@@ -56,8 +58,11 @@ impl SegmentIo for FaultyIo {
         }
         RealIo.create_allocated(path, len_bytes)
     }
-    fn sync_range(&self, segment: &MappedSegment, offset: usize, len: usize) -> io::Result<()> {
+    fn sync_range(&self, segment: &SegmentSync, offset: usize, len: usize) -> io::Result<()> {
         self.range_syncs.fetch_add(1, Ordering::SeqCst);
+        while self.hold_syncs.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(1));
+        }
         if self.fail_sync.load(Ordering::SeqCst) {
             return Err(eio());
         }
@@ -208,6 +213,7 @@ fn flush_policies_sync_once_per_batch_never_per_record() {
         }
         assert_eq!(io.syncs(), base, "{policy}: no sync per record");
         w.end_batch().unwrap();
+        wait_durable(&w, 100);
         let per_batch = u64::from(policy == FlushPolicy::Batch);
         assert_eq!(io.syncs(), base + per_batch, "{policy}");
         w.end_batch().unwrap();
@@ -235,6 +241,45 @@ fn flush_policies_sync_once_per_batch_never_per_record() {
     assert_eq!(io.syncs(), base + 1, "clean: no sync");
 }
 
+/// Under `batch`, waits until the syncer made `sequence` durable (other policies: at once).
+fn wait_durable(w: &JournalWriter, sequence: u64) {
+    let Some(durable) = w.durable_sequence() else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while durable.load_acquire() < sequence {
+        assert!(Instant::now() < deadline, "{sequence} never became durable");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn group_commit_overlaps_appends_with_syncs_and_coalesces_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = cfg(tmp.path(), 1 << 20, FlushPolicy::Batch);
+    let io = FaultyIo::new();
+    let mut w = JournalWriter::open_with_io(&config, io.clone()).unwrap();
+    let durable = w.durable_sequence().expect("batch commits on the syncer");
+    let base = io.syncs();
+    io.hold_syncs.store(true, Ordering::SeqCst);
+    // Three batches while the disk holds the first sync: appending never waits for it...
+    for (from, to) in [(1, 10), (11, 20), (21, 30)] {
+        write(&mut w, from, to, 10);
+    }
+    // ...and nothing is durable (nor may be acknowledged) before its sync completes.
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(durable.load_acquire(), 0);
+    io.hold_syncs.store(false, Ordering::SeqCst);
+    wait_durable(&w, 30);
+    let syncs = io.syncs() - base;
+    assert!(
+        (1..=2).contains(&syncs),
+        "batches appended during a sync share the next one: {syncs} syncs for 3 batches"
+    );
+    drop(w);
+    assert_eq!(read_all(tmp.path()), 30);
+}
+
 #[test]
 fn failed_sync_is_returned_and_poisons_the_writer() {
     let tmp = tempfile::tempdir().unwrap();
@@ -242,9 +287,20 @@ fn failed_sync_is_returned_and_poisons_the_writer() {
     let io = FaultyIo::new();
     let mut w = JournalWriter::open_with_io(&config, io.clone()).unwrap();
     write(&mut w, 1, 20, 10);
+    wait_durable(&w, 20);
     io.fail_sync.store(true, Ordering::SeqCst);
     w.append(&rec(21, &payload(21))).unwrap();
-    assert!(matches!(w.end_batch(), Err(JournalError::Io(_))));
+    // The syncer's failure reaches the writer at its next call (`tick` while idle).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        match w.end_batch().and_then(|()| w.tick()) {
+            Ok(()) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+            other => break other,
+        }
+    };
+    assert!(matches!(first, Err(JournalError::Io(_))), "{first:?}");
+    let durable = w.durable_sequence().unwrap().load_acquire();
+    assert_eq!(durable, 20, "the failed batch never counts as durable");
     for result in [
         w.append(&rec(22, &payload(22))),
         w.end_batch(),

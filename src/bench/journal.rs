@@ -1,6 +1,11 @@
 //! `keel bench journal`: append throughput of [`JournalWriter`] on its own (msgs/s and MB/s)
 //! for several payload sizes and batch sizes, and the durable-ack latency of each batch (from
-//! the append of its first record to `end_batch` returning) under the flush policy in force.
+//! the append of its first record until it is durable) under the flush policy in force.
+//!
+//! Under `batch` the writer commits on its syncer thread while the next batch is appended
+//! (group commit); a batch is acknowledged when the durable sequence reaches it. As in the
+//! engine, where the ring bounds it, at most [`IN_FLIGHT_RECORDS`] records may be appended
+//! ahead of the durable sequence; the clock stops when the last record is durable.
 
 use super::hist::Percentiles;
 use super::latency::{micros, LatencyRecorder};
@@ -10,9 +15,15 @@ use super::sysinfo::RunInfo;
 use crate::journal::{
     record_size_bytes, FlushPolicy, JournalConfig, JournalReader, JournalWriter, Record,
 };
+use crate::ring::Sequence;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Records appended but not yet durable, at most (the engine's default ring capacity).
+pub const IN_FLIGHT_RECORDS: u64 = 1 << 16;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -48,7 +59,7 @@ pub struct JournalCase {
     pub record_mb_per_sec: f64,
     /// Megabytes of payload per second.
     pub payload_mb_per_sec: f64,
-    /// Time from a batch's first append to `end_batch` returning, nanoseconds.
+    /// Time from a batch's first append until it is durable, nanoseconds.
     pub ack_latency: Percentiles,
 }
 
@@ -91,7 +102,7 @@ fn run_case(
     };
     let mut writer = JournalWriter::open(&cfg)?;
     let payload = vec![0xA5u8; payload_bytes];
-    let mut recorder = LatencyRecorder::new();
+    let mut acks = Acks::new(writer.durable_sequence(), batch);
     let mut sequence = 0u64;
     let start = Instant::now();
     while sequence < spec.messages && start.elapsed() < spec.max_time {
@@ -102,10 +113,12 @@ fn run_case(
             writer.append(&record(sequence, &payload))?;
         }
         writer.end_batch()?;
-        recorder.record(t0.elapsed().as_nanos() as u64);
+        acks.ended(sequence, t0);
     }
+    acks.wait_all(sequence);
     let elapsed = start.elapsed().as_secs_f64();
     writer.sync()?;
+    let recorder = acks.recorder;
     drop(writer);
     check_count(dir, sequence)?;
     let record_bytes = record_size_bytes(payload_bytes) as f64;
@@ -119,6 +132,65 @@ fn run_case(
         payload_mb_per_sec: rate * payload_bytes as f64 / 1e6,
         ack_latency: recorder.summary(),
     })
+}
+
+/// Batches waiting for their durable acknowledgement.
+struct Acks {
+    durable: Option<Arc<Sequence>>,
+    /// (last sequence of the batch, when its first record was appended), oldest first.
+    pending: VecDeque<(u64, Instant)>,
+    in_flight_batches: usize,
+    recorder: LatencyRecorder,
+}
+
+impl Acks {
+    fn new(durable: Option<Arc<Sequence>>, batch: usize) -> Self {
+        let in_flight_batches = (IN_FLIGHT_RECORDS as usize / batch.max(1)).max(1);
+        Acks {
+            durable,
+            pending: VecDeque::with_capacity(in_flight_batches + 1),
+            in_flight_batches,
+            recorder: LatencyRecorder::new(),
+        }
+    }
+
+    /// A batch ending at `last`, begun at `started`, was handed to the writer.
+    fn ended(&mut self, last: u64, started: Instant) {
+        let Some(durable) = &self.durable else {
+            // Durable when `end_batch` returned.
+            self.recorder.record(started.elapsed().as_nanos() as u64);
+            return;
+        };
+        self.pending.push_back((last, started));
+        let durable = Arc::clone(durable);
+        self.settle(durable.load_acquire());
+        while self.pending.len() > self.in_flight_batches {
+            std::thread::yield_now();
+            self.settle(durable.load_acquire());
+        }
+    }
+
+    /// Waits until `last` is durable, acknowledging every batch.
+    fn wait_all(&mut self, last: u64) {
+        let Some(durable) = self.durable.clone() else {
+            return;
+        };
+        while durable.load_acquire() < last {
+            std::thread::yield_now();
+        }
+        self.settle(last);
+    }
+
+    fn settle(&mut self, durable: u64) {
+        let now = Instant::now();
+        while let Some(&(last, started)) = self.pending.front() {
+            if last > durable {
+                break;
+            }
+            self.recorder.record((now - started).as_nanos() as u64);
+            self.pending.pop_front();
+        }
+    }
 }
 
 #[inline]

@@ -3,7 +3,8 @@
 
 use super::message::Envelope;
 use crate::journal::{FlushPolicy, JournalError, JournalWriter, Record};
-use crate::ring::{Consumer, Poll};
+use crate::ring::{Consumer, Poll, Sequence, Signal};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where the journaler stage writes. [`JournalWriter`] is the real one; tests can substitute a
@@ -17,13 +18,23 @@ pub trait JournalSink: Send + 'static {
     fn tick(&mut self) -> Result<(), JournalError>;
     /// Unconditional durable sync (shutdown).
     fn sync(&mut self) -> Result<(), JournalError>;
+    /// The durable sequence when it advances on its own after `end_batch` returns (group
+    /// commit on another thread); the business logic is then gated on it. `None` (the
+    /// default): a batch is durable per the policy when `end_batch` returns.
+    fn durable(&self) -> Option<Arc<Sequence>> {
+        None
+    }
+    /// Whom to wake when [`Self::durable`] advances.
+    fn set_durable_waker(&mut self, _signal: Arc<Signal>) {}
 }
 
-/// How often an idle journaler must call `tick` under `policy` (`None`: never).
+/// How often an idle journaler must call `tick` under `policy` (`None`: never): for
+/// `interval:MS`, to sync; for `batch`, to notice a failed group commit while no batch comes.
 pub(crate) fn tick_interval(policy: FlushPolicy) -> Option<Duration> {
     match policy {
         FlushPolicy::IntervalMs(ms) => Some(Duration::from_millis(u64::from(ms))),
-        _ => None,
+        FlushPolicy::Batch => Some(Duration::from_millis(10)),
+        FlushPolicy::None => None,
     }
 }
 
@@ -40,6 +51,12 @@ impl JournalSink for JournalWriter {
     }
     fn sync(&mut self) -> Result<(), JournalError> {
         JournalWriter::sync(self)
+    }
+    fn durable(&self) -> Option<Arc<Sequence>> {
+        self.durable_sequence()
+    }
+    fn set_durable_waker(&mut self, signal: Arc<Signal>) {
+        JournalWriter::set_durable_waker(self, signal);
     }
 }
 

@@ -106,7 +106,7 @@ impl<P: Processor> Engine<P> {
     fn launch<J: JournalSink>(
         config: Config,
         processor: P,
-        journal: J,
+        mut journal: J,
         recovered: Recovered,
         store: SnapshotStore,
         slots: Slots,
@@ -127,21 +127,18 @@ impl<P: Processor> Engine<P> {
         });
         let cores = Cores::detect();
         let signal = Arc::new(Signal::default());
-        let mut input = RingBuilder::new(config.ring_capacity)
-            .wait_strategy(config.wait)
-            .start_after(last)
-            .signal(signal.clone());
-        let journal_id = input.add_consumer(&[]);
-        let logic_after = match config.mode {
-            ApplyMode::Durable => vec![journal_id],
-            ApplyMode::ApplyAhead => vec![],
-        };
-        input.add_consumer(&logic_after);
+        let durable = journal.durable();
+        if durable.is_some() {
+            journal.set_durable_waker(signal.clone());
+        }
+        let input = input_ring(&config, last, &signal, durable.as_ref());
         let (mut input_slots, output_slots) = slots.into_parts();
         let (producer, mut consumers) = input.build(|| input_slots.take());
         let logic_input = consumers.pop().expect("logic consumer");
         let journal_input = consumers.pop().expect("journal consumer");
-        let journaled = journal_input.sequence();
+        // What the journal has made durable: the syncer's sequence under group commit, else
+        // the journaler's own (it advances after `end_batch` applied the policy).
+        let journaled = durable.unwrap_or_else(|| journal_input.sequence());
         let applied = logic_input.sequence();
         let gauge = producer.gauge();
         let (responses, receiver) = build_output(&config, last, signal, &journaled, output_slots);
@@ -268,6 +265,27 @@ impl<P: Processor> Drop for Engine<P> {
             }
         }
     }
+}
+
+/// The input ring: the journaler first, then the business logic, which (in durable mode) is
+/// gated on the journaler and on the journal's own durable sequence when it has one.
+fn input_ring(
+    config: &Config,
+    last: u64,
+    signal: &Arc<Signal>,
+    durable: Option<&Arc<Sequence>>,
+) -> RingBuilder {
+    let durable: Vec<Arc<Sequence>> = durable.into_iter().cloned().collect();
+    let mut input = RingBuilder::new(config.ring_capacity)
+        .wait_strategy(config.wait)
+        .start_after(last)
+        .signal(signal.clone());
+    let journal_id = input.add_consumer(&[]);
+    match config.mode {
+        ApplyMode::Durable => input.add_consumer_gated(&[journal_id], &durable),
+        ApplyMode::ApplyAhead => input.add_consumer(&[]),
+    };
+    input
 }
 
 fn build_output(

@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::segment::MappedSegment;
+use super::segment::SegmentSync;
 
 /// File operations of the journal writer. [`RealIo`] is the real implementation; a test can wrap
 /// it and fail chosen calls. Every method must either fully succeed or return the error.
@@ -16,7 +16,7 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
     /// stores into a mapping of it cannot hit a full disk) and makes the allocation durable.
     fn create_allocated(&self, path: &Path, len_bytes: u64) -> io::Result<File>;
     /// Makes `[offset, offset + len)` of a mapped segment durable (`msync(MS_SYNC)`).
-    fn sync_range(&self, segment: &MappedSegment, offset: usize, len: usize) -> io::Result<()>;
+    fn sync_range(&self, segment: &SegmentSync, offset: usize, len: usize) -> io::Result<()>;
     /// Makes a whole file's data durable (`fdatasync`).
     fn sync_file(&self, file: &File) -> io::Result<()>;
     /// Makes creates, renames and removals in `dir` durable (`fsync` of the directory).
@@ -47,7 +47,7 @@ impl SegmentIo for RealIo {
         Ok(file)
     }
 
-    fn sync_range(&self, segment: &MappedSegment, offset: usize, len: usize) -> io::Result<()> {
+    fn sync_range(&self, segment: &SegmentSync, offset: usize, len: usize) -> io::Result<()> {
         segment.flush_range(offset, len)
     }
 

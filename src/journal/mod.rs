@@ -9,8 +9,9 @@
 //!
 //! Module map: `format` (byte maps, pure encode/check), `segment` (the mmap, the only `unsafe`),
 //! `io` (the injectable I/O seam), `dir` (names, listing, lock), `prepare` (background spare
-//! segment), `recovery` (scan, torn tail versus corruption), `writer`, `reader`.
+//! segment), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus corruption), `writer`, `reader`.
 
+mod commit;
 mod config;
 mod dir;
 mod error;
@@ -32,5 +33,5 @@ pub use format::{
 pub use io::{RealIo, SegmentIo};
 pub use reader::JournalReader;
 pub use recovery::{verify, TailState, VerifyReport};
-pub use segment::MappedSegment;
+pub use segment::{MappedSegment, SegmentSync};
 pub use writer::JournalWriter;

@@ -16,20 +16,55 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use memmap2::{Advice, MmapOptions, MmapRaw};
 
 use super::format::{PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES};
 
-/// A segment mapped shared and writable, owned by the one writer. Opaque outside the journal;
-/// it appears in [`super::SegmentIo::sync_range`] so tests can wrap the real msync.
+/// A segment mapped shared and writable, owned by the one writer. Opaque outside the journal.
 #[derive(Debug)]
 pub struct MappedSegment {
-    map: MmapRaw,
-    file: File,
+    sync: SegmentSync,
+}
+
+/// A handle that makes a segment's bytes durable, usable from another thread (the group-commit
+/// syncer) while the writer keeps appending; it can neither read nor write the bytes. Opaque
+/// outside the journal; it appears in [`super::SegmentIo::sync_range`] so tests can wrap the
+/// real msync.
+#[derive(Debug, Clone)]
+pub struct SegmentSync {
+    map: Arc<MmapRaw>,
+    file: Arc<File>,
+}
+
+impl SegmentSync {
+    /// `msync(MS_SYNC)` of `[offset, offset + len)`; the start is rounded down to a page.
+    pub(crate) fn flush_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.map.flush_range(offset, len)
+    }
 }
 
 impl MappedSegment {
+    fn new(map: MmapRaw, file: File) -> Self {
+        let (map, file) = (Arc::new(map), Arc::new(file));
+        Self {
+            sync: SegmentSync { map, file },
+        }
+    }
+
+    /// The mapping. Only this handle writes through it (`slot_mut` and `publish`); the
+    /// `SegmentSync` clones handed to the syncer only msync it.
+    #[inline]
+    fn raw(&self) -> &MmapRaw {
+        &self.sync.map
+    }
+
+    /// What the syncer needs to make this segment durable.
+    pub(crate) fn sync_handle(&self) -> &SegmentSync {
+        &self.sync
+    }
+
     /// Maps all of `file` (opened read-write, fully allocated) shared, pre-faulted for writing.
     ///
     /// `MAP_POPULATE` alone read-faults a shared file mapping: the first store to each page
@@ -38,7 +73,7 @@ impl MappedSegment {
     /// kernels each page is touched with a store.
     pub(crate) fn map(file: File) -> io::Result<Self> {
         let map = MmapOptions::new().populate().map_raw(&file)?;
-        let mut segment = Self { map, file };
+        let mut segment = Self::new(map, file);
         segment.prefault_from(0);
         Ok(segment)
     }
@@ -49,18 +84,18 @@ impl MappedSegment {
     /// segment took ~50 ms, and its whole content went back to disk).
     pub(crate) fn map_for_append(file: File, append_from: usize) -> io::Result<Self> {
         let map = MmapOptions::new().map_raw(&file)?;
-        let mut segment = Self { map, file };
+        let mut segment = Self::new(map, file);
         segment.prefault_from(append_from);
         Ok(segment)
     }
 
     fn prefault_from(&mut self, from: usize) {
         let page_bytes = PAGE_SIZE_BYTES as usize;
-        let start = (from / page_bytes * page_bytes).min(self.map.len());
-        let len = self.map.len() - start;
+        let start = (from / page_bytes * page_bytes).min(self.raw().len());
+        let len = self.raw().len() - start;
         if len > 0
             && self
-                .map
+                .raw()
                 .advise_range(Advice::PopulateWrite, start, len)
                 .is_err()
         {
@@ -72,64 +107,60 @@ impl MappedSegment {
     /// unpublished).
     fn touch_pages(&mut self, start: usize) {
         let page_bytes = PAGE_SIZE_BYTES as usize;
-        for offset in (start..self.map.len()).step_by(page_bytes) {
+        for offset in (start..self.raw().len()).step_by(page_bytes) {
             // SAFETY: `offset` is inside the mapping; the bytes from `start` are not yet
             // visible to any reader (a spare, or the unwritten tail under the writer's lock)
             // and the byte is already zero.
-            unsafe { self.map.as_mut_ptr().add(offset).write_volatile(0) };
+            unsafe { self.raw().as_mut_ptr().add(offset).write_volatile(0) };
         }
     }
 
     /// Length of the mapping (the segment size).
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.raw().len()
     }
 
-    /// Unmaps the segment and returns its file.
-    pub(crate) fn into_file(self) -> File {
-        self.file
+    /// Drops this handle's mapping (unmapped once no sync handle holds it) and returns the file.
+    pub(crate) fn into_file(self) -> Arc<File> {
+        self.sync.file
     }
 
     /// Mutable view of `[offset, offset + len)` of the unpublished tail, for encoding into.
     #[inline]
     pub(crate) fn slot_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
         assert!(
-            offset <= self.map.len() && len <= self.map.len() - offset,
+            offset <= self.raw().len() && len <= self.raw().len() - offset,
             "slot out of map"
         );
         // SAFETY: the range is inside the mapping (checked above), the mapping lives as long as
         // `&mut self`, and the writer owns unpublished bytes exclusively: readers only view an
         // entry after observing its magic word, which is stored later by `publish`.
-        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len) }
+        unsafe { std::slice::from_raw_parts_mut(self.raw().as_mut_ptr().add(offset), len) }
     }
 
     /// Shared view of bytes the writer owns (written entries, or any byte during recovery).
     pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
         assert!(
-            offset <= self.map.len() && len <= self.map.len() - offset,
+            offset <= self.raw().len() && len <= self.raw().len() - offset,
             "bytes out of map"
         );
         // SAFETY: inside the mapping (checked above) and alive as long as `&self`; the writer is
         // the only one who mutates the map, and it needs `&mut self` to do so.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) }
+        unsafe { std::slice::from_raw_parts(self.raw().as_ptr().add(offset), len) }
     }
 
     /// Publishes the entry at `offset` by storing its magic word with `Release`.
     #[inline]
     pub(crate) fn publish(&self, offset: usize, magic: u32) {
-        assert!(magic_slot_ok(offset, self.map.len()), "bad magic slot");
+        assert!(magic_slot_ok(offset, self.raw().len()), "bad magic slot");
         // SAFETY: the address is inside the mapping and 4-aligned (the map is page-aligned and
         // `offset` is 8-aligned, both checked), so it is a valid `AtomicU32`; every access to
         // this word from readers is atomic too (`magic_acquire`).
-        let word = unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u32>()) };
+        let word =
+            unsafe { AtomicU32::from_ptr(self.raw().as_mut_ptr().add(offset).cast::<u32>()) };
         // Pairs with the Acquire load in `SegmentView::magic_acquire`.
         word.store(magic, Ordering::Release);
-    }
-
-    /// `msync(MS_SYNC)` of `[offset, offset + len)`; the start is rounded down to a page.
-    pub(crate) fn flush_range(&self, offset: usize, len: usize) -> io::Result<()> {
-        self.map.flush_range(offset, len)
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::commit::Committer;
 use super::config::{FlushPolicy, JournalConfig};
 use super::dir::{remove_spares, segment_file_name, DirLock, SPARE_FILE_NAME};
 use super::error::{file_io, is_disk_full, CorruptionReason, Damage, JournalError};
@@ -15,6 +16,7 @@ use super::io::{RealIo, SegmentIo};
 use super::prepare::{prepare_spare, Preparer, Spare};
 use super::recovery::{corrupted, scan, Scan, ScanEnd};
 use super::segment::MappedSegment;
+use crate::ring::{Sequence, Signal};
 
 /// Appends records to the journal. Exactly one per directory (enforced by a lock file).
 #[derive(Debug)]
@@ -31,6 +33,8 @@ pub struct JournalWriter {
     last_sync: Instant,
     poisoned: Option<String>,
     preparer: Preparer,
+    /// Under `batch`: the syncer that makes batches durable while the next one is appended.
+    committer: Option<Committer>,
     // Declared last: dropped after the preparer thread has finished with the directory.
     _lock: DirLock,
 }
@@ -77,6 +81,18 @@ impl JournalWriter {
         let scan = scan(&cfg.dir)?;
         let removed_spare = remove_spares(&cfg.dir, &*io)?;
         let (active, chain) = resume(cfg, &*io, scan, removed_spare)?;
+        let committer = match cfg.flush {
+            FlushPolicy::Batch => Some(
+                Committer::start(
+                    Arc::clone(&io),
+                    active.map.sync_handle().clone(),
+                    active.synced_to,
+                    chain.next_sequence - 1,
+                )
+                .map_err(JournalError::Io)?,
+            ),
+            FlushPolicy::None | FlushPolicy::IntervalMs(_) => None,
+        };
         let spare_path = cfg.dir.join(SPARE_FILE_NAME);
         let mut preparer = Preparer::start(spare_path, cfg.segment_size_bytes, Arc::clone(&io))
             .map_err(JournalError::Io)?;
@@ -97,6 +113,7 @@ impl JournalWriter {
             last_sync: Instant::now(),
             poisoned: None,
             preparer,
+            committer,
             _lock: lock,
         })
     }
@@ -104,6 +121,20 @@ impl JournalWriter {
     /// Sequence of the last record in the journal; 0 when empty. The next append is this + 1.
     pub fn last_sequence(&self) -> u64 {
         self.chain.next_sequence - 1
+    }
+
+    /// Under `batch`, the last durable sequence, advanced by the syncer thread as each group
+    /// commit completes (gate acknowledgements on it); `None` under the other policies, where
+    /// `end_batch` returns once its policy is applied.
+    pub fn durable_sequence(&self) -> Option<Arc<Sequence>> {
+        self.committer.as_ref().map(|c| Arc::clone(c.durable()))
+    }
+
+    /// Whom to wake (a ring's [`Signal`]) when the durable sequence advances.
+    pub fn set_durable_waker(&self, signal: Arc<Signal>) {
+        if let Some(committer) = &self.committer {
+            committer.set_waker(signal);
+        }
     }
 
     /// The flush policy in force.
@@ -162,24 +193,56 @@ impl JournalWriter {
         Ok(())
     }
 
-    /// Ends a batch: applies the flush policy (`batch`: one msync of the unsynced range;
-    /// `interval:MS`: the same if MS elapsed since the last sync; `none`: nothing).
+    /// Ends a batch: applies the flush policy (`batch`: hands the unsynced range to the
+    /// syncer, which makes it durable with one msync while the next batch is appended, and
+    /// then advances [`Self::durable_sequence`]; `interval:MS`: one msync if MS elapsed since
+    /// the last; `none`: nothing).
     pub fn end_batch(&mut self) -> Result<(), JournalError> {
         self.check_usable()?;
         match self.flush {
             FlushPolicy::None => Ok(()),
-            FlushPolicy::Batch => self.sync_durable(),
+            FlushPolicy::Batch => self.request_commit(),
             FlushPolicy::IntervalMs(ms) => self.sync_if_due(ms),
+        }
+    }
+
+    fn request_commit(&mut self) -> Result<(), JournalError> {
+        let last = self.last_sequence();
+        let Some(committer) = &self.committer else {
+            return self.sync_durable();
+        };
+        match committer.request(self.active.write_pos, last) {
+            Ok(()) => Ok(()),
+            Err(err) => Err(self.poison(JournalError::Io(err))),
+        }
+    }
+
+    /// Waits for the syncer to finish everything requested (before the writer syncs itself).
+    fn drain_commits(&mut self) -> Result<(), JournalError> {
+        let Some(committer) = &self.committer else {
+            return Ok(());
+        };
+        match committer.drain() {
+            Ok(synced_to) => {
+                self.active.synced_to = self.active.synced_to.max(synced_to);
+                Ok(())
+            }
+            Err(err) => Err(self.poison(JournalError::Io(err))),
         }
     }
 
     /// For `interval:MS` while idle: syncs if something is unsynced and the interval elapsed.
     /// Cheap when there is nothing to do.
+    /// Under `batch`, reports a failed group commit (the syncer's) while no batch arrives.
     pub fn tick(&mut self) -> Result<(), JournalError> {
         self.check_usable()?;
         match self.flush {
             FlushPolicy::IntervalMs(ms) => self.sync_if_due(ms),
-            FlushPolicy::None | FlushPolicy::Batch => Ok(()),
+            FlushPolicy::Batch => match self.committer.as_ref().map(Committer::check) {
+                Some(Err(err)) => Err(self.poison(JournalError::Io(err))),
+                _ => Ok(()),
+            },
+            FlushPolicy::None => Ok(()),
         }
     }
 
@@ -187,9 +250,18 @@ impl JournalWriter {
     /// (for shutdown, or before acknowledging under `none`).
     pub fn sync(&mut self) -> Result<(), JournalError> {
         self.check_usable()?;
+        self.drain_commits()?;
         self.sync_durable()?;
+        self.commits_caught_up();
         let retired = self.preparer.barrier();
         retired.map_err(|err| self.poison(JournalError::Io(err)))
+    }
+
+    /// Tells the syncer the writer made everything appended durable itself.
+    fn commits_caught_up(&self) {
+        if let Some(committer) = &self.committer {
+            committer.synced_by_writer(self.active.synced_to, self.last_sequence());
+        }
     }
 
     fn check_usable(&self) -> Result<(), JournalError> {
@@ -233,7 +305,10 @@ impl JournalWriter {
     fn sync_active(&mut self) -> Result<(), JournalError> {
         let (from, to) = (self.active.synced_to, self.active.write_pos);
         if to > from {
-            if let Err(err) = self.io.sync_range(&self.active.map, from, to - from) {
+            if let Err(err) = self
+                .io
+                .sync_range(self.active.map.sync_handle(), from, to - from)
+            {
                 return Err(self.poison(JournalError::Io(err)));
             }
             self.active.synced_to = to;
@@ -252,6 +327,7 @@ impl JournalWriter {
             .preparer
             .take()
             .map_err(|err| self.allocation_error(err))?;
+        self.drain_commits()?;
         let end = self.active.write_pos;
         encode_end_marker(
             self.active.map.slot_mut(end, END_MARKER_SIZE),
@@ -275,12 +351,21 @@ impl JournalWriter {
             return Err(self.poison(file_io(&path)(err)));
         }
         self.dir_sync_pending = true;
+        if self.committer.is_some() {
+            // The syncer will make records of the new segment durable on its own: its name
+            // must be durable first.
+            self.sync_durable()?;
+        }
         let new = Active {
             map,
             write_pos: SEGMENT_HEADER_SIZE,
             synced_to: 0,
         };
         let old = std::mem::replace(&mut self.active, new);
+        if let Some(committer) = &self.committer {
+            let handle = self.active.map.sync_handle().clone();
+            committer.switch(handle, 0, next - 1);
+        }
         self.preparer.request();
         self.preparer
             .retire(old.map, self.flush == FlushPolicy::None);
@@ -367,7 +452,7 @@ fn reopen_active(
             "journal: cutting torn tail"
         );
         map.slot_mut(offset, nonzero_end - offset).fill(0);
-        io.sync_range(&map, offset, nonzero_end - offset)
+        io.sync_range(map.sync_handle(), offset, nonzero_end - offset)
             .map_err(file_io(path))?;
     }
     Ok(Active {
@@ -403,7 +488,7 @@ fn create_segment(
     let header = SegmentHeader::new(chain.next_sequence, size, chain.prev_crc);
     map.slot_mut(0, SEGMENT_HEADER_SIZE)
         .copy_from_slice(&header.encode());
-    io.sync_range(&map, 0, SEGMENT_HEADER_SIZE)
+    io.sync_range(map.sync_handle(), 0, SEGMENT_HEADER_SIZE)
         .map_err(file_io(&spare_path))?;
     let path = cfg.dir.join(segment_file_name(chain.next_sequence));
     io.rename(&spare_path, &path).map_err(file_io(&path))?;

@@ -183,7 +183,7 @@ impl keel::journal::SegmentIo for NoSyncIo {
     }
     fn sync_range(
         &self,
-        _segment: &keel::journal::MappedSegment,
+        _segment: &keel::journal::SegmentSync,
         _offset: usize,
         _len: usize,
     ) -> std::io::Result<()> {
