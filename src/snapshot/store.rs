@@ -1,10 +1,11 @@
 //! `SnapshotStore`: snapshot files in one directory, written atomically, pruned to a count.
 
-use super::format::{decode, encode_header, SnapshotHeader};
+use super::format::{decode, encode_header, SnapshotHeader, HEADER_BYTES};
 use super::SnapshotError;
 use crate::codec::CODEC_ID;
+use crate::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 const SUFFIX: &str = ".snap";
@@ -35,6 +36,7 @@ pub struct LoadedSnapshot {
 pub struct SnapshotStore {
     dir: PathBuf,
     retain: usize,
+    max_state_bytes: u64,
 }
 
 /// File name of the snapshot after `sequence`: zero-padded so `ls` sorts by sequence.
@@ -56,7 +58,16 @@ impl SnapshotStore {
         Ok(SnapshotStore {
             dir: dir.to_path_buf(),
             retain: retain.max(1),
+            max_state_bytes: DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
         })
+    }
+
+    /// Sets the largest state [`SnapshotStore::load`] reads (default
+    /// [`DEFAULT_SNAPSHOT_MAX_STATE_BYTES`]); the engine passes
+    /// `Config::snapshot_max_state_bytes`.
+    pub fn with_max_state_bytes(mut self, max_state_bytes: u64) -> Self {
+        self.max_state_bytes = max_state_bytes;
+        self
     }
 
     /// The directory.
@@ -110,9 +121,25 @@ impl SnapshotStore {
         Ok(found)
     }
 
-    /// Reads and validates one snapshot file.
+    /// Reads and validates one snapshot file. A file whose state would exceed the store's
+    /// limit is refused with `TooLarge` before it is read.
     pub fn load(&self, file: &SnapshotFile) -> Result<LoadedSnapshot, SnapshotError> {
-        let bytes = fs::read(&file.path)?;
+        let mut reader = File::open(&file.path)?;
+        let len_bytes = reader.metadata()?.len();
+        let state_bytes = len_bytes.saturating_sub(HEADER_BYTES as u64);
+        if state_bytes > self.max_state_bytes {
+            return Err(SnapshotError::TooLarge {
+                path: file.path.clone(),
+                state_bytes,
+                max_state_bytes: self.max_state_bytes,
+            });
+        }
+        let mut bytes = Vec::with_capacity(len_bytes as usize);
+        // A file that grows after the check is read only up to the limit (and then fails
+        // its length check).
+        (&mut reader)
+            .take(HEADER_BYTES as u64 + self.max_state_bytes + 1)
+            .read_to_end(&mut bytes)?;
         let (header, state) = decode(&bytes).map_err(|reason| SnapshotError::Corrupted {
             path: file.path.clone(),
             reason,
@@ -181,6 +208,26 @@ mod tests {
         assert!(matches!(
             store.load(&files[0]),
             Err(SnapshotError::Corrupted { .. })
+        ));
+    }
+
+    #[test]
+    fn a_state_over_the_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path(), 2)
+            .unwrap()
+            .with_max_state_bytes(4);
+        store.write(1, 1, 0, b"four").unwrap();
+        store.write(2, 1, 0, b"five!").unwrap();
+        let files = store.list().unwrap();
+        assert_eq!(&store.load(&files[0]).unwrap().state[..], b"four");
+        assert!(matches!(
+            store.load(&files[1]),
+            Err(SnapshotError::TooLarge {
+                state_bytes: 5,
+                max_state_bytes: 4,
+                ..
+            })
         ));
     }
 }
