@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use super::dir::{list_segments, segment_file_name, SegmentFile};
 use super::error::{file_io, CorruptionReason, Damage, JournalError};
 use super::format::{decode_record, Chain, Entry, Fault, Record, SEGMENT_HEADER_SIZE};
-use super::recovery::{check_segment_header, corrupted, find_evidence_after, read_entry};
+use super::recovery::{
+    check_end_marker, check_segment_header, corrupted, find_evidence_after, read_entry,
+};
 use super::segment::SegmentView;
 
 /// Reads a journal in order, validating every record (CRC, sequence, hash chain) as it goes.
@@ -125,6 +127,7 @@ impl JournalReader {
                 Ok(Step::Ready { offset, size_bytes })
             }
             Ok(Entry::End { next_sequence }) => {
+                check_end_marker(&cur.seg, offset, next_sequence)?;
                 let next = SegmentFile {
                     first_sequence: next_sequence,
                     path: self.dir.join(segment_file_name(next_sequence)),
