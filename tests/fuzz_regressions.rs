@@ -4,6 +4,8 @@
 //! `fuzz/artifacts/<target>/` into `fuzz/regressions/<target>/` under a name that says what
 //! it found, and fix the bug.
 
+#[path = "../fuzz/common/apps.rs"]
+mod apps;
 #[path = "../fuzz/harness/bookstore_decoder.rs"]
 mod bookstore_decoder;
 #[path = "../fuzz/harness/exchange_decoder.rs"]

@@ -1,7 +1,10 @@
-//! The `bookstore_decoder` fuzz target: the harness is `fuzz/harness/bookstore_decoder.rs` (documented there),
-//! shared with the regression test `tests/fuzz_regressions.rs`.
+//! The `bookstore_decoder` fuzz target. Its harness (documented there) is
+//! `fuzz/harness/bookstore_decoder.rs`, shared with the regression test
+//! `tests/fuzz_regressions.rs`.
 #![no_main]
 
+#[path = "../common/apps.rs"]
+mod apps;
 #[path = "../harness/bookstore_decoder.rs"]
 mod harness;
 

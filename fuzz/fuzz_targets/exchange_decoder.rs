@@ -1,7 +1,10 @@
-//! The `exchange_decoder` fuzz target: the harness is `fuzz/harness/exchange_decoder.rs` (documented there),
-//! shared with the regression test `tests/fuzz_regressions.rs`.
+//! The `exchange_decoder` fuzz target. Its harness (documented there) is
+//! `fuzz/harness/exchange_decoder.rs`, shared with the regression test
+//! `tests/fuzz_regressions.rs`.
 #![no_main]
 
+#[path = "../common/apps.rs"]
+mod apps;
 #[path = "../harness/exchange_decoder.rs"]
 mod harness;
 

@@ -1,5 +1,6 @@
-//! The `frame_decoder` fuzz target: the harness is `fuzz/harness/frame_decoder.rs` (documented there),
-//! shared with the regression test `tests/fuzz_regressions.rs`.
+//! The `frame_decoder` fuzz target. Its harness (documented there) is
+//! `fuzz/harness/frame_decoder.rs`, shared with the regression test
+//! `tests/fuzz_regressions.rs`.
 #![no_main]
 
 #[path = "../harness/frame_decoder.rs"]

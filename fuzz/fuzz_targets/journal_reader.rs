@@ -1,5 +1,6 @@
-//! The `journal_reader` fuzz target: the harness is `fuzz/harness/journal_reader.rs` (documented there),
-//! shared with the regression test `tests/fuzz_regressions.rs`.
+//! The `journal_reader` fuzz target. Its harness (documented there) is
+//! `fuzz/harness/journal_reader.rs`, shared with the regression test
+//! `tests/fuzz_regressions.rs`.
 #![no_main]
 
 #[path = "../harness/journal_reader.rs"]

@@ -1,5 +1,6 @@
-//! The `snapshot_reader` fuzz target: the harness is `fuzz/harness/snapshot_reader.rs` (documented there),
-//! shared with the regression test `tests/fuzz_regressions.rs`.
+//! The `snapshot_reader` fuzz target. Its harness (documented there) is
+//! `fuzz/harness/snapshot_reader.rs`, shared with the regression test
+//! `tests/fuzz_regressions.rs`.
 #![no_main]
 
 #[path = "../harness/snapshot_reader.rs"]

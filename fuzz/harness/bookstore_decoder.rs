@@ -4,11 +4,10 @@
 //! never panics, rejects what the validator refuses, keeps the state consistent, and is
 //! deterministic (a replay gives the same outputs and state, a snapshot restores it).
 //!
-//! Shared by the fuzz target `bookstore_decoder` and `tests/fuzz_regressions.rs`, which replays every
-//! input in `fuzz/regressions/bookstore_decoder/`.
+//! Shared by the fuzz target `bookstore_decoder` and `tests/fuzz_regressions.rs`, which replays
+//! every input in `fuzz/regressions/bookstore_decoder/`.
 
-#[path = "../common/apps.rs"]
-mod apps;
+use crate::apps;
 
 use keel::apps::bookstore::messages::{self, Kind, Request};
 use keel::apps::bookstore::{Bookstore, BookstoreLimits, PlaceOrder, PlaceOrderV1};

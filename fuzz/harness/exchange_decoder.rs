@@ -3,11 +3,10 @@
 //! decodes re-encodes to the same bytes; applying any sequence never panics, rejects what the
 //! validator refuses, keeps every book and account invariant, and is deterministic.
 //!
-//! Shared by the fuzz target `exchange_decoder` and `tests/fuzz_regressions.rs`, which replays every
-//! input in `fuzz/regressions/exchange_decoder/`.
+//! Shared by the fuzz target `exchange_decoder` and `tests/fuzz_regressions.rs`, which replays
+//! every input in `fuzz/regressions/exchange_decoder/`.
 
-#[path = "../common/apps.rs"]
-mod apps;
+use crate::apps;
 
 use keel::apps::exchange::{current_version, Exchange, ExchangeLimits, Request};
 use keel::apps::App;

@@ -10,8 +10,8 @@
 //! fuzzer get past the checksums: the harness can write a valid header and re-seal every
 //! record's CRC and hash chain, so mutations reach the sequence, length and marker logic.
 //!
-//! Shared by the fuzz target `journal_reader` and `tests/fuzz_regressions.rs`, which replays every
-//! input in `fuzz/regressions/journal_reader/`.
+//! Shared by the fuzz target `journal_reader` and `tests/fuzz_regressions.rs`, which replays
+//! every input in `fuzz/regressions/journal_reader/`.
 
 use keel::journal::{
     verify, FlushPolicy, JournalConfig, JournalError, JournalReader, JournalWriter, SegmentHeader,

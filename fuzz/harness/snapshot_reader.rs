@@ -7,8 +7,8 @@
 //! harness writes a valid header (schema version from the next byte) around the rest, so the
 //! fuzzer reaches the application decoders past the CRCs.
 //!
-//! Shared by the fuzz target `snapshot_reader` and `tests/fuzz_regressions.rs`, which replays every
-//! input in `fuzz/regressions/snapshot_reader/`.
+//! Shared by the fuzz target `snapshot_reader` and `tests/fuzz_regressions.rs`, which replays
+//! every input in `fuzz/regressions/snapshot_reader/`.
 
 use keel::apps::bookstore::{Bookstore, BookstoreLimits};
 use keel::apps::exchange::{Exchange, ExchangeLimits};

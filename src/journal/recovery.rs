@@ -178,13 +178,7 @@ pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
                     damage,
                     expected,
                 };
-                fault.settle(&view)?;
-                if index == 0 && seg.first_sequence != 1 {
-                    // The oldest remaining segment (older ones were removed) is torn: its
-                    // header held the chain seed, so nothing can continue it.
-                    let reason = CorruptionReason::ChainSeedLost;
-                    return Err(corrupted(&seg.path, 0, seg.first_sequence, reason));
-                }
+                fault.settle_header(&view)?;
                 let chain = chain.unwrap_or(Chain::GENESIS);
                 let end = ScanEnd::HeaderTorn { segment: index };
                 return Ok(Scan {
@@ -319,6 +313,19 @@ impl FaultAt<'_> {
         let tail = view.bytes(self.offset, view.len() - self.offset);
         let end = last_nonzero(tail).map_or(self.offset, |at| self.offset + at + 1);
         Ok(end.next_multiple_of(RECORD_ALIGN_BYTES).min(view.len()))
+    }
+
+    /// For a torn segment header: corruption if valid data follows, or if it is the oldest
+    /// segment but not named 1 (older segments were removed, and its header held the chain
+    /// seed, so nothing can continue it); otherwise the journal ends before it.
+    fn settle_header(&self, view: &SegmentView) -> Result<(), JournalError> {
+        self.settle(view)?;
+        let seg = &self.segments[self.index];
+        if self.index == 0 && seg.first_sequence != 1 {
+            let reason = CorruptionReason::ChainSeedLost;
+            return Err(corrupted(&seg.path, 0, seg.first_sequence, reason));
+        }
+        Ok(())
     }
 }
 
