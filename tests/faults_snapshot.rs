@@ -385,20 +385,27 @@ fn an_exchange_state_with_ids_beyond_the_loaders_limits_is_refused_not_allocated
 
 #[test]
 fn an_exchange_state_whose_sums_overflow_is_invalid() {
-    // Fuzz finding (`snapshot_reader`): resting orders whose lots add past u64::MAX (at their
-    // level, and in their account's reservations). The consistency check used to add them
-    // unchecked (`total + o.remaining`: a panic with overflow checks on; in release it
-    // wrapped, and the check could pass an inconsistent state).
-    let input = fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/regressions/snapshot_reader/exchange-invariants-add-overflow"),
-    )
-    .unwrap();
-    // Harness input: flags (wrap, exchange), schema 1, then the state.
-    assert_eq!(input[..2], [3, 1]);
-    let err = Exchange::default().load_state(1, &input[2..]).unwrap_err();
-    assert!(
-        matches!(&err, StateError::Invalid(reason) if reason.contains("overflow")),
-        "{err}"
-    );
+    // Fuzz findings (`snapshot_reader`): resting orders whose lots add past u64::MAX. The
+    // consistency check added them unchecked (`total + o.remaining` in `check_invariants`),
+    // and so did rebuilding the books (`level.total += order.remaining` in `Book::push`): a
+    // panic with overflow checks on; in release they wrapped, and the check could pass an
+    // inconsistent state. Both are refused as invalid now, before anything overflows.
+    for (input, reason) in [
+        ("exchange-invariants-add-overflow", "reservations overflow"),
+        ("exchange-level-total-add-overflow", "resting lots overflow"),
+    ] {
+        let input = fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/regressions/snapshot_reader")
+                .join(input),
+        )
+        .unwrap();
+        // Harness input: flags (wrap, exchange), schema 1, then the state.
+        assert_eq!(input[..2], [3, 1]);
+        let err = Exchange::default().load_state(1, &input[2..]).unwrap_err();
+        assert!(
+            matches!(&err, StateError::Invalid(why) if why.contains(reason)),
+            "{err}"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::error::{io_at, ReplayError};
 use crate::apps::App;
 use crate::codec::CODEC_ID;
+use crate::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use crate::journal::{SegmentHeader, SEGMENT_HEADER_SIZE};
 use crate::snapshot::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC};
 
@@ -202,7 +203,15 @@ fn check_name(file: &SnapFile, header: &SnapshotHeader) -> Result<(), String> {
 }
 
 /// Reads and validates a whole snapshot file: header, length, state checksum, name.
+/// A state over `DEFAULT_SNAPSHOT_MAX_STATE_BYTES` is refused unread, as at engine startup.
 pub(crate) fn read_snapshot(file: &SnapFile) -> Result<SnapData, String> {
+    let len_bytes = fs::metadata(&file.path).map_err(|e| e.to_string())?.len();
+    let state_bytes = len_bytes.saturating_sub(HEADER_BYTES as u64);
+    if state_bytes > DEFAULT_SNAPSHOT_MAX_STATE_BYTES {
+        return Err(format!(
+            "state of {state_bytes} bytes is over the {DEFAULT_SNAPSHOT_MAX_STATE_BYTES}-byte limit"
+        ));
+    }
     let bytes = fs::read(&file.path).map_err(|e| e.to_string())?;
     let header = decode_header(&bytes)?;
     let state_len = (bytes.len() - HEADER_BYTES) as u64;
@@ -225,8 +234,14 @@ pub(crate) fn restore<A: App>(file: &SnapFile) -> Result<(A, SnapshotHeader), St
     let data = read_snapshot(file)?;
     let header = data.header;
     let mut app = A::default();
-    app.load_state(header.schema_version, data.state())
-        .map_err(|e| format!("state does not load: {e}"))?;
+    // A panic while restoring (a crafted state) makes the snapshot unusable, as at startup.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        app.load_state(header.schema_version, data.state())
+    }));
+    match loaded {
+        Ok(result) => result.map_err(|e| format!("state does not load: {e}"))?,
+        Err(_) => return Err("load_state panicked".into()),
+    }
     if header.schema_version == app.schema_version() && app.state_hash() != header.state_hash {
         return Err(format!(
             "restored state hash {:#018x} differs from the recorded {:#018x}",

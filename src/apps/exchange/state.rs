@@ -179,6 +179,8 @@ impl Exchange {
             total_position,
             book,
         });
+        // Every level's total is a sum of these: if they all fit, the book's sums do.
+        let mut lots = 0u64;
         for o in i.orders {
             if o.id == 0 || self.accounts.get(o.account).is_none() || self.index.contains(o.id) {
                 return Err(invalid(format_args!(
@@ -186,6 +188,9 @@ impl Exchange {
                     o.id
                 )));
             }
+            lots = lots.checked_add(o.remaining).ok_or_else(|| {
+                invalid(format_args!("instrument {}: resting lots overflow", i.id))
+            })?;
             let order = Order {
                 id: o.id,
                 price: o.price,
