@@ -409,3 +409,22 @@ fn an_exchange_state_whose_sums_overflow_is_invalid() {
         );
     }
 }
+
+#[test]
+fn a_journal_whose_start_no_snapshot_covers_is_an_error_not_a_panic() {
+    // The oldest segment was removed (by hand or by an archiver) and no snapshot is usable:
+    // recovery cannot rebuild the state, and says so instead of panicking.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("live");
+    live_run::<Bookstore>(&dir, 20_000, 1_000_000);
+    let mut segments: Vec<PathBuf> = fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension() == Some("seg".as_ref()))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 2, "{segments:?}");
+    fs::remove_file(&segments[0]).unwrap();
+    let err = restart::<Bookstore>(&dir).expect_err("nothing to rebuild from");
+    assert!(err.to_string().contains("no usable snapshot"), "{err}");
+}

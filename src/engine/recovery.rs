@@ -167,7 +167,15 @@ pub(crate) fn replay_range<P: Processor>(
                 expected - 1
             )));
         };
-        assert_eq!(record.sequence, expected, "reader validated contiguity");
+        if record.sequence != expected {
+            // The reader validates contiguity within the journal, but the journal may start
+            // after `expected`: older segments were removed and no snapshot covers them.
+            return Err(Error::Recovery(format!(
+                "recovery needs sequence {expected} but the journal continues at {} \
+                 (older segments removed, and no usable snapshot covers them)",
+                record.sequence
+            )));
+        }
         apply_message(processor, &message_of(&record), &mut scratch);
         expected += 1;
     }
