@@ -26,6 +26,8 @@ if [ ${#TARGETS[@]} -eq 0 ]; then
     TARGETS=(frame_decoder journal_reader snapshot_reader bookstore_decoder exchange_decoder)
 fi
 export RUSTC_BOOTSTRAP=1
+# Where cargo puts the target binaries (CARGO_TARGET_DIR is honoured, as by cargo itself).
+BIN_DIR="${CARGO_TARGET_DIR:-target}/$(rustc -vV | sed -n 's/^host: //p')/release"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"
@@ -43,7 +45,7 @@ declare -A MAX_LEN=(
 # prints each distinct cause once (panic location and message, allocation failure, timeout)
 # with one input.
 classify() {
-    local target=$1 bin="target/x86_64-unknown-linux-gnu/release/$1"
+    local target=$1 bin="$BIN_DIR/$1"
     find "artifacts/$target" -type f -printf '%T@ %p\n' | sort -rn | head -n 20 |
         cut -d' ' -f2- | while read -r input; do
             out=$("$bin" -timeout=5 "$input" 2>&1 || true)

@@ -1,7 +1,7 @@
 //! The one binary codec keel writes to disk and to the wire.
 //!
-//! bincode 2 with an explicit configuration: little-endian, fixed-width integers, no limit
-//! beyond the caller's buffer. Every file header records [`CODEC_ID`] so a future codec change
+//! bincode 2 with an explicit configuration: little-endian, fixed-width integers; decoding
+//! untrusted bytes is bounded (messages by a fixed limit, saved states by their own size). Every file header records [`CODEC_ID`] so a future codec change
 //! is detected instead of misread. Nothing else in keel calls bincode directly.
 
 use serde::de::DeserializeOwned;
@@ -71,9 +71,29 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
-/// Decodes a whole saved state (a snapshot, already checksummed): no size limit.
+/// bincode's limit is a compile-time constant, counted up from zero as the decoder claims
+/// bytes; [`decode_state`] gets a runtime budget by claiming all but that budget up front.
+const STATE_LIMIT_BYTES: usize = usize::MAX;
+
+/// Same wire format as [`CONFIG`], with a limit so the decoder counts its claims.
+const STATE_CONFIG: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Fixint,
+    bincode::config::Limit<STATE_LIMIT_BYTES>,
+> = CONFIG.with_limit::<STATE_LIMIT_BYTES>();
+
+/// Decodes a whole saved state (a snapshot) from all of `bytes`; trailing bytes are an error.
+///
+/// Checksums only catch accidental damage, so the state is still treated as untrusted: the
+/// decoder may claim at most `bytes.len()` bytes in all. In keel's configuration (fixed-width
+/// integers, serde) every claim is for bytes the decoder then reads — an integer its width,
+/// a string or byte buffer its length — so a valid state never reaches the budget, and a
+/// string or buffer that declares more than the input holds is refused *before* it is
+/// allocated (bincode allocates a string's bytes before reading them). Collections are not
+/// claimed up front; serde caps their preallocation and each element must be read. The size
+/// of `bytes` itself is bounded by the caller (`Config::snapshot_max_state_bytes`).
 pub fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, CONFIG)?;
+    let (value, used) = decode_state_prefix(bytes)?;
     if used != bytes.len() {
         return Err(CodecError::Trailing {
             trailing: bytes.len() - used,
@@ -82,10 +102,45 @@ pub fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> 
     Ok(value)
 }
 
-/// Decodes one `T` from the front of a saved state (already checksummed) whose remainder the
-/// caller decodes itself; returns it and the bytes it used. Same limits as [`decode_state`].
+/// Decodes one `T` from the front of a saved state whose remainder the caller decodes itself;
+/// returns it and the bytes it used. The same budget as [`decode_state`]: the decoder may
+/// claim at most `bytes.len()` bytes.
 pub fn decode_state_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
-    Ok(bincode::serde::decode_from_slice(bytes, CONFIG)?)
+    use bincode::de::{Decode, Decoder, DecoderImpl};
+    let mut reader = StateReader { rest: bytes };
+    let mut decoder = DecoderImpl::new(&mut reader, STATE_CONFIG, ());
+    decoder.claim_bytes_read(STATE_LIMIT_BYTES - bytes.len())?;
+    let bincode::serde::Compat(value) = bincode::serde::Compat::<T>::decode(&mut decoder)?;
+    Ok((value, bytes.len() - reader.rest.len()))
+}
+
+/// A slice reader that tells how much is left (bincode's own keeps that private).
+struct StateReader<'a> {
+    rest: &'a [u8],
+}
+
+impl bincode::de::read::Reader for StateReader<'_> {
+    #[inline]
+    fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+        let Some((head, tail)) = self.rest.split_at_checked(bytes.len()) else {
+            return Err(bincode::error::DecodeError::UnexpectedEnd {
+                additional: bytes.len() - self.rest.len(),
+            });
+        };
+        bytes.copy_from_slice(head);
+        self.rest = tail;
+        Ok(())
+    }
+
+    #[inline]
+    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+        self.rest.get(..n)
+    }
+
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        self.rest = self.rest.get(n..).unwrap_or_default();
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +167,46 @@ mod tests {
         let bytes = (1u64 << 60).to_le_bytes();
         assert!(decode::<Vec<u8>>(&bytes).is_err());
         assert!(decode::<String>(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_state_may_claim_no_more_than_it_holds() {
+        // A string claiming 2^62 bytes, or just one byte more than follows: refused before
+        // the string is allocated. A claim that fits decodes.
+        let mut bytes = (1u64 << 62).to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"abc");
+        assert!(decode_state::<String>(&bytes).is_err());
+        bytes[..8].copy_from_slice(&4u64.to_le_bytes());
+        assert!(decode_state::<String>(&bytes).is_err());
+        bytes[..8].copy_from_slice(&3u64.to_le_bytes());
+        assert_eq!(decode_state::<String>(&bytes).unwrap(), "abc");
+        bytes.push(0);
+        assert!(matches!(
+            decode_state::<String>(&bytes),
+            Err(CodecError::Trailing { trailing: 1 })
+        ));
+    }
+
+    #[test]
+    fn a_state_round_trips_at_exactly_its_budget() {
+        let s = Sample {
+            a: 1,
+            b: 2,
+            c: (0..=255).collect(),
+        };
+        let mut v = Vec::new();
+        encode_to_vec(&s, &mut v).unwrap();
+        assert_eq!(decode_state::<Sample>(&v).unwrap(), s);
+        let nested: Vec<(String, Vec<u64>, Option<char>)> = vec![
+            ("é".into(), vec![1, 2], Some('€')),
+            (String::new(), vec![], None),
+        ];
+        v.clear();
+        encode_to_vec(&nested, &mut v).unwrap();
+        assert_eq!(
+            decode_state::<Vec<(String, Vec<u64>, Option<char>)>>(&v).unwrap(),
+            nested
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Journal-reader findings of the `journal_reader` fuzz target, kept as regression tests.
-//! Both need files the writer never produces (crafted or damaged with valid checksums), so
-//! they are `#[ignore]`d until fixed; each documents the expected behaviour.
-//! Reproducers: `fuzz/regressions/journal_reader/`.
+//! Both need files the writer never produces (crafted or damaged with valid checksums); each
+//! documents the behaviour now guaranteed. Reproducers: `fuzz/regressions/journal_reader/`
+//! (replayed by `tests/fuzz_regressions.rs`).
 
 use keel::journal::{
-    verify, FlushPolicy, JournalConfig, JournalError, JournalReader, JournalWriter, SegmentHeader,
+    verify, CorruptionReason, FlushPolicy, JournalConfig, JournalError, JournalReader,
+    JournalWriter, SegmentHeader, TailState,
 };
 use std::fs;
 use std::path::Path;
@@ -30,7 +31,6 @@ fn sealed_empty_segment(dir: &Path, first: u64, next: u64) {
 }
 
 #[test]
-#[ignore = "known bug: JournalReader::next loops forever on an end marker naming its own segment"]
 fn an_end_marker_that_does_not_advance_is_an_error_not_an_endless_loop() {
     // Segment 1 holds no record and its end marker says "continue at 1": itself. The writer
     // never seals an empty segment, but a reader must not spin on such a file; `verify`
@@ -42,34 +42,121 @@ fn an_end_marker_that_does_not_advance_is_an_error_not_an_endless_loop() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = JournalReader::open(&dir).unwrap();
-        let _ = tx.send(reader.next().map(|r| r.map(|r| r.sequence)).is_err());
+        let _ = tx.send(reader.next().map(|r| r.map(|r| r.sequence)));
     });
-    let refused = rx
+    let read = rx
         .recv_timeout(Duration::from_secs(5))
-        .expect("the reader returns (it loops re-entering the same segment)");
-    assert!(refused, "a marker that names its own segment is corruption");
-    assert!(verify(tmp.path()).is_err(), "verify agrees");
+        .expect("the reader returns (it used to loop re-entering the same segment)");
+    let own = tmp.path().join(segment_name(1));
+    let is_own_marker = |err: &JournalError| {
+        matches!(err, JournalError::Corrupted {
+            segment,
+            offset: 64,
+            reason: CorruptionReason::EndMarkerDoesNotAdvance { next_sequence: 1 },
+            ..
+        } if *segment == own)
+    };
+    let err = read.expect_err("a marker that names its own segment is corruption");
+    assert!(is_own_marker(&err), "{err}");
+    let err = verify(tmp.path()).expect_err("verify agrees");
+    assert!(is_own_marker(&err), "{err}");
+    // The writer's recovery refuses too, leaving the file as it was (it used to rename a new
+    // segment 1 over it).
+    let before = fs::read(&own).unwrap();
+    let err = JournalWriter::open(&config(tmp.path())).expect_err("recovery refuses");
+    assert!(is_own_marker(&err), "{err}");
+    assert_eq!(fs::read(&own).unwrap(), before);
+}
+
+fn config(dir: &Path) -> JournalConfig {
+    JournalConfig {
+        dir: dir.to_owned(),
+        segment_size_bytes: SEGMENT as u64,
+        flush: FlushPolicy::None,
+        max_payload_bytes: 1024,
+    }
 }
 
 #[test]
-#[ignore = "known bug: verify accepts (torn tail) what JournalWriter::open refuses (chain seed)"]
+fn end_markers_after_records_are_followed() {
+    // The counterpart: a sealed segment holding records names the next one; the reader,
+    // verify and a reopening writer all accept it.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut writer = JournalWriter::open(&config(tmp.path())).unwrap();
+    let payload = [7u8; 1000];
+    let mut sequence = 0;
+    let segments = |dir: &Path| {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension() == Some("seg".as_ref()))
+            .count()
+    };
+    while segments(tmp.path()) < 3 {
+        sequence += 1;
+        let record = keel::journal::Record {
+            sequence,
+            timestamp_ns: sequence,
+            session_id: 1,
+            correlation_id: sequence,
+            kind: 1,
+            version: 1,
+            payload: &payload,
+        };
+        writer.append(&record).unwrap();
+        writer.end_batch().unwrap();
+    }
+    drop(writer);
+    let report = verify(tmp.path()).unwrap();
+    assert_eq!(report.last_sequence, sequence);
+    let mut reader = JournalReader::open(tmp.path()).unwrap();
+    let mut read = 0;
+    while let Some(record) = reader.next().unwrap() {
+        read += 1;
+        assert_eq!(record.sequence, read);
+    }
+    assert_eq!(read, sequence);
+    let writer = JournalWriter::open(&config(tmp.path())).unwrap();
+    assert_eq!(writer.last_sequence(), sequence);
+}
+
+#[test]
 fn verify_and_recovery_agree_on_a_torn_oldest_segment() {
     // The only segment starts at sequence 5 (older ones were removed) and its header is torn.
     // Recovery refuses (`ChainSeedLost`: the chain cannot be continued); `verify` reports a
     // torn tail that the writer would cut. The read-only check should predict the writer.
     let tmp = tempfile::tempdir().unwrap();
     fs::write(tmp.path().join(segment_name(5)), vec![0u8; SEGMENT]).unwrap();
-    let config = JournalConfig {
-        dir: tmp.path().to_owned(),
-        segment_size_bytes: SEGMENT as u64,
-        flush: FlushPolicy::None,
-        max_payload_bytes: 1024,
-    };
     let verified = verify(tmp.path());
-    let opened = JournalWriter::open(&config).map(|w| w.last_sequence());
+    let opened = JournalWriter::open(&config(tmp.path())).map(|w| w.last_sequence());
+    let seed_lost = |err: Option<&JournalError>| {
+        matches!(
+            err,
+            Some(JournalError::Corrupted {
+                offset: 0,
+                reason: CorruptionReason::ChainSeedLost,
+                ..
+            })
+        )
+    };
+    assert!(seed_lost(opened.as_ref().err()), "{opened:?}");
     assert!(
-        matches!(opened, Err(JournalError::Corrupted { .. })),
-        "{opened:?}"
+        seed_lost(verified.as_ref().err()),
+        "verify said {verified:?}, open refused"
     );
-    assert!(verified.is_err(), "verify said {verified:?}, open refused");
+    // The same torn header as the segment named 1 is a torn tail: both cut it.
+    fs::rename(
+        tmp.path().join(segment_name(5)),
+        tmp.path().join(segment_name(1)),
+    )
+    .unwrap();
+    assert!(matches!(
+        verify(tmp.path()).unwrap().tail,
+        TailState::Torn { offset: 0, .. }
+    ));
+    assert_eq!(
+        JournalWriter::open(&config(tmp.path()))
+            .unwrap()
+            .last_sequence(),
+        0
+    );
 }

@@ -12,8 +12,11 @@
 use keel::apps::bookstore::Bookstore;
 use keel::apps::exchange::Exchange;
 use keel::apps::App;
+use keel::codec::CodecError;
+use keel::engine::Message;
+use keel::snapshot::StateError;
 use keel::snapshot::{SnapshotStore, HEADER_BYTES};
-use keel::{Config, Engine, FlushPolicy, Submission, WaitStrategy};
+use keel::{Config, Engine, FlushPolicy, Outcome, Output, Processor, Submission, WaitStrategy};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -261,8 +264,6 @@ fn a_snapshot_whose_state_does_not_match_its_hash_stops_recovery() {
 }
 
 #[test]
-#[ignore = "known bug: a checksummed state declaring a huge string length aborts the process \
-            (codec::decode_state has no limit); run alone, it takes the test binary down"]
 fn a_checksummed_state_declaring_a_huge_length_falls_back_instead_of_aborting() {
     // Found by the snapshot_reader fuzz target. CRCs only catch accidental damage; a state
     // that passes them (written by a buggy or foreign build) must still be refused, not
@@ -289,4 +290,141 @@ fn a_checksummed_state_declaring_a_huge_length_falls_back_instead_of_aborting() 
         .write(newest, h.schema_version, h.state_hash, &state)
         .unwrap();
     assert_eq!(restart::<Bookstore>(&dir).unwrap(), (0, hash));
+}
+
+/// A bookstore whose `load_state` panics after it has restored a state (leaving itself
+/// half-way), for the first `panics` loads of a non-empty state.
+struct PanicsOnLoad {
+    inner: Bookstore,
+    panics: u32,
+}
+
+impl Processor for PanicsOnLoad {
+    fn apply(&mut self, message: &Message<'_>, out: &mut Output<'_>) -> Outcome {
+        self.inner.apply(message, out)
+    }
+    fn state_hash(&self) -> u64 {
+        self.inner.state_hash()
+    }
+    fn schema_version(&self) -> u32 {
+        self.inner.schema_version()
+    }
+    fn save_state(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        self.inner.save_state(out)
+    }
+    fn load_state(&mut self, schema_version: u32, bytes: &[u8]) -> Result<(), StateError> {
+        self.inner.load_state(schema_version, bytes)?;
+        let empty = self.inner.state_hash() == Bookstore::default().state_hash();
+        if !empty && self.panics > 0 {
+            self.panics -= 1;
+            panic!("load_state panicked after restoring");
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panic_while_restoring_a_snapshot_falls_back() {
+    // The panic leaves the processor holding the newest snapshot's state; recovery must
+    // reset it before the older snapshot or the full replay, or history is applied twice.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("live");
+    let (hash, snapshots) = live_run::<Bookstore>(&dir, 2_000, 700);
+    assert!(snapshots.len() >= 2, "{snapshots:?}");
+    let older = snapshots[snapshots.len() - 2];
+    for (panics, from) in [(1, older), (u32::MAX, 0)] {
+        let processor = PanicsOnLoad {
+            inner: Bookstore::default(),
+            panics,
+        };
+        let engine = Engine::start(config(&dir), processor).expect("startup survives");
+        assert_eq!(
+            engine.recovered().snapshot_sequence,
+            from,
+            "{panics} panics"
+        );
+        let state = engine.shutdown().unwrap();
+        assert_eq!(state.state_hash(), hash, "{panics} panics");
+    }
+}
+
+/// An exchange state (schema 1) by hand: the given limits, no instruments, one empty account.
+fn exchange_state(max_instruments: u32, max_accounts: u32, account: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    for limit in [max_instruments, max_accounts, 1 << 22, 100_000] {
+        b.extend_from_slice(&limit.to_le_bytes());
+    }
+    b.extend_from_slice(&1_000_000_000_000u64.to_le_bytes()); // max_price
+    b.extend_from_slice(&1_000_000_000u64.to_le_bytes()); // max_order_qty
+    b.extend_from_slice(&0u64.to_le_bytes()); // no instruments
+    b.extend_from_slice(&1u64.to_le_bytes()); // one account:
+    b.extend_from_slice(&account.to_le_bytes()); // id
+    b.extend_from_slice(&[0; 16]); // cash, reserved
+    b.extend_from_slice(&0u64.to_le_bytes()); // no holdings
+    b
+}
+
+#[test]
+fn an_exchange_state_with_ids_beyond_the_loaders_limits_is_refused_not_allocated() {
+    // Accounts and instruments are stored densely by id, and a state carries its own
+    // limits: a crafted one raising max_accounts to 2^32 - 1 with one account near the top
+    // would make the loader allocate hundreds of GB (an abort). The loading exchange's own
+    // limits bound the ids.
+    let fits = exchange_state(4096, 1 << 20, 7);
+    let mut x = Exchange::default();
+    x.load_state(1, &fits).expect("a small state loads");
+    let hostile = exchange_state(4096, u32::MAX, u32::MAX - 1);
+    let err = Exchange::default().load_state(1, &hostile).unwrap_err();
+    assert!(matches!(err, StateError::Invalid(_)), "{err}");
+    // Limits larger than the loader's are kept as long as the ids fit (limits are state).
+    let roomy = exchange_state(4096, u32::MAX, 7);
+    let mut x = Exchange::default();
+    x.load_state(1, &roomy).unwrap();
+    assert_eq!(x.limits().max_accounts, u32::MAX);
+}
+
+#[test]
+fn an_exchange_state_whose_sums_overflow_is_invalid() {
+    // Fuzz findings (`snapshot_reader`): resting orders whose lots add past u64::MAX. The
+    // consistency check added them unchecked (`total + o.remaining` in `check_invariants`),
+    // and so did rebuilding the books (`level.total += order.remaining` in `Book::push`): a
+    // panic with overflow checks on; in release they wrapped, and the check could pass an
+    // inconsistent state. Both are refused as invalid now, before anything overflows.
+    for (input, reason) in [
+        ("exchange-invariants-add-overflow", "reservations overflow"),
+        ("exchange-level-total-add-overflow", "resting lots overflow"),
+    ] {
+        let input = fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/regressions/snapshot_reader")
+                .join(input),
+        )
+        .unwrap();
+        // Harness input: flags (wrap, exchange), schema 1, then the state.
+        assert_eq!(input[..2], [3, 1]);
+        let err = Exchange::default().load_state(1, &input[2..]).unwrap_err();
+        assert!(
+            matches!(&err, StateError::Invalid(why) if why.contains(reason)),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_journal_whose_start_no_snapshot_covers_is_an_error_not_a_panic() {
+    // The oldest segment was removed (by hand or by an archiver) and no snapshot is usable:
+    // recovery cannot rebuild the state, and says so instead of panicking.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("live");
+    live_run::<Bookstore>(&dir, 20_000, 1_000_000);
+    let mut segments: Vec<PathBuf> = fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension() == Some("seg".as_ref()))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 2, "{segments:?}");
+    fs::remove_file(&segments[0]).unwrap();
+    let err = restart::<Bookstore>(&dir).expect_err("nothing to rebuild from");
+    assert!(err.to_string().contains("no usable snapshot"), "{err}");
 }

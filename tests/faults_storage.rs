@@ -918,7 +918,6 @@ fn disk_full_at_rollover_stops_before_the_record_that_needed_space() {
 }
 
 #[test]
-#[ignore = "known bug: Submitter::submit publishes into a halted ring while it has room"]
 fn submit_refuses_as_soon_as_the_journal_fails() {
     let tmp = scratch();
     let data = tmp.path().join("live");

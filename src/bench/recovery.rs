@@ -199,7 +199,8 @@ fn build<P: Processor>(
         flush: FlushPolicy::None,
         max_payload_bytes: config.max_message_bytes as u32,
     })?;
-    let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?;
+    let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
+        .with_max_state_bytes(config.snapshot_max_state_bytes);
     let (mut payload, mut scratch) = (Vec::new(), vec![0u8; config.max_response_bytes]);
     let mut snap = (0, 0, 0.0, 0.0);
     let start = Instant::now();
@@ -279,7 +280,8 @@ fn snapshot<P: Processor>(
 
 /// Loads the newest snapshot into a fresh processor (timed) and checks its hash.
 fn load_snapshot<P: Processor + Default>(config: &Config) -> Result<f64, Failure> {
-    let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?;
+    let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
+        .with_max_state_bytes(config.snapshot_max_state_bytes);
     let t0 = Instant::now();
     let file = store
         .list()?

@@ -52,6 +52,9 @@ pub struct EngineArgs {
     /// Snapshots kept on disk.
     #[arg(long, default_value_t = 3)]
     pub snapshot_retain: usize,
+    /// Largest snapshot state restored at startup, bytes (a larger one is skipped unread).
+    #[arg(long, default_value_t = crate::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES)]
+    pub snapshot_max_state_bytes: u64,
     /// Pin the journaler thread to this core id.
     #[arg(long)]
     pub pin_journaler: Option<usize>,
@@ -77,6 +80,7 @@ impl EngineArgs {
             mode: self.mode,
             snapshot_interval_messages: self.snapshot_interval_messages,
             snapshot_retain: self.snapshot_retain,
+            snapshot_max_state_bytes: self.snapshot_max_state_bytes,
             pinning: Pinning {
                 journaler_core: self.pin_journaler,
                 logic_core: self.pin_logic,

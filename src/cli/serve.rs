@@ -1,5 +1,7 @@
-//! `keel serve`: run an app's engine behind the network thread until Ctrl-C, then stop cleanly
-//! (stop the network, drain the rings, sync the journal, snapshot, join).
+//! `keel serve`: run an app's engine behind the network thread until Ctrl-C (SIGINT), SIGTERM
+//! or SIGHUP, then stop cleanly (stop the network, drain the rings, sync the journal,
+//! snapshot, join) and exit 0. The `ctrlc` crate's `termination` feature adds SIGTERM and
+//! SIGHUP to its SIGINT handler.
 
 use super::engine_args::{AppName, EngineArgs};
 use crate::apps::bookstore::Bookstore;
@@ -62,7 +64,7 @@ impl ServeArgs {
     }
 }
 
-/// Runs `keel serve` until Ctrl-C (or SIGTERM), then shuts down cleanly.
+/// Runs `keel serve` until SIGINT, SIGTERM or SIGHUP, then shuts down cleanly.
 pub fn run_serve(args: &ServeArgs) -> Result<(), Error> {
     match args.app {
         AppName::Bookstore => serve::<Bookstore>(args),
@@ -80,7 +82,7 @@ fn serve<A: App>(args: &ServeArgs) -> Result<(), Error> {
     let server = binding.start(submitter, responses, A::validate)?;
     let stop = server.stop_handle();
     if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
-        tracing::warn!(error = %e, "could not install the Ctrl-C handler");
+        tracing::warn!(error = %e, "could not install the SIGINT/SIGTERM/SIGHUP handler");
     }
     print_banner::<A>(args, &server, &engine, &config);
     let stats = server.wait()?;

@@ -50,6 +50,11 @@ impl std::fmt::Debug for OutputWaker {
     }
 }
 
+/// Default of [`Config::snapshot_max_state_bytes`]: far above any state the bundled
+/// applications reach at their configured limits, far below what would exhaust the address
+/// space.
+pub const DEFAULT_SNAPSHOT_MAX_STATE_BYTES: u64 = 16 << 30;
+
 /// All limits and choices of one engine.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -83,6 +88,11 @@ pub struct Config {
     pub snapshot_retain: usize,
     /// Take a snapshot when the engine shuts down cleanly.
     pub snapshot_on_shutdown: bool,
+    /// Largest snapshot state restored at startup. A snapshot file holding more is skipped
+    /// (with a warning, like a damaged one) without being read, and decoding a state never
+    /// allocates more than the state's own size, so a hostile snapshot costs at most this
+    /// much memory.
+    pub snapshot_max_state_bytes: u64,
     /// Woken after each batch of published responses (see [`OutputWaker`]).
     pub output_waker: Option<OutputWaker>,
 }
@@ -105,6 +115,7 @@ impl Default for Config {
             snapshot_interval_messages: 1_000_000,
             snapshot_retain: 3,
             snapshot_on_shutdown: true,
+            snapshot_max_state_bytes: DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
             output_waker: None,
         }
     }
@@ -151,6 +162,12 @@ impl Config {
             return fail(format!(
                 "max_response_bytes {} out of range",
                 self.max_response_bytes
+            ));
+        }
+        if self.snapshot_max_state_bytes == 0 || self.snapshot_max_state_bytes > isize::MAX as u64 {
+            return fail(format!(
+                "snapshot_max_state_bytes {} out of range",
+                self.snapshot_max_state_bytes
             ));
         }
         if self.segment_size_bytes < 4 * (self.max_message_bytes as u64) + 65_536 {

@@ -53,12 +53,7 @@ pub fn apply_message<P: Processor>(
         Ok(Outcome::Accepted) => (Status::Accepted, 0),
         Ok(Outcome::Rejected(reason)) => (Status::Rejected, reason),
         Err(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("processor panicked");
-            out.replace_with_text(text);
+            out.replace_with_text(panic_text(&*panic));
             (Status::Failed, 0)
         }
     };
@@ -68,6 +63,15 @@ pub fn apply_message<P: Processor>(
         kind: out.kind(),
         len: out.len(),
     }
+}
+
+/// The message of a caught panic (`panic!` with a literal or a formatted string).
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("processor panicked")
 }
 
 fn fill_response<P: Processor>(processor: &mut P, envelope: &Envelope, slot: &mut ResponseSlot) {

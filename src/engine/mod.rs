@@ -18,7 +18,9 @@ mod slots;
 mod submit;
 
 pub use affinity::Cores;
-pub use config::{ApplyMode, Config, ConfigError, OutputWaker, Pinning};
+pub use config::{
+    ApplyMode, Config, ConfigError, OutputWaker, Pinning, DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
+};
 pub use journaler::JournalSink;
 pub use logic::{apply_message, Applied};
 pub use message::{
@@ -66,7 +68,8 @@ impl<P: Processor> Engine<P> {
             flush: config.flush,
             max_payload_bytes: config.max_message_bytes as u32,
         })?;
-        let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?;
+        let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
+            .with_max_state_bytes(config.snapshot_max_state_bytes);
         let journal_open = opening.elapsed();
         let recovered = Recovered {
             journal_open,
@@ -94,7 +97,8 @@ impl<P: Processor> Engine<P> {
         last_sequence: u64,
     ) -> Result<Self, Error> {
         config.validate()?;
-        let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?;
+        let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
+            .with_max_state_bytes(config.snapshot_max_state_bytes);
         let recovered = Recovered {
             last_sequence,
             ..Recovered::default()

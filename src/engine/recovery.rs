@@ -3,12 +3,13 @@
 //! reproduces state and outcomes exactly.
 
 use super::config::Config;
-use super::logic::apply_message;
+use super::logic::{apply_message, panic_text};
 use super::message::{Message, MessageHeader};
 use super::processor::Processor;
 use crate::error::Error;
 use crate::journal::{JournalReader, Record};
-use crate::snapshot::{SnapshotError, SnapshotFile, SnapshotStore};
+use crate::snapshot::{SnapshotError, SnapshotFile, SnapshotStore, StateError};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 /// What recovery did.
@@ -49,20 +50,30 @@ pub(crate) fn recover<P: Processor>(
     })
 }
 
-/// Tries snapshots newest first; corrupt or unreadable ones are skipped with a warning.
-/// Returns the restored sequence, or 0 when none was usable (full replay).
+/// Tries snapshots newest first; corrupt, unreadable or oversized ones, states the processor
+/// refuses, and states whose `load_state` panics are skipped with a warning. Returns the
+/// restored sequence, or 0 when none was usable (full replay).
 pub(crate) fn restore_snapshot<P: Processor>(
     store: &SnapshotStore,
     processor: &mut P,
     last: u64,
 ) -> Result<u64, Error> {
-    for file in store.list()?.iter().rev() {
+    let files = store.list()?;
+    if files.is_empty() {
+        return Ok(0);
+    }
+    // A `load_state` that panics may leave the processor half-restored: this save of its
+    // initial state puts it back before the next snapshot or the full replay (without it, such
+    // a panic is fatal).
+    let mut blank = Vec::new();
+    let blank = processor.save_state(&mut blank).ok().map(|()| blank);
+    for file in files.iter().rev() {
         if file.sequence > last {
             tracing::warn!(path = %file.path.display(), journal_end = last,
                 "snapshot is beyond the end of the journal; ignored");
             continue;
         }
-        match load_one(store, file, processor) {
+        match load_one(store, file, processor, blank.as_deref()) {
             Ok(()) => return Ok(file.sequence),
             Err(LoadError::Skip(e)) => {
                 tracing::warn!(path = %file.path.display(), error = %e,
@@ -83,12 +94,11 @@ fn load_one<P: Processor>(
     store: &SnapshotStore,
     file: &SnapshotFile,
     processor: &mut P,
+    blank: Option<&[u8]>,
 ) -> Result<(), LoadError> {
     let snapshot = store.load(file).map_err(LoadError::Skip)?;
     let h = snapshot.header;
-    processor
-        .load_state(h.schema_version, snapshot.state())
-        .map_err(|e| LoadError::Skip(e.into()))?;
+    load_state_caught(processor, h.schema_version, snapshot.state(), blank)?;
     if h.schema_version == processor.schema_version() && processor.state_hash() != h.state_hash {
         // The state decoded but is not the state it claims to be: the processor's state_hash
         // is not stable, or save/load lose information. Continuing would fork history.
@@ -100,6 +110,36 @@ fn load_one<P: Processor>(
         ))));
     }
     Ok(())
+}
+
+/// `Processor::load_state` with its panics caught: a panic skips the snapshot
+/// (`StateError::Panicked`) after the processor is reset to `blank`, its initial state saved
+/// before. A reset that fails or panics too is fatal: the processor's state would be unknown.
+fn load_state_caught<P: Processor>(
+    processor: &mut P,
+    schema_version: u32,
+    state: &[u8],
+    blank: Option<&[u8]>,
+) -> Result<(), LoadError> {
+    let loaded = catch_unwind(AssertUnwindSafe(|| {
+        processor.load_state(schema_version, state)
+    }));
+    let panic = match loaded {
+        Ok(result) => return result.map_err(|e| LoadError::Skip(e.into())),
+        Err(panic) => panic_text(&*panic).to_string(),
+    };
+    let blank_schema = processor.schema_version();
+    let reset = blank.map(|blank| {
+        catch_unwind(AssertUnwindSafe(|| {
+            processor.load_state(blank_schema, blank)
+        }))
+    });
+    match reset {
+        Some(Ok(Ok(()))) => Err(LoadError::Skip(StateError::Panicked(panic).into())),
+        _ => Err(LoadError::Fatal(Error::Recovery(format!(
+            "load_state panicked ({panic}) and the processor could not be reset"
+        )))),
+    }
 }
 
 /// The message a journal record holds.
@@ -139,7 +179,15 @@ pub(crate) fn replay_range<P: Processor>(
                 expected - 1
             )));
         };
-        assert_eq!(record.sequence, expected, "reader validated contiguity");
+        if record.sequence != expected {
+            // The reader validates contiguity within the journal, but the journal may start
+            // after `expected`: older segments were removed and no snapshot covers them.
+            return Err(Error::Recovery(format!(
+                "recovery needs sequence {expected} but the journal continues at {} \
+                 (older segments removed, and no usable snapshot covers them)",
+                record.sequence
+            )));
+        }
         apply_message(processor, &message_of(&record), &mut scratch);
         expected += 1;
     }

@@ -69,10 +69,11 @@ impl Submitter {
     }
 
     /// Publishes one message, waiting while the ring is full (back-pressure). Returns its
-    /// sequence number.
+    /// sequence number, or `Stopped` as soon as the engine has halted (room or not).
     #[inline]
     pub fn submit(&mut self, to: Submission, payload: &[u8]) -> Result<u64, SubmitError> {
         self.check(payload.len())?;
+        self.check_running()?;
         let timestamp_ns = now_ns();
         self.producer
             .publish(|slot, sequence| fill(slot, sequence, timestamp_ns, to, payload))
@@ -105,6 +106,7 @@ impl Submitter {
             CodecError::Encode(_) => SubmitError::TooLarge { len: max + 1, max },
             other => SubmitError::Encode(other),
         })?;
+        self.check_running()?;
         let (payload, timestamp_ns) = (&self.scratch[..len], now_ns());
         self.producer
             .publish(|slot, sequence| fill(slot, sequence, timestamp_ns, to, payload))
@@ -124,6 +126,7 @@ impl Submitter {
                 max: self.max_message_bytes,
             });
         }
+        self.check_running()?;
         let timestamp_ns = now_ns();
         let mut last = self.producer.published();
         for chunk in messages.chunks(self.producer.capacity()) {
@@ -161,6 +164,17 @@ impl Submitter {
     /// Largest payload accepted.
     pub fn max_message_bytes(&self) -> usize {
         self.max_message_bytes
+    }
+
+    /// `Stopped` once the ring is halted (a journal failure or another fatal error), even
+    /// while it still has room: nothing published after the halt would be journaled or
+    /// answered. One Acquire load, no allocation.
+    #[inline]
+    fn check_running(&self) -> Result<(), SubmitError> {
+        if self.producer.is_halted() {
+            return Err(SubmitError::Stopped);
+        }
+        Ok(())
     }
 
     #[inline]

@@ -176,6 +176,14 @@ pub enum CorruptionReason {
     /// journal (older segments were removed): the hash chain cannot be continued from it.
     #[error("the oldest segment's header is torn; its chain seed is lost")]
     ChainSeedLost,
+    /// An end marker with no record before it in its segment: it names the segment itself as
+    /// the next one. The writer never seals an empty segment; a reader following the marker
+    /// would re-enter the same file forever.
+    #[error("end marker names this segment's own first sequence {next_sequence} as the next")]
+    EndMarkerDoesNotAdvance {
+        /// The sequence the marker names (the segment's first).
+        next_sequence: u64,
+    },
     /// A sealed segment has non-zero bytes after its end marker.
     #[error("non-zero byte at offset {offset} after the end marker")]
     NonZeroAfterEndMarker {

@@ -8,7 +8,7 @@ use super::dir::{list_segments, segment_file_name, SegmentFile};
 use super::error::{file_io, CorruptionReason, Damage, JournalError};
 use super::format::{decode_record, Chain, Entry, Fault, Record, SEGMENT_HEADER_SIZE};
 use super::recovery::{
-    check_segment_header, corrupted, find_evidence_after, read_entry, skip_entry,
+    check_end_marker, check_segment_header, corrupted, find_evidence_after, read_entry, skip_entry,
 };
 use super::segment::SegmentView;
 
@@ -132,6 +132,7 @@ impl JournalReader {
                 Ok(Step::Ready { offset, size_bytes })
             }
             Ok(Entry::End { next_sequence }) => {
+                check_end_marker(&cur.seg, offset, next_sequence)?;
                 let next = SegmentFile {
                     first_sequence: next_sequence,
                     path: self.dir.join(segment_file_name(next_sequence)),

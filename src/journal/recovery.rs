@@ -96,7 +96,9 @@ pub(crate) enum ScanEnd {
         damage: Damage,
         nonzero_end: usize,
     },
-    /// `segments[segment..]` hold nothing valid, starting with a bad header.
+    /// `segments[segment..]` hold nothing valid, starting with a bad header. The chain
+    /// continues from the segment before; for `segment == 0` the journal restarts at 1 (a
+    /// torn oldest segment not named 1 is refused as `ChainSeedLost`).
     HeaderTorn { segment: usize },
 }
 
@@ -177,7 +179,7 @@ pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
                     damage,
                     expected,
                 };
-                fault.settle(&view)?;
+                fault.settle_header(&view)?;
                 let chain = chain.unwrap_or(Chain::GENESIS);
                 let end = ScanEnd::HeaderTorn { segment: index };
                 return Ok(Scan {
@@ -323,7 +325,8 @@ fn walk_records(
                 *record_count += 1;
                 offset += size_bytes;
             }
-            Ok(Entry::End { .. }) => {
+            Ok(Entry::End { next_sequence }) => {
+                check_end_marker(seg, offset, next_sequence)?;
                 let after = offset + END_MARKER_SIZE;
                 if let Some(at) = first_nonzero(view.bytes(after, view.len() - after)) {
                     let reason = CorruptionReason::NonZeroAfterEndMarker {
@@ -339,6 +342,21 @@ fn walk_records(
             Err(Fault::Soft(damage)) => return Ok(Some((offset, damage))),
         }
     }
+}
+
+/// An end marker (at `offset` of `seg`) must name a later segment. One naming its own
+/// segment (an empty sealed segment, which the writer never produces) is corruption: followed,
+/// it would lead back into the same file forever.
+pub(crate) fn check_end_marker(
+    seg: &SegmentFile,
+    offset: usize,
+    next_sequence: u64,
+) -> Result<(), JournalError> {
+    if next_sequence > seg.first_sequence {
+        return Ok(());
+    }
+    let reason = CorruptionReason::EndMarkerDoesNotAdvance { next_sequence };
+    Err(corrupted(&seg.path, offset, next_sequence, reason))
 }
 
 /// The first soft fault of a scan.
@@ -365,6 +383,19 @@ impl FaultAt<'_> {
         let tail = view.bytes(self.offset, view.len() - self.offset);
         let end = last_nonzero(tail).map_or(self.offset, |at| self.offset + at + 1);
         Ok(end.next_multiple_of(RECORD_ALIGN_BYTES).min(view.len()))
+    }
+
+    /// For a torn segment header: corruption if valid data follows, or if it is the oldest
+    /// segment but not named 1 (older segments were removed, and its header held the chain
+    /// seed, so nothing can continue it); otherwise the journal ends before it.
+    fn settle_header(&self, view: &SegmentView) -> Result<(), JournalError> {
+        self.settle(view)?;
+        let seg = &self.segments[self.index];
+        if self.index == 0 && seg.first_sequence != 1 {
+            let reason = CorruptionReason::ChainSeedLost;
+            return Err(corrupted(&seg.path, 0, seg.first_sequence, reason));
+        }
+        Ok(())
     }
 }
 

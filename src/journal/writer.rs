@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use super::commit::Committer;
 use super::config::{FlushPolicy, JournalConfig};
 use super::dir::{remove_spares, segment_file_name, DirLock, SPARE_FILE_NAME};
-use super::error::{file_io, is_disk_full, CorruptionReason, Damage, JournalError};
+use super::error::{file_io, is_disk_full, Damage, JournalError};
 use super::format::{
     encode_end_marker, encode_record, record_size_bytes, Chain, Record, SegmentHeader, END_MAGIC,
     END_MARKER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
 };
 use super::io::{RealIo, SegmentIo};
 use super::prepare::{prepare_spare, Preparer, Spare};
-use super::recovery::{corrupted, scan, Scan, ScanEnd};
+use super::recovery::{scan, Scan, ScanEnd};
 use super::segment::MappedSegment;
 use crate::ring::{Sequence, Signal};
 
@@ -347,7 +347,7 @@ impl JournalWriter {
         let header = SegmentHeader::new(next, map.len() as u64, self.chain.prev_crc);
         map.slot_mut(0, SEGMENT_HEADER_SIZE)
             .copy_from_slice(&header.encode());
-        if let Err(err) = self.io.rename(&spare_path, &path) {
+        if let Err(err) = rename_new(&*self.io, &spare_path, &path) {
             return Err(self.poison(file_io(&path)(err)));
         }
         self.dir_sync_pending = true;
@@ -410,12 +410,6 @@ fn resume(
         } => {
             let seg = &scan.segments[segment];
             Some(reopen_active(io, &seg.path, offset, nonzero_end, damage)?)
-        }
-        ScanEnd::HeaderTorn { segment: 0 } if scan.segments[0].first_sequence != 1 => {
-            // The oldest remaining segment is torn: its chain seed is lost with its header.
-            let seg = &scan.segments[0];
-            let reason = CorruptionReason::ChainSeedLost;
-            return Err(corrupted(&seg.path, 0, seg.first_sequence, reason));
         }
         ScanEnd::Empty | ScanEnd::Sealed | ScanEnd::HeaderTorn { .. } => None,
     };
@@ -491,10 +485,42 @@ fn create_segment(
     io.sync_range(map.sync_handle(), 0, SEGMENT_HEADER_SIZE)
         .map_err(file_io(&spare_path))?;
     let path = cfg.dir.join(segment_file_name(chain.next_sequence));
-    io.rename(&spare_path, &path).map_err(file_io(&path))?;
+    rename_new(io, &spare_path, &path).map_err(file_io(&path))?;
     Ok(Active {
         map,
         write_pos: SEGMENT_HEADER_SIZE,
         synced_to: SEGMENT_HEADER_SIZE,
     })
+}
+
+/// Renames the prepared spare to the new segment `to`, refusing to replace a file: a new
+/// segment is always named past every existing one (recovery refuses a journal where that
+/// would not hold), so a file there is foreign, and replacing it could destroy records.
+fn rename_new(io: &dyn SegmentIo, from: &Path, to: &Path) -> std::io::Result<()> {
+    if to.symlink_metadata().is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "refusing to replace an existing segment file",
+        ));
+    }
+    io.rename(from, to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_segment_never_replaces_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("spare"), dir.path().join("seg"));
+        std::fs::write(&from, b"new").unwrap();
+        std::fs::write(&to, b"old").unwrap();
+        let err = rename_new(&RealIo, &from, &to).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&to).unwrap(), b"old");
+        std::fs::remove_file(&to).unwrap();
+        rename_new(&RealIo, &from, &to).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"new");
+    }
 }

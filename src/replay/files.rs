@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{io_at, ReplayError};
 use crate::apps::App;
+use crate::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use crate::journal::{SegmentHeader, SEGMENT_HEADER_SIZE};
 use crate::snapshot::{
     decode_header, load_file, LoadedSnapshot, SnapshotError, SnapshotFile, SnapshotHeader,
@@ -148,13 +149,14 @@ fn check_name(file: &SnapFile, header: &SnapshotHeader) -> Result<(), String> {
 }
 
 /// Maps and validates a whole snapshot file: header, length, state checksum, name (the same
-/// checks as recovery: [`crate::snapshot::load_file`]; mapping is read-only).
+/// checks as recovery: [`crate::snapshot::load_file`]; mapping is read-only). A state over
+/// `DEFAULT_SNAPSHOT_MAX_STATE_BYTES` is refused unread, as at engine startup.
 pub(crate) fn read_snapshot(file: &SnapFile) -> Result<SnapData, String> {
     let found = SnapshotFile {
         sequence: file.sequence,
         path: file.path.clone(),
     };
-    let loaded = load_file(&found).map_err(|e| match e {
+    let loaded = load_file(&found, DEFAULT_SNAPSHOT_MAX_STATE_BYTES).map_err(|e| match e {
         SnapshotError::Corrupted { reason, .. } => reason,
         other => other.to_string(),
     })?;
@@ -170,8 +172,14 @@ pub(crate) fn restore<A: App>(file: &SnapFile) -> Result<(A, SnapshotHeader), St
     let data = read_snapshot(file)?;
     let header = data.header;
     let mut app = A::default();
-    app.load_state(header.schema_version, data.state())
-        .map_err(|e| format!("state does not load: {e}"))?;
+    // A panic while restoring (a crafted state) makes the snapshot unusable, as at startup.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        app.load_state(header.schema_version, data.state())
+    }));
+    match loaded {
+        Ok(result) => result.map_err(|e| format!("state does not load: {e}"))?,
+        Err(_) => return Err("load_state panicked".into()),
+    }
     if header.schema_version == app.schema_version() && app.state_hash() != header.state_hash {
         return Err(format!(
             "restored state hash {:#018x} differs from the recorded {:#018x}",

@@ -357,6 +357,13 @@ impl<T> Producer<T> {
     pub fn halt(&self) {
         halt(&self.shared);
     }
+
+    /// Whether the ring was halted. One Acquire load (pairs with the Release store in
+    /// `halt`); cheap enough to call before every publish.
+    #[inline]
+    pub fn is_halted(&self) -> bool {
+        self.shared.halted.load(Ordering::Acquire)
+    }
 }
 
 impl<T> Drop for Producer<T> {

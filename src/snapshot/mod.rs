@@ -34,6 +34,19 @@ pub enum SnapshotError {
         /// What is wrong.
         reason: String,
     },
+    /// The state is larger than the configured limit (`Config::snapshot_max_state_bytes`);
+    /// the file was not read.
+    #[error(
+        "snapshot {path} holds {state_bytes} bytes of state, over the {max_state_bytes}-byte limit"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Bytes of state the file holds (its size less the header).
+        state_bytes: u64,
+        /// The limit.
+        max_state_bytes: u64,
+    },
     /// The state could not be decoded or upgraded by the processor.
     #[error("snapshot state rejected: {0}")]
     State(#[from] StateError),
@@ -54,6 +67,13 @@ pub enum StateError {
     /// The bytes do not decode.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// The bytes decode, but not to a state this processor could hold: inconsistent, or
+    /// beyond its limits.
+    #[error("invalid state: {0}")]
+    Invalid(String),
+    /// `Processor::load_state` panicked (caught by recovery, which then skips the snapshot).
+    #[error("load_state panicked: {0}")]
+    Panicked(String),
 }
 
 /// Saves a serde state with keel's codec: the usual body of `Processor::save_state`.

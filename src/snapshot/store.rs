@@ -3,6 +3,7 @@
 use super::format::{decode, encode_header, SnapshotHeader, HEADER_BYTES};
 use super::SnapshotError;
 use crate::codec::CODEC_ID;
+use crate::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use memmap2::{Mmap, MmapOptions};
 use std::fs::{self, File};
 use std::io::Write;
@@ -43,6 +44,7 @@ impl LoadedSnapshot {
 pub struct SnapshotStore {
     dir: PathBuf,
     retain: usize,
+    max_state_bytes: u64,
 }
 
 /// File name of the snapshot after `sequence`: zero-padded so `ls` sorts by sequence.
@@ -64,7 +66,16 @@ impl SnapshotStore {
         Ok(SnapshotStore {
             dir: dir.to_path_buf(),
             retain: retain.max(1),
+            max_state_bytes: DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
         })
+    }
+
+    /// Sets the largest state [`SnapshotStore::load`] reads (default
+    /// [`DEFAULT_SNAPSHOT_MAX_STATE_BYTES`]); the engine passes
+    /// `Config::snapshot_max_state_bytes`.
+    pub fn with_max_state_bytes(mut self, max_state_bytes: u64) -> Self {
+        self.max_state_bytes = max_state_bytes;
+        self
     }
 
     /// The directory.
@@ -118,9 +129,10 @@ impl SnapshotStore {
         Ok(found)
     }
 
-    /// Reads and validates one snapshot file (see [`load_file`]).
+    /// Reads and validates one snapshot file (see [`load_file`]). A file whose state would
+    /// exceed the store's limit is refused with `TooLarge` before it is read.
     pub fn load(&self, file: &SnapshotFile) -> Result<LoadedSnapshot, SnapshotError> {
-        load_file(file)
+        load_file(file, self.max_state_bytes)
     }
 
     /// Deletes all but the newest `retain` snapshots.
@@ -134,16 +146,27 @@ impl SnapshotStore {
     }
 }
 
-/// Maps `file` read-only and validates it: header, length, state checksum, and that it holds
-/// the sequence its name says. Snapshot files are immutable once renamed into place (keel
+/// Maps `file` read-only and validates it: size within `max_state_bytes` (checked before
+/// mapping), header, length, state checksum, and that it holds the sequence its name says. Snapshot files are immutable once renamed into place (keel
 /// only ever writes a temp file and renames it; pruning unlinks, which keeps the mapping).
-pub fn load_file(file: &SnapshotFile) -> Result<LoadedSnapshot, SnapshotError> {
+pub fn load_file(
+    file: &SnapshotFile,
+    max_state_bytes: u64,
+) -> Result<LoadedSnapshot, SnapshotError> {
     let corrupted = |reason: String| SnapshotError::Corrupted {
         path: file.path.clone(),
         reason,
     };
     let handle = File::open(&file.path)?;
     let len = handle.metadata()?.len();
+    let state_bytes = len.saturating_sub(HEADER_BYTES as u64);
+    if state_bytes > max_state_bytes {
+        return Err(SnapshotError::TooLarge {
+            path: file.path.clone(),
+            state_bytes,
+            max_state_bytes,
+        });
+    }
     if len < HEADER_BYTES as u64 {
         return Err(corrupted(format!(
             "file of {len} bytes is shorter than the header"
@@ -204,6 +227,26 @@ mod tests {
         assert!(matches!(
             store.load(&files[0]),
             Err(SnapshotError::Corrupted { .. })
+        ));
+    }
+
+    #[test]
+    fn a_state_over_the_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path(), 2)
+            .unwrap()
+            .with_max_state_bytes(4);
+        store.write(1, 1, 0, b"four").unwrap();
+        store.write(2, 1, 0, b"five!").unwrap();
+        let files = store.list().unwrap();
+        assert_eq!(&store.load(&files[0]).unwrap().state(), b"four");
+        assert!(matches!(
+            store.load(&files[1]),
+            Err(SnapshotError::TooLarge {
+                state_bytes: 5,
+                max_state_bytes: 4,
+                ..
+            })
         ));
     }
 }

@@ -21,7 +21,6 @@
 //! however they were reached, and `state_hash` costs nothing even with millions of orders.
 
 use super::responses::OrderStatus;
-use crate::codec::CodecError;
 use crate::snapshot::StateError;
 use serde::{Deserialize, Serialize};
 
@@ -301,11 +300,7 @@ impl StateV2 {
     /// consistent: more books, orders or customer ids than the limits allow (limits may grow
     /// between runs, never shrink below the state), or an order naming an unlisted book.
     pub(crate) fn validate(&self, limits: &BookstoreLimits) -> Result<(), StateError> {
-        let fail = |what: &'static str| {
-            Err(StateError::Codec(CodecError::Decode(
-                bincode::error::DecodeError::Other(what),
-            )))
-        };
+        let fail = |what: &str| Err(StateError::Invalid(what.to_string()));
         if self.books.len() > limits.max_books as usize {
             return fail("bookstore state has more books than max_books");
         }

@@ -43,7 +43,7 @@ const STATUS: usize = CANCELLED + size_of::<u64>();
 const _: () = assert!(STATUS + size_of::<u32>() == ORDER_RECORD_BYTES);
 
 fn invalid(what: &'static str) -> StateError {
-    StateError::Codec(CodecError::Decode(bincode::error::DecodeError::Other(what)))
+    StateError::Invalid(what.to_string())
 }
 
 /// Appends the schema-2 body of `books` and `orders` to `out`.

@@ -14,6 +14,40 @@ struct Expected {
     levels: usize,
 }
 
+impl Expected {
+    /// Adds what a resting order reserves: cash (price × lots) for a buy, lots for a sell.
+    fn reserve(
+        &mut self,
+        account: u32,
+        instrument: u32,
+        side: Side,
+        price: u64,
+        lots: u64,
+    ) -> Result<(), String> {
+        let what = || format!("account {account} reservations");
+        let sum = match side {
+            Side::Buy => self.cash_reserved.entry(account).or_default(),
+            Side::Sell => self.lots_reserved.entry((account, instrument)).or_default(),
+        };
+        let amount = match side {
+            Side::Buy => price.checked_mul(lots).ok_or_else(|| overflow(what()))?,
+            Side::Sell => lots,
+        };
+        *sum = add(*sum, amount, what)?;
+        Ok(())
+    }
+}
+
+/// `a + b`, or an error naming `what` (a crafted state may hold any numbers; a live one
+/// never overflows, every change is checked).
+fn add(a: u64, b: u64, what: impl FnOnce() -> String) -> Result<u64, String> {
+    a.checked_add(b).ok_or_else(|| overflow(what()))
+}
+
+fn overflow(what: String) -> String {
+    format!("{what} overflow")
+}
+
 fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if ok {
         Ok(())
@@ -72,16 +106,11 @@ impl Exchange {
                 ensure(self.index.get(o.id) == Some(slot), || {
                     format!("order {} not indexed", o.id)
                 })?;
-                match side {
-                    Side::Buy => {
-                        *e.cash_reserved.entry(o.account).or_default() +=
-                            o.price.saturating_mul(o.remaining)
-                    }
-                    Side::Sell => {
-                        *e.lots_reserved.entry((o.account, instrument)).or_default() += o.remaining
-                    }
-                }
-                (total, count, prev, slot) = (total + o.remaining, count + 1, slot, o.next);
+                e.reserve(o.account, instrument, side, o.price, o.remaining)?;
+                total = add(total, o.remaining, || {
+                    format!("level {} total", level.price)
+                })?;
+                (count, prev, slot) = (count + 1, slot, o.next);
             }
             ensure(
                 prev == level.tail && total == level.total && count == level.count && count > 0,
@@ -103,7 +132,7 @@ impl Exchange {
         let mut lots: BTreeMap<u32, u64> = BTreeMap::new();
         for id in self.account_ids() {
             let a = self.accounts.get(id).expect("listed");
-            cash += a.cash;
+            cash = add(cash, a.cash, || "total cash".into())?;
             let reserved = e.cash_reserved.get(&id).copied().unwrap_or(0);
             ensure(a.reserved == reserved && a.reserved <= a.cash, || {
                 format!(
@@ -117,7 +146,10 @@ impl Exchange {
                 .all(|w| w[0].instrument < w[1].instrument);
             ensure(sorted, || format!("account {id}: holdings are not sorted"))?;
             for h in &a.holdings {
-                *lots.entry(h.instrument).or_default() += h.qty;
+                let sum = lots.entry(h.instrument).or_default();
+                *sum = add(*sum, h.qty, || {
+                    format!("instrument {} position", h.instrument)
+                })?;
                 let reserved = e
                     .lots_reserved
                     .get(&(id, h.instrument))

@@ -343,7 +343,7 @@ impl Processor for Exchange {
     }
 
     fn load_state(&mut self, schema_version: u32, bytes: &[u8]) -> Result<(), StateError> {
-        *self = Exchange::load(schema_version, bytes)?;
+        *self = Exchange::load(schema_version, bytes, &self.limits)?;
         Ok(())
     }
 }

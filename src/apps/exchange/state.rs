@@ -66,10 +66,8 @@ struct StateV1 {
     accounts: Vec<AccountV1>,
 }
 
-fn inconsistent() -> StateError {
-    StateError::Codec(CodecError::Decode(bincode::error::DecodeError::Other(
-        "exchange state is inconsistent",
-    )))
+fn invalid(reason: impl std::fmt::Display) -> StateError {
+    StateError::Invalid(format!("exchange state: {reason}"))
 }
 
 impl Exchange {
@@ -109,9 +107,16 @@ impl Exchange {
         save_serde(&self.canonical(), out)
     }
 
-    pub(crate) fn load(schema_version: u32, bytes: &[u8]) -> Result<Exchange, StateError> {
+    /// Decodes and rebuilds a saved state. The state keeps the limits it was saved under,
+    /// but its account and instrument ids must also be below `ceiling`'s (the loading
+    /// exchange's limits): those tables are dense by id, so the ids decide their memory.
+    pub(crate) fn load(
+        schema_version: u32,
+        bytes: &[u8],
+        ceiling: &ExchangeLimits,
+    ) -> Result<Exchange, StateError> {
         match schema_version {
-            SCHEMA_VERSION => Exchange::rebuild(load_serde::<StateV1>(bytes)?),
+            SCHEMA_VERSION => Exchange::rebuild(load_serde::<StateV1>(bytes)?, ceiling),
             found => Err(StateError::UnsupportedSchema {
                 found,
                 current: SCHEMA_VERSION,
@@ -119,18 +124,27 @@ impl Exchange {
         }
     }
 
-    fn rebuild(state: StateV1) -> Result<Exchange, StateError> {
+    fn rebuild(state: StateV1, ceiling: &ExchangeLimits) -> Result<Exchange, StateError> {
         let mut x = Exchange::with_limits(state.limits);
+        let max_accounts = x.limits.max_accounts.min(ceiling.max_accounts);
         for a in state.accounts {
-            let fits = a.id < x.limits.max_accounts && a.reserved <= a.cash;
-            if !fits || x.accounts.get(a.id).is_some() {
-                return Err(inconsistent());
+            if a.id >= max_accounts || x.accounts.get(a.id).is_some() {
+                return Err(invalid(format_args!(
+                    "account {} is beyond max_accounts or listed twice",
+                    a.id
+                )));
+            }
+            if a.reserved > a.cash {
+                return Err(invalid(format_args!(
+                    "account {} reserves more than its cash",
+                    a.id
+                )));
             }
             x.accounts.total_cash = x
                 .accounts
                 .total_cash
                 .checked_add(a.cash)
-                .ok_or_else(inconsistent)?;
+                .ok_or_else(|| invalid("total cash overflows"))?;
             *x.accounts.open(a.id) = Account {
                 open: true,
                 cash: a.cash,
@@ -138,17 +152,21 @@ impl Exchange {
                 holdings: a.holdings,
             };
         }
+        let max_instruments = x.limits.max_instruments.min(ceiling.max_instruments);
         for i in state.instruments {
-            x.rebuild_instrument(i)?;
+            x.rebuild_instrument(i, max_instruments)?;
         }
-        x.check_invariants().map_err(|_| inconsistent())?;
+        x.check_invariants().map_err(invalid)?;
         Ok(x)
     }
 
-    fn rebuild_instrument(&mut self, i: InstrumentV1) -> Result<(), StateError> {
+    fn rebuild_instrument(&mut self, i: InstrumentV1, max: u32) -> Result<(), StateError> {
         let id = i.id as usize;
-        if i.id >= self.limits.max_instruments || self.instrument(i.id).is_ok() || i.tick == 0 {
-            return Err(inconsistent());
+        if i.id >= max || self.instrument(i.id).is_ok() || i.tick == 0 {
+            return Err(invalid(format_args!(
+                "instrument {} is beyond max_instruments, listed twice or has tick 0",
+                i.id
+            )));
         }
         if self.instruments.len() <= id {
             self.instruments.resize_with(id + 1, || None);
@@ -161,10 +179,18 @@ impl Exchange {
             total_position,
             book,
         });
+        // Every level's total is a sum of these: if they all fit, the book's sums do.
+        let mut lots = 0u64;
         for o in i.orders {
             if o.id == 0 || self.accounts.get(o.account).is_none() || self.index.contains(o.id) {
-                return Err(inconsistent());
+                return Err(invalid(format_args!(
+                    "order {} is 0, listed twice or names a closed account",
+                    o.id
+                )));
             }
+            lots = lots.checked_add(o.remaining).ok_or_else(|| {
+                invalid(format_args!("instrument {}: resting lots overflow", i.id))
+            })?;
             let order = Order {
                 id: o.id,
                 price: o.price,

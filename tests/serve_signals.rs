@@ -1,0 +1,151 @@
+//! `keel serve` stops cleanly on SIGINT (Ctrl-C), SIGTERM (what `kill`, systemd and container
+//! runtimes send) and SIGHUP: it stops the network, drains the rings, syncs the journal, writes
+//! a final snapshot and exits 0. The restart then replays nothing: the snapshot is at the
+//! journal's last sequence.
+
+use keel::apps::bookstore::{AddBook, Payload};
+use keel::journal::verify;
+use keel::net::{Client, ReplyStatus};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A running `keel serve` and what it printed.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    /// The banner's "recovered: snapshot at S, R messages replayed, last sequence L".
+    recovered: String,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn serve(data: &Path) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["serve", "--app", "bookstore", "--listen", "127.0.0.1:0"])
+        .args(["--wait", "park", "--flush", "batch", "--data-dir"])
+        .arg(data)
+        .args(["--segment-size-bytes", "1048576"])
+        .args(["--ring-capacity", "1024", "--output-ring-capacity", "1024"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("keel serve starts");
+    let (tx, rx) = mpsc::channel();
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let lines = stderr.clone();
+    let pipe = child.stderr.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let (mut addr, mut recovered) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while addr.is_none() || recovered.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            panic!("keel serve did not start: {:?}", stderr.lock().unwrap());
+        };
+        if let Some(at) = line.split("listening on ").nth(1) {
+            addr = Some(at.trim().parse().expect("an address"));
+        }
+        if let Some(at) = line.split("recovered: ").nth(1) {
+            recovered = Some(at.trim().to_string());
+        }
+    }
+    Served {
+        child,
+        addr: addr.unwrap(),
+        recovered: recovered.unwrap(),
+        stderr,
+    }
+}
+
+impl Served {
+    /// Sends `signal` and waits for the exit. Returns the status and everything printed.
+    fn signal(mut self, signal: libc::c_int) -> (ExitStatus, Vec<String>) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: signalling our own child process by its pid.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("keel serve did not stop on signal {signal}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        thread::sleep(Duration::from_millis(100)); // the last stderr lines
+        let lines = self.stderr.lock().unwrap().clone();
+        (status, lines)
+    }
+}
+
+/// Adds `n` books, each answered (so each is journaled).
+fn add_books(addr: SocketAddr, first: u32, n: u32) {
+    let mut client = Client::connect(addr, None).unwrap();
+    for book in first..first + n {
+        let add = AddBook {
+            book,
+            price_cents: 1_000,
+            stock: 10,
+            title: format!("book {book}"),
+        };
+        let c = add.command();
+        let reply = client.request(c.kind, c.version, &c.payload).unwrap();
+        assert_eq!(reply.status, ReplyStatus::Accepted);
+    }
+}
+
+fn stops_cleanly_on(signal: libc::c_int) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = serve(&data);
+    assert_eq!(
+        server.recovered,
+        "snapshot at 0, 0 messages replayed, last sequence 0"
+    );
+    add_books(server.addr, 0, 25);
+    let (status, lines) = server.signal(signal);
+    assert!(status.success(), "signal {signal}: {status}: {lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("stopped cleanly")),
+        "signal {signal}: {lines:#?}"
+    );
+    let report = verify(&data.join("journal")).unwrap();
+    assert_eq!(report.last_sequence, 25, "{report}");
+    // The final snapshot is at the journal's end: the restart replays nothing.
+    let again = serve(&data);
+    assert_eq!(
+        again.recovered, "snapshot at 25, 0 messages replayed, last sequence 25",
+        "signal {signal}"
+    );
+    add_books(again.addr, 25, 1);
+    let (status, _) = again.signal(libc::SIGINT);
+    assert!(status.success());
+}
+
+#[test]
+fn sigterm_is_a_clean_stop() {
+    stops_cleanly_on(libc::SIGTERM);
+}
+
+#[test]
+fn sigint_is_a_clean_stop() {
+    stops_cleanly_on(libc::SIGINT);
+}
+
+#[test]
+fn sighup_is_a_clean_stop() {
+    stops_cleanly_on(libc::SIGHUP);
+}
