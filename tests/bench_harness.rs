@@ -181,10 +181,14 @@ fn smoke_compare_tallies_match_the_reference() {
     let args = CompareArgs {
         app: keel::cli::AppName::Bookstore,
         messages: 20_000,
+        rate: None,
+        duration: 0.0,
+        warmup: 0.0,
         seed: 3,
         json: true,
         engine: tiny_engine(),
     };
+    assert!(args.open_loop().is_none(), "no --rate: closed loop");
     let report =
         keel::bench::compare::run::<Bookstore>(&args.engine, args.messages, args.seed).unwrap();
     assert_eq!(report.contenders.len(), 3);
@@ -264,4 +268,62 @@ fn smoke_cli_net_journal_recovery_and_out_dir() {
     assert!(keel(&rec).contains("state hash (all paths)"));
     rec.push("--no-op");
     assert!(keel(&rec).contains("full replay msgs/s"));
+}
+
+/// `keel bench compare --rate`: the three pipelines on one fixed-rate schedule, each checked
+/// against the reference; the report's structure, not its speed.
+#[test]
+fn smoke_compare_open_loop_reports_three_peers_on_one_schedule() {
+    let out = keel(&[
+        "bench",
+        "compare",
+        "--rate",
+        "5000",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--flush",
+        "none",
+        "--wait",
+        "yield",
+        "--ring-capacity",
+        "4096",
+        "--segment-size-bytes",
+        "4194304",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["mode"], "open-loop");
+    assert_eq!(json["offered_per_sec"], 5000);
+    let contenders = json["contenders"].as_array().unwrap();
+    assert_eq!(contenders.len(), 3, "keel, disruptor, crossbeam");
+    assert!(contenders[0]["name"].as_str().unwrap().starts_with("keel"));
+    assert_eq!(contenders[0]["vs_keel"]["p99"], 1.0);
+    for c in contenders {
+        assert_eq!(c["offered_per_sec"], 5000, "{c}");
+        assert_eq!(
+            c["recorded"], 1500,
+            "0.3 s at 5000/s, warm-up excluded: {c}"
+        );
+        assert!(c["achieved_per_sec"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(
+            c["verified"].as_str().unwrap().contains("= reference"),
+            "{c}"
+        );
+        let l = &c["latency"];
+        let at = |k: &str| l[k].as_u64().unwrap();
+        let ladder = [
+            "p50_ns", "p90_ns", "p99_ns", "p999_ns", "p9999_ns", "max_ns",
+        ];
+        assert!(at("p50_ns") > 0, "{c}");
+        assert!(
+            ladder.windows(2).all(|w| at(w[0]) <= at(w[1])),
+            "percentiles must not decrease: {l}"
+        );
+        assert_eq!(at("count"), 1500);
+        for ratio in ["p50", "p99", "p999", "achieved"] {
+            assert!(c["vs_keel"][ratio].as_f64().unwrap() > 0.0, "{c}");
+        }
+    }
 }

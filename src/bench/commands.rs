@@ -371,6 +371,16 @@ pub struct CompareArgs {
     /// Workload messages (closed loop, pre-encoded).
     #[arg(long, default_value_t = 2_000_000)]
     pub messages: u64,
+    /// Open loop: offer this many messages per second to each pipeline in turn and measure
+    /// latency from each message's intended send time (default: closed loop; 0: closed loop).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Measured seconds per pipeline (open loop, after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Unrecorded warm-up seconds at the same rate (open loop).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
     /// Workload seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -382,20 +392,49 @@ pub struct CompareArgs {
     pub engine: BenchEngineArgs,
 }
 
-/// `keel bench compare`: keel vs the disruptor crate vs crossbeam, same workload.
+impl CompareArgs {
+    /// The open-loop spec, when `--rate` asks for one.
+    pub fn open_loop(&self) -> Option<super::compare_open::OpenLoopSpec> {
+        let rate = self.rate.filter(|&r| r > 0)?;
+        Some(super::compare_open::OpenLoopSpec {
+            rate,
+            duration: Duration::from_secs_f64(self.duration),
+            warmup: Duration::from_secs_f64(self.warmup),
+            seed: self.seed,
+        })
+    }
+}
+
+/// `keel bench compare`: keel vs the disruptor crate vs crossbeam, same workload, closed loop
+/// or (with `--rate`) open loop.
 pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
+    if let Some(spec) = args.open_loop() {
+        let report = match args.app {
+            AppName::Bookstore => super::compare_open::run::<Bookstore>(&args.engine, &spec)?,
+            AppName::Exchange => super::compare_open::run::<Exchange>(&args.engine, &spec)?,
+        };
+        return print_report(&report, args.json, || report.table());
+    }
     use super::compare::run;
     let report = match args.app {
         AppName::Bookstore => run::<Bookstore>(&args.engine, args.messages, args.seed)?,
         AppName::Exchange => run::<Exchange>(&args.engine, args.messages, args.seed)?,
     };
-    if args.json {
+    print_report(&report, args.json, || report.table())
+}
+
+fn print_report<R: serde::Serialize>(
+    report: &R,
+    json: bool,
+    table: impl FnOnce() -> String,
+) -> Result<(), Failure> {
+    if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).expect("serializes")
+            serde_json::to_string_pretty(report).expect("serializes")
         );
     } else {
-        print!("{}", report.table());
+        print!("{}", table());
     }
     Ok(())
 }

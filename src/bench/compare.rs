@@ -1,5 +1,6 @@
 //! `keel bench compare`: the same pre-encoded bookstore (or exchange) workload, closed loop,
-//! through three pipelines of producer → journal → business logic:
+//! through three pipelines of producer → journal → business logic (`--rate N`: open loop, see
+//! [`super::compare_open`]):
 //!
 //! - keel (ring, mmap journal with CRC32C-chained records, the engine);
 //! - the `disruptor` crate (4.x): a journal handler then a logic handler, the journal a plain
@@ -11,6 +12,7 @@
 //! journal. The plain journal has no checksums, chaining or pre-allocation: it is the simple
 //! thing, and that makes the ratios honest rather than flattering.
 
+use super::compare_open::CompletionClock;
 use super::peers::YieldNow;
 use super::pipeline::{self, PipelineSpec};
 use super::report::Table;
@@ -61,7 +63,14 @@ impl Default for Event {
 impl Event {
     fn fill(&mut self, feed: &Feed, k: usize, first_sequence: u64) {
         let (kind, version, payload) = feed.get(k);
-        self.sequence = first_sequence + k as u64;
+        self.set(first_sequence + k as u64, kind, version, payload);
+    }
+
+    /// Overwrites this event with message `sequence` (payload at most
+    /// [`EVENT_PAYLOAD_BYTES`]).
+    #[inline]
+    pub(super) fn set(&mut self, sequence: u64, kind: u16, version: u16, payload: &[u8]) {
+        self.sequence = sequence;
         self.kind = kind;
         self.version = version;
         self.len = payload.len() as u16;
@@ -134,47 +143,79 @@ pub struct Outcomes {
     pub failed: u64,
 }
 
-/// The business-logic stage of a peer: applies, tallies, and reports when dropped.
-struct Logic<A: App> {
+/// What a peer's logic stage reports when it is dropped.
+pub(super) struct Finished {
+    /// Every message's outcome.
+    pub(super) outcomes: Outcomes,
+    /// When the last message was applied (or when the stage stopped).
+    pub(super) end: Instant,
+    /// The open-loop completion times, when timed.
+    pub(super) clock: Option<CompletionClock>,
+}
+
+/// The business-logic stage of a peer: applies, tallies, timestamps completions (open loop),
+/// and reports when dropped.
+pub(super) struct Logic<A: App> {
     app: A,
     scratch: Vec<u8>,
     outcomes: Outcomes,
     end: Option<Instant>,
     last: u64,
-    done: mpsc::Sender<(Outcomes, Instant)>,
+    clock: Option<CompletionClock>,
+    done: mpsc::Sender<Finished>,
 }
 
 impl<A: App> Logic<A> {
-    fn new(last: u64, done: mpsc::Sender<(Outcomes, Instant)>) -> Self {
+    fn new(last: u64, done: mpsc::Sender<Finished>) -> Self {
+        Self::with_clock(last, done, None)
+    }
+
+    /// A stage that records each workload message's latency on `clock` as it is applied.
+    pub(super) fn timed(last: u64, done: mpsc::Sender<Finished>, clock: CompletionClock) -> Self {
+        Self::with_clock(last, done, Some(clock))
+    }
+
+    fn with_clock(last: u64, done: mpsc::Sender<Finished>, clock: Option<CompletionClock>) -> Self {
         Logic {
             app: A::default(),
             scratch: vec![0; 4096],
             outcomes: Outcomes::default(),
             end: None,
             last,
+            clock,
             done,
         }
     }
 
     #[inline]
-    fn apply(&mut self, e: &Event) {
+    pub(super) fn apply(&mut self, e: &Event) {
         let applied = apply_message(&mut self.app, &e.message(), &mut self.scratch);
         match applied.status {
             Status::Accepted => self.outcomes.accepted += 1,
             Status::Rejected => self.outcomes.rejected += 1,
             Status::Failed => self.outcomes.failed += 1,
         }
+        if let Some(clock) = &mut self.clock {
+            clock.complete(e.sequence);
+        }
         if e.sequence == self.last {
             self.end = Some(Instant::now());
         }
+    }
+
+    /// The tallies so far.
+    pub(super) fn outcomes(&self) -> Outcomes {
+        self.outcomes
     }
 }
 
 impl<A: App> Drop for Logic<A> {
     fn drop(&mut self) {
-        let _ = self
-            .done
-            .send((self.outcomes, self.end.unwrap_or_else(Instant::now)));
+        let _ = self.done.send(Finished {
+            outcomes: self.outcomes,
+            end: self.end.unwrap_or_else(Instant::now),
+            clock: self.clock.take(),
+        });
     }
 }
 
@@ -204,6 +245,8 @@ pub struct CompareReport {
     pub contenders: Vec<Contender>,
 }
 
+/// Calls `$run::<$a, _>(args…, strategy)` with the disruptor-crate wait strategy matching
+/// keel's `$wait` (each strategy is its own type).
 macro_rules! with_disruptor_wait {
     ($wait:expr, $run:ident::<$a:ident>($($arg:expr),*)) => {
         match $wait {
@@ -259,9 +302,14 @@ pub fn run<A: App>(
     })
 }
 
-fn reference<A: App>(feed: &Feed) -> Outcomes {
+/// A logic stage whose report nobody reads (for references computed in place).
+pub(super) fn untimed_logic<A: App>(last: u64) -> Logic<A> {
     let (tx, _rx) = mpsc::channel();
-    let mut logic = Logic::<A>::new(feed.len() as u64, tx);
+    Logic::new(last, tx)
+}
+
+fn reference<A: App>(feed: &Feed) -> Outcomes {
+    let mut logic = untimed_logic::<A>(feed.len() as u64);
     let mut e = Event::default();
     for k in 0..feed.len() {
         e.fill(feed, k, 1);
@@ -294,18 +342,12 @@ fn run_keel<A: App>(
     })
 }
 
-fn run_disruptor<A: App, W: DisruptorWait + 'static>(
-    feed: &Arc<Feed>,
-    path: &Path,
-    sync: bool,
+/// The disruptor-crate pipeline: a journal handler, then the logic handler.
+pub(super) fn disruptor_pipeline<A: App, W: DisruptorWait + 'static>(
+    mut journal: PlainJournal,
+    mut logic: Logic<A>,
     wait: W,
-) -> (Result<Outcomes, Failure>, f64) {
-    let mut journal = match PlainJournal::create(path, sync) {
-        Ok(j) => j,
-        Err(e) => return (Err(e.into()), 1.0),
-    };
-    let (tx, rx) = mpsc::channel();
-    let mut logic = Logic::<A>::new(feed.len() as u64, tx);
+) -> impl Producer<Event> {
     let journal_stage = move |e: &Event, _seq: i64, end_of_batch: bool| {
         journal.append(e);
         if end_of_batch {
@@ -313,11 +355,26 @@ fn run_disruptor<A: App, W: DisruptorWait + 'static>(
         }
     };
     let logic_stage = move |e: &Event, _seq: i64, _end: bool| logic.apply(e);
-    let mut producer = disruptor::build_single_producer(1 << 16, Event::default, wait)
+    disruptor::build_single_producer(1 << 16, Event::default, wait)
         .handle_events_with(journal_stage)
         .and_then()
         .handle_events_with(logic_stage)
-        .build();
+        .build()
+}
+
+fn run_disruptor<A: App, W: DisruptorWait + 'static>(
+    feed: &Arc<Feed>,
+    path: &Path,
+    sync: bool,
+    wait: W,
+) -> (Result<Outcomes, Failure>, f64) {
+    let journal = match PlainJournal::create(path, sync) {
+        Ok(j) => j,
+        Err(e) => return (Err(e.into()), 1.0),
+    };
+    let (tx, rx) = mpsc::channel();
+    let logic = Logic::<A>::new(feed.len() as u64, tx);
+    let mut producer = disruptor_pipeline(journal, logic, wait);
     let start = Instant::now();
     let mut k = 0;
     while k < feed.len() {
@@ -333,8 +390,92 @@ fn run_disruptor<A: App, W: DisruptorWait + 'static>(
     }
     drop(producer);
     match rx.recv() {
-        Ok((outcomes, end)) => (Ok(outcomes), end.duration_since(start).as_secs_f64()),
+        Ok(f) => (Ok(f.outcomes), f.end.duration_since(start).as_secs_f64()),
         Err(_) => (Err(Failure::new("disruptor logic stage lost")), 1.0),
+    }
+}
+
+/// The crossbeam pipeline's two stage threads (journal, logic).
+pub(super) struct CrossbeamStages {
+    journaler: std::thread::JoinHandle<std::io::Result<()>>,
+    logic: std::thread::JoinHandle<()>,
+}
+
+impl CrossbeamStages {
+    /// Starts the journal and logic threads; events sent into the returned channel flow
+    /// through both. Dropping the sender ends them.
+    pub(super) fn start<A: App>(
+        journal: PlainJournal,
+        logic: Logic<A>,
+    ) -> std::io::Result<(crossbeam_channel::Sender<Event>, Self)> {
+        let (to_journal, journal_in) = crossbeam_channel::bounded::<Event>(1 << 16);
+        let (to_logic, logic_in) = crossbeam_channel::bounded::<Event>(1 << 16);
+        let journaler = std::thread::Builder::new()
+            .name("crossbeam-journal".into())
+            .spawn(move || journal_loop(journal, &journal_in, &to_logic))?;
+        let logic = std::thread::Builder::new()
+            .name("crossbeam-logic".into())
+            .spawn(move || {
+                let mut logic = logic;
+                for e in logic_in {
+                    logic.apply(&e);
+                }
+            })?;
+        Ok((to_journal, CrossbeamStages { journaler, logic }))
+    }
+
+    /// Waits for both threads (after the sender was dropped).
+    pub(super) fn join(self) -> Result<(), Failure> {
+        self.journaler
+            .join()
+            .map_err(|_| Failure::new("crossbeam journaler panicked"))??;
+        self.logic
+            .join()
+            .map_err(|_| Failure::new("crossbeam logic panicked"))
+    }
+}
+
+/// The crossbeam journaler: drains what is queued (up to 4096), writes it as one batch, then
+/// forwards it to the logic.
+fn journal_loop(
+    mut journal: PlainJournal,
+    journal_in: &crossbeam_channel::Receiver<Event>,
+    to_logic: &crossbeam_channel::Sender<Event>,
+) -> std::io::Result<()> {
+    let mut batch = Vec::with_capacity(4096);
+    while let Ok(first) = journal_in.recv() {
+        batch.push(first);
+        while batch.len() < 4096 {
+            match journal_in.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        batch.iter().for_each(|e| journal.append(e));
+        journal.end_batch()?;
+        for e in batch.drain(..) {
+            let _ = to_logic.send(e);
+        }
+    }
+    Ok(())
+}
+
+/// Sends `e` into a bounded channel, waiting per `idle` while it is full. False if closed.
+#[inline]
+pub(super) fn send_waiting(
+    to: &crossbeam_channel::Sender<Event>,
+    e: Event,
+    idle: &mut Idle,
+) -> bool {
+    loop {
+        match to.try_send(e) {
+            Ok(()) => {
+                idle.reset();
+                return true;
+            }
+            Err(crossbeam_channel::TrySendError::Full(_)) => idle.step(),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return false,
+        }
     }
 }
 
@@ -344,56 +485,24 @@ fn run_crossbeam<A: App>(
     sync: bool,
     wait: WaitStrategy,
 ) -> Result<(Outcomes, f64), Failure> {
-    let (to_journal, journal_in) = crossbeam_channel::bounded::<Event>(1 << 16);
-    let (to_logic, logic_in) = crossbeam_channel::bounded::<Event>(1 << 16);
-    let mut journal = PlainJournal::create(path, sync)?;
-    let journaler = std::thread::spawn(move || -> std::io::Result<()> {
-        let mut batch = Vec::with_capacity(4096);
-        while let Ok(first) = journal_in.recv() {
-            batch.push(first);
-            while batch.len() < 4096 {
-                match journal_in.try_recv() {
-                    Ok(e) => batch.push(e),
-                    Err(_) => break,
-                }
-            }
-            batch.iter().for_each(|e| journal.append(e));
-            journal.end_batch()?;
-            for e in batch.drain(..) {
-                let _ = to_logic.send(e);
-            }
-        }
-        Ok(())
-    });
     let (tx, rx) = mpsc::channel();
-    let last = feed.len() as u64;
-    let logic = std::thread::spawn(move || {
-        let mut logic = Logic::<A>::new(last, tx);
-        for e in logic_in {
-            logic.apply(&e);
-        }
-    });
+    let logic = Logic::<A>::new(feed.len() as u64, tx);
+    let (to_journal, stages) = CrossbeamStages::start(PlainJournal::create(path, sync)?, logic)?;
     let start = Instant::now();
     let mut idle = Idle::new(wait);
     let mut e = Event::default();
     for k in 0..feed.len() {
         e.fill(feed, k, 1);
-        while let Err(crossbeam_channel::TrySendError::Full(_)) = to_journal.try_send(e) {
-            idle.step();
+        if !send_waiting(&to_journal, e, &mut idle) {
+            break;
         }
-        idle.reset();
     }
     drop(to_journal);
-    journaler
-        .join()
-        .map_err(|_| Failure::new("crossbeam journaler panicked"))??;
-    logic
-        .join()
-        .map_err(|_| Failure::new("crossbeam logic panicked"))?;
-    let (outcomes, end) = rx
+    stages.join()?;
+    let f = rx
         .recv()
         .map_err(|_| Failure::new("crossbeam logic lost"))?;
-    Ok((outcomes, end.duration_since(start).as_secs_f64()))
+    Ok((f.outcomes, f.end.duration_since(start).as_secs_f64()))
 }
 
 impl CompareReport {

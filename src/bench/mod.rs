@@ -19,6 +19,7 @@ pub mod ring;
 // The engine-level harness (issue 7): open-loop load, coordinated omission, reports.
 pub mod commands;
 pub mod compare;
+pub mod compare_open;
 pub mod hgrm;
 pub mod journal;
 pub mod latency;

@@ -7,7 +7,7 @@ use super::affinity::pin_current_thread;
 use super::latency::LatencyRecorder;
 use super::output::{progress, LatencyRun};
 use super::rig::{verify, BenchEngineArgs, DataDir, Failure, Feed};
-use super::schedule::{corrected_latency_ns, since_ns, wait_until, Schedule, Window};
+use super::schedule::{corrected_latency_ns, drive_open_loop, since_ns, Schedule, Window};
 use crate::apps::App;
 use crate::engine::{Engine, ResponseReceiver, Status, Submission, Submitter};
 use crate::ring::Poll;
@@ -160,8 +160,7 @@ fn watch<T>(counter: &AtomicU64, total: u64, quiet: bool, thread: &std::thread::
     bar.finish_and_clear();
 }
 
-/// Sends message `i` at `start + intended(i)`; when behind, sends every due message at once
-/// (their latency still counts from their intended times).
+/// Sends message `i` at `start + intended(i)` ([`drive_open_loop`]).
 fn produce_open<A: App>(
     mut submitter: Submitter,
     schedule: Schedule,
@@ -170,14 +169,8 @@ fn produce_open<A: App>(
     start: Instant,
     spin: bool,
 ) -> Result<(), Failure> {
-    let mut i = 0;
-    while i < total {
-        let due = schedule.due_by(since_ns(start)).min(total);
-        if i >= due {
-            wait_until(start, schedule.intended_ns(i), spin);
-            continue;
-        }
-        while i < due {
+    drive_open_loop(schedule, total, start, spin, |due| {
+        for i in due {
             let c = A::workload(seed, i);
             let to = Submission {
                 kind: c.kind,
@@ -186,10 +179,9 @@ fn produce_open<A: App>(
                 correlation_id: i,
             };
             submitter.submit(to, &c.payload)?;
-            i += 1;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Reads every response, in order, recording `now - intended(i)` for recorded messages.

@@ -85,6 +85,30 @@ pub fn wait_until(start: Instant, target_ns: u64, spin: bool) {
     }
 }
 
+/// The open-loop driver: calls `send(i..due)` with every message due by now, in order, and
+/// waits for the next intended time when caught up. When behind, every due message is handed
+/// over at once (their latency still counts from their intended times). Stops after `total`
+/// messages or at the first error.
+pub fn drive_open_loop<E>(
+    schedule: Schedule,
+    total: u64,
+    start: Instant,
+    spin: bool,
+    mut send: impl FnMut(std::ops::Range<u64>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut i = 0;
+    while i < total {
+        let due = schedule.due_by(since_ns(start)).min(total);
+        if i >= due {
+            wait_until(start, schedule.intended_ns(i), spin);
+            continue;
+        }
+        send(i..due)?;
+        i = due;
+    }
+    Ok(())
+}
+
 /// Which messages count: those intended at or after the end of the warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
