@@ -16,6 +16,8 @@
 //! `KEEL_CRASH_CYCLES=200 KEEL_CRASH_FLUSH=batch,none,interval:5 cargo test --release --test
 //! crash_loop -- --ignored --nocapture` (also `KEEL_CRASH_SEED`).
 
+mod serve_support;
+
 use keel::apps::bookstore::{
     AddBook, Bookstore, OrderInfo, OrderPlaced, Payload, PlaceOrder, QueryOrder, Restock,
 };
@@ -23,13 +25,13 @@ use keel::engine::{apply_message, message_of};
 use keel::journal::{verify, JournalReader};
 use keel::net::{Client, ReplyStatus};
 use keel::{codec, Processor};
+use serve_support::Served;
 use std::collections::{HashSet, VecDeque};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -55,90 +57,43 @@ impl Rng {
 // ---------------------------------------------------------------- the server process
 
 struct Server {
-    child: Child,
-    addr: SocketAddr,
+    served: Served,
     /// From the banner: the last sequence recovery restored.
     recovered: u64,
-    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 fn serve(data: &Path, flush: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args([
-            "serve",
-            "--app",
-            "bookstore",
-            "--listen",
-            "127.0.0.1:0",
-            "--wait",
-            "park",
-        ])
-        .args(["--flush", flush, "--data-dir"])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+    command
+        .args(["serve", "--app", "bookstore", "--listen", "127.0.0.1:0"])
+        .args(["--wait", "park", "--flush", flush, "--data-dir"])
         .arg(data)
-        .args([
-            "--segment-size-bytes",
-            "1048576",
-            "--snapshot-interval-messages",
-            "5000",
-        ])
-        .args(["--ring-capacity", "4096", "--output-ring-capacity", "4096"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("keel serve starts");
-    let (tx, rx) = mpsc::channel();
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    let lines = stderr.clone();
-    let pipe = child.stderr.take().unwrap();
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            lines.lock().unwrap().push(line);
-        }
-    });
-    let (mut addr, mut recovered) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while addr.is_none() || recovered.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("keel serve did not start: {:?}", stderr.lock().unwrap())
-        });
-        if let Some(at) = line.split("listening on ").nth(1) {
-            addr = Some(at.trim().parse().expect("an address"));
-        }
-        if let Some(last) = line.split("last sequence ").nth(1) {
-            recovered = Some(last.trim().parse().expect("a sequence"));
-        }
-    }
-    let (addr, recovered) = (addr.unwrap(), recovered.unwrap());
-    Server {
-        child,
-        addr,
-        recovered,
-        stderr,
-    }
+        .args(["--segment-size-bytes", "1048576"])
+        .args(["--snapshot-interval-messages", "5000"])
+        .args(["--ring-capacity", "4096", "--output-ring-capacity", "4096"]);
+    let served = serve_support::spawn(command);
+    let recovered = served.recovered_last_sequence();
+    Server { served, recovered }
 }
 
 impl Server {
     fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
+        self.served.child.kill().unwrap(); // SIGKILL
+        self.served.child.wait().unwrap();
     }
 
     /// Ctrl-C (SIGINT): a clean stop. Returns the state hash it reports.
     fn stop(mut self) -> u64 {
-        let pid = self.child.id() as libc::pid_t;
+        let pid = self.served.child.id() as libc::pid_t;
         // SAFETY: signalling our own child process by its pid.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.child.try_wait().unwrap().is_none() {
+        while self.served.child.try_wait().unwrap().is_none() {
             assert!(Instant::now() < deadline, "keel serve did not stop");
             thread::sleep(Duration::from_millis(20));
         }
         thread::sleep(Duration::from_millis(100)); // the last stderr lines
-        let lines = self.stderr.lock().unwrap();
+        let lines = self.served.stderr.lock().unwrap();
         let line = lines
             .iter()
             .find(|l| l.contains("state hash"))
@@ -365,7 +320,7 @@ fn cycle(
         "recovery kept the whole journal"
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let load = clients(server.addr, counts, &stop);
+    let load = clients(server.served.addr, counts, &stop);
     thread::sleep(Duration::from_millis(20 + rng.below(400)));
     let started_at = server.recovered;
     server.kill();
@@ -389,7 +344,7 @@ fn crash_loop(flush: &str, cycles: u64, seed: u64) -> Outcome {
     let data = tmp.path().to_path_buf();
     let started = Instant::now();
     let first = serve(&data, flush);
-    setup(first.addr);
+    setup(first.served.addr);
     first.stop();
     let mut rng = Rng(seed | 1);
     let (mut counts, mut journal, mut acks) =
@@ -402,7 +357,7 @@ fn crash_loop(flush: &str, cycles: u64, seed: u64) -> Outcome {
     }
     let last = serve(&data, flush);
     assert_eq!(last.recovered, journal.records.len() as u64);
-    out.orders_queried = query_orders(last.addr, &acks);
+    out.orders_queried = query_orders(last.served.addr, &acks);
     let reported = last.stop();
     assert_eq!(
         reported,

@@ -6,66 +6,24 @@
 use keel::apps::bookstore::{AddBook, Payload};
 use keel::journal::verify;
 use keel::net::{Client, ReplyStatus};
-use std::io::{BufRead, BufReader};
+mod serve_support;
+
+use serve_support::Served;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A running `keel serve` and what it printed.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    /// The banner's "recovered: snapshot at S, R messages replayed, last sequence L".
-    recovered: String,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
 fn serve(data: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+    command
         .args(["serve", "--app", "bookstore", "--listen", "127.0.0.1:0"])
         .args(["--wait", "park", "--flush", "batch", "--data-dir"])
         .arg(data)
         .args(["--segment-size-bytes", "1048576"])
-        .args(["--ring-capacity", "1024", "--output-ring-capacity", "1024"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("keel serve starts");
-    let (tx, rx) = mpsc::channel();
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    let lines = stderr.clone();
-    let pipe = child.stderr.take().unwrap();
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            lines.lock().unwrap().push(line);
-        }
-    });
-    let (mut addr, mut recovered) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while addr.is_none() || recovered.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            let _ = child.kill();
-            panic!("keel serve did not start: {:?}", stderr.lock().unwrap());
-        };
-        if let Some(at) = line.split("listening on ").nth(1) {
-            addr = Some(at.trim().parse().expect("an address"));
-        }
-        if let Some(at) = line.split("recovered: ").nth(1) {
-            recovered = Some(at.trim().to_string());
-        }
-    }
-    Served {
-        child,
-        addr: addr.unwrap(),
-        recovered: recovered.unwrap(),
-        stderr,
-    }
+        .args(["--ring-capacity", "1024", "--output-ring-capacity", "1024"]);
+    serve_support::spawn(command)
 }
 
 impl Served {
