@@ -64,20 +64,19 @@ unsafe impl<T: Send + Sync> Sync for Shared<T> {}
 unsafe impl<T: Send> Send for Shared<T> {}
 
 impl<T> Shared<T> {
-    /// The slots of sequences `first..first + n` as at most two contiguous runs: from
-    /// `first`'s slot towards the end of the array, then from the array's start. Iterating
-    /// runs instead of masking every sequence lets the compiler keep the loops tight (and
-    /// vectorize simple ones). Panics unless `n <= capacity`.
+    /// The slot of `sequence`. Always in bounds: `mask + 1 == slots.len()`.
     #[inline]
-    fn runs(&self, first: u64, n: u64) -> (&[SlotCell<T>], &[SlotCell<T>]) {
-        let slots = &self.slots[..];
-        let start = (first & self.mask) as usize;
-        let n = n as usize;
-        let (tail, head) = slots.split_at(start);
-        if n <= head.len() {
-            (&head[..n], &[])
-        } else {
-            (head, &tail[..n - head.len()])
+    fn slot(&self, sequence: u64) -> &SlotCell<T> {
+        let index = (sequence & self.mask) as usize;
+        debug_assert!(index < self.slots.len());
+        // SAFETY: index <= mask < slots.len(), checked by construction and the assert above.
+        unsafe { self.slots.get_unchecked(index) }
+    }
+
+    #[inline]
+    fn notify(&self) {
+        if self.strategy.may_park() {
+            self.signal.notify_all();
         }
     }
 }
@@ -174,32 +173,32 @@ impl RingBuilder {
             .iter()
             .enumerate()
             .map(|(i, (after, external))| {
-                let mut gates: Vec<Arc<Sequence>> = if after.is_empty() {
+                let mut deps: Vec<Arc<Sequence>> = if after.is_empty() {
                     vec![shared.cursor.clone()]
                 } else {
                     after.iter().map(|id| own[id.0].clone()).collect()
                 };
-                gates.extend(external.iter().cloned());
-                Consumer::new(shared.clone(), own[i].clone(), gates)
+                deps.extend(external.iter().cloned());
+                Consumer {
+                    shared: shared.clone(),
+                    sequence: own[i].clone(),
+                    dependencies: deps.into_boxed_slice(),
+                }
             })
             .collect();
-        (Producer::new(shared, start), consumers)
+        let producer = Producer {
+            shared,
+            next: start + 1,
+            cached_gate: start,
+            published: start,
+        };
+        (producer, consumers)
     }
 }
 
 /// The single writer of a ring. Dropping it closes the ring.
-///
-/// Everything the hot path needs is a field of its own (a plain copy where the value never
-/// changes), so publishing touches only the slots and the cursor's cache line, and the
-/// consumers' lines only when the cached gate says the ring may be full.
 pub struct Producer<T> {
     shared: Arc<Shared<T>>,
-    /// The published cursor (the same `Sequence` as `shared.cursor`, one pointer closer).
-    cursor: Arc<Sequence>,
-    /// Number of slots.
-    capacity: u64,
-    /// Whether waiters may park, so that each publication must signal them.
-    may_park: bool,
     /// Next sequence to publish.
     next: u64,
     /// Last seen minimum of all consumer sequences (refreshed only when it looks full).
@@ -209,18 +208,6 @@ pub struct Producer<T> {
 }
 
 impl<T> Producer<T> {
-    fn new(shared: Arc<Shared<T>>, start: u64) -> Self {
-        Producer {
-            cursor: shared.cursor.clone(),
-            capacity: shared.slots.len() as u64,
-            may_park: shared.strategy.may_park(),
-            shared,
-            next: start + 1,
-            cached_gate: start,
-            published: start,
-        }
-    }
-
     /// Number of slots.
     pub fn capacity(&self) -> usize {
         self.shared.slots.len()
@@ -236,33 +223,19 @@ impl<T> Producer<T> {
         Gauge {
             cursor: self.shared.cursor.clone(),
             consumers: self.shared.consumers.clone(),
-            capacity: self.capacity,
+            capacity: self.capacity() as u64,
         }
     }
 
-    /// Whether `n` more slots are free, by the cached gate or else by re-reading it.
     #[inline]
     fn has_room(&mut self, n: u64) -> bool {
+        let capacity = self.shared.slots.len() as u64;
         let last = self.next + n - 1;
-        last <= self.cached_gate + self.capacity || self.refresh_gate(last)
-    }
-
-    /// Re-reads every consumer's position (once per lap of the ring at most, while they keep
-    /// up); whether `last` fits now.
-    #[inline(never)]
-    fn refresh_gate(&mut self, last: u64) -> bool {
+        if last <= self.cached_gate + capacity {
+            return true;
+        }
         self.cached_gate = minimum(&self.shared.consumers, self.next - 1);
-        last <= self.cached_gate + self.capacity
-    }
-
-    /// `n` as a sequence count; panics unless `1 <= n <= capacity`.
-    #[inline]
-    fn batch_len(&self, n: usize) -> u64 {
-        assert!(
-            n >= 1 && n as u64 <= self.capacity,
-            "batch of {n} does not fit the ring"
-        );
-        n as u64
+        last <= self.cached_gate + capacity
     }
 
     /// Waits (with the ring's strategy) for `n` free slots, fills each in sequence order, then
@@ -273,21 +246,23 @@ impl<T> Producer<T> {
         n: usize,
         fill: impl FnMut(&mut T, u64),
     ) -> Result<u64, Halted> {
-        let n = self.batch_len(n);
-        if !self.has_room(n) {
-            self.wait_for_room(n)?;
+        assert!(
+            n >= 1 && n <= self.capacity(),
+            "batch of {n} does not fit the ring"
+        );
+        if !self.has_room(n as u64) {
+            self.wait_for_room(n as u64)?;
         }
-        self.fill(n, fill);
-        self.flush();
-        Ok(self.next - 1)
+        Ok(self.fill_and_publish(n as u64, fill))
     }
 
     /// Publishes one event; see [`Producer::publish_batch`].
     #[inline]
     pub fn publish(&mut self, fill: impl FnOnce(&mut T, u64)) -> Result<u64, Halted> {
-        let sequence = self.write(fill)?;
-        self.flush();
-        Ok(sequence)
+        let mut fill = Some(fill);
+        self.publish_batch(1, |slot, seq| {
+            (fill.take().expect("called once"))(slot, seq)
+        })
     }
 
     /// Publishes `n` events only if there is room now; never waits.
@@ -297,27 +272,27 @@ impl<T> Producer<T> {
         n: usize,
         fill: impl FnMut(&mut T, u64),
     ) -> Result<u64, TryPublishError> {
-        let n = self.batch_len(n);
+        assert!(
+            n >= 1 && n <= self.capacity(),
+            "batch of {n} does not fit the ring"
+        );
         if self.shared.halted.load(Ordering::Relaxed) {
             return Err(TryPublishError::Halted);
         }
-        if !self.has_room(n) {
+        if !self.has_room(n as u64) {
             return Err(TryPublishError::Full);
         }
-        self.fill(n, fill);
-        self.flush();
-        Ok(self.next - 1)
+        Ok(self.fill_and_publish(n as u64, fill))
     }
 
     #[cold]
-    #[inline(never)]
     fn wait_for_room(&mut self, n: u64) -> Result<(), Halted> {
         // Written-but-unpublished slots must become visible, or consumers could never free the
         // room we wait for.
         self.flush();
         let shared = &*self.shared;
         let last = self.next + n - 1;
-        let capacity = self.capacity;
+        let capacity = shared.slots.len() as u64;
         let mut gate = self.cached_gate;
         wait_until(shared.strategy, &shared.signal, None, || {
             gate = minimum(&shared.consumers, last);
@@ -331,14 +306,23 @@ impl<T> Producer<T> {
         }
     }
 
-    /// Fills the `n` slots from `next` on (room must have been checked) and moves `next`.
+    #[inline]
+    fn fill_and_publish(&mut self, n: u64, fill: impl FnMut(&mut T, u64)) -> u64 {
+        self.fill(n, fill);
+        self.flush();
+        self.next - 1
+    }
+
     #[inline]
     fn fill(&mut self, n: u64, mut fill: impl FnMut(&mut T, u64)) {
         let first = self.next;
-        debug_assert!(first + n - 1 <= self.cached_gate + self.capacity);
-        let (run, wrapped) = self.shared.runs(first, n);
-        fill_run(run, first, &mut fill);
-        fill_run(wrapped, first + run.len() as u64, &mut fill);
+        for sequence in first..first + n {
+            debug_assert!(sequence <= self.cached_gate + self.shared.slots.len() as u64);
+            let cell = self.shared.slot(sequence);
+            // SAFETY: every consumer has passed `sequence - capacity` (has_room/wait_for_room),
+            // and `sequence` is not yet published, so no other reference to this slot exists.
+            cell.with_mut(|slot| fill(unsafe { &mut *slot }, sequence));
+        }
         self.next = first + n;
     }
 
@@ -350,13 +334,11 @@ impl<T> Producer<T> {
         if !self.has_room(1) {
             self.wait_for_room(1)?;
         }
-        let sequence = self.next;
-        let cell = &self.shared.slots[(sequence & self.shared.mask) as usize];
-        // SAFETY: every consumer has passed `sequence - capacity` (has_room/wait_for_room),
-        // and `sequence` is not yet published, so no other reference to this slot exists.
-        cell.with_mut(|slot| fill(unsafe { &mut *slot }, sequence));
-        self.next = sequence + 1;
-        Ok(sequence)
+        let mut fill = Some(fill);
+        self.fill(1, |slot, seq| {
+            (fill.take().expect("called once"))(slot, seq)
+        });
+        Ok(self.next - 1)
     }
 
     /// Publishes everything written so far (one Release store and one wake-up), if anything.
@@ -366,28 +348,14 @@ impl<T> Producer<T> {
         if self.published != last {
             self.published = last;
             // Pairs with the Acquire loads of the cursor in `Consumer::process_batch`.
-            self.cursor.store_release(last);
-            if self.may_park {
-                self.shared.signal.notify_all();
-            }
+            self.shared.cursor.store_release(last);
+            self.shared.notify();
         }
     }
 
     /// Halts the ring: every waiter (producer and consumers) returns at once.
     pub fn halt(&self) {
         halt(&self.shared);
-    }
-}
-
-/// Calls `fill(slot, sequence)` for each slot of `run`, numbered from `first`.
-/// The caller owns these slots: claimed (every consumer has passed them a lap ago) and not yet
-/// published.
-#[inline(always)]
-fn fill_run<T>(run: &[SlotCell<T>], first: u64, fill: &mut impl FnMut(&mut T, u64)) {
-    for (cell, sequence) in run.iter().zip(first..) {
-        // SAFETY: the slot is claimed by the only producer and unpublished (see above), so no
-        // other reference to it exists while `fill` holds this one.
-        cell.with_mut(|slot| fill(unsafe { &mut *slot }, sequence));
     }
 }
 
@@ -407,37 +375,13 @@ fn halt<T>(shared: &Shared<T>) {
 }
 
 /// One stage of the consumer graph: handles published events in batches.
-///
-/// The hot path reads its own position from a private copy, the gate it waits on (usually the
-/// producer's cursor) once per batch, and the slots; it writes its shared `Sequence` once per
-/// batch.
 pub struct Consumer<T> {
     shared: Arc<Shared<T>>,
-    /// This consumer's published position, read by the producer and downstream stages.
     sequence: Arc<Sequence>,
-    /// A private copy of `sequence` (only this consumer writes it).
-    processed: u64,
-    /// The sequence this consumer may not pass: the cursor, or its first upstream consumer.
-    gate: Arc<Sequence>,
-    /// Further sequences it may not pass (more upstream consumers, external stages).
-    more_gates: Box<[Arc<Sequence>]>,
-    /// Whether waiters may park, so that each batch must signal them.
-    may_park: bool,
+    dependencies: Box<[Arc<Sequence>]>,
 }
 
 impl<T> Consumer<T> {
-    fn new(shared: Arc<Shared<T>>, sequence: Arc<Sequence>, mut gates: Vec<Arc<Sequence>>) -> Self {
-        let gate = gates.remove(0);
-        Consumer {
-            processed: sequence.load_relaxed(),
-            may_park: shared.strategy.may_park(),
-            shared,
-            sequence,
-            gate,
-            more_gates: gates.into_boxed_slice(),
-        }
-    }
-
     /// This consumer's position: the last sequence it has fully handled.
     pub fn sequence(&self) -> Arc<Sequence> {
         self.sequence.clone()
@@ -457,53 +401,43 @@ impl<T> Consumer<T> {
         deadline: Option<Instant>,
         mut handler: impl FnMut(&T, u64, bool) -> Result<(), E>,
     ) -> Result<Poll, E> {
-        let current = self.processed;
-        let mut available = self.available();
-        if available <= current {
-            available = match self.wait_slow(current, deadline) {
-                Ok(available) => available,
-                Err(poll) => return Ok(poll),
-            };
+        let current = self.sequence.load_relaxed();
+        let available = match self.wait(current, deadline) {
+            Ok(available) => available,
+            Err(poll) => return Ok(poll),
+        };
+        for sequence in current + 1..=available {
+            let cell = self.shared.slot(sequence);
+            // SAFETY: current < sequence <= available, so the slot is published and handled by
+            // every upstream stage; the producer cannot reuse it until our sequence passes it.
+            cell.with(|event| handler(unsafe { &*event }, sequence, sequence == available))?;
         }
-        let (run, wrapped) = self.shared.runs(current + 1, available - current);
-        handle_run(run, current + 1, available, &mut handler)?;
-        handle_run(
-            wrapped,
-            current + 1 + run.len() as u64,
-            available,
-            &mut handler,
-        )?;
-        self.processed = available;
         // Pairs with the Acquire loads in `Producer::has_room` and downstream consumers.
         self.sequence.store_release(available);
-        if self.may_park {
-            self.shared.signal.notify_all();
-        }
+        self.shared.notify();
         Ok(Poll::Batch(available - current))
     }
 
-    /// The highest sequence every gate has passed (Acquire loads).
     #[inline]
-    fn available(&self) -> u64 {
-        let first = self.gate.load_acquire();
-        minimum(&self.more_gates, first)
+    fn wait(&self, current: u64, deadline: Option<Instant>) -> Result<u64, Poll> {
+        let available = minimum(&self.dependencies, u64::MAX);
+        if available > current {
+            return Ok(available);
+        }
+        self.wait_slow(current, deadline)
     }
 
     #[cold]
-    #[inline(never)]
     fn wait_slow(&self, current: u64, deadline: Option<Instant>) -> Result<u64, Poll> {
         let shared = &*self.shared;
         let mut available = current;
         let mut closed = false;
         wait_until(shared.strategy, &shared.signal, deadline, || {
-            available = self.available();
-            if available > current {
-                return true;
-            }
             // Read `closed` before the cursor: a close implies the cursor is final.
             closed =
                 shared.closed.load(Ordering::Acquire) && current == shared.cursor.load_acquire();
-            closed || shared.halted.load(Ordering::Relaxed)
+            available = minimum(&self.dependencies, u64::MAX);
+            available > current || closed || shared.halted.load(Ordering::Relaxed)
         });
         if shared.halted.load(Ordering::Acquire) {
             Err(Poll::Halted)
@@ -515,24 +449,6 @@ impl<T> Consumer<T> {
             Err(Poll::Timeout)
         }
     }
-}
-
-/// Calls `handler(event, sequence, sequence == last)` for each slot of `run`, numbered from
-/// `first`, stopping at the first error. The slots must be published and passed by every gate.
-#[inline(always)]
-fn handle_run<T, E>(
-    run: &[SlotCell<T>],
-    first: u64,
-    last: u64,
-    handler: &mut impl FnMut(&T, u64, bool) -> Result<(), E>,
-) -> Result<(), E> {
-    for (cell, sequence) in run.iter().zip(first..) {
-        // SAFETY: the slot is published and handled by every upstream stage (see above); the
-        // producer cannot reuse it until this consumer's sequence passes it, so only shared
-        // references to it exist.
-        cell.with(|event| handler(unsafe { &*event }, sequence, sequence == last))?;
-    }
-    Ok(())
 }
 
 /// Read-only positions of a ring, for monitoring from any thread.

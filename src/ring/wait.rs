@@ -147,13 +147,6 @@ pub fn wait_until(
     deadline: Option<Instant>,
     mut ready: impl FnMut() -> bool,
 ) -> bool {
-    if strategy == WaitStrategy::BusySpin && deadline.is_none() {
-        // The busy-spin hot loop: one check, one pause hint, nothing else.
-        while !ready() {
-            spin_loop();
-        }
-        return true;
-    }
     let (spins, yields, park) = match strategy {
         WaitStrategy::BusySpin => (u32::MAX, 0, None),
         WaitStrategy::Yield => (0, u32::MAX, None),
