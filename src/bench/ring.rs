@@ -32,10 +32,13 @@ pub struct RingBench {
     pub repeat: usize,
     /// Requested pinning.
     pub pins: PinRequest,
+    /// Who runs, in this order each repetition; ratios are against the first.
+    pub contenders: Vec<Contender>,
 }
 
 impl Default for RingBench {
-    /// The canonical run: 100 M messages, ring of 65,536, bursts of 100, busy-spin, 5 runs.
+    /// The canonical run: 100 M messages, ring of 65,536, bursts of 100, busy-spin, 5 runs,
+    /// every contender.
     fn default() -> Self {
         RingBench {
             messages: 100_000_000,
@@ -44,6 +47,7 @@ impl Default for RingBench {
             wait: WaitStrategy::BusySpin,
             repeat: 5,
             pins: PinRequest::default(),
+            contenders: Contender::ALL.to_vec(),
         }
     }
 }
@@ -148,6 +152,14 @@ impl Contender {
             Contender::Disruptor => peers::disruptor_wait_name(wait).to_string(),
             Contender::ArrayQueue => Idle::describe(wait).to_string(),
             Contender::Channel => "built-in (spin, then block)".to_string(),
+        }
+    }
+
+    /// The contender called `name` (as in reports; `disruptor` for short).
+    pub fn from_name(name: &str) -> Option<Contender> {
+        match name {
+            "disruptor" => Some(Contender::Disruptor),
+            _ => Contender::ALL.into_iter().find(|c| c.name() == name),
         }
     }
 
@@ -261,7 +273,8 @@ pub struct ContenderResult {
     pub waits: String,
     /// Median over the repetitions.
     pub throughput_msgs_per_s: f64,
-    /// `throughput / keel's throughput` (keel = 1.0; below 1 means slower than keel).
+    /// `throughput / the first contender's throughput` (normally keel = 1.0; below 1 means
+    /// slower than keel).
     pub ratio_vs_keel: f64,
     /// Every repetition's throughput, in run order.
     pub runs_msgs_per_s: Vec<f64>,
@@ -286,7 +299,7 @@ pub struct RingReport {
     pub hardware: Hardware,
     /// Median throughput per contender.
     pub throughput_msgs_per_s: BTreeMap<&'static str, f64>,
-    /// Median throughput per contender divided by keel's.
+    /// Median throughput per contender divided by the first contender's (normally keel).
     pub ratio_vs_keel: BTreeMap<&'static str, f64>,
     /// Details per contender, keel first.
     pub results: Vec<ContenderResult>,
@@ -322,6 +335,7 @@ impl RingReport {
 /// Progress goes to stderr.
 pub fn run(bench: &RingBench) -> Result<RingReport, BenchError> {
     assert!(bench.repeat >= 1, "at least one repetition");
+    assert!(!bench.contenders.is_empty(), "at least one contender");
     assert!(
         bench.burst >= 1 && bench.burst <= bench.ring_size,
         "burst must fit the ring"
@@ -335,9 +349,9 @@ pub fn run(bench: &RingBench) -> Result<RingReport, BenchError> {
         wait: bench.wait,
         pins,
     };
-    let mut runs = vec![Vec::with_capacity(bench.repeat); Contender::ALL.len()];
+    let mut runs = vec![Vec::with_capacity(bench.repeat); bench.contenders.len()];
     for rep in 1..=bench.repeat {
-        for (contender, runs) in Contender::ALL.iter().zip(&mut runs) {
+        for (contender, runs) in bench.contenders.iter().zip(&mut runs) {
             let elapsed = contender.run(&workload)?;
             let rate = bench.messages as f64 / elapsed.as_secs_f64();
             eprintln!(
@@ -354,7 +368,8 @@ pub fn run(bench: &RingBench) -> Result<RingReport, BenchError> {
 
 fn report(bench: &RingBench, hardware: Hardware, runs: Vec<Vec<f64>>) -> RingReport {
     let keel = median(&runs[0]);
-    let results: Vec<ContenderResult> = Contender::ALL
+    let results: Vec<ContenderResult> = bench
+        .contenders
         .iter()
         .zip(runs)
         .map(|(c, runs)| {
@@ -424,6 +439,18 @@ mod tests {
             w.check("x", &m),
             Err(BenchError::WrongResult { .. })
         ));
+    }
+
+    #[test]
+    fn contenders_by_name() {
+        for c in Contender::ALL {
+            assert_eq!(Contender::from_name(c.name()), Some(c));
+        }
+        assert_eq!(
+            Contender::from_name("disruptor"),
+            Some(Contender::Disruptor)
+        );
+        assert_eq!(Contender::from_name("nope"), None);
     }
 
     #[test]

@@ -108,6 +108,14 @@ struct RingArgs {
     /// Runs per contender; the median is reported.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     repeat: u64,
+    /// Contenders to run, comma-separated, in run order (ratios are against the first):
+    /// keel, disruptor-crate (or disruptor), crossbeam-arrayqueue, crossbeam-channel.
+    #[arg(long, value_delimiter = ',', value_parser = contender, default_value = "keel,disruptor-crate,crossbeam-arrayqueue,crossbeam-channel")]
+    contenders: Vec<ring::Contender>,
+}
+
+fn contender(s: &str) -> Result<ring::Contender, String> {
+    ring::Contender::from_name(s).ok_or_else(|| format!("unknown contender {s:?}"))
 }
 
 /// `keel bench pingpong`
@@ -201,6 +209,7 @@ fn run_bench_ring(args: RingArgs) -> Result<(), BenchError> {
         wait: args.common.wait,
         repeat: usize::try_from(args.repeat).unwrap_or(usize::MAX),
         pins: args.common.pins(),
+        contenders: args.contenders,
     };
     let report = ring::run(&bench)?;
     if args.common.json {

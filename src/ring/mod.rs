@@ -6,6 +6,7 @@
 
 mod ring_buffer;
 mod sequence;
+mod sync;
 mod wait;
 
 pub use ring_buffer::{

@@ -7,9 +7,9 @@
 //! complete by construction. This file holds all of the ring's `unsafe`.
 
 use super::sequence::{minimum, Sequence};
+use super::sync::{AtomicBool, SlotCell};
 use super::wait::{wait_until, Signal, WaitStrategy};
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,7 +47,13 @@ pub enum TryPublishError {
 }
 
 struct Shared<T> {
-    slots: Box<[UnsafeCell<T>]>,
+    /// The ring's `mask + 1` slots from `slots[first_slot]` on, after a few never-used padding
+    /// slots that put `slots[first_slot]` on a cache-line boundary (see [`allocate_slots`]).
+    slots: Box<[SlotCell<T>]>,
+    /// Index in `slots` of the slot that holds sequence `origin`.
+    first_slot: usize,
+    /// The first sequence the ring publishes (`start_after + 1`).
+    origin: u64,
     mask: u64,
     cursor: Arc<Sequence>,
     consumers: Box<[Arc<Sequence>]>,
@@ -64,13 +70,22 @@ unsafe impl<T: Send + Sync> Sync for Shared<T> {}
 unsafe impl<T: Send> Send for Shared<T> {}
 
 impl<T> Shared<T> {
-    /// Pointer to the slot of `sequence`. Always in bounds: `mask + 1 == slots.len()`.
+    /// Number of slots in the ring (not counting padding).
     #[inline]
-    fn slot(&self, sequence: u64) -> *mut T {
-        let index = (sequence & self.mask) as usize;
+    fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+
+    /// The slot of `sequence`: the ring starts with `origin` in `slots[first_slot]`, so a batch
+    /// that starts a lap starts a cache line. Always in bounds:
+    /// `first_slot + mask < slots.len()` (see [`allocate_slots`]).
+    #[inline]
+    fn slot(&self, sequence: u64) -> &SlotCell<T> {
+        let index = self.first_slot + (sequence.wrapping_sub(self.origin) & self.mask) as usize;
         debug_assert!(index < self.slots.len());
-        // SAFETY: index <= mask < slots.len(), checked by construction and the assert above.
-        unsafe { self.slots.get_unchecked(index) }.get()
+        // SAFETY: index <= first_slot + mask < slots.len(), by construction in
+        // `allocate_slots` and checked by the assert above.
+        unsafe { self.slots.get_unchecked(index) }
     }
 
     #[inline]
@@ -156,10 +171,11 @@ impl RingBuilder {
             .iter()
             .map(|_| Arc::new(Sequence::new(start)))
             .collect();
+        let (slots, first_slot) = allocate_slots(self.capacity, &mut factory);
         let shared = Arc::new(Shared {
-            slots: (0..self.capacity)
-                .map(|_| UnsafeCell::new(factory()))
-                .collect(),
+            slots,
+            first_slot,
+            origin: start + 1,
             mask: self.capacity as u64 - 1,
             cursor: Arc::new(Sequence::new(start)),
             consumers: own.clone().into_boxed_slice(),
@@ -196,6 +212,39 @@ impl RingBuilder {
     }
 }
 
+/// Cache line size assumed for slot alignment.
+const CACHE_LINE: usize = 64;
+
+/// Creates `capacity` slots with `factory`, plus up to a cache line of padding slots in front,
+/// and returns them with the index of the first ring slot: the first whose address is on a
+/// cache-line boundary when the slot size allows one (else 0). A ring that starts on a line
+/// puts every burst whose length and start are multiples of the slots per line on whole lines,
+/// so producer and consumer share fewer lines at burst boundaries. The padding slots are made
+/// by `factory` too but never used.
+fn allocate_slots<T>(
+    capacity: usize,
+    factory: &mut impl FnMut() -> T,
+) -> (Box<[SlotCell<T>]>, usize) {
+    let size = std::mem::size_of::<SlotCell<T>>();
+    let padding = if size == 0 || size >= CACHE_LINE {
+        0
+    } else {
+        CACHE_LINE / size
+    };
+    let slots: Box<[SlotCell<T>]> = (0..capacity + padding)
+        .map(|_| SlotCell::new(factory()))
+        .collect();
+    let to_boundary = (slots.as_ptr() as usize).wrapping_neg() % CACHE_LINE;
+    let first_slot = if padding > 0 && to_boundary % size == 0 {
+        to_boundary / size
+    } else {
+        0
+    };
+    // `slot()` relies on this (to_boundary < CACHE_LINE, so first_slot <= padding).
+    assert!(first_slot + capacity <= slots.len());
+    (slots, first_slot)
+}
+
 /// The single writer of a ring. Dropping it closes the ring.
 pub struct Producer<T> {
     shared: Arc<Shared<T>>,
@@ -210,7 +259,7 @@ pub struct Producer<T> {
 impl<T> Producer<T> {
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.shared.slots.len()
+        self.shared.capacity() as usize
     }
 
     /// The last published sequence.
@@ -229,7 +278,7 @@ impl<T> Producer<T> {
 
     #[inline]
     fn has_room(&mut self, n: u64) -> bool {
-        let capacity = self.shared.slots.len() as u64;
+        let capacity = self.shared.capacity();
         let last = self.next + n - 1;
         if last <= self.cached_gate + capacity {
             return true;
@@ -292,7 +341,7 @@ impl<T> Producer<T> {
         self.flush();
         let shared = &*self.shared;
         let last = self.next + n - 1;
-        let capacity = shared.slots.len() as u64;
+        let capacity = shared.capacity();
         let mut gate = self.cached_gate;
         wait_until(shared.strategy, &shared.signal, None, || {
             gate = minimum(&shared.consumers, last);
@@ -317,11 +366,11 @@ impl<T> Producer<T> {
     fn fill(&mut self, n: u64, mut fill: impl FnMut(&mut T, u64)) {
         let first = self.next;
         for sequence in first..first + n {
-            debug_assert!(sequence <= self.cached_gate + self.shared.slots.len() as u64);
+            debug_assert!(sequence <= self.cached_gate + self.shared.capacity());
+            let cell = self.shared.slot(sequence);
             // SAFETY: every consumer has passed `sequence - capacity` (has_room/wait_for_room),
             // and `sequence` is not yet published, so no other reference to this slot exists.
-            let slot = unsafe { &mut *self.shared.slot(sequence) };
-            fill(slot, sequence);
+            cell.with_mut(|slot| fill(unsafe { &mut *slot }, sequence));
         }
         self.next = first + n;
     }
@@ -414,10 +463,10 @@ impl<T> Consumer<T> {
             Err(poll) => return Ok(poll),
         };
         for sequence in current + 1..=available {
+            let cell = self.shared.slot(sequence);
             // SAFETY: current < sequence <= available, so the slot is published and handled by
             // every upstream stage; the producer cannot reuse it until our sequence passes it.
-            let event = unsafe { &*self.shared.slot(sequence) };
-            handler(event, sequence, sequence == available)?;
+            cell.with(|event| handler(unsafe { &*event }, sequence, sequence == available))?;
         }
         // Pairs with the Acquire loads in `Producer::has_room` and downstream consumers.
         self.sequence.store_release(available);
@@ -482,5 +531,44 @@ impl Gauge {
     /// Number of slots.
     pub fn capacity(&self) -> u64 {
         self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_sequence_starts_a_cache_line() {
+        for start in [0, 41] {
+            let mut builder = RingBuilder::new(64).start_after(start);
+            builder.add_consumer(&[]);
+            let (producer, _consumers) = builder.build(|| 0u64);
+            let shared = &producer.shared;
+            let first = std::ptr::from_ref(shared.slot(start + 1)) as usize;
+            assert_eq!(first % CACHE_LINE, 0);
+            // A lap later the same slot again; the slots in between are distinct and in order.
+            assert!(std::ptr::eq(
+                shared.slot(start + 1),
+                shared.slot(start + 65)
+            ));
+            let last = std::ptr::from_ref(shared.slot(start + 64)) as usize;
+            assert_eq!(last - first, 63 * std::mem::size_of::<SlotCell<u64>>());
+        }
+    }
+
+    #[test]
+    fn slots_of_any_size_stay_in_bounds() {
+        let mut builder = RingBuilder::new(8);
+        builder.add_consumer(&[]);
+        let (producer, _consumers) = builder.build(|| [0u8; 24]);
+        let shared = &producer.shared;
+        assert!(shared.first_slot + 8 <= shared.slots.len());
+        let (producer, _consumers) = {
+            let mut builder = RingBuilder::new(2);
+            builder.add_consumer(&[]);
+            builder.build(|| ())
+        };
+        assert_eq!(producer.shared.slots.len(), 2);
     }
 }

@@ -6,10 +6,10 @@
 //! variable with a timeout. `PhasedBackoff` (the default) spins, then yields, then parks, so an
 //! idle pipeline costs nothing and a busy one never sleeps.
 
+use super::sync::{fence, spin_loop, yield_now, AtomicU32, Condvar, Mutex};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{fence, AtomicU32, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How a waiting thread spends its time until the condition it waits for holds.
@@ -168,12 +168,12 @@ pub fn wait_until(
             return false;
         }
         if counter < spins {
-            std::hint::spin_loop();
+            spin_loop();
             if counter & 1023 == 1023 && expired(deadline) {
                 return false;
             }
         } else if counter - spins < yields {
-            std::thread::yield_now();
+            yield_now();
             if expired(deadline) {
                 return false;
             }

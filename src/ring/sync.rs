@@ -1,0 +1,83 @@
+//! The ring's synchronization primitives, in one place: std's in every normal build, loom's
+//! model types under `RUSTFLAGS="--cfg loom"`, so that `tests/loom_ring.rs` explores the
+//! interleavings of the ring's real code (see `scripts/loom.sh`).
+//!
+//! Only what the ring's protocol is made of is switched: atomics, fences, the park lock, the
+//! spin/yield hints and the slot cells. `Arc` stays std's (it is part of the public API).
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Condvar, Mutex};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Condvar, Mutex};
+
+/// A pause hint in a spin loop (under loom: a yield to the model's scheduler).
+#[inline(always)]
+pub(crate) fn spin_loop() {
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+    #[cfg(loom)]
+    loom::hint::spin_loop();
+}
+
+/// Gives the core away (under loom: to another modelled thread).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// One slot of the ring: interior mutability whose accesses loom can check for races.
+/// In a normal build it is `std::cell::UnsafeCell` and every access is a plain pointer.
+#[derive(Debug)]
+pub(crate) struct SlotCell<T> {
+    #[cfg(not(loom))]
+    cell: std::cell::UnsafeCell<T>,
+    #[cfg(loom)]
+    cell: loom::cell::UnsafeCell<T>,
+}
+
+#[cfg(not(loom))]
+impl<T> SlotCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        SlotCell {
+            cell: std::cell::UnsafeCell::new(value),
+        }
+    }
+
+    /// Calls `f` with a pointer for shared reads of the slot.
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.cell.get())
+    }
+
+    /// Calls `f` with a pointer for exclusive writes to the slot.
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.cell.get())
+    }
+}
+
+#[cfg(loom)]
+impl<T> SlotCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        SlotCell {
+            cell: loom::cell::UnsafeCell::new(value),
+        }
+    }
+
+    /// Calls `f` with a pointer for shared reads of the slot (loom checks for a racing write).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        self.cell.with(f)
+    }
+
+    /// Calls `f` with a pointer for exclusive writes (loom checks for any racing access).
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        self.cell.with_mut(f)
+    }
+}

@@ -1,0 +1,104 @@
+//! Model checks of the ring's publication protocol with loom: one producer thread and one
+//! consumer thread on a two-slot ring, so every run wraps around, explored over loom's
+//! interleavings (bounded by preemptions) and its weak-memory model. Loom fails a run on a
+//! racing slot access (a write to a slot the consumer may still read, or a read of a slot
+//! that is not published yet), a deadlock, or a panicking assertion below.
+//!
+//! Only built with `--cfg loom`, which switches the ring's atomics and slot cells to loom's
+//! (src/ring/sync.rs): `scripts/loom.sh`, or
+//! `RUSTFLAGS="--cfg loom" cargo test --release --test loom_ring`.
+#![cfg(loom)]
+
+use keel::ring::{Consumer, Poll, Producer, RingBuilder, WaitStrategy};
+
+/// Preemptions per explored run: enough to interleave every step of a wrap-around, small
+/// enough to finish in seconds. `LOOM_MAX_PREEMPTIONS` overrides it.
+const PREEMPTIONS: usize = 3;
+
+fn model(test: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(PREEMPTIONS);
+    }
+    builder.check(test);
+}
+
+/// A ring of `capacity` u64 slots with one consumer, busy-spinning (loom turns each spin into
+/// a yield to the other thread).
+fn ring(capacity: usize) -> (Producer<u64>, Consumer<u64>) {
+    let mut builder = RingBuilder::new(capacity).wait_strategy(WaitStrategy::BusySpin);
+    builder.add_consumer(&[]);
+    let (producer, mut consumers) = builder.build(|| 0u64);
+    (producer, consumers.pop().expect("one consumer"))
+}
+
+/// Consumes until the ring closes, checking that event `sequence` holds `sequence * 10`, in
+/// order, each once, and that only the last event of a batch is marked end-of-batch.
+/// Returns how many events it saw.
+fn drain(mut consumer: Consumer<u64>) -> u64 {
+    let mut next = 1u64;
+    loop {
+        let mut ended = false;
+        let poll = consumer.process_batch(None, |value: &u64, sequence, end_of_batch| {
+            assert!(!ended, "an event after the end of its batch");
+            assert_eq!(sequence, next, "lost, duplicated or out of order");
+            assert_eq!(*value, sequence * 10, "read a slot before it was published");
+            ended = end_of_batch;
+            next += 1;
+            Ok::<(), ()>(())
+        });
+        match poll.expect("the handler never fails") {
+            Poll::Batch(n) => assert!(n >= 1 && ended, "a batch ends with end_of_batch"),
+            Poll::Closed => return next - 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn single_publishes_wrap_a_two_slot_ring() {
+    model(|| {
+        let (mut producer, consumer) = ring(2);
+        let handle = loom::thread::spawn(move || drain(consumer));
+        for _ in 0..3 {
+            producer
+                .publish(|slot, sequence| *slot = sequence * 10)
+                .unwrap();
+        }
+        drop(producer); // closes the ring
+        assert_eq!(handle.join().unwrap(), 3);
+    });
+}
+
+#[test]
+fn batch_publish_and_write_flush_wrap_a_two_slot_ring() {
+    model(|| {
+        let (mut producer, consumer) = ring(2);
+        let handle = loom::thread::spawn(move || drain(consumer));
+        producer
+            .publish_batch(2, |slot, sequence| *slot = sequence * 10)
+            .unwrap();
+        for _ in 0..2 {
+            producer
+                .write(|slot, sequence| *slot = sequence * 10)
+                .unwrap();
+        }
+        producer.flush();
+        drop(producer);
+        assert_eq!(handle.join().unwrap(), 4);
+    });
+}
+
+#[test]
+fn halt_releases_a_producer_waiting_on_a_full_ring() {
+    model(|| {
+        let (mut producer, consumer) = ring(1);
+        producer
+            .publish(|slot, sequence| *slot = sequence * 10)
+            .unwrap();
+        let halter = loom::thread::spawn(move || consumer.halt());
+        // The ring is full and nobody consumes: this waits until the halt.
+        assert!(producer.publish(|slot, s| *slot = s * 10).is_err());
+        halter.join().unwrap();
+    });
+}
