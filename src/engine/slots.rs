@@ -11,6 +11,7 @@
 use super::config::Config;
 use super::message::{Envelope, ResponseSlot};
 use crate::error::Error;
+use crate::ring::slots_allocated;
 use memmap2::{MmapOptions, MmapRaw};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
@@ -95,14 +96,16 @@ pub(crate) struct Slots {
 impl Slots {
     /// Allocates every slot of both rings, on this thread.
     pub(crate) fn allocate(config: &Config) -> std::io::Result<Slots> {
-        let input = windows(config.ring_capacity, config.max_message_bytes)?
+        // The ring may ask for a few padding slots beyond its capacity (never used).
+        let input_slots = slots_allocated::<Envelope>(config.ring_capacity);
+        let input = windows(input_slots, config.max_message_bytes)?
             .into_iter()
             .map(Envelope::new)
             .collect();
         let output_slots = if config.discard_responses {
             0
         } else {
-            config.output_ring_capacity
+            slots_allocated::<ResponseSlot>(config.output_ring_capacity)
         };
         let output = windows(output_slots, config.max_response_bytes)?
             .into_iter()
@@ -145,7 +148,8 @@ impl PendingSlots {
 pub(crate) struct SlotSource<T>(std::vec::IntoIter<T>);
 
 impl<T> SlotSource<T> {
-    /// The next slot; the ring asks for exactly as many as were allocated for it.
+    /// The next slot; the ring asks for exactly as many as were allocated for it
+    /// ([`slots_allocated`]).
     pub(crate) fn take(&mut self) -> T {
         self.0
             .next()

@@ -10,7 +10,8 @@ mod sync;
 mod wait;
 
 pub use ring_buffer::{
-    Consumer, ConsumerId, Gauge, Halted, Poll, Producer, RingBuilder, TryPublishError,
+    slots_allocated, Consumer, ConsumerId, Gauge, Halted, Poll, Producer, RingBuilder,
+    TryPublishError,
 };
 pub use sequence::{minimum, Sequence};
 pub use wait::{wait_until, Signal, WaitStrategy};

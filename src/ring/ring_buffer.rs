@@ -215,6 +215,19 @@ impl RingBuilder {
 /// Cache line size assumed for slot alignment.
 const CACHE_LINE: usize = 64;
 
+/// How many slots a ring of `capacity` asks its factory for: `capacity`, plus the padding
+/// slots of [`allocate_slots`] (up to a cache line's worth). A caller that pre-allocates slot
+/// resources must provide this many.
+pub fn slots_allocated<T>(capacity: usize) -> usize {
+    let size = std::mem::size_of::<SlotCell<T>>();
+    let padding = if size == 0 || size >= CACHE_LINE {
+        0
+    } else {
+        CACHE_LINE / size
+    };
+    capacity + padding
+}
+
 /// Creates `capacity` slots with `factory`, plus up to a cache line of padding slots in front,
 /// and returns them with the index of the first ring slot: the first whose address is on a
 /// cache-line boundary when the slot size allows one (else 0). A ring that starts on a line
@@ -226,11 +239,7 @@ fn allocate_slots<T>(
     factory: &mut impl FnMut() -> T,
 ) -> (Box<[SlotCell<T>]>, usize) {
     let size = std::mem::size_of::<SlotCell<T>>();
-    let padding = if size == 0 || size >= CACHE_LINE {
-        0
-    } else {
-        CACHE_LINE / size
-    };
+    let padding = slots_allocated::<T>(capacity) - capacity;
     let slots: Box<[SlotCell<T>]> = (0..capacity + padding)
         .map(|_| SlotCell::new(factory()))
         .collect();
