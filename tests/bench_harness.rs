@@ -270,6 +270,25 @@ fn smoke_cli_net_journal_recovery_and_out_dir() {
     assert!(keel(&rec).contains("full replay msgs/s"));
 }
 
+#[test]
+fn recovery_bench_refuses_a_directory_that_already_holds_a_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let args = ["bench", "recovery", "--messages", "2000", "--tail", "100"];
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(args)
+            .args(["--data-dir", dir, "--flush", "none", "--wait", "park"])
+            .output()
+            .unwrap()
+    };
+    assert!(run().status.success());
+    let again = run();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already holds a journal"), "{stderr}");
+}
+
 /// `keel bench compare --rate`: the three pipelines on one fixed-rate schedule, each checked
 /// against the reference; the report's structure, not its speed.
 #[test]

@@ -312,6 +312,7 @@ pub fn run<P: Processor + Default>(
         wait: spec.engine.wait,
         ..spec.engine.config(dir.path())
     };
+    refuse_existing_journal(&config.journal_dir)?;
     let snapshot_at = source.len().saturating_sub(spec.tail).max(1);
     let built = build(&config, source, snapshot_at, P::default())?;
     let t0 = Instant::now();
@@ -349,6 +350,22 @@ pub fn run<P: Processor + Default>(
         restart_replay_secs: recovered.replay.as_secs_f64(),
         state_hash: replay,
     })
+}
+
+/// The bench writes its own journal from sequence 1: a directory that already holds one is
+/// refused up front (it would fail later with a bare sequence mismatch).
+fn refuse_existing_journal(dir: &std::path::Path) -> Result<(), Failure> {
+    let holds_segments = std::fs::read_dir(dir).is_ok_and(|mut entries| {
+        entries.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg")))
+    });
+    if holds_segments {
+        return Err(Failure(format!(
+            "{} already holds a journal: `keel bench recovery` builds its own; give an empty \
+             or new --data-dir",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {
