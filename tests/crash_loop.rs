@@ -18,6 +18,8 @@
 
 mod serve_support;
 
+mod rng;
+
 use keel::apps::bookstore::{
     AddBook, Bookstore, OrderInfo, OrderPlaced, Payload, PlaceOrder, QueryOrder, Restock,
 };
@@ -25,6 +27,7 @@ use keel::engine::{apply_message, message_of};
 use keel::journal::{verify, JournalReader};
 use keel::net::{Client, ReplyStatus};
 use keel::{codec, Processor};
+use rng::Rng;
 use serve_support::Served;
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -41,18 +44,6 @@ const PRICE_CENTS: u64 = 1_250;
 /// Customer ids per client: client `c` uses `1 + c * SPAN ..`, a new one every 5000 orders
 /// (the bookstore allows 10 000 orders per customer).
 const SPAN: u64 = 200_000;
-
-/// Tiny deterministic PRNG (xorshift64*), so a failing seed reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 // ---------------------------------------------------------------- the server process
 

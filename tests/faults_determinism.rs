@@ -8,6 +8,8 @@
 //! `KEEL_SOAK_SEEDS=20 KEEL_SOAK_MESSAGES=200000 cargo test --release --test
 //! faults_determinism -- --ignored --nocapture`
 
+mod rng;
+
 use keel::apps::bookstore::Bookstore;
 use keel::apps::exchange::Exchange;
 use keel::apps::App;
@@ -16,22 +18,12 @@ use keel::journal::JournalReader;
 use keel::ring::Poll;
 use keel::snapshot::SnapshotStore;
 use keel::{Config, Engine, FlushPolicy, Status, Submission, WaitStrategy};
+use rng::Rng;
 use std::path::Path;
 use std::time::Instant;
 
 /// One output: sequence, status, reason, response kind, payload.
 type Out = (u64, Status, u32, u16, Vec<u8>);
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 fn config(dir: &Path) -> Config {
     Config {

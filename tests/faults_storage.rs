@@ -15,6 +15,8 @@
 //! ring halts, nothing after the failure is answered); ENOSPC while preparing a segment is a
 //! `DiskFull` error before anything that needed the space is acknowledged.
 
+mod rng;
+
 use keel::apps::bookstore::Bookstore;
 use keel::apps::App;
 use keel::engine::{apply_message, message_of, JournalSink, SubmitError};
@@ -24,6 +26,7 @@ use keel::journal::{
 };
 use keel::ring::Poll;
 use keel::{ApplyMode, Config, Engine, Processor, Submission, WaitStrategy};
+use rng::Rng;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -371,18 +374,6 @@ impl JournalSink for TrackedJournal {
 }
 
 // ---------------------------------------------------------------- driving the engine
-
-/// Tiny deterministic PRNG (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 /// A scratch directory on tmpfs when there is one: these tests write thousands of images.
 fn scratch() -> tempfile::TempDir {

@@ -156,29 +156,32 @@ impl Acks {
 
     /// A batch ending at `last`, begun at `started`, was handed to the writer.
     fn ended(&mut self, last: u64, started: Instant) {
-        let Some(durable) = &self.durable else {
+        if self.durable.is_none() {
             // Durable when `end_batch` returned.
             self.recorder.record(started.elapsed().as_nanos() as u64);
             return;
-        };
+        }
         self.pending.push_back((last, started));
-        let durable = Arc::clone(durable);
-        self.settle(durable.load_acquire());
+        self.settle(self.durable_now());
         while self.pending.len() > self.in_flight_batches {
             std::thread::yield_now();
-            self.settle(durable.load_acquire());
+            self.settle(self.durable_now());
         }
     }
 
     /// Waits until `last` is durable, acknowledging every batch.
     fn wait_all(&mut self, last: u64) {
-        let Some(durable) = self.durable.clone() else {
+        if self.durable.is_none() {
             return;
-        };
-        while durable.load_acquire() < last {
+        }
+        while self.durable_now() < last {
             std::thread::yield_now();
         }
         self.settle(last);
+    }
+
+    fn durable_now(&self) -> u64 {
+        self.durable.as_ref().map_or(u64::MAX, |d| d.load_acquire())
     }
 
     fn settle(&mut self, durable: u64) {

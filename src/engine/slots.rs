@@ -22,8 +22,8 @@ use std::thread::JoinHandle;
 pub struct SlotBuffer {
     start: NonNull<u8>,
     len: usize,
-    /// Keeps the mapping alive as long as any window of it.
-    _arena: Arc<MmapRaw>,
+    /// Keeps the mapping alive as long as any window of it (`None` for empty windows).
+    _arena: Option<Arc<MmapRaw>>,
 }
 
 // SAFETY: a `SlotBuffer` owns its window exclusively (windows are disjoint, and it is not
@@ -37,8 +37,9 @@ impl Deref for SlotBuffer {
 
     #[inline]
     fn deref(&self) -> &[u8] {
-        // SAFETY: `[start, start + len)` lies inside the live mapping (built by `windows`) and
-        // belongs to this buffer alone; `&self` guarantees no `&mut` to it exists.
+        // SAFETY: `[start, start + len)` lies inside the live mapping (built by `windows`), or
+        // is empty with a dangling, aligned pointer, and belongs to this buffer alone; `&self`
+        // guarantees no `&mut` to it exists.
         unsafe { std::slice::from_raw_parts(self.start.as_ptr(), self.len) }
     }
 }
@@ -64,15 +65,12 @@ fn windows(count: usize, bytes_each: usize) -> std::io::Result<Vec<SlotBuffer>> 
     })?;
     if total == 0 {
         // A zero-length mapping is refused by the OS; windows of nothing need no memory.
-        let arena = Arc::new(MmapOptions::new().len(1).map_anon()?.into());
-        let start = NonNull::dangling();
-        return Ok((0..count)
-            .map(|_| SlotBuffer {
-                start,
-                len: 0,
-                _arena: Arc::clone(&arena),
-            })
-            .collect());
+        let empty = || SlotBuffer {
+            start: NonNull::dangling(),
+            len: 0,
+            _arena: None,
+        };
+        return Ok((0..count).map(|_| empty()).collect());
     }
     let arena: Arc<MmapRaw> = Arc::new(MmapOptions::new().len(total).populate().map_anon()?.into());
     let base = NonNull::new(arena.as_mut_ptr()).expect("a mapping is never at address 0");
@@ -81,7 +79,7 @@ fn windows(count: usize, bytes_each: usize) -> std::io::Result<Vec<SlotBuffer>> 
             // SAFETY: `i * bytes_each < total`: the offset stays inside the mapping.
             start: unsafe { base.add(i * bytes_each) },
             len: bytes_each,
-            _arena: Arc::clone(&arena),
+            _arena: Some(Arc::clone(&arena)),
         })
         .collect())
 }

@@ -151,20 +151,10 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     v
 }
 
-/// Tiny deterministic PRNG (xorshift64*), so failures reproduce.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "../rng/mod.rs"]
+mod rng;
+#[allow(unused_imports)] // not every journal test draws random numbers
+pub use rng::Rng;
 
 /// An I/O seam without syncs, for tests that reopen journals thousands of times. Durability is
 /// not under test there; recovery logic is.

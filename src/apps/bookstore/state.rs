@@ -300,26 +300,49 @@ impl StateV2 {
     /// consistent: more books, orders or customer ids than the limits allow (limits may grow
     /// between runs, never shrink below the state), or an order naming an unlisted book.
     pub(crate) fn validate(&self, limits: &BookstoreLimits) -> Result<(), StateError> {
-        let fail = |what: &str| Err(StateError::Invalid(what.to_string()));
-        if self.books.len() > limits.max_books as usize {
-            return fail("bookstore state has more books than max_books");
-        }
+        check_books(&self.books, limits)?;
         if self.orders.len() > limits.max_orders as usize {
-            return fail("bookstore state has more orders than max_orders");
+            return Err(StateError::Invalid(
+                "bookstore state has more orders than max_orders".into(),
+            ));
         }
-        if self
-            .orders
+        self.orders
             .iter()
-            .any(|o| o.customer >= u64::from(limits.max_customers))
-        {
-            return fail("bookstore state has a customer id beyond max_customers");
-        }
-        let listed = |book: u32| matches!(self.books.get(book as usize), Some(Some(_)));
-        if !self.orders.iter().all(|o| listed(o.book)) {
-            return fail("bookstore state has an order for an unlisted book");
-        }
-        Ok(())
+            .try_for_each(|order| check_order(order, &self.books, limits))
     }
+}
+
+/// Refuses more books than `limits` allow.
+pub(crate) fn check_books(
+    books: &[Option<Book>],
+    limits: &BookstoreLimits,
+) -> Result<(), StateError> {
+    if books.len() > limits.max_books as usize {
+        return Err(StateError::Invalid(
+            "bookstore state has more books than max_books".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The checks every restored order must pass: a customer id within `limits`, a listed book.
+#[inline]
+pub(crate) fn check_order(
+    order: &Order,
+    books: &[Option<Book>],
+    limits: &BookstoreLimits,
+) -> Result<(), StateError> {
+    if order.customer >= u64::from(limits.max_customers) {
+        return Err(StateError::Invalid(
+            "bookstore state has a customer id beyond max_customers".into(),
+        ));
+    }
+    if !matches!(books.get(order.book as usize), Some(Some(_))) {
+        return Err(StateError::Invalid(
+            "bookstore state has an order for an unlisted book".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// An order in schema 1: no `cancelled_ns`.

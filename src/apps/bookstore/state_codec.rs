@@ -22,7 +22,7 @@
 //! accept the same bytes.
 
 use super::responses::OrderStatus;
-use super::state::{Book, BookstoreLimits, Order, StateV2};
+use super::state::{check_books, check_order, Book, BookstoreLimits, Order, StateV2};
 use crate::codec::{self, CodecError};
 use crate::snapshot::StateError;
 use std::mem::size_of;
@@ -73,15 +73,13 @@ fn write_order(order: &Order, record: &mut [u8]) {
     record[STATUS..].copy_from_slice(&(order.status as u32).to_le_bytes());
 }
 
-/// Decodes and validates a schema-2 body: the same checks as [`StateV2::validate`], made
-/// as each order is read. The order count is checked against `limits.max_orders` and the
+/// Decodes and validates a schema-2 body: the checks of [`StateV2::validate`], made as each
+/// order is read. The order count is checked against `limits.max_orders` and the
 /// bytes left before anything is allocated for it; the orders `Vec` comes back reserved to
 /// `max_orders`, so the live order path never reallocates it.
 pub(crate) fn decode(bytes: &[u8], limits: &BookstoreLimits) -> Result<StateV2, StateError> {
     let (books, used): (Vec<Option<Book>>, usize) = codec::decode_state_prefix(bytes)?;
-    if books.len() > limits.max_books as usize {
-        return Err(invalid("bookstore state has more books than max_books"));
-    }
+    check_books(&books, limits)?;
     let rest = &bytes[used..];
     let (count, records) = match rest.split_first_chunk::<8>() {
         Some((count, records)) => (u64::from_le_bytes(*count), records),
@@ -99,17 +97,9 @@ pub(crate) fn decode(bytes: &[u8], limits: &BookstoreLimits) -> Result<StateV2, 
     orders
         .try_reserve_exact(limits.max_orders as usize)
         .map_err(|_| invalid("max_orders orders do not fit in memory"))?;
-    let listed = |book: u32| matches!(books.get(book as usize), Some(Some(_)));
     for record in records.chunks_exact(ORDER_RECORD_BYTES) {
         let order = read_order(record)?;
-        if order.customer >= u64::from(limits.max_customers) {
-            return Err(invalid(
-                "bookstore state has a customer id beyond max_customers",
-            ));
-        }
-        if !listed(order.book) {
-            return Err(invalid("bookstore state has an order for an unlisted book"));
-        }
+        check_order(&order, &books, limits)?;
         orders.push(order);
     }
     Ok(StateV2 { books, orders })
