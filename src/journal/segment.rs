@@ -67,12 +67,13 @@ impl MappedSegment {
 
     /// Maps all of `file` (opened read-write, fully allocated) shared, pre-faulted for writing.
     ///
-    /// `MAP_POPULATE` alone read-faults a shared file mapping: the first store to each page
-    /// would still take a write fault (`page_mkwrite`), costing microseconds on the append
-    /// path. `MADV_POPULATE_WRITE` (Linux 5.14+) takes those faults here instead; on older
+    /// A plain write fault on each page would cost microseconds on the append path.
+    /// `MADV_POPULATE_WRITE` (Linux 5.14+) takes those faults here instead, each page in one
+    /// write fault (`MAP_POPULATE` as well would first read-fault every page, and the write
+    /// pass would then upgrade each one again: a third more time on the preparer); on older
     /// kernels each page is touched with a store.
     pub(crate) fn map(file: File) -> io::Result<Self> {
-        let map = MmapOptions::new().populate().map_raw(&file)?;
+        let map = MmapOptions::new().map_raw(&file)?;
         let mut segment = Self::new(map, file);
         segment.prefault_from(0);
         Ok(segment)
