@@ -185,7 +185,7 @@ impl Shared {
             // Pairs with the Acquire loads of whoever is gated on the durable sequence.
             self.durable.store_release(sequence);
             if let Some(waker) = self.waker.get() {
-                waker.notify_all();
+                waker.notify(&self.durable);
             }
         }
     }

@@ -14,4 +14,4 @@ pub use ring_buffer::{
     TryPublishError,
 };
 pub use sequence::{minimum, Sequence};
-pub use wait::{wait_until, Signal, WaitStrategy};
+pub use wait::{wait_for, wait_until, Check, Signal, WaitKey, WaitStrategy, MAX_PARKED_WAITERS};

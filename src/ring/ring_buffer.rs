@@ -8,7 +8,7 @@
 
 use super::sequence::{minimum, Sequence};
 use super::sync::{AtomicBool, SlotCell};
-use super::wait::{wait_until, Signal, WaitStrategy};
+use super::wait::{wait_for, Check, Signal, WaitKey, WaitStrategy};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -88,10 +88,11 @@ impl<T> Shared<T> {
         unsafe { self.slots.get_unchecked(index) }
     }
 
+    /// Wakes whoever is parked until `sequence` (just stored) advances.
     #[inline]
-    fn notify(&self) {
+    fn notify(&self, sequence: &Sequence) {
         if self.strategy.may_park() {
-            self.signal.notify_all();
+            self.signal.notify(sequence);
         }
     }
 }
@@ -352,9 +353,14 @@ impl<T> Producer<T> {
         let last = self.next + n - 1;
         let capacity = shared.capacity();
         let mut gate = self.cached_gate;
-        wait_until(shared.strategy, &shared.signal, None, || {
-            gate = minimum(&shared.consumers, last);
-            last <= gate + capacity || shared.halted.load(Ordering::Relaxed)
+        wait_for(shared.strategy, &shared.signal, None, || {
+            let (slowest, key) = binding(&shared.consumers);
+            gate = slowest.min(last);
+            if last <= gate + capacity || shared.halted.load(Ordering::Relaxed) {
+                Check::Ready
+            } else {
+                Check::BlockedOn(key)
+            }
         });
         self.cached_gate = gate;
         if last <= gate + capacity {
@@ -407,7 +413,7 @@ impl<T> Producer<T> {
             self.published = last;
             // Pairs with the Acquire loads of the cursor in `Consumer::process_batch`.
             self.shared.cursor.store_release(last);
-            self.shared.notify();
+            self.shared.notify(&self.shared.cursor);
         }
     }
 
@@ -479,7 +485,7 @@ impl<T> Consumer<T> {
         }
         // Pairs with the Acquire loads in `Producer::has_room` and downstream consumers.
         self.sequence.store_release(available);
-        self.shared.notify();
+        self.shared.notify(&self.sequence);
         Ok(Poll::Batch(available - current))
     }
 
@@ -497,12 +503,17 @@ impl<T> Consumer<T> {
         let shared = &*self.shared;
         let mut available = current;
         let mut closed = false;
-        wait_until(shared.strategy, &shared.signal, deadline, || {
+        wait_for(shared.strategy, &shared.signal, deadline, || {
             // Read `closed` before the cursor: a close implies the cursor is final.
             closed =
                 shared.closed.load(Ordering::Acquire) && current == shared.cursor.load_acquire();
-            available = minimum(&self.dependencies, u64::MAX);
-            available > current || closed || shared.halted.load(Ordering::Relaxed)
+            let key;
+            (available, key) = binding(&self.dependencies);
+            if available > current || closed || shared.halted.load(Ordering::Relaxed) {
+                Check::Ready
+            } else {
+                Check::BlockedOn(key)
+            }
         });
         if shared.halted.load(Ordering::Acquire) {
             Err(Poll::Halted)
@@ -514,6 +525,20 @@ impl<T> Consumer<T> {
             Err(Poll::Timeout)
         }
     }
+}
+
+/// The smallest of `sequences` (Acquire loads) and the key to park on until it moves: of equal
+/// values the last one, the most downstream (a durable gate trails its journaler).
+/// `sequences` is never empty (a consumer depends on at least the cursor or one stage).
+fn binding(sequences: &[Arc<Sequence>]) -> (u64, WaitKey) {
+    let mut least = (u64::MAX, WaitKey::ANY);
+    for sequence in sequences {
+        let value = sequence.load_acquire();
+        if value <= least.0 {
+            least = (value, WaitKey::of(sequence));
+        }
+    }
+    least
 }
 
 /// Read-only positions of a ring, for monitoring from any thread.

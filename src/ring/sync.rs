@@ -2,17 +2,17 @@
 //! model types under `RUSTFLAGS="--cfg loom"`, so that `tests/loom_ring.rs` explores the
 //! interleavings of the ring's real code (see `scripts/loom.sh`).
 //!
-//! Only what the ring's protocol is made of is switched: atomics, fences, the park lock, the
+//! Only what the ring's protocol is made of is switched: atomics, fences, parking, the
 //! spin/yield hints and the slot cells. `Arc` stays std's (it is part of the public API).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(loom)]
-pub(crate) use loom::sync::{Condvar, Mutex};
+pub(crate) use loom::thread::{current, Thread};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Condvar, Mutex};
+pub(crate) use std::thread::{current, Thread};
 
 /// A pause hint in a spin loop (under loom: a yield to the model's scheduler).
 #[inline(always)]
@@ -30,6 +30,19 @@ pub(crate) fn yield_now() {
     std::thread::yield_now();
     #[cfg(loom)]
     loom::thread::yield_now();
+}
+
+/// Blocks the calling thread until unparked or `timeout` (may also return spuriously).
+/// Under loom there is no timeout: a wake-up the protocol loses shows up as a deadlock.
+#[inline]
+pub(crate) fn park_timeout(timeout: std::time::Duration) {
+    #[cfg(not(loom))]
+    std::thread::park_timeout(timeout);
+    #[cfg(loom)]
+    {
+        let _ = timeout;
+        loom::thread::park();
+    }
 }
 
 /// One slot of the ring: interior mutability whose accesses loom can check for races.
