@@ -53,6 +53,14 @@ impl Tally {
     }
 }
 
+/// A fresh `A` whose reserved state is resident (off the clock): a deployment that wants no
+/// page faults on the message path pre-faults the same way.
+fn prefaulted<A: App>() -> A {
+    let mut app = A::default();
+    app.prefault();
+    app
+}
+
 /// Runs one pipeline measurement of app `A` and verifies the state against a replay.
 pub fn run<A: App>(spec: &PipelineSpec) -> Result<LatencyRun, Failure> {
     let dir = DataDir::new(spec.engine.data_dir.as_deref(), "pipeline")?;
@@ -60,7 +68,7 @@ pub fn run<A: App>(spec: &PipelineSpec) -> Result<LatencyRun, Failure> {
     if spec.rate == 0 {
         return closed_loop::<A>(spec, config);
     }
-    let mut engine = Engine::start(config.clone(), A::default())?;
+    let mut engine = Engine::start(config.clone(), prefaulted::<A>())?;
     let mut submitter = engine.take_submitter().expect("fresh engine");
     let mut receiver = engine.take_responses().expect("fresh engine");
     let last = submit_setup::<A>(&mut submitter, spec.seed)?;
@@ -237,7 +245,7 @@ fn closed_loop<A: App>(
 ) -> Result<LatencyRun, Failure> {
     config.discard_responses = true;
     let feed = Arc::new(Feed::build::<A>(spec.seed, 0, spec.messages));
-    let mut engine = Engine::start(config.clone(), A::default())?;
+    let mut engine = Engine::start(config.clone(), prefaulted::<A>())?;
     let mut submitter = engine.take_submitter().expect("fresh engine");
     let setup_last = submit_setup::<A>(&mut submitter, spec.seed)?;
     while engine.applied_sequence() < setup_last {
