@@ -166,10 +166,6 @@ fn describe_payload(response: &Response<'_>) -> Value {
 impl App for Exchange {
     const NAME: &'static str = "exchange";
 
-    fn prefault(&mut self) {
-        Exchange::prefault(self);
-    }
-
     fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), crate::net::Invalid> {
         use crate::net::Invalid;
         match Request::decode(kind, version, payload) {

@@ -1,11 +1,11 @@
 //! One instrument's limit order book: price levels in a `BTreeMap<price, level slot>` per
 //! side, each level an intrusive FIFO of orders linked by slab indices. Orders and levels of
-//! every book live in one [`Arena`] of two slabs, reserved to their limits when the exchange
-//! is built, so trading reuses slots and never reallocates them.
+//! every book live in one [`Arena`] of two slabs, so steady-state trading reuses slots instead
+//! of allocating.
 
 use super::events::{DepthLevel, TopOfBook};
 use super::messages::Side;
-use std::collections::{BTreeMap, TryReserveError};
+use std::collections::BTreeMap;
 
 /// "No slot" in the intrusive links.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -34,55 +34,23 @@ pub(crate) struct Level {
     pub(crate) tail: u32,
 }
 
-/// A `Vec` of slots with a free list: indices stay valid until removed. Both are reserved
-/// to the slab's limit up front, so neither ever reallocates; freed slots are reused last
-/// freed first, new ones numbered in order (slot numbers are a function of the history).
-#[derive(Debug)]
+/// A `Vec` of slots with a free list: indices stay valid until removed.
+#[derive(Debug, Clone)]
 pub(crate) struct Slab<T> {
     items: Vec<T>,
     free: Vec<u32>,
 }
 
-impl<T: Clone> Clone for Slab<T> {
-    /// A copy with the same reservation (a derived clone would keep only the length).
-    fn clone(&self) -> Self {
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
         Slab {
-            items: clone_reserved(&self.items),
-            free: clone_reserved(&self.free),
+            items: Vec::new(),
+            free: Vec::new(),
         }
     }
-}
-
-/// A copy of `v` with `v`'s capacity, so it holds as much without reallocating.
-pub(crate) fn clone_reserved<T: Clone>(v: &Vec<T>) -> Vec<T> {
-    let mut copy = Vec::with_capacity(v.capacity());
-    copy.extend_from_slice(v);
-    copy
 }
 
 impl<T: Copy> Slab<T> {
-    /// An empty slab holding up to `capacity` slots without reallocating.
-    pub(crate) fn reserved(capacity: usize) -> Result<Self, TryReserveError> {
-        let mut slab = Slab {
-            items: Vec::new(),
-            free: Vec::new(),
-        };
-        slab.items.try_reserve_exact(capacity)?;
-        slab.free.try_reserve_exact(capacity)?;
-        Ok(slab)
-    }
-
-    /// Writes every reserved but unused page now (`blank` into spare slots; contents and
-    /// length unchanged), so later inserts take no first-touch page fault.
-    pub(crate) fn prefault(&mut self, blank: T) {
-        for slot in self.items.spare_capacity_mut() {
-            slot.write(blank);
-        }
-        for slot in self.free.spare_capacity_mut() {
-            slot.write(NIL);
-        }
-    }
-
     pub(crate) fn insert(&mut self, value: T) -> u32 {
         match self.free.pop() {
             Some(slot) => {
@@ -90,10 +58,6 @@ impl<T: Copy> Slab<T> {
                 slot
             }
             None => {
-                debug_assert!(
-                    self.items.len() < self.items.capacity(),
-                    "slab beyond its limit"
-                );
                 self.items.push(value);
                 (self.items.len() - 1) as u32
             }
@@ -119,58 +83,16 @@ impl<T: Copy> Slab<T> {
     pub(crate) fn len(&self) -> usize {
         self.items.len() - self.free.len()
     }
-
-    /// Slots it holds without reallocating.
-    #[cfg(test)]
-    pub(crate) fn capacity(&self) -> usize {
-        self.items.capacity().min(self.free.capacity())
-    }
 }
 
 /// Orders and levels of all books.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Arena {
     pub(crate) orders: Slab<Order>,
     pub(crate) levels: Slab<Level>,
 }
 
-impl Arena {
-    /// Room for `orders` resting orders and `levels` price levels.
-    pub(crate) fn reserved(orders: usize, levels: usize) -> Result<Self, TryReserveError> {
-        Ok(Arena {
-            orders: Slab::reserved(orders)?,
-            levels: Slab::reserved(levels)?,
-        })
-    }
-
-    /// Makes both slabs' reserved pages resident (see [`Slab::prefault`]).
-    pub(crate) fn prefault(&mut self) {
-        self.orders.prefault(Order {
-            id: 0,
-            price: 0,
-            remaining: 0,
-            account: 0,
-            instrument: 0,
-            side: Side::Buy,
-            level: NIL,
-            prev: NIL,
-            next: NIL,
-        });
-        self.levels.prefault(Level {
-            price: 0,
-            total: 0,
-            count: 0,
-            head: NIL,
-            tail: NIL,
-        });
-    }
-}
-
 /// One instrument's two sides, with the best level of each cached.
-///
-/// The one structure not reserved up front: a `BTreeMap` allocates a node (or frees one)
-/// now and then as price levels appear and disappear, on the business-logic thread. The
-/// levels themselves live in the [`Arena`], which is reserved.
 #[derive(Debug, Clone)]
 pub(crate) struct Book {
     sides: [BTreeMap<u64, u32>; 2],

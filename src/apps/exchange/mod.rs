@@ -82,8 +82,7 @@
 //! # Limits, determinism, snapshots
 //!
 //! Every table is bounded by [`ExchangeLimits`] (part of the state, so a snapshot restores
-//! the limits it was taken under) and reserved to its bound when the exchange is built (sizes
-//! in [`ExchangeLimits`]); hitting a limit is a rejection, never a panic. State lives
+//! the limits it was taken under); hitting a limit is a rejection, never a panic. State lives
 //! in `Vec`s, slabs and `BTreeMap`s, plus one `Vec`-backed open-addressing order-id index with
 //! a fixed hash that is never iterated (see the `index` module); time and assigned ids come
 //! from the message header. `save_state` writes a canonical form (books in priority order), so
@@ -93,11 +92,8 @@
 //! # Cost
 //!
 //! Steady-state `apply` allocates nothing except an occasional `BTreeMap` node when a price
-//! level appears, a holding the first time an account holds an instrument, and a bigger event
-//! buffer the first time a message produces more than 256 events. Nothing else grows: the
-//! order-id index, the order and level slabs and the account and instrument tables are
-//! allocated once, at construction. The response is encoded straight into the engine's
-//! `Output` from the reused event buffer.
+//! level appears. The response is encoded straight into the engine's `Output` from a reused
+//! event buffer.
 
 mod admin;
 mod app;
@@ -122,33 +118,13 @@ pub use workload::{WorkloadParams, WORKLOAD};
 use crate::codec::CodecError;
 use crate::engine::{Message, Outcome, Output, Processor};
 use crate::snapshot::StateError;
-use book::{clone_reserved, Arena, Book};
+use book::{Arena, Book};
 use events::ReportRef;
 use index::OrderIndex;
 use risk::Accounts;
 use serde::{Deserialize, Serialize};
-use std::collections::TryReserveError;
 
 /// Every bound of the exchange, fixed when it is created and saved with its state.
-///
-/// # Memory
-///
-/// [`Exchange::with_limits`] reserves every table to these limits at once, so nothing grows
-/// on the message path. What it reserves is address space: a page becomes resident when it is
-/// first written, or all at once with [`Exchange::prefault`].
-///
-/// - `max_open_orders`: 120 to 152 bytes each — an order slot (48), a price-level slot (32;
-///   a level holds at least one order), a free-list entry for each slab (4 + 4), and two
-///   entries of the order-id index (2 × 16, the table rounded up to a power of two: up to 64).
-///   The level slots are capped at `2 × max_instruments × max_price_levels` when that is
-///   fewer.
-/// - `max_accounts`: 48 bytes each (accounts are stored densely by id).
-/// - `max_instruments`: 88 bytes each (stored densely by id).
-///
-/// The defaults reserve about 528 MiB: 480 MiB for 2²² open orders (orders 192, levels 128,
-/// index 128, free lists 32), 48 MiB for 2²⁰ accounts, 352 KiB for 4096 instruments. Not
-/// reserved: the books' `BTreeMap` nodes (they come and go with price levels), each account's
-/// holdings (24 bytes per instrument held) and the event buffer beyond 256 events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExchangeLimits {
     /// Instrument ids are `0..max_instruments`.
@@ -189,7 +165,7 @@ pub(crate) struct Instrument {
 }
 
 /// The exchange: a [`Processor`] (and [`crate::apps::App`]) owning all books and accounts.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Exchange {
     limits: ExchangeLimits,
     instruments: Vec<Option<Instrument>>,
@@ -201,21 +177,6 @@ pub struct Exchange {
     events: Vec<Event>,
 }
 
-impl Clone for Exchange {
-    /// A copy with the same reservations (a derived clone would shrink every table to its
-    /// length, and the copy would grow on the message path).
-    fn clone(&self) -> Self {
-        Exchange {
-            limits: self.limits,
-            instruments: clone_reserved(&self.instruments),
-            accounts: self.accounts.clone(),
-            arena: self.arena.clone(),
-            index: self.index.clone(),
-            events: clone_reserved(&self.events),
-        }
-    }
-}
-
 impl Default for Exchange {
     fn default() -> Self {
         Exchange::with_limits(ExchangeLimits::default())
@@ -223,47 +184,15 @@ impl Default for Exchange {
 }
 
 impl Exchange {
-    /// An empty exchange with these limits, every table reserved to them now (sizes in
-    /// [`ExchangeLimits`]; address space only until written or pre-faulted).
-    ///
-    /// # Panics
-    /// If the limits do not fit in memory.
+    /// An empty exchange with these limits.
     pub fn with_limits(limits: ExchangeLimits) -> Self {
-        Exchange::reserved(limits, &limits)
-            .unwrap_or_else(|e| panic!("exchange limits {limits:?} do not fit in memory: {e}"))
-    }
-
-    /// An empty exchange with `limits`. Orders, levels and the id index are reserved to
-    /// `limits`; the tables dense by id (accounts, instruments) to the lower of `limits` and
-    /// `ids`, the bound a snapshot loader puts on the ids it accepts.
-    pub(crate) fn reserved(
-        limits: ExchangeLimits,
-        ids: &ExchangeLimits,
-    ) -> Result<Self, TryReserveError> {
-        let mut instruments = Vec::new();
-        instruments.try_reserve_exact(limits.max_instruments.min(ids.max_instruments) as usize)?;
-        let accounts = limits.max_accounts.min(ids.max_accounts) as usize;
-        let orders = limits.max_open_orders as usize;
-        Ok(Exchange {
+        Exchange {
             limits,
-            instruments,
-            accounts: Accounts::reserved(accounts)?,
-            arena: Arena::reserved(orders, max_levels(&limits))?,
-            index: OrderIndex::reserved(limits.max_open_orders)?,
+            instruments: Vec::new(),
+            accounts: Accounts::default(),
+            arena: Arena::default(),
+            index: OrderIndex::default(),
             events: Vec::with_capacity(256),
-        })
-    }
-
-    /// Makes every page reserved at construction resident now (the order-id index, the order
-    /// and level slabs, the account and instrument tables: see [`ExchangeLimits`] for the
-    /// sizes), so the message path never stops for a first-touch page fault. The contents do
-    /// not change. Optional: without it, pages are faulted in as the tables fill.
-    pub fn prefault(&mut self) {
-        self.index.prefault();
-        self.arena.prefault();
-        self.accounts.prefault();
-        for slot in self.instruments.spare_capacity_mut() {
-            slot.write(None);
         }
     }
 
@@ -336,14 +265,6 @@ impl Exchange {
             (None, _) => self.reject(0, RejectReason::UnknownAccount),
         }
     }
-}
-
-/// How many price levels can exist at once: each holds at least one resting order, and each
-/// side of a book at most `max_price_levels` (a loaded snapshot is held to both too).
-fn max_levels(limits: &ExchangeLimits) -> usize {
-    let per_book = 2 * u64::from(limits.max_price_levels);
-    let all_books = per_book.saturating_mul(u64::from(limits.max_instruments));
-    all_books.min(u64::from(limits.max_open_orders)) as usize
 }
 
 /// The order id a request names (for its `Rejected` event).
@@ -424,56 +345,5 @@ impl Processor for Exchange {
     fn load_state(&mut self, schema_version: u32, bytes: &[u8]) -> Result<(), StateError> {
         *self = Exchange::load(schema_version, bytes, &self.limits)?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::book::{Level, Order};
-    use super::risk::Account;
-    use super::*;
-
-    #[test]
-    fn the_documented_footprint_per_limit_holds() {
-        use std::mem::size_of;
-        let sizes = (
-            size_of::<Order>(),
-            size_of::<Level>(),
-            size_of::<Account>(),
-            size_of::<Option<Instrument>>(),
-        );
-        assert_eq!(sizes, (48, 32, 48, 88), "update the ExchangeLimits docs");
-        let limits = ExchangeLimits::default();
-        assert_eq!(max_levels(&limits), limits.max_open_orders as usize);
-        let tight = ExchangeLimits {
-            max_instruments: 3,
-            max_price_levels: 5,
-            ..limits
-        };
-        assert_eq!(max_levels(&tight), 30);
-    }
-
-    #[test]
-    fn tables_are_reserved_to_the_limits_and_kept_by_clone() {
-        let limits = ExchangeLimits {
-            max_instruments: 10,
-            max_accounts: 100,
-            max_open_orders: 1000,
-            max_price_levels: 20,
-            ..ExchangeLimits::default()
-        };
-        let mut x = Exchange::with_limits(limits);
-        x.prefault();
-        let capacities = |x: &Exchange| {
-            (
-                x.instruments.capacity(),
-                x.accounts.list.capacity(),
-                x.arena.orders.capacity(),
-                x.arena.levels.capacity(),
-            )
-        };
-        assert_eq!(capacities(&x), (10, 100, 1000, 400));
-        assert_eq!(capacities(&x.clone()), capacities(&x));
-        assert_eq!(x.state_hash(), Exchange::with_limits(limits).state_hash());
     }
 }

@@ -10,10 +10,8 @@
 //! Overflow: trades only move cash and lots between accounts, so no balance can exceed the
 //! exchange-wide totals, and those are checked on every deposit.
 
-use super::book::clone_reserved;
 use super::events::{Holding, RejectReason};
 use serde::{Deserialize, Serialize};
-use std::collections::TryReserveError;
 
 /// One account.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +41,7 @@ impl Account {
         }
     }
 
-    /// The holding of `instrument`, created at zero when missing (the one allocation an
-    /// account makes: its holdings list grows, on the first deposit or buy of an instrument).
+    /// The holding of `instrument`, created at zero when missing.
     pub(crate) fn holding_mut(&mut self, instrument: u32) -> &mut Holding {
         let i = match self.holding_index(instrument) {
             Ok(i) => i,
@@ -75,43 +72,15 @@ impl Account {
     }
 }
 
-/// All accounts, indexed by id (ids are dense: `0..ExchangeLimits::max_accounts`). The list
-/// is reserved for every id up front; an account's holdings are not (see `holding_mut`).
-#[derive(Debug)]
+/// All accounts, indexed by id (ids are dense: `0..ExchangeLimits::max_accounts`).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Accounts {
     pub(crate) list: Vec<Account>,
     /// Sum of every account's cash.
     pub(crate) total_cash: u64,
 }
 
-impl Clone for Accounts {
-    /// A copy with the same reservation.
-    fn clone(&self) -> Self {
-        Accounts {
-            list: clone_reserved(&self.list),
-            total_cash: self.total_cash,
-        }
-    }
-}
-
 impl Accounts {
-    /// No accounts yet, room for ids `0..capacity` without reallocating.
-    pub(crate) fn reserved(capacity: usize) -> Result<Self, TryReserveError> {
-        let mut list = Vec::new();
-        list.try_reserve_exact(capacity)?;
-        Ok(Accounts {
-            list,
-            total_cash: 0,
-        })
-    }
-
-    /// Writes the reserved, unused part of the list now (contents unchanged).
-    pub(crate) fn prefault(&mut self) {
-        for slot in self.list.spare_capacity_mut() {
-            slot.write(Account::default());
-        }
-    }
-
     /// The open account `id`.
     #[inline]
     pub(crate) fn get(&self, id: u32) -> Option<&Account> {

@@ -125,12 +125,7 @@ impl Exchange {
     }
 
     fn rebuild(state: StateV1, ceiling: &ExchangeLimits) -> Result<Exchange, StateError> {
-        let mut x = Exchange::reserved(state.limits, ceiling).map_err(|e| {
-            invalid(format_args!(
-                "limits {:?} do not fit in memory: {e}",
-                state.limits
-            ))
-        })?;
+        let mut x = Exchange::with_limits(state.limits);
         let max_accounts = x.limits.max_accounts.min(ceiling.max_accounts);
         for a in state.accounts {
             if a.id >= max_accounts || x.accounts.get(a.id).is_some() {
@@ -193,7 +188,6 @@ impl Exchange {
                     o.id
                 )));
             }
-            self.check_room(i.id, &o)?;
             lots = lots.checked_add(o.remaining).ok_or_else(|| {
                 invalid(format_args!("instrument {}: resting lots overflow", i.id))
             })?;
@@ -212,22 +206,6 @@ impl Exchange {
             self.index.insert(o.id, slot);
             let book = &mut self.instruments[id].as_mut().expect("just added").book;
             book.push(&mut self.arena, slot);
-        }
-        Ok(())
-    }
-
-    /// Whether resting `o` in `instrument`'s book stays within the open-order and price-level
-    /// limits: the tables were reserved to them, and a live exchange never exceeds them.
-    fn check_room(&self, instrument: u32, o: &OrderView) -> Result<(), StateError> {
-        let book = &self.instrument(instrument).expect("just added").book;
-        let new_level = !book.has_level(o.side, o.price);
-        if self.index.len() >= self.limits.max_open_orders as usize
-            || new_level && book.level_count(o.side) >= self.limits.max_price_levels as usize
-        {
-            return Err(invalid(format_args!(
-                "instrument {instrument}: order {} is beyond max_open_orders or max_price_levels",
-                o.id
-            )));
         }
         Ok(())
     }
