@@ -336,3 +336,79 @@ fn oversized_messages_are_refused_before_the_ring() {
     assert_eq!(engine.submitter().published(), 0);
     engine.shutdown().unwrap();
 }
+
+/// Records when, where and how often the engine asked it to pre-fault.
+#[derive(Default)]
+struct PrefaultProbe {
+    applied: u64,
+    prefaults: u32,
+    applied_at_prefault: u64,
+    prefaulted_on: Option<String>,
+}
+
+impl keel::Processor for PrefaultProbe {
+    fn apply(
+        &mut self,
+        _message: &keel::Message<'_>,
+        _out: &mut keel::engine::Output<'_>,
+    ) -> keel::Outcome {
+        self.applied += 1;
+        keel::Outcome::Accepted
+    }
+
+    fn state_hash(&self) -> u64 {
+        self.applied
+    }
+
+    fn save_state(&self, out: &mut Vec<u8>) -> Result<(), keel::codec::CodecError> {
+        out.extend_from_slice(&self.applied.to_le_bytes());
+        Ok(())
+    }
+
+    fn load_state(
+        &mut self,
+        _schema_version: u32,
+        bytes: &[u8],
+    ) -> Result<(), keel::snapshot::StateError> {
+        let bytes: [u8; 8] = bytes
+            .try_into()
+            .map_err(|_| keel::snapshot::StateError::Invalid("8 bytes expected".into()))?;
+        self.applied = u64::from_le_bytes(bytes);
+        Ok(())
+    }
+
+    fn prefault(&mut self) {
+        self.prefaults += 1;
+        self.applied_at_prefault = self.applied;
+        self.prefaulted_on = thread::current().name().map(str::to_owned);
+    }
+}
+
+fn probe_run(dir: &std::path::Path, prefault_state: bool, messages: u64) -> PrefaultProbe {
+    let config = Config {
+        prefault_state,
+        discard_responses: true,
+        ..config(dir)
+    };
+    let mut engine = Engine::start(config, PrefaultProbe::default()).unwrap();
+    for i in 1..=messages {
+        engine.submitter().submit(to(ADD, i), &[]).unwrap();
+    }
+    engine.shutdown().unwrap()
+}
+
+#[test]
+fn prefault_runs_once_on_the_logic_thread_after_recovery_before_any_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = probe_run(dir.path(), false, 3);
+    assert_eq!((first.prefaults, first.applied), (0, 3));
+    // Restart from the shutdown snapshot: the recovered state is what gets pre-faulted.
+    let second = probe_run(dir.path(), true, 2);
+    assert_eq!(second.prefaults, 1);
+    assert_eq!(
+        second.applied_at_prefault, 3,
+        "after recovery, before new messages"
+    );
+    assert_eq!(second.applied, 5);
+    assert_eq!(second.prefaulted_on.as_deref(), Some("keel-logic"));
+}

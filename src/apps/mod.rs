@@ -53,10 +53,4 @@ pub trait App: Processor + Default {
     /// Messages to submit before the workload (e.g. create books or instruments and fund
     /// accounts); may be empty.
     fn setup(seed: u64) -> Vec<Command>;
-
-    /// Makes the memory the state reserved at construction resident now, before any message
-    /// (the engine's "allocate and pre-fault at start"), so the message path never stops for
-    /// a first-touch page fault. Costs resident memory up to the state's limits. Default:
-    /// nothing reserved, nothing to do.
-    fn prefault(&mut self) {}
 }

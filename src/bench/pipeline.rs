@@ -53,22 +53,17 @@ impl Tally {
     }
 }
 
-/// A fresh `A` whose reserved state is resident (off the clock): a deployment that wants no
-/// page faults on the message path pre-faults the same way.
-fn prefaulted<A: App>() -> A {
-    let mut app = A::default();
-    app.prefault();
-    app
-}
-
 /// Runs one pipeline measurement of app `A` and verifies the state against a replay.
 pub fn run<A: App>(spec: &PipelineSpec) -> Result<LatencyRun, Failure> {
     let dir = DataDir::new(spec.engine.data_dir.as_deref(), "pipeline")?;
-    let config = spec.engine.config(dir.path());
+    let mut config = spec.engine.config(dir.path());
+    // The state's reserved memory is made resident before the first message (off the
+    // clock), as a deployment that wants no page faults on the message path would.
+    config.prefault_state = true;
     if spec.rate == 0 {
         return closed_loop::<A>(spec, config);
     }
-    let mut engine = Engine::start(config.clone(), prefaulted::<A>())?;
+    let mut engine = Engine::start(config.clone(), A::default())?;
     let mut submitter = engine.take_submitter().expect("fresh engine");
     let mut receiver = engine.take_responses().expect("fresh engine");
     let last = submit_setup::<A>(&mut submitter, spec.seed)?;
@@ -245,7 +240,7 @@ fn closed_loop<A: App>(
 ) -> Result<LatencyRun, Failure> {
     config.discard_responses = true;
     let feed = Arc::new(Feed::build::<A>(spec.seed, 0, spec.messages));
-    let mut engine = Engine::start(config.clone(), prefaulted::<A>())?;
+    let mut engine = Engine::start(config.clone(), A::default())?;
     let mut submitter = engine.take_submitter().expect("fresh engine");
     let setup_last = submit_setup::<A>(&mut submitter, spec.seed)?;
     while engine.applied_sequence() < setup_last {

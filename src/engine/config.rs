@@ -95,6 +95,10 @@ pub struct Config {
     pub snapshot_max_state_bytes: u64,
     /// Woken after each batch of published responses (see [`OutputWaker`]).
     pub output_waker: Option<OutputWaker>,
+    /// Call [`crate::Processor::prefault`] on the business-logic thread before the first
+    /// message: the state's reserved memory becomes resident up front (no page faults on the
+    /// message path, at the cost of memory up to the state's limits and a slower start).
+    pub prefault_state: bool,
 }
 
 impl Default for Config {
@@ -117,6 +121,7 @@ impl Default for Config {
             snapshot_on_shutdown: true,
             snapshot_max_state_bytes: DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
             output_waker: None,
+            prefault_state: false,
         }
     }
 }

@@ -158,8 +158,13 @@ impl<P: Processor> Engine<P> {
             config.pinning.logic_core,
             config.output_waker.clone(),
         );
+        let prefault = config.prefault_state;
         let logic = spawn("keel-logic", move || {
             c2.pin_current(core, "logic");
+            let mut processor = processor;
+            if prefault {
+                processor.prefault();
+            }
             logic::run(processor, logic_input, responses, snapshots, waker)
         })?;
         Ok(Engine {

@@ -41,6 +41,13 @@ pub trait Processor: Send + 'static {
     /// older schema versions. On error `self` must be left unchanged (decode into a new value,
     /// then assign), so the engine can fall back to an older snapshot or a full replay.
     fn load_state(&mut self, schema_version: u32, bytes: &[u8]) -> Result<(), StateError>;
+
+    /// Makes the memory the state reserved for its limits resident now, so that no message
+    /// later stops for a first-touch page fault. The engine calls it once, on the
+    /// business-logic thread before the first message, when `Config::prefault_state` is set:
+    /// after recovery (a loaded snapshot's state is what gets touched) and on the thread that
+    /// will use the pages. Costs resident memory up to the limits. Default: nothing reserved.
+    fn prefault(&mut self) {}
 }
 
 /// The response payload being written for one message, in a buffer allocated at start.

@@ -109,10 +109,6 @@ fn response_body(kind: u16, payload: &[u8]) -> Value {
 impl App for Bookstore {
     const NAME: &'static str = "bookstore";
 
-    fn prefault(&mut self) {
-        Bookstore::prefault(self);
-    }
-
     fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), crate::net::Invalid> {
         use crate::net::Invalid;
         match super::messages::decode(kind, version, payload) {

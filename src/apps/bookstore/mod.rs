@@ -263,6 +263,10 @@ impl Bookstore {
 }
 
 impl Processor for Bookstore {
+    fn prefault(&mut self) {
+        Bookstore::prefault(self);
+    }
+
     #[inline]
     fn apply(&mut self, message: &Message<'_>, out: &mut Output<'_>) -> Outcome {
         let header = &message.header;
