@@ -6,6 +6,8 @@
 
 #[path = "../fuzz/common/apps.rs"]
 mod apps;
+#[path = "../fuzz/common/scratch.rs"]
+mod scratch;
 #[path = "../fuzz/harness/bookstore_decoder.rs"]
 mod bookstore_decoder;
 #[path = "../fuzz/harness/exchange_decoder.rs"]

@@ -3,6 +3,8 @@
 //! `tests/fuzz_regressions.rs`.
 #![no_main]
 
+#[path = "../common/scratch.rs"]
+mod scratch;
 #[path = "../harness/snapshot_reader.rs"]
 mod harness;
 

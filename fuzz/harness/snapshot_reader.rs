@@ -25,16 +25,7 @@ const SEQUENCE: u64 = 7;
 /// The scratch directory this process uses (under `/dev/shm` when there is one).
 pub fn dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = if Path::new("/dev/shm").is_dir() {
-            "/dev/shm"
-        } else {
-            "/tmp"
-        };
-        let dir = PathBuf::from(base).join(format!("keel-fuzz-snapshot-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    })
+    crate::scratch::dir(&DIR, "snapshot")
 }
 
 fn small_bookstore() -> Bookstore {

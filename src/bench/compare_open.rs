@@ -19,7 +19,7 @@ use super::compare::{
     PlainJournal,
 };
 use super::hist::Percentiles;
-use super::latency::{micros, LatencyRecorder};
+use super::latency::{percentile_cells, LatencyRecorder, PERCENTILE_HEADERS};
 use super::peers::YieldNow;
 use super::pipeline::{self, PipelineSpec, CLOSED_LOOP_BATCH};
 use super::report::Table;
@@ -490,19 +490,14 @@ impl OpenLoopCompareReport {
             self.warmup_s,
             self.run_info.lines()
         );
-        let mut t = Table::new(&[
-            "pipeline",
-            "offered/s",
-            "achieved/s",
-            "p50 us",
-            "p90 us",
-            "p99 us",
-            "p99.9 us",
-            "p99.99 us",
-            "max us",
-            "p50/p99/p99.9 vs keel",
-            "verified",
-        ]);
+        let mut t = Table::new(
+            &[
+                &["pipeline", "offered/s", "achieved/s"][..],
+                &PERCENTILE_HEADERS,
+                &["p50/p99/p99.9 vs keel", "verified"],
+            ]
+            .concat(),
+        );
         for c in &self.contenders {
             t.row(contender_row(c));
         }
@@ -516,21 +511,16 @@ impl OpenLoopCompareReport {
 }
 
 fn contender_row(c: &OpenLoopContender) -> Vec<String> {
-    let l = &c.latency;
     let v = &c.vs_keel;
-    vec![
+    let mut row = vec![
         c.name.clone(),
         c.offered_per_sec.to_string(),
         format!("{:.0}", c.achieved_per_sec),
-        micros(l.p50_ns),
-        micros(l.p90_ns),
-        micros(l.p99_ns),
-        micros(l.p999_ns),
-        micros(l.p9999_ns),
-        micros(l.max_ns),
-        format!("{:.2}x / {:.2}x / {:.2}x", v.p50, v.p99, v.p999),
-        c.verified.clone(),
-    ]
+    ];
+    row.extend(percentile_cells(&c.latency));
+    row.push(format!("{:.2}x / {:.2}x / {:.2}x", v.p50, v.p99, v.p999));
+    row.push(c.verified.clone());
+    row
 }
 
 #[cfg(test)]

@@ -62,6 +62,24 @@ impl LatencyRecorder {
     }
 }
 
+/// Table headers of [`percentile_cells`], in its order.
+pub const PERCENTILE_HEADERS: [&str; 6] = [
+    "p50 us",
+    "p90 us",
+    "p99 us",
+    "p99.9 us",
+    "p99.99 us",
+    "max us",
+];
+
+/// The p50 … max columns of a table row, in microseconds (see [`PERCENTILE_HEADERS`]).
+pub fn percentile_cells(l: &Percentiles) -> [String; 6] {
+    [
+        l.p50_ns, l.p90_ns, l.p99_ns, l.p999_ns, l.p9999_ns, l.max_ns,
+    ]
+    .map(micros)
+}
+
 /// `ns` as microseconds with 1–3 decimals, for tables.
 pub fn micros(ns: u64) -> String {
     let us = ns as f64 / 1e3;

@@ -2,7 +2,7 @@
 //! `.hgrm` files and a percentile plot under `--out`, the knee of a sweep, a progress bar.
 
 use super::hist::Percentiles;
-use super::latency::{micros, LatencyRecorder};
+use super::latency::{percentile_cells, LatencyRecorder, PERCENTILE_HEADERS};
 use super::report::Table;
 use super::rig::{Failure, Verified};
 use super::sysinfo::RunInfo;
@@ -91,18 +91,14 @@ impl LoadReport {
             self.bench, self.app, self.seed
         );
         out.push_str(&self.run_info.lines());
-        let mut t = Table::new(&[
-            "offered/s",
-            "achieved/s",
-            "msgs",
-            "p50 us",
-            "p90 us",
-            "p99 us",
-            "p99.9 us",
-            "p99.99 us",
-            "max us",
-            "verified",
-        ]);
+        let mut t = Table::new(
+            &[
+                &["offered/s", "achieved/s", "msgs"][..],
+                &PERCENTILE_HEADERS,
+                &["verified"],
+            ]
+            .concat(),
+        );
         for r in &self.runs {
             t.row(row(r));
         }
@@ -157,18 +153,14 @@ fn row(r: &LatencyRun) -> Vec<String> {
         Some(v) => format!("ok {:#x}", v.engine_state_hash & 0xffff_ffff),
         None => "responses".into(),
     };
-    vec![
+    let mut row = vec![
         offered(r.offered_per_sec),
         format!("{:.0}", r.achieved_per_sec),
         r.recorded.to_string(),
-        micros(l.p50_ns),
-        micros(l.p90_ns),
-        micros(l.p99_ns),
-        micros(l.p999_ns),
-        micros(l.p9999_ns),
-        micros(l.max_ns),
-        verified,
-    ]
+    ];
+    row.extend(percentile_cells(l));
+    row.push(verified);
+    row
 }
 
 /// A progress bar on stderr, hidden when `quiet` or when stderr is not a terminal.

@@ -528,8 +528,8 @@ impl<T> Consumer<T> {
 }
 
 /// The smallest of `sequences` (Acquire loads) and the key to park on until it moves: of equal
-/// values the last one, the most downstream (a durable gate trails its journaler).
-/// `sequences` is never empty (a consumer depends on at least the cursor or one stage).
+/// values the last one, the most downstream (a durable gate trails its journaler). Like
+/// [`minimum`] with the key added; `(u64::MAX, WaitKey::ANY)` when `sequences` is empty.
 fn binding(sequences: &[Arc<Sequence>]) -> (u64, WaitKey) {
     let mut least = (u64::MAX, WaitKey::ANY);
     for sequence in sequences {

@@ -101,8 +101,9 @@ impl FromStr for WaitStrategy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitKey(usize);
 
-/// States of [`ParkedWaiter::key`] below every real key. Sequence addresses are cache-line
-/// aligned, so none of them is a small number.
+// States of `ParkedWaiter::key` below every real key. Sequence addresses are cache-line
+// aligned, so none of them is a small number.
+
 /// An entry nobody holds.
 const FREE: usize = 0;
 /// A waiter took the entry and is storing its thread handle.
