@@ -68,6 +68,13 @@ impl SegmentIo for RealIo {
     }
 }
 
+/// Asks the kernel to drop `file`'s cached pages (`posix_fadvise(POSIX_FADV_DONTNEED)`): it
+/// drops the clean pages nobody maps and leaves the rest. Advisory, so it is no part of the
+/// seam: it can neither lose data nor change what is durable.
+pub(crate) fn release_cached_pages(file: &File) -> io::Result<()> {
+    rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed).map_err(io::Error::from)
+}
+
 /// `fallocate(fd, 0, 0, len)`; on file systems without it, writes zeros instead. Either way the
 /// blocks exist afterwards, which `File::set_len` alone would not guarantee.
 fn allocate(file: &File, len_bytes: u64) -> io::Result<()> {
