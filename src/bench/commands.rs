@@ -164,6 +164,14 @@ pub struct JournalArgs {
     /// Journal flush policy: none | batch | interval:MS.
     #[arg(long, default_value = "batch")]
     pub flush: crate::journal::FlushPolicy,
+    /// How the appending thread waits for durable acknowledgements (as the business logic
+    /// does in the engine): spin | yield | park | phased.
+    #[arg(long, default_value = "phased")]
+    pub wait: crate::ring::WaitStrategy,
+    /// Offered records per second, open loop (ack latency from each batch's intended time);
+    /// 0: closed loop, batches back to back.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
     /// Payload sizes, bytes.
     #[arg(long, value_delimiter = ',', default_values_t = [64usize, 256])]
     pub payload: Vec<usize>,
@@ -191,6 +199,8 @@ pub struct JournalArgs {
 pub fn run_journal(args: &JournalArgs) -> Result<(), Failure> {
     let report = super::journal::run(&super::journal::JournalSpec {
         flush: args.flush,
+        wait: args.wait,
+        rate: (args.rate > 0).then(|| super::schedule::Schedule::new(args.rate)),
         payloads: args.payload.clone(),
         batches: args.batch.clone(),
         messages: args.messages,

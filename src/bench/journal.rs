@@ -6,16 +6,24 @@
 //! (group commit); a batch is acknowledged when the durable sequence reaches it. As in the
 //! engine, where the ring bounds it, at most [`IN_FLIGHT_RECORDS`] records may be appended
 //! ahead of the durable sequence; the clock stops when the last record is durable.
+//!
+//! The appending thread waits for acknowledgements as the engine's business-logic thread
+//! does: with a [`WaitStrategy`], woken by the syncer through a [`Signal`]. On two cores a
+//! thread that yields in a loop instead takes the CPU the syncer and the kernel's writeback
+//! need (the group commits then take twice as long).
 
+use super::disk::DiskBaseline;
 use super::hist::Percentiles;
 use super::latency::{micros, LatencyRecorder};
 use super::report::Table;
 use super::rig::{DataDir, Failure};
+use super::schedule::{drive_open_loop, Schedule};
 use super::sysinfo::RunInfo;
 use crate::journal::{
-    record_size_bytes, FlushPolicy, JournalConfig, JournalReader, JournalWriter, Record,
+    record_size_bytes, FlushPolicy, JournalConfig, JournalError, JournalReader, JournalWriter,
+    Record,
 };
-use crate::ring::Sequence;
+use crate::ring::{wait_for, Check, Sequence, Signal, WaitKey, WaitStrategy};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -30,6 +38,11 @@ pub const IN_FLIGHT_RECORDS: u64 = 1 << 16;
 pub struct JournalSpec {
     /// Flush policy.
     pub flush: FlushPolicy,
+    /// How the appending thread waits for durable acknowledgements.
+    pub wait: WaitStrategy,
+    /// Open loop at this many records per second (acknowledgement latency counted from each
+    /// batch's intended time); `None`: closed loop, batches back to back.
+    pub rate: Option<Schedule>,
     /// Payload sizes, bytes.
     pub payloads: Vec<usize>,
     /// Records per batch (`end_batch` after each).
@@ -49,8 +62,10 @@ pub struct JournalSpec {
 pub struct JournalCase {
     /// Payload bytes per record.
     pub payload_bytes: usize,
-    /// Records per batch.
+    /// Records per batch (most per batch in an open-loop case).
     pub batch: usize,
+    /// Offered records per second; `None` in a closed-loop case.
+    pub offered_per_sec: Option<u64>,
     /// Records appended.
     pub messages: u64,
     /// Records per second.
@@ -59,7 +74,8 @@ pub struct JournalCase {
     pub record_mb_per_sec: f64,
     /// Megabytes of payload per second.
     pub payload_mb_per_sec: f64,
-    /// Time from a batch's first append until it is durable, nanoseconds.
+    /// Time from a batch's first append (open loop: its first record's intended time) until
+    /// it is durable, nanoseconds.
     pub ack_latency: Percentiles,
 }
 
@@ -68,6 +84,8 @@ pub struct JournalCase {
 pub struct JournalReport {
     /// What it ran on (flush policy included).
     pub run_info: RunInfo,
+    /// The same directory's storage measured on its own, before the cases.
+    pub disk: DiskBaseline,
     /// One per case.
     pub cases: Vec<JournalCase>,
 }
@@ -75,6 +93,8 @@ pub struct JournalReport {
 /// Runs every case; each reads its journal back and checks the record count.
 pub fn run(spec: &JournalSpec) -> Result<JournalReport, Failure> {
     let dir = DataDir::new(spec.data_dir.as_deref(), "journal")?;
+    let disk = DiskBaseline::measure(dir.path())
+        .map_err(|e| Failure(format!("disk baseline in {}: {e}", dir.path().display())))?;
     let mut cases = Vec::new();
     for &payload in &spec.payloads {
         for &batch in &spec.batches {
@@ -84,8 +104,13 @@ pub fn run(spec: &JournalSpec) -> Result<JournalReport, Failure> {
             cases.push(case?);
         }
     }
-    let run_info = RunInfo::detect(&[], "-", &spec.flush.to_string(), dir.path());
-    Ok(JournalReport { run_info, cases })
+    let wait = spec.wait.name();
+    let run_info = RunInfo::detect(&[], wait, &spec.flush.to_string(), dir.path());
+    Ok(JournalReport {
+        run_info,
+        disk,
+        cases,
+    })
 }
 
 fn run_case(
@@ -101,42 +126,110 @@ fn run_case(
         max_payload_bytes: payload_bytes.max(64) as u32,
     };
     let mut writer = JournalWriter::open(&cfg)?;
-    let payload = vec![0xA5u8; payload_bytes];
-    let mut acks = Acks::new(writer.durable_sequence(), batch);
-    let mut sequence = 0u64;
+    let mut load = Load {
+        acks: Acks::new(writer.durable_sequence(), spec.wait, batch),
+        payload: vec![0xA5u8; payload_bytes],
+        appended: 0,
+    };
+    writer.set_durable_waker(Arc::clone(&load.acks.signal));
     let start = Instant::now();
-    while sequence < spec.messages && start.elapsed() < spec.max_time {
-        let n = (batch as u64).min(spec.messages - sequence);
-        let t0 = Instant::now();
-        for _ in 0..n {
-            sequence += 1;
-            writer.append(&record(sequence, &payload))?;
+    match spec.rate {
+        None => load.closed_loop(&mut writer, spec, batch, start)?,
+        Some(schedule) => {
+            let total = spec.messages.min(schedule.messages_in(spec.max_time));
+            drive_open_loop(schedule, total, start, false, |due| {
+                load.due(&mut writer, due, batch, |i| {
+                    start + Duration::from_nanos(schedule.intended_ns(i))
+                })
+            })?;
         }
-        writer.end_batch()?;
-        acks.ended(sequence, t0);
     }
-    acks.wait_all(sequence);
+    let appended = load.appended;
+    load.acks.wait_all(appended);
     let elapsed = start.elapsed().as_secs_f64();
     writer.sync()?;
-    let recorder = acks.recorder;
     drop(writer);
-    check_count(dir, sequence)?;
+    check_count(dir, appended)?;
     let record_bytes = record_size_bytes(payload_bytes) as f64;
-    let rate = sequence as f64 / elapsed;
+    let rate = appended as f64 / elapsed;
     Ok(JournalCase {
         payload_bytes,
         batch,
-        messages: sequence,
+        offered_per_sec: spec.rate.map(|s| s.rate_per_sec()),
+        messages: appended,
         msgs_per_sec: rate,
         record_mb_per_sec: rate * record_bytes / 1e6,
         payload_mb_per_sec: rate * payload_bytes as f64 / 1e6,
-        ack_latency: recorder.summary(),
+        ack_latency: load.acks.recorder.summary(),
     })
+}
+
+/// The appending side of a case.
+struct Load {
+    acks: Acks,
+    payload: Vec<u8>,
+    /// Records appended so far (the last sequence).
+    appended: u64,
+}
+
+impl Load {
+    /// Batches of `batch` back to back (each timed from its first append) until the record
+    /// or time limit.
+    fn closed_loop(
+        &mut self,
+        writer: &mut JournalWriter,
+        spec: &JournalSpec,
+        batch: usize,
+        start: Instant,
+    ) -> Result<(), JournalError> {
+        while self.appended < spec.messages && start.elapsed() < spec.max_time {
+            let n = (batch as u64).min(spec.messages - self.appended);
+            self.append_batch(writer, n, Instant::now())?;
+        }
+        Ok(())
+    }
+
+    /// Open loop: the records `due` (0-based) became due; appends them in batches of at most
+    /// `batch`, each timed from its first record's intended time.
+    fn due(
+        &mut self,
+        writer: &mut JournalWriter,
+        due: std::ops::Range<u64>,
+        batch: usize,
+        intended: impl Fn(u64) -> Instant,
+    ) -> Result<(), JournalError> {
+        let mut first = due.start;
+        while first < due.end {
+            let n = (batch as u64).min(due.end - first);
+            self.append_batch(writer, n, intended(first))?;
+            first += n;
+        }
+        Ok(())
+    }
+
+    /// Appends `n` records as one batch begun at `started`.
+    fn append_batch(
+        &mut self,
+        writer: &mut JournalWriter,
+        n: u64,
+        started: Instant,
+    ) -> Result<(), JournalError> {
+        for _ in 0..n {
+            self.appended += 1;
+            writer.append(&record(self.appended, &self.payload))?;
+        }
+        writer.end_batch()?;
+        self.acks.ended(self.appended, started);
+        Ok(())
+    }
 }
 
 /// Batches waiting for their durable acknowledgement.
 struct Acks {
     durable: Option<Arc<Sequence>>,
+    /// Notified by the syncer whenever the durable sequence advances.
+    signal: Arc<Signal>,
+    wait: WaitStrategy,
     /// (last sequence of the batch, when its first record was appended), oldest first.
     pending: VecDeque<(u64, Instant)>,
     in_flight_batches: usize,
@@ -144,10 +237,12 @@ struct Acks {
 }
 
 impl Acks {
-    fn new(durable: Option<Arc<Sequence>>, batch: usize) -> Self {
+    fn new(durable: Option<Arc<Sequence>>, wait: WaitStrategy, batch: usize) -> Self {
         let in_flight_batches = (IN_FLIGHT_RECORDS as usize / batch.max(1)).max(1);
         Acks {
             durable,
+            signal: Arc::new(Signal::default()),
+            wait,
             pending: VecDeque::with_capacity(in_flight_batches + 1),
             in_flight_batches,
             recorder: LatencyRecorder::new(),
@@ -163,8 +258,9 @@ impl Acks {
         }
         self.pending.push_back((last, started));
         self.settle(self.durable_now());
-        while self.pending.len() > self.in_flight_batches {
-            std::thread::yield_now();
+        if self.pending.len() > self.in_flight_batches {
+            let oldest = self.pending.front().map_or(0, |&(last, _)| last);
+            self.wait_durable(oldest);
             self.settle(self.durable_now());
         }
     }
@@ -174,10 +270,22 @@ impl Acks {
         if self.durable.is_none() {
             return;
         }
-        while self.durable_now() < last {
-            std::thread::yield_now();
-        }
+        self.wait_durable(last);
         self.settle(last);
+    }
+
+    /// Blocks (per the wait strategy) until `sequence` is durable.
+    fn wait_durable(&self, sequence: u64) {
+        let Some(durable) = &self.durable else {
+            return;
+        };
+        wait_for(self.wait, &self.signal, None, || {
+            if durable.load_acquire() >= sequence {
+                Check::Ready
+            } else {
+                Check::BlockedOn(WaitKey::of(durable))
+            }
+        });
     }
 
     fn durable_now(&self) -> u64 {
@@ -231,6 +339,7 @@ impl JournalReport {
         let mut t = Table::new(&[
             "payload",
             "batch",
+            "offered/s",
             "records",
             "msgs/s",
             "MB/s",
@@ -244,6 +353,8 @@ impl JournalReport {
             t.row(vec![
                 format!("{} B", c.payload_bytes),
                 c.batch.to_string(),
+                c.offered_per_sec
+                    .map_or_else(|| "closed".into(), |r| r.to_string()),
                 c.messages.to_string(),
                 format!("{:.0}", c.msgs_per_sec),
                 format!("{:.1}", c.record_mb_per_sec),
@@ -255,6 +366,48 @@ impl JournalReport {
         }
         out.push_str(&t.render());
         out.push_str("MB/s counts whole records (header + payload + padding).\n");
+        out.push_str(&self.disk.line());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, rate: Option<Schedule>) -> JournalSpec {
+        JournalSpec {
+            flush: FlushPolicy::Batch,
+            wait: WaitStrategy::PARK,
+            rate,
+            payloads: vec![64],
+            batches: vec![16],
+            messages: 3_000,
+            max_time: Duration::from_secs(60),
+            segment_size_bytes: 1 << 18,
+            data_dir: Some(dir.to_path_buf()),
+        }
+    }
+
+    #[test]
+    fn closed_loop_journals_every_record_across_rollovers_and_times_every_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = run(&spec(dir.path(), None)).unwrap();
+        let case = &report.cases[0];
+        assert_eq!((case.messages, case.offered_per_sec), (3_000, None));
+        assert_eq!(case.ack_latency.count, 3_000 / 16 + 1);
+        assert!(report.table().contains("closed"));
+    }
+
+    #[test]
+    fn open_loop_offers_the_rate_and_times_batches_from_their_intended_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = run(&spec(dir.path(), Some(Schedule::new(30_000)))).unwrap();
+        let case = &report.cases[0];
+        assert_eq!((case.messages, case.offered_per_sec), (3_000, Some(30_000)));
+        assert!(case.ack_latency.count >= 3_000 / 16);
+        // 3,000 records at 30,000/s take 100 ms at least, whatever the disk.
+        assert!(case.msgs_per_sec <= 31_000.0, "{}", case.msgs_per_sec);
+        assert!(report.table().contains("30000"));
     }
 }

@@ -20,6 +20,7 @@ pub mod ring;
 pub mod commands;
 pub mod compare;
 pub mod compare_open;
+pub mod disk;
 pub mod hgrm;
 pub mod journal;
 pub mod latency;
