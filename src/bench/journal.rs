@@ -7,6 +7,10 @@
 //! engine, where the ring bounds it, at most [`IN_FLIGHT_RECORDS`] records may be appended
 //! ahead of the durable sequence; the clock stops when the last record is durable.
 //!
+//! With a rate ([`JournalSpec::rate`]) the load is open loop: records fall due at fixed
+//! intended times, whatever is due is appended in batches of at most `batch`, and each batch's
+//! latency counts from its first record's intended time (no coordinated omission).
+//!
 //! The appending thread waits for acknowledgements as the engine's business-logic thread
 //! does: with a [`WaitStrategy`], woken by the syncer through a [`Signal`]. On two cores a
 //! thread that yields in a loop instead takes the CPU the syncer and the kernel's writeback
