@@ -12,7 +12,7 @@ use crate::codec::CodecError;
 use crate::engine::{
     apply_message, Config, Engine, Message, MessageHeader, Outcome, Output, Processor,
 };
-use crate::journal::{FlushPolicy, JournalConfig, JournalWriter, Record};
+use crate::journal::{FlushPolicy, JournalConfig, JournalError, JournalWriter, Record};
 use crate::snapshot::{load_serde, save_serde, SnapshotStore, StateError};
 use serde::Serialize;
 use std::time::Instant;
@@ -355,9 +355,13 @@ pub fn run<P: Processor + Default>(
 /// The bench writes its own journal from sequence 1: a directory that already holds one is
 /// refused up front (it would fail later with a bare sequence mismatch).
 fn refuse_existing_journal(dir: &std::path::Path) -> Result<(), Failure> {
-    let holds_segments = std::fs::read_dir(dir).is_ok_and(|mut entries| {
-        entries.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg")))
-    });
+    let holds_segments = match crate::journal::list_segments(dir) {
+        Ok(segments) => !segments.is_empty(),
+        // A `.seg` file under another name is journal-like enough to refuse.
+        Err(JournalError::BadFileName { .. }) => true,
+        // No directory (yet): the bench creates it.
+        Err(_) => false,
+    };
     if holds_segments {
         return Err(Failure(format!(
             "{} already holds a journal: `keel bench recovery` builds its own; give an empty \

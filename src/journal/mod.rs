@@ -9,7 +9,8 @@
 //!
 //! Module map: `format` (byte maps, pure encode/check), `segment` (the mmap, the only `unsafe`),
 //! `io` (the injectable I/O seam), `dir` (names, listing, lock), `prepare` (background spare
-//! segment), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus corruption), `writer`, `reader`.
+//! segment), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus
+//! corruption), `writer`, `reader`.
 
 mod commit;
 mod config;
@@ -24,6 +25,7 @@ mod segment;
 mod writer;
 
 pub use config::{FlushPolicy, JournalConfig, ParseFlushPolicyError};
+pub(crate) use dir::list_segments;
 pub use error::{CorruptionReason, Damage, Evidence, EvidenceKind, JournalError};
 pub use format::{
     record_size_bytes, Record, SegmentHeader, DEFAULT_MAX_PAYLOAD_BYTES,

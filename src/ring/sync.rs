@@ -8,29 +8,19 @@
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(loom)]
-pub(crate) use loom::thread::{current, Thread};
+pub(crate) use loom::{
+    hint::spin_loop,
+    thread::{current, yield_now, Thread},
+};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+// `spin_loop` is a pause hint (under loom: a yield to the model's scheduler); `yield_now`
+// gives the core away (under loom: to another modelled thread).
 #[cfg(not(loom))]
-pub(crate) use std::thread::{current, Thread};
-
-/// A pause hint in a spin loop (under loom: a yield to the model's scheduler).
-#[inline(always)]
-pub(crate) fn spin_loop() {
-    #[cfg(not(loom))]
-    std::hint::spin_loop();
-    #[cfg(loom)]
-    loom::hint::spin_loop();
-}
-
-/// Gives the core away (under loom: to another modelled thread).
-#[inline]
-pub(crate) fn yield_now() {
-    #[cfg(not(loom))]
-    std::thread::yield_now();
-    #[cfg(loom)]
-    loom::thread::yield_now();
-}
+pub(crate) use std::{
+    hint::spin_loop,
+    thread::{current, yield_now, Thread},
+};
 
 /// Blocks the calling thread until unparked or `timeout` (may also return spuriously).
 /// Under loom there is no timeout: a wake-up the protocol loses shows up as a deadlock.

@@ -389,8 +389,13 @@ pub fn wait_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
     use std::sync::Arc;
+
+    /// Parks for up to 30 s: a waiter that returns sooner was woken by a notification.
+    const LONG: WaitStrategy = WaitStrategy::Park {
+        timeout: Duration::from_secs(30),
+    };
 
     #[test]
     fn parse_names() {
@@ -414,13 +419,10 @@ mod tests {
     fn parked_waiter_is_woken_by_notify() {
         let signal = Arc::new(Signal::default());
         let flag = Arc::new(AtomicBool::new(false));
-        let strategy = WaitStrategy::Park {
-            timeout: Duration::from_secs(30),
-        };
         let (s2, f2) = (signal.clone(), flag.clone());
         let t = std::thread::spawn(move || {
             let start = Instant::now();
-            assert!(wait_until(strategy, &s2, None, || f2.load(Ordering::Acquire)));
+            assert!(wait_until(LONG, &s2, None, || f2.load(Ordering::Acquire)));
             start.elapsed()
         });
         std::thread::sleep(Duration::from_millis(20));
@@ -429,17 +431,6 @@ mod tests {
         // Woken by the signal, not by the 30 s timeout.
         assert!(t.join().unwrap() < Duration::from_secs(20));
     }
-}
-
-#[cfg(test)]
-mod keyed_tests {
-    use super::*;
-    use std::sync::atomic::{AtomicBool, AtomicU64};
-    use std::sync::Arc;
-
-    const LONG: WaitStrategy = WaitStrategy::Park {
-        timeout: Duration::from_secs(30),
-    };
 
     /// A thread parked until `target` moves, counting how often it checks.
     fn parked_on(
