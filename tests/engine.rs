@@ -344,6 +344,8 @@ struct PrefaultProbe {
     prefaults: u32,
     applied_at_prefault: u64,
     prefaulted_on: Option<String>,
+    /// Set (after a pause) when `prefault` finishes, if given.
+    finished: Option<Arc<AtomicBool>>,
 }
 
 impl keel::Processor for PrefaultProbe {
@@ -381,6 +383,10 @@ impl keel::Processor for PrefaultProbe {
         self.prefaults += 1;
         self.applied_at_prefault = self.applied;
         self.prefaulted_on = thread::current().name().map(str::to_owned);
+        if let Some(finished) = &self.finished {
+            thread::sleep(Duration::from_millis(100));
+            finished.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -411,4 +417,25 @@ fn prefault_runs_once_on_the_logic_thread_after_recovery_before_any_message() {
     );
     assert_eq!(second.applied, 5);
     assert_eq!(second.prefaulted_on.as_deref(), Some("keel-logic"));
+}
+
+#[test]
+fn start_returns_once_the_state_is_prefaulted() {
+    let dir = tempfile::tempdir().unwrap();
+    let finished = Arc::new(AtomicBool::new(false));
+    let probe = PrefaultProbe {
+        finished: Some(finished.clone()),
+        ..PrefaultProbe::default()
+    };
+    let config = Config {
+        prefault_state: true,
+        discard_responses: true,
+        ..config(dir.path())
+    };
+    let engine = Engine::start(config, probe).unwrap();
+    assert!(
+        finished.load(Ordering::Acquire),
+        "start returned mid-prefault"
+    );
+    assert_eq!(engine.shutdown().unwrap().prefaults, 1);
 }

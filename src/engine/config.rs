@@ -97,7 +97,8 @@ pub struct Config {
     pub output_waker: Option<OutputWaker>,
     /// Call [`crate::Processor::prefault`] on the business-logic thread before the first
     /// message: the state's reserved memory becomes resident up front (no page faults on the
-    /// message path, at the cost of memory up to the state's limits and a slower start).
+    /// message path, at the cost of memory up to the state's limits and a slower start:
+    /// `Engine::start` returns once it is done).
     pub prefault_state: bool,
 }
 

@@ -159,14 +159,19 @@ impl<P: Processor> Engine<P> {
             config.output_waker.clone(),
         );
         let prefault = config.prefault_state;
+        let (prefaulted, ready) = std::sync::mpsc::sync_channel::<()>(1);
         let logic = spawn("keel-logic", move || {
             c2.pin_current(core, "logic");
             let mut processor = processor;
             if prefault {
                 processor.prefault();
             }
+            drop(prefaulted); // ends `ready.recv()` below
             logic::run(processor, logic_input, responses, snapshots, waker)
         })?;
+        // Messages submitted while the state is pre-faulted would queue behind it: return once
+        // it is done (a panic in `prefault` also ends the wait; `shutdown` reports it).
+        let _ = ready.recv();
         Ok(Engine {
             submitter: Some(Submitter::new(producer, config.max_message_bytes)),
             responses: receiver,
