@@ -372,9 +372,11 @@ impl JournalWriter {
             let handle = self.active.map.sync_handle().clone();
             committer.switch(handle, 0, next - 1);
         }
-        self.preparer.request();
+        // Retire first: the next spare is then pre-faulted with the memory the retired
+        // segment's pages give back (see `prepare`), not with memory that has sat free.
         self.preparer
             .retire(old.map, self.flush == FlushPolicy::None);
+        self.preparer.request();
         tracing::debug!(first_sequence = next, "journal rolled over");
         Ok(())
     }
