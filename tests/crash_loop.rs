@@ -14,7 +14,8 @@
 //!
 //! The short variants run in CI. The long run, by hand:
 //! `KEEL_CRASH_CYCLES=200 KEEL_CRASH_FLUSH=batch,none,interval:5 cargo test --release --test
-//! crash_loop -- --ignored --nocapture` (also `KEEL_CRASH_SEED`).
+//! crash_loop -- --ignored --nocapture` (also `KEEL_CRASH_SEED`). A policy may name a segment
+//! fill after a slash: `batch/zeroed` (default `allocated`).
 
 mod serve_support;
 
@@ -53,10 +54,15 @@ struct Server {
     recovered: u64,
 }
 
-fn serve(data: &Path, flush: &str) -> Server {
+/// `journaling` is a flush policy, optionally with a segment fill: `batch` or `batch/zeroed`.
+fn serve(data: &Path, journaling: &str) -> Server {
+    let (flush, fill) = journaling
+        .split_once('/')
+        .unwrap_or((journaling, "allocated"));
     let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
     command
         .args(["serve", "--app", "bookstore", "--listen", "127.0.0.1:0"])
+        .args(["--segment-fill", fill])
         .args(["--wait", "park", "--flush", flush, "--data-dir"])
         .arg(data)
         .args(["--segment-size-bytes", "1048576"])
@@ -366,7 +372,13 @@ fn crash_loop(flush: &str, cycles: u64, seed: u64) -> Outcome {
 
 #[test]
 fn short_crash_loop_loses_nothing_acknowledged() {
-    for (flush, cycles) in [("batch", 5), ("none", 2), ("interval:5", 2)] {
+    let runs = [
+        ("batch", 5),
+        ("batch/zeroed", 2),
+        ("none", 2),
+        ("interval:5", 2),
+    ];
+    for (flush, cycles) in runs {
         let out = crash_loop(flush, cycles, 0x5eed_0001);
         assert_eq!(out.lost, 0, "--flush {flush}: {out:?}");
         assert!(out.acknowledged > 0, "--flush {flush}: {out:?}");

@@ -25,7 +25,7 @@ use super::schedule::{drive_open_loop, Schedule};
 use super::sysinfo::RunInfo;
 use crate::journal::{
     record_size_bytes, FlushPolicy, JournalConfig, JournalError, JournalReader, JournalWriter,
-    Record,
+    Record, SegmentFill,
 };
 use crate::ring::{wait_for, Check, Sequence, Signal, WaitKey, WaitStrategy};
 use serde::Serialize;
@@ -57,6 +57,8 @@ pub struct JournalSpec {
     pub max_time: Duration,
     /// Segment file size.
     pub segment_size_bytes: u64,
+    /// How each segment is prepared.
+    pub segment_fill: SegmentFill,
     /// Where the journals go (None: a temporary directory).
     pub data_dir: Option<PathBuf>,
 }
@@ -109,7 +111,7 @@ pub fn run(spec: &JournalSpec) -> Result<JournalReport, Failure> {
         }
     }
     let wait = spec.wait.name();
-    let run_info = RunInfo::detect(&[], wait, &spec.flush.to_string(), dir.path());
+    let run_info = RunInfo::detect(&[], wait, (spec.flush, spec.segment_fill), dir.path());
     Ok(JournalReport {
         run_info,
         disk,
@@ -128,6 +130,7 @@ fn run_case(
         segment_size_bytes: spec.segment_size_bytes,
         flush: spec.flush,
         max_payload_bytes: payload_bytes.max(64) as u32,
+        segment_fill: spec.segment_fill,
     };
     let mut writer = JournalWriter::open(&cfg)?;
     let mut load = Load {
@@ -389,6 +392,7 @@ mod tests {
             messages: 3_000,
             max_time: Duration::from_secs(60),
             segment_size_bytes: 1 << 18,
+            segment_fill: SegmentFill::Allocated,
             data_dir: Some(dir.to_path_buf()),
         }
     }
@@ -406,7 +410,13 @@ mod tests {
     #[test]
     fn open_loop_offers_the_rate_and_times_batches_from_their_intended_time() {
         let dir = tempfile::tempdir().unwrap();
-        let report = run(&spec(dir.path(), Some(Schedule::new(30_000)))).unwrap();
+        let zeroed = JournalSpec {
+            segment_fill: SegmentFill::Zeroed,
+            ..spec(dir.path(), Some(Schedule::new(30_000)))
+        };
+        let report = run(&zeroed).unwrap();
+        assert_eq!(report.run_info.segment_fill, "zeroed");
+        assert!(report.table().contains("segments: zeroed"));
         let case = &report.cases[0];
         assert_eq!((case.messages, case.offered_per_sec), (3_000, Some(30_000)));
         assert!(case.ack_latency.count >= 3_000 / 16);

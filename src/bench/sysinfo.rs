@@ -1,9 +1,10 @@
 //! What a benchmark ran on, stated in every result: CPU model, cores, pinning, wait strategy,
-//! flush policy and the device that held the journal.
+//! flush policy, segment fill and the device that held the journal.
 
 use super::affinity::CoreSet;
 use super::report::Hardware;
 use super::Pins;
+use crate::journal::{FlushPolicy, SegmentFill};
 use serde::Serialize;
 use std::path::Path;
 
@@ -20,6 +21,8 @@ pub struct RunInfo {
     pub wait: String,
     /// Journal flush policy in force.
     pub flush: String,
+    /// How journal segments were prepared (`allocated` or `zeroed`).
+    pub segment_fill: String,
     /// Journal directory.
     pub journal_dir: String,
     /// Device and file system holding the journal, from `/proc/mounts` (e.g. `/dev/vda ext4`).
@@ -27,8 +30,14 @@ pub struct RunInfo {
 }
 
 impl RunInfo {
-    /// Describes this machine and run. `pins` lists `(thread, core)` pairs.
-    pub fn detect(pins: &[(&str, Option<usize>)], wait: &str, flush: &str, dir: &Path) -> Self {
+    /// Describes this machine and run. `pins` lists `(thread, core)` pairs; `journal` is the
+    /// flush policy and the segment fill.
+    pub fn detect(
+        pins: &[(&str, Option<usize>)],
+        wait: &str,
+        journal: (FlushPolicy, SegmentFill),
+        dir: &Path,
+    ) -> Self {
         let hw = Hardware::detect(&CoreSet::detect(), Pins::default());
         let pinned: Vec<String> = pins
             .iter()
@@ -43,7 +52,8 @@ impl RunInfo {
                 pinned.join(" ")
             },
             wait: wait.to_string(),
-            flush: flush.to_string(),
+            flush: journal.0.to_string(),
+            segment_fill: journal.1.to_string(),
             journal_dir: dir.display().to_string(),
             journal_device: device_of(dir),
         }
@@ -52,12 +62,14 @@ impl RunInfo {
     /// Two lines for the top of a text report.
     pub fn lines(&self) -> String {
         format!(
-            "cpu: {} | cores: {} | pinning: {}\nwait: {} | flush: {} | journal: {} on {}\n",
+            "cpu: {} | cores: {} | pinning: {}\nwait: {} | flush: {} | segments: {} | journal: {} on \
+             {}\n",
             self.cpu_model,
             self.cores,
             self.pinning,
             self.wait,
             self.flush,
+            self.segment_fill,
             self.journal_dir,
             self.journal_device
         )

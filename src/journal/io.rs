@@ -4,7 +4,8 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::segment::SegmentSync;
@@ -19,6 +20,14 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
     fn sync_range(&self, segment: &SegmentSync, offset: usize, len: usize) -> io::Result<()>;
     /// Makes a whole file's data durable (`fdatasync`).
     fn sync_file(&self, file: &File) -> io::Result<()>;
+    /// Writes zeros over the first `len_bytes` of an allocated `file` in writes of
+    /// [`ZERO_FILL_CHUNK_BYTES`], then makes them durable with [`SegmentIo::sync_file`]
+    /// (`SegmentFill::Zeroed`). Provided: an implementation that injects faults into
+    /// `sync_file` injects them here too.
+    fn fill_zeros(&self, file: &File, len_bytes: u64) -> io::Result<()> {
+        write_zeros(file, len_bytes, ZERO_FILL_CHUNK_BYTES)?;
+        self.sync_file(file)
+    }
     /// Makes creates, renames and removals in `dir` durable (`fsync` of the directory).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Renames `from` to `to` (same directory), replacing nothing.
@@ -26,6 +35,14 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
     /// Removes the file at `path`.
     fn remove(&self, path: &Path) -> io::Result<()>;
 }
+
+/// Size of each write of a zero fill. On kernels whose page cache holds a file in large
+/// folios (ext4 on Linux 6.16+), a buffered write creates folios of about its own size, and a
+/// folio is written back whole: this size is then the least that every later sync of the
+/// segment writes. Left to the fault-in readahead, folios grow to 2 MiB, and at 100 k
+/// records/s each sync wrote 1-2 MiB to make ~2.5 KB durable. 16 KiB prepares a 256 MiB
+/// segment about twice as fast as 4 KiB did, for the same acknowledgement latency.
+pub const ZERO_FILL_CHUNK_BYTES: usize = 16 << 10;
 
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -79,19 +96,21 @@ pub(crate) fn release_cached_pages(file: &File) -> io::Result<()> {
 /// blocks exist afterwards, which `File::set_len` alone would not guarantee.
 fn allocate(file: &File, len_bytes: u64) -> io::Result<()> {
     match fs4::fs_std::FileExt::allocate(file, len_bytes) {
-        Err(err) if err.raw_os_error() == Some(libc::EOPNOTSUPP) => write_zeros(file, len_bytes),
+        Err(err) if err.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            write_zeros(file, len_bytes, 1 << 20)
+        }
         other => other,
     }
 }
 
-fn write_zeros(mut file: &File, len_bytes: u64) -> io::Result<()> {
-    const CHUNK_BYTES: usize = 1 << 20;
-    let zeros = vec![0u8; CHUNK_BYTES];
-    let mut left = len_bytes;
-    while left > 0 {
-        let n = left.min(CHUNK_BYTES as u64) as usize;
-        file.write_all(&zeros[..n])?;
-        left -= n as u64;
+/// Writes zeros over `[0, len_bytes)` of `file`, `chunk_bytes` at a time.
+fn write_zeros(file: &File, len_bytes: u64, chunk_bytes: usize) -> io::Result<()> {
+    let zeros = vec![0u8; chunk_bytes];
+    let mut offset = 0;
+    while offset < len_bytes {
+        let n = (len_bytes - offset).min(chunk_bytes as u64) as usize;
+        file.write_all_at(&zeros[..n], offset)?;
+        offset += n as u64;
     }
     Ok(())
 }

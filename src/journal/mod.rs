@@ -24,7 +24,9 @@ mod recovery;
 mod segment;
 mod writer;
 
-pub use config::{FlushPolicy, JournalConfig, ParseFlushPolicyError};
+pub use config::{
+    FlushPolicy, JournalConfig, ParseFlushPolicyError, ParseSegmentFillError, SegmentFill,
+};
 pub(crate) use dir::list_segments;
 pub use error::{CorruptionReason, Damage, Evidence, EvidenceKind, JournalError};
 pub use format::{
@@ -32,7 +34,7 @@ pub use format::{
     DEFAULT_SEGMENT_SIZE_BYTES, END_MARKER_SIZE, FORMAT_VERSION, MIN_SEGMENT_SIZE_BYTES,
     RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
 };
-pub use io::{RealIo, SegmentIo};
+pub use io::{RealIo, SegmentIo, ZERO_FILL_CHUNK_BYTES};
 pub use reader::JournalReader;
 pub use recovery::{verify, TailState, VerifyReport};
 pub use segment::{MappedSegment, SegmentSync};

@@ -1,5 +1,5 @@
 //! The background thread that keeps rollover off the slow paths: it prepares the spare segment
-//! (create, `fallocate`, `fsync`, map, pre-fault) ahead of need, and retires full segments
+//! (create, `fallocate`, `fsync`, zero fill if asked, map, pre-fault) ahead of need, and retires full segments
 //! (`fdatasync` when the policy did not, then unmap: unmapping a large mapping takes ms).
 //!
 //! A retired segment's pages are then dropped from the page cache. Nothing re-reads them on
@@ -15,6 +15,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
+use super::config::SegmentFill;
 use super::io::{release_cached_pages, SegmentIo};
 use super::segment::MappedSegment;
 
@@ -46,10 +47,12 @@ pub(crate) struct Preparer {
 const JOB_QUEUE_LEN: usize = 16;
 
 impl Preparer {
-    /// Starts the thread. Spares are created at `spare_path` with `segment_size_bytes` bytes.
+    /// Starts the thread. Spares are created at `spare_path` with `segment_size_bytes` bytes,
+    /// prepared per `fill`.
     pub(crate) fn start(
         spare_path: PathBuf,
         segment_size_bytes: u64,
+        fill: SegmentFill,
         io: Arc<dyn SegmentIo>,
     ) -> io::Result<Self> {
         let (jobs, job_rx) = mpsc::sync_channel(JOB_QUEUE_LEN);
@@ -58,7 +61,12 @@ impl Preparer {
         let thread = thread::Builder::new()
             .name("keel-journal-prep".into())
             .spawn(move || {
-                run(&job_rx, &spare_tx, &path, segment_size_bytes, &*thread_io);
+                let spec = SpareSpec {
+                    path: &path,
+                    len_bytes: segment_size_bytes,
+                    fill,
+                };
+                run(&job_rx, &spare_tx, &spec, &*thread_io);
             })?;
         let thread = Some(thread);
         Ok(Self {
@@ -138,18 +146,25 @@ fn thread_gone() -> io::Error {
     io::Error::other("journal preparer thread exited")
 }
 
+/// What a spare segment is: where, how large, how its blocks are prepared.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpareSpec<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) len_bytes: u64,
+    pub(crate) fill: SegmentFill,
+}
+
 fn run(
     jobs: &Receiver<Job>,
     spares: &SyncSender<io::Result<Spare>>,
-    spare_path: &Path,
-    segment_size_bytes: u64,
+    spec: &SpareSpec<'_>,
     io: &dyn SegmentIo,
 ) {
     let mut retire_error: Option<io::Error> = None;
     for job in jobs {
         match job {
             Job::Prepare => {
-                let spare = prepare_spare(io, spare_path, segment_size_bytes);
+                let spare = prepare_spare(io, spec);
                 if spares.send(spare).is_err() {
                     return;
                 }
@@ -182,18 +197,115 @@ fn retire(io: &dyn SegmentIo, segment: MappedSegment, sync: bool) -> io::Result<
     Ok(())
 }
 
-/// Creates, allocates, syncs and maps (pre-faulted) a spare segment at `path`.
-pub(crate) fn prepare_spare(io: &dyn SegmentIo, path: &Path, len_bytes: u64) -> io::Result<Spare> {
-    match io.remove(path) {
+/// Creates, allocates, syncs, fills (per `spec.fill`) and maps (pre-faulted) a spare segment.
+pub(crate) fn prepare_spare(io: &dyn SegmentIo, spec: &SpareSpec<'_>) -> io::Result<Spare> {
+    match io.remove(spec.path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
         _ => {}
     }
     let started = std::time::Instant::now();
-    let file = io.create_allocated(path, len_bytes)?;
+    let file = io.create_allocated(spec.path, spec.len_bytes)?;
+    if spec.fill == SegmentFill::Zeroed {
+        if let Err(err) = io.fill_zeros(&file, spec.len_bytes) {
+            // Like a failed allocation: leave no half-prepared spare behind.
+            let _ = io.remove(spec.path);
+            return Err(err);
+        }
+    }
     let map = MappedSegment::map(file)?;
-    tracing::debug!(elapsed = ?started.elapsed(), len_bytes, "journal spare segment prepared");
+    tracing::debug!(
+        elapsed = ?started.elapsed(), len_bytes = spec.len_bytes, fill = %spec.fill,
+        "journal spare segment prepared"
+    );
     Ok(Spare {
         map,
-        path: path.to_owned(),
+        path: spec.path.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::io::RealIo;
+    use crate::journal::segment::SegmentSync;
+    use std::fs::File;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// The real file system, counting whole-file syncs and failing them on request.
+    #[derive(Debug, Default)]
+    struct CountingIo {
+        file_syncs: AtomicUsize,
+        fail_file_sync: AtomicBool,
+    }
+
+    impl SegmentIo for CountingIo {
+        fn create_allocated(&self, path: &Path, len_bytes: u64) -> io::Result<File> {
+            RealIo.create_allocated(path, len_bytes)
+        }
+        fn sync_range(&self, segment: &SegmentSync, offset: usize, len: usize) -> io::Result<()> {
+            RealIo.sync_range(segment, offset, len)
+        }
+        fn sync_file(&self, file: &File) -> io::Result<()> {
+            self.file_syncs.fetch_add(1, Ordering::Relaxed);
+            if self.fail_file_sync.load(Ordering::Relaxed) {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            RealIo.sync_file(file)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            RealIo.sync_dir(dir)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            RealIo.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            RealIo.remove(path)
+        }
+    }
+
+    const LEN_BYTES: u64 = 256 << 10;
+
+    fn spec(path: &Path, fill: SegmentFill) -> SpareSpec<'_> {
+        SpareSpec {
+            path,
+            len_bytes: LEN_BYTES,
+            fill,
+        }
+    }
+
+    #[test]
+    fn a_zeroed_spare_is_written_and_synced_before_it_is_mapped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("next.seg.tmp");
+        let io = CountingIo::default();
+        let spare = prepare_spare(&io, &spec(&path, SegmentFill::Zeroed)).unwrap();
+        assert_eq!(
+            io.file_syncs.load(Ordering::Relaxed),
+            1,
+            "one fdatasync of the zeros"
+        );
+        assert_eq!(spare.map.len() as u64, LEN_BYTES);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, LEN_BYTES);
+        assert!(bytes.iter().all(|&b| b == 0));
+        drop(spare);
+        let allocated = tmp.path().join("other.seg.tmp");
+        prepare_spare(&io, &spec(&allocated, SegmentFill::Allocated)).unwrap();
+        assert_eq!(
+            io.file_syncs.load(Ordering::Relaxed),
+            1,
+            "no fill, no data sync"
+        );
+    }
+
+    #[test]
+    fn a_failed_zero_fill_leaves_no_spare_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("next.seg.tmp");
+        let io = CountingIo::default();
+        io.fail_file_sync.store(true, Ordering::Relaxed);
+        let err = prepare_spare(&io, &spec(&path, SegmentFill::Zeroed)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO));
+        assert!(!path.exists());
+    }
 }

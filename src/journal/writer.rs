@@ -13,7 +13,7 @@ use super::format::{
     END_MARKER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
 };
 use super::io::{RealIo, SegmentIo};
-use super::prepare::{prepare_spare, Preparer, Spare};
+use super::prepare::{prepare_spare, Preparer, Spare, SpareSpec};
 use super::recovery::{scan, Scan, ScanEnd};
 use super::segment::MappedSegment;
 use crate::ring::{Sequence, Signal};
@@ -96,8 +96,13 @@ impl JournalWriter {
             FlushPolicy::None | FlushPolicy::IntervalMs(_) => None,
         };
         let spare_path = cfg.dir.join(SPARE_FILE_NAME);
-        let mut preparer = Preparer::start(spare_path, cfg.segment_size_bytes, Arc::clone(&io))
-            .map_err(JournalError::Io)?;
+        let mut preparer = Preparer::start(
+            spare_path,
+            cfg.segment_size_bytes,
+            cfg.segment_fill,
+            Arc::clone(&io),
+        )
+        .map_err(JournalError::Io)?;
         preparer.request();
         // Ready means the spare too: pre-faulting it competes for the CPU with the pipeline
         // (on a VM, ~0.5 s for 256 MiB of memory that had sat free), so it happens before the
@@ -472,7 +477,12 @@ fn create_segment(
 ) -> Result<Active, JournalError> {
     let spare_path = cfg.dir.join(SPARE_FILE_NAME);
     let size = cfg.segment_size_bytes;
-    let spare = prepare_spare(io, &spare_path, size).map_err(|err| {
+    let spec = SpareSpec {
+        path: &spare_path,
+        len_bytes: size,
+        fill: cfg.segment_fill,
+    };
+    let spare = prepare_spare(io, &spec).map_err(|err| {
         if is_disk_full(&err) {
             JournalError::DiskFull {
                 path: spare_path.clone(),

@@ -5,7 +5,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use keel::journal::{FlushPolicy, JournalConfig, JournalReader, JournalWriter, Record};
+use keel::journal::{
+    FlushPolicy, JournalConfig, JournalReader, JournalWriter, Record, SegmentFill,
+};
 
 /// Small segments: many rollovers, cheap copies.
 pub const TINY_SEGMENT_BYTES: u64 = 16 * 1024;
@@ -16,6 +18,7 @@ pub fn cfg(dir: &Path, segment_size_bytes: u64, flush: FlushPolicy) -> JournalCo
         segment_size_bytes,
         flush,
         max_payload_bytes: 2048,
+        segment_fill: SegmentFill::Allocated,
     }
 }
 
