@@ -26,5 +26,5 @@ pub use engine::{
     Submitter,
 };
 pub use error::Error;
-pub use journal::{FlushPolicy, SegmentFill};
+pub use journal::{FlushPolicy, SegmentPrep};
 pub use ring::WaitStrategy;

@@ -15,7 +15,7 @@
 //! The short variants run in CI. The long run, by hand:
 //! `KEEL_CRASH_CYCLES=200 KEEL_CRASH_FLUSH=batch,none,interval:5 cargo test --release --test
 //! crash_loop -- --ignored --nocapture` (also `KEEL_CRASH_SEED`). A policy may name a segment
-//! fill after a slash: `batch/zeroed` (default `allocated`).
+//! preparation after a slash: `batch/zeroed`, `batch/huge-pages` (default `allocated`).
 
 mod serve_support;
 
@@ -54,18 +54,24 @@ struct Server {
     recovered: u64,
 }
 
-/// `journaling` is a flush policy, optionally with a segment fill: `batch` or `batch/zeroed`.
+/// `journaling` is a flush policy, optionally with a segment preparation: `batch` or
+/// `batch/zeroed`. Segments are 1 MiB, or 4 MiB under `huge-pages` (room for 2 MiB pages).
 fn serve(data: &Path, journaling: &str) -> Server {
-    let (flush, fill) = journaling
+    let (flush, prep) = journaling
         .split_once('/')
         .unwrap_or((journaling, "allocated"));
+    let segment_bytes = if prep == "huge-pages" {
+        "4194304"
+    } else {
+        "1048576"
+    };
     let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
     command
         .args(["serve", "--app", "bookstore", "--listen", "127.0.0.1:0"])
-        .args(["--segment-fill", fill])
+        .args(["--segment-prep", prep])
         .args(["--wait", "park", "--flush", flush, "--data-dir"])
         .arg(data)
-        .args(["--segment-size-bytes", "1048576"])
+        .args(["--segment-size-bytes", segment_bytes])
         .args(["--snapshot-interval-messages", "5000"])
         .args(["--ring-capacity", "4096", "--output-ring-capacity", "4096"]);
     let served = serve_support::spawn(command);
@@ -375,6 +381,7 @@ fn short_crash_loop_loses_nothing_acknowledged() {
     let runs = [
         ("batch", 5),
         ("batch/zeroed", 2),
+        ("batch/huge-pages", 2),
         ("none", 2),
         ("interval:5", 2),
     ];

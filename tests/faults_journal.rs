@@ -74,7 +74,7 @@ fn config(dir: &Path) -> JournalConfig {
         segment_size_bytes: SEGMENT as u64,
         flush: FlushPolicy::None,
         max_payload_bytes: 1024,
-        segment_fill: keel::journal::SegmentFill::Allocated,
+        segment_prep: keel::journal::SegmentPrep::Allocated,
     }
 }
 

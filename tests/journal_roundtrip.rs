@@ -6,7 +6,7 @@ use std::fs;
 
 use journal_support::*;
 use keel::journal::{
-    verify, FlushPolicy, JournalConfig, JournalError, JournalReader, JournalWriter, SegmentFill,
+    verify, FlushPolicy, JournalConfig, JournalError, JournalReader, JournalWriter, SegmentPrep,
     TailState,
 };
 
@@ -60,36 +60,41 @@ fn round_trip_across_many_rollovers() {
 }
 
 #[test]
-fn zeroed_segments_round_trip_under_group_commit() {
-    // `SegmentFill::Zeroed` writes zeros over each new segment before use: the records, the
-    // end markers and the zero fill after them must come out exactly as with `Allocated`.
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("journal");
-    let config = JournalConfig {
-        segment_fill: SegmentFill::Zeroed,
-        ..cfg(&dir, 64 * 1024, FlushPolicy::Batch)
-    };
-    let mut w = JournalWriter::open(&config).unwrap();
-    write(&mut w, 1, 3_000, 61);
-    w.sync().unwrap();
-    let durable = w.durable_sequence().expect("batch has a durable sequence");
-    assert_eq!(durable.load_acquire(), 3_000);
-    drop(w);
-    let segments = segment_files(&dir);
-    assert!(segments.len() > 5, "{} segments", segments.len());
-    for s in &segments {
-        assert_eq!(fs::metadata(s).unwrap().len(), 64 * 1024);
+fn every_segment_preparation_round_trips_under_group_commit() {
+    // `HugePages` maps each new segment with 2 MiB pages where the kernel allows (the segments
+    // here are big enough for two); `Zeroed` writes zeros over it first. The records, the end
+    // markers and the zero fill after them must come out exactly as with `Allocated`.
+    for prep in [SegmentPrep::HugePages, SegmentPrep::Zeroed] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let segment_bytes = 4 << 20;
+        let config = JournalConfig {
+            segment_prep: prep,
+            ..cfg(&dir, segment_bytes, FlushPolicy::Batch)
+        };
+        let mut w = JournalWriter::open(&config).unwrap();
+        write(&mut w, 1, 40_000, 61);
+        w.sync().unwrap();
+        let durable = w.durable_sequence().expect("batch has a durable sequence");
+        assert_eq!(durable.load_acquire(), 40_000, "{prep}");
+        drop(w);
+        let segments = segment_files(&dir);
+        assert!(segments.len() >= 2, "{prep}: {} segments", segments.len());
+        for s in &segments {
+            assert_eq!(fs::metadata(s).unwrap().len(), segment_bytes);
+        }
+        assert_eq!(read_all(&dir), 40_000, "{prep}");
+        let report = verify(&dir).unwrap();
+        assert_eq!(report.last_sequence, 40_000, "{prep}");
+        assert!(matches!(report.tail, TailState::Clean { .. }), "{report}");
+        // Reopened, it continues the sequence in segments prepared the same way.
+        let mut w = JournalWriter::open(&config).unwrap();
+        write(&mut w, 40_001, 60_000, 61);
+        w.sync().unwrap();
+        drop(w);
+        assert_eq!(read_all(&dir), 60_000, "{prep}");
+        assert!(segment_files(&dir).len() > segments.len(), "{prep}");
     }
-    assert_eq!(read_all(&dir), 3_000);
-    let report = verify(&dir).unwrap();
-    assert_eq!(report.last_sequence, 3_000);
-    assert!(matches!(report.tail, TailState::Clean { .. }), "{report}");
-    // Reopened, it continues the sequence in zeroed segments.
-    let mut w = JournalWriter::open(&config).unwrap();
-    write(&mut w, 3_001, 4_000, 61);
-    w.sync().unwrap();
-    drop(w);
-    assert_eq!(read_all(&dir), 4_000);
 }
 
 #[test]

@@ -143,7 +143,7 @@ fn check(dir: &Path, recover: bool) {
         segment_size_bytes: SEGMENT as u64,
         flush: FlushPolicy::None,
         max_payload_bytes: 1024,
-        segment_fill: keel::journal::SegmentFill::Allocated,
+        segment_prep: keel::journal::SegmentPrep::Allocated,
     };
     match (JournalWriter::open(&config), &verified) {
         (Ok(writer), Ok(report)) => {

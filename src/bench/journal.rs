@@ -25,7 +25,7 @@ use super::schedule::{drive_open_loop, Schedule};
 use super::sysinfo::RunInfo;
 use crate::journal::{
     record_size_bytes, FlushPolicy, JournalConfig, JournalError, JournalReader, JournalWriter,
-    Record, SegmentFill,
+    Record, SegmentPrep,
 };
 use crate::ring::{wait_for, Check, Sequence, Signal, WaitKey, WaitStrategy};
 use serde::Serialize;
@@ -58,7 +58,7 @@ pub struct JournalSpec {
     /// Segment file size.
     pub segment_size_bytes: u64,
     /// How each segment is prepared.
-    pub segment_fill: SegmentFill,
+    pub segment_prep: SegmentPrep,
     /// Where the journals go (None: a temporary directory).
     pub data_dir: Option<PathBuf>,
 }
@@ -111,7 +111,7 @@ pub fn run(spec: &JournalSpec) -> Result<JournalReport, Failure> {
         }
     }
     let wait = spec.wait.name();
-    let run_info = RunInfo::detect(&[], wait, (spec.flush, spec.segment_fill), dir.path());
+    let run_info = RunInfo::detect(&[], wait, (spec.flush, spec.segment_prep), dir.path());
     Ok(JournalReport {
         run_info,
         disk,
@@ -130,7 +130,7 @@ fn run_case(
         segment_size_bytes: spec.segment_size_bytes,
         flush: spec.flush,
         max_payload_bytes: payload_bytes.max(64) as u32,
-        segment_fill: spec.segment_fill,
+        segment_prep: spec.segment_prep,
     };
     let mut writer = JournalWriter::open(&cfg)?;
     let mut load = Load {
@@ -392,7 +392,7 @@ mod tests {
             messages: 3_000,
             max_time: Duration::from_secs(60),
             segment_size_bytes: 1 << 18,
-            segment_fill: SegmentFill::Allocated,
+            segment_prep: SegmentPrep::Allocated,
             data_dir: Some(dir.to_path_buf()),
         }
     }
@@ -411,11 +411,11 @@ mod tests {
     fn open_loop_offers_the_rate_and_times_batches_from_their_intended_time() {
         let dir = tempfile::tempdir().unwrap();
         let zeroed = JournalSpec {
-            segment_fill: SegmentFill::Zeroed,
+            segment_prep: SegmentPrep::Zeroed,
             ..spec(dir.path(), Some(Schedule::new(30_000)))
         };
         let report = run(&zeroed).unwrap();
-        assert_eq!(report.run_info.segment_fill, "zeroed");
+        assert_eq!(report.run_info.segment_prep, "zeroed");
         assert!(report.table().contains("segments: zeroed"));
         let case = &report.cases[0];
         assert_eq!((case.messages, case.offered_per_sec), (3_000, Some(30_000)));

@@ -198,7 +198,7 @@ fn build<P: Processor>(
         segment_size_bytes: config.segment_size_bytes,
         flush: FlushPolicy::None,
         max_payload_bytes: config.max_message_bytes as u32,
-        segment_fill: config.segment_fill,
+        segment_prep: config.segment_prep,
     })?;
     let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
         .with_max_state_bytes(config.snapshot_max_state_bytes);

@@ -4,7 +4,7 @@
 use super::sysinfo::RunInfo;
 use crate::apps::{App, Command};
 use crate::engine::{apply_message, message_of, Config, Processor};
-use crate::journal::{FlushPolicy, JournalReader, SegmentFill};
+use crate::journal::{FlushPolicy, JournalReader, SegmentPrep};
 use crate::ring::WaitStrategy;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -60,9 +60,9 @@ pub struct BenchEngineArgs {
     /// Journal segment file size, bytes.
     #[arg(long, default_value_t = 256 << 20)]
     pub segment_size_bytes: u64,
-    /// How new journal segments are prepared: allocated | zeroed.
-    #[arg(long, default_value = "allocated")]
-    pub segment_fill: SegmentFill,
+    /// How new journal segments are prepared: allocated | huge-pages | zeroed.
+    #[arg(long, default_value_t = SegmentPrep::default())]
+    pub segment_prep: SegmentPrep,
     /// Pin the journaler thread to this core.
     #[arg(long, value_name = "CORE")]
     pub pin_journaler: Option<usize>,
@@ -85,7 +85,7 @@ impl Default for BenchEngineArgs {
             wait: WaitStrategy::PARK,
             ring_capacity: 1 << 16,
             segment_size_bytes: 256 << 20,
-            segment_fill: SegmentFill::Allocated,
+            segment_prep: SegmentPrep::default(),
             pin_journaler: None,
             pin_logic: None,
             pin_producer: None,
@@ -102,7 +102,7 @@ impl BenchEngineArgs {
             ring_capacity: self.ring_capacity,
             output_ring_capacity: self.ring_capacity,
             segment_size_bytes: self.segment_size_bytes,
-            segment_fill: self.segment_fill,
+            segment_prep: self.segment_prep,
             flush: self.flush,
             wait: self.wait,
             snapshot_interval_messages: 0,
@@ -127,7 +127,7 @@ impl BenchEngineArgs {
         RunInfo::detect(
             &pins,
             self.wait.name(),
-            (self.flush, self.segment_fill),
+            (self.flush, self.segment_prep),
             dir,
         )
     }

@@ -4,7 +4,7 @@
 use super::affinity::CoreSet;
 use super::report::Hardware;
 use super::Pins;
-use crate::journal::{FlushPolicy, SegmentFill};
+use crate::journal::{FlushPolicy, SegmentPrep};
 use serde::Serialize;
 use std::path::Path;
 
@@ -22,7 +22,7 @@ pub struct RunInfo {
     /// Journal flush policy in force.
     pub flush: String,
     /// How journal segments were prepared (`allocated` or `zeroed`).
-    pub segment_fill: String,
+    pub segment_prep: String,
     /// Journal directory.
     pub journal_dir: String,
     /// Device and file system holding the journal, from `/proc/mounts` (e.g. `/dev/vda ext4`).
@@ -35,7 +35,7 @@ impl RunInfo {
     pub fn detect(
         pins: &[(&str, Option<usize>)],
         wait: &str,
-        journal: (FlushPolicy, SegmentFill),
+        journal: (FlushPolicy, SegmentPrep),
         dir: &Path,
     ) -> Self {
         let hw = Hardware::detect(&CoreSet::detect(), Pins::default());
@@ -53,7 +53,7 @@ impl RunInfo {
             },
             wait: wait.to_string(),
             flush: journal.0.to_string(),
-            segment_fill: journal.1.to_string(),
+            segment_prep: journal.1.to_string(),
             journal_dir: dir.display().to_string(),
             journal_device: device_of(dir),
         }
@@ -69,7 +69,7 @@ impl RunInfo {
             self.pinning,
             self.wait,
             self.flush,
-            self.segment_fill,
+            self.segment_prep,
             self.journal_dir,
             self.journal_device
         )

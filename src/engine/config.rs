@@ -1,6 +1,6 @@
 //! `Config`: every limit of the engine, set once at start. Nothing grows after `start()`.
 
-use crate::journal::{FlushPolicy, SegmentFill};
+use crate::journal::{FlushPolicy, SegmentPrep};
 use crate::ring::WaitStrategy;
 use std::path::PathBuf;
 
@@ -74,9 +74,10 @@ pub struct Config {
     pub segment_size_bytes: u64,
     /// When the journal is synced to storage.
     pub flush: FlushPolicy,
-    /// How new journal segments are prepared: `Allocated` (most throughput) or `Zeroed`
-    /// (acknowledgements cost about one `fdatasync`; see [`SegmentFill`]).
-    pub segment_fill: SegmentFill,
+    /// How new journal segments are prepared: `Allocated` (default), `HugePages` (most
+    /// throughput) or `Zeroed` (acknowledgements cost about one `fdatasync`); see
+    /// [`SegmentPrep`].
+    pub segment_prep: SegmentPrep,
     /// How engine threads wait.
     pub wait: WaitStrategy,
     /// Durable (default) or apply-ahead.
@@ -116,7 +117,7 @@ impl Default for Config {
             max_response_bytes: 4096,
             segment_size_bytes: 256 << 20,
             flush: FlushPolicy::Batch,
-            segment_fill: SegmentFill::Allocated,
+            segment_prep: SegmentPrep::default(),
             wait: WaitStrategy::default(),
             mode: ApplyMode::Durable,
             pinning: Pinning::default(),

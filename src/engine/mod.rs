@@ -67,7 +67,7 @@ impl<P: Processor> Engine<P> {
             segment_size_bytes: config.segment_size_bytes,
             flush: config.flush,
             max_payload_bytes: config.max_message_bytes as u32,
-            segment_fill: config.segment_fill,
+            segment_prep: config.segment_prep,
         })?;
         let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
             .with_max_state_bytes(config.snapshot_max_state_bytes);

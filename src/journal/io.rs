@@ -22,7 +22,7 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
     fn sync_file(&self, file: &File) -> io::Result<()>;
     /// Writes zeros over the first `len_bytes` of an allocated `file` in writes of
     /// [`ZERO_FILL_CHUNK_BYTES`], then makes them durable with [`SegmentIo::sync_file`]
-    /// (`SegmentFill::Zeroed`). Provided: an implementation that injects faults into
+    /// (`SegmentPrep::Zeroed`). Provided: an implementation that injects faults into
     /// `sync_file` injects them here too.
     fn fill_zeros(&self, file: &File, len_bytes: u64) -> io::Result<()> {
         write_zeros(file, len_bytes, ZERO_FILL_CHUNK_BYTES)?;

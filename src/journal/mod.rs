@@ -25,7 +25,7 @@ mod segment;
 mod writer;
 
 pub use config::{
-    FlushPolicy, JournalConfig, ParseFlushPolicyError, ParseSegmentFillError, SegmentFill,
+    FlushPolicy, JournalConfig, ParseFlushPolicyError, ParseSegmentPrepError, SegmentPrep,
 };
 pub(crate) use dir::list_segments;
 pub use error::{CorruptionReason, Damage, Evidence, EvidenceKind, JournalError};

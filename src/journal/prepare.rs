@@ -1,6 +1,7 @@
 //! The background thread that keeps rollover off the slow paths: it prepares the spare segment
-//! (create, `fallocate`, `fsync`, zero fill if asked, map, pre-fault) ahead of need, and retires full segments
-//! (`fdatasync` when the policy did not, then unmap: unmapping a large mapping takes ms).
+//! (create, `fallocate`, `fsync`, zero fill or huge pages if asked, map, pre-fault) ahead of
+//! need, and retires full segments (`fdatasync` when the policy did not, then unmap:
+//! unmapping a large mapping takes ms).
 //!
 //! A retired segment's pages are then dropped from the page cache. Nothing re-reads them on
 //! the hot path (replay and lagging readers read them back from disk), and the freed memory
@@ -15,7 +16,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use super::config::SegmentFill;
+use super::config::SegmentPrep;
 use super::io::{release_cached_pages, SegmentIo};
 use super::segment::MappedSegment;
 
@@ -48,11 +49,11 @@ const JOB_QUEUE_LEN: usize = 16;
 
 impl Preparer {
     /// Starts the thread. Spares are created at `spare_path` with `segment_size_bytes` bytes,
-    /// prepared per `fill`.
+    /// prepared per `prep`.
     pub(crate) fn start(
         spare_path: PathBuf,
         segment_size_bytes: u64,
-        fill: SegmentFill,
+        prep: SegmentPrep,
         io: Arc<dyn SegmentIo>,
     ) -> io::Result<Self> {
         let (jobs, job_rx) = mpsc::sync_channel(JOB_QUEUE_LEN);
@@ -64,7 +65,7 @@ impl Preparer {
                 let spec = SpareSpec {
                     path: &path,
                     len_bytes: segment_size_bytes,
-                    fill,
+                    prep,
                 };
                 run(&job_rx, &spare_tx, &spec, &*thread_io);
             })?;
@@ -151,7 +152,7 @@ fn thread_gone() -> io::Error {
 pub(crate) struct SpareSpec<'a> {
     pub(crate) path: &'a Path,
     pub(crate) len_bytes: u64,
-    pub(crate) fill: SegmentFill,
+    pub(crate) prep: SegmentPrep,
 }
 
 fn run(
@@ -197,7 +198,7 @@ fn retire(io: &dyn SegmentIo, segment: MappedSegment, sync: bool) -> io::Result<
     Ok(())
 }
 
-/// Creates, allocates, syncs, fills (per `spec.fill`) and maps (pre-faulted) a spare segment.
+/// Creates, allocates, syncs, prepares (per `spec.prep`) and maps (pre-faulted) a spare segment.
 pub(crate) fn prepare_spare(io: &dyn SegmentIo, spec: &SpareSpec<'_>) -> io::Result<Spare> {
     match io.remove(spec.path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
@@ -205,16 +206,16 @@ pub(crate) fn prepare_spare(io: &dyn SegmentIo, spec: &SpareSpec<'_>) -> io::Res
     }
     let started = std::time::Instant::now();
     let file = io.create_allocated(spec.path, spec.len_bytes)?;
-    if spec.fill == SegmentFill::Zeroed {
+    if spec.prep == SegmentPrep::Zeroed {
         if let Err(err) = io.fill_zeros(&file, spec.len_bytes) {
             // Like a failed allocation: leave no half-prepared spare behind.
             let _ = io.remove(spec.path);
             return Err(err);
         }
     }
-    let map = MappedSegment::map(file)?;
+    let map = MappedSegment::map(file, spec.prep == SegmentPrep::HugePages)?;
     tracing::debug!(
-        elapsed = ?started.elapsed(), len_bytes = spec.len_bytes, fill = %spec.fill,
+        elapsed = ?started.elapsed(), len_bytes = spec.len_bytes, prep = %spec.prep,
         "journal spare segment prepared"
     );
     Ok(Spare {
@@ -265,11 +266,11 @@ mod tests {
 
     const LEN_BYTES: u64 = 256 << 10;
 
-    fn spec(path: &Path, fill: SegmentFill) -> SpareSpec<'_> {
+    fn spec(path: &Path, prep: SegmentPrep) -> SpareSpec<'_> {
         SpareSpec {
             path,
             len_bytes: LEN_BYTES,
-            fill,
+            prep,
         }
     }
 
@@ -278,7 +279,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("next.seg.tmp");
         let io = CountingIo::default();
-        let spare = prepare_spare(&io, &spec(&path, SegmentFill::Zeroed)).unwrap();
+        let spare = prepare_spare(&io, &spec(&path, SegmentPrep::Zeroed)).unwrap();
         assert_eq!(
             io.file_syncs.load(Ordering::Relaxed),
             1,
@@ -290,7 +291,7 @@ mod tests {
         assert!(bytes.iter().all(|&b| b == 0));
         drop(spare);
         let allocated = tmp.path().join("other.seg.tmp");
-        prepare_spare(&io, &spec(&allocated, SegmentFill::Allocated)).unwrap();
+        prepare_spare(&io, &spec(&allocated, SegmentPrep::Allocated)).unwrap();
         assert_eq!(
             io.file_syncs.load(Ordering::Relaxed),
             1,
@@ -304,7 +305,7 @@ mod tests {
         let path = tmp.path().join("next.seg.tmp");
         let io = CountingIo::default();
         io.fail_file_sync.store(true, Ordering::Relaxed);
-        let err = prepare_spare(&io, &spec(&path, SegmentFill::Zeroed)).unwrap_err();
+        let err = prepare_spare(&io, &spec(&path, SegmentPrep::Zeroed)).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EIO));
         assert!(!path.exists());
     }

@@ -72,9 +72,18 @@ impl MappedSegment {
     /// write fault (`MAP_POPULATE` as well would first read-fault every page, and the write
     /// pass would then upgrade each one again: a third more time on the preparer); on older
     /// kernels each page is touched with a store.
-    pub(crate) fn map(file: File) -> io::Result<Self> {
+    ///
+    /// With `huge_pages`, the mapping first asks for transparent huge pages
+    /// (`MADV_HUGEPAGE`; see `SegmentPrep::HugePages`). Advisory: where the kernel has none,
+    /// the segment is mapped with small pages and works the same.
+    pub(crate) fn map(file: File, huge_pages: bool) -> io::Result<Self> {
         let map = MmapOptions::new().map_raw(&file)?;
         let mut segment = Self::new(map, file);
+        if huge_pages {
+            if let Err(err) = segment.raw().advise(Advice::HugePage) {
+                tracing::debug!("journal: no huge pages for a segment mapping: {err}");
+            }
+        }
         segment.prefault_from(0);
         Ok(segment)
     }

@@ -99,7 +99,7 @@ impl JournalWriter {
         let mut preparer = Preparer::start(
             spare_path,
             cfg.segment_size_bytes,
-            cfg.segment_fill,
+            cfg.segment_prep,
             Arc::clone(&io),
         )
         .map_err(JournalError::Io)?;
@@ -480,7 +480,7 @@ fn create_segment(
     let spec = SpareSpec {
         path: &spare_path,
         len_bytes: size,
-        fill: cfg.segment_fill,
+        prep: cfg.segment_prep,
     };
     let spare = prepare_spare(io, &spec).map_err(|err| {
         if is_disk_full(&err) {

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use keel::journal::{
-    FlushPolicy, JournalConfig, JournalReader, JournalWriter, Record, SegmentFill,
+    FlushPolicy, JournalConfig, JournalReader, JournalWriter, Record, SegmentPrep,
 };
 
 /// Small segments: many rollovers, cheap copies.
@@ -18,7 +18,7 @@ pub fn cfg(dir: &Path, segment_size_bytes: u64, flush: FlushPolicy) -> JournalCo
         segment_size_bytes,
         flush,
         max_payload_bytes: 2048,
-        segment_fill: SegmentFill::Allocated,
+        segment_prep: SegmentPrep::Allocated,
     }
 }
 
