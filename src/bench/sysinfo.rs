@@ -1,5 +1,5 @@
 //! What a benchmark ran on, stated in every result: CPU model, cores, pinning, wait strategy,
-//! flush policy, segment fill and the device that held the journal.
+//! flush policy, segment preparation and the device that held the journal.
 
 use super::affinity::CoreSet;
 use super::report::Hardware;
@@ -21,7 +21,7 @@ pub struct RunInfo {
     pub wait: String,
     /// Journal flush policy in force.
     pub flush: String,
-    /// How journal segments were prepared (`allocated` or `zeroed`).
+    /// How journal segments were prepared (`allocated`, `huge-pages` or `zeroed`).
     pub segment_prep: String,
     /// Journal directory.
     pub journal_dir: String,
@@ -31,7 +31,7 @@ pub struct RunInfo {
 
 impl RunInfo {
     /// Describes this machine and run. `pins` lists `(thread, core)` pairs; `journal` is the
-    /// flush policy and the segment fill.
+    /// flush policy and the segment preparation.
     pub fn detect(
         pins: &[(&str, Option<usize>)],
         wait: &str,
@@ -62,8 +62,8 @@ impl RunInfo {
     /// Two lines for the top of a text report.
     pub fn lines(&self) -> String {
         format!(
-            "cpu: {} | cores: {} | pinning: {}\nwait: {} | flush: {} | segments: {} | journal: {} on \
-             {}\n",
+            "cpu: {} | cores: {} | pinning: {}\nwait: {} | flush: {} | segments: {} | journal: {} \
+             on {}\n",
             self.cpu_model,
             self.cores,
             self.pinning,

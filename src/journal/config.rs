@@ -72,7 +72,7 @@ pub enum SegmentPrep {
     /// `fallocate` only, page sizes left to the kernel: the blocks are allocated but
     /// unwritten (a sync that first writes a block also commits that metadata change), and the
     /// fault-in readahead grows the page cache's folios up to 2 MiB, each written back whole,
-    /// mapped with 4 KiB page-table entries. The middle ground between the other two.
+    /// mostly mapped with 4 KiB page-table entries. The middle ground between the other two.
     #[default]
     Allocated,
     /// `fallocate`, and the mapping asks for transparent huge pages (`MADV_HUGEPAGE`): 2 MiB
@@ -145,7 +145,7 @@ impl JournalConfig {
             segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES,
             flush: FlushPolicy::Batch,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
-            segment_prep: SegmentPrep::Allocated,
+            segment_prep: SegmentPrep::default(),
         }
     }
 

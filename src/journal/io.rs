@@ -36,8 +36,8 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
     fn remove(&self, path: &Path) -> io::Result<()>;
 }
 
-/// Size of each write of a zero fill. On kernels whose page cache holds a file in large
-/// folios (ext4 on Linux 6.16+), a buffered write creates folios of about its own size, and a
+/// Size of each write of a zero fill. Where the page cache holds a file in large folios
+/// (ext4 on Linux 6.18 here), a buffered write creates folios of about its own size, and a
 /// folio is written back whole: this size is then the least that every later sync of the
 /// segment writes. Left to the fault-in readahead, folios grow to 2 MiB, and at 100 k
 /// records/s each sync wrote 1-2 MiB to make ~2.5 KB durable. 16 KiB prepares a 256 MiB
