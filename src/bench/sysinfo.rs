@@ -23,6 +23,9 @@ pub struct RunInfo {
     pub flush: String,
     /// How journal segments were prepared (`allocated`, `huge-pages` or `zeroed`).
     pub segment_prep: String,
+    /// The kernel's transparent-huge-page mode (`always`, `madvise` or `never`, from
+    /// `/sys/kernel/mm/transparent_hugepage/enabled`): `huge-pages` needs one of the first two.
+    pub transparent_hugepage: String,
     /// Journal directory.
     pub journal_dir: String,
     /// Device and file system holding the journal, from `/proc/mounts` (e.g. `/dev/vda ext4`).
@@ -54,6 +57,7 @@ impl RunInfo {
             wait: wait.to_string(),
             flush: journal.0.to_string(),
             segment_prep: journal.1.to_string(),
+            transparent_hugepage: transparent_hugepage_mode(),
             journal_dir: dir.display().to_string(),
             journal_device: device_of(dir),
         }
@@ -69,11 +73,32 @@ impl RunInfo {
             self.pinning,
             self.wait,
             self.flush,
-            self.segment_prep,
+            match self.segment_prep.as_str() {
+                "huge-pages" => format!("huge-pages (thp {})", self.transparent_hugepage),
+                other => other.to_string(),
+            },
             self.journal_dir,
             self.journal_device
         )
     }
+}
+
+/// The selected mode in `/sys/kernel/mm/transparent_hugepage/enabled` (the bracketed word of
+/// e.g. `always [madvise] never`), or `"unknown"`.
+pub fn transparent_hugepage_mode() -> String {
+    let text = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+    text.ok()
+        .as_deref()
+        .and_then(selected_word)
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// The word in brackets, as sysfs marks the selected choice.
+fn selected_word(choices: &str) -> Option<&str> {
+    let start = choices.find('[')? + 1;
+    let len = choices[start..].find(']')?;
+    Some(&choices[start..start + len])
 }
 
 /// The device and file-system type of the mount holding `path` (longest mount-point prefix in
@@ -93,4 +118,17 @@ pub fn device_of(path: &Path) -> String {
         })
         .max_by_key(|(len, _)| *len)
         .map_or_else(|| "unknown".into(), |(_, d)| d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_selected_sysfs_choice_is_the_bracketed_word() {
+        assert_eq!(selected_word("always [madvise] never\n"), Some("madvise"));
+        assert_eq!(selected_word("[always] madvise never"), Some("always"));
+        assert_eq!(selected_word("always madvise never"), None);
+        assert!(!transparent_hugepage_mode().is_empty());
+    }
 }

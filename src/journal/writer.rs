@@ -334,6 +334,7 @@ impl JournalWriter {
     fn roll_over(&mut self) -> Result<(), JournalError> {
         let next = self.chain.next_sequence;
         let path = self.dir.join(segment_file_name(next));
+        let started = Instant::now();
         let spare = self
             .preparer
             .take()
@@ -382,7 +383,7 @@ impl JournalWriter {
         self.preparer
             .retire(old.map, self.flush == FlushPolicy::None);
         self.preparer.request();
-        tracing::debug!(first_sequence = next, "journal rolled over");
+        tracing::debug!(first_sequence = next, elapsed = ?started.elapsed(), "journal rolled over");
         Ok(())
     }
 
