@@ -152,7 +152,7 @@ fn run_case(
         }
     }
     let appended = load.appended;
-    load.acks.wait_all(appended);
+    load.acks.wait_all(&mut writer, appended)?;
     let elapsed = start.elapsed().as_secs_f64();
     writer.sync()?;
     drop(writer);
@@ -226,10 +226,12 @@ impl Load {
             writer.append(&record(self.appended, &self.payload))?;
         }
         writer.end_batch()?;
-        self.acks.ended(self.appended, started);
-        Ok(())
+        self.acks.ended(writer, self.appended, started)
     }
 }
+
+/// How long an acknowledgement wait goes without asking the writer whether its syncer failed.
+const SYNCER_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Batches waiting for their durable acknowledgement.
 struct Acks {
@@ -256,43 +258,59 @@ impl Acks {
         }
     }
 
-    /// A batch ending at `last`, begun at `started`, was handed to the writer.
-    fn ended(&mut self, last: u64, started: Instant) {
+    /// A batch ending at `last`, begun at `started`, was handed to `writer`.
+    fn ended(
+        &mut self,
+        writer: &mut JournalWriter,
+        last: u64,
+        started: Instant,
+    ) -> Result<(), JournalError> {
         if self.durable.is_none() {
             // Durable when `end_batch` returned.
             self.recorder.record(started.elapsed().as_nanos() as u64);
-            return;
+            return Ok(());
         }
         self.pending.push_back((last, started));
         self.settle(self.durable_now());
         if self.pending.len() > self.in_flight_batches {
             let oldest = self.pending.front().map_or(0, |&(last, _)| last);
-            self.wait_durable(oldest);
+            self.wait_durable(writer, oldest)?;
             self.settle(self.durable_now());
         }
+        Ok(())
     }
 
     /// Waits until `last` is durable, acknowledging every batch.
-    fn wait_all(&mut self, last: u64) {
+    fn wait_all(&mut self, writer: &mut JournalWriter, last: u64) -> Result<(), JournalError> {
         if self.durable.is_none() {
-            return;
+            return Ok(());
         }
-        self.wait_durable(last);
+        self.wait_durable(writer, last)?;
         self.settle(last);
+        Ok(())
     }
 
-    /// Blocks (per the wait strategy) until `sequence` is durable.
-    fn wait_durable(&self, sequence: u64) {
+    /// Blocks (per the wait strategy) until `sequence` is durable. Every
+    /// [`SYNCER_CHECK_INTERVAL`] without progress it asks `writer` whether the syncer failed
+    /// (the durable sequence then never advances), and returns that error.
+    fn wait_durable(&self, writer: &mut JournalWriter, sequence: u64) -> Result<(), JournalError> {
         let Some(durable) = &self.durable else {
-            return;
+            return Ok(());
         };
-        wait_for(self.wait, &self.signal, None, || {
-            if durable.load_acquire() >= sequence {
-                Check::Ready
-            } else {
-                Check::BlockedOn(WaitKey::of(durable))
+        loop {
+            let deadline = Instant::now() + SYNCER_CHECK_INTERVAL;
+            let durable_now = wait_for(self.wait, &self.signal, Some(deadline), || {
+                if durable.load_acquire() >= sequence {
+                    Check::Ready
+                } else {
+                    Check::BlockedOn(WaitKey::of(durable))
+                }
+            });
+            if durable_now {
+                return Ok(());
             }
-        });
+            writer.tick()?;
+        }
     }
 
     fn durable_now(&self) -> u64 {
@@ -381,6 +399,7 @@ impl JournalReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::{RealIo, SegmentSync};
 
     fn spec(dir: &Path, rate: Option<Schedule>) -> JournalSpec {
         JournalSpec {
@@ -395,6 +414,64 @@ mod tests {
             segment_prep: SegmentPrep::Allocated,
             data_dir: Some(dir.to_path_buf()),
         }
+    }
+
+    /// The real file system, whose range syncs fail once `armed`.
+    #[derive(Debug, Default)]
+    struct FailingSyncs {
+        armed: std::sync::atomic::AtomicBool,
+    }
+
+    impl crate::journal::SegmentIo for FailingSyncs {
+        fn create_allocated(&self, path: &Path, len_bytes: u64) -> std::io::Result<std::fs::File> {
+            RealIo.create_allocated(path, len_bytes)
+        }
+        fn sync_range(&self, s: &SegmentSync, offset: usize, len: usize) -> std::io::Result<()> {
+            if self.armed.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(std::io::Error::from_raw_os_error(libc::EIO));
+            }
+            RealIo.sync_range(s, offset, len)
+        }
+        fn sync_file(&self, file: &std::fs::File) -> std::io::Result<()> {
+            RealIo.sync_file(file)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            RealIo.sync_dir(dir)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            RealIo.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> std::io::Result<()> {
+            RealIo.remove(path)
+        }
+    }
+
+    #[test]
+    fn a_failed_group_commit_ends_the_acknowledgement_wait_with_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            segment_size_bytes: 1 << 18,
+            ..JournalConfig::new(dir.path())
+        };
+        let io = Arc::new(FailingSyncs::default());
+        let mut writer = JournalWriter::open_with_io(&cfg, io.clone()).unwrap();
+        let mut acks = Acks::new(writer.durable_sequence(), WaitStrategy::PARK, 16);
+        writer.set_durable_waker(Arc::clone(&acks.signal));
+        io.armed.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.append(&record(1, &[7u8; 64])).unwrap();
+        writer.end_batch().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(acks.wait_all(&mut writer, 1).map_err(|e| e.to_string()));
+        });
+        let waited = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the wait ends (it used to wait forever for a durable sequence)");
+        let err = waited.expect_err("record 1 never became durable");
+        assert!(
+            err.contains("Input/output error") || err.contains("EIO"),
+            "{err}"
+        );
     }
 
     #[test]
