@@ -15,7 +15,8 @@
 //! The short variants run in CI. The long run, by hand:
 //! `KEEL_CRASH_CYCLES=200 KEEL_CRASH_FLUSH=batch,none,interval:5 cargo test --release --test
 //! crash_loop -- --ignored --nocapture` (also `KEEL_CRASH_SEED`). A policy may name a segment
-//! preparation after a slash: `batch/zeroed`, `batch/huge-pages` (default `allocated`).
+//! preparation after a slash: `batch/allocated`, `batch/huge-pages` (default `auto`: `zeroed`
+//! under a syncing policy, `huge-pages` under `none`).
 
 mod serve_support;
 
@@ -57,9 +58,7 @@ struct Server {
 /// `journaling` is a flush policy, optionally with a segment preparation: `batch` or
 /// `batch/zeroed`. Segments are 1 MiB, or 4 MiB under `huge-pages` (room for 2 MiB pages).
 fn serve(data: &Path, journaling: &str) -> Server {
-    let (flush, prep) = journaling
-        .split_once('/')
-        .unwrap_or((journaling, "allocated"));
+    let (flush, prep) = journaling.split_once('/').unwrap_or((journaling, "auto"));
     let segment_bytes = if prep == "huge-pages" {
         "4194304"
     } else {
@@ -380,7 +379,7 @@ fn crash_loop(flush: &str, cycles: u64, seed: u64) -> Outcome {
 fn short_crash_loop_loses_nothing_acknowledged() {
     let runs = [
         ("batch", 5),
-        ("batch/zeroed", 2),
+        ("batch/allocated", 2),
         ("batch/huge-pages", 2),
         ("none", 2),
         ("interval:5", 2),

@@ -188,10 +188,11 @@ pub struct JournalArgs {
     /// Journal segment file size, bytes.
     #[arg(long, default_value_t = 256 << 20)]
     pub segment_size_bytes: u64,
-    /// How new segments are prepared: allocated (page sizes left to the kernel) |
-    /// huge-pages (2 MiB pages: most throughput; every sync writes whole 2 MiB pages) |
-    /// zeroed (zeros written and synced ahead of use, 16 KiB pages: each ack costs about one
-    /// fdatasync; least throughput).
+    /// How new segments are prepared: auto (zeroed when the flush policy syncs,
+    /// huge-pages under none) | zeroed (zeros written and synced ahead of use, 16 KiB pages:
+    /// each ack costs about one fdatasync; least throughput) | huge-pages (2 MiB pages: most
+    /// throughput; every sync writes whole 2 MiB pages) | allocated (page sizes left to the
+    /// kernel: deep in a segment a sync rewrites up to 2 MiB).
     #[arg(long, default_value_t = SegmentPrep::default())]
     pub segment_prep: SegmentPrep,
     /// Write the journals under DIR (default: a temporary directory).

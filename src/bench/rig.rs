@@ -60,7 +60,7 @@ pub struct BenchEngineArgs {
     /// Journal segment file size, bytes.
     #[arg(long, default_value_t = 256 << 20)]
     pub segment_size_bytes: u64,
-    /// How new journal segments are prepared: allocated | huge-pages | zeroed.
+    /// How new journal segments are prepared: auto | zeroed | huge-pages | allocated.
     #[arg(long, default_value_t = SegmentPrep::default())]
     pub segment_prep: SegmentPrep,
     /// Pin the journaler thread to this core.

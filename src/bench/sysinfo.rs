@@ -21,7 +21,8 @@ pub struct RunInfo {
     pub wait: String,
     /// Journal flush policy in force.
     pub flush: String,
-    /// How journal segments were prepared (`allocated`, `huge-pages` or `zeroed`).
+    /// How journal segments were prepared (`allocated`, `huge-pages` or `zeroed`; followed by
+    /// ` (auto)` when chosen by the flush policy).
     pub segment_prep: String,
     /// The kernel's transparent-huge-page mode (`always`, `madvise` or `never`, from
     /// `/sys/kernel/mm/transparent_hugepage/enabled`): `huge-pages` needs one of the first two.
@@ -56,7 +57,7 @@ impl RunInfo {
             },
             wait: wait.to_string(),
             flush: journal.0.to_string(),
-            segment_prep: journal.1.to_string(),
+            segment_prep: describe_prep(journal.0, journal.1),
             transparent_hugepage: transparent_hugepage_mode(),
             journal_dir: dir.display().to_string(),
             journal_device: device_of(dir),
@@ -73,13 +74,24 @@ impl RunInfo {
             self.pinning,
             self.wait,
             self.flush,
-            match self.segment_prep.as_str() {
-                "huge-pages" => format!("huge-pages (thp {})", self.transparent_hugepage),
-                other => other.to_string(),
+            if self.segment_prep.starts_with("huge-pages") {
+                format!("{}, thp {}", self.segment_prep, self.transparent_hugepage)
+            } else {
+                self.segment_prep.clone()
             },
             self.journal_dir,
             self.journal_device
         )
+    }
+}
+
+/// The preparation in force under `flush`, marked when `Auto` chose it.
+fn describe_prep(flush: FlushPolicy, prep: SegmentPrep) -> String {
+    let resolved = prep.resolve(flush);
+    if prep == SegmentPrep::Auto {
+        format!("{resolved} (auto)")
+    } else {
+        resolved.to_string()
     }
 }
 

@@ -74,9 +74,9 @@ pub struct Config {
     pub segment_size_bytes: u64,
     /// When the journal is synced to storage.
     pub flush: FlushPolicy,
-    /// How new journal segments are prepared: `Allocated` (default), `HugePages` (most
-    /// throughput) or `Zeroed` (acknowledgements cost about one `fdatasync`); see
-    /// [`SegmentPrep`].
+    /// How new journal segments are prepared: `Auto` (default: `Zeroed` when the flush policy
+    /// syncs, so an acknowledgement costs about one `fdatasync`; `HugePages` under `none`),
+    /// or one chosen; see [`SegmentPrep`].
     pub segment_prep: SegmentPrep,
     /// How engine threads wait.
     pub wait: WaitStrategy,

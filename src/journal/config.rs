@@ -69,11 +69,16 @@ impl fmt::Display for FlushPolicy {
 /// `docs/journal_format.md`, "Segment preparation".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SegmentPrep {
+    /// By flush policy: `Zeroed` when the policy syncs (`batch`, `interval:MS`), `HugePages`
+    /// under `none`, where nothing is synced on the append path and only preparation speed
+    /// and writeback efficiency count. See [`SegmentPrep::resolve`].
+    #[default]
+    Auto,
     /// `fallocate` only, page sizes left to the kernel: the blocks are allocated but
     /// unwritten (a sync that first writes a block also commits that metadata change), and the
-    /// fault-in readahead grows the page cache's folios up to 2 MiB, each written back whole,
-    /// mostly mapped with 4 KiB page-table entries. The middle ground between the other two.
-    #[default]
+    /// fault-in readahead grows the page cache's folios up to 2 MiB as the segment is faulted
+    /// in, each written back whole: a sync deep in a segment rewrites up to 2 MiB however
+    /// little changed, so at low rates the disk writes far more than the records.
     Allocated,
     /// `fallocate`, and the mapping asks for transparent huge pages (`MADV_HUGEPAGE`): 2 MiB
     /// folios mapped by one entry each, so writing back 2 MiB write-protects one entry and
@@ -90,9 +95,20 @@ pub enum SegmentPrep {
     Zeroed,
 }
 
+impl SegmentPrep {
+    /// The preparation used under `flush`: `Auto` resolved, any other returned as it is.
+    pub fn resolve(self, flush: FlushPolicy) -> SegmentPrep {
+        match (self, flush) {
+            (Self::Auto, FlushPolicy::None) => Self::HugePages,
+            (Self::Auto, FlushPolicy::Batch | FlushPolicy::IntervalMs(_)) => Self::Zeroed,
+            (prep, _) => prep,
+        }
+    }
+}
+
 /// `SegmentPrep::from_str` failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid segment preparation {input:?}: expected allocated, huge-pages or zeroed")]
+#[error("invalid segment preparation {input:?}: expected auto, allocated, huge-pages or zeroed")]
 pub struct ParseSegmentPrepError {
     input: String,
 }
@@ -102,6 +118,7 @@ impl FromStr for SegmentPrep {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "auto" => Ok(Self::Auto),
             "allocated" => Ok(Self::Allocated),
             "huge-pages" => Ok(Self::HugePages),
             "zeroed" => Ok(Self::Zeroed),
@@ -115,6 +132,7 @@ impl FromStr for SegmentPrep {
 impl fmt::Display for SegmentPrep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::Auto => "auto",
             Self::Allocated => "allocated",
             Self::HugePages => "huge-pages",
             Self::Zeroed => "zeroed",
@@ -138,7 +156,7 @@ pub struct JournalConfig {
 }
 
 impl JournalConfig {
-    /// Defaults: 64 MiB segments, `batch` flushing, 64 KiB largest payload, `Allocated`.
+    /// Defaults: 64 MiB segments, `batch` flushing, 64 KiB largest payload, `Auto` preparation.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
@@ -202,6 +220,7 @@ mod tests {
     #[test]
     fn segment_prep_parses_and_displays() {
         for prep in [
+            SegmentPrep::Auto,
             SegmentPrep::Allocated,
             SegmentPrep::HugePages,
             SegmentPrep::Zeroed,
@@ -209,6 +228,20 @@ mod tests {
             assert_eq!(prep.to_string().parse::<SegmentPrep>(), Ok(prep));
         }
         assert!("Zeroed".parse::<SegmentPrep>().is_err());
+    }
+
+    #[test]
+    fn auto_zeroes_when_the_policy_syncs_and_maps_huge_pages_when_it_does_not() {
+        let auto = SegmentPrep::default();
+        assert_eq!(auto, SegmentPrep::Auto);
+        assert_eq!(auto.resolve(FlushPolicy::Batch), SegmentPrep::Zeroed);
+        assert_eq!(
+            auto.resolve(FlushPolicy::IntervalMs(5)),
+            SegmentPrep::Zeroed
+        );
+        assert_eq!(auto.resolve(FlushPolicy::None), SegmentPrep::HugePages);
+        let chosen = SegmentPrep::Allocated;
+        assert_eq!(chosen.resolve(FlushPolicy::None), SegmentPrep::Allocated);
     }
 
     #[test]

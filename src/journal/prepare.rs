@@ -204,6 +204,7 @@ pub(crate) fn prepare_spare(io: &dyn SegmentIo, spec: &SpareSpec<'_>) -> io::Res
         Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
         _ => {}
     }
+    debug_assert!(spec.prep != SegmentPrep::Auto, "resolved by the writer");
     let started = std::time::Instant::now();
     let file = io.create_allocated(spec.path, spec.len_bytes)?;
     if spec.prep == SegmentPrep::Zeroed {

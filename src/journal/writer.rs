@@ -99,7 +99,7 @@ impl JournalWriter {
         let mut preparer = Preparer::start(
             spare_path,
             cfg.segment_size_bytes,
-            cfg.segment_prep,
+            cfg.segment_prep.resolve(cfg.flush),
             Arc::clone(&io),
         )
         .map_err(JournalError::Io)?;
@@ -109,8 +109,9 @@ impl JournalWriter {
         // first message rather than under it.
         preparer.barrier().map_err(JournalError::Io)?;
         tracing::info!(
-            dir = %cfg.dir.display(), flush = %cfg.flush, next_sequence = chain.next_sequence,
-            "journal writer open"
+            dir = %cfg.dir.display(), flush = %cfg.flush,
+            segment_prep = %cfg.segment_prep.resolve(cfg.flush),
+            next_sequence = chain.next_sequence, "journal writer open"
         );
         Ok(Self {
             dir: cfg.dir.clone(),
@@ -481,7 +482,7 @@ fn create_segment(
     let spec = SpareSpec {
         path: &spare_path,
         len_bytes: size,
-        prep: cfg.segment_prep,
+        prep: cfg.segment_prep.resolve(cfg.flush),
     };
     let spare = prepare_spare(io, &spec).map_err(|err| {
         if is_disk_full(&err) {
