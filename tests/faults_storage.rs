@@ -386,7 +386,7 @@ fn journal_config(dir: &Path, flush: FlushPolicy) -> JournalConfig {
         segment_size_bytes: SEGMENT_BYTES,
         flush,
         max_payload_bytes: MAX_MESSAGE_BYTES as u32,
-        segment_prep: keel::journal::SegmentPrep::Allocated,
+        segment_prep: keel::journal::SegmentPrep::default(),
     }
 }
 
