@@ -21,11 +21,17 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
     /// Makes a whole file's data durable (`fdatasync`).
     fn sync_file(&self, file: &File) -> io::Result<()>;
     /// Writes zeros over the first `len_bytes` of an allocated `file` in writes of
-    /// [`ZERO_FILL_CHUNK_BYTES`], then makes them durable with [`SegmentIo::sync_file`]
-    /// (`SegmentPrep::Zeroed`). Provided: an implementation that injects faults into
-    /// `sync_file` injects them here too.
+    /// [`ZERO_FILL_CHUNK_BYTES`], writing back each [`ZERO_FILL_WRITE_BACK_BYTES`] before the
+    /// next, then makes them durable with [`SegmentIo::sync_file`] (`SegmentPrep::Zeroed`).
+    /// Provided: an implementation that injects faults into `sync_file` injects them here too.
     fn fill_zeros(&self, file: &File, len_bytes: u64) -> io::Result<()> {
-        write_zeros(file, len_bytes, ZERO_FILL_CHUNK_BYTES)?;
+        let mut offset = 0;
+        while offset < len_bytes {
+            let end = len_bytes.min(offset + ZERO_FILL_WRITE_BACK_BYTES);
+            write_zeros(file, offset..end, ZERO_FILL_CHUNK_BYTES)?;
+            write_back(file, offset..end)?;
+            offset = end;
+        }
         self.sync_file(file)
     }
     /// Makes creates, renames and removals in `dir` durable (`fsync` of the directory).
@@ -43,6 +49,13 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
 /// records/s each sync wrote 1-2 MiB to make ~2.5 KB durable. 16 KiB prepares a 256 MiB
 /// segment about twice as fast as 4 KiB did, for the same acknowledgement latency.
 pub const ZERO_FILL_CHUNK_BYTES: usize = 16 << 10;
+
+/// How much of a zero fill is written before it is written back (`sync_file_range`, no cache
+/// flush) and waited for. The fill runs while the syncer commits the active segment on the
+/// same device; left to one `fdatasync` at the end, 256 MiB of zeros could queue ahead of a
+/// commit. At 1 M records/s, ack p99.9 over 8 s runs (2 rollovers each) was 3.5-5.5 ms in 1 MiB
+/// steps against 4.2-8.9 ms with one `fdatasync` (and 6-14 ms in 4 and 16 MiB steps).
+pub const ZERO_FILL_WRITE_BACK_BYTES: u64 = 1 << 20;
 
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -97,20 +110,44 @@ pub(crate) fn release_cached_pages(file: &File) -> io::Result<()> {
 fn allocate(file: &File, len_bytes: u64) -> io::Result<()> {
     match fs4::fs_std::FileExt::allocate(file, len_bytes) {
         Err(err) if err.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-            write_zeros(file, len_bytes, 1 << 20)
+            write_zeros(file, 0..len_bytes, 1 << 20)
         }
         other => other,
     }
 }
 
-/// Writes zeros over `[0, len_bytes)` of `file`, `chunk_bytes` at a time.
-fn write_zeros(file: &File, len_bytes: u64, chunk_bytes: usize) -> io::Result<()> {
+/// Writes zeros over `range` of `file`, `chunk_bytes` at a time.
+fn write_zeros(file: &File, range: std::ops::Range<u64>, chunk_bytes: usize) -> io::Result<()> {
     let zeros = vec![0u8; chunk_bytes];
-    let mut offset = 0;
-    while offset < len_bytes {
-        let n = (len_bytes - offset).min(chunk_bytes as u64) as usize;
+    let mut offset = range.start;
+    while offset < range.end {
+        let n = (range.end - offset).min(chunk_bytes as u64) as usize;
         file.write_all_at(&zeros[..n], offset)?;
         offset += n as u64;
     }
     Ok(())
+}
+
+/// Writes `range` of `file` back and waits for it (`sync_file_range`), without a cache flush
+/// or a metadata commit: bounds how much of a zero fill is queued at the device at once. Not
+/// a durability step (the caller syncs at the end), so it is no part of the seam.
+fn write_back(file: &File, range: std::ops::Range<u64>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: a plain syscall on a descriptor `file` keeps open; no memory is passed.
+    let rc = unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            range.start as i64,
+            (range.end - range.start) as i64,
+            flags,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
