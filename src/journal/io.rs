@@ -25,10 +25,11 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
     /// next, then makes them durable with [`SegmentIo::sync_file`] (`SegmentPrep::Zeroed`).
     /// Provided: an implementation that injects faults into `sync_file` injects them here too.
     fn fill_zeros(&self, file: &File, len_bytes: u64) -> io::Result<()> {
+        let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
         let mut offset = 0;
         while offset < len_bytes {
             let end = len_bytes.min(offset + ZERO_FILL_WRITE_BACK_BYTES);
-            write_zeros(file, offset..end, ZERO_FILL_CHUNK_BYTES)?;
+            write_zeros(file, offset..end, &zeros)?;
             write_back(file, offset..end)?;
             offset = end;
         }
@@ -110,18 +111,18 @@ pub(crate) fn release_cached_pages(file: &File) -> io::Result<()> {
 fn allocate(file: &File, len_bytes: u64) -> io::Result<()> {
     match fs4::fs_std::FileExt::allocate(file, len_bytes) {
         Err(err) if err.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-            write_zeros(file, 0..len_bytes, 1 << 20)
+            write_zeros(file, 0..len_bytes, &vec![0u8; 1 << 20])
         }
         other => other,
     }
 }
 
-/// Writes zeros over `range` of `file`, `chunk_bytes` at a time.
-fn write_zeros(file: &File, range: std::ops::Range<u64>, chunk_bytes: usize) -> io::Result<()> {
-    let zeros = vec![0u8; chunk_bytes];
+/// Writes zeros over `range` of `file`, one write of at most `zeros.len()` bytes at a time.
+fn write_zeros(file: &File, range: std::ops::Range<u64>, zeros: &[u8]) -> io::Result<()> {
+    debug_assert!(zeros.iter().all(|&b| b == 0));
     let mut offset = range.start;
     while offset < range.end {
-        let n = (range.end - offset).min(chunk_bytes as u64) as usize;
+        let n = (range.end - offset).min(zeros.len() as u64) as usize;
         file.write_all_at(&zeros[..n], offset)?;
         offset += n as u64;
     }
