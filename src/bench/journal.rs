@@ -399,7 +399,7 @@ impl JournalReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{RealIo, SegmentSync};
+    use crate::journal::FaultyIo;
 
     fn spec(dir: &Path, rate: Option<Schedule>) -> JournalSpec {
         JournalSpec {
@@ -416,36 +416,6 @@ mod tests {
         }
     }
 
-    /// The real file system, whose range syncs fail once `armed`.
-    #[derive(Debug, Default)]
-    struct FailingSyncs {
-        armed: std::sync::atomic::AtomicBool,
-    }
-
-    impl crate::journal::SegmentIo for FailingSyncs {
-        fn create_allocated(&self, path: &Path, len_bytes: u64) -> std::io::Result<std::fs::File> {
-            RealIo.create_allocated(path, len_bytes)
-        }
-        fn sync_range(&self, s: &SegmentSync, offset: usize, len: usize) -> std::io::Result<()> {
-            if self.armed.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(std::io::Error::from_raw_os_error(libc::EIO));
-            }
-            RealIo.sync_range(s, offset, len)
-        }
-        fn sync_file(&self, file: &std::fs::File) -> std::io::Result<()> {
-            RealIo.sync_file(file)
-        }
-        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-            RealIo.sync_dir(dir)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-            RealIo.rename(from, to)
-        }
-        fn remove(&self, path: &Path) -> std::io::Result<()> {
-            RealIo.remove(path)
-        }
-    }
-
     #[test]
     fn a_failed_group_commit_ends_the_acknowledgement_wait_with_its_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -453,11 +423,12 @@ mod tests {
             segment_size_bytes: 1 << 18,
             ..JournalConfig::new(dir.path())
         };
-        let io = Arc::new(FailingSyncs::default());
+        let io = Arc::new(FaultyIo::default());
         let mut writer = JournalWriter::open_with_io(&cfg, io.clone()).unwrap();
         let mut acks = Acks::new(writer.durable_sequence(), WaitStrategy::PARK, 16);
         writer.set_durable_waker(Arc::clone(&acks.signal));
-        io.armed.store(true, std::sync::atomic::Ordering::Relaxed);
+        io.fail_range_syncs
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         writer.append(&record(1, &[7u8; 64])).unwrap();
         writer.end_batch().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();

@@ -168,6 +168,11 @@ impl JournalConfig {
         }
     }
 
+    /// The segment preparation used under this config's flush policy (`Auto` resolved).
+    pub fn segment_prep_in_force(&self) -> SegmentPrep {
+        self.segment_prep.resolve(self.flush)
+    }
+
     /// Checks the limits; called by `JournalWriter::open`.
     pub fn validate(&self) -> Result<(), JournalError> {
         let size = self.segment_size_bytes;

@@ -152,3 +152,49 @@ fn write_back(file: &File, range: std::ops::Range<u64>) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// A seam for the crate's own tests: the real file system, counting whole-file syncs and
+/// failing chosen kinds of sync (with `EIO`) once asked to.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct FaultyIo {
+    /// `sync_file` calls so far.
+    pub(crate) file_syncs: std::sync::atomic::AtomicUsize,
+    /// Fail every `sync_file` from now on.
+    pub(crate) fail_file_syncs: std::sync::atomic::AtomicBool,
+    /// Fail every `sync_range` from now on.
+    pub(crate) fail_range_syncs: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+impl SegmentIo for FaultyIo {
+    fn create_allocated(&self, path: &Path, len_bytes: u64) -> io::Result<File> {
+        RealIo.create_allocated(path, len_bytes)
+    }
+    fn sync_range(&self, segment: &SegmentSync, offset: usize, len: usize) -> io::Result<()> {
+        if self
+            .fail_range_syncs
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        RealIo.sync_range(segment, offset, len)
+    }
+    fn sync_file(&self, file: &File) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        self.file_syncs.fetch_add(1, Ordering::Relaxed);
+        if self.fail_file_syncs.load(Ordering::Relaxed) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        RealIo.sync_file(file)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        RealIo.sync_dir(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealIo.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        RealIo.remove(path)
+    }
+}

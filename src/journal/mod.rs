@@ -34,7 +34,9 @@ pub use format::{
     DEFAULT_SEGMENT_SIZE_BYTES, END_MARKER_SIZE, FORMAT_VERSION, MIN_SEGMENT_SIZE_BYTES,
     RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
 };
-pub use io::{RealIo, SegmentIo, ZERO_FILL_CHUNK_BYTES};
+#[cfg(test)]
+pub(crate) use io::FaultyIo;
+pub use io::{RealIo, SegmentIo, ZERO_FILL_CHUNK_BYTES, ZERO_FILL_WRITE_BACK_BYTES};
 pub use reader::JournalReader;
 pub use recovery::{verify, TailState, VerifyReport};
 pub use segment::{MappedSegment, SegmentSync};

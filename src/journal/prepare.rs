@@ -228,42 +228,8 @@ pub(crate) fn prepare_spare(io: &dyn SegmentIo, spec: &SpareSpec<'_>) -> io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::io::RealIo;
-    use crate::journal::segment::SegmentSync;
-    use std::fs::File;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-    /// The real file system, counting whole-file syncs and failing them on request.
-    #[derive(Debug, Default)]
-    struct CountingIo {
-        file_syncs: AtomicUsize,
-        fail_file_sync: AtomicBool,
-    }
-
-    impl SegmentIo for CountingIo {
-        fn create_allocated(&self, path: &Path, len_bytes: u64) -> io::Result<File> {
-            RealIo.create_allocated(path, len_bytes)
-        }
-        fn sync_range(&self, segment: &SegmentSync, offset: usize, len: usize) -> io::Result<()> {
-            RealIo.sync_range(segment, offset, len)
-        }
-        fn sync_file(&self, file: &File) -> io::Result<()> {
-            self.file_syncs.fetch_add(1, Ordering::Relaxed);
-            if self.fail_file_sync.load(Ordering::Relaxed) {
-                return Err(io::Error::from_raw_os_error(libc::EIO));
-            }
-            RealIo.sync_file(file)
-        }
-        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-            RealIo.sync_dir(dir)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            RealIo.rename(from, to)
-        }
-        fn remove(&self, path: &Path) -> io::Result<()> {
-            RealIo.remove(path)
-        }
-    }
+    use crate::journal::io::FaultyIo;
+    use std::sync::atomic::Ordering;
 
     const LEN_BYTES: u64 = 256 << 10;
 
@@ -279,7 +245,7 @@ mod tests {
     fn a_zeroed_spare_is_written_and_synced_before_it_is_mapped() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("next.seg.tmp");
-        let io = CountingIo::default();
+        let io = FaultyIo::default();
         let spare = prepare_spare(&io, &spec(&path, SegmentPrep::Zeroed)).unwrap();
         assert_eq!(
             io.file_syncs.load(Ordering::Relaxed),
@@ -304,8 +270,8 @@ mod tests {
     fn a_failed_zero_fill_leaves_no_spare_behind() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("next.seg.tmp");
-        let io = CountingIo::default();
-        io.fail_file_sync.store(true, Ordering::Relaxed);
+        let io = FaultyIo::default();
+        io.fail_file_syncs.store(true, Ordering::Relaxed);
         let err = prepare_spare(&io, &spec(&path, SegmentPrep::Zeroed)).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EIO));
         assert!(!path.exists());

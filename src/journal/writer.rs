@@ -96,13 +96,10 @@ impl JournalWriter {
             FlushPolicy::None | FlushPolicy::IntervalMs(_) => None,
         };
         let spare_path = cfg.dir.join(SPARE_FILE_NAME);
-        let mut preparer = Preparer::start(
-            spare_path,
-            cfg.segment_size_bytes,
-            cfg.segment_prep.resolve(cfg.flush),
-            Arc::clone(&io),
-        )
-        .map_err(JournalError::Io)?;
+        let prep = cfg.segment_prep_in_force();
+        let mut preparer =
+            Preparer::start(spare_path, cfg.segment_size_bytes, prep, Arc::clone(&io))
+                .map_err(JournalError::Io)?;
         preparer.request();
         // Ready means the spare too: pre-faulting it competes for the CPU with the pipeline
         // (on a VM, ~0.5 s for 256 MiB of memory that had sat free), so it happens before the
@@ -110,7 +107,7 @@ impl JournalWriter {
         preparer.barrier().map_err(JournalError::Io)?;
         tracing::info!(
             dir = %cfg.dir.display(), flush = %cfg.flush,
-            segment_prep = %cfg.segment_prep.resolve(cfg.flush),
+            segment_prep = %prep,
             next_sequence = chain.next_sequence, "journal writer open"
         );
         Ok(Self {
@@ -482,7 +479,7 @@ fn create_segment(
     let spec = SpareSpec {
         path: &spare_path,
         len_bytes: size,
-        prep: cfg.segment_prep.resolve(cfg.flush),
+        prep: cfg.segment_prep_in_force(),
     };
     let spare = prepare_spare(io, &spec).map_err(|err| {
         if is_disk_full(&err) {
