@@ -281,3 +281,44 @@ fn a_writer_that_fills_the_ring_publishes_before_waiting() {
     drop(producer); // publishes the rest and closes
     assert_eq!(handle.join().unwrap().0, 10_000);
 }
+
+#[test]
+fn a_batch_publish_also_publishes_earlier_writes_and_a_flush_after_it_changes_nothing() {
+    let mut builder = RingBuilder::new(8).wait_strategy(WaitStrategy::Yield);
+    builder.add_consumer(&[]);
+    let (mut producer, mut consumers) = builder.build(|| 0u64);
+    let mut consumer = consumers.pop().unwrap();
+    let gauge = producer.gauge();
+    producer.write(|s, _| *s = 1).unwrap();
+    producer.write(|s, _| *s = 2).unwrap();
+    assert_eq!(gauge.published(), 0);
+    assert_eq!(producer.publish_batch(1, |s, _| *s = 3), Ok(3));
+    assert_eq!(gauge.published(), 3);
+    producer.flush();
+    assert_eq!(gauge.published(), 3);
+    let mut batches = Vec::new();
+    let soon = Some(Instant::now() + Duration::from_millis(5));
+    while let Ok(Poll::Batch(_)) = consumer.process_batch(soon, |v: &u64, _, end| {
+        batches.push((*v, end));
+        Ok::<(), ()>(())
+    }) {}
+    assert_eq!(batches, vec![(1, false), (2, false), (3, true)]);
+}
+
+#[test]
+#[should_panic(expected = "batch of 0 does not fit the ring of 4")]
+fn an_empty_batch_is_refused() {
+    let mut builder = RingBuilder::new(4);
+    builder.add_consumer(&[]);
+    let (mut producer, _consumers) = builder.build(|| 0u64);
+    let _ = producer.publish_batch(0, |s, _| *s = 1);
+}
+
+#[test]
+#[should_panic(expected = "batch of 5 does not fit the ring of 4")]
+fn a_batch_larger_than_the_ring_is_refused() {
+    let mut builder = RingBuilder::new(4);
+    builder.add_consumer(&[]);
+    let (mut producer, _consumers) = builder.build(|| 0u64);
+    let _ = producer.try_publish_batch(5, |s, _| *s = 1);
+}

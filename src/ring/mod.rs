@@ -14,4 +14,6 @@ pub use ring_buffer::{
     TryPublishError,
 };
 pub use sequence::{minimum, Sequence};
-pub use wait::{wait_for, wait_until, Check, Signal, WaitKey, WaitStrategy, MAX_PARKED_WAITERS};
+pub use wait::{
+    wait_for, wait_until, Check, Signal, WaitKey, WaitStrategy, MAX_PARKED_WAITERS, TIGHT_POLLS,
+};
