@@ -35,6 +35,20 @@ pub(crate) fn park_timeout(timeout: std::time::Duration) {
     }
 }
 
+/// Asks the CPU to start loading the cache line at `address`: a hint, which never faults and
+/// changes no memory. A no-op off x86_64 and under loom.
+#[inline(always)]
+pub(crate) fn prefetch_read<T>(address: *const T) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    // SAFETY: `prefetcht0` reads nothing architecturally and cannot fault, whatever the
+    // address; SSE, which provides it, is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    let _ = address;
+}
+
 /// One slot of the ring: interior mutability whose accesses loom can check for races.
 /// In a normal build it is `std::cell::UnsafeCell` and every access is a plain pointer.
 #[derive(Debug)]
