@@ -1,6 +1,6 @@
 //! Ring behaviour with real threads: order, no loss, no duplication, back-pressure, close, halt.
 
-use keel::ring::{Consumer, Poll, RingBuilder, Sequence, WaitStrategy};
+use keel::ring::{Consumer, Poll, Producer, RingBuilder, Sequence, WaitStrategy};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -305,20 +305,21 @@ fn a_batch_publish_also_publishes_earlier_writes_and_a_flush_after_it_changes_no
     assert_eq!(batches, vec![(1, false), (2, false), (3, true)]);
 }
 
+/// A ring of 4 slots with one consumer, which is dropped (the tests below panic first).
+fn producer_of_four() -> Producer<u64> {
+    let mut builder = RingBuilder::new(4);
+    builder.add_consumer(&[]);
+    builder.build(|| 0u64).0
+}
+
 #[test]
 #[should_panic(expected = "batch of 0 does not fit the ring of 4")]
 fn an_empty_batch_is_refused() {
-    let mut builder = RingBuilder::new(4);
-    builder.add_consumer(&[]);
-    let (mut producer, _consumers) = builder.build(|| 0u64);
-    let _ = producer.publish_batch(0, |s, _| *s = 1);
+    let _ = producer_of_four().publish_batch(0, |s, _| *s = 1);
 }
 
 #[test]
 #[should_panic(expected = "batch of 5 does not fit the ring of 4")]
 fn a_batch_larger_than_the_ring_is_refused() {
-    let mut builder = RingBuilder::new(4);
-    builder.add_consumer(&[]);
-    let (mut producer, _consumers) = builder.build(|| 0u64);
-    let _ = producer.try_publish_batch(5, |s, _| *s = 1);
+    let _ = producer_of_four().try_publish_batch(5, |s, _| *s = 1);
 }
