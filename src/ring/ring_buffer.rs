@@ -121,7 +121,7 @@ impl<'a, T> Slots<'a, T> {
     /// Without it a consumer fetched a batch's lines one after another: a burst of 10 `u64`s,
     /// which spans two lines, cost a whole cache-line transfer more than a burst of 8, while
     /// the `disruptor` crate's consumer paid nothing for the second line (`benches/ring.rs`,
-    /// `spsc/keel/10`: 135 ns against the crate's 100 ns; with the prefetch, 100 ns).
+    /// `spsc/keel/10`: 135 ns against the crate's 103 ns; with the prefetch, 84 ns).
     #[inline]
     fn prefetch(self, first: u64, last: u64) {
         self.each_line_after_the_first(first, last, |cell| prefetch_read(cell));
@@ -474,9 +474,9 @@ impl<T> Producer<T> {
     /// The producer keeps no copy of what it published. Its fields live in memory, not in
     /// registers, because a panic on the publish path unwinds into `Drop`, which reads them;
     /// so each field written per publish is one more store queued behind the slot writes,
-    /// which wait for their cache lines to come back from the consumer. Dropping that copy
-    /// (and keeping `n` out of the batch-size panic) raised `keel bench ring --burst 10` from
-    /// 0.91x to 1.04-1.09x the `disruptor` crate in the same runs.
+    /// which wait for their cache lines to come back from the consumer. Dropping that copy,
+    /// and keeping `n` out of the batch-size panic, took `keel bench ring --burst 10` from
+    /// 0.91x to parity with the `disruptor` crate (the README has the figures).
     #[inline]
     fn publish_through(&self, last: u64) {
         // Pairs with the Acquire loads of the cursor in `Consumer::process_batch`.

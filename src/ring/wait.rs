@@ -101,7 +101,7 @@ impl FromStr for WaitStrategy {
 /// A waiter that is only nanoseconds early (a consumer keeping up with one-at-a-time
 /// publishes) sees the change at once: with a pause after every check, `keel bench ring
 /// --burst 1` ran at 0.8-0.95x the `disruptor` crate (whose busy spin has no hint), with 16
-/// tight checks 1.07-1.27x. A longer wait pauses, which lets the writer take the line back
+/// tight checks 1.04-1.23x. A longer wait pauses, which lets the writer take the line back
 /// sooner: with no pause at all, `keel bench pingpong` round trips were ~20% slower. Under
 /// loom a spin is a yield to the model's scheduler, so every check yields.
 pub const TIGHT_POLLS: u32 = if cfg!(loom) { 0 } else { 16 };
