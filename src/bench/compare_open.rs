@@ -8,7 +8,7 @@
 //! - keel: `keel bench pipeline` itself; the clock stops when the harness's response reader
 //!   takes the response off the output ring (one hop after the logic: conservative for keel);
 //! - the peers: the clock stops in their logic handler, right after the message is applied
-//!   ([`CompletionClock::complete`]: a clock read and a histogram increment, no allocation).
+//!   (`CompletionClock::complete`: a clock read and a histogram increment, no allocation).
 //!
 //! Producers encode each message when it is due (`A::workload(seed, i)`), as keel's does.
 //! Every pipeline's outcome tallies must equal a reference (the workload applied directly);

@@ -93,7 +93,7 @@ fn write_footer(out: &mut String, hist: &Histogram<u64>, unit_ns: f64) {
     );
 }
 
-/// Parses `.hgrm` text (as written by [`write`] or by Java's HdrHistogram).
+/// Parses `.hgrm` text (as written by [`write()`] or by Java's HdrHistogram).
 pub fn parse(text: &str) -> Result<Hgrm, String> {
     let mut hgrm = Hgrm::default();
     for (n, line) in text.lines().enumerate() {

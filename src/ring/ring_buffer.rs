@@ -281,7 +281,7 @@ const CACHE_LINE: usize = 64;
 const PREFETCH_LINES: u64 = 16;
 
 /// How many slots a ring of `capacity` asks its factory for: `capacity`, plus the padding
-/// slots of [`allocate_slots`] (up to a cache line's worth). A caller that pre-allocates slot
+/// slots of `allocate_slots` (up to a cache line's worth). A caller that pre-allocates slot
 /// resources must provide this many.
 pub fn slots_allocated<T>(capacity: usize) -> usize {
     let size = std::mem::size_of::<SlotCell<T>>();

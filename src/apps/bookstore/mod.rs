@@ -289,7 +289,7 @@ impl Processor for Bookstore {
         SCHEMA_VERSION
     }
 
-    /// Schema 2, through [`state_codec`] (the bytes serde would write for `state::StateRef`).
+    /// Schema 2, through `state_codec` (the bytes serde would write for `state::StateRef`).
     fn save_state(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         state_codec::encode(&self.books, &self.orders, out)
     }
