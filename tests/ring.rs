@@ -32,11 +32,16 @@ fn drain_checked(mut consumer: Consumer<u64>) -> (u64, u64) {
     }
 }
 
-fn run_one_to_one(capacity: usize, strategy: WaitStrategy, count: u64, burst: usize) {
-    let mut builder = RingBuilder::new(capacity).wait_strategy(strategy);
+/// A ring of `capacity` `u64` slots with one consumer.
+fn single_ring(capacity: usize, wait: WaitStrategy) -> (Producer<u64>, Consumer<u64>) {
+    let mut builder = RingBuilder::new(capacity).wait_strategy(wait);
     builder.add_consumer(&[]);
-    let (mut producer, mut consumers) = builder.build(|| 0u64);
-    let consumer = consumers.pop().unwrap();
+    let (producer, mut consumers) = builder.build(|| 0u64);
+    (producer, consumers.pop().unwrap())
+}
+
+fn run_one_to_one(capacity: usize, strategy: WaitStrategy, count: u64, burst: usize) {
+    let (mut producer, consumer) = single_ring(capacity, strategy);
     let handle = thread::spawn(move || drain_checked(consumer));
     let burst = burst.min(capacity);
     let mut next = 1u64;
@@ -82,10 +87,7 @@ fn capacity_must_be_power_of_two() {
 
 #[test]
 fn full_ring_makes_the_producer_wait_and_drops_nothing() {
-    let mut builder = RingBuilder::new(8).wait_strategy(WaitStrategy::PARK);
-    builder.add_consumer(&[]);
-    let (mut producer, mut consumers) = builder.build(|| 0u64);
-    let mut consumer = consumers.pop().unwrap();
+    let (mut producer, mut consumer) = single_ring(8, WaitStrategy::PARK);
     for v in 1..=8 {
         producer.publish(|slot, _| *slot = v).unwrap();
     }
@@ -175,10 +177,7 @@ fn downstream_never_passes_upstream() {
 
 #[test]
 fn end_of_batch_marks_the_last_event_of_each_batch() {
-    let mut builder = RingBuilder::new(16).wait_strategy(WaitStrategy::Yield);
-    builder.add_consumer(&[]);
-    let (mut producer, mut consumers) = builder.build(|| 0u64);
-    let mut consumer = consumers.pop().unwrap();
+    let (mut producer, mut consumer) = single_ring(16, WaitStrategy::Yield);
     producer.publish_batch(5, |s, seq| *s = seq).unwrap();
     let mut ends = Vec::new();
     consumer
@@ -195,10 +194,7 @@ fn end_of_batch_marks_the_last_event_of_each_batch() {
 
 #[test]
 fn failed_handler_does_not_advance() {
-    let mut builder = RingBuilder::new(16).wait_strategy(WaitStrategy::Yield);
-    builder.add_consumer(&[]);
-    let (mut producer, mut consumers) = builder.build(|| 0u64);
-    let mut consumer = consumers.pop().unwrap();
+    let (mut producer, mut consumer) = single_ring(16, WaitStrategy::Yield);
     producer.publish_batch(3, |s, seq| *s = seq).unwrap();
     let r = consumer.process_batch(None, |_, seq, _| if seq == 2 { Err(seq) } else { Ok(()) });
     assert_eq!(r, Err(2));
@@ -207,10 +203,7 @@ fn failed_handler_does_not_advance() {
 
 #[test]
 fn timeout_and_halt_release_waiters() {
-    let mut builder = RingBuilder::new(16).wait_strategy(WaitStrategy::PARK);
-    builder.add_consumer(&[]);
-    let (producer, mut consumers) = builder.build(|| 0u64);
-    let mut consumer = consumers.pop().unwrap();
+    let (producer, mut consumer) = single_ring(16, WaitStrategy::PARK);
     let deadline = Some(Instant::now() + Duration::from_millis(10));
     assert_eq!(
         consumer.process_batch(deadline, |_, _, _| Ok::<(), ()>(())),
@@ -243,10 +236,7 @@ fn start_after_resumes_numbering() {
 
 #[test]
 fn written_slots_are_invisible_until_flushed() {
-    let mut builder = RingBuilder::new(4).wait_strategy(WaitStrategy::Yield);
-    builder.add_consumer(&[]);
-    let (mut producer, mut consumers) = builder.build(|| 0u64);
-    let mut consumer = consumers.pop().unwrap();
+    let (mut producer, mut consumer) = single_ring(4, WaitStrategy::Yield);
     for v in 1..=3 {
         assert_eq!(producer.write(|s, _| *s = v).unwrap(), v);
     }
@@ -270,10 +260,7 @@ fn written_slots_are_invisible_until_flushed() {
 fn a_writer_that_fills_the_ring_publishes_before_waiting() {
     // Capacity 2, never flushing explicitly: waiting for room must publish what was written,
     // or producer and consumer would wait for each other forever.
-    let mut builder = RingBuilder::new(2).wait_strategy(WaitStrategy::PARK);
-    builder.add_consumer(&[]);
-    let (mut producer, mut consumers) = builder.build(|| 0u64);
-    let consumer = consumers.pop().unwrap();
+    let (mut producer, consumer) = single_ring(2, WaitStrategy::PARK);
     let handle = thread::spawn(move || drain_checked(consumer));
     for v in 1..=10_000u64 {
         producer.write(|s, _| *s = v).unwrap();
@@ -284,10 +271,7 @@ fn a_writer_that_fills_the_ring_publishes_before_waiting() {
 
 #[test]
 fn a_batch_publish_also_publishes_earlier_writes_and_a_flush_after_it_changes_nothing() {
-    let mut builder = RingBuilder::new(8).wait_strategy(WaitStrategy::Yield);
-    builder.add_consumer(&[]);
-    let (mut producer, mut consumers) = builder.build(|| 0u64);
-    let mut consumer = consumers.pop().unwrap();
+    let (mut producer, mut consumer) = single_ring(8, WaitStrategy::Yield);
     let gauge = producer.gauge();
     producer.write(|s, _| *s = 1).unwrap();
     producer.write(|s, _| *s = 2).unwrap();
@@ -305,21 +289,16 @@ fn a_batch_publish_also_publishes_earlier_writes_and_a_flush_after_it_changes_no
     assert_eq!(batches, vec![(1, false), (2, false), (3, true)]);
 }
 
-/// A ring of 4 slots with one consumer, which is dropped (the tests below panic first).
-fn producer_of_four() -> Producer<u64> {
-    let mut builder = RingBuilder::new(4);
-    builder.add_consumer(&[]);
-    builder.build(|| 0u64).0
-}
-
 #[test]
 #[should_panic(expected = "batch of 0 does not fit the ring of 4")]
 fn an_empty_batch_is_refused() {
-    let _ = producer_of_four().publish_batch(0, |s, _| *s = 1);
+    let (mut producer, _consumer) = single_ring(4, WaitStrategy::default());
+    let _ = producer.publish_batch(0, |s, _| *s = 1);
 }
 
 #[test]
 #[should_panic(expected = "batch of 5 does not fit the ring of 4")]
 fn a_batch_larger_than_the_ring_is_refused() {
-    let _ = producer_of_four().try_publish_batch(5, |s, _| *s = 1);
+    let (mut producer, _consumer) = single_ring(4, WaitStrategy::default());
+    let _ = producer.try_publish_batch(5, |s, _| *s = 1);
 }

@@ -416,7 +416,7 @@ impl<T> Producer<T> {
         // Written-but-unpublished slots must become visible, or consumers could never free the
         // room we wait for.
         self.flush();
-        self.cached_gate = wait_for_room(&self.shared, self.next + n - 1, self.cached_gate)?;
+        self.cached_gate = wait_for_gate(&self.shared, self.next + n - 1, self.cached_gate)?;
         Ok(())
     }
 
@@ -523,7 +523,7 @@ fn batch_does_not_fit(n: usize, capacity: usize) -> ! {
 /// values, not the producer.
 #[cold]
 #[inline(never)]
-fn wait_for_room<T>(shared: &Shared<T>, last: u64, cached_gate: u64) -> Result<u64, Halted> {
+fn wait_for_gate<T>(shared: &Shared<T>, last: u64, cached_gate: u64) -> Result<u64, Halted> {
     let capacity = shared.capacity();
     let mut gate = cached_gate;
     wait_for(shared.strategy, &shared.signal, None, || {
@@ -593,11 +593,7 @@ impl<T> Consumer<T> {
 
     #[inline]
     fn wait(&self, current: u64, deadline: Option<Instant>) -> Result<u64, Poll> {
-        // Most stages wait on one sequence: read it without the loop.
-        let available = match &*self.dependencies {
-            [only] => only.load_acquire(),
-            all => minimum(all, u64::MAX),
-        };
+        let (available, _) = binding(&self.dependencies);
         if available > current {
             return Ok(available);
         }
@@ -640,6 +636,7 @@ impl<T> Consumer<T> {
 /// values the last one, the most downstream (a durable gate trails its journaler). Like
 /// [`minimum`] with the key added; `(u64::MAX, WaitKey::ANY)` when `sequences` is empty.
 fn binding(sequences: &[Arc<Sequence>]) -> (u64, WaitKey) {
+    // Most stages wait on one sequence: read it without the loop.
     if let [only] = sequences {
         return (only.load_acquire(), WaitKey::of(only));
     }
