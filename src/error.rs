@@ -2,7 +2,7 @@
 
 use crate::engine::ConfigError;
 use crate::journal::JournalError;
-use crate::snapshot::SnapshotError;
+use crate::snapshot::{SnapshotError, UnboundSnapshot};
 
 /// Anything that can stop the engine. Business rejections are never errors (see
 /// [`crate::Outcome`]).
@@ -18,6 +18,11 @@ pub enum Error {
     /// A snapshot could not be written or read.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// A snapshot the journal cannot vouch for: acknowledged data is gone, so recovery refuses
+    /// to start (the error names the snapshot, its sequence, the journal's end and what the
+    /// operator can do).
+    #[error(transparent)]
+    UnboundSnapshot(#[from] UnboundSnapshot),
     /// Other I/O.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

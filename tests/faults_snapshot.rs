@@ -27,7 +27,7 @@ const SCHEMA_AT: usize = 12;
 const SEQUENCE_AT: usize = 16;
 const HASH_AT: usize = 24;
 const STATE_CRC_AT: usize = 40;
-const HEADER_CRC_AT: usize = 44;
+const HEADER_CRC_AT: usize = 52;
 
 fn config(dir: &Path) -> Config {
     Config {
@@ -127,9 +127,9 @@ fn damages() -> Vec<(&'static str, Damage)> {
                 b[at] ^= 0x40
             })
         }),
-        ("format version 2", |p, _| {
+        ("format version 3", |p, _| {
             edit(p, |b| {
-                put(b, FORMAT_AT, &2u16.to_le_bytes());
+                put(b, FORMAT_AT, &3u16.to_le_bytes());
                 reseal(b)
             })
         }),
@@ -287,7 +287,13 @@ fn a_checksummed_state_declaring_a_huge_length_falls_back_instead_of_aborting() 
     fs::remove_file(&path).unwrap();
     let h = loaded.header;
     store
-        .write(newest, h.schema_version, h.state_hash, &state)
+        .write(
+            newest,
+            h.journal_chain.unwrap(),
+            h.schema_version,
+            h.state_hash,
+            &state,
+        )
         .unwrap();
     assert_eq!(restart::<Bookstore>(&dir).unwrap(), (0, hash));
 }

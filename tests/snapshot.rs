@@ -194,19 +194,31 @@ fn with_every_snapshot_unusable_recovery_replays_everything() {
     assert_eq!(engine.shutdown().unwrap(), live);
 }
 
+/// A snapshot is written only once the journal is durable past it, so one beyond the
+/// journal's end means journaled (possibly acknowledged) records are gone: refuse, name it.
 #[test]
-fn a_snapshot_beyond_the_journal_is_ignored() {
+fn a_snapshot_beyond_the_journal_refuses_recovery() {
     let dir = tempfile::tempdir().unwrap();
-    let live = workload(dir.path(), 0, 100);
+    workload(dir.path(), 0, 100);
     let store = SnapshotStore::open(&dir.path().join("snapshots"), 100).unwrap();
     let mut future = Kv::default();
     future.entries.insert(1, 1);
     let mut bytes = Vec::new();
     future.save_state(&mut bytes).unwrap();
-    store.write(5_000, 1, future.state_hash(), &bytes).unwrap();
-    let engine = Engine::start(config(dir.path(), 0), Kv::default()).unwrap();
-    assert_eq!(engine.recovered().snapshot_sequence, 100);
-    assert_eq!(engine.shutdown().unwrap(), live);
+    store.write(5_000, 0, 1, future.state_hash(), &bytes).unwrap();
+    let err = Engine::start(config(dir.path(), 0), Kv::default())
+        .err()
+        .expect("recovery refuses");
+    match err {
+        keel::Error::UnboundSnapshot(keel::snapshot::UnboundSnapshot::BeyondEnd {
+            sequence,
+            journal_end,
+            ..
+        }) => assert_eq!((sequence, journal_end), (5_000, 100)),
+        other => panic!("expected a refusal, got {other}"),
+    }
+    let names: Vec<u64> = store.list().unwrap().iter().map(|f| f.sequence).collect();
+    assert_eq!(names, vec![100, 5_000], "nothing was removed");
 }
 
 #[test]

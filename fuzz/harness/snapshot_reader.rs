@@ -62,7 +62,7 @@ pub fn run(data: &[u8]) {
             return;
         };
         store
-            .write(SEQUENCE, u32::from(schema % 4), 0, state)
+            .write(SEQUENCE, 0, u32::from(schema % 4), 0, state)
             .unwrap();
     } else {
         fs::write(dir.join(file_name(SEQUENCE)), rest).unwrap();

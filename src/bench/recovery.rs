@@ -236,7 +236,9 @@ fn build<P: Processor>(
             writer.end_batch()?;
         }
         if i + 1 == snapshot_at {
-            snap = snapshot(&store, &processor, i + 1)?;
+            // A snapshot is never durable ahead of its journal.
+            writer.sync()?;
+            snap = snapshot(&store, &processor, i + 1, writer.last_chain())?;
         }
     }
     writer.sync()?;
@@ -257,6 +259,7 @@ fn snapshot<P: Processor>(
     store: &SnapshotStore,
     processor: &P,
     sequence: u64,
+    journal_chain: u32,
 ) -> Result<(u64, u64, f64, f64), Failure> {
     let t0 = Instant::now();
     let mut state = Vec::new();
@@ -267,6 +270,7 @@ fn snapshot<P: Processor>(
     let t1 = Instant::now();
     store.write(
         sequence,
+        journal_chain,
         processor.schema_version(),
         processor.state_hash(),
         &state,

@@ -2,7 +2,7 @@
 //! per batch (group commit), then advances its sequence, which gates the business logic.
 
 use super::message::Envelope;
-use crate::journal::{FlushPolicy, JournalError, JournalWriter, Record};
+use crate::journal::{FlushPolicy, JournalError, JournalSyncHandle, JournalWriter, Record};
 use crate::ring::{Consumer, Poll, Sequence, Signal};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +26,13 @@ pub trait JournalSink: Send + 'static {
     }
     /// Whom to wake when [`Self::durable`] advances.
     fn set_durable_waker(&mut self, _signal: Arc<Signal>) {}
+    /// A handle the snapshot thread uses to make the journal durable up to a snapshot's
+    /// sequence under a policy that does not sync every batch (`none`, `interval:MS`), so no
+    /// snapshot is durable ahead of the journal. `None` (the default): such a snapshot waits
+    /// for the journaler's final sync at shutdown.
+    fn sync_handle(&self) -> Option<JournalSyncHandle> {
+        None
+    }
 }
 
 /// How often an idle journaler must call `tick` under `policy` (`None`: never): for
@@ -58,6 +65,9 @@ impl JournalSink for JournalWriter {
     fn set_durable_waker(&mut self, signal: Arc<Signal>) {
         JournalWriter::set_durable_waker(self, signal);
     }
+    fn sync_handle(&self) -> Option<JournalSyncHandle> {
+        Some(JournalWriter::sync_handle(self))
+    }
 }
 
 /// The record that journals `envelope`.
@@ -75,13 +85,22 @@ pub(crate) fn record_of(envelope: &Envelope) -> Record<'_> {
     }
 }
 
+/// How the journaler ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The ring closed; everything appended was synced.
+    Synced,
+    /// Another stage halted the ring.
+    Halted,
+}
+
 /// Runs the journaler until the ring closes (then syncs) or halts. On a journal error the
 /// ring is halted and the error returned: nothing after the last good batch is ever applied.
 pub(crate) fn run<J: JournalSink>(
     mut journal: J,
     mut input: Consumer<Envelope>,
     interval: Option<Duration>,
-) -> Result<(), JournalError> {
+) -> Result<Ended, JournalError> {
     loop {
         let deadline = interval.map(|i| Instant::now() + i);
         let poll = input.process_batch(deadline, |envelope, sequence, end_of_batch| {
@@ -95,8 +114,11 @@ pub(crate) fn run<J: JournalSink>(
         match poll {
             Ok(Poll::Batch(_)) => {}
             Ok(Poll::Timeout) => journal.tick().inspect_err(|_| input.halt())?,
-            Ok(Poll::Closed) => return journal.sync().inspect_err(|_| input.halt()),
-            Ok(Poll::Halted) => return Ok(()),
+            Ok(Poll::Closed) => {
+                journal.sync().inspect_err(|_| input.halt())?;
+                return Ok(Ended::Synced);
+            }
+            Ok(Poll::Halted) => return Ok(Ended::Halted),
             Err(e) => {
                 input.halt();
                 return Err(e);

@@ -8,6 +8,7 @@
 
 mod affinity;
 mod config;
+mod journal_gate;
 mod journaler;
 mod logic;
 mod message;
@@ -36,6 +37,7 @@ use crate::error::Error;
 use crate::journal::{JournalConfig, JournalError, JournalWriter};
 use crate::ring::{Gauge, RingBuilder, Sequence, Signal};
 use crate::snapshot::{SnapshotStats, SnapshotStore, SnapshotWriter};
+use journal_gate::{JournalGate, JournalerExit};
 use logic::{Responses, Snapshots};
 use slots::{SlotSource, Slots};
 use std::sync::Arc;
@@ -71,10 +73,12 @@ impl<P: Processor> Engine<P> {
         })?;
         let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
             .with_max_state_bytes(config.snapshot_max_state_bytes);
+        let last = journal.last_sequence();
+        let judged = recovery::bind_snapshots(&store, &config.journal_dir, last)?;
         let journal_open = opening.elapsed();
         let recovered = Recovered {
             journal_open,
-            ..recovery::recover(&config, &store, &mut processor, journal.last_sequence())?
+            ..recovery::recover(&config, &store, &judged, &mut processor, last)?
         };
         tracing::info!(
             snapshot = recovered.snapshot_sequence,
@@ -117,7 +121,27 @@ impl<P: Processor> Engine<P> {
         slots: Slots,
     ) -> Result<Self, Error> {
         let last = recovered.last_sequence;
-        let snapshot_writer = SnapshotWriter::spawn(store)?;
+        let cores = Cores::detect();
+        let signal = Arc::new(Signal::default());
+        let durable = journal.durable();
+        if durable.is_some() {
+            journal.set_durable_waker(signal.clone());
+        }
+        let input = input_ring(&config, last, &signal, durable.as_ref());
+        let (mut input_slots, output_slots) = slots.into_parts();
+        let (producer, mut consumers) = input.build(|| input_slots.take());
+        let logic_input = consumers.pop().expect("logic consumer");
+        let journal_input = consumers.pop().expect("journal consumer");
+        let exit = Arc::new(JournalerExit::default());
+        let gate = JournalGate {
+            appended: journal_input.sequence(),
+            durable: durable.clone(),
+            flush: config.flush,
+            sync: journal.sync_handle(),
+            journal_dir: config.journal_dir.clone(),
+            exit: exit.clone(),
+        };
+        let snapshot_writer = SnapshotWriter::spawn(store, gate)?;
         let snapshots = Some(Snapshots {
             sender: snapshot_writer.sender(),
             interval_messages: config.snapshot_interval_messages,
@@ -130,17 +154,6 @@ impl<P: Processor> Engine<P> {
             },
             size_hint_bytes: 4096,
         });
-        let cores = Cores::detect();
-        let signal = Arc::new(Signal::default());
-        let durable = journal.durable();
-        if durable.is_some() {
-            journal.set_durable_waker(signal.clone());
-        }
-        let input = input_ring(&config, last, &signal, durable.as_ref());
-        let (mut input_slots, output_slots) = slots.into_parts();
-        let (producer, mut consumers) = input.build(|| input_slots.take());
-        let logic_input = consumers.pop().expect("logic consumer");
-        let journal_input = consumers.pop().expect("journal consumer");
         // What the journal has made durable: the syncer's sequence under group commit, else
         // the journaler's own (it advances after `end_batch` applied the policy).
         let journaled = durable.unwrap_or_else(|| journal_input.sequence());
@@ -152,7 +165,12 @@ impl<P: Processor> Engine<P> {
         let (c1, core) = (cores.clone(), config.pinning.journaler_core);
         let journaler = spawn("keel-journaler", move || {
             c1.pin_current(core, "journaler");
-            journaler::run(journal, journal_input, interval)
+            let ended = journaler::run(journal, journal_input, interval);
+            match ended {
+                Ok(journaler::Ended::Synced) => exit.synced(),
+                _ => exit.stopped(),
+            }
+            ended.map(|_| ())
         })?;
         let (c2, core, waker) = (
             cores,

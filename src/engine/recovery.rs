@@ -8,7 +8,10 @@ use super::message::{Message, MessageHeader};
 use super::processor::Processor;
 use crate::error::Error;
 use crate::journal::{JournalReader, Record};
-use crate::snapshot::{SnapshotError, SnapshotFile, SnapshotStore, StateError};
+use crate::snapshot::{
+    judge, Judged, SnapshotError, SnapshotFile, SnapshotStore, StateError, UnboundSnapshot, Vouch,
+};
+use std::path::Path;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -29,15 +32,17 @@ pub struct Recovered {
     pub replay: Duration,
 }
 
-/// Restores the newest usable snapshot at or before `last`, then replays the journal to `last`.
+/// Restores the newest snapshot the journal vouches for, then replays the journal to `last`.
+/// `judged` is every snapshot with the journal's verdict ([`bind_snapshots`]).
 pub(crate) fn recover<P: Processor>(
     config: &Config,
     store: &SnapshotStore,
+    judged: &[Judged],
     processor: &mut P,
     last: u64,
 ) -> Result<Recovered, Error> {
     let started = Instant::now();
-    let snapshot_sequence = restore_snapshot(store, processor, last)?;
+    let snapshot_sequence = restore_snapshot(store, judged, processor)?;
     let snapshot_load = started.elapsed();
     let replayed = replay_range(config, processor, snapshot_sequence + 1, last)?;
     Ok(Recovered {
@@ -50,16 +55,37 @@ pub(crate) fn recover<P: Processor>(
     })
 }
 
-/// Tries snapshots newest first; corrupt, unreadable or oversized ones, states the processor
-/// refuses, and states whose `load_state` panics are skipped with a warning. Returns the
-/// restored sequence, or 0 when none was usable (full replay).
+/// Judges every snapshot in `store` against the journal in `journal_dir`, which ends at
+/// `last`, and refuses with [`UnboundSnapshot`] (newest first) when one is evidence that
+/// acknowledged data is gone: beyond the journal's end, or of another history. Reads only
+/// snapshot headers and the journal at their sequences, and modifies nothing, so it runs
+/// before the journal's torn tail is cut.
+pub(crate) fn bind_snapshots(
+    store: &SnapshotStore,
+    journal_dir: &Path,
+    last: u64,
+) -> Result<Vec<Judged>, Error> {
+    let judged = judge(&store.list()?, journal_dir, last)?;
+    match judged
+        .iter()
+        .rev()
+        .find_map(|j| UnboundSnapshot::of(j, journal_dir, last))
+    {
+        Some(refusal) => Err(refusal.into()),
+        None => Ok(judged),
+    }
+}
+
+/// Tries the snapshots the journal vouches for, newest first; corrupt, unreadable or
+/// oversized ones, states the processor refuses, and states whose `load_state` panics are
+/// skipped with a warning, as are snapshots the journal cannot vouch for (format 1, or before
+/// the journal's start). Returns the restored sequence, or 0 when none was usable (full replay).
 pub(crate) fn restore_snapshot<P: Processor>(
     store: &SnapshotStore,
+    judged: &[Judged],
     processor: &mut P,
-    last: u64,
 ) -> Result<u64, Error> {
-    let files = store.list()?;
-    if files.is_empty() {
+    if judged.is_empty() {
         return Ok(0);
     }
     // A `load_state` that panics may leave the processor half-restored: this save of its
@@ -67,10 +93,11 @@ pub(crate) fn restore_snapshot<P: Processor>(
     // a panic is fatal).
     let mut blank = Vec::new();
     let blank = processor.save_state(&mut blank).ok().map(|()| blank);
-    for file in files.iter().rev() {
-        if file.sequence > last {
-            tracing::warn!(path = %file.path.display(), journal_end = last,
-                "snapshot is beyond the end of the journal; ignored");
+    for judged in judged.iter().rev() {
+        let file = &judged.file;
+        if judged.vouch != Vouch::Bound {
+            tracing::warn!(path = %file.path.display(), verdict = ?judged.vouch,
+                "the journal cannot vouch for this snapshot; falling back to an older one");
             continue;
         }
         match load_one(store, file, processor, blank.as_deref()) {

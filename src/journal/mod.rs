@@ -12,6 +12,7 @@
 //! segment), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus
 //! corruption), `writer`, `reader`.
 
+mod chain;
 mod commit;
 mod config;
 mod dir;
@@ -22,8 +23,10 @@ mod prepare;
 mod reader;
 mod recovery;
 mod segment;
+mod sync_handle;
 mod writer;
 
+pub use chain::{chain_at, ChainAt};
 pub use config::{
     FlushPolicy, JournalConfig, ParseFlushPolicyError, ParseSegmentPrepError, SegmentPrep,
 };
@@ -40,4 +43,5 @@ pub use io::{RealIo, SegmentIo, ZERO_FILL_CHUNK_BYTES, ZERO_FILL_WRITE_BACK_BYTE
 pub use reader::JournalReader;
 pub use recovery::{verify, TailState, VerifyReport};
 pub use segment::{MappedSegment, SegmentSync};
+pub use sync_handle::JournalSyncHandle;
 pub use writer::JournalWriter;

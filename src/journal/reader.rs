@@ -73,6 +73,12 @@ impl JournalReader {
         }
     }
 
+    /// The chain after the last record read or stepped over (at a segment's start, the one its
+    /// header states); `None` before a segment is entered.
+    pub(crate) fn chain(&self) -> Option<Chain> {
+        self.current.as_ref().map(|c| c.chain)
+    }
+
     /// Sequence the next record will have, once known (a segment has been entered).
     pub fn next_sequence(&self) -> Option<u64> {
         self.current

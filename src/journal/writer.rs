@@ -16,6 +16,7 @@ use super::io::{RealIo, SegmentIo};
 use super::prepare::{prepare_spare, Preparer, Spare, SpareSpec};
 use super::recovery::{scan, Scan, ScanEnd};
 use super::segment::MappedSegment;
+use super::sync_handle::JournalSyncHandle;
 use crate::ring::{Sequence, Signal};
 
 /// Appends records to the journal. Exactly one per directory (enforced by a lock file).
@@ -132,11 +133,23 @@ impl JournalWriter {
         self.chain.next_sequence - 1
     }
 
+    /// The chain value after the last record (its CRC32C; the seed 0 when empty): what a
+    /// snapshot of the state at [`Self::last_sequence`] records to bind itself to this history.
+    pub fn last_chain(&self) -> u32 {
+        self.chain.prev_crc
+    }
+
     /// Under `batch`, the last durable sequence, advanced by the syncer thread as each group
     /// commit completes (gate acknowledgements on it); `None` under the other policies, where
     /// `end_batch` returns once its policy is applied.
     pub fn durable_sequence(&self) -> Option<Arc<Sequence>> {
         self.committer.as_ref().map(|c| Arc::clone(c.durable()))
+    }
+
+    /// A handle another thread uses to make this journal durable up to a sequence it has
+    /// appended, under any flush policy (the snapshot writer, before publishing a snapshot).
+    pub fn sync_handle(&self) -> JournalSyncHandle {
+        JournalSyncHandle::new(&self.dir, Arc::clone(&self.io), 0)
     }
 
     /// Whom to wake (a ring's [`Signal`]) when the durable sequence advances.

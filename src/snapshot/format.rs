@@ -1,6 +1,6 @@
 //! Snapshot file format: one header, then the processor's state encoded with `keel::codec`.
 //!
-//! Byte map (all integers little-endian):
+//! Byte map of format version 2 (all integers little-endian):
 //!
 //! | offset | size | field            | meaning                                          |
 //! |-------:|-----:|------------------|--------------------------------------------------|
@@ -12,13 +12,26 @@
 //! |     24 |    8 | state_hash       | `Processor::state_hash()` at capture             |
 //! |     32 |    8 | state_len        | bytes of state after the header                  |
 //! |     40 |    4 | state_crc        | CRC32C of the state bytes                        |
-//! |     44 |    4 | header_crc       | CRC32C of bytes 0..44                            |
-//! |     48 |    … | state            | `state_len` bytes                                |
+//! |     44 |    4 | journal_chain    | the journal's chain value at `sequence`          |
+//! |     48 |    4 | reserved         | zero                                             |
+//! |     52 |    4 | header_crc       | CRC32C of bytes 0..52                            |
+//! |     56 |    … | state            | `state_len` bytes                                |
+//!
+//! `journal_chain` binds the snapshot to the history it was taken from: it is the CRC32C of the
+//! journal record `sequence` (the value the next record's `prev_crc` repeats), or the chain seed
+//! (0) for sequence 0. Recovery uses a snapshot only when the journal holds `sequence` with
+//! that value (`docs/fault_model.md`, "Snapshots are bound to their journal").
+//!
+//! Format version 1 (written before the binding existed) is the same up to offset 44, where its
+//! `header_crc` (of bytes 0..44) ends a 48-byte header; it is still read, with no chain value
+//! (`SnapshotHeader::journal_chain` is `None`), and recovery never restores it.
 
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"KEELSNAP";
-/// Version of this layout.
-pub const FORMAT_VERSION: u16 = 1;
+/// Version of the layout this build writes.
+pub const FORMAT_VERSION: u16 = 2;
+/// The version before the journal binding: read, never restored.
+pub const FORMAT_VERSION_UNBOUND: u16 = 1;
 
 const MAGIC_OFFSET: usize = 0;
 const FORMAT_OFFSET: usize = MAGIC_OFFSET + 8;
@@ -28,16 +41,26 @@ const SEQUENCE_OFFSET: usize = SCHEMA_OFFSET + 4;
 const HASH_OFFSET: usize = SEQUENCE_OFFSET + 8;
 const LEN_OFFSET: usize = HASH_OFFSET + 8;
 const STATE_CRC_OFFSET: usize = LEN_OFFSET + 8;
-const HEADER_CRC_OFFSET: usize = STATE_CRC_OFFSET + 4;
+const CHAIN_OFFSET: usize = STATE_CRC_OFFSET + 4;
+const RESERVED_OFFSET: usize = CHAIN_OFFSET + 4;
+const HEADER_CRC_OFFSET: usize = RESERVED_OFFSET + 4;
 /// Size of the header; the state follows.
 pub const HEADER_BYTES: usize = HEADER_CRC_OFFSET + 4;
 
-// The header is 8-byte aligned so the state starts aligned (cheap to map and read).
-const _: () = assert!(HEADER_BYTES == 48 && HEADER_BYTES % 8 == 0);
+/// Format 1 ended with its header CRC where format 2 keeps the chain value.
+const V1_HEADER_CRC_OFFSET: usize = CHAIN_OFFSET;
+/// Size of a format 1 header.
+pub const V1_HEADER_BYTES: usize = V1_HEADER_CRC_OFFSET + 4;
+
+// Both headers are 8-byte aligned so the state starts aligned (cheap to map and read).
+const _: () = assert!(HEADER_BYTES == 56 && HEADER_BYTES % 8 == 0);
+const _: () = assert!(V1_HEADER_BYTES == 48 && V1_HEADER_BYTES % 8 == 0);
 
 /// The decoded header of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotHeader {
+    /// Layout version: [`FORMAT_VERSION`], or [`FORMAT_VERSION_UNBOUND`] for an old file.
+    pub format_version: u16,
     /// Codec of the state bytes.
     pub codec_id: u16,
     /// Application state schema version.
@@ -50,10 +73,27 @@ pub struct SnapshotHeader {
     pub state_len: u64,
     /// CRC32C of the state bytes.
     pub state_crc: u32,
+    /// The journal's chain value at `sequence` (`None`: a format 1 file, which has none).
+    pub journal_chain: Option<u32>,
 }
 
-/// Encodes `header` (pure).
+impl SnapshotHeader {
+    /// Bytes before the state in a file of this header's format.
+    pub fn header_bytes(&self) -> usize {
+        if self.format_version == FORMAT_VERSION_UNBOUND {
+            V1_HEADER_BYTES
+        } else {
+            HEADER_BYTES
+        }
+    }
+}
+
+/// Encodes `header` in the current format (pure). Its `format_version` is ignored, and its
+/// `journal_chain` must be set: a snapshot is never written without its binding.
 pub fn encode_header(header: &SnapshotHeader) -> [u8; HEADER_BYTES] {
+    let chain = header
+        .journal_chain
+        .expect("a snapshot is written with the journal's chain value");
     let mut b = [0u8; HEADER_BYTES];
     b[MAGIC_OFFSET..FORMAT_OFFSET].copy_from_slice(&MAGIC);
     b[FORMAT_OFFSET..CODEC_OFFSET].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -62,7 +102,8 @@ pub fn encode_header(header: &SnapshotHeader) -> [u8; HEADER_BYTES] {
     b[SEQUENCE_OFFSET..HASH_OFFSET].copy_from_slice(&header.sequence.to_le_bytes());
     b[HASH_OFFSET..LEN_OFFSET].copy_from_slice(&header.state_hash.to_le_bytes());
     b[LEN_OFFSET..STATE_CRC_OFFSET].copy_from_slice(&header.state_len.to_le_bytes());
-    b[STATE_CRC_OFFSET..HEADER_CRC_OFFSET].copy_from_slice(&header.state_crc.to_le_bytes());
+    b[STATE_CRC_OFFSET..CHAIN_OFFSET].copy_from_slice(&header.state_crc.to_le_bytes());
+    b[CHAIN_OFFSET..RESERVED_OFFSET].copy_from_slice(&chain.to_le_bytes());
     let crc = crc32c::crc32c(&b[..HEADER_CRC_OFFSET]);
     b[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
     b
@@ -78,35 +119,51 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Decodes and checks a snapshot header (magic, header CRC, format version, codec) from the
-/// first [`HEADER_BYTES`] of `b` (pure). The state is not looked at.
+/// Decodes and checks a snapshot header (magic, format version, header CRC, codec) from the
+/// start of `b` (pure): format 2, or format 1 with no chain value. The state is not looked at.
 pub fn decode_header(b: &[u8]) -> Result<SnapshotHeader, String> {
-    if b.len() < HEADER_BYTES {
+    if b.len() < V1_HEADER_BYTES {
         return Err(format!(
             "file of {} bytes is shorter than the header",
             b.len()
         ));
     }
-    let b = &b[..HEADER_BYTES];
     if b[..8] != MAGIC {
         return Err("bad magic".into());
     }
-    if crc32c::crc32c(&b[..HEADER_CRC_OFFSET]) != u32_at(b, HEADER_CRC_OFFSET) {
-        return Err("header checksum mismatch".into());
-    }
     let format = u16_at(b, FORMAT_OFFSET);
-    if format != FORMAT_VERSION {
+    let (len, crc_at) = match format {
+        FORMAT_VERSION => (HEADER_BYTES, HEADER_CRC_OFFSET),
+        FORMAT_VERSION_UNBOUND => (V1_HEADER_BYTES, V1_HEADER_CRC_OFFSET),
+        other => {
+            return Err(format!(
+                "format version {other}, this build reads {FORMAT_VERSION_UNBOUND} and \
+                 {FORMAT_VERSION}"
+            ))
+        }
+    };
+    if b.len() < len {
         return Err(format!(
-            "format version {format}, this build reads {FORMAT_VERSION}"
+            "file of {} bytes is shorter than the header",
+            b.len()
         ));
     }
+    if crc32c::crc32c(&b[..crc_at]) != u32_at(b, crc_at) {
+        return Err("header checksum mismatch".into());
+    }
+    let bound = format == FORMAT_VERSION;
+    if bound && u32_at(b, RESERVED_OFFSET) != 0 {
+        return Err("reserved header bytes are not zero".into());
+    }
     let header = SnapshotHeader {
+        format_version: format,
         codec_id: u16_at(b, CODEC_OFFSET),
         schema_version: u32_at(b, SCHEMA_OFFSET),
         sequence: u64_at(b, SEQUENCE_OFFSET),
         state_hash: u64_at(b, HASH_OFFSET),
         state_len: u64_at(b, LEN_OFFSET),
         state_crc: u32_at(b, STATE_CRC_OFFSET),
+        journal_chain: bound.then(|| u32_at(b, CHAIN_OFFSET)),
     };
     if header.codec_id != crate::codec::CODEC_ID {
         return Err(format!(
@@ -122,7 +179,7 @@ pub fn decode_header(b: &[u8]) -> Result<SnapshotHeader, String> {
 /// and CRC. Returns the header and the state bytes, or the reason it is unusable.
 pub fn decode(file: &[u8]) -> Result<(SnapshotHeader, &[u8]), String> {
     let header = decode_header(file)?;
-    let state = &file[HEADER_BYTES..];
+    let state = &file[header.header_bytes()..];
     if state.len() as u64 != header.state_len {
         return Err(format!(
             "state is {} bytes, header says {}",
@@ -149,6 +206,8 @@ mod tests {
             state_hash: 0xdead_beef,
             state_len: state.len() as u64,
             state_crc: crc32c::crc32c(&state),
+            format_version: FORMAT_VERSION,
+            journal_chain: Some(0x1234_5678),
         };
         let mut file = encode_header(&header).to_vec();
         file.extend_from_slice(&state);
@@ -160,17 +219,44 @@ mod tests {
         let file = sample();
         let (h, state) = decode(&file).unwrap();
         assert_eq!(
-            (h.sequence, h.schema_version, state),
-            (42, 3, &b"some state bytes"[..])
+            (h.sequence, h.schema_version, h.journal_chain, state),
+            (42, 3, Some(0x1234_5678), &b"some state bytes"[..])
         );
+    }
+
+    /// A format 1 file: the same fields up to the state CRC, then its header CRC.
+    fn sample_v1() -> Vec<u8> {
+        let current = sample();
+        let mut file = current[..V1_HEADER_CRC_OFFSET].to_vec();
+        file[FORMAT_OFFSET..CODEC_OFFSET].copy_from_slice(&FORMAT_VERSION_UNBOUND.to_le_bytes());
+        let crc = crc32c::crc32c(&file);
+        file.extend_from_slice(&crc.to_le_bytes());
+        file.extend_from_slice(&current[HEADER_BYTES..]);
+        file
+    }
+
+    #[test]
+    fn a_format_1_file_reads_without_a_chain_value() {
+        let file = sample_v1();
+        let (h, state) = decode(&file).unwrap();
+        assert_eq!(
+            (h.format_version, h.sequence, h.journal_chain, h.header_bytes()),
+            (FORMAT_VERSION_UNBOUND, 42, None, V1_HEADER_BYTES)
+        );
+        assert_eq!(state, b"some state bytes");
     }
 
     #[test]
     fn every_flipped_bit_and_every_truncation_is_refused() {
-        let file = sample();
+        for file in [sample(), sample_v1()] {
+            refuses_every_flip_and_truncation(&file);
+        }
+    }
+
+    fn refuses_every_flip_and_truncation(file: &[u8]) {
         for byte in 0..file.len() {
             for bit in 0..8 {
-                let mut bad = file.clone();
+                let mut bad = file.to_vec();
                 bad[byte] ^= 1 << bit;
                 assert!(decode(&bad).is_err(), "flip at {byte}:{bit} accepted");
             }

@@ -6,12 +6,20 @@
 //! newest valid snapshot at or before the journal's end is restored; a corrupt one falls back
 //! to an older one, or to a full replay, with a warning — never to data loss.
 
+mod binding;
 mod format;
 mod store;
 mod writer;
 
-pub use format::{decode_header, SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC};
-pub use store::{file_name, load_file, LoadedSnapshot, SnapshotFile, SnapshotStore};
+pub use binding::{judge, Judged, UnboundSnapshot, Vouch};
+pub use format::{
+    decode_header, SnapshotHeader, FORMAT_VERSION, FORMAT_VERSION_UNBOUND, HEADER_BYTES, MAGIC,
+    V1_HEADER_BYTES,
+};
+pub use store::{
+    file_name, load_file, LoadedSnapshot, SnapshotFile, SnapshotStore, QUARANTINE_DIR,
+};
+pub(crate) use writer::JournalBinding;
 pub use writer::{SnapshotJob, SnapshotSender, SnapshotStats, SnapshotWriter};
 
 use crate::codec::{self, CodecError};
@@ -47,6 +55,18 @@ pub enum SnapshotError {
         /// The limit.
         max_state_bytes: u64,
     },
+    /// The journal does not hold the snapshot's sequence durably (the journal stopped first, or
+    /// lost it): the snapshot is not published, since recovery could not vouch for it.
+    #[error("snapshot at sequence {sequence} not written: {reason}")]
+    NotJournaled {
+        /// The snapshot's sequence.
+        sequence: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Making the journal durable or reading its chain value failed.
+    #[error("snapshot: {0}")]
+    Journal(#[from] crate::journal::JournalError),
     /// The state could not be decoded or upgraded by the processor.
     #[error("snapshot state rejected: {0}")]
     State(#[from] StateError),

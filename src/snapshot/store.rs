@@ -1,6 +1,8 @@
 //! `SnapshotStore`: snapshot files in one directory, written atomically, pruned to a count.
 
-use super::format::{decode, encode_header, SnapshotHeader, HEADER_BYTES};
+use super::format::{
+    decode, decode_header, encode_header, SnapshotHeader, FORMAT_VERSION, HEADER_BYTES,
+};
 use super::SnapshotError;
 use crate::codec::CODEC_ID;
 use crate::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
@@ -11,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 const SUFFIX: &str = ".snap";
 const TEMP_SUFFIX: &str = ".snap.tmp";
+/// Sub-directory of the snapshot directory where snapshots the journal cannot vouch for are
+/// moved by an operator's explicit decision (never listed, never restored, never deleted).
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// One snapshot as found on disk (not yet validated).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +40,7 @@ pub struct LoadedSnapshot {
 impl LoadedSnapshot {
     /// The encoded state (checksummed against the header).
     pub fn state(&self) -> &[u8] {
-        &self.map[HEADER_BYTES..]
+        &self.map[self.header.header_bytes()..]
     }
 }
 
@@ -84,21 +89,26 @@ impl SnapshotStore {
     }
 
     /// Writes a snapshot: temporary file, fsync, rename, fsync of the directory. A crash at
-    /// any point leaves either the complete new file or none.
+    /// any point leaves either the complete new file or none. `journal_chain` is the journal's
+    /// chain value at `sequence` (`keel::journal::chain_at`), which binds the snapshot to that
+    /// history; the caller must have made the journal durable up to `sequence` first.
     pub fn write(
         &self,
         sequence: u64,
+        journal_chain: u32,
         schema_version: u32,
         state_hash: u64,
         state: &[u8],
     ) -> Result<PathBuf, SnapshotError> {
         let header = SnapshotHeader {
+            format_version: FORMAT_VERSION,
             codec_id: CODEC_ID,
             schema_version,
             sequence,
             state_hash,
             state_len: state.len() as u64,
             state_crc: crc32c::crc32c(state),
+            journal_chain: Some(journal_chain),
         };
         let final_path = self.dir.join(file_name(sequence));
         let temp_path = self.dir.join(format!("{sequence:020}{TEMP_SUFFIX}"));
@@ -110,6 +120,26 @@ impl SnapshotStore {
         fs::rename(&temp_path, &final_path)?;
         File::open(&self.dir)?.sync_all()?;
         Ok(final_path)
+    }
+
+    /// Moves `file` into the quarantine folder (`snapshots/quarantine/`, created if needed),
+    /// durably: no later [`SnapshotStore::list`] sees it, and nothing deletes it. Returns
+    /// where it went. For an operator's explicit decision to accept a loss.
+    pub fn quarantine(&self, file: &SnapshotFile) -> Result<PathBuf, SnapshotError> {
+        let folder = self.dir.join(QUARANTINE_DIR);
+        fs::create_dir_all(&folder)?;
+        File::open(&self.dir)?.sync_all()?;
+        let name = file.path.file_name().unwrap_or_default();
+        let mut target = folder.join(name);
+        let mut n = 1;
+        while target.symlink_metadata().is_ok() {
+            target = folder.join(format!("{}.{n}", name.to_string_lossy()));
+            n += 1;
+        }
+        fs::rename(&file.path, &target)?;
+        File::open(&folder)?.sync_all()?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(target)
     }
 
     /// Every snapshot file, oldest first.
@@ -146,9 +176,10 @@ impl SnapshotStore {
     }
 }
 
-/// Maps `file` read-only and validates it: size within `max_state_bytes` (checked before
-/// mapping), header, length, state checksum, and that it holds the sequence its name says. Snapshot files are immutable once renamed into place (keel
-/// only ever writes a temp file and renames it; pruning unlinks, which keeps the mapping).
+/// Maps `file` read-only and validates it: size within `max_state_bytes` (checked from the
+/// header before mapping), header, length, state checksum, and that it holds the sequence its
+/// name says. Snapshot files are immutable once renamed into place (keel only ever writes a
+/// temp file and renames it; pruning unlinks, which keeps the mapping).
 pub fn load_file(
     file: &SnapshotFile,
     max_state_bytes: u64,
@@ -159,18 +190,14 @@ pub fn load_file(
     };
     let handle = File::open(&file.path)?;
     let len = handle.metadata()?.len();
-    let state_bytes = len.saturating_sub(HEADER_BYTES as u64);
+    let header = read_header(&handle, len).map_err(corrupted)?;
+    let state_bytes = len - header.header_bytes() as u64;
     if state_bytes > max_state_bytes {
         return Err(SnapshotError::TooLarge {
             path: file.path.clone(),
             state_bytes,
             max_state_bytes,
         });
-    }
-    if len < HEADER_BYTES as u64 {
-        return Err(corrupted(format!(
-            "file of {len} bytes is shorter than the header"
-        )));
     }
     // SAFETY: the mapping is read-only and private to this value; snapshot files are never
     // written or truncated after the rename that publishes them (see `write`), so the bytes
@@ -190,6 +217,27 @@ pub fn load_file(
     })
 }
 
+/// Reads and checks the header of the snapshot file at `path`, without its state.
+pub(crate) fn read_header_of(path: &Path) -> Result<SnapshotHeader, String> {
+    let handle = File::open(path).map_err(|e| format!("unreadable: {e}"))?;
+    let len = handle
+        .metadata()
+        .map_err(|e| format!("unreadable: {e}"))?
+        .len();
+    read_header(&handle, len)
+}
+
+/// Reads and checks the header of a snapshot file of `len` bytes, without its state.
+fn read_header(handle: &File, len: u64) -> Result<SnapshotHeader, String> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = [0u8; HEADER_BYTES];
+    let n = (len as usize).min(HEADER_BYTES);
+    handle
+        .read_exact_at(&mut bytes[..n], 0)
+        .map_err(|e| format!("header unreadable: {e}"))?;
+    decode_header(&bytes[..n])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +248,7 @@ mod tests {
         let store = SnapshotStore::open(dir.path(), 2).unwrap();
         for seq in [10u64, 30, 20] {
             store
-                .write(seq, 1, seq * 7, format!("state {seq}").as_bytes())
+                .write(seq, 0, 1, seq * 7, format!("state {seq}").as_bytes())
                 .unwrap();
         }
         let files = store.list().unwrap();
@@ -221,7 +269,7 @@ mod tests {
     fn a_renamed_snapshot_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = SnapshotStore::open(dir.path(), 2).unwrap();
-        let path = store.write(5, 1, 0, b"x").unwrap();
+        let path = store.write(5, 0, 1, 0, b"x").unwrap();
         fs::rename(&path, dir.path().join(file_name(6))).unwrap();
         let files = store.list().unwrap();
         assert!(matches!(
@@ -236,8 +284,8 @@ mod tests {
         let store = SnapshotStore::open(dir.path(), 2)
             .unwrap()
             .with_max_state_bytes(4);
-        store.write(1, 1, 0, b"four").unwrap();
-        store.write(2, 1, 0, b"five!").unwrap();
+        store.write(1, 0, 1, 0, b"four").unwrap();
+        store.write(2, 0, 1, 0, b"five!").unwrap();
         let files = store.list().unwrap();
         assert_eq!(&store.load(&files[0]).unwrap().state(), b"four");
         assert!(matches!(

@@ -1,5 +1,10 @@
 //! The snapshot thread: takes captured states from the business logic and writes them, so the
 //! slow disk work never pauses the business-logic thread.
+//!
+//! A snapshot is bound to its journal: before its file is written, the thread waits until the
+//! journal holds the snapshot's sequence durably ([`JournalBinding`]), under every flush
+//! policy, and records the journal's chain value there in the header. No snapshot is ever
+//! durable ahead of the journal, so one beyond the journal's end can only mean lost data.
 
 use super::store::SnapshotStore;
 use super::SnapshotError;
@@ -51,6 +56,13 @@ impl SnapshotStats {
     }
 }
 
+/// What the snapshot thread needs from the journal before it publishes a snapshot.
+pub(crate) trait JournalBinding: Send + 'static {
+    /// Waits until the journal holds `sequence` durably and returns its chain value there.
+    /// An error means the snapshot must not be written.
+    fn bind(&mut self, sequence: u64) -> Result<u32, SnapshotError>;
+}
+
 /// The running snapshot thread and the sending end used by the business logic.
 pub struct SnapshotWriter {
     sender: Option<Sender<SnapshotJob>>,
@@ -59,15 +71,19 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    /// Starts the snapshot thread writing into `store`. At most one capture waits while
-    /// another is being written; more are skipped (counted), never queued without bound.
-    pub fn spawn(store: SnapshotStore) -> std::io::Result<Self> {
+    /// Starts the snapshot thread writing into `store`, each snapshot once `journal` holds
+    /// its sequence durably. At most one capture waits while another is being written; more
+    /// are skipped (counted), never queued without bound.
+    pub(crate) fn spawn(
+        store: SnapshotStore,
+        mut journal: impl JournalBinding,
+    ) -> std::io::Result<Self> {
         let (sender, receiver) = crossbeam_channel::bounded(1);
         let stats = Arc::new(SnapshotStats::default());
         let s2 = stats.clone();
         let handle = std::thread::Builder::new()
             .name("keel-snapshot".into())
-            .spawn(move || write_loop(&store, &receiver, &s2))?;
+            .spawn(move || write_loop(&store, &mut journal, &receiver, &s2))?;
         Ok(SnapshotWriter {
             sender: Some(sender),
             handle: Some(handle),
@@ -107,12 +123,24 @@ impl Drop for SnapshotWriter {
     }
 }
 
-fn write_loop(store: &SnapshotStore, receiver: &Receiver<SnapshotJob>, stats: &SnapshotStats) {
+fn write_loop(
+    store: &SnapshotStore,
+    journal: &mut impl JournalBinding,
+    receiver: &Receiver<SnapshotJob>,
+    stats: &SnapshotStats,
+) {
     for job in receiver {
         let start = Instant::now();
-        let result = store
-            .write(job.sequence, job.schema_version, job.state_hash, &job.state)
-            .and_then(|path| store.prune().map(|_| path));
+        let result = journal.bind(job.sequence).and_then(|chain| {
+            let path = store.write(
+                job.sequence,
+                chain,
+                job.schema_version,
+                job.state_hash,
+                &job.state,
+            )?;
+            store.prune().map(|_| path)
+        });
         match result {
             Ok(path) => {
                 let ns = start.elapsed().as_nanos() as u64;
