@@ -78,8 +78,8 @@ pub(crate) fn bind_snapshots(
 
 /// Tries the snapshots the journal vouches for, newest first; corrupt, unreadable or
 /// oversized ones, states the processor refuses, and states whose `load_state` panics are
-/// skipped with a warning, as are snapshots the journal cannot vouch for (format 1, or before
-/// the journal's start). Returns the restored sequence, or 0 when none was usable (full replay).
+/// skipped with a warning, as are snapshots from before the journal's start. A format 1
+/// snapshot (no chain value) at or before the journal's end is restored unverified. Returns the restored sequence, or 0 when none was usable (full replay).
 pub(crate) fn restore_snapshot<P: Processor>(
     store: &SnapshotStore,
     judged: &[Judged],
@@ -95,10 +95,14 @@ pub(crate) fn restore_snapshot<P: Processor>(
     let blank = processor.save_state(&mut blank).ok().map(|()| blank);
     for judged in judged.iter().rev() {
         let file = &judged.file;
-        if judged.vouch != Vouch::Bound {
+        if !judged.vouch.is_usable() {
             tracing::warn!(path = %file.path.display(), verdict = ?judged.vouch,
                 "the journal cannot vouch for this snapshot; falling back to an older one");
             continue;
+        }
+        if judged.vouch == Vouch::NoChainValue {
+            tracing::warn!(path = %file.path.display(),
+                "format 1 snapshot (no journal chain value): restored unverified, as before");
         }
         match load_one(store, file, processor, blank.as_deref()) {
             Ok(()) => return Ok(file.sequence),

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::ctx::Ctx;
 use super::error::{Exit, ReplayError};
-use super::files::{list_snapshots, restore, SnapFile};
+use super::files::{list_snapshots, restore_bound, SnapFile};
 use super::info::text;
 use super::replayer::{Flow, Replay, Step};
 use crate::apps::App;
@@ -93,10 +93,11 @@ fn check_snapshot<A: App>(
         return Ok(merge(
             base,
             json!({"status": "beyond_end",
-            "reason": "snapshot is beyond the end of the journal; recovery ignores it"}),
+            "reason": "snapshot is beyond the end of the journal: records it saw are gone, and \
+                recovery refuses to start (`keel replay verify` reports it)"}),
         ));
     };
-    let (app, _) = match restore::<A>(file) {
+    let (app, _) = match restore_bound::<A>(file, &ctx.journal) {
         Ok(restored) => restored,
         Err(reason) => return Ok(merge(base, json!({"status": "unusable", "reason": reason}))),
     };

@@ -9,7 +9,7 @@ use crate::journal::JournalError;
 /// The exit status of `keel replay`. The numbers are stable: scripts may test them.
 ///
 /// When several apply (`verify` found a torn tail *and* a bad snapshot), the most severe one
-/// wins, in this order: 4, 5, 6, 3.
+/// wins, in this order: 9, 4, 5, 6, 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 #[non_exhaustive]
@@ -36,6 +36,10 @@ pub enum Exit {
     Mismatch = 7,
     /// 8: `find`: the condition never became true in the range replayed.
     NotFound = 8,
+    /// 9: `verify`: the journal no longer holds what a snapshot saw (the snapshot lies beyond
+    /// its end, or is of another history): acknowledged data is gone, and recovery refuses to
+    /// start until the journal is restored or the loss accepted (`keel admin accept-loss`).
+    HistoryLost = 9,
 }
 
 impl Exit {
@@ -52,7 +56,8 @@ impl Exit {
             Exit::Locked => 2,
             Exit::SnapshotCorrupted => 3,
             Exit::JournalCorrupted => 4,
-            _ => 5,
+            Exit::HistoryLost => 5,
+            _ => 6,
         }
     }
 

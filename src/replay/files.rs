@@ -15,7 +15,7 @@ use crate::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use crate::journal::{SegmentHeader, SEGMENT_HEADER_SIZE};
 use crate::snapshot::{
     decode_header, load_file, LoadedSnapshot, SnapshotError, SnapshotFile, SnapshotHeader,
-    HEADER_BYTES,
+    Vouch, HEADER_BYTES,
 };
 
 /// One segment file of a journal and what its header says.
@@ -168,6 +168,26 @@ pub(crate) fn read_snapshot(file: &SnapFile) -> Result<SnapData, String> {
 
 /// Loads `file` into a fresh application state and checks its hash against the header (when
 /// the schema is the current one). Returns the state and the header, or why it is unusable.
+/// [`restore`], only if recovery would use the snapshot: the journal in `journal` holds its
+/// sequence with the chain value it recorded (or it is a format 1 snapshot at or before the
+/// journal's end, restored unverified as recovery does).
+pub(crate) fn restore_bound<A: App>(
+    file: &SnapFile,
+    journal: &Path,
+) -> Result<(A, SnapshotHeader), String> {
+    let listed = SnapshotFile {
+        sequence: file.sequence,
+        path: file.path.clone(),
+    };
+    let judged = crate::snapshot::judge(&[listed], journal, u64::MAX)
+        .map_err(|e| format!("the journal cannot be read at its sequence: {e}"))?;
+    match &judged[0].vouch {
+        vouch if vouch.is_usable() => restore(file),
+        Vouch::Unreadable(reason) => Err(reason.clone()),
+        other => Err(format!("the journal does not vouch for it ({other:?})")),
+    }
+}
+
 pub(crate) fn restore<A: App>(file: &SnapFile) -> Result<(A, SnapshotHeader), String> {
     let data = read_snapshot(file)?;
     let header = data.header;

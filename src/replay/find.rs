@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use super::args::FindArgs;
 use super::ctx::Ctx;
 use super::error::{Exit, ReplayError};
-use super::files::{list_snapshots, read_snapshot_header, restore, SnapFile};
+use super::files::{list_snapshots, read_snapshot_header, restore_bound, SnapFile};
 use super::query::Query;
 use super::replayer::{timestamp_of, Flow, Replay};
 use super::state::pretty;
@@ -266,7 +266,7 @@ fn bisect_hash<A: App>(ctx: &mut Ctx<'_>, files: &[SnapFile], target: u64) -> St
         .iter()
         .position(|f| read_snapshot_header(f).is_ok_and(|h| h.state_hash == target))?;
     for file in files[..first].iter().rev() {
-        match restore::<A>(file) {
+        match restore_bound::<A>(file, &ctx.journal) {
             Ok((app, _)) => return Some((app, file.sequence)),
             Err(reason) => ctx.warn(format!("{}: {reason}; skipped", file.path.display())),
         }
@@ -284,7 +284,7 @@ fn bisect_monotone<A: App>(
     let mut best = None;
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let mut app = match restore::<A>(&files[mid]) {
+        let mut app = match restore_bound::<A>(&files[mid], &ctx.journal) {
             Ok((app, _)) => app,
             Err(reason) => {
                 ctx.warn(format!("{}: {reason}; skipped", files[mid].path.display()));

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::ctx::{Ctx, Progress};
 use super::error::ReplayError;
-use super::files::{list_segments, list_snapshots, restore};
+use super::files::{list_segments, list_snapshots, restore_bound};
 use crate::apps::App;
 use crate::engine::{
     apply_message, message_of, Applied, Message, Response, ResponseHeader, Status, CONTROL_KIND_MIN,
@@ -111,7 +111,7 @@ impl<A: App> Replay<A> {
         at: u64,
     ) -> Result<Self, ReplayError> {
         let (app, from) = match snapshots {
-            Some(dir) => best_snapshot::<A>(ctx, dir, at)?,
+            Some(dir) => best_snapshot::<A>(ctx, journal, dir, at)?,
             None => (A::default(), 0),
         };
         let mut replay = Replay::start(ctx, journal, app, from)?;
@@ -237,9 +237,11 @@ pub(crate) fn timestamp_of(journal: &Path, sequence: u64) -> Result<u64, ReplayE
         .map_or(0, |r| r.timestamp_ns))
 }
 
-/// The newest usable snapshot of `dir` at or before `at`, restored; or the empty state.
+/// The newest usable snapshot of `dir` at or before `at` that `journal` vouches for,
+/// restored; or the empty state.
 pub(crate) fn best_snapshot<A: App>(
     ctx: &mut Ctx<'_>,
+    journal: &Path,
     dir: &Path,
     at: u64,
 ) -> Result<(A, u64), ReplayError> {
@@ -248,7 +250,7 @@ pub(crate) fn best_snapshot<A: App>(
         .rev()
         .filter(|f| f.sequence <= at)
     {
-        match restore::<A>(file) {
+        match restore_bound::<A>(file, journal) {
             Ok((app, _)) => return Ok((app, file.sequence)),
             Err(reason) => ctx.warn(format!(
                 "snapshot {} is unusable ({reason}); using an older one",

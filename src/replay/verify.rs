@@ -15,15 +15,16 @@ use serde_json::{json, Value};
 
 use super::ctx::Ctx;
 use super::error::{Exit, ReplayError};
-use super::files::{list_segments, list_snapshots, restore};
+use super::files::{list_segments, list_snapshots, restore, SnapFile};
 use super::info::text;
 use crate::apps::App;
 use crate::journal::{self, JournalError, JournalReader, TailState, VerifyReport};
+use crate::snapshot::{self, SnapshotFile, Vouch};
 
 /// One thing wrong.
 #[derive(Debug, Clone, Serialize)]
 struct Problem {
-    /// `corruption`, `torn_tail`, `snapshot`, `locked` or `warning`.
+    /// `corruption`, `history_lost`, `torn_tail`, `snapshot`, `locked` or `warning`.
     severity: &'static str,
     file: Option<String>,
     offset: Option<u64>,
@@ -57,6 +58,7 @@ impl Problem {
             "torn_tail" => Exit::TornTail,
             "snapshot" => Exit::SnapshotCorrupted,
             "locked" => Exit::Locked,
+            "history_lost" => Exit::HistoryLost,
             _ => Exit::Ok,
         }
     }
@@ -121,7 +123,7 @@ fn check_journal(ctx: &Ctx<'_>, problems: &mut Vec<Problem>) -> Result<JournalRe
     match journal::verify(&ctx.journal) {
         Ok(report) => {
             problems.extend(torn_problem(&report));
-            let last = (report.record_count > 0).then_some(report.last_sequence);
+            let last = Some(report.last_sequence);
             Ok(JournalResult {
                 summary: report_json(&report),
                 last,
@@ -224,20 +226,15 @@ fn check_snapshots<A: App>(
     last: Option<u64>,
     problems: &mut Vec<Problem>,
 ) -> Result<Vec<Value>, ReplayError> {
+    let files = list_snapshots(&ctx.snapshots)?;
+    let verdicts = binding_verdicts(ctx, &files, last)?;
     let mut out = Vec::new();
-    for file in list_snapshots(&ctx.snapshots)? {
+    for (file, vouch) in files.iter().zip(verdicts) {
         let name = file.path.display().to_string();
-        let status = match restore::<A>(&file) {
-            Ok((_, header)) if last.is_some_and(|last| file.sequence > last) => {
-                problems.push(Problem {
-                    severity: "warning",
-                    file: Some(name.clone()),
-                    offset: None,
-                    sequence: Some(file.sequence),
-                    reason: "snapshot is beyond the end of the journal; recovery ignores it".into(),
-                });
-                json!({"valid": true, "state_hash": format!("{:#018x}", header.state_hash)})
-            }
+        if let Some(problem) = vouch.as_ref().and_then(|v| binding_problem(file, v)) {
+            problems.push(problem);
+        }
+        let status = match restore::<A>(file) {
             Ok((_, header)) => {
                 json!({"valid": true, "state_hash": format!("{:#018x}", header.state_hash)})
             }
@@ -252,9 +249,89 @@ fn check_snapshots<A: App>(
                 json!({"valid": false, "error": reason})
             }
         };
-        out.push(json!({"file": name, "sequence": file.sequence, "status": status}));
+        let bound = vouch.map(|v| vouch_text(&v));
+        out.push(json!({"file": name, "sequence": file.sequence, "status": status,
+            "journal": bound}));
     }
     Ok(out)
+}
+
+/// What the journal says about each snapshot (`None` when the journal's end is unknown: it
+/// is corrupted).
+fn binding_verdicts(
+    ctx: &Ctx<'_>,
+    files: &[SnapFile],
+    last: Option<u64>,
+) -> Result<Vec<Option<Vouch>>, ReplayError> {
+    let Some(last) = last else {
+        return Ok(vec![None; files.len()]);
+    };
+    let listed: Vec<SnapshotFile> = files
+        .iter()
+        .map(|f| SnapshotFile {
+            sequence: f.sequence,
+            path: f.path.clone(),
+        })
+        .collect();
+    let judged = snapshot::judge(&listed, &ctx.journal, last)?;
+    Ok(judged.into_iter().map(|j| Some(j.vouch)).collect())
+}
+
+/// A snapshot the journal cannot vouch for: lost history (recovery refuses), or a warning.
+fn binding_problem(file: &SnapFile, vouch: &Vouch) -> Option<Problem> {
+    let (severity, reason) = match vouch {
+        Vouch::BeyondEnd { journal_end } => (
+            "history_lost",
+            format!(
+                "snapshot covers sequence {} but the journal ends at {journal_end}: records it \
+                 saw (possibly acknowledged) are gone; recovery refuses to start (restore the \
+                 journal, or `keel admin accept-loss` to quarantine the snapshot)",
+                file.sequence
+            ),
+        ),
+        Vouch::Forked { recorded, journal } => (
+            "history_lost",
+            format!(
+                "snapshot is of another history: it recorded chain value {recorded:#010x} at \
+                 sequence {}, the journal holds {journal:#010x}; recovery refuses to start \
+                 (restore the journal, or `keel admin accept-loss` to quarantine the snapshot)",
+                file.sequence
+            ),
+        ),
+        Vouch::NoChainValue => (
+            "warning",
+            "format 1 snapshot without the journal's chain value: recovery restores it \
+             unverified; the next snapshot written is bound to the journal"
+                .to_string(),
+        ),
+        Vouch::BeforeStart { first_sequence } => (
+            "warning",
+            format!(
+                "the journal starts at {first_sequence}, after this snapshot: recovery cannot \
+                 use it"
+            ),
+        ),
+        Vouch::Bound | Vouch::Unreadable(_) => return None,
+    };
+    Some(Problem {
+        severity,
+        file: Some(file.path.display().to_string()),
+        offset: None,
+        sequence: Some(file.sequence),
+        reason,
+    })
+}
+
+/// One word for the JSON report.
+fn vouch_text(vouch: &Vouch) -> &'static str {
+    match vouch {
+        Vouch::Bound => "bound",
+        Vouch::Unreadable(_) => "unreadable",
+        Vouch::NoChainValue => "no_chain_value",
+        Vouch::BeforeStart { .. } => "before_start",
+        Vouch::BeyondEnd { .. } => "beyond_end",
+        Vouch::Forked { .. } => "forked",
+    }
 }
 
 fn verdict(exit: Exit) -> &'static str {
@@ -264,6 +341,7 @@ fn verdict(exit: Exit) -> &'static str {
         Exit::JournalCorrupted => "journal_corrupted",
         Exit::SnapshotCorrupted => "snapshot_corrupted",
         Exit::Locked => "locked",
+        Exit::HistoryLost => "history_lost",
         _ => "error",
     }
 }

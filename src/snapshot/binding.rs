@@ -17,8 +17,10 @@ pub enum Vouch {
     /// The header does not decode (corrupt, truncated, foreign): skipped for an older
     /// snapshot, unless its name lies beyond the journal's end ([`Vouch::BeyondEnd`]).
     Unreadable(String),
-    /// A format 1 snapshot, which records no chain value: it cannot be vouched for, so it is
-    /// skipped (an older snapshot or a full replay rebuilds the same state).
+    /// A format 1 snapshot (written before the binding), which records no chain value. At or
+    /// before the journal's end it is restored as it was before, unverified, with a warning:
+    /// ignoring it could itself change the state of an application whose schema upgrades are
+    /// not equivalent to a replay. Beyond the end it is [`Vouch::BeyondEnd`] like any other.
     NoChainValue,
     /// The journal starts after the snapshot's sequence and no longer holds its chain value:
     /// unusable (replay would need records before the journal's start), but no evidence of loss.
@@ -43,6 +45,11 @@ pub enum Vouch {
 }
 
 impl Vouch {
+    /// Whether recovery may restore the snapshot (bound, or format 1 at or before the end).
+    pub fn is_usable(&self) -> bool {
+        matches!(self, Vouch::Bound | Vouch::NoChainValue)
+    }
+
     /// Whether this is evidence that acknowledged data is gone: recovery refuses to start.
     pub fn is_evidence_of_loss(&self) -> bool {
         matches!(self, Vouch::BeyondEnd { .. } | Vouch::Forked { .. })
