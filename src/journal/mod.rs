@@ -40,4 +40,4 @@ pub use io::{RealIo, SegmentIo, ZERO_FILL_CHUNK_BYTES, ZERO_FILL_WRITE_BACK_BYTE
 pub use reader::JournalReader;
 pub use recovery::{verify, TailState, VerifyReport};
 pub use segment::{MappedSegment, SegmentSync};
-pub use writer::JournalWriter;
+pub use writer::{JournalOpening, JournalWriter};
