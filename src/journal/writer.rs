@@ -555,8 +555,10 @@ fn resume(
 }
 
 /// Seals a segment a crash in a rollover left unsealed (its successor continues it): writes
-/// its end marker over the torn or missing one and makes it durable. Readers following a live
-/// journal then move on at the marker, as after any rollover.
+/// its end marker into the unpublished slot and makes it durable. Readers following a live
+/// journal then move on at the marker, as after any rollover. A published but torn marker
+/// (only a power cut leaves one, so no reader has been waiting on it) is left as it is:
+/// readers may be viewing its bytes, and they accept it as it is.
 fn seal_unsealed(io: &dyn SegmentIo, path: &Path, unsealed: &Unsealed) -> Result<(), JournalError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -567,13 +569,18 @@ fn seal_unsealed(io: &dyn SegmentIo, path: &Path, unsealed: &Unsealed) -> Result
     // Nothing to pre-fault: one store, at the marker.
     let mut map = MappedSegment::map_for_append(file, len).map_err(file_io(path))?;
     let (offset, chain) = (unsealed.offset, unsealed.chain);
+    if map.bytes(offset, 4) != [0; 4] {
+        return Ok(());
+    }
     tracing::warn!(
         path = %path.display(), offset, next_sequence = chain.next_sequence,
         "journal: sealing a segment a crash left unsealed (its successor continues it)"
     );
-    let slot = map.slot_mut(offset, END_MARKER_SIZE);
-    slot.fill(0);
-    encode_end_marker(slot, chain.next_sequence, chain.prev_crc);
+    encode_end_marker(
+        map.slot_mut(offset, END_MARKER_SIZE),
+        chain.next_sequence,
+        chain.prev_crc,
+    );
     map.publish(offset, END_MAGIC);
     assert!(
         check_entry(map.bytes(offset, END_MARKER_SIZE), chain).is_ok(),
