@@ -57,10 +57,12 @@ fn cut_at(dir: &Path, file: &Path, cut: usize) {
     }
 }
 
-/// Records that survive zeroing from `cut` in `file` unchanged (their bytes past `cut` were zero).
-fn complete_prefix(entries: &[Entry], file: &Path, cut: usize) -> u64 {
+/// Records that survive zeroing from `cut` in `file` unchanged (their bytes past `cut` were
+/// zero), and whether `file`'s end marker survives too (the cut then leaves a sealed last
+/// segment: its successor was deleted).
+fn complete_prefix(entries: &[Entry], file: &Path, cut: usize) -> (u64, bool) {
     let bytes = fs::read(file).unwrap();
-    let mut count = 0;
+    let (mut count, mut sealed) = (0, false);
     for e in entries {
         if e.file.as_path() > file {
             break;
@@ -75,8 +77,9 @@ fn complete_prefix(entries: &[Entry], file: &Path, cut: usize) -> u64 {
             break;
         }
         count += u64::from(e.sequence.is_some());
+        sealed = e.file.as_path() == file && e.sequence.is_none();
     }
-    count
+    (count, sealed)
 }
 
 #[test]
@@ -104,12 +107,27 @@ fn truncation_at_every_byte_of_the_last_batches_recovers_the_complete_prefix() {
     let mut checked = 0;
     for e in tail {
         for at in e.offset..e.offset + e.size {
-            let want = complete_prefix(&entries, &e.file, at);
+            let (want, sealed) = complete_prefix(&entries, &e.file, at);
             let _ = fs::remove_dir_all(&work);
             copy_dir(&src, &work);
             let file = work.join(e.file.file_name().unwrap());
             cut_at(&work, &file, at);
             let place = format!("cut at {}:{at}", file.display());
+            if sealed {
+                // The whole end marker survives but its successor is gone: no crash leaves
+                // that (a successor is durable before its predecessor is sealed).
+                let missing = |err: &JournalError| {
+                    matches!(err, JournalError::Corrupted {
+                        segment, offset, reason: CorruptionReason::SuccessorMissing { .. }, ..
+                    } if *segment == file && *offset == e.offset as u64)
+                };
+                let err = verify(&work).unwrap_err();
+                assert!(missing(&err), "verify, {place}: {err}");
+                let err = open(&work).unwrap_err();
+                assert!(missing(&err), "open, {place}: {err}");
+                checked += 1;
+                continue;
+            }
             let report = verify(&work).unwrap_or_else(|err| panic!("{place}: {err}"));
             assert_eq!(report.last_sequence, want, "verify, {place}");
             let mut w = open(&work).unwrap_or_else(|err| panic!("{place}: {err}"));
@@ -422,4 +440,276 @@ fn crash_at_every_sync_point_recovers_exactly_the_durable_sequence() {
         drop(w);
         assert_eq!(read_all(&image), durable);
     }
+}
+
+// ------------------------------------------------- a sealed segment always has its successor
+
+/// A journal of `n` records across several rollovers, writer closed. Returns its segment
+/// files and the layout.
+fn rolled_over(dir: &Path, n: u64) -> (Vec<std::path::PathBuf>, Vec<Entry>) {
+    journal(dir, n, 10);
+    let files = segment_files(dir);
+    assert!(files.len() >= 3, "{} segments", files.len());
+    (files, layout(dir))
+}
+
+/// The end marker of `file`, from the layout.
+fn end_marker(entries: &[Entry], file: &Path) -> Entry {
+    entries
+        .iter()
+        .find(|e| e.file == file && e.sequence.is_none())
+        .cloned()
+        .expect("a sealed segment")
+}
+
+/// The last record sequence in `file`, from the layout.
+fn last_in(entries: &[Entry], file: &Path) -> u64 {
+    entries
+        .iter()
+        .filter(|e| e.file == file)
+        .filter_map(|e| e.sequence)
+        .max()
+        .unwrap()
+}
+
+fn is_successor_missing(err: &JournalError, sealed: &Path, marker: usize, next: u64) -> bool {
+    matches!(err, JournalError::Corrupted {
+        segment,
+        offset,
+        expected_sequence,
+        reason: CorruptionReason::SuccessorMissing { next_sequence },
+    } if segment == sealed && *offset == marker as u64 && *expected_sequence == next
+        && *next_sequence == next)
+}
+
+#[test]
+fn a_deleted_last_segment_is_refused_until_the_loss_is_accepted() {
+    // The last segment file deleted after a rollover: the one before it is sealed and names
+    // it. That used to pass as a clean end, silently dropping the deleted file's records.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (files, entries) = rolled_over(dir, 300);
+    let (sealed, deleted) = (&files[files.len() - 2], &files[files.len() - 1]);
+    let kept = last_in(&entries, sealed);
+    let marker = end_marker(&entries, sealed).offset;
+    fs::remove_file(deleted).unwrap();
+    let before = snapshot(dir);
+
+    let err = verify(dir).unwrap_err();
+    assert!(
+        is_successor_missing(&err, sealed, marker, kept + 1),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("{:020}.seg is missing", kept + 1)),
+        "{text}"
+    );
+    assert!(text.contains("accept-loss"), "{text}");
+    let err = open(dir).unwrap_err();
+    assert!(
+        is_successor_missing(&err, sealed, marker, kept + 1),
+        "{err}"
+    );
+    // A reader following the marker agrees.
+    let mut reader = keel::journal::JournalReader::open(dir).unwrap();
+    let err = loop {
+        match reader.next() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the reader ended at the sealed segment"),
+            Err(err) => break err,
+        }
+    };
+    assert!(
+        is_successor_missing(&err, sealed, marker, kept + 1),
+        "{err}"
+    );
+    assert_eq!(snapshot(dir), before, "refusals modify nothing");
+
+    // The two-phase open tells the caller before anything changes; `finish` refuses too.
+    let config = cfg(dir, SEG, FlushPolicy::Batch);
+    let opening = JournalWriter::begin_open(&config).unwrap();
+    assert_eq!(opening.missing_successor(), Some(sealed.as_path()));
+    assert_eq!(opening.last_sequence(), kept);
+    assert_eq!(opening.first_sequence(), Some(1));
+    let err = opening.finish().unwrap_err();
+    assert!(
+        is_successor_missing(&err, sealed, marker, kept + 1),
+        "{err}"
+    );
+    assert_eq!(snapshot(dir), before);
+
+    // The operator accepts the loss: the journal continues at the sealed segment's end.
+    let opening = JournalWriter::begin_open(&config).unwrap();
+    let mut w = opening.finish_accepting_loss().unwrap();
+    assert_eq!(w.last_sequence(), kept);
+    write(&mut w, kept + 1, kept + 50, 7);
+    drop(w);
+    assert_eq!(segment_files(dir).last(), Some(deleted), "same name again");
+    assert_eq!(read_all(dir), kept + 50);
+    assert_eq!(verify(dir).unwrap().last_sequence, kept + 50);
+    let opening = JournalWriter::begin_open(&config).unwrap();
+    assert_eq!(opening.missing_successor(), None);
+    assert_eq!(opening.finish().unwrap().last_sequence(), kept + 50);
+}
+
+#[test]
+fn the_last_chain_of_an_opening_is_the_last_record_crc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = cfg(dir, SEG, FlushPolicy::Batch);
+    let opening = JournalWriter::begin_open(&config).unwrap();
+    assert_eq!(
+        (opening.last_sequence(), opening.first_sequence()),
+        (0, None)
+    );
+    assert_eq!(opening.last_chain(), 0);
+    drop(opening);
+    journal(dir, 40, 10);
+    let entries = layout(dir);
+    let last = entries.iter().rfind(|e| e.sequence == Some(40)).unwrap();
+    let bytes = fs::read(&last.file).unwrap();
+    let crc = u32::from_le_bytes(bytes[last.offset + 4..last.offset + 8].try_into().unwrap());
+    let opening = JournalWriter::begin_open(&config).unwrap();
+    assert_eq!((opening.last_sequence(), opening.last_chain()), (40, crc));
+}
+
+/// Zeroes the end marker of `file` (a crash after the successor was made durable, before the
+/// marker was): returns the marker's offset.
+fn unseal(entries: &[Entry], file: &Path) -> usize {
+    unseal_bytes(entries, file, 0..56)
+}
+
+/// Zeroes bytes `range` of the end marker of `file`; returns the marker's offset.
+fn unseal_bytes(entries: &[Entry], file: &Path, range: std::ops::Range<usize>) -> usize {
+    let marker = end_marker(entries, file);
+    let mut bytes = fs::read(file).unwrap();
+    bytes[marker.offset + range.start..marker.offset + range.end].fill(0);
+    fs::write(file, bytes).unwrap();
+    marker.offset
+}
+
+#[test]
+fn a_partly_written_end_marker_before_a_continuing_successor_is_a_boundary() {
+    // What a crash while sealing leaves: the marker unpublished (zero magic) over some of its
+    // bytes (a process crash mid-encode), or published with only some of its bytes persisted
+    // (a power cut). A bit flipped in a whole marker stays corruption (see the flipped-bit
+    // test); so does a marker magic over bytes that are not the marker's.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let (files, entries) = rolled_over(&src, 300);
+    let last = entries.iter().filter_map(|e| e.sequence).max().unwrap();
+    let name = files[files.len() - 2].file_name().unwrap().to_owned();
+    // (bytes of the marker zeroed, byte whose bit 0 is then flipped, accepted)
+    let cases = [
+        (0..4, None, true),   // unpublished, the rest written
+        (0..20, None, true),  // unpublished, partly written
+        (24..56, None, true), // published, the end lost
+        (4..8, None, true),   // published, its CRC lost
+        (4..8, Some(16), false),
+    ];
+    for (i, (range, flip, accepted)) in cases.into_iter().enumerate() {
+        let work = tmp.path().join(format!("work{i}"));
+        copy_dir(&src, &work);
+        let file = work.join(&name);
+        let offset = unseal_bytes(&layout(&work), &file, range.clone());
+        if let Some(at) = flip {
+            flip_bit(&file, offset + at, 0);
+        }
+        match verify(&work) {
+            Ok(report) => {
+                assert!(accepted, "case {i} accepted");
+                assert_eq!(report.last_sequence, last, "case {i}");
+                assert_eq!(read_all(&work), last, "case {i}");
+                assert_eq!(open(&work).unwrap().last_sequence(), last, "case {i}");
+                assert_eq!(verify(&work).unwrap().last_sequence, last, "case {i}");
+            }
+            Err(err) => {
+                assert!(!accepted, "case {i} refused: {err}");
+                expect_corrupted(err, &file, offset);
+                expect_corrupted(open(&work).unwrap_err(), &file, offset);
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unsealed_segment_continued_by_its_successor_is_a_boundary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (files, entries) = rolled_over(dir, 300);
+    let last = entries.iter().filter_map(|e| e.sequence).max().unwrap();
+    let unsealed = &files[files.len() - 2];
+    let offset = unseal(&entries, unsealed);
+    let successor_first = last_in(&entries, unsealed) + 1;
+
+    // verify accepts it as it is, at the same last sequence, and modifies nothing.
+    let before = snapshot(dir);
+    let report = verify(dir).unwrap();
+    assert_eq!(report.last_sequence, last);
+    assert!(matches!(report.tail, TailState::Clean { .. }), "{report}");
+    assert_eq!(snapshot(dir), before);
+    // Readers move on to the successor: from the start, and seeking across the boundary and
+    // into the successor.
+    assert_eq!(read_all(dir), last);
+    for target in [successor_first - 1, successor_first, successor_first + 1] {
+        let mut reader = keel::journal::JournalReader::open(dir).unwrap();
+        reader.seek(target).unwrap();
+        for seq in target..=last {
+            check(&reader.next().unwrap().unwrap(), seq);
+        }
+        assert!(reader.next().unwrap().is_none());
+    }
+
+    // The writer's open accepts it too (and seals it), then appends on.
+    let mut w = open(dir).unwrap();
+    assert_eq!(w.last_sequence(), last);
+    write(&mut w, last + 1, last + 20, 5);
+    drop(w);
+    let resealed = layout(dir);
+    assert_eq!(
+        end_marker(&resealed, unsealed).offset,
+        offset,
+        "sealed again"
+    );
+    assert_eq!(read_all(dir), last + 20);
+    assert_eq!(verify(dir).unwrap().last_sequence, last + 20);
+}
+
+#[test]
+fn an_unsealed_segment_whose_successor_does_not_continue_exactly_is_corruption() {
+    // Unseal a segment and drop its last record as well: the successor's header then names
+    // a sequence and CRC the unsealed segment does not end with.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (files, entries) = rolled_over(dir, 300);
+    let unsealed = &files[files.len() - 2];
+    unseal(&entries, unsealed);
+    let last = entries
+        .iter()
+        .rfind(|e| &e.file == unsealed && e.sequence.is_some())
+        .unwrap();
+    let mut bytes = fs::read(unsealed).unwrap();
+    bytes[last.offset..last.offset + last.size].fill(0);
+    fs::write(unsealed, bytes).unwrap();
+    let before = snapshot(dir);
+
+    let err = verify(dir).unwrap_err();
+    let reason = expect_corrupted(err, unsealed, last.offset);
+    assert!(
+        matches!(reason, CorruptionReason::DamagedBeforeValidData { .. }),
+        "{reason}"
+    );
+    let err = open(dir).unwrap_err();
+    expect_corrupted(err, unsealed, last.offset);
+    let mut reader = keel::journal::JournalReader::open(dir).unwrap();
+    let err = loop {
+        match reader.next() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the reader ended before the successor"),
+            Err(err) => break err,
+        }
+    };
+    expect_corrupted(err, unsealed, last.offset);
+    assert_eq!(snapshot(dir), before, "nothing modified");
 }

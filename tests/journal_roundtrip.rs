@@ -249,36 +249,3 @@ fn reader_on_empty_directory_sees_the_first_records_later() {
     }
     assert!(reader.next().unwrap().is_none());
 }
-
-#[test]
-fn sealed_last_segment_starts_a_new_one() {
-    // A crash after sealing a segment but before its successor's rename was durable.
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let config = cfg(dir, TINY_SEGMENT_BYTES, FlushPolicy::Batch);
-    let mut w = JournalWriter::open(&config).unwrap();
-    write(&mut w, 1, 300, 10);
-    drop(w);
-    let last_file = segment_files(dir).pop().unwrap();
-    let kept = layout(dir)
-        .iter()
-        .filter(|e| e.file != last_file)
-        .filter_map(|e| e.sequence)
-        .max()
-        .unwrap();
-    fs::remove_file(&last_file).unwrap();
-    assert!(matches!(
-        verify(dir).unwrap().tail,
-        TailState::Sealed { .. }
-    ));
-    let mut w = JournalWriter::open(&config).unwrap();
-    assert_eq!(w.last_sequence(), kept);
-    write(&mut w, kept + 1, kept + 50, 7);
-    drop(w);
-    assert_eq!(read_all(dir), kept + 50);
-    assert_eq!(
-        segment_files(dir).pop().unwrap(),
-        last_file,
-        "same first sequence, same name"
-    );
-}

@@ -8,8 +8,9 @@
 //! business logic is gated on it, so nothing is applied or answered before it is durable.
 //!
 //! Order is kept: one syncer, ranges of one segment synced in order, and at a rollover the
-//! writer drains the syncer before it seals the old segment, so the old segment is durable
-//! before anything in the new one can be (`docs/journal_format.md`, "Writing and rollover").
+//! writer drains the syncer and syncs the old segment's records before it makes the new
+//! segment durable, so the old segment's records are durable before anything in the new one
+//! can be (`docs/journal_format.md`, "Writing and rollover").
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};

@@ -184,6 +184,18 @@ pub enum CorruptionReason {
         /// The sequence the marker names (the segment's first).
         next_sequence: u64,
     },
+    /// The last segment is sealed by an end marker, but the segment it names does not exist.
+    /// The writer makes a segment's successor durable before it seals the segment, so this is
+    /// no crash: the file was deleted (or lost), with whatever records it held.
+    #[error(
+        "sealed, but the next segment {next_sequence:020}.seg is missing: records from \
+         {next_sequence} on may have been acknowledged and are gone; restore the file, or \
+         accept the loss with `keel replay accept-loss`"
+    )]
+    SuccessorMissing {
+        /// The sequence the end marker names: the missing segment's first sequence.
+        next_sequence: u64,
+    },
     /// A sealed segment has non-zero bytes after its end marker.
     #[error("non-zero byte at offset {offset} after the end marker")]
     NonZeroAfterEndMarker {

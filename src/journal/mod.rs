@@ -44,4 +44,4 @@ pub use reader::JournalReader;
 pub use recovery::{verify, TailState, VerifyReport};
 pub use segment::{MappedSegment, SegmentSync};
 pub use sync_handle::JournalSyncHandle;
-pub use writer::JournalWriter;
+pub use writer::{JournalOpening, JournalWriter};

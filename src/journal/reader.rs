@@ -8,7 +8,8 @@ use super::dir::{list_segments, segment_file_name, SegmentFile};
 use super::error::{file_io, CorruptionReason, Damage, JournalError};
 use super::format::{decode_record, Chain, Entry, Fault, Record, SEGMENT_HEADER_SIZE};
 use super::recovery::{
-    check_end_marker, check_segment_header, corrupted, find_evidence_after, read_entry, skip_entry,
+    check_end_marker, check_segment_header, continues_unsealed, corrupted, find_evidence_after,
+    read_entry, skip_entry,
 };
 use super::segment::SegmentView;
 
@@ -137,15 +138,7 @@ impl JournalReader {
                 }
                 Ok(Step::Ready { offset, size_bytes })
             }
-            Ok(Entry::End { next_sequence }) => {
-                check_end_marker(&cur.seg, offset, next_sequence)?;
-                let next = SegmentFile {
-                    first_sequence: next_sequence,
-                    path: self.dir.join(segment_file_name(next_sequence)),
-                };
-                let chain = cur.chain;
-                self.enter(next, Some(chain))
-            }
+            Ok(Entry::End { next_sequence }) => self.follow_marker(offset, next_sequence),
             Err(Fault::Hard(reason)) => Err(corrupted(
                 &cur.seg.path,
                 offset,
@@ -156,14 +149,41 @@ impl JournalReader {
         }
     }
 
+    /// Follows the current segment's end marker (at `offset`) into the segment it names. The
+    /// writer makes that segment durable before it seals, so a missing one was deleted:
+    /// `SuccessorMissing`, as `verify` reports it.
+    fn follow_marker(&mut self, offset: usize, next_sequence: u64) -> Result<Step, JournalError> {
+        let Some(cur) = self.current.as_ref() else {
+            return Ok(Step::End);
+        };
+        check_end_marker(&cur.seg, offset, next_sequence)?;
+        let next = SegmentFile {
+            first_sequence: next_sequence,
+            path: self.dir.join(segment_file_name(next_sequence)),
+        };
+        let Some(view) = open_view(&next.path)? else {
+            let reason = CorruptionReason::SuccessorMissing { next_sequence };
+            return Err(corrupted(&cur.seg.path, offset, next_sequence, reason));
+        };
+        let chain = cur.chain;
+        self.enter_view(next, view, Some(chain))
+    }
+
     /// Enters `seg`, continuing `chain` (or starting from its header when `None`). A missing
     /// file or a torn header with nothing valid after it is the current end: stay put.
     fn enter(&mut self, seg: SegmentFile, chain: Option<Chain>) -> Result<Step, JournalError> {
-        let view = match SegmentView::open(&seg.path) {
-            Ok(view) => view,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Step::End),
-            Err(err) => return Err(file_io(&seg.path)(err)),
-        };
+        match open_view(&seg.path)? {
+            Some(view) => self.enter_view(seg, view, chain),
+            None => Ok(Step::End),
+        }
+    }
+
+    fn enter_view(
+        &mut self,
+        seg: SegmentFile,
+        view: SegmentView,
+        chain: Option<Chain>,
+    ) -> Result<Step, JournalError> {
         let header = match check_segment_header(&view, &seg, chain)? {
             Ok(header) => header,
             Err(damage) => {
@@ -190,7 +210,9 @@ impl JournalReader {
         Ok(Step::Again)
     }
 
-    /// Nothing valid at the current offset: the end for now, unless valid data follows it.
+    /// Nothing valid at the current offset: the end for now, unless valid data follows it. A
+    /// segment left unsealed by a crash in a rollover, whose successor continues it exactly
+    /// (see `continues_unsealed`), is followed into that successor.
     fn at_soft_fault(&mut self, damage: Damage) -> Result<Step, JournalError> {
         let Some(cur) = self.current.as_ref() else {
             return Ok(Step::End);
@@ -204,6 +226,11 @@ impl JournalReader {
         let Some(cur) = self.current.as_mut() else {
             return Ok(Step::End);
         };
+        if continues_unsealed(&cur.view, offset, damage, cur.chain, later.first())? {
+            let chain = cur.chain;
+            let next = later[0].clone();
+            return self.enter(next, Some(chain));
+        }
         let Some(evidence) = find_evidence_after(&cur.view, first, offset, &later)? else {
             cur.clear_from = Some(offset);
             return Ok(Step::End);
@@ -227,6 +254,15 @@ impl JournalReader {
         let mut segments = list_segments(&self.dir)?;
         segments.retain(|s| s.first_sequence > first_sequence);
         Ok(segments)
+    }
+}
+
+/// Maps the segment at `path`; `None` if there is no such file.
+fn open_view(path: &Path) -> Result<Option<SegmentView>, JournalError> {
+    match SegmentView::open(path) {
+        Ok(view) => Ok(Some(view)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(file_io(path)(err)),
     }
 }
 

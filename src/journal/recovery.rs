@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use super::dir::{list_segments, DirLock, SegmentFile};
 use super::error::{file_io, CorruptionReason, Damage, Evidence, EvidenceKind, JournalError};
 use super::format::{
-    check_crc, check_entry, check_entry_links, entry_size_bytes, sequence_of, Chain, Entry, Fault,
-    SegmentHeader, END_MAGIC, END_MARKER_SIZE, FORMAT_VERSION, MIN_SEGMENT_SIZE_BYTES,
-    PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES, RECORD_HEADER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
+    check_crc, check_entry, check_entry_links, encode_end_marker, entry_size_bytes, sequence_of,
+    Chain, Entry, Fault, SegmentHeader, END_MAGIC, END_MARKER_SIZE, FORMAT_VERSION,
+    MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES, RECORD_HEADER_SIZE, RECORD_MAGIC,
+    SEGMENT_HEADER_SIZE,
 };
 use super::segment::SegmentView;
 
@@ -43,11 +44,6 @@ pub enum TailState {
         /// Where the next record goes.
         offset: u64,
     },
-    /// The last segment is sealed by an end marker; the next segment was not created yet.
-    Sealed {
-        /// The last segment.
-        segment: PathBuf,
-    },
     /// A torn write: the writer will zero from `offset` and delete `orphan_segments`.
     Torn {
         /// Segment holding the torn bytes (or whose header is torn, at offset 0).
@@ -64,11 +60,13 @@ pub enum TailState {
 }
 
 /// Validates the whole journal in `dir` without modifying anything, and reports whether it
-/// ends cleanly or with a torn tail. Corruption is returned as [`JournalError::Corrupted`].
+/// ends cleanly or with a torn tail. Corruption is returned as [`JournalError::Corrupted`],
+/// and so is a sealed last segment whose successor is missing (`SuccessorMissing`: the writer
+/// makes a successor durable before it seals, so its segment file was deleted).
 /// Takes a shared lock: fails with `Locked` while a writer has the journal open.
 pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
     let _lock = DirLock::shared(dir)?;
-    Ok(scan(dir)?.report())
+    scan(dir)?.report()
 }
 
 /// The result of scanning a journal that is not corrupted.
@@ -79,6 +77,21 @@ pub(crate) struct Scan {
     /// The chain after the last valid record (where the next record continues).
     pub(crate) chain: Chain,
     pub(crate) end: ScanEnd,
+    /// Segments left unsealed by a crash during rollover, each continued by its successor.
+    pub(crate) unsealed: Vec<Unsealed>,
+}
+
+/// A segment whose records end cleanly without an end marker, followed by a successor that
+/// continues the chain exactly there: a crash in a rollover between making the successor
+/// durable and sealing this segment. A valid boundary, to be sealed by the next writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unsealed {
+    /// Index in `Scan::segments`.
+    pub(crate) segment: usize,
+    /// Where its end marker belongs.
+    pub(crate) offset: usize,
+    /// The chain after its last record: what the marker names.
+    pub(crate) chain: Chain,
 }
 
 /// Where the valid journal ends.
@@ -86,8 +99,9 @@ pub(crate) struct Scan {
 pub(crate) enum ScanEnd {
     /// No segments at all.
     Empty,
-    /// Every segment is sealed.
-    Sealed,
+    /// Every segment is sealed, the last one (end marker at `marker_offset`) too: its
+    /// successor is missing. Refused by `verify` and `JournalOpening::finish`.
+    Sealed { marker_offset: usize },
     /// `segments[segment]` has a valid header and its data ends at `offset` with `damage`
     /// (`Unwritten` for a clean end); bytes up to `nonzero_end` are torn; later files are orphans.
     Open {
@@ -106,20 +120,39 @@ impl Scan {
     /// Files that hold nothing valid and go away when the tail is cut.
     pub(crate) fn orphans(&self) -> &[SegmentFile] {
         match self.end {
-            ScanEnd::Empty | ScanEnd::Sealed => &[],
+            ScanEnd::Empty | ScanEnd::Sealed { .. } => &[],
             ScanEnd::Open { segment, .. } => &self.segments[segment + 1..],
             ScanEnd::HeaderTorn { segment } => &self.segments[segment..],
         }
     }
 
-    fn report(&self) -> VerifyReport {
+    /// The sealed last segment, when the journal ends there (its successor is missing).
+    pub(crate) fn missing_successor(&self) -> Option<&Path> {
+        match self.end {
+            ScanEnd::Sealed { .. } => self.segments.last().map(|s| s.path.as_path()),
+            _ => None,
+        }
+    }
+
+    /// `Corrupted { reason: SuccessorMissing }` when the journal ends at a sealed segment.
+    pub(crate) fn refuse_missing_successor(&self) -> Result<(), JournalError> {
+        let (ScanEnd::Sealed { marker_offset }, Some(last)) = (self.end, self.segments.last())
+        else {
+            return Ok(());
+        };
+        let next_sequence = self.chain.next_sequence;
+        let reason = CorruptionReason::SuccessorMissing { next_sequence };
+        Err(corrupted(&last.path, marker_offset, next_sequence, reason))
+    }
+
+    /// What `verify` reports: refuses a journal ending sealed (its successor is missing).
+    fn report(&self) -> Result<VerifyReport, JournalError> {
+        self.refuse_missing_successor()?;
         let orphan_segments = self.orphans().iter().map(|s| s.path.clone()).collect();
         let last = |i: usize| self.segments[i].path.clone();
         let tail = match self.end {
             ScanEnd::Empty => TailState::Empty,
-            ScanEnd::Sealed => TailState::Sealed {
-                segment: last(self.segments.len() - 1),
-            },
+            ScanEnd::Sealed { .. } => unreachable!("refused above"),
             ScanEnd::Open {
                 segment,
                 offset,
@@ -149,45 +182,73 @@ impl Scan {
                 orphan_segments,
             },
         };
-        VerifyReport {
+        Ok(VerifyReport {
             segment_count: self.segments.len(),
             first_sequence: self.segments.first().map(|s| s.first_sequence),
             last_sequence: self.chain.next_sequence - 1,
             record_count: self.record_count,
             tail,
-        }
+        })
     }
 }
 
-/// Scans every segment of `dir`, oldest first. Never modifies anything.
+/// Scans every segment of `dir`, oldest first. Never modifies anything. A journal ending at a
+/// sealed segment is returned (`ScanEnd::Sealed`), for the caller to refuse or accept.
 pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
     let segments = list_segments(dir)?;
     let mut walks = walk_each(&segments).into_iter();
-    let mut chain: Option<Chain> = None;
-    let mut record_count = 0;
+    let mut found = Found::default();
     for index in 0..segments.len() {
-        let seg = &segments[index];
         let (view, walked) = walks.next().expect("one walk per segment")?;
-        let header = match check_segment_header(&view, seg, chain)? {
+        if let Some(end) = found.add(&segments, index, &view, walked)? {
+            return Ok(found.into_scan(segments, end));
+        }
+    }
+    let end = if segments.is_empty() {
+        ScanEnd::Empty
+    } else {
+        ScanEnd::Sealed {
+            marker_offset: found.marker_offset,
+        }
+    };
+    Ok(found.into_scan(segments, end))
+}
+
+/// What a scan has established so far, segment by segment.
+#[derive(Debug, Default)]
+struct Found {
+    /// The chain after the last segment added (`None` before the first).
+    chain: Option<Chain>,
+    record_count: u64,
+    unsealed: Vec<Unsealed>,
+    /// Offset of the end marker of the last segment added, when it is sealed.
+    marker_offset: usize,
+}
+
+impl Found {
+    /// Adds segment `index` (its mapping and its walk): `Some(end)` when the valid journal
+    /// ends in it, `Err` for corruption.
+    fn add(
+        &mut self,
+        segments: &[SegmentFile],
+        index: usize,
+        view: &SegmentView,
+        walked: Option<Result<Walked, JournalError>>,
+    ) -> Result<Option<ScanEnd>, JournalError> {
+        let seg = &segments[index];
+        let header = match check_segment_header(view, seg, self.chain)? {
             Ok(header) => header,
             Err(damage) => {
-                let expected = chain.map_or(seg.first_sequence, |c| c.next_sequence);
+                let expected = self.chain.map_or(seg.first_sequence, |c| c.next_sequence);
                 let fault = FaultAt {
-                    segments: &segments,
+                    segments,
                     index,
                     offset: 0,
                     damage,
                     expected,
                 };
-                fault.settle_header(&view)?;
-                let chain = chain.unwrap_or(Chain::GENESIS);
-                let end = ScanEnd::HeaderTorn { segment: index };
-                return Ok(Scan {
-                    segments,
-                    record_count,
-                    chain,
-                    end,
-                });
+                fault.settle_header(view)?;
+                return Ok(Some(ScanEnd::HeaderTorn { segment: index }));
             }
         };
         // The walk started from this same header's chain; now that the header is known to
@@ -195,44 +256,125 @@ pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
         let walked = walked.expect("a header that checks against the chain decodes alone")?;
         debug_assert_eq!(walked.start.next_sequence, header.first_sequence);
         let here = walked.end;
-        record_count += walked.records;
-        let stop = walked.stop;
-        chain = Some(here);
-        if let Some((offset, damage)) = stop {
-            let expected = here.next_sequence;
-            let fault = FaultAt {
-                segments: &segments,
-                index,
-                offset,
-                damage,
-                expected,
-            };
-            let nonzero_end = fault.settle(&view)?;
-            let end = ScanEnd::Open {
-                segment: index,
-                offset,
-                damage,
-                nonzero_end,
-            };
-            return Ok(Scan {
-                segments,
-                record_count,
-                chain: here,
-                end,
-            });
+        self.record_count += walked.records;
+        self.chain = Some(here);
+        match walked.stop {
+            WalkEnd::Sealed { marker_offset } => {
+                self.marker_offset = marker_offset;
+                Ok(None)
+            }
+            WalkEnd::Stopped { offset, damage } => {
+                self.stopped(segments, index, view, (offset, damage), here)
+            }
         }
     }
-    let end = if segments.is_empty() {
-        ScanEnd::Empty
-    } else {
-        ScanEnd::Sealed
+
+    /// Segment `index` stops at `offset` with `damage`: a boundary if its successor continues
+    /// it there, otherwise the end of the journal (torn or clean), or corruption.
+    fn stopped(
+        &mut self,
+        segments: &[SegmentFile],
+        index: usize,
+        view: &SegmentView,
+        (offset, damage): (usize, Damage),
+        here: Chain,
+    ) -> Result<Option<ScanEnd>, JournalError> {
+        if continues_unsealed(view, offset, damage, here, segments.get(index + 1))? {
+            let segment = index;
+            let chain = here;
+            self.unsealed.push(Unsealed {
+                segment,
+                offset,
+                chain,
+            });
+            return Ok(None);
+        }
+        let expected = here.next_sequence;
+        let fault = FaultAt {
+            segments,
+            index,
+            offset,
+            damage,
+            expected,
+        };
+        let nonzero_end = fault.settle(view)?;
+        Ok(Some(ScanEnd::Open {
+            segment: index,
+            offset,
+            damage,
+            nonzero_end,
+        }))
+    }
+
+    fn into_scan(self, segments: Vec<SegmentFile>, end: ScanEnd) -> Scan {
+        Scan {
+            segments,
+            record_count: self.record_count,
+            chain: self.chain.unwrap_or(Chain::GENESIS),
+            end,
+            unsealed: self.unsealed,
+        }
+    }
+}
+
+/// Whether a segment whose records stop at `offset` with `damage` (checked against `chain`)
+/// ends at an "unsealed but continued" boundary: `next`, the following segment file, is named
+/// for `chain` and has a valid header that continues `chain` exactly; the segment holds only
+/// zeros after the end-marker slot at `offset`; and the slot holds no marker or a partly
+/// written one (see [`torn_end_marker`]). A rollover makes the successor durable before it
+/// seals, so a crash between the two leaves exactly this; the exact continuation proves that
+/// no record of this segment is missing (its header names the sequence and CRC of the last).
+///
+/// Safe on a live segment without the lock: bytes are viewed only once a successor exists,
+/// when the writer has stopped appending to this segment and writes only its marker slot.
+pub(crate) fn continues_unsealed(
+    view: &SegmentView,
+    offset: usize,
+    damage: Damage,
+    chain: Chain,
+    next: Option<&SegmentFile>,
+) -> Result<bool, JournalError> {
+    let Some(next) = next.filter(|n| n.first_sequence == chain.next_sequence) else {
+        return Ok(false);
     };
-    Ok(Scan {
-        segments,
-        record_count,
-        chain: chain.unwrap_or(Chain::GENESIS),
-        end,
-    })
+    let marker_end = offset + END_MARKER_SIZE;
+    if marker_end > view.len() {
+        return Ok(false);
+    }
+    let next_view = match SegmentView::open(&next.path) {
+        Ok(view) => view,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(file_io(&next.path)(err)),
+    };
+    // A successor that does not continue exactly is left to the usual rules (its valid
+    // header is evidence after the fault: corruption).
+    if !matches!(
+        check_segment_header(&next_view, next, Some(chain)),
+        Ok(Ok(_))
+    ) {
+        return Ok(false);
+    }
+    Ok(torn_end_marker(view, offset, damage, chain)
+        && first_nonzero(view.bytes(marker_end, view.len() - marker_end)).is_none())
+}
+
+/// Whether the end-marker slot at `offset` (with `damage`) holds what an interrupted sealing
+/// can leave: an unpublished marker (zero magic; a live writer may be writing the rest, so
+/// it is not viewed), or the end magic over bytes each of which is zero or the marker's own
+/// (`chain` determines every byte of it), as a power cut that persisted part of it leaves.
+/// A flipped bit in a sealed marker is neither, and stays corruption.
+fn torn_end_marker(view: &SegmentView, offset: usize, damage: Damage, chain: Chain) -> bool {
+    match damage {
+        Damage::Unwritten => true,
+        Damage::BadChecksum { .. } if view.magic_acquire(offset) == END_MAGIC => {
+            let mut expected = [0u8; END_MARKER_SIZE];
+            encode_end_marker(&mut expected, chain.next_sequence, chain.prev_crc);
+            expected[..4].copy_from_slice(&END_MAGIC.to_le_bytes());
+            let found = view.bytes(offset, END_MARKER_SIZE);
+            found.iter().zip(expected).all(|(&f, e)| f == 0 || f == e)
+        }
+        _ => false,
+    }
 }
 
 /// One segment's records walked on their own, from the chain its header states.
@@ -240,8 +382,16 @@ struct Walked {
     start: Chain,
     end: Chain,
     records: u64,
-    /// `None`: sealed. Otherwise where and how its valid data stops.
-    stop: Option<(usize, Damage)>,
+    stop: WalkEnd,
+}
+
+/// Where one segment's walk ended.
+#[derive(Debug, Clone, Copy)]
+enum WalkEnd {
+    /// At a valid end marker, with zeros after it.
+    Sealed { marker_offset: usize },
+    /// Where and how its valid data stops.
+    Stopped { offset: usize, damage: Damage },
 }
 
 /// A segment's mapping, and its walk when its header decodes on its own.
@@ -274,7 +424,7 @@ fn walk_each(segments: &[SegmentFile]) -> Vec<SegmentWalk> {
         Ok((view, walked))
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    if std::env::var("XX1").is_ok() || threads < 2 || segments.len() < 2 {
+    if threads < 2 || segments.len() < 2 {
         return segments.iter().map(walk_one).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -302,14 +452,14 @@ fn walk_each(segments: &[SegmentFile]) -> Vec<SegmentWalk> {
     done.into_iter().map(|(_, walk)| walk).collect()
 }
 
-/// Walks the records of one segment from its header. Returns `None` if it is sealed (marker
-/// valid, zeros after it), or where and how the valid data stops.
+/// Walks the records of one segment from its header: to its end marker (valid, zeros after
+/// it), or to where and how the valid data stops.
 fn walk_records(
     view: &SegmentView,
     seg: &SegmentFile,
     chain: &mut Chain,
     record_count: &mut u64,
-) -> Result<Option<(usize, Damage)>, JournalError> {
+) -> Result<WalkEnd, JournalError> {
     let mut offset = SEGMENT_HEADER_SIZE;
     loop {
         match read_entry(view, offset, *chain) {
@@ -334,12 +484,14 @@ fn walk_records(
                     };
                     return Err(corrupted(&seg.path, offset, chain.next_sequence, reason));
                 }
-                return Ok(None);
+                return Ok(WalkEnd::Sealed {
+                    marker_offset: offset,
+                });
             }
             Err(Fault::Hard(reason)) => {
                 return Err(corrupted(&seg.path, offset, chain.next_sequence, reason))
             }
-            Err(Fault::Soft(damage)) => return Ok(Some((offset, damage))),
+            Err(Fault::Soft(damage)) => return Ok(WalkEnd::Stopped { offset, damage }),
         }
     }
 }
@@ -607,7 +759,6 @@ impl fmt::Display for VerifyReport {
             TailState::Clean { segment, offset } => {
                 write!(f, ", clean end at {}:{offset}", segment.display())
             }
-            TailState::Sealed { segment } => write!(f, ", ends sealed at {}", segment.display()),
             TailState::Torn {
                 segment,
                 offset,

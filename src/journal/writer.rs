@@ -9,12 +9,12 @@ use super::config::{FlushPolicy, JournalConfig};
 use super::dir::{remove_spares, segment_file_name, DirLock, SPARE_FILE_NAME};
 use super::error::{file_io, is_disk_full, Damage, JournalError};
 use super::format::{
-    encode_end_marker, encode_record, record_size_bytes, Chain, Record, SegmentHeader, END_MAGIC,
-    END_MARKER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
+    check_entry, encode_end_marker, encode_record, record_size_bytes, Chain, Record, SegmentHeader,
+    END_MAGIC, END_MARKER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
 };
 use super::io::{RealIo, SegmentIo};
 use super::prepare::{prepare_spare, Preparer, Spare, SpareSpec};
-use super::recovery::{scan, Scan, ScanEnd};
+use super::recovery::{scan, Scan, ScanEnd, Unsealed};
 use super::segment::MappedSegment;
 use super::sync_handle::JournalSyncHandle;
 use crate::ring::{Sequence, Signal};
@@ -29,8 +29,6 @@ pub struct JournalWriter {
     io: Arc<dyn SegmentIo>,
     active: Active,
     chain: Chain,
-    /// A rename happened since the last durable sync: the directory must be synced too.
-    dir_sync_pending: bool,
     last_sync: Instant,
     poisoned: Option<String>,
     preparer: Preparer,
@@ -62,14 +60,27 @@ impl Active {
     }
 }
 
+/// A journal scanned under the writer's exclusive lock, nothing modified yet: the caller can
+/// check where it ends before [`JournalOpening::finish`] applies the scan (cuts a torn tail,
+/// removes orphans and spares, seals a segment a crash left unsealed, creates the segment to
+/// append to) and opens the writer. Dropping it releases the lock and changes nothing.
+#[derive(Debug)]
+pub struct JournalOpening {
+    cfg: JournalConfig,
+    io: Arc<dyn SegmentIo>,
+    lock: DirLock,
+    scan: Scan,
+}
+
 impl JournalWriter {
     /// Locks the directory (exclusive; `Locked` if another writer holds it), recovers (validates
-    /// every record, cuts a torn tail, refuses corruption before the tail) and positions after
-    /// the last valid record. Creates the directory and the first segment if needed, and
-    /// returns once the spare segment for the first rollover is prepared as well (a failed
-    /// preparation is reported at that rollover, as `DiskFull`).
+    /// every record, cuts a torn tail, refuses corruption before the tail and a sealed last
+    /// segment whose successor is missing) and positions after the last valid record. Creates
+    /// the directory and the first segment if needed, and returns once the spare segment for
+    /// the first rollover is prepared as well (a failed preparation is reported at that
+    /// rollover, as `DiskFull`). The same as `begin_open(cfg)?.finish()`.
     pub fn open(cfg: &JournalConfig) -> Result<JournalWriter, JournalError> {
-        Self::open_with_io(cfg, Arc::new(RealIo))
+        Self::begin_open(cfg)?.finish()
     }
 
     /// [`JournalWriter::open`] with an injected I/O implementation (tests, fault injection).
@@ -77,54 +88,32 @@ impl JournalWriter {
         cfg: &JournalConfig,
         io: Arc<dyn SegmentIo>,
     ) -> Result<JournalWriter, JournalError> {
+        Self::begin_open_with_io(cfg, io)?.finish()
+    }
+
+    /// The first half of [`JournalWriter::open`]: creates the directory if needed, locks it
+    /// and scans the journal, modifying nothing. Corruption is refused here already; a sealed
+    /// last segment whose successor is missing is not (see
+    /// [`JournalOpening::missing_successor`]), so that an operator can accept that loss.
+    pub fn begin_open(cfg: &JournalConfig) -> Result<JournalOpening, JournalError> {
+        Self::begin_open_with_io(cfg, Arc::new(RealIo))
+    }
+
+    /// [`JournalWriter::begin_open`] with an injected I/O implementation.
+    pub fn begin_open_with_io(
+        cfg: &JournalConfig,
+        io: Arc<dyn SegmentIo>,
+    ) -> Result<JournalOpening, JournalError> {
         cfg.validate()?;
         std::fs::create_dir_all(&cfg.dir).map_err(file_io(&cfg.dir))?;
         let lock = DirLock::exclusive(&cfg.dir)?;
         // Scan first: a refused open (corruption) leaves every file as it was.
         let scan = scan(&cfg.dir)?;
-        let removed_spare = remove_spares(&cfg.dir, &*io)?;
-        let (active, chain) = resume(cfg, &*io, scan, removed_spare)?;
-        let committer = match cfg.flush {
-            FlushPolicy::Batch => Some(
-                Committer::start(
-                    Arc::clone(&io),
-                    active.map.sync_handle().clone(),
-                    active.synced_to,
-                    chain.next_sequence - 1,
-                )
-                .map_err(JournalError::Io)?,
-            ),
-            FlushPolicy::None | FlushPolicy::IntervalMs(_) => None,
-        };
-        let spare_path = cfg.dir.join(SPARE_FILE_NAME);
-        let prep = cfg.segment_prep_in_force();
-        let mut preparer =
-            Preparer::start(spare_path, cfg.segment_size_bytes, prep, Arc::clone(&io))
-                .map_err(JournalError::Io)?;
-        preparer.request();
-        // Ready means the spare too: pre-faulting it competes for the CPU with the pipeline
-        // (on a VM, ~0.5 s for 256 MiB of memory that had sat free), so it happens before the
-        // first message rather than under it.
-        preparer.barrier().map_err(JournalError::Io)?;
-        tracing::info!(
-            dir = %cfg.dir.display(), flush = %cfg.flush,
-            segment_prep = %prep,
-            next_sequence = chain.next_sequence, "journal writer open"
-        );
-        Ok(Self {
-            dir: cfg.dir.clone(),
-            flush: cfg.flush,
-            max_payload_bytes: cfg.max_payload_bytes,
-            segment_size_bytes: cfg.segment_size_bytes,
+        Ok(JournalOpening {
+            cfg: cfg.clone(),
             io,
-            active,
-            chain,
-            dir_sync_pending: false,
-            last_sync: Instant::now(),
-            poisoned: None,
-            preparer,
-            committer,
-            _lock: lock,
+            lock,
+            scan,
         })
     }
 
@@ -201,11 +190,7 @@ impl JournalWriter {
             rec,
             self.chain.prev_crc,
         );
-        debug_assert!(super::format::check_entry(
-            self.active.map.bytes(offset, size_bytes),
-            self.chain
-        )
-        .is_ok());
+        debug_assert!(check_entry(self.active.map.bytes(offset, size_bytes), self.chain).is_ok());
         self.active.map.publish(offset, RECORD_MAGIC);
         self.active.write_pos += size_bytes;
         self.chain = Chain {
@@ -304,22 +289,17 @@ impl JournalWriter {
     }
 
     fn sync_if_due(&mut self, interval_ms: u32) -> Result<(), JournalError> {
-        let dirty = self.active.is_dirty() || self.dir_sync_pending;
+        let dirty = self.active.is_dirty();
         if dirty && self.last_sync.elapsed() >= Duration::from_millis(u64::from(interval_ms)) {
             self.sync_durable()?;
         }
         Ok(())
     }
 
-    /// msync of the active segment's unsynced range, then the directory if a rename is pending.
+    /// msync of the active segment's unsynced range. (A new segment's name is made durable
+    /// by its rollover, under every policy.)
     fn sync_durable(&mut self) -> Result<(), JournalError> {
         self.sync_active()?;
-        if self.dir_sync_pending {
-            if let Err(err) = self.io.sync_dir(&self.dir) {
-                return Err(self.poison(file_io(&self.dir)(err)));
-            }
-            self.dir_sync_pending = false;
-        }
         self.last_sync = Instant::now();
         Ok(())
     }
@@ -338,56 +318,35 @@ impl JournalWriter {
         Ok(())
     }
 
-    /// Seals the active segment with an end marker and continues in the spare. A failed
-    /// allocation returns `DiskFull` before anything is written (the writer stays usable and
-    /// retries at the next append); any later failure poisons the writer.
+    /// Continues in the spare, then seals the active segment with an end marker. The successor
+    /// is durable (header, name) before the marker is written, so a sealed segment always has
+    /// its successor (`docs/journal_format.md`, "Writing and rollover"). A failed allocation
+    /// returns `DiskFull` before anything is written (the writer stays usable and retries at
+    /// the next append); any later failure poisons the writer.
     #[cold]
     fn roll_over(&mut self) -> Result<(), JournalError> {
         let next = self.chain.next_sequence;
-        let path = self.dir.join(segment_file_name(next));
         let started = Instant::now();
         let spare = self
             .preparer
             .take()
             .map_err(|err| self.allocation_error(err))?;
         self.drain_commits()?;
-        let end = self.active.write_pos;
-        encode_end_marker(
-            self.active.map.slot_mut(end, END_MARKER_SIZE),
-            next,
-            self.chain.prev_crc,
-        );
-        self.active.map.publish(end, END_MAGIC);
-        self.active.write_pos += END_MARKER_SIZE;
         if self.flush != FlushPolicy::None {
-            // The old segment becomes durable before anything in the new one can.
+            // This segment's records become durable before the successor's name can.
             self.sync_active()?;
         }
-        let Spare {
-            mut map,
-            path: spare_path,
-        } = spare;
-        let header = SegmentHeader::new(next, map.len() as u64, self.chain.prev_crc);
-        map.slot_mut(0, SEGMENT_HEADER_SIZE)
-            .copy_from_slice(&header.encode());
-        if let Err(err) = rename_new(&*self.io, &spare_path, &path) {
-            return Err(self.poison(file_io(&path)(err)));
-        }
-        self.dir_sync_pending = true;
-        if self.committer.is_some() {
-            // The syncer will make records of the new segment durable on its own: its name
-            // must be durable first.
-            self.sync_durable()?;
-        }
+        let map = self.install_successor(spare)?;
+        self.seal_active()?;
         let new = Active {
             map,
             write_pos: SEGMENT_HEADER_SIZE,
-            synced_to: 0,
+            synced_to: SEGMENT_HEADER_SIZE,
         };
         let old = std::mem::replace(&mut self.active, new);
         if let Some(committer) = &self.committer {
             let handle = self.active.map.sync_handle().clone();
-            committer.switch(handle, 0, next - 1);
+            committer.switch(handle, SEGMENT_HEADER_SIZE, next - 1);
         }
         // Retire first: the next spare is then pre-faulted with the memory the retired
         // segment's pages give back (see `prepare`), not with memory that has sat free.
@@ -395,6 +354,56 @@ impl JournalWriter {
             .retire(old.map, self.flush == FlushPolicy::None);
         self.preparer.request();
         tracing::debug!(first_sequence = next, elapsed = ?started.elapsed(), "journal rolled over");
+        Ok(())
+    }
+
+    /// Makes the spare the durable successor of the active segment: writes and syncs its
+    /// header, renames it to its segment name and syncs the directory.
+    fn install_successor(&mut self, spare: Spare) -> Result<MappedSegment, JournalError> {
+        let Spare {
+            mut map,
+            path: spare_path,
+        } = spare;
+        let next = self.chain.next_sequence;
+        let header = SegmentHeader::new(next, map.len() as u64, self.chain.prev_crc);
+        let encoded = header.encode();
+        map.slot_mut(0, SEGMENT_HEADER_SIZE)
+            .copy_from_slice(&encoded);
+        assert_eq!(
+            SegmentHeader::decode(map.bytes(0, SEGMENT_HEADER_SIZE)),
+            Ok(header),
+            "a segment header reads back as written"
+        );
+        let synced = self
+            .io
+            .sync_range(map.sync_handle(), 0, SEGMENT_HEADER_SIZE);
+        if let Err(err) = synced {
+            return Err(self.poison(file_io(&spare_path)(err)));
+        }
+        let path = self.dir.join(segment_file_name(next));
+        if let Err(err) = rename_new(&*self.io, &spare_path, &path) {
+            return Err(self.poison(file_io(&path)(err)));
+        }
+        if let Err(err) = self.io.sync_dir(&self.dir) {
+            return Err(self.poison(file_io(&self.dir)(err)));
+        }
+        Ok(map)
+    }
+
+    /// Writes and publishes the end marker of the active segment (naming the next sequence)
+    /// and, unless the policy is `none`, makes it durable.
+    fn seal_active(&mut self) -> Result<(), JournalError> {
+        let end = self.active.write_pos;
+        encode_end_marker(
+            self.active.map.slot_mut(end, END_MARKER_SIZE),
+            self.chain.next_sequence,
+            self.chain.prev_crc,
+        );
+        self.active.map.publish(end, END_MAGIC);
+        self.active.write_pos += END_MARKER_SIZE;
+        if self.flush != FlushPolicy::None {
+            self.sync_active()?;
+        }
         Ok(())
     }
 
@@ -413,6 +422,110 @@ impl JournalWriter {
     }
 }
 
+impl JournalOpening {
+    /// Sequence of the last valid record (0 when empty): where the journal will continue
+    /// after [`JournalOpening::finish`].
+    pub fn last_sequence(&self) -> u64 {
+        self.scan.chain.next_sequence - 1
+    }
+
+    /// First sequence of the oldest segment (`None` when there are no segments).
+    pub fn first_sequence(&self) -> Option<u64> {
+        self.scan.segments.first().map(|s| s.first_sequence)
+    }
+
+    /// The journal's chain value after its last valid record: the CRC of record
+    /// [`JournalOpening::last_sequence`], or the seed the first segment header states (0 for
+    /// an empty journal).
+    pub fn last_chain(&self) -> u32 {
+        self.scan.chain.prev_crc
+    }
+
+    /// The sealed last segment whose successor is missing, if that is how the journal ends.
+    /// The writer makes a successor durable before it seals a segment, so the successor's
+    /// file was deleted or lost, with whatever records it held.
+    pub fn missing_successor(&self) -> Option<&Path> {
+        self.scan.missing_successor()
+    }
+
+    /// Applies the scan (cuts a torn tail, removes orphans and spares, seals a segment a crash
+    /// left unsealed, creates a segment when needed) and opens the writer. A journal ending at
+    /// a sealed segment is refused with `Corrupted { reason: SuccessorMissing }`, leaving
+    /// every file as it was.
+    pub fn finish(self) -> Result<JournalWriter, JournalError> {
+        self.scan.refuse_missing_successor()?;
+        self.apply()
+    }
+
+    /// Like [`JournalOpening::finish`], but when the successor of a sealed last segment is
+    /// missing, logs the decision at error level and creates that successor: the journal then
+    /// ends at the sealed segment's end, and the records the missing file held are given up.
+    /// For the operator's explicit accept-loss command only.
+    pub fn finish_accepting_loss(self) -> Result<JournalWriter, JournalError> {
+        if let Some(sealed) = self.missing_successor() {
+            tracing::error!(
+                segment = %sealed.display(),
+                next_sequence = self.scan.chain.next_sequence,
+                "journal: the segment after this sealed one is missing; accepting the loss as \
+                 instructed and continuing after the sealed segment"
+            );
+        }
+        self.apply()
+    }
+
+    fn apply(self) -> Result<JournalWriter, JournalError> {
+        let Self {
+            cfg,
+            io,
+            lock,
+            scan,
+        } = self;
+        let removed_spare = remove_spares(&cfg.dir, &*io)?;
+        let (active, chain) = resume(&cfg, &*io, scan, removed_spare)?;
+        let committer = match cfg.flush {
+            FlushPolicy::Batch => Some(
+                Committer::start(
+                    Arc::clone(&io),
+                    active.map.sync_handle().clone(),
+                    active.synced_to,
+                    chain.next_sequence - 1,
+                )
+                .map_err(JournalError::Io)?,
+            ),
+            FlushPolicy::None | FlushPolicy::IntervalMs(_) => None,
+        };
+        let spare_path = cfg.dir.join(SPARE_FILE_NAME);
+        let prep = cfg.segment_prep_in_force();
+        let mut preparer =
+            Preparer::start(spare_path, cfg.segment_size_bytes, prep, Arc::clone(&io))
+                .map_err(JournalError::Io)?;
+        preparer.request();
+        // Ready means the spare too: pre-faulting it competes for the CPU with the pipeline
+        // (on a VM, ~0.5 s for 256 MiB of memory that had sat free), so it happens before the
+        // first message rather than under it.
+        preparer.barrier().map_err(JournalError::Io)?;
+        tracing::info!(
+            dir = %cfg.dir.display(), flush = %cfg.flush,
+            segment_prep = %prep,
+            next_sequence = chain.next_sequence, "journal writer open"
+        );
+        Ok(JournalWriter {
+            dir: cfg.dir,
+            flush: cfg.flush,
+            max_payload_bytes: cfg.max_payload_bytes,
+            segment_size_bytes: cfg.segment_size_bytes,
+            io,
+            active,
+            chain,
+            last_sync: Instant::now(),
+            poisoned: None,
+            preparer,
+            committer,
+            _lock: lock,
+        })
+    }
+}
+
 /// Applies a scan: cuts a torn tail, removes orphans, and opens (or creates) the segment to
 /// append to. Returns it with the chain to continue.
 fn resume(
@@ -426,6 +539,9 @@ fn resume(
         io.remove(&orphan.path).map_err(file_io(&orphan.path))?;
         dir_dirty = true;
     }
+    for unsealed in &scan.unsealed {
+        seal_unsealed(io, &scan.segments[unsealed.segment].path, unsealed)?;
+    }
     let active = match scan.end {
         ScanEnd::Open {
             segment,
@@ -436,7 +552,7 @@ fn resume(
             let seg = &scan.segments[segment];
             Some(reopen_active(io, &seg.path, offset, nonzero_end, damage)?)
         }
-        ScanEnd::Empty | ScanEnd::Sealed | ScanEnd::HeaderTorn { .. } => None,
+        ScanEnd::Empty | ScanEnd::Sealed { .. } | ScanEnd::HeaderTorn { .. } => None,
     };
     let active = match active {
         Some(active) => active,
@@ -449,6 +565,42 @@ fn resume(
         io.sync_dir(&cfg.dir).map_err(file_io(&cfg.dir))?;
     }
     Ok((active, scan.chain))
+}
+
+/// Seals a segment a crash in a rollover left unsealed (its successor continues it): writes
+/// its end marker into the unpublished slot and makes it durable. Readers following a live
+/// journal then move on at the marker, as after any rollover. A published but torn marker
+/// (only a power cut leaves one, so no reader has been waiting on it) is left as it is:
+/// readers may be viewing its bytes, and they accept it as it is.
+fn seal_unsealed(io: &dyn SegmentIo, path: &Path, unsealed: &Unsealed) -> Result<(), JournalError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(file_io(path))?;
+    let len = file.metadata().map_err(file_io(path))?.len() as usize;
+    // Nothing to pre-fault: one store, at the marker.
+    let mut map = MappedSegment::map_for_append(file, len).map_err(file_io(path))?;
+    let (offset, chain) = (unsealed.offset, unsealed.chain);
+    if map.bytes(offset, 4) != [0; 4] {
+        return Ok(());
+    }
+    tracing::warn!(
+        path = %path.display(), offset, next_sequence = chain.next_sequence,
+        "journal: sealing a segment a crash left unsealed (its successor continues it)"
+    );
+    encode_end_marker(
+        map.slot_mut(offset, END_MARKER_SIZE),
+        chain.next_sequence,
+        chain.prev_crc,
+    );
+    map.publish(offset, END_MAGIC);
+    assert!(
+        check_entry(map.bytes(offset, END_MARKER_SIZE), chain).is_ok(),
+        "an end marker reads back as written"
+    );
+    io.sync_range(map.sync_handle(), offset, END_MARKER_SIZE)
+        .map_err(file_io(path))
 }
 
 /// Maps the last segment for appending at `offset`, zeroing (and syncing) torn bytes first.

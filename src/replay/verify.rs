@@ -76,9 +76,6 @@ fn report_json(report: &VerifyReport) -> Value {
         TailState::Clean { segment, offset } => {
             json!({"state": "clean", "segment": segment.display().to_string(), "offset": offset})
         }
-        TailState::Sealed { segment } => {
-            json!({"state": "sealed", "segment": segment.display().to_string()})
-        }
         TailState::Torn {
             segment, offset, ..
         } => {
