@@ -7,7 +7,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use keel::bench::{pingpong, ring, BenchError, PinRequest};
-use keel::cli::{run_client, run_serve, ClientArgs, ServeArgs};
+use keel::cli::{run_admin, run_client, run_serve, AdminCommand, ClientArgs, ServeArgs};
 use keel::ring::WaitStrategy;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -32,6 +32,9 @@ enum Command {
     /// Benchmarks of keel's ring against its peers, side by side in one run.
     /// With no subcommand: the canonical bookstore pipeline workload.
     Bench(BenchRoot),
+    /// Operator actions on a stopped server's data (accept-loss).
+    #[command(subcommand)]
+    Admin(AdminCommand),
 }
 
 /// `keel bench [SUBCOMMAND]`
@@ -164,6 +167,7 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Replay(args)) => return keel::replay::main(&args),
+        Some(Command::Admin(command)) => run_admin(&command).map_err(|e| e.to_string()),
         Some(Command::Bench(BenchRoot { command: None })) => {
             keel::bench::commands::run_default().map_err(|e| e.to_string())
         }

@@ -1,6 +1,6 @@
 //! `Config`: every limit of the engine, set once at start. Nothing grows after `start()`.
 
-use crate::journal::{FlushPolicy, SegmentPrep};
+use crate::journal::{FlushPolicy, JournalConfig, SegmentPrep};
 use crate::ring::WaitStrategy;
 use std::path::PathBuf;
 
@@ -145,6 +145,17 @@ impl Config {
             journal_dir: dir.join("journal"),
             snapshot_dir: dir.join("snapshots"),
             ..Config::default()
+        }
+    }
+
+    /// The journal writer's configuration these limits describe.
+    pub(crate) fn journal_config(&self) -> JournalConfig {
+        JournalConfig {
+            dir: self.journal_dir.clone(),
+            segment_size_bytes: self.segment_size_bytes,
+            flush: self.flush,
+            max_payload_bytes: self.max_message_bytes as u32,
+            segment_prep: self.segment_prep,
         }
     }
 

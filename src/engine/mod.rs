@@ -6,6 +6,7 @@
 //! ring numbering continuing after the last journaled sequence. Shutdown: close the input,
 //! let both stages drain everything published, sync the journal, join, hand the processor back.
 
+mod accept_loss;
 mod affinity;
 mod config;
 mod journal_gate;
@@ -18,6 +19,7 @@ mod responses;
 mod slots;
 mod submit;
 
+pub use accept_loss::{accept_loss, LossAccepted};
 pub use affinity::Cores;
 pub use config::{
     ApplyMode, Config, ConfigError, OutputWaker, Pinning, DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
@@ -34,7 +36,7 @@ pub use responses::ResponseReceiver;
 pub use submit::{now_ns, Submission, SubmitError, Submitter};
 
 use crate::error::Error;
-use crate::journal::{JournalConfig, JournalError, JournalWriter};
+use crate::journal::{JournalError, JournalWriter};
 use crate::ring::{Gauge, RingBuilder, Sequence, Signal};
 use crate::snapshot::{SnapshotStats, SnapshotStore, SnapshotWriter};
 use journal_gate::{JournalGate, JournalerExit};
@@ -63,19 +65,16 @@ impl<P: Processor> Engine<P> {
     pub fn start(config: Config, mut processor: P) -> Result<Self, Error> {
         config.validate()?;
         let slots = Slots::allocate_in_background(&config)?;
-        let opening = Instant::now();
-        let journal = JournalWriter::open(&JournalConfig {
-            dir: config.journal_dir.clone(),
-            segment_size_bytes: config.segment_size_bytes,
-            flush: config.flush,
-            max_payload_bytes: config.max_message_bytes as u32,
-            segment_prep: config.segment_prep,
-        })?;
+        let open_started = Instant::now();
+        let opening = JournalWriter::begin_open(&config.journal_config())?;
         let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
             .with_max_state_bytes(config.snapshot_max_state_bytes);
-        let last = journal.last_sequence();
+        // Judge the snapshots before the journal is modified (torn tail cut, orphans removed):
+        // a refusal leaves every file as it was.
+        let last = opening.last_sequence();
         let judged = recovery::bind_snapshots(&store, &config.journal_dir, last)?;
-        let journal_open = opening.elapsed();
+        let journal = opening.finish()?;
+        let journal_open = open_started.elapsed();
         let recovered = Recovered {
             journal_open,
             ..recovery::recover(&config, &store, &judged, &mut processor, last)?

@@ -1,0 +1,326 @@
+//! Snapshots are bound to the journal they were taken from: recovery uses a snapshot only when
+//! the journal holds its sequence with the chain value it recorded, and refuses to start when a
+//! snapshot shows that acknowledged data is gone (beyond the journal's end, of another history,
+//! every segment deleted, the last segment deleted). The refusal modifies nothing; the
+//! operator's explicit `accept_loss` quarantines the snapshots (never deletes them) and no
+//! later restart picks them up.
+
+use keel::apps::bookstore::Bookstore;
+use keel::apps::App;
+use keel::engine::accept_loss;
+use keel::journal::{record_size_bytes, verify, JournalReader, TailState};
+use keel::snapshot::{SnapshotStore, UnboundSnapshot, QUARANTINE_DIR};
+use keel::{Config, Engine, Error, FlushPolicy, Processor, Submission, WaitStrategy};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+const SEED: u64 = 17;
+
+fn config(dir: &Path) -> Config {
+    Config {
+        ring_capacity: 1024,
+        output_ring_capacity: 1024,
+        segment_size_bytes: 1 << 20,
+        wait: WaitStrategy::PARK,
+        flush: FlushPolicy::Batch,
+        snapshot_interval_messages: 0,
+        discard_responses: true,
+        ..Config::with_data_dir(dir)
+    }
+}
+
+/// Submits the bookstore's setup (on a fresh journal) and workload messages `range`, then stops
+/// cleanly (a snapshot at the last sequence). Returns the state hash and the last sequence.
+fn run(dir: &Path, range: std::ops::Range<u64>, salt: u64) -> (u64, u64) {
+    let mut engine = Engine::start(config(dir), Bookstore::default()).expect("engine starts");
+    let fresh = engine.recovered_sequence() == 0;
+    let setup = if fresh {
+        Bookstore::setup(SEED)
+    } else {
+        Vec::new()
+    };
+    let mut last = engine.recovered_sequence();
+    for command in setup
+        .into_iter()
+        .chain(range.map(|i| Bookstore::workload(SEED + salt, i)))
+    {
+        let to = Submission {
+            kind: command.kind,
+            version: command.version,
+            session_id: 1,
+            correlation_id: 0,
+        };
+        last = engine.submitter().submit(to, &command.payload).unwrap();
+    }
+    let state = engine.shutdown().expect("clean stop");
+    (state.state_hash(), last)
+}
+
+/// The state hash a full replay of the journal in `dir` gives (snapshots ignored).
+fn full_replay_hash(dir: &Path) -> u64 {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path();
+    copy_dir(&dir.join("journal"), &copy.join("journal"));
+    let engine = Engine::start(
+        Config {
+            snapshot_on_shutdown: false,
+            ..config(copy)
+        },
+        Bookstore::default(),
+    )
+    .unwrap();
+    assert_eq!(engine.recovered().snapshot_sequence, 0);
+    engine.shutdown().unwrap().state_hash()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<_> = fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every segment's bytes, to prove a refusal changed nothing.
+fn journal_bytes(dir: &Path) -> Vec<Vec<u8>> {
+    segments(dir).iter().map(|p| fs::read(p).unwrap()).collect()
+}
+
+/// The last record: its segment, offset and size.
+fn last_record(dir: &Path) -> (PathBuf, usize, usize) {
+    let journal = dir.join("journal");
+    let mut reader = JournalReader::open(&journal).unwrap();
+    let mut payload_bytes = None;
+    while let Some(record) = reader.next().unwrap() {
+        payload_bytes = Some(record.payload.len());
+    }
+    let size = record_size_bytes(payload_bytes.expect("a record"));
+    match verify(&journal).unwrap().tail {
+        TailState::Clean { segment, offset } => (segment, offset as usize - size, size),
+        other => panic!("expected a clean end, got {other:?}"),
+    }
+}
+
+/// The two ways the tail's last record can be lost: zeroed, or one bit flipped.
+fn damage_last_record(dir: &Path, zero: bool) {
+    let (segment, offset, size) = last_record(dir);
+    let mut bytes = fs::read(&segment).unwrap();
+    if zero {
+        bytes[offset..offset + size].fill(0);
+    } else {
+        bytes[offset + 20] ^= 0x10;
+    }
+    fs::write(&segment, bytes).unwrap();
+}
+
+fn refusal(dir: &Path) -> UnboundSnapshot {
+    match Engine::start(config(dir), Bookstore::default()) {
+        Err(Error::UnboundSnapshot(refusal)) => refusal,
+        Err(other) => panic!("expected a refusal naming a snapshot, got: {other}"),
+        Ok(_) => panic!("recovery started on a journal that lost acknowledged data"),
+    }
+}
+
+/// `keel replay verify`'s exit code on `dir`.
+fn verify_exit(dir: &Path) -> i32 {
+    let out = Process::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["replay", "verify", "--app", "bookstore", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    out.status.code().expect("an exit code")
+}
+
+fn quarantined(dir: &Path) -> Vec<String> {
+    let folder = dir.join("snapshots").join(QUARANTINE_DIR);
+    let mut names: Vec<String> = fs::read_dir(folder)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The case 1: clean stop (snapshot at L), the last record is then lost (zeroed or a
+/// flipped bit: a torn tail, which recovery cuts). Recovery must refuse rather than start a new
+/// history beside the stale snapshot; after the operator accepts the loss, a new history is
+/// bound to its own snapshots and a restart equals a full replay.
+fn torn_tail_under_a_snapshot(zero: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_, last) = run(dir, 0..200, 0);
+    damage_last_record(dir, zero);
+    let before = journal_bytes(dir);
+    let refused = refusal(dir);
+    assert!(
+        matches!(refused, UnboundSnapshot::BeyondEnd { sequence, journal_end, .. }
+            if sequence == last && journal_end == last - 1),
+        "{refused}"
+    );
+    let text = refused.to_string();
+    let needles = [format!("{last:020}.snap"), "accept-loss".into(), (last - 1).to_string()];
+    for needle in needles {
+        assert!(text.contains(&needle), "{needle} missing: {text}");
+    }
+    assert_eq!(journal_bytes(dir), before, "the refusal modified the journal");
+    assert_eq!(verify_exit(dir), 9, "verify reports lost history");
+
+    let accepted = accept_loss(&config(dir)).unwrap();
+    assert_eq!(accepted.journal_end, last - 1);
+    assert_eq!(accepted.quarantined.len(), 1, "{accepted:?}");
+    assert_eq!(quarantined(dir), vec![format!("{last:020}.snap")]);
+
+    // A new history from last - 1 on, then a restart from its own snapshot.
+    let (hash, new_last) = run(dir, 1_000..1_002, 99);
+    assert_eq!(new_last, last + 1);
+    let engine = Engine::start(config(dir), Bookstore::default()).unwrap();
+    assert_eq!(engine.recovered().snapshot_sequence, new_last);
+    assert_eq!(engine.shutdown().unwrap().state_hash(), hash);
+    assert_eq!(full_replay_hash(dir), hash);
+    assert_eq!(verify_exit(dir), 0);
+    assert!(accept_loss(&config(dir)).unwrap().is_empty());
+    assert_eq!(quarantined(dir).len(), 1, "the quarantine is kept");
+}
+
+#[test]
+fn a_zeroed_last_record_under_a_snapshot_refuses_recovery_until_the_loss_is_accepted() {
+    torn_tail_under_a_snapshot(true);
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_record_under_a_snapshot_refuses_recovery_too() {
+    torn_tail_under_a_snapshot(false);
+}
+
+/// The case 3: every segment deleted, snapshots kept.
+#[test]
+fn a_wiped_journal_with_snapshots_left_refuses_recovery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_, last) = run(dir, 0..100, 0);
+    for segment in segments(dir) {
+        fs::remove_file(segment).unwrap();
+    }
+    let refused = refusal(dir);
+    assert!(
+        matches!(refused, UnboundSnapshot::BeyondEnd { sequence, journal_end: 0, .. }
+            if sequence == last),
+        "{refused}"
+    );
+    assert_eq!(verify_exit(dir), 9);
+    let accepted = accept_loss(&config(dir)).unwrap();
+    assert_eq!((accepted.journal_end, accepted.quarantined.len()), (0, 1));
+    let engine = Engine::start(config(dir), Bookstore::default()).unwrap();
+    assert_eq!(engine.recovered_sequence(), 0);
+    assert_eq!(engine.shutdown().unwrap().state_hash(), Bookstore::default().state_hash());
+}
+
+/// A snapshot whose sequence the journal holds, but with another chain value: it was taken from
+/// another history (here: another server's data directory).
+#[test]
+fn a_snapshot_of_another_history_refuses_recovery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (_, last_a) = run(&a, 0..100, 0);
+    let (_, last_b) = run(&b, 0..100, 5);
+    assert_eq!(last_a, last_b);
+    let name = format!("{last_a:020}.snap");
+    fs::copy(b.join("snapshots").join(&name), a.join("snapshots").join(&name)).unwrap();
+    let refused = refusal(&a);
+    assert!(
+        matches!(refused, UnboundSnapshot::Forked { sequence, .. } if sequence == last_a),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("another history"), "{refused}");
+    assert_eq!(verify_exit(&a), 9);
+    accept_loss(&config(&a)).unwrap();
+    assert_eq!(quarantined(&a), vec![name]);
+    let engine = Engine::start(config(&a), Bookstore::default()).unwrap();
+    assert_eq!(engine.recovered().snapshot_sequence, 0, "full replay");
+    engine.shutdown().unwrap();
+}
+
+/// The case 2: the last segment deleted, the one before it sealed, and no snapshot
+/// beyond what remains. A sealed segment always has its successor, so this is refused too.
+#[test]
+fn a_deleted_last_segment_refuses_recovery_even_without_snapshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run(dir, 0..20_000, 0);
+    let segments = segments(dir);
+    assert!(segments.len() >= 2, "{segments:?}");
+    fs::remove_file(segments.last().unwrap()).unwrap();
+    for file in SnapshotStore::open(&dir.join("snapshots"), 10)
+        .unwrap()
+        .list()
+        .unwrap()
+    {
+        fs::remove_file(file.path).unwrap();
+    }
+    let before = journal_bytes(dir);
+    let err = Engine::start(config(dir), Bookstore::default())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("missing"), "{err}");
+    assert_eq!(journal_bytes(dir), before, "the refusal modified the journal");
+    assert_ne!(verify_exit(dir), 0);
+    let accepted = accept_loss(&config(dir)).unwrap();
+    assert!(accepted.sealed_end.is_some(), "{accepted:?}");
+    let engine = Engine::start(config(dir), Bookstore::default()).unwrap();
+    assert_eq!(engine.recovered_sequence(), accepted.journal_end);
+    engine.shutdown().unwrap();
+}
+
+/// Snapshots written while the engine runs under `none` (and `interval`) are published only
+/// once the journal is durable past them, so a restart never finds one beyond the journal.
+#[test]
+fn snapshots_under_every_flush_policy_are_bound_and_restored() {
+    for flush in [FlushPolicy::None, FlushPolicy::IntervalMs(50), FlushPolicy::Batch] {
+        for mode in [keel::ApplyMode::Durable, keel::ApplyMode::ApplyAhead] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path();
+            let cfg = Config {
+                flush,
+                mode,
+                snapshot_interval_messages: 500,
+                ..config(dir)
+            };
+            let mut engine = Engine::start(cfg.clone(), Bookstore::default()).unwrap();
+            for command in Bookstore::setup(SEED)
+                .into_iter()
+                .chain((0..3_000).map(|i| Bookstore::workload(SEED, i)))
+            {
+                let to = Submission {
+                    kind: command.kind,
+                    version: command.version,
+                    session_id: 1,
+                    correlation_id: 0,
+                };
+                engine.submitter().submit(to, &command.payload).unwrap();
+            }
+            let stats = engine.snapshot_stats().unwrap();
+            let hash = engine.shutdown().unwrap().state_hash();
+            let written = stats.written.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(written >= 2, "{flush:?} {mode:?}: {written} snapshots");
+            let engine = Engine::start(cfg, Bookstore::default()).unwrap();
+            assert!(engine.recovered().snapshot_sequence > 0);
+            assert_eq!(engine.shutdown().unwrap().state_hash(), hash, "{flush:?} {mode:?}");
+            assert_eq!(verify_exit(dir), 0, "{flush:?} {mode:?}");
+        }
+    }
+}
