@@ -173,11 +173,19 @@ fn torn_tail_under_a_snapshot(zero: bool) {
         "{refused}"
     );
     let text = refused.to_string();
-    let needles = [format!("{last:020}.snap"), "accept-loss".into(), (last - 1).to_string()];
+    let needles = [
+        format!("{last:020}.snap"),
+        "accept-loss".into(),
+        (last - 1).to_string(),
+    ];
     for needle in needles {
         assert!(text.contains(&needle), "{needle} missing: {text}");
     }
-    assert_eq!(journal_bytes(dir), before, "the refusal modified the journal");
+    assert_eq!(
+        journal_bytes(dir),
+        before,
+        "the refusal modified the journal"
+    );
     assert_eq!(verify_exit(dir), 9, "verify reports lost history");
 
     let accepted = accept_loss(&config(dir)).unwrap();
@@ -227,7 +235,10 @@ fn a_wiped_journal_with_snapshots_left_refuses_recovery() {
     assert_eq!((accepted.journal_end, accepted.quarantined.len()), (0, 1));
     let engine = Engine::start(config(dir), Bookstore::default()).unwrap();
     assert_eq!(engine.recovered_sequence(), 0);
-    assert_eq!(engine.shutdown().unwrap().state_hash(), Bookstore::default().state_hash());
+    assert_eq!(
+        engine.shutdown().unwrap().state_hash(),
+        Bookstore::default().state_hash()
+    );
 }
 
 /// A snapshot whose sequence the journal holds, but with another chain value: it was taken from
@@ -240,7 +251,11 @@ fn a_snapshot_of_another_history_refuses_recovery() {
     let (_, last_b) = run(&b, 0..100, 5);
     assert_eq!(last_a, last_b);
     let name = format!("{last_a:020}.snap");
-    fs::copy(b.join("snapshots").join(&name), a.join("snapshots").join(&name)).unwrap();
+    fs::copy(
+        b.join("snapshots").join(&name),
+        a.join("snapshots").join(&name),
+    )
+    .unwrap();
     let refused = refusal(&a);
     assert!(
         matches!(refused, UnboundSnapshot::Forked { sequence, .. } if sequence == last_a),
@@ -277,7 +292,11 @@ fn a_deleted_last_segment_refuses_recovery_even_without_snapshots() {
         .err()
         .expect("refused");
     assert!(err.to_string().contains("missing"), "{err}");
-    assert_eq!(journal_bytes(dir), before, "the refusal modified the journal");
+    assert_eq!(
+        journal_bytes(dir),
+        before,
+        "the refusal modified the journal"
+    );
     assert_ne!(verify_exit(dir), 0);
     let accepted = accept_loss(&config(dir)).unwrap();
     assert!(accepted.sealed_end.is_some(), "{accepted:?}");
@@ -290,7 +309,11 @@ fn a_deleted_last_segment_refuses_recovery_even_without_snapshots() {
 /// once the journal is durable past them, so a restart never finds one beyond the journal.
 #[test]
 fn snapshots_under_every_flush_policy_are_bound_and_restored() {
-    for flush in [FlushPolicy::None, FlushPolicy::IntervalMs(50), FlushPolicy::Batch] {
+    for flush in [
+        FlushPolicy::None,
+        FlushPolicy::IntervalMs(50),
+        FlushPolicy::Batch,
+    ] {
         for mode in [keel::ApplyMode::Durable, keel::ApplyMode::ApplyAhead] {
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path();
@@ -319,8 +342,150 @@ fn snapshots_under_every_flush_policy_are_bound_and_restored() {
             assert!(written >= 2, "{flush:?} {mode:?}: {written} snapshots");
             let engine = Engine::start(cfg, Bookstore::default()).unwrap();
             assert!(engine.recovered().snapshot_sequence > 0);
-            assert_eq!(engine.shutdown().unwrap().state_hash(), hash, "{flush:?} {mode:?}");
+            assert_eq!(
+                engine.shutdown().unwrap().state_hash(),
+                hash,
+                "{flush:?} {mode:?}"
+            );
             assert_eq!(verify_exit(dir), 0, "{flush:?} {mode:?}");
         }
     }
+}
+
+// ---------------------------------------------------------------- through the real server
+
+mod serve_support;
+
+use keel::apps::bookstore::{AddBook, Payload, PlaceOrder};
+use keel::net::{Client, ReplyStatus};
+use std::net::SocketAddr;
+use std::process::{ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn keel_serve(data: &Path) -> Process {
+    let mut command = Process::new(env!("CARGO_BIN_EXE_keel"));
+    command
+        .args(["serve", "--app", "bookstore", "--listen", "127.0.0.1:0"])
+        .args(["--wait", "park", "--flush", "batch", "--data-dir"])
+        .arg(data)
+        .args(["--segment-size-bytes", "1048576"])
+        .args(["--ring-capacity", "1024", "--output-ring-capacity", "1024"]);
+    command
+}
+
+/// Runs `command` to its end (at most 60 s): its status and stderr.
+fn run_to_end(mut command: Process) -> (ExitStatus, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after 60 s: it did not refuse");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status, text)
+}
+
+/// Sends each command and asserts it is accepted (so it is journaled and acknowledged).
+fn acknowledged(addr: SocketAddr, commands: &[keel::apps::Command]) {
+    let mut client = Client::connect(addr, None).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for c in commands {
+        let reply = client.request(c.kind, c.version, &c.payload).unwrap();
+        assert_eq!(reply.status, ReplyStatus::Accepted);
+    }
+}
+
+fn order(customer: u64) -> keel::apps::Command {
+    PlaceOrder {
+        customer,
+        book: 1,
+        quantity: 1,
+        seen_price_cents: 1_000,
+    }
+    .command()
+}
+
+fn sigterm_and_wait(mut served: serve_support::Served) {
+    // SAFETY: signalling our own child process by its pid.
+    assert_eq!(
+        unsafe { libc::kill(served.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let status = served.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+/// The case 1 as a user meets it: 5 acknowledged requests and a clean stop (a snapshot
+/// at the end), then the last record is zeroed. `keel serve` must refuse (naming the snapshot
+/// and the journal's end) instead of starting a second history beside the stale snapshot;
+/// after `keel admin accept-loss`, new acknowledged orders survive a kill -9, and the restart
+/// is exactly a full replay of the journal (`keel replay check`).
+#[test]
+fn keel_serve_refuses_a_torn_tail_under_a_snapshot_until_the_loss_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let served = serve_support::spawn(keel_serve(&data));
+    let book = AddBook {
+        book: 1,
+        price_cents: 1_000,
+        stock: 10,
+        title: "Dune".into(),
+    };
+    let first: Vec<_> = std::iter::once(book.command())
+        .chain((1..=4).map(order))
+        .collect();
+    acknowledged(served.addr, &first);
+    sigterm_and_wait(served);
+    let snapshots = SnapshotStore::open(&data.join("snapshots"), 10).unwrap();
+    let last = snapshots
+        .list()
+        .unwrap()
+        .last()
+        .expect("a snapshot")
+        .sequence;
+    damage_last_record(&data, true);
+
+    let (status, text) = run_to_end(keel_serve(&data));
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("refusing to start"), "{text}");
+    assert!(text.contains(&format!("{last:020}.snap")), "{text}");
+    assert!(text.contains(&format!("ends at {}", last - 1)), "{text}");
+    assert_eq!(verify_exit(&data), 9);
+
+    let mut admin = Process::new(env!("CARGO_BIN_EXE_keel"));
+    admin
+        .args(["admin", "accept-loss", "--data-dir"])
+        .arg(&data);
+    let (status, text) = run_to_end(admin);
+    assert!(status.success() && text.contains("quarantined"), "{text}");
+
+    let mut served = serve_support::spawn(keel_serve(&data));
+    assert_eq!(served.recovered_last_sequence(), last - 1);
+    acknowledged(served.addr, &[order(7), order(8)]);
+    served.child.kill().unwrap(); // kill -9
+    served.child.wait().unwrap();
+
+    let served = serve_support::spawn(keel_serve(&data));
+    assert_eq!(served.recovered_last_sequence(), last + 1);
+    sigterm_and_wait(served);
+    let mut check = Process::new(env!("CARGO_BIN_EXE_keel"));
+    check
+        .args(["replay", "check", "--app", "bookstore", "--data-dir"])
+        .arg(&data);
+    let (status, text) = run_to_end(check);
+    assert!(status.success(), "replay check: {text}");
+    assert_eq!(verify_exit(&data), 0);
 }

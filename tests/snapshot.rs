@@ -205,7 +205,9 @@ fn a_snapshot_beyond_the_journal_refuses_recovery() {
     future.entries.insert(1, 1);
     let mut bytes = Vec::new();
     future.save_state(&mut bytes).unwrap();
-    store.write(5_000, 0, 1, future.state_hash(), &bytes).unwrap();
+    store
+        .write(5_000, 0, 1, future.state_hash(), &bytes)
+        .unwrap();
     let err = Engine::start(config(dir.path(), 0), Kv::default())
         .err()
         .expect("recovery refuses");

@@ -58,11 +58,7 @@ fn run_accept_loss(args: &AcceptLossArgs) -> Result<(), Error> {
         );
     }
     for (from, to, why) in &done.quarantined {
-        println!(
-            "quarantined {} ({why}) -> {}",
-            from.display(),
-            to.display()
-        );
+        println!("quarantined {} ({why}) -> {}", from.display(), to.display());
     }
     println!(
         "the engine will start from the journal's end at sequence {}",

@@ -6,9 +6,11 @@
 //! its successor is missing. Accepting the loss, which only an operator may decide:
 //! - moves every snapshot the journal cannot vouch for into `snapshots/quarantine/` (never
 //!   deleted; no later restart lists it), and
-//! - when the successor segment is missing, lets the journal continue at the sealed end,
-//! and logs each decision at `warn`. The torn tail, if any, is cut as a normal start would.
-//! Nothing else changes: a journal corrupted before its tail is still refused.
+//! - when the successor segment is missing, lets the journal continue at the sealed end;
+//! - logs each decision at `warn`.
+//!
+//! The torn tail, if any, is cut as a normal start would. Nothing else changes: a journal
+//! corrupted before its tail is still refused.
 
 use std::path::PathBuf;
 

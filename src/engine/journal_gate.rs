@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use crate::journal::{chain_at, ChainAt, FlushPolicy, JournalSyncHandle};
 use crate::ring::Sequence;
-use crate::snapshot::SnapshotError;
 use crate::snapshot::JournalBinding;
+use crate::snapshot::SnapshotError;
 
 /// How the journaler thread ended, for the snapshot thread.
 #[derive(Debug, Default)]
@@ -65,7 +65,11 @@ impl JournalGate {
     /// Whether `sequence` is durable now, making it so through the sync handle if it was
     /// appended under a policy that does not sync it.
     fn durable_now(&self, sequence: u64, exit: u8) -> Result<bool, SnapshotError> {
-        if self.durable.as_ref().is_some_and(|d| d.load_acquire() >= sequence) {
+        if self
+            .durable
+            .as_ref()
+            .is_some_and(|d| d.load_acquire() >= sequence)
+        {
             return Ok(true);
         }
         if self.appended.load_acquire() < sequence {
@@ -76,7 +80,10 @@ impl JournalGate {
         }
         match (&self.sync, self.flush) {
             (_, FlushPolicy::Batch) | (None, _) => Ok(false),
-            (Some(handle), _) => handle.sync_through(sequence).map(|()| true).map_err(Into::into),
+            (Some(handle), _) => handle
+                .sync_through(sequence)
+                .map(|()| true)
+                .map_err(Into::into),
         }
     }
 }

@@ -11,8 +11,8 @@ use crate::journal::{JournalReader, Record};
 use crate::snapshot::{
     judge, Judged, SnapshotError, SnapshotFile, SnapshotStore, StateError, UnboundSnapshot, Vouch,
 };
-use std::path::Path;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// What recovery did.

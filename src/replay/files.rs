@@ -14,8 +14,8 @@ use crate::apps::App;
 use crate::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use crate::journal::{SegmentHeader, SEGMENT_HEADER_SIZE};
 use crate::snapshot::{
-    decode_header, load_file, LoadedSnapshot, SnapshotError, SnapshotFile, SnapshotHeader,
-    Vouch, HEADER_BYTES,
+    decode_header, load_file, LoadedSnapshot, SnapshotError, SnapshotFile, SnapshotHeader, Vouch,
+    HEADER_BYTES,
 };
 
 /// One segment file of a journal and what its header says.

@@ -247,8 +247,10 @@ fn check_snapshots<A: App>(
             }
         };
         let bound = vouch.map(|v| vouch_text(&v));
-        out.push(json!({"file": name, "sequence": file.sequence, "status": status,
-            "journal": bound}));
+        out.push(
+            json!({"file": name, "sequence": file.sequence, "status": status,
+            "journal": bound}),
+        );
     }
     Ok(out)
 }

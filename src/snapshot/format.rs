@@ -240,7 +240,12 @@ mod tests {
         let file = sample_v1();
         let (h, state) = decode(&file).unwrap();
         assert_eq!(
-            (h.format_version, h.sequence, h.journal_chain, h.header_bytes()),
+            (
+                h.format_version,
+                h.sequence,
+                h.journal_chain,
+                h.header_bytes()
+            ),
             (FORMAT_VERSION_UNBOUND, 42, None, V1_HEADER_BYTES)
         );
         assert_eq!(state, b"some state bytes");
