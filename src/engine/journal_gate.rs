@@ -40,9 +40,27 @@ impl JournalerExit {
         self.0.store(STOPPED, Ordering::Release);
     }
 
+    /// A guard for the journaler thread: if the thread ends without saying how (a panic),
+    /// dropping it records `stopped`, so a snapshot waiting on the journal never waits forever.
+    pub(crate) fn guard(self: &Arc<Self>) -> ExitGuard {
+        ExitGuard(Arc::clone(self))
+    }
+
     fn get(&self) -> u8 {
         // Pairs with the Release stores above: what the journaler did before is visible.
         self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Records `stopped` on drop unless the journaler recorded its end first.
+pub(crate) struct ExitGuard(Arc<JournalerExit>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+             .0
+            .compare_exchange(RUNNING, STOPPED, Ordering::AcqRel, Ordering::Acquire);
     }
 }
 

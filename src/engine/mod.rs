@@ -163,6 +163,7 @@ impl<P: Processor> Engine<P> {
         let interval = journaler::tick_interval(config.flush);
         let (c1, core) = (cores.clone(), config.pinning.journaler_core);
         let journaler = spawn("keel-journaler", move || {
+            let _on_panic = exit.guard();
             c1.pin_current(core, "journaler");
             let ended = journaler::run(journal, journal_input, interval);
             match ended {
