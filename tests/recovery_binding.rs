@@ -364,14 +364,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn keel_serve(data: &Path) -> Process {
-    let mut command = Process::new(env!("CARGO_BIN_EXE_keel"));
-    command
-        .args(["serve", "--app", "bookstore", "--listen", "127.0.0.1:0"])
-        .args(["--wait", "park", "--flush", "batch", "--data-dir"])
-        .arg(data)
-        .args(["--segment-size-bytes", "1048576"])
-        .args(["--ring-capacity", "1024", "--output-ring-capacity", "1024"]);
-    command
+    serve_support::bookstore(data)
 }
 
 /// Runs `command` to its end (at most 60 s): its status and stderr.

@@ -11,19 +11,12 @@ mod serve_support;
 use serve_support::Served;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
 fn serve(data: &Path) -> Served {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
-    command
-        .args(["serve", "--app", "bookstore", "--listen", "127.0.0.1:0"])
-        .args(["--wait", "park", "--flush", "batch", "--data-dir"])
-        .arg(data)
-        .args(["--segment-size-bytes", "1048576"])
-        .args(["--ring-capacity", "1024", "--output-ring-capacity", "1024"]);
-    serve_support::spawn(command)
+    serve_support::spawn(serve_support::bookstore(data))
 }
 
 impl Served {

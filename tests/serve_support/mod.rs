@@ -15,6 +15,7 @@ pub struct Served {
     /// The banner's "snapshot at S, R messages replayed, last sequence L".
     pub recovered: String,
     /// Every line printed on stderr so far.
+    #[allow(dead_code)] // a module of several test crates: not each reads it
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -26,6 +27,20 @@ impl Served {
         last.and_then(|l| l.trim().parse().ok())
             .expect("the banner names the last sequence")
     }
+}
+
+/// `keel serve` of the bookstore on an ephemeral loopback port over `data`, with small rings and
+/// 1 MiB segments, parking waits and `--flush batch`.
+#[allow(dead_code)] // a module of several test crates: not each uses every helper
+pub fn bookstore(data: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+    command
+        .args(["serve", "--app", "bookstore", "--listen", "127.0.0.1:0"])
+        .args(["--wait", "park", "--flush", "batch", "--data-dir"])
+        .arg(data)
+        .args(["--segment-size-bytes", "1048576"])
+        .args(["--ring-capacity", "1024", "--output-ring-capacity", "1024"]);
+    command
 }
 
 /// Spawns `command` (`keel serve …`) and waits up to 60 s for its banner.
