@@ -24,6 +24,7 @@ mod recovery;
 mod segment;
 mod writer;
 
+pub use commit::DurableWaker;
 pub use config::{
     FlushPolicy, JournalConfig, ParseFlushPolicyError, ParseSegmentPrepError, SegmentPrep,
 };
