@@ -557,12 +557,16 @@ impl NetThread {
         }
     }
 
+    /// Until the next timer check, or less when something is due sooner (the end of the
+    /// shutdown grace is one: it must not wait for a long `timer_tick`).
     fn sleep_time(&self, now: Instant) -> Duration {
+        let until_tick = self.next_tick.saturating_duration_since(now);
         match self.stage {
             Stage::Running if self.blocked => BLOCKED_SLEEP,
             _ if !self.sessions.ready.is_empty() => Duration::ZERO,
             Stage::Draining => DRAIN_SLEEP,
-            _ => self.next_tick.saturating_duration_since(now),
+            Stage::Final { deadline } => until_tick.min(deadline.saturating_duration_since(now)),
+            Stage::Running => until_tick,
         }
     }
 
