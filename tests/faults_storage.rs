@@ -378,8 +378,8 @@ impl JournalSink for TrackedJournal {
     fn durable(&self) -> Option<Arc<keel::ring::Sequence>> {
         self.writer.durable_sequence()
     }
-    fn set_durable_waker(&mut self, signal: Arc<keel::ring::Signal>) {
-        self.writer.set_durable_waker(signal);
+    fn set_durable_waker(&mut self, waker: keel::journal::DurableWaker) {
+        self.writer.set_durable_waker(waker);
     }
     fn sync_handle(&self) -> Option<keel::journal::JournalSyncHandle> {
         Some(self.writer.sync_handle())

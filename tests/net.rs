@@ -434,14 +434,10 @@ impl keel::engine::JournalSink for FailingJournal {
 #[test]
 fn when_the_engine_stops_the_server_tells_clients_and_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = engine_config(dir.path());
-    let bound = keel::net::Server::bind(net_config(), &mut config).unwrap();
+    let config = engine_config(dir.path());
     let journal = FailingJournal { fail_at: 20 };
     let mut engine = keel::Engine::start_with_sink(config, Counter::default(), journal, 0).unwrap();
-    let submitter = engine.take_submitter().unwrap();
-    let server = bound
-        .start(submitter, engine.take_responses().unwrap(), validate)
-        .unwrap();
+    let server = keel::net::Server::start(net_config(), &mut engine, validate).unwrap();
     let mut client = Client::connect(server.local_addr(), None).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(10)))

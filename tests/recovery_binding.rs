@@ -412,11 +412,10 @@ fn order(customer: u64) -> keel::apps::Command {
 }
 
 fn sigterm_and_wait(mut served: serve_support::Served) {
+    let pid = served.child.id() as libc::pid_t;
     // SAFETY: signalling our own child process by its pid.
-    assert_eq!(
-        unsafe { libc::kill(served.child.id() as i32, libc::SIGTERM) },
-        0
-    );
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0);
     let status = served.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }

@@ -50,14 +50,13 @@ impl<A: App> LocalServer<A> {
     /// Starts the engine and the network thread, and applies `A::setup(seed)`.
     pub fn start(engine_args: &BenchEngineArgs, seed: u64) -> Result<Self, Failure> {
         let dir = DataDir::new(engine_args.data_dir.as_deref(), "net")?;
-        let mut config = engine_args.config(dir.path());
+        let config = engine_args.config(dir.path());
         let net = NetConfig {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             output_limit_bytes: 64 << 20,
             idle_timeout: None,
             ..NetConfig::default()
         };
-        let binding = Server::bind(net, &mut config)?;
         let mut engine = Engine::start(config.clone(), A::default())?;
         let mut submitter = engine.take_submitter().expect("fresh engine");
         let mut responses = engine.take_responses().expect("fresh engine");
@@ -65,7 +64,7 @@ impl<A: App> LocalServer<A> {
         while responses.delivered_sequence() < last {
             responses.poll(Some(Instant::now() + Duration::from_millis(1)), |_| {});
         }
-        let server = binding.start(submitter, responses, A::validate)?;
+        let server = Server::start_with(net, submitter, responses, A::validate)?;
         Ok(LocalServer {
             engine,
             server,

@@ -110,7 +110,6 @@ impl BenchEngineArgs {
             pinning: crate::engine::Pinning {
                 journaler_core: self.pin_journaler,
                 logic_core: self.pin_logic,
-                net_core: None,
             },
             ..Config::with_data_dir(dir)
         }

@@ -72,7 +72,7 @@ pub struct EngineArgs {
     /// Pin the business-logic thread to this core id.
     #[arg(long)]
     pub pin_logic: Option<usize>,
-    /// Pin the network thread to this core id.
+    /// Pin the network thread to this core id (`keel serve`; `NetConfig::net_core`).
     #[arg(long)]
     pub pin_net: Option<usize>,
 }
@@ -97,7 +97,6 @@ impl EngineArgs {
             pinning: Pinning {
                 journaler_core: self.pin_journaler,
                 logic_core: self.pin_logic,
-                net_core: self.pin_net,
             },
             ..Config::with_data_dir(&self.data_dir)
         }

@@ -59,6 +59,7 @@ impl ServeArgs {
             idle_timeout: (self.idle_timeout_secs > 0)
                 .then(|| Duration::from_secs(self.idle_timeout_secs)),
             output_limit_bytes: self.output_limit_bytes,
+            net_core: self.engine.pin_net,
             ..NetConfig::default()
         }
     }
@@ -73,13 +74,11 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Error> {
 }
 
 fn serve<A: App>(args: &ServeArgs) -> Result<(), Error> {
-    let mut config = args.engine.config();
+    let config = args.engine.config();
     std::fs::create_dir_all(&config.journal_dir)?;
-    let binding = Server::bind(args.net_config(), &mut config)?;
+    // Recovery first: the port is bound only once the engine is live.
     let mut engine = Engine::start(config.clone(), A::default())?;
-    let submitter = engine.take_submitter().expect("fresh engine");
-    let responses = engine.take_responses().expect("fresh engine");
-    let server = binding.start(submitter, responses, A::validate)?;
+    let server = Server::start(args.net_config(), &mut engine, A::validate)?;
     let stop = server.stop_handle();
     if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
         tracing::warn!(error = %e, "could not install the SIGINT/SIGTERM/SIGHUP handler");
@@ -100,7 +99,7 @@ fn print_banner<A: App>(
 ) {
     let r = engine.recovered();
     eprintln!(
-        "keel serve: {} listening on {}",
+        "keel serve: {} ready, listening on {}",
         A::NAME,
         server.local_addr()
     );

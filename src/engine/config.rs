@@ -27,27 +27,14 @@ impl std::str::FromStr for ApplyMode {
     }
 }
 
-/// Which core each engine thread is pinned to (`None`: not pinned).
+/// Which core each engine thread is pinned to (`None`: not pinned). The network thread's is
+/// `keel::net::NetConfig::net_core`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pinning {
     /// Core id for the journaler thread.
     pub journaler_core: Option<usize>,
     /// Core id for the business-logic thread.
     pub logic_core: Option<usize>,
-    /// Core id for the network thread (when there is one).
-    pub net_core: Option<usize>,
-}
-
-/// Called by the business-logic thread after each batch whose responses it published, so a
-/// thread that sleeps elsewhere (the network thread in `epoll`) can be woken. It must be cheap
-/// and must not block: check a "sleeping" flag before making a system call.
-#[derive(Clone)]
-pub struct OutputWaker(pub std::sync::Arc<dyn Fn() + Send + Sync>);
-
-impl std::fmt::Debug for OutputWaker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OutputWaker")
-    }
 }
 
 /// Default of [`Config::snapshot_max_state_bytes`]: far above any state the bundled
@@ -97,8 +84,6 @@ pub struct Config {
     /// allocates more than the state's own size, so a hostile snapshot costs at most this
     /// much memory.
     pub snapshot_max_state_bytes: u64,
-    /// Woken after each batch of published responses (see [`OutputWaker`]).
-    pub output_waker: Option<OutputWaker>,
     /// Call [`crate::Processor::prefault`] on the business-logic thread before the first
     /// message: the state's reserved memory becomes resident up front (no page faults on the
     /// message path, at the cost of memory up to the state's limits and a slower start:
@@ -126,7 +111,6 @@ impl Default for Config {
             snapshot_retain: 3,
             snapshot_on_shutdown: true,
             snapshot_max_state_bytes: DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
-            output_waker: None,
             prefault_state: false,
         }
     }

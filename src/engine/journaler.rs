@@ -2,8 +2,11 @@
 //! per batch (group commit), then advances its sequence, which gates the business logic.
 
 use super::message::Envelope;
-use crate::journal::{FlushPolicy, JournalError, JournalSyncHandle, JournalWriter, Record};
-use crate::ring::{Consumer, Poll, Sequence, Signal};
+use super::wake::WakeSlot;
+use crate::journal::{
+    DurableWaker, FlushPolicy, JournalError, JournalSyncHandle, JournalWriter, Record,
+};
+use crate::ring::{Consumer, Poll, Sequence};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,8 +27,11 @@ pub trait JournalSink: Send + 'static {
     fn durable(&self) -> Option<Arc<Sequence>> {
         None
     }
-    /// Whom to wake when [`Self::durable`] advances.
-    fn set_durable_waker(&mut self, _signal: Arc<Signal>) {}
+    /// Whom to wake when [`Self::durable`] advances: called once at start when `durable`
+    /// is `Some`. A sink with a durable sequence must call [`DurableWaker::wake`] after each
+    /// advance (forwarding to [`JournalWriter::set_durable_waker`] does), or threads gated on
+    /// it, and in apply-ahead mode the responses it releases, wait.
+    fn set_durable_waker(&mut self, _waker: DurableWaker) {}
     /// A handle the snapshot thread uses to make the journal durable up to a snapshot's
     /// sequence under a policy that does not sync every batch (`none`, `interval:MS`), so no
     /// snapshot is durable ahead of the journal. `None` (the default): such a snapshot waits
@@ -62,8 +68,8 @@ impl JournalSink for JournalWriter {
     fn durable(&self) -> Option<Arc<Sequence>> {
         self.durable_sequence()
     }
-    fn set_durable_waker(&mut self, signal: Arc<Signal>) {
-        JournalWriter::set_durable_waker(self, signal);
+    fn set_durable_waker(&mut self, waker: DurableWaker) {
+        JournalWriter::set_durable_waker(self, waker);
     }
     fn sync_handle(&self) -> Option<JournalSyncHandle> {
         Some(JournalWriter::sync_handle(self))
@@ -96,10 +102,13 @@ pub(crate) enum Ended {
 
 /// Runs the journaler until the ring closes (then syncs) or halts. On a journal error the
 /// ring is halted and the error returned: nothing after the last good batch is ever applied.
+/// `releases` is set when this stage's sequence gates the responses (apply-ahead without a
+/// group-commit syncer): it is woken after each batch, once the sequence has advanced.
 pub(crate) fn run<J: JournalSink>(
     mut journal: J,
     mut input: Consumer<Envelope>,
     interval: Option<Duration>,
+    releases: Option<Arc<WakeSlot>>,
 ) -> Result<Ended, JournalError> {
     loop {
         let deadline = interval.map(|i| Instant::now() + i);
@@ -112,7 +121,13 @@ pub(crate) fn run<J: JournalSink>(
             Ok(())
         });
         match poll {
-            Ok(Poll::Batch(_)) => {}
+            // `process_batch` stored our sequence (Release) before returning: the responses
+            // up to it are releasable now.
+            Ok(Poll::Batch(_)) => {
+                if let Some(responses) = &releases {
+                    responses.wake();
+                }
+            }
             Ok(Poll::Timeout) => journal.tick().inspect_err(|_| input.halt())?,
             Ok(Poll::Closed) => {
                 journal.sync().inspect_err(|_| input.halt())?;

@@ -6,14 +6,15 @@
 //! response equals its message's sequence; apply-ahead mode relies on this to hold responses
 //! until the journaler has passed them.
 
-use super::config::OutputWaker;
 use super::message::{
     Envelope, Message, ResponseHeader, ResponseSlot, Status, CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
 };
 use super::processor::{Outcome, Output, Processor};
+use super::wake::WakeSlot;
 use crate::ring::{Consumer, Halted, Poll, Producer};
 use crate::snapshot::{SnapshotJob, SnapshotSender};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Result of applying one message: status, reason, response kind, payload length.
@@ -172,13 +173,15 @@ fn handle<P: Processor>(
 }
 
 /// Runs the business logic until the input ring closes or halts; returns the processor.
-/// Dropping the output producer on return closes the output ring.
+/// Dropping the output producer on return closes the output ring. `published` is woken after
+/// each batch: its responses are out (in apply-ahead mode they may still wait for the journal,
+/// whose stage then wakes it again; waking here too covers a journal that got there first).
 pub(crate) fn run<P: Processor>(
     mut processor: P,
     mut input: Consumer<Envelope>,
     mut responses: Responses,
     mut snapshots: Option<Snapshots>,
-    waker: Option<OutputWaker>,
+    published: Arc<WakeSlot>,
 ) -> P {
     let owner = std::thread::current().id();
     loop {
@@ -196,9 +199,7 @@ pub(crate) fn run<P: Processor>(
                 snapshots.after(&processor, sequence, envelope.header.kind);
             }
             if end_of_batch {
-                if let Some(waker) = &waker {
-                    (waker.0)();
-                }
+                published.wake();
             }
             Ok::<(), Halted>(())
         });

@@ -18,12 +18,11 @@ mod recovery;
 mod responses;
 mod slots;
 mod submit;
+mod wake;
 
 pub use accept_loss::{accept_loss, LossAccepted};
 pub use affinity::Cores;
-pub use config::{
-    ApplyMode, Config, ConfigError, OutputWaker, Pinning, DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
-};
+pub use config::{ApplyMode, Config, ConfigError, Pinning, DEFAULT_SNAPSHOT_MAX_STATE_BYTES};
 pub use journaler::JournalSink;
 pub use logic::{apply_message, Applied};
 pub use message::{
@@ -34,10 +33,11 @@ pub use processor::{Outcome, Output, OutputFull, Processor};
 pub use recovery::{message_of, Recovered};
 pub use responses::ResponseReceiver;
 pub use submit::{now_ns, Submission, SubmitError, Submitter};
+pub use wake::{WakeHook, WakeHookAlreadySet};
 
 use crate::error::Error;
-use crate::journal::{JournalError, JournalWriter};
-use crate::ring::{Gauge, RingBuilder, Sequence, Signal};
+use crate::journal::{DurableWaker, JournalError, JournalWriter};
+use crate::ring::{Consumer, Gauge, RingBuilder, Sequence, Signal};
 use crate::snapshot::{SnapshotStats, SnapshotStore, SnapshotWriter};
 use journal_gate::{JournalGate, JournalerExit};
 use logic::{Responses, Snapshots};
@@ -45,6 +45,7 @@ use slots::{SlotSource, Slots};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
+use wake::WakeSlot;
 
 /// A running engine around one [`Processor`].
 pub struct Engine<P: Processor> {
@@ -123,9 +124,7 @@ impl<P: Processor> Engine<P> {
         let cores = Cores::detect();
         let signal = Arc::new(Signal::default());
         let durable = journal.durable();
-        if durable.is_some() {
-            journal.set_durable_waker(signal.clone());
-        }
+        let (wake, journaler_releases) = wire_wakes(&config, &mut journal, &signal);
         let input = input_ring(&config, last, &signal, durable.as_ref());
         let (mut input_slots, output_slots) = slots.into_parts();
         let (producer, mut consumers) = input.build(|| input_slots.take());
@@ -141,42 +140,22 @@ impl<P: Processor> Engine<P> {
             exit: exit.clone(),
         };
         let snapshot_writer = SnapshotWriter::spawn(store, gate)?;
-        let snapshots = Some(Snapshots {
-            sender: snapshot_writer.sender(),
-            interval_messages: config.snapshot_interval_messages,
-            on_shutdown: config.snapshot_on_shutdown,
-            // Nothing new since the state was last saved? Then shutdown need not save it again.
-            last_sequence: if recovered.replayed == 0 {
-                last
-            } else {
-                recovered.snapshot_sequence
-            },
-            size_hint_bytes: 4096,
-        });
+        let snapshots = Some(snapshot_plan(&config, &recovered, &snapshot_writer));
         // What the journal has made durable: the syncer's sequence under group commit, else
         // the journaler's own (it advances after `end_batch` applied the policy).
         let journaled = durable.unwrap_or_else(|| journal_input.sequence());
         let applied = logic_input.sequence();
         let gauge = producer.gauge();
-        let (responses, receiver) = build_output(&config, last, signal, &journaled, output_slots);
-
-        let interval = journaler::tick_interval(config.flush);
-        let (c1, core) = (cores.clone(), config.pinning.journaler_core);
-        let journaler = spawn("keel-journaler", move || {
-            let _on_panic = exit.guard();
-            c1.pin_current(core, "journaler");
-            let ended = journaler::run(journal, journal_input, interval);
-            match ended {
-                Ok(journaler::Ended::Synced) => exit.synced(),
-                _ => exit.stopped(),
-            }
-            ended.map(|_| ())
-        })?;
-        let (c2, core, waker) = (
-            cores,
-            config.pinning.logic_core,
-            config.output_waker.clone(),
-        );
+        let (responses, receiver) =
+            build_output(&config, last, signal, &journaled, &wake, output_slots);
+        let journaler = spawn_journaler(
+            &config,
+            &cores,
+            (journal, journal_input),
+            journaler_releases,
+            exit,
+        )?;
+        let (c2, core) = (cores, config.pinning.logic_core);
         let prefault = config.prefault_state;
         let (prefaulted, ready) = std::sync::mpsc::sync_channel::<()>(1);
         let logic = spawn("keel-logic", move || {
@@ -186,7 +165,7 @@ impl<P: Processor> Engine<P> {
                 processor.prefault();
             }
             drop(prefaulted); // ends `ready.recv()` below
-            logic::run(processor, logic_input, responses, snapshots, waker)
+            logic::run(processor, logic_input, responses, snapshots, wake)
         })?;
         // Messages submitted while the state is pre-faulted would queue behind it: return once
         // it is done (a panic in `prefault` also ends the wait; `shutdown` reports it).
@@ -222,6 +201,27 @@ impl<P: Processor> Engine<P> {
     /// `Closed`, or the business logic stalls when the output ring fills (back-pressure).
     pub fn take_responses(&mut self) -> Option<ResponseReceiver> {
         self.responses.take()
+    }
+
+    /// Takes the submitter and the response receiver together, or neither (`None` if either
+    /// was taken): for a server that serves the engine whole.
+    pub(crate) fn take_submitter_and_responses(&mut self) -> Option<(Submitter, ResponseReceiver)> {
+        if self.submitter.is_none() || self.responses.is_none() {
+            return None;
+        }
+        Some((self.submitter.take()?, self.responses.take()?))
+    }
+
+    /// Gives back what [`Self::take_submitter_and_responses`] took (a server that failed to
+    /// start).
+    pub(crate) fn restore_submitter_and_responses(
+        &mut self,
+        submitter: Submitter,
+        responses: ResponseReceiver,
+    ) {
+        debug_assert!(self.submitter.is_none() && self.responses.is_none());
+        self.submitter = Some(submitter);
+        self.responses = Some(responses);
     }
 
     /// The last sequence the journal held at start (recovered and replayed).
@@ -300,6 +300,69 @@ impl<P: Processor> Drop for Engine<P> {
     }
 }
 
+/// Who wakes the responses' owner (the [`ResponseReceiver`]'s hook, through the returned
+/// slot). The business logic always does, after each batch it published. In apply-ahead mode a
+/// response also waits for its message to be journaled, so whoever advances that gate wakes
+/// too: the group-commit syncer when the journal has a durable sequence (via the
+/// [`DurableWaker`] installed here), else the journaler stage (the returned `Some`).
+fn wire_wakes<J: JournalSink>(
+    config: &Config,
+    journal: &mut J,
+    signal: &Arc<Signal>,
+) -> (Arc<WakeSlot>, Option<Arc<WakeSlot>>) {
+    let wake = Arc::new(WakeSlot::default());
+    let gated = config.mode == ApplyMode::ApplyAhead && !config.discard_responses;
+    if journal.durable().is_none() {
+        return (wake.clone(), gated.then_some(wake));
+    }
+    let mut waker = DurableWaker::new(signal.clone());
+    if gated {
+        let releases = wake.clone();
+        waker = waker.with_hook(Arc::new(move || releases.wake()));
+    }
+    journal.set_durable_waker(waker);
+    (wake, None)
+}
+
+/// When and where the business logic captures snapshots, after `recovered`.
+fn snapshot_plan(config: &Config, recovered: &Recovered, writer: &SnapshotWriter) -> Snapshots {
+    Snapshots {
+        sender: writer.sender(),
+        interval_messages: config.snapshot_interval_messages,
+        on_shutdown: config.snapshot_on_shutdown,
+        // Nothing new since the state was last saved? Then shutdown need not save it again.
+        last_sequence: if recovered.replayed == 0 {
+            recovered.last_sequence
+        } else {
+            recovered.snapshot_sequence
+        },
+        size_hint_bytes: 4096,
+    }
+}
+
+/// Starts the journaler thread over `journal` and its input consumer; it records how it ended
+/// in `exit` (for the snapshot thread), a panic included.
+fn spawn_journaler<J: JournalSink>(
+    config: &Config,
+    cores: &Cores,
+    (journal, input): (J, Consumer<Envelope>),
+    releases: Option<Arc<WakeSlot>>,
+    exit: Arc<JournalerExit>,
+) -> Result<JoinHandle<Result<(), JournalError>>, Error> {
+    let interval = journaler::tick_interval(config.flush);
+    let (cores, core) = (cores.clone(), config.pinning.journaler_core);
+    spawn("keel-journaler", move || {
+        let _on_panic = exit.guard();
+        cores.pin_current(core, "journaler");
+        let ended = journaler::run(journal, input, interval, releases);
+        match ended {
+            Ok(journaler::Ended::Synced) => exit.synced(),
+            _ => exit.stopped(),
+        }
+        ended.map(|_| ())
+    })
+}
+
 /// The input ring: the journaler first, then the business logic, which (in durable mode) is
 /// gated on the journaler and on the journal's own durable sequence when it has one.
 fn input_ring(
@@ -326,6 +389,7 @@ fn build_output(
     last: u64,
     signal: Arc<Signal>,
     journaled: &Arc<Sequence>,
+    wake: &Arc<WakeSlot>,
     mut slots: SlotSource<ResponseSlot>,
 ) -> (Responses, Option<ResponseReceiver>) {
     if config.discard_responses {
@@ -346,7 +410,8 @@ fn build_output(
     };
     output.add_consumer_gated(&[], gate);
     let (producer, mut consumers) = output.build(|| slots.take());
-    let receiver = ResponseReceiver::new(consumers.pop().expect("response consumer"));
+    let consumer = consumers.pop().expect("response consumer");
+    let receiver = ResponseReceiver::new(consumer, wake.clone(), config.max_response_bytes);
     (Responses::Ring(producer), Some(receiver))
 }
 

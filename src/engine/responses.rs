@@ -1,17 +1,54 @@
 //! The reading end of the output ring, for an embedding host.
 
 use super::message::{Response, ResponseSlot};
+use super::wake::{WakeHook, WakeHookAlreadySet, WakeSlot};
 use crate::ring::{Consumer, Poll};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Receives responses in sequence order: exactly one per submitted message.
+///
+/// A thread that parks in [`Self::poll`] is woken by the ring itself. A thread that sleeps
+/// elsewhere (in `epoll`, say) sets a [`Self::set_wake_hook`] to be told when to look again.
 pub struct ResponseReceiver {
     consumer: Consumer<ResponseSlot>,
+    wake: Arc<WakeSlot>,
+    max_response_bytes: usize,
 }
 
 impl ResponseReceiver {
-    pub(crate) fn new(consumer: Consumer<ResponseSlot>) -> Self {
-        ResponseReceiver { consumer }
+    pub(crate) fn new(
+        consumer: Consumer<ResponseSlot>,
+        wake: Arc<WakeSlot>,
+        max_response_bytes: usize,
+    ) -> Self {
+        ResponseReceiver {
+            consumer,
+            wake,
+            max_response_bytes,
+        }
+    }
+
+    /// Sets the hook the engine calls after responses become available to this receiver: the
+    /// business logic after each batch it published, and in apply-ahead mode the stage that
+    /// releases them once journaled (so no response waits for a timer). `hook` runs on the
+    /// engine's threads: it must be cheap and must not block. Responses already available
+    /// when it is set do not call it: poll once after setting it, then sleep.
+    ///
+    /// Set at most once (the network server sets its own when it takes the receiver):
+    /// a second call fails.
+    pub fn set_wake_hook(&self, hook: WakeHook) -> Result<(), WakeHookAlreadySet> {
+        self.wake.set(hook)
+    }
+
+    /// Whether a wake hook is set.
+    pub fn has_wake_hook(&self) -> bool {
+        self.wake.is_set()
+    }
+
+    /// The largest response payload the engine may deliver (`Config::max_response_bytes`).
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
     }
 
     /// Waits until responses are available (or `deadline`), then hands every available one to

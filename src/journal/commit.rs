@@ -20,6 +20,54 @@ use super::io::SegmentIo;
 use super::segment::SegmentSync;
 use crate::ring::{Sequence, Signal};
 
+/// Whom the syncer wakes each time the durable sequence advances: the ring [`Signal`] that
+/// threads gated on it park on, plus an optional hook for a thread that sleeps elsewhere (the
+/// engine's response wake hook in apply-ahead mode, where durability releases responses).
+#[derive(Clone)]
+pub struct DurableWaker {
+    signal: Arc<Signal>,
+    hook: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl DurableWaker {
+    /// Wakes the threads parked on `signal`.
+    pub fn new(signal: Arc<Signal>) -> Self {
+        DurableWaker { signal, hook: None }
+    }
+
+    /// Also calls `hook` (after the signal). It runs on the syncer thread once per group
+    /// commit: it must be cheap and must not block.
+    pub fn with_hook(self, hook: Arc<dyn Fn() + Send + Sync>) -> Self {
+        DurableWaker {
+            hook: Some(hook),
+            ..self
+        }
+    }
+
+    /// Wakes everyone after `durable` advanced (call after its Release store).
+    #[inline]
+    pub fn wake(&self, durable: &Sequence) {
+        self.signal.notify(durable);
+        if let Some(hook) = &self.hook {
+            hook();
+        }
+    }
+}
+
+impl From<Arc<Signal>> for DurableWaker {
+    fn from(signal: Arc<Signal>) -> Self {
+        DurableWaker::new(signal)
+    }
+}
+
+impl std::fmt::Debug for DurableWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableWaker")
+            .field("hook", &self.hook.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The syncer thread and what it shares with the writer.
 #[derive(Debug)]
 pub(crate) struct Committer {
@@ -36,8 +84,9 @@ struct Shared {
     /// The writer waits here for the syncer to catch up (`drain`).
     caught_up: Condvar,
     durable: Arc<Sequence>,
-    /// Woken whenever `durable` advances (the ring the business logic parks on).
-    waker: OnceLock<Arc<Signal>>,
+    /// Woken whenever `durable` advances (the ring the business logic parks on, and in
+    /// apply-ahead mode the owner of the responses it releases).
+    waker: OnceLock<DurableWaker>,
 }
 
 #[derive(Debug)]
@@ -97,8 +146,8 @@ impl Committer {
     }
 
     /// Whom to wake when the durable sequence advances (set once).
-    pub(crate) fn set_waker(&self, signal: Arc<Signal>) {
-        let _ = self.shared.waker.set(signal);
+    pub(crate) fn set_waker(&self, waker: DurableWaker) {
+        let _ = self.shared.waker.set(waker);
     }
 
     /// Asks for everything before `to` in the current segment, up to `sequence`, to be made
@@ -186,7 +235,7 @@ impl Shared {
             // Pairs with the Acquire loads of whoever is gated on the durable sequence.
             self.durable.store_release(sequence);
             if let Some(waker) = self.waker.get() {
-                waker.notify(&self.durable);
+                waker.wake(&self.durable);
             }
         }
     }

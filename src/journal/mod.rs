@@ -27,6 +27,7 @@ mod sync_handle;
 mod writer;
 
 pub use chain::{chain_at, ChainAt};
+pub use commit::DurableWaker;
 pub use config::{
     FlushPolicy, JournalConfig, ParseFlushPolicyError, ParseSegmentPrepError, SegmentPrep,
 };

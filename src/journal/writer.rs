@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::commit::Committer;
+use super::commit::{Committer, DurableWaker};
 use super::config::{FlushPolicy, JournalConfig};
 use super::dir::{remove_spares, segment_file_name, DirLock, SPARE_FILE_NAME};
 use super::error::{file_io, is_disk_full, Damage, JournalError};
@@ -17,7 +17,7 @@ use super::prepare::{prepare_spare, Preparer, Spare, SpareSpec};
 use super::recovery::{scan, Scan, ScanEnd, Unsealed};
 use super::segment::MappedSegment;
 use super::sync_handle::JournalSyncHandle;
-use crate::ring::{Sequence, Signal};
+use crate::ring::Sequence;
 
 /// Appends records to the journal. Exactly one per directory (enforced by a lock file).
 #[derive(Debug)]
@@ -141,10 +141,12 @@ impl JournalWriter {
         JournalSyncHandle::new(&self.dir, Arc::clone(&self.io), 0)
     }
 
-    /// Whom to wake (a ring's [`Signal`]) when the durable sequence advances.
-    pub fn set_durable_waker(&self, signal: Arc<Signal>) {
+    /// Whom to wake (a ring's [`Signal`](crate::ring::Signal), and optionally a hook) when
+    /// the durable sequence advances; set once (later calls are ignored). An `Arc<Signal>`
+    /// converts into a [`DurableWaker`].
+    pub fn set_durable_waker(&self, waker: impl Into<DurableWaker>) {
         if let Some(committer) = &self.committer {
-            committer.set_waker(signal);
+            committer.set_waker(waker.into());
         }
     }
 

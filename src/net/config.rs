@@ -1,7 +1,6 @@
 //! `NetConfig`: every limit of the network layer, and the request validator's vocabulary.
 
 use super::frame::{self, ErrorCode};
-use crate::engine::Config;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -34,6 +33,11 @@ pub struct NetConfig {
     pub shutdown_grace: Duration,
     /// Shared secret clients must present in `HELLO` (`None`: no check). At most 256 bytes.
     pub token: Option<Vec<u8>>,
+    /// How often the network thread checks the timeouts above: their resolution, nothing
+    /// else (responses and requests never wait for it). Default 50 ms; must not be zero.
+    pub timer_tick: Duration,
+    /// Core id the network thread is pinned to (`None`: not pinned).
+    pub net_core: Option<usize>,
 }
 
 impl Default for NetConfig {
@@ -50,12 +54,14 @@ impl Default for NetConfig {
             close_linger: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(2),
             token: None,
+            timer_tick: Duration::from_millis(50),
+            net_core: None,
         }
     }
 }
 
 /// Why the application refuses a request before it reaches the business logic. Returned by
-/// the validator given to [`super::Binding::start`]; each maps to a request-level error code.
+/// the validator given to [`super::Server::start`]; each maps to a request-level error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Invalid {
     /// No message of this kind.
@@ -90,7 +96,16 @@ pub fn decodes_as<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<(), 
         .map_err(|_| Invalid::Undecodable)
 }
 
-/// The limits in force, derived once from the `NetConfig` and the engine's `Config`.
+/// The engine's size limits the network limits must respect.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineSizes {
+    /// `Config::max_message_bytes` (the submitter's).
+    pub(crate) max_message_bytes: usize,
+    /// `Config::max_response_bytes` (the response receiver's).
+    pub(crate) max_response_bytes: usize,
+}
+
+/// The limits in force, derived once from the `NetConfig` and the engine's sizes.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     pub(crate) max_connections: usize,
@@ -107,6 +122,7 @@ pub(crate) struct Limits {
     pub(crate) close_linger: Duration,
     pub(crate) shutdown_grace: Duration,
     pub(crate) token: Option<Box<[u8]>>,
+    pub(crate) timer_tick: Duration,
 }
 
 fn invalid(message: String) -> io::Error {
@@ -115,7 +131,10 @@ fn invalid(message: String) -> io::Error {
 
 impl Limits {
     /// Checks `net` against `engine` and derives the effective limits.
-    pub(crate) fn derive(net: &NetConfig, engine: &Config) -> io::Result<Limits> {
+    pub(crate) fn derive(net: &NetConfig, engine: EngineSizes) -> io::Result<Limits> {
+        if net.timer_tick.is_zero() {
+            return Err(invalid("timer_tick must not be zero".into()));
+        }
         if net.max_connections == 0 || net.max_connections > 1 << 20 {
             return Err(invalid(format!(
                 "max_connections {} out of range",
@@ -160,6 +179,7 @@ impl Limits {
             close_linger: net.close_linger,
             shutdown_grace: net.shutdown_grace,
             token: net.token.clone().map(Vec::into_boxed_slice),
+            timer_tick: net.timer_tick,
         })
     }
 
@@ -192,21 +212,23 @@ mod tests {
 
     #[test]
     fn limits_follow_the_engine() {
-        let engine = Config {
+        let engine = EngineSizes {
             max_message_bytes: 100,
             max_response_bytes: 5000,
-            ..Config::default()
         };
-        let l = Limits::derive(&NetConfig::default(), &engine).unwrap();
+        let l = Limits::derive(&NetConfig::default(), engine).unwrap();
         // A HELLO with the longest token must still fit.
         assert_eq!(l.max_frame_bytes, frame::MIN_MAX_FRAME_BYTES);
         assert_eq!(l.max_payload_bytes, 100);
-        let engine = Config::default();
+        let engine = EngineSizes {
+            max_message_bytes: 1024,
+            max_response_bytes: 4096,
+        };
         let net = NetConfig {
             output_limit_bytes: 10,
             ..NetConfig::default()
         };
-        let l = Limits::derive(&net, &engine).unwrap();
+        let l = Limits::derive(&net, engine).unwrap();
         assert_eq!(l.max_frame_bytes, 13 + 1024);
         assert_eq!(l.max_payload_bytes, 1024);
         assert_eq!(l.output_limit_bytes, frame::RESPONSE_OVERHEAD_BYTES + 4096);
@@ -215,7 +237,12 @@ mod tests {
             token: Some(vec![0; 300]),
             ..NetConfig::default()
         };
-        assert!(Limits::derive(&net, &engine).is_err());
+        assert!(Limits::derive(&net, engine).is_err());
+        let net = NetConfig {
+            timer_tick: Duration::ZERO,
+            ..NetConfig::default()
+        };
+        assert!(Limits::derive(&net, engine).is_err());
         assert_eq!(decodes_as::<u32>(&[1, 2, 3]), Err(Invalid::Undecodable));
         assert_eq!(decodes_as::<u32>(&[1, 2, 3, 4]), Ok(()));
     }

@@ -2,7 +2,8 @@
 //! socket. Each turn it (1) drains the output ring into the sessions' send buffers, (2) writes
 //! those buffers out, (3) reads and submits requests from sessions that have input, round robin,
 //! until the input ring is full, (4) checks timeouts, then (5) sleeps in `epoll` until a socket,
-//! the engine's output waker, a stop request or a timer needs it.
+//! the response receiver's wake hook, a stop request or the timer tick needs it. No response
+//! waits for the tick: the engine's stage that makes responses available calls the hook.
 //!
 //! Back-pressure: when `try_submit` says the ring is full, the frame stays in its session's
 //! receive buffer and no socket is read until the ring has room; TCP flow control then slows the
@@ -27,8 +28,6 @@ use std::time::{Duration, Instant};
 
 pub(crate) const LISTENER: Token = Token(usize::MAX);
 pub(crate) const WAKER: Token = Token(usize::MAX - 1);
-/// How often timeouts are checked.
-const TICK: Duration = Duration::from_millis(50);
 /// Longest sleep while the input ring is full (its consumers do not wake us when they free
 /// slots, only when they publish responses).
 const BLOCKED_SLEEP: Duration = Duration::from_millis(1);
@@ -39,7 +38,7 @@ const EVENTS_CAPACITY: usize = 1024;
 /// The application's check of a request before it may enter the engine.
 pub(crate) type Validator = Box<dyn Fn(u16, u16, &[u8]) -> Result<(), Invalid> + Send>;
 
-/// State shared between the network thread, the engine's output waker and stop handles.
+/// State shared between the network thread, the response receiver's wake hook and stop handles.
 pub(crate) struct Shared {
     /// The network thread is (about to be) asleep in `epoll`.
     pub(crate) sleeping: AtomicBool,
@@ -48,8 +47,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Called by the business-logic thread after publishing responses. One fence and one load
-    /// unless the network thread sleeps; then one `eventfd` write.
+    /// The response receiver's wake hook, called by the engine's stages after responses became
+    /// available. One fence and one load unless the network thread sleeps; then one `eventfd`
+    /// write.
     #[inline]
     pub(crate) fn wake_if_sleeping(&self) {
         // Pairs with the fence in `NetThread::sleep`: either we see `sleeping`, or the network
@@ -136,7 +136,7 @@ pub(crate) struct NetThread {
     next_tick: Instant,
 }
 
-/// The parts a `NetThread` is made of, prepared by `Binding`.
+/// The parts a `NetThread` is made of, prepared by `Server::start*`.
 pub(crate) struct Parts {
     pub(crate) poll: Poll,
     pub(crate) listener: TcpListener,
@@ -152,6 +152,7 @@ impl NetThread {
     /// Allocates every session buffer (on the calling thread, before serving).
     pub(crate) fn new(parts: Parts) -> Self {
         let now = Instant::now();
+        let next_tick = now + parts.limits.timer_tick;
         NetThread {
             poll: parts.poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
@@ -168,7 +169,7 @@ impl NetThread {
             unblocked_at: now,
             output_closed: false,
             engine_stopped: false,
-            next_tick: now + TICK,
+            next_tick,
         }
     }
 
@@ -201,7 +202,7 @@ impl NetThread {
             self.flush_dirty();
             if now >= self.next_tick {
                 self.check_timers(now);
-                self.next_tick = now + TICK;
+                self.next_tick = now + self.limits.timer_tick;
             }
             let timeout = self.sleep_time(now);
             self.sleep(timeout, now)?;
@@ -556,16 +557,20 @@ impl NetThread {
         }
     }
 
+    /// Until the next timer check, or less when something is due sooner (the end of the
+    /// shutdown grace is one: it must not wait for a long `timer_tick`).
     fn sleep_time(&self, now: Instant) -> Duration {
+        let until_tick = self.next_tick.saturating_duration_since(now);
         match self.stage {
             Stage::Running if self.blocked => BLOCKED_SLEEP,
             _ if !self.sessions.ready.is_empty() => Duration::ZERO,
             Stage::Draining => DRAIN_SLEEP,
-            _ => self.next_tick.saturating_duration_since(now),
+            Stage::Final { deadline } => until_tick.min(deadline.saturating_duration_since(now)),
+            Stage::Running => until_tick,
         }
     }
 
-    /// Waits in `epoll` for at most `timeout`, announcing the sleep to the output waker, then
+    /// Waits in `epoll` for at most `timeout`, announcing the sleep to the wake hook, then
     /// dispatches the events.
     fn sleep(&mut self, mut timeout: Duration, now: Instant) -> io::Result<()> {
         if !timeout.is_zero() {

@@ -7,10 +7,12 @@
 //!   and timeouts are fixed at start by [`NetConfig`]; nothing is allocated per message.
 //! - [`Client`]: a blocking, pipelined client.
 //!
-//! Wiring an engine and a server (see [`Server`] for a complete example): bind first (it
-//! installs the waker that lets the business logic wake the network thread), start the engine,
-//! start the server with the engine's submitter and response receiver; to stop, stop the
-//! server first ([`Server::shutdown`] or a [`StopHandle`] plus [`Server::wait`]), then the engine.
+//! Wiring an engine and a server (see [`Server`] for a complete example): start the engine
+//! (it recovers from the journal), then [`Server::start`] it; only then is the port bound, so a
+//! client never reaches a recovering engine. The server sets the response receiver's wake hook,
+//! through which the engine wakes the network thread as soon as responses are releasable. To
+//! stop, stop the server first ([`Server::shutdown`] or a [`StopHandle`] plus [`Server::wait`]),
+//! then the engine.
 
 mod client;
 mod config;
@@ -25,5 +27,5 @@ pub use client::{
 };
 pub use config::{accept_all, decodes_as, Invalid, NetConfig};
 pub use frame::{ErrorCode, Welcome};
-pub use server::{Binding, Server, StopHandle};
+pub use server::{Server, StopHandle};
 pub use stats::NetStats;

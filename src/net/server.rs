@@ -1,9 +1,9 @@
-//! The public face of the network layer: bind, start, stop.
+//! The public face of the network layer: start (from a started engine), stop.
 
-use super::config::{Invalid, Limits, NetConfig};
-use super::event_loop::{NetThread, Parts, Shared, LISTENER, WAKER};
+use super::config::{EngineSizes, Invalid, Limits, NetConfig};
+use super::event_loop::{NetThread, Parts, Shared, Validator, LISTENER, WAKER};
 use super::stats::{Counters, NetStats};
-use crate::engine::{Config, Cores, OutputWaker, ResponseReceiver, Submitter};
+use crate::engine::{Cores, Engine, Processor, ResponseReceiver, Submitter};
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
 use std::io;
@@ -15,8 +15,9 @@ use std::thread::JoinHandle;
 /// The network server: one pinned thread that accepts TCP sessions, submits their requests
 /// into the engine and writes the engine's responses back (see `docs/PROTOCOL.md`).
 ///
-/// Started in two steps, because the engine must be configured with the server's waker before
-/// it starts, and the server needs the engine's submitter and response receiver:
+/// Started from a started engine, so it listens only once recovery is over: a client that
+/// connects reaches a live engine. The server takes the engine's submitter and response
+/// receiver, and sets the receiver's wake hook to its own waker.
 ///
 /// ```no_run
 /// # use keel::net::{accept_all, NetConfig, Server};
@@ -29,14 +30,8 @@ use std::thread::JoinHandle;
 /// #     fn load_state(&mut self, _: u32, _: &[u8]) -> Result<(), keel::snapshot::StateError> { Ok(()) }
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut config = Config::default();
-/// let bound = Server::bind(NetConfig::default(), &mut config)?; // installs the output waker
-/// let mut engine = Engine::start(config, App)?;
-/// let server = bound.start(
-///     engine.take_submitter().expect("submitter"),
-///     engine.take_responses().expect("responses"),
-///     accept_all,
-/// )?;
+/// let mut engine = Engine::start(Config::default(), App)?; // recovers, then runs
+/// let server = Server::start(NetConfig::default(), &mut engine, accept_all)?; // binds, serves
 /// let stop = server.stop_handle(); // e.g. moved into a Ctrl-C handler: `stop.stop()`
 /// # stop.stop();
 /// let stats = server.wait()?;      // returns once stopped and drained
@@ -51,15 +46,12 @@ pub struct Server {
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
-/// A bound, not yet serving, server: the listening socket exists (connections wait in its
-/// backlog) and the engine config carries the waker. Call [`Binding::start`] once the engine
-/// has started.
-pub struct Binding {
+/// A bound listener and its poll, before the network thread runs.
+struct Listening {
     poll: Poll,
     listener: TcpListener,
     shared: Arc<Shared>,
     limits: Limits,
-    cores: Cores,
     net_core: Option<usize>,
     local_addr: SocketAddr,
 }
@@ -91,42 +83,48 @@ impl std::fmt::Debug for Server {
     }
 }
 
-impl std::fmt::Debug for Binding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Binding")
-            .field("local_addr", &self.local_addr)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Server {
-    /// Binds the listening socket of `net` and installs the server's output waker in
-    /// `engine` (replacing any). The limits are checked against `engine`'s message sizes.
-    pub fn bind(net: NetConfig, engine: &mut Config) -> io::Result<Binding> {
-        let limits = Limits::derive(&net, engine)?;
-        let cores = Cores::detect(); // before any engine thread pins itself
-        let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(net.listen_addr)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let shared = Arc::new(Shared {
-            sleeping: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            waker: Waker::new(poll.registry(), WAKER)?,
-        });
-        let waker = shared.clone();
-        engine.output_waker = Some(OutputWaker(Arc::new(move || waker.wake_if_sleeping())));
-        let local_addr = listener.local_addr()?;
-        tracing::info!(%local_addr, max_connections = limits.max_connections, "listening");
-        Ok(Binding {
-            poll,
-            listener,
-            shared,
-            limits,
-            cores,
-            net_core: engine.pinning.net_core,
-            local_addr,
-        })
+    /// Binds `net.listen_addr` and serves `engine`: takes its submitter and response
+    /// receiver (an error, and nothing taken, if either was already taken: use
+    /// [`Server::start_with`]). `validate(kind, version, payload)` checks each request before
+    /// it may enter the engine; what it refuses never reaches the business logic. The listener
+    /// exists only from here on; on success one `ready` line is logged (info) with the address.
+    /// If binding fails, the engine keeps its submitter and receiver.
+    pub fn start<P: Processor>(
+        net: NetConfig,
+        engine: &mut Engine<P>,
+        validate: impl Fn(u16, u16, &[u8]) -> Result<(), Invalid> + Send + 'static,
+    ) -> io::Result<Server> {
+        let Some((submitter, responses)) = engine.take_submitter_and_responses() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the engine's submitter or response receiver was already taken: \
+                 start the server with Server::start_with",
+            ));
+        };
+        match Listening::open(&net, &submitter, &responses) {
+            Ok(listening) => listening.serve(submitter, responses, Box::new(validate)),
+            Err(e) => {
+                engine.restore_submitter_and_responses(submitter, responses);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Server::start`] for a host that took the engine's submitter and response receiver
+    /// itself (to submit setup messages first, say). `responses` must not have a wake hook
+    /// yet: the server sets its own. On an error both are dropped (the engine's input closes).
+    pub fn start_with(
+        net: NetConfig,
+        submitter: Submitter,
+        responses: ResponseReceiver,
+        validate: impl Fn(u16, u16, &[u8]) -> Result<(), Invalid> + Send + 'static,
+    ) -> io::Result<Server> {
+        Listening::open(&net, &submitter, &responses)?.serve(
+            submitter,
+            responses,
+            Box::new(validate),
+        )
     }
 
     /// The address the server listens on (useful after binding port 0).
@@ -182,31 +180,67 @@ impl Drop for Server {
     }
 }
 
-impl Binding {
-    /// The address bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Allocates every session buffer and starts the network thread (pinned to
-    /// `Config::pinning.net_core`). `validate(kind, version, payload)` checks each request
-    /// before it may enter the engine; what it refuses never reaches the business logic.
-    pub fn start(
-        self,
-        submitter: Submitter,
-        responses: ResponseReceiver,
-        validate: impl Fn(u16, u16, &[u8]) -> Result<(), Invalid> + Send + 'static,
-    ) -> io::Result<Server> {
-        let Binding {
+impl Listening {
+    /// Checks the limits against the engine's sizes, then binds and registers the listener.
+    fn open(
+        net: &NetConfig,
+        submitter: &Submitter,
+        responses: &ResponseReceiver,
+    ) -> io::Result<Listening> {
+        if responses.has_wake_hook() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the response receiver already has a wake hook; the server needs its own",
+            ));
+        }
+        let limits = Limits::derive(
+            net,
+            EngineSizes {
+                max_message_bytes: submitter.max_message_bytes(),
+                max_response_bytes: responses.max_response_bytes(),
+            },
+        )?;
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(net.listen_addr)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let shared = Arc::new(Shared {
+            sleeping: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            waker: Waker::new(poll.registry(), WAKER)?,
+        });
+        let local_addr = listener.local_addr()?;
+        Ok(Listening {
             poll,
             listener,
             shared,
-            mut limits,
-            cores,
+            limits,
+            net_core: net.net_core,
+            local_addr,
+        })
+    }
+
+    /// Hooks the server's waker into `responses`, allocates every session buffer and starts
+    /// the network thread (pinned to `NetConfig::net_core`).
+    fn serve(
+        self,
+        submitter: Submitter,
+        responses: ResponseReceiver,
+        validate: Validator,
+    ) -> io::Result<Server> {
+        let Listening {
+            poll,
+            listener,
+            shared,
+            limits,
             net_core,
             local_addr,
         } = self;
-        limits.max_payload_bytes = limits.max_payload_bytes.min(submitter.max_message_bytes());
+        let waker = shared.clone();
+        responses
+            .set_wake_hook(Arc::new(move || waker.wake_if_sleeping()))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let max_connections = limits.max_connections;
         let counters = Arc::new(Counters::default());
         let thread = NetThread::new(Parts {
             poll,
@@ -214,10 +248,12 @@ impl Binding {
             shared: shared.clone(),
             submitter,
             responses,
-            validate: Box::new(validate),
+            validate,
             limits,
             counters: counters.clone(),
         });
+        // The first caller fixed the set, before any engine thread pinned itself.
+        let cores = Cores::detect();
         let handle = std::thread::Builder::new()
             .name("keel-net".into())
             .spawn(move || {
@@ -228,6 +264,7 @@ impl Binding {
                 }
                 result
             })?;
+        tracing::info!(%local_addr, max_connections, "ready");
         Ok(Server {
             local_addr,
             shared,

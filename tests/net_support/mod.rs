@@ -124,13 +124,9 @@ pub struct Node {
 
 impl Node {
     pub fn start(config: Config, net: NetConfig, processor: Counter) -> Node {
-        let mut config = config;
-        let bound = Server::bind(net, &mut config).expect("bind");
-        let addr = bound.local_addr();
         let mut engine = Engine::start(config, processor).expect("engine");
-        let submitter = engine.take_submitter().unwrap();
-        let responses = engine.take_responses().unwrap();
-        let server = bound.start(submitter, responses, validate).expect("server");
+        let server = Server::start(net, &mut engine, validate).expect("server");
+        let addr = server.local_addr();
         Node {
             server,
             engine,
