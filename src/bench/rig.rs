@@ -3,7 +3,7 @@
 
 use super::sysinfo::RunInfo;
 use crate::apps::{App, Command};
-use crate::engine::{apply_message, message_of, Config, Processor};
+use crate::engine::{apply_message, message_of, ApplyMode, Config, Processor};
 use crate::journal::{FlushPolicy, JournalReader, SegmentPrep};
 use crate::ring::WaitStrategy;
 use clap::Args;
@@ -54,6 +54,9 @@ pub struct BenchEngineArgs {
     /// shared 2-core machine, yielding threads delay each other by milliseconds).
     #[arg(long, default_value = "park")]
     pub wait: WaitStrategy,
+    /// durable (apply after journaling) | apply-ahead (apply at once, answer after journaling).
+    #[arg(long, default_value = "durable")]
+    pub mode: ApplyMode,
     /// Input and output ring slots (power of two).
     #[arg(long, default_value_t = 1 << 16)]
     pub ring_capacity: usize,
@@ -83,6 +86,7 @@ impl Default for BenchEngineArgs {
             data_dir: None,
             flush: FlushPolicy::Batch,
             wait: WaitStrategy::PARK,
+            mode: ApplyMode::Durable,
             ring_capacity: 1 << 16,
             segment_size_bytes: 256 << 20,
             segment_prep: SegmentPrep::default(),
@@ -105,6 +109,7 @@ impl BenchEngineArgs {
             segment_prep: self.segment_prep,
             flush: self.flush,
             wait: self.wait,
+            mode: self.mode,
             snapshot_interval_messages: 0,
             snapshot_on_shutdown: false,
             pinning: crate::engine::Pinning {
@@ -123,12 +128,19 @@ impl BenchEngineArgs {
             ("producer", self.pin_producer),
             ("receiver", self.pin_receiver),
         ];
-        RunInfo::detect(
-            &pins,
-            self.wait.name(),
-            (self.flush, self.segment_prep),
-            dir,
-        )
+        let mode = match self.mode {
+            ApplyMode::Durable => "durable",
+            ApplyMode::ApplyAhead => "apply-ahead",
+        };
+        RunInfo {
+            mode: mode.into(),
+            ..RunInfo::detect(
+                &pins,
+                self.wait.name(),
+                (self.flush, self.segment_prep),
+                dir,
+            )
+        }
     }
 
     /// Whether harness threads may busy-wait.
