@@ -190,7 +190,7 @@ pub enum CorruptionReason {
     #[error(
         "sealed, but the next segment {next_sequence:020}.seg is missing: records from \
          {next_sequence} on may have been acknowledged and are gone; restore the file, or \
-         accept the loss with `keel replay accept-loss`"
+         accept the loss with `keel admin accept-loss`"
     )]
     SuccessorMissing {
         /// The sequence the end marker names: the missing segment's first sequence.
