@@ -133,7 +133,7 @@ impl BenchEngineArgs {
             ApplyMode::ApplyAhead => "apply-ahead",
         };
         RunInfo {
-            mode: mode.into(),
+            mode: Some(mode.into()),
             ..RunInfo::detect(
                 &pins,
                 self.wait.name(),

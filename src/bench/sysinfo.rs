@@ -21,8 +21,10 @@ pub struct RunInfo {
     pub wait: String,
     /// Journal flush policy in force.
     pub flush: String,
-    /// Apply mode: `durable` (apply after journaling) or `apply-ahead`.
-    pub mode: String,
+    /// Apply mode of an engine benchmark: `durable` (apply after journaling) or `apply-ahead`;
+    /// `None` where no engine runs (the journal alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// How journal segments were prepared (`allocated`, `huge-pages` or `zeroed`; followed by
     /// ` (auto)` when chosen by the flush policy).
     pub segment_prep: String,
@@ -59,7 +61,7 @@ impl RunInfo {
             },
             wait: wait.to_string(),
             flush: journal.0.to_string(),
-            mode: "durable".into(),
+            mode: None,
             segment_prep: describe_prep(journal.0, journal.1),
             transparent_hugepage: transparent_hugepage_mode(),
             journal_dir: dir.display().to_string(),
@@ -70,14 +72,16 @@ impl RunInfo {
     /// Two lines for the top of a text report.
     pub fn lines(&self) -> String {
         format!(
-            "cpu: {} | cores: {} | pinning: {}\nwait: {} | flush: {} ({}) | segments: {} | \
+            "cpu: {} | cores: {} | pinning: {}\nwait: {} | flush: {}{} | segments: {} | \
              journal: {} on {}\n",
             self.cpu_model,
             self.cores,
             self.pinning,
             self.wait,
             self.flush,
-            self.mode,
+            self.mode
+                .as_ref()
+                .map_or(String::new(), |m| format!(" ({m})")),
             if self.segment_prep.starts_with("huge-pages") {
                 format!("{}, thp {}", self.segment_prep, self.transparent_hugepage)
             } else {
