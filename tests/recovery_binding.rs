@@ -481,3 +481,36 @@ fn keel_serve_refuses_a_torn_tail_under_a_snapshot_until_the_loss_is_accepted() 
     assert!(status.success(), "replay check: {text}");
     assert_eq!(verify_exit(&data), 0);
 }
+
+/// The cases 2 and 3 as a user meets them: `keel serve` refuses, with a message naming
+/// what is missing, a journal whose last segment was deleted (no snapshot after what remains)
+/// and a journal wiped while snapshots remain.
+#[test]
+fn keel_serve_refuses_a_deleted_last_segment_and_a_wiped_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    run(&data, 0..20_000, 0);
+    let all = segments(&data);
+    assert!(all.len() >= 2, "{all:?}");
+    let copy = tmp.path().join("copy");
+    copy_dir(&data.join("journal"), &copy.join("journal"));
+    copy_dir(&data.join("snapshots"), &copy.join("snapshots"));
+
+    // Case 2: the last segment deleted, and the snapshots with it.
+    fs::remove_file(all.last().unwrap()).unwrap();
+    fs::remove_dir_all(data.join("snapshots")).unwrap();
+    let (status, text) = run_to_end(keel_serve(&data));
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("is missing"), "{text}");
+
+    // Case 3: every segment deleted, the snapshots kept.
+    for segment in segments(&copy) {
+        fs::remove_file(segment).unwrap();
+    }
+    let (status, text) = run_to_end(keel_serve(&copy));
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("refusing to start") && text.contains("ends at 0"),
+        "{text}"
+    );
+}
