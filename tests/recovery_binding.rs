@@ -5,6 +5,8 @@
 //! operator's explicit `accept_loss` quarantines the snapshots (never deletes them) and no
 //! later restart picks them up.
 
+mod data_dir_support;
+use data_dir_support::{copy_tree, segments};
 use keel::apps::bookstore::Bookstore;
 use keel::apps::App;
 use keel::engine::accept_loss;
@@ -61,7 +63,7 @@ fn run(dir: &Path, range: std::ops::Range<u64>, salt: u64) -> (u64, u64) {
 fn full_replay_hash(dir: &Path) -> u64 {
     let tmp = tempfile::tempdir().unwrap();
     let copy = tmp.path();
-    copy_dir(&dir.join("journal"), &copy.join("journal"));
+    copy_tree(&dir.join("journal"), &copy.join("journal"));
     let engine = Engine::start(
         Config {
             snapshot_on_shutdown: false,
@@ -72,26 +74,6 @@ fn full_replay_hash(dir: &Path) -> u64 {
     .unwrap();
     assert_eq!(engine.recovered().snapshot_sequence, 0);
     engine.shutdown().unwrap().state_hash()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<_> = fs::read_dir(dir.join("journal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    out.sort();
-    out
 }
 
 /// Every segment's bytes, to prove a refusal changed nothing.
@@ -493,8 +475,8 @@ fn keel_serve_refuses_a_deleted_last_segment_and_a_wiped_journal() {
     let all = segments(&data);
     assert!(all.len() >= 2, "{all:?}");
     let copy = tmp.path().join("copy");
-    copy_dir(&data.join("journal"), &copy.join("journal"));
-    copy_dir(&data.join("snapshots"), &copy.join("snapshots"));
+    copy_tree(&data.join("journal"), &copy.join("journal"));
+    copy_tree(&data.join("snapshots"), &copy.join("snapshots"));
 
     // Case 2: the last segment deleted, and the snapshots with it.
     fs::remove_file(all.last().unwrap()).unwrap();

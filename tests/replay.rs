@@ -2,6 +2,8 @@
 //! (a bank: deposits, withdrawals, balance and stats queries), including corrupt copies.
 //! Every expectation is computed independently by applying the recorded commands directly.
 
+mod data_dir_support;
+use data_dir_support::{copy_tree, segments};
 use keel::apps::{App, Command};
 use keel::engine::{apply_message, Message, MessageHeader, Response, Status};
 use keel::replay::{self, Exit, OutputLine};
@@ -454,29 +456,6 @@ fn replay_lines<A: App>(dir: &Path, words: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("journal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
-}
-
 fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir.join("snapshots"))
         .unwrap()
@@ -574,7 +553,7 @@ fn verify_sound_and_torn_tail_have_distinct_exits_and_places() {
     assert_eq!(sequence, rec.last());
     for (damage, fill) in [(0usize, 0u8), (60, 0xEE)] {
         let copy = tempfile::tempdir().unwrap();
-        copy_dir(rec.path(), copy.path());
+        copy_tree(rec.path(), copy.path());
         let seg = copy
             .path()
             .join("journal")
@@ -605,7 +584,7 @@ fn verify_corruption_names_every_damaged_place() {
     // Corruption: a flipped byte mid-journal (valid records follow), and a second one in a
     // later segment: exit 4, both reported with file, offset and sequence.
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(rec.path(), copy.path());
+    copy_tree(rec.path(), copy.path());
     let first_seg = copy
         .path()
         .join("journal")
@@ -949,7 +928,7 @@ fn outputs_save_and_diff_equal_copies() {
         (Exit::Ok, Some(true), Some(rec.last()))
     );
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(rec.path(), copy.path());
+    copy_tree(rec.path(), copy.path());
     let copy_s = copy.path().to_str().unwrap();
     let (exit, _) = replay_json::<V1>(rec.path(), &["diff", "--other", copy_s]);
     assert_eq!(exit, Exit::Ok);
@@ -1120,7 +1099,7 @@ fn demo_text_output() {
     let segs = segments(rec.path());
     let (offset, _) = records_in(&segs[0])[100];
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(rec.path(), copy.path());
+    copy_tree(rec.path(), copy.path());
     poke(
         &copy
             .path()
