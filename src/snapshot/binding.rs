@@ -160,7 +160,7 @@ pub enum UnboundSnapshot {
 
 impl UnboundSnapshot {
     /// The refusal for `judged`, when its verdict is evidence of loss.
-    pub fn of(judged: &Judged, journal_dir: &Path, journal_end: u64) -> Option<Self> {
+    pub(crate) fn of(judged: &Judged, journal_dir: &Path, journal_end: u64) -> Option<Self> {
         let (path, sequence) = (judged.file.path.clone(), judged.file.sequence);
         let journal_dir = journal_dir.to_owned();
         match judged.vouch {

@@ -11,10 +11,10 @@ mod format;
 mod store;
 mod writer;
 
-pub use binding::{judge, Judged, UnboundSnapshot, Vouch};
+pub use binding::UnboundSnapshot;
+pub(crate) use binding::{judge, Judged, Vouch};
 pub use format::{
     decode_header, SnapshotHeader, FORMAT_VERSION, FORMAT_VERSION_UNBOUND, HEADER_BYTES, MAGIC,
-    V1_HEADER_BYTES,
 };
 pub use store::{
     file_name, load_file, LoadedSnapshot, SnapshotFile, SnapshotStore, QUARANTINE_DIR,
