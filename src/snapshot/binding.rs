@@ -56,13 +56,11 @@ impl Vouch {
     }
 }
 
-/// A snapshot file, its header (when it decodes) and what the journal says about it.
+/// A snapshot file and what the journal says about it.
 #[derive(Debug, Clone)]
 pub struct Judged {
     /// The file.
     pub file: SnapshotFile,
-    /// Its header, when it decodes.
-    pub header: Option<SnapshotHeader>,
     /// The verdict.
     pub vouch: Vouch,
 }
@@ -86,7 +84,6 @@ pub fn judge(
             };
             Ok(Judged {
                 file: file.clone(),
-                header: header.ok(),
                 vouch,
             })
         })
