@@ -97,6 +97,7 @@ fn bs<Q: Payload + Debug, R: Serialize + Debug>(
 const NO_PAYLOAD: Option<&()> = None;
 
 /// The bookstore's examples, in document (and replay) order.
+#[allow(clippy::too_many_lines)] // a table of example values, not control flow
 fn bookstore_examples() -> Vec<Expected> {
     use bookstore::RejectReason as R;
     let book = |price_cents, stock| BookStatus {
@@ -296,6 +297,7 @@ fn xr(name: &'static str, request: ex::Request, reason: u32, events: Vec<Event>)
 }
 
 /// The exchange's examples, in document (and replay) order.
+#[allow(clippy::too_many_lines)] // a table of example values, not control flow
 fn exchange_examples() -> Vec<Expected> {
     use ex::Request as Q;
     let (instrument, seller, buyer) = (1, 2, 1);
@@ -588,7 +590,7 @@ struct Block {
 
 fn hex(text: &str) -> Vec<u8> {
     let digits: String = text.split_whitespace().collect();
-    assert!(digits.len() % 2 == 0, "odd hex: {text}");
+    assert!(digits.len().is_multiple_of(2), "odd hex: {text}");
     (0..digits.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digits"))
