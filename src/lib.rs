@@ -28,3 +28,8 @@ pub use engine::{
 pub use error::Error;
 pub use journal::{FlushPolicy, SegmentPrep};
 pub use ring::WaitStrategy;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -133,7 +133,7 @@ fn load(addr: SocketAddr, index: u64, count: &mut u64, stop: &AtomicBool) -> Vec
         while pending.len() < WINDOW && !stop.load(Ordering::Relaxed) {
             *count += 1;
             let customer = 1 + index * SPAN + *count / 5_000;
-            let command = if *count % 10 == 0 {
+            let command = if (*count).is_multiple_of(10) {
                 Restock { book, quantity: 5 }.command()
             } else {
                 PlaceOrder {

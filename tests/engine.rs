@@ -72,7 +72,7 @@ fn every_message_is_answered_once_in_order() {
     for (i, (seq, corr, status, _, v)) in got.iter().enumerate() {
         let i = i as u64 + 1;
         assert_eq!((*seq, *corr), (i, i));
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             assert_eq!(*status, Status::Accepted); // even values pass REJECT_ODD
             total += i;
         } else {

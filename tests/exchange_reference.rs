@@ -135,7 +135,7 @@ fn run(seed: u64, messages: usize, limits: ExchangeLimits, coverage: &mut Covera
         if let Answer::Events(report) = &answer {
             g.observe(&report.events);
         }
-        if h.sequence % 250 == 0 {
+        if h.sequence.is_multiple_of(250) {
             assert_same_state(&h, &r, &context);
         }
     }

@@ -60,7 +60,7 @@ fn live_run<A: App>(dir: &Path, n: u64, every: u64) -> (u64, Vec<u64>) {
             correlation_id: i as u64,
         };
         engine.submitter().submit(to, &c.payload).unwrap();
-        if (i as u64 + 1) % every == 0 {
+        if (i as u64 + 1).is_multiple_of(every) {
             snapshots.push(engine.request_snapshot().unwrap());
         }
     }

@@ -178,7 +178,7 @@ impl CrashIo {
             .filter_map(|(name, ino)| Some((name.clone(), model.files.get(ino)?.clone())))
             .collect();
         let every = self.live_every;
-        let live = (live && every > 0 && model.images.len() % every == 0).then(|| {
+        let live = (live && every > 0 && model.images.len().is_multiple_of(every)).then(|| {
             let files = journal_files(&self.dir);
             files
                 .into_iter()

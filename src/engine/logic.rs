@@ -140,7 +140,7 @@ impl Snapshots {
     fn after<P: Processor>(&mut self, processor: &P, sequence: u64, kind: u16) {
         if kind == CONTROL_SNAPSHOT {
             self.capture(processor, sequence, true);
-        } else if self.interval_messages != 0 && sequence % self.interval_messages == 0 {
+        } else if self.interval_messages != 0 && sequence.is_multiple_of(self.interval_messages) {
             self.capture(processor, sequence, false);
         }
     }

@@ -176,7 +176,7 @@ impl JournalConfig {
     /// Checks the limits; called by `JournalWriter::open`.
     pub fn validate(&self) -> Result<(), JournalError> {
         let size = self.segment_size_bytes;
-        let reason = if size % PAGE_SIZE_BYTES != 0 {
+        let reason = if !size.is_multiple_of(PAGE_SIZE_BYTES) {
             format!("segment_size_bytes {size} is not a multiple of {PAGE_SIZE_BYTES}")
         } else if !(MIN_SEGMENT_SIZE_BYTES..=MAX_SEGMENT_SIZE_BYTES).contains(&size) {
             format!(

@@ -40,7 +40,7 @@ const _: () = assert!(SEGMENT_HEADER_SIZE == 64);
 // Why: the header CRC covers exactly the bytes before it.
 const _: () = assert!(SH_CRC == SEGMENT_HEADER_SIZE - size_of::<u32>());
 // Why: the first record must be 8-aligned so its magic word can be loaded atomically.
-const _: () = assert!(SEGMENT_HEADER_SIZE % RECORD_ALIGN_BYTES == 0);
+const _: () = assert!(SEGMENT_HEADER_SIZE.is_multiple_of(RECORD_ALIGN_BYTES));
 
 // ---- Record header byte map (docs/journal_format.md, "Record") ----
 const R_MAGIC: usize = 0;
@@ -69,7 +69,7 @@ const _: () = assert!(RECORD_HEADER_SIZE == RECORD_FIELDS_BYTES);
 // Why: the document says 56; a change here is a format change.
 const _: () = assert!(RECORD_HEADER_SIZE == 56);
 // Why: payloads and the records after them stay 8-aligned.
-const _: () = assert!(RECORD_HEADER_SIZE % RECORD_ALIGN_BYTES == 0);
+const _: () = assert!(RECORD_HEADER_SIZE.is_multiple_of(RECORD_ALIGN_BYTES));
 // Why: the magic is the first, naturally aligned word: the atomic publication flag.
 const _: () = assert!(R_MAGIC == 0 && R_CRC_START == R_PAYLOAD_BYTES);
 
@@ -83,8 +83,8 @@ pub const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 << 20;
 pub const DEFAULT_MAX_PAYLOAD_BYTES: u32 = 64 << 10;
 
 // Why: segments are allocated and mapped in whole pages.
-const _: () = assert!(MIN_SEGMENT_SIZE_BYTES % PAGE_SIZE_BYTES == 0);
-const _: () = assert!(DEFAULT_SEGMENT_SIZE_BYTES % PAGE_SIZE_BYTES == 0);
+const _: () = assert!(MIN_SEGMENT_SIZE_BYTES.is_multiple_of(PAGE_SIZE_BYTES));
+const _: () = assert!(DEFAULT_SEGMENT_SIZE_BYTES.is_multiple_of(PAGE_SIZE_BYTES));
 // Why: even the smallest segment holds its header, one empty record and the end marker.
 const _: () = assert!(
     MIN_SEGMENT_SIZE_BYTES as usize >= SEGMENT_HEADER_SIZE + RECORD_HEADER_SIZE + END_MARKER_SIZE

@@ -177,7 +177,8 @@ impl MappedSegment {
 /// Whether a magic word at `offset` is aligned and inside a map of `len` bytes.
 #[inline]
 fn magic_slot_ok(offset: usize, len: usize) -> bool {
-    offset % RECORD_ALIGN_BYTES == 0 && len.checked_sub(4).is_some_and(|last| offset <= last)
+    offset.is_multiple_of(RECORD_ALIGN_BYTES)
+        && len.checked_sub(4).is_some_and(|last| offset <= last)
 }
 
 /// A segment mapped read-only, for readers and recovery. Never writes.

@@ -144,7 +144,7 @@ impl Server {
 
     /// Whether the network thread has ended (stopped, or the engine stopped).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map_or(true, JoinHandle::is_finished)
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Waits until the server has stopped (through a [`StopHandle`], or because the engine

@@ -41,8 +41,8 @@ impl Filter {
     fn header_passes(&self, record: &Record<'_>) -> bool {
         let t = record.timestamp_ns;
         let no_kind_filter = self.kinds.is_empty() && self.kind_names.is_empty();
-        self.since.map_or(true, |s| t >= s)
-            && self.until.map_or(true, |u| t <= u)
+        self.since.is_none_or(|s| t >= s)
+            && self.until.is_none_or(|u| t <= u)
             && (self.sessions.is_empty() || self.sessions.contains(&record.session_id))
             && (no_kind_filter || self.kinds.contains(&record.kind) || !self.kind_names.is_empty())
     }

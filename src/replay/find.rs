@@ -252,7 +252,7 @@ fn bisect<A: App>(
 ) -> Result<Start<A>, ReplayError> {
     let files: Vec<SnapFile> = list_snapshots(&ctx.snapshots)?
         .into_iter()
-        .filter(|f| f.sequence > base && to.map_or(true, |to| f.sequence <= to))
+        .filter(|f| f.sequence > base && to.is_none_or(|to| f.sequence <= to))
         .collect();
     match ev.condition {
         Condition::Hash(target) => Ok(bisect_hash(ctx, &files, target)),

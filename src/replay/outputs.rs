@@ -277,7 +277,7 @@ fn diff_other<A: App>(
             return Ok((compared, Some(d)));
         }
     }
-    while to.map_or(true, |to| this.applied < to) {
+    while to.is_none_or(|to| this.applied < to) {
         let sequence = this.applied + 1;
         let (a, b) = (this.step()?, other.step()?);
         let (a, b) = match (a, b) {
@@ -422,10 +422,7 @@ fn diff_against<A: App>(
     let mut replay = Replay::<A>::rebuild(ctx, &journal, Some(&snapshots), first - 1)?;
     replay.show_progress(ctx, "comparing", to);
     let mut compared = 0;
-    while let Some(expected) = line
-        .take()
-        .filter(|l| to.map_or(true, |to| l.sequence <= to))
-    {
+    while let Some(expected) = line.take().filter(|l| to.is_none_or(|to| l.sequence <= to)) {
         if expected.sequence <= replay.applied {
             return Err(saved.bad(format!("sequence {} out of order", expected.sequence)));
         }

@@ -164,7 +164,7 @@ impl<A: App> Replay<A> {
             progress,
             ..
         } = self;
-        while to.map_or(true, |to| *applied < to) {
+        while to.is_none_or(|to| *applied < to) {
             let Some(step) = advance(reader, app, buf, *applied + 1)? else {
                 break;
             };
@@ -193,7 +193,7 @@ impl<A: App> Replay<A> {
             self.applied = step.record.sequence;
             self.timestamp_ns = step.record.timestamp_ns;
             self.replayed += 1;
-            if self.replayed % Progress::EVERY == 0 {
+            if self.replayed.is_multiple_of(Progress::EVERY) {
                 self.progress.set(self.applied);
             }
         }

@@ -309,7 +309,7 @@ fn allocate_slots<T>(
         .map(|_| SlotCell::new(factory()))
         .collect();
     let to_boundary = (slots.as_ptr() as usize).wrapping_neg() % CACHE_LINE;
-    let first_slot = if padding > 0 && to_boundary % size == 0 {
+    let first_slot = if padding > 0 && to_boundary.is_multiple_of(size) {
         to_boundary / size
     } else {
         0

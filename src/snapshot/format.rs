@@ -53,8 +53,8 @@ const V1_HEADER_CRC_OFFSET: usize = CHAIN_OFFSET;
 pub const V1_HEADER_BYTES: usize = V1_HEADER_CRC_OFFSET + 4;
 
 // Both headers are 8-byte aligned so the state starts aligned (cheap to map and read).
-const _: () = assert!(HEADER_BYTES == 56 && HEADER_BYTES % 8 == 0);
-const _: () = assert!(V1_HEADER_BYTES == 48 && V1_HEADER_BYTES % 8 == 0);
+const _: () = assert!(HEADER_BYTES == 56 && HEADER_BYTES.is_multiple_of(8));
+const _: () = assert!(V1_HEADER_BYTES == 48 && V1_HEADER_BYTES.is_multiple_of(8));
 
 /// The decoded header of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

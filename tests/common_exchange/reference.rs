@@ -251,7 +251,7 @@ impl Reference {
         let orders = &self.instruments[&instrument].orders;
         let mut best: Option<RefOrder> = None;
         for o in orders.iter().filter(|o| o.side == side) {
-            if best.as_ref().map_or(true, |b| better(side, o, b)) {
+            if best.as_ref().is_none_or(|b| better(side, o, b)) {
                 best = Some(*o);
             }
         }
@@ -330,7 +330,7 @@ impl Reference {
 
     fn valid_price(&self, instrument: u32, price: u64) -> bool {
         let tick = self.instruments[&instrument].tick;
-        price != 0 && price % tick == 0 && price <= self.limits.max_price
+        price != 0 && price.is_multiple_of(tick) && price <= self.limits.max_price
     }
 
     fn reserve(&mut self, account: u32, instrument: u32, side: Side, limit: u64, qty: u64) {

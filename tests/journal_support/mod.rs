@@ -47,7 +47,7 @@ pub fn write(w: &mut JournalWriter, from: u64, to: u64, batch: u64) {
     for seq in from..=to {
         let p = payload(seq);
         w.append(&rec(seq, &p)).unwrap();
-        if (seq - from + 1) % batch == 0 || seq == to {
+        if (seq - from + 1).is_multiple_of(batch) || seq == to {
             w.end_batch().unwrap();
         }
     }

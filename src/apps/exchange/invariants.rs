@@ -98,7 +98,7 @@ impl Exchange {
                     o.prev == prev && o.level == level_slot && o.side == side,
                     || format!("order {} is mislinked", o.id),
                 )?;
-                let priced = o.price == level.price && o.price > 0 && o.price % tick == 0;
+                let priced = o.price == level.price && o.price > 0 && o.price.is_multiple_of(tick);
                 ensure(
                     priced && o.instrument == instrument && o.remaining > 0,
                     || format!("order {} does not belong to its level", o.id),

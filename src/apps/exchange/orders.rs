@@ -51,7 +51,7 @@ impl Exchange {
     }
 
     fn check_price(&self, instrument: &Instrument, price: u64) -> Checked<()> {
-        if price == 0 || price % instrument.tick != 0 || price > self.limits.max_price {
+        if price == 0 || !price.is_multiple_of(instrument.tick) || price > self.limits.max_price {
             return Err(RejectReason::InvalidPrice);
         }
         Ok(())
