@@ -1,13 +1,12 @@
-//! Thread pinning with `core_affinity`: read the usable cores once, check every request against
-//! them, and never panic.
+//! Pinning plans for the benchmarks: which of the usable cores each harness thread gets.
 //!
-//! On Linux `core_affinity::get_core_ids()` reports the cores the *calling thread* may run on, so
-//! after the first thread is pinned a second read can return a single core. [`CoreSet::detect`]
-//! therefore reads the list once, before anything is pinned, and every later decision uses that
-//! snapshot. A request that cannot be met (unknown core, more threads than cores, a failed
-//! `sched_setaffinity`) is logged with `tracing::warn!` and the thread runs unpinned.
+//! Reading the usable cores and pinning are the engine's ([`crate::engine::Cores`]: read once
+//! per process, before anything is pinned, since `core_affinity::get_core_ids()` reports the
+//! *calling thread's* mask; a refused pin warns and the thread runs unpinned). This module adds
+//! only the benchmarks' rules: a request that cannot be met (unknown core, more threads than
+//! cores) is logged with `tracing::warn!` and the thread runs unpinned.
 
-use core_affinity::CoreId;
+use crate::engine::Cores;
 
 /// The cores this process may run on, read once before any thread is pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,15 +15,13 @@ pub struct CoreSet {
 }
 
 impl CoreSet {
-    /// Reads the usable core ids. Call before pinning any thread (see the module docs).
+    /// The usable core ids, as the engine read them once per process (see the module docs).
     /// An unreadable list (unsupported platform) is an empty set: nothing will be pinned.
     pub fn detect() -> Self {
-        let ids = core_affinity::get_core_ids()
-            .map(|cores| cores.into_iter().map(|c| c.id).collect())
-            .unwrap_or_else(|| {
-                tracing::warn!("cannot read the usable cores; threads will not be pinned");
-                Vec::new()
-            });
+        let ids = Cores::detect().ids();
+        if ids.is_empty() {
+            tracing::warn!("cannot read the usable cores; threads will not be pinned");
+        }
         CoreSet { ids }
     }
 
@@ -90,17 +87,11 @@ impl CoreSet {
     }
 }
 
-/// Pins the calling thread to `core` (`None` does nothing) and returns whether it is pinned.
-/// A refusal by the OS is logged and the thread carries on unpinned.
+/// Pins the calling thread to `core` (`None` does nothing) and returns whether it is pinned
+/// ([`Cores::pin_current`]: a core not available or a refusal by the OS is logged and the
+/// thread carries on unpinned).
 pub fn pin_current_thread(core: Option<usize>, thread: &str) -> bool {
-    let Some(id) = core else {
-        return false;
-    };
-    let pinned = core_affinity::set_for_current(CoreId { id });
-    if !pinned {
-        tracing::warn!("could not pin thread {thread:?} to core {id}; continuing unpinned");
-    }
-    pinned
+    Cores::detect().pin_current(core, thread)
 }
 
 #[cfg(test)]

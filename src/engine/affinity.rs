@@ -29,6 +29,11 @@ impl Cores {
         self.ids.len()
     }
 
+    /// The available core ids, in the order the OS reported them.
+    pub fn ids(&self) -> Vec<usize> {
+        self.ids.iter().map(|c| c.id).collect()
+    }
+
     /// Pins the calling thread to `core` (if `Some`). Returns whether it is now pinned;
     /// otherwise warns, naming `thread`, and leaves it unpinned.
     pub fn pin_current(&self, core: Option<usize>, thread: &str) -> bool {
