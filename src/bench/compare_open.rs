@@ -18,8 +18,7 @@ use super::compare::{
     disruptor_pipeline, send_waiting, untimed_logic, CrossbeamStages, Event, Logic, Outcomes,
     PlainJournal,
 };
-use super::hist::Percentiles;
-use super::latency::{percentile_cells, LatencyRecorder, PERCENTILE_HEADERS};
+use super::latency::{percentile_cells, LatencyRecorder, Percentiles, PERCENTILE_HEADERS};
 use super::peers::YieldNow;
 use super::pipeline::{self, PipelineSpec, CLOSED_LOOP_BATCH};
 use super::report::Table;

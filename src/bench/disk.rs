@@ -11,8 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::hist::Percentiles;
-use super::latency::LatencyRecorder;
+use super::latency::{LatencyRecorder, Percentiles};
 
 /// Bytes per synced write in the latency probe.
 const PROBE_WRITE_BYTES: usize = 4096;

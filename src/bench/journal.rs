@@ -17,8 +17,7 @@
 //! need (the group commits then take twice as long).
 
 use super::disk::DiskBaseline;
-use super::hist::Percentiles;
-use super::latency::{micros, LatencyRecorder};
+use super::latency::{micros, LatencyRecorder, Percentiles};
 use super::report::Table;
 use super::rig::{DataDir, Failure};
 use super::schedule::{drive_open_loop, Schedule};

@@ -1,9 +1,16 @@
-//! A latency recorder that can be merged, written as `.hgrm` and plotted: a fixed-range
-//! HdrHistogram (created with `new_with_bounds`, so recording never allocates) with the same
-//! bounds as [`super::hist::LatencyHistogram`].
+//! Latency recording for every benchmark: a fixed-range HdrHistogram (created with
+//! `new_with_bounds`, so recording never allocates) that can be merged, written as `.hgrm` and
+//! plotted, and the percentile summary every latency report prints.
 
-use super::hist::{Percentiles, HIGHEST_NS, LOWEST_NS, SIGNIFICANT_DIGITS};
 use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Smallest recordable latency, in nanoseconds.
+pub const LOWEST_NS: u64 = 1;
+/// Largest recordable latency: 10 s. Longer values are clamped to it, never dropped.
+pub const HIGHEST_NS: u64 = 10_000_000_000;
+/// Significant decimal digits kept (0.1% relative error).
+pub const SIGNIFICANT_DIGITS: u8 = 3;
 
 /// Latencies in nanoseconds, 1 ns ..= 10 s, 3 significant digits; larger values are clamped.
 #[derive(Debug, Clone)]
@@ -62,6 +69,27 @@ impl LatencyRecorder {
     }
 }
 
+/// Latency percentiles in nanoseconds (HdrHistogram values: within 0.1% of the true value).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50_ns: u64,
+    /// 90th percentile.
+    pub p90_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// 99.99th percentile.
+    pub p9999_ns: u64,
+    /// Largest value recorded.
+    pub max_ns: u64,
+    /// Arithmetic mean.
+    pub mean_ns: f64,
+    /// Number of values recorded.
+    pub count: u64,
+}
+
 /// Table headers of [`percentile_cells`], in its order.
 pub const PERCENTILE_HEADERS: [&str; 6] = [
     "p50 us",
@@ -89,5 +117,31 @@ pub fn micros(ns: u64) -> String {
         format!("{us:.1}")
     } else {
         format!("{us:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_distribution() {
+        let mut h = LatencyRecorder::new();
+        for v in 1..=1000 {
+            h.record(v);
+        }
+        let s = h.summary();
+        assert_eq!(s.count, 1000);
+        assert_eq!(s.p50_ns, 500);
+        assert_eq!(s.p99_ns, 990);
+        assert_eq!(s.max_ns, 1000);
+    }
+
+    #[test]
+    fn huge_values_are_clamped_not_lost() {
+        let mut h = LatencyRecorder::new();
+        h.record(u64::MAX);
+        assert_eq!(h.count(), 1);
+        assert!(h.summary().max_ns >= HIGHEST_NS);
     }
 }

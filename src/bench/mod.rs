@@ -10,7 +10,6 @@
 //! and fails with [`BenchError`] when it is wrong: a fast wrong answer is not a result.
 
 pub mod affinity;
-pub mod hist;
 pub mod peers;
 pub mod pingpong;
 pub mod report;

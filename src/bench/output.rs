@@ -1,8 +1,7 @@
 //! Reports of the open-loop benchmarks: one [`LatencyRun`] per offered rate, a table, JSON,
 //! `.hgrm` files and a percentile plot under `--out`, the knee of a sweep, a progress bar.
 
-use super::hist::Percentiles;
-use super::latency::{percentile_cells, LatencyRecorder, PERCENTILE_HEADERS};
+use super::latency::{percentile_cells, LatencyRecorder, Percentiles, PERCENTILE_HEADERS};
 use super::report::Table;
 use super::rig::{Failure, Verified};
 use super::sysinfo::RunInfo;

@@ -2,12 +2,12 @@
 //!
 //! The ping thread stamps the clock, publishes its round-trip index `i` into the ping ring and
 //! waits for the echo thread to publish the same value into the pong ring; the round-trip time
-//! goes into a [`LatencyHistogram`] (warm-up round trips excluded). Every echo is checked: a
+//! goes into a [`LatencyRecorder`] (warm-up round trips excluded). Every echo is checked: a
 //! wrong value fails the run. This is the shape of the LMAX `PingPongSequencedLatencyTest` and of
 //! the Java peer in `shared/peers/java-disruptor/PingPongLatency.java`.
 
 use super::affinity::CoreSet;
-use super::hist::{LatencyHistogram, Percentiles};
+use super::latency::{LatencyRecorder, Percentiles};
 use super::report::{Hardware, Table};
 use super::{peers, BenchError, Idle, PinRequest, Pins};
 use crate::ring::{Consumer, Halted, Poll, Producer, RingBuilder, WaitStrategy};
@@ -78,7 +78,7 @@ pub struct Rounds {
 #[derive(Debug, Clone)]
 pub struct RoundTrips {
     /// Round-trip times in nanoseconds.
-    pub histogram: LatencyHistogram,
+    pub histogram: LatencyRecorder,
     /// Wall time of the measured (post-warm-up) round trips.
     pub elapsed: Duration,
 }
@@ -114,7 +114,7 @@ pub fn ping_loop(
     for i in 0..r.warmup {
         one(i)?;
     }
-    let mut histogram = LatencyHistogram::new();
+    let mut histogram = LatencyRecorder::new();
     let start = Instant::now();
     for i in r.warmup..r.warmup + r.iterations {
         histogram.record(one(i)?);
