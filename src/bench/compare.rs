@@ -12,7 +12,7 @@
 //! journal. The plain journal has no checksums, chaining or pre-allocation: it is the simple
 //! thing, and that makes the ratios honest rather than flattering.
 
-use super::compare_open::CompletionClock;
+use super::completion_clock::CompletionClock;
 use super::peers::YieldNow;
 use super::pipeline::{self, PipelineSpec};
 use super::report::Table;

@@ -18,12 +18,13 @@ use super::compare::{
     disruptor_pipeline, send_waiting, untimed_logic, CrossbeamStages, Event, Logic, Outcomes,
     PlainJournal,
 };
+use super::completion_clock::CompletionClock;
 use super::latency::{percentile_cells, LatencyRecorder, Percentiles, PERCENTILE_HEADERS};
 use super::peers::YieldNow;
 use super::pipeline::{self, PipelineSpec, CLOSED_LOOP_BATCH};
 use super::report::Table;
 use super::rig::{BenchEngineArgs, DataDir, Failure};
-use super::schedule::{corrected_latency_ns, drive_open_loop, since_ns, Schedule, Window};
+use super::schedule::{drive_open_loop, Schedule, Window};
 use super::sysinfo::RunInfo;
 use super::Idle;
 use crate::apps::{App, Command};
@@ -32,12 +33,8 @@ use crate::ring::WaitStrategy;
 use disruptor::wait_strategies::WaitStrategy as DisruptorWait;
 use disruptor::{BusySpinWithSpinLoopHint, Producer, Sleep};
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
-use std::time::{Duration, Instant};
-
-/// How long a peer may take to apply its setup messages before the run is abandoned.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// One open-loop comparison.
 #[derive(Debug, Clone)]
@@ -59,91 +56,6 @@ impl OpenLoopSpec {
 
     fn window(&self) -> Window {
         Window::new(&self.schedule(), self.warmup, self.duration)
-    }
-}
-
-/// The open-loop completion clock of a peer's logic stage: records `now − intended(i)` for
-/// each recorded workload message `i` as it is applied.
-pub(super) struct CompletionClock {
-    schedule: Schedule,
-    window: Window,
-    /// Sequence of workload message 0 (setup messages come before it and are not timed).
-    first_workload_sequence: u64,
-    /// Set by the producer when the schedule starts.
-    start_cell: Arc<OnceLock<Instant>>,
-    start: Option<Instant>,
-    /// Last sequence applied, for the producer's wait on the setup.
-    applied: Arc<AtomicU64>,
-    recorder: LatencyRecorder,
-    /// Completion time of the last workload message, ns after the start.
-    last_ns: u64,
-}
-
-/// The producer's side of a [`CompletionClock`].
-struct ClockHandle {
-    start_cell: Arc<OnceLock<Instant>>,
-    applied: Arc<AtomicU64>,
-}
-
-impl CompletionClock {
-    /// A clock for `spec`'s run whose workload starts at `first_workload_sequence`.
-    fn new(spec: &OpenLoopSpec, first_workload_sequence: u64) -> (Self, ClockHandle) {
-        let handle = ClockHandle {
-            start_cell: Arc::new(OnceLock::new()),
-            applied: Arc::new(AtomicU64::new(0)),
-        };
-        let clock = CompletionClock {
-            schedule: spec.schedule(),
-            window: spec.window(),
-            first_workload_sequence,
-            start_cell: handle.start_cell.clone(),
-            start: None,
-            applied: handle.applied.clone(),
-            recorder: LatencyRecorder::new(),
-            last_ns: 0,
-        };
-        (clock, handle)
-    }
-
-    /// Message `sequence` was just applied. No allocation: a clock read and a histogram
-    /// increment (the recorder's buckets were allocated up front).
-    #[inline]
-    pub(super) fn complete(&mut self, sequence: u64) {
-        self.applied.store(sequence, Ordering::Release);
-        let Some(i) = sequence.checked_sub(self.first_workload_sequence) else {
-            return;
-        };
-        let start = match self.start {
-            Some(start) => start,
-            None => match self.start_cell.get() {
-                Some(&start) => *self.start.insert(start),
-                None => return,
-            },
-        };
-        let now = since_ns(start);
-        if self.window.records(i) {
-            let intended = self.schedule.intended_ns(i);
-            self.recorder.record(corrected_latency_ns(intended, now));
-        }
-        self.last_ns = now;
-    }
-}
-
-impl ClockHandle {
-    /// Waits until the logic has applied `sequence` (the setup), then starts the schedule.
-    fn start_after(&self, sequence: u64) -> Result<Instant, Failure> {
-        let give_up = Instant::now() + SETUP_TIMEOUT;
-        while self.applied.load(Ordering::Acquire) < sequence {
-            if Instant::now() > give_up {
-                return Err(Failure::new("peer did not apply its setup in time"));
-            }
-            std::thread::sleep(Duration::from_micros(100));
-        }
-        let start = Instant::now();
-        self.start_cell
-            .set(start)
-            .map_err(|_| Failure::new("schedule started twice"))?;
-        Ok(start)
     }
 }
 
@@ -407,7 +319,7 @@ fn disruptor_open<A: App, W: DisruptorWait + 'static>(
     let setup = setup_events::<A>(spec.seed);
     let first = setup.len() as u64 + 1;
     let total = spec.window().total;
-    let (clock, handle) = CompletionClock::new(spec, first);
+    let (clock, handle) = CompletionClock::new(spec.schedule(), spec.window(), first);
     let (tx, rx) = mpsc::channel();
     let logic = Logic::<A>::timed(first - 1 + total, tx, clock);
     let mut producer = disruptor_pipeline(journal, logic, strategy);
@@ -449,7 +361,7 @@ fn crossbeam_open<A: App>(
     let setup = setup_events::<A>(spec.seed);
     let first = setup.len() as u64 + 1;
     let total = spec.window().total;
-    let (clock, handle) = CompletionClock::new(spec, first);
+    let (clock, handle) = CompletionClock::new(spec.schedule(), spec.window(), first);
     let (tx, rx) = mpsc::channel();
     let logic = Logic::<A>::timed(first - 1 + total, tx, clock);
     let (to_journal, stages) = CrossbeamStages::start(journal, logic)?;
@@ -526,34 +438,6 @@ fn contender_row(c: &OpenLoopContender) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::apps::bookstore::Bookstore;
-
-    fn spec() -> OpenLoopSpec {
-        OpenLoopSpec {
-            rate: 1_000,
-            duration: Duration::from_millis(100),
-            warmup: Duration::from_millis(50),
-            seed: 5,
-        }
-    }
-
-    #[test]
-    fn bench_completion_clock_records_only_the_window_after_the_start() {
-        let (mut clock, handle) = CompletionClock::new(&spec(), 11);
-        clock.complete(3); // setup: not timed
-        clock.complete(11); // workload 0 before the start: not timed
-        assert_eq!(handle.applied.load(Ordering::Acquire), 11);
-        assert_eq!(clock.recorder.count(), 0);
-        handle.start_after(11).unwrap();
-        for sequence in 11..11 + 150 {
-            clock.complete(sequence);
-        }
-        assert_eq!(
-            clock.recorder.count(),
-            100,
-            "warm-up messages are not recorded"
-        );
-        assert!(clock.last_ns > 0);
-    }
 
     #[test]
     fn bench_reference_splits_setup_from_workload() {

@@ -18,6 +18,7 @@ pub mod ring;
 // The engine-level harness (issue 7): open-loop load, coordinated omission, reports.
 pub mod commands;
 pub mod compare;
+mod completion_clock;
 pub mod compare_open;
 pub mod disk;
 pub mod hgrm;
