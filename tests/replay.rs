@@ -1255,3 +1255,75 @@ fn demo_run_as<A: App>(dir: &Path, words: &[&str]) {
         ),
     }
 }
+
+/// A bookstore journal of `commands` (shell words, as `keel` parses them), one per sequence.
+fn record_bookstore(commands: &[&str]) -> tempfile::TempDir {
+    use keel::apps::bookstore::Bookstore;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        flush: FlushPolicy::None,
+        wait: WaitStrategy::PARK,
+        discard_responses: true,
+        snapshot_on_shutdown: false,
+        ..Config::with_data_dir(dir.path())
+    };
+    let mut engine = Engine::start(config, Bookstore::default()).unwrap();
+    for (i, words) in commands.iter().enumerate() {
+        let words: Vec<String> = words.split_whitespace().map(str::to_owned).collect();
+        let c = Bookstore::parse_command(&words).unwrap();
+        let to = Submission {
+            kind: c.kind,
+            version: c.version,
+            session_id: 1,
+            correlation_id: i as u64,
+        };
+        engine.submitter().submit(to, &c.payload).unwrap();
+    }
+    engine.shutdown().unwrap();
+    dir
+}
+
+/// Runs `keel replay` on a bookstore journal; returns the exit status, or the error.
+fn bookstore_replay(dir: &Path, words: &[&str]) -> Result<(Exit, String), replay::ReplayError> {
+    let mut all = vec!["--data-dir", dir.to_str().unwrap(), "--no-progress"];
+    all.extend_from_slice(words);
+    let args = replay::parse_args(&all).unwrap_or_else(|e| panic!("{all:?}: {e}"));
+    let mut out = Vec::new();
+    let exit = replay::run_with::<keel::apps::bookstore::Bookstore>(&args, &mut out)?;
+    Ok((exit, String::from_utf8(out).unwrap()))
+}
+
+const BOOKSTORE_ORDERS: [&str; 4] = [
+    "add-book 1 1000 10 Dune",
+    "order 7 1 1 1000",
+    "order 8 1 1 1000",
+    "restock 1 5",
+];
+
+#[test]
+fn find_accepts_a_plain_field_name_and_refuses_an_unknown_field() {
+    let dir = record_bookstore(&BOOKSTORE_ORDERS);
+    for field in ["stock", "/response/stock"] {
+        let words = [
+            "--json", "find", "--query", "book", "1", "--field", field, "--lt", "9",
+        ];
+        let (exit, out) = bookstore_replay(dir.path(), &words).unwrap();
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            (exit, &doc["sequence"]),
+            (Exit::Ok, &json!(3)),
+            "{field}: {doc}"
+        );
+        assert_eq!(doc["value"], 8, "{doc}");
+    }
+    let words = [
+        "find", "--query", "book", "1", "--field", "stok", "--lt", "9",
+    ];
+    let err = bookstore_replay(dir.path(), &words).unwrap_err();
+    assert_eq!(err.exit(), Exit::Usage, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("stok") && message.contains("stock"),
+        "{message}"
+    );
+}

@@ -20,7 +20,7 @@
 //!   dump    [--from SEQ] [--to SEQ] [--since TIME] [--until TIME] [--session ID]...
 //!           [--kind K]... [--limit N]
 //!   state   [--at SEQ] [--full] [QUERY...]
-//!   find    (--hash HEX | --query WORDS... [--field JSON_POINTER]
+//!   find    (--hash HEX | --query WORDS... [--field NAME|JSON_POINTER]
 //!            (--lt|--le|--gt|--ge|--eq|--ne) VALUE) [--bisect] [--from SEQ] [--to SEQ]
 //!   outputs [--from SEQ] [--to SEQ] [--save FILE]
 //!   diff    (--other DIR [--checkpoint N] | --against FILE) [--from SEQ] [--to SEQ]
