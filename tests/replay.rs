@@ -1327,3 +1327,32 @@ fn find_accepts_a_plain_field_name_and_refuses_an_unknown_field() {
         "{message}"
     );
 }
+
+#[test]
+fn dump_refuses_an_unknown_kind_and_accepts_both_spellings() {
+    let dir = record_bookstore(&BOOKSTORE_ORDERS);
+    let sequences = |kind: &str| -> Vec<u64> {
+        let (exit, out) =
+            bookstore_replay(dir.path(), &["--json", "dump", "--kind", kind]).unwrap();
+        assert_eq!(exit, Exit::Ok);
+        out.lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["sequence"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(sequences("place-order"), [2, 3]);
+    assert_eq!(sequences("place_order"), [2, 3]);
+    assert_eq!(sequences("restock"), [4]);
+    let err = bookstore_replay(dir.path(), &["dump", "--kind", "cancel"]).unwrap_err();
+    assert_eq!(err.exit(), Exit::Usage, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("cancel")
+            && message.contains("cancel-order")
+            && message.contains("restock"),
+        "{message}"
+    );
+}
