@@ -991,9 +991,10 @@ fn diff_finds_the_first_difference_of_other_versions() {
             "100",
         ],
     );
+    // The first state difference, not the checkpoint that showed it.
     assert_eq!(
         (exit, doc["first_difference"]["sequence"].as_u64()),
-        (Exit::Mismatch, Some(100))
+        (Exit::Mismatch, Some(first_deposit))
     );
     // Version 2 code reads both journals alike.
     let (exit, _) = replay_json::<V2>(
@@ -1355,4 +1356,34 @@ fn dump_refuses_an_unknown_kind_and_accepts_both_spellings() {
             && message.contains("restock"),
         "{message}"
     );
+}
+
+#[test]
+fn diff_checkpoint_reports_the_first_differing_sequence() {
+    let this = record_bookstore(&BOOKSTORE_ORDERS);
+    let mut changed = BOOKSTORE_ORDERS;
+    changed[0] = "add-book 1 1000 11 Dune";
+    let other = record_bookstore(&changed);
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(this.path(), copy.path());
+    for every in ["1000000", "2", "1"] {
+        let other = other.path().to_str().unwrap();
+        let words = ["--json", "diff", "--other", other, "--checkpoint", every];
+        let (exit, out) = bookstore_replay(this.path(), &words).unwrap();
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(exit, Exit::Mismatch, "{doc}");
+        assert_eq!(
+            doc["first_difference"]["sequence"], 1,
+            "every {every}: {doc}"
+        );
+    }
+    let words = [
+        "diff",
+        "--other",
+        copy.path().to_str().unwrap(),
+        "--checkpoint",
+        "3",
+    ];
+    let (exit, out) = bookstore_replay(this.path(), &words).unwrap();
+    assert_eq!(exit, Exit::Ok, "{out}");
 }
