@@ -1387,3 +1387,46 @@ fn diff_checkpoint_reports_the_first_differing_sequence() {
     let (exit, out) = bookstore_replay(this.path(), &words).unwrap();
     assert_eq!(exit, Exit::Ok, "{out}");
 }
+
+#[test]
+fn dump_continue_past_damage_reports_it_and_reads_the_next_segment() {
+    let rec = record::<V1>();
+    let segs = segments(rec.path());
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(rec.path(), copy.path());
+    let first_seg = copy
+        .path()
+        .join("journal")
+        .join(segs[0].file_name().unwrap());
+    let (bad_offset, bad_sequence) = records_in(&first_seg)[100];
+    poke(&first_seg, bad_offset + 57, |b| b[0] ^= 0x40);
+    let next_first = records_in(&segs[1])[0].1;
+    let words = [
+        "--json",
+        "dump",
+        "--continue-past-damage",
+        "--to",
+        &next_first.to_string(),
+    ];
+    let (exit, out) = replay_text::<V1>(copy.path(), &words);
+    assert_eq!((exit, exit.code()), (Exit::JournalCorrupted, 4), "{out}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sequences: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l["sequence"].as_u64())
+        .collect();
+    let mut expected: Vec<u64> = (1..bad_sequence).collect();
+    expected.push(next_first);
+    assert_eq!(sequences, expected);
+    let damage = &lines[bad_sequence as usize - 1];
+    assert_eq!(damage["continues_at"], next_first, "{damage}");
+    let reason = damage["damage"].as_str().unwrap();
+    assert!(reason.contains(&format!("offset {bad_offset}")), "{reason}");
+    // Without the flag, dump still stops at the damage.
+    let args = replay::parse_args(["--data-dir", copy.path().to_str().unwrap(), "dump"]).unwrap();
+    let err = replay::run_with::<V1>(&args, &mut std::io::sink()).unwrap_err();
+    assert_eq!(err.exit(), Exit::JournalCorrupted);
+}

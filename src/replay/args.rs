@@ -127,6 +127,10 @@ pub struct DumpArgs {
     /// Stop after this many messages.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+    /// At a damaged record, report the damage and go on with the next segment (as `verify`
+    /// reads on) instead of stopping; the exit status is still 4.
+    #[arg(long)]
+    pub continue_past_damage: bool,
 }
 
 /// `keel replay state`

@@ -1,16 +1,19 @@
 //! `keel replay dump`: decoded messages, one per line, filtered by sequence, time, session and
 //! kind. Reads the journal only; nothing is replayed.
 
+use std::path::Path;
+
 use serde_json::{json, Value};
 
 use super::args::DumpArgs;
 use super::ctx::Ctx;
 use super::error::{Exit, ReplayError};
+use super::files::list_segments;
 use super::info::name_in;
 use super::time::{format_ns, parse_time};
 use crate::apps::App;
 use crate::engine::{message_of, Message, MessageHeader, CONTROL_KIND_MIN, CONTROL_SNAPSHOT};
-use crate::journal::{JournalReader, Record};
+use crate::journal::{JournalError, JournalReader, Record};
 
 /// The filters of one dump.
 struct Filter {
@@ -140,11 +143,43 @@ pub(crate) fn run<A: App>(ctx: &mut Ctx<'_>, args: &DumpArgs) -> Result<Exit, Re
             "--to {to} is before --from {from}"
         )));
     }
-    let mut reader = JournalReader::open(&ctx.journal)?;
-    reader.seek(from)?;
     let mut printed = 0u64;
+    let mut start = from;
+    let mut exit = Exit::Ok;
+    while start <= to {
+        let damage = match print_stretch::<A>(ctx, &filter, args, start, to, &mut printed) {
+            Err(ReplayError::Journal(e @ JournalError::Corrupted { .. }))
+                if args.continue_past_damage =>
+            {
+                e
+            }
+            other => return other.map(|()| exit),
+        };
+        exit = Exit::JournalCorrupted;
+        let next = next_segment_after(&ctx.journal, &damage)?;
+        report_damage(ctx, &damage, next)?;
+        let Some(next) = next.filter(|&n| n > start) else {
+            break;
+        };
+        start = next;
+    }
+    Ok(exit)
+}
+
+/// Prints the records from `start` to `to` that pass the filters, up to the end of the
+/// journal or the first damage (an error).
+fn print_stretch<A: App>(
+    ctx: &mut Ctx<'_>,
+    filter: &Filter,
+    args: &DumpArgs,
+    start: u64,
+    to: u64,
+    printed: &mut u64,
+) -> Result<(), ReplayError> {
+    let mut reader = JournalReader::open(&ctx.journal)?;
+    reader.seek(start)?;
     while let Some(record) = reader.next()? {
-        if record.sequence > to || args.limit.is_some_and(|l| printed >= l) {
+        if record.sequence > to || args.limit.is_some_and(|l| *printed >= l) {
             break;
         }
         if !filter.passes(&record) {
@@ -161,7 +196,41 @@ pub(crate) fn run<A: App>(ctx: &mut Ctx<'_>, args: &DumpArgs) -> Result<Exit, Re
                 record.sequence, line["message"]
             )?;
         }
-        printed += 1;
+        *printed += 1;
     }
-    Ok(Exit::Ok)
+    Ok(())
+}
+
+/// The first sequence of the segment after the one holding `damage` (`None`: it is the last).
+fn next_segment_after(journal: &Path, damage: &JournalError) -> Result<Option<u64>, ReplayError> {
+    let JournalError::Corrupted { segment, .. } = damage else {
+        return Ok(None);
+    };
+    let segments = list_segments(journal)?;
+    let damaged = segments
+        .iter()
+        .find(|s| &s.path == segment)
+        .map_or(0, |s| s.first_sequence);
+    Ok(segments
+        .iter()
+        .map(|s| s.first_sequence)
+        .find(|&first| first > damaged))
+}
+
+/// `--continue-past-damage`: says, in the output stream, what is damaged and where the dump
+/// goes on.
+fn report_damage(
+    ctx: &mut Ctx<'_>,
+    damage: &JournalError,
+    next: Option<u64>,
+) -> Result<(), ReplayError> {
+    if ctx.json {
+        let line = json!({"damage": damage.to_string(), "continues_at": next});
+        return ctx.json_line(&line);
+    }
+    let goes_on = next.map_or("nothing follows".to_owned(), |n| {
+        format!("continuing at sequence {n}, the next segment")
+    });
+    writeln!(ctx.out, "---- damaged: {damage}; {goes_on}")?;
+    Ok(())
 }
