@@ -349,7 +349,7 @@ fn diff_checkpoints<A: App>(
         if a != b {
             return Ok((compared, Some((last_equal, one_ended(sequence, a)))));
         }
-        if sequence % every == 0 {
+        if sequence.is_multiple_of(every) {
             compared += 1;
             if let Some(d) = hash_difference(this, other) {
                 return Ok((compared, Some((last_equal, d))));
