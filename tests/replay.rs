@@ -991,9 +991,10 @@ fn diff_finds_the_first_difference_of_other_versions() {
             "100",
         ],
     );
+    // The first state difference, not the checkpoint that showed it.
     assert_eq!(
         (exit, doc["first_difference"]["sequence"].as_u64()),
-        (Exit::Mismatch, Some(100))
+        (Exit::Mismatch, Some(first_deposit))
     );
     // Version 2 code reads both journals alike.
     let (exit, _) = replay_json::<V2>(
@@ -1254,4 +1255,178 @@ fn demo_run_as<A: App>(dir: &Path, words: &[&str]) {
             e.exit().code()
         ),
     }
+}
+
+/// A bookstore journal of `commands` (shell words, as `keel` parses them), one per sequence.
+fn record_bookstore(commands: &[&str]) -> tempfile::TempDir {
+    use keel::apps::bookstore::Bookstore;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        flush: FlushPolicy::None,
+        wait: WaitStrategy::PARK,
+        discard_responses: true,
+        snapshot_on_shutdown: false,
+        ..Config::with_data_dir(dir.path())
+    };
+    let mut engine = Engine::start(config, Bookstore::default()).unwrap();
+    for (i, words) in commands.iter().enumerate() {
+        let words: Vec<String> = words.split_whitespace().map(str::to_owned).collect();
+        let c = Bookstore::parse_command(&words).unwrap();
+        let to = Submission {
+            kind: c.kind,
+            version: c.version,
+            session_id: 1,
+            correlation_id: i as u64,
+        };
+        engine.submitter().submit(to, &c.payload).unwrap();
+    }
+    engine.shutdown().unwrap();
+    dir
+}
+
+/// Runs `keel replay` on a bookstore journal; returns the exit status, or the error.
+fn bookstore_replay(dir: &Path, words: &[&str]) -> Result<(Exit, String), replay::ReplayError> {
+    let mut all = vec!["--data-dir", dir.to_str().unwrap(), "--no-progress"];
+    all.extend_from_slice(words);
+    let args = replay::parse_args(&all).unwrap_or_else(|e| panic!("{all:?}: {e}"));
+    let mut out = Vec::new();
+    let exit = replay::run_with::<keel::apps::bookstore::Bookstore>(&args, &mut out)?;
+    Ok((exit, String::from_utf8(out).unwrap()))
+}
+
+const BOOKSTORE_ORDERS: [&str; 4] = [
+    "add-book 1 1000 10 Dune",
+    "order 7 1 1 1000",
+    "order 8 1 1 1000",
+    "restock 1 5",
+];
+
+#[test]
+fn find_accepts_a_plain_field_name_and_refuses_an_unknown_field() {
+    let dir = record_bookstore(&BOOKSTORE_ORDERS);
+    for field in ["stock", "/response/stock"] {
+        let words = [
+            "--json", "find", "--query", "book", "1", "--field", field, "--lt", "9",
+        ];
+        let (exit, out) = bookstore_replay(dir.path(), &words).unwrap();
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            (exit, &doc["sequence"]),
+            (Exit::Ok, &json!(3)),
+            "{field}: {doc}"
+        );
+        assert_eq!(doc["value"], 8, "{doc}");
+    }
+    let words = [
+        "find", "--query", "book", "1", "--field", "stok", "--lt", "9",
+    ];
+    let err = bookstore_replay(dir.path(), &words).unwrap_err();
+    assert_eq!(err.exit(), Exit::Usage, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("stok") && message.contains("stock"),
+        "{message}"
+    );
+}
+
+#[test]
+fn dump_refuses_an_unknown_kind_and_accepts_both_spellings() {
+    let dir = record_bookstore(&BOOKSTORE_ORDERS);
+    let sequences = |kind: &str| -> Vec<u64> {
+        let (exit, out) =
+            bookstore_replay(dir.path(), &["--json", "dump", "--kind", kind]).unwrap();
+        assert_eq!(exit, Exit::Ok);
+        out.lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["sequence"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(sequences("place-order"), [2, 3]);
+    assert_eq!(sequences("place_order"), [2, 3]);
+    assert_eq!(sequences("restock"), [4]);
+    let err = bookstore_replay(dir.path(), &["dump", "--kind", "cancel"]).unwrap_err();
+    assert_eq!(err.exit(), Exit::Usage, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("cancel")
+            && message.contains("cancel-order")
+            && message.contains("restock"),
+        "{message}"
+    );
+}
+
+#[test]
+fn diff_checkpoint_reports_the_first_differing_sequence() {
+    let this = record_bookstore(&BOOKSTORE_ORDERS);
+    let mut changed = BOOKSTORE_ORDERS;
+    changed[0] = "add-book 1 1000 11 Dune";
+    let other = record_bookstore(&changed);
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(this.path(), copy.path());
+    for every in ["1000000", "2", "1"] {
+        let other = other.path().to_str().unwrap();
+        let words = ["--json", "diff", "--other", other, "--checkpoint", every];
+        let (exit, out) = bookstore_replay(this.path(), &words).unwrap();
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(exit, Exit::Mismatch, "{doc}");
+        assert_eq!(
+            doc["first_difference"]["sequence"], 1,
+            "every {every}: {doc}"
+        );
+    }
+    let words = [
+        "diff",
+        "--other",
+        copy.path().to_str().unwrap(),
+        "--checkpoint",
+        "3",
+    ];
+    let (exit, out) = bookstore_replay(this.path(), &words).unwrap();
+    assert_eq!(exit, Exit::Ok, "{out}");
+}
+
+#[test]
+fn dump_continue_past_damage_reports_it_and_reads_the_next_segment() {
+    let rec = record::<V1>();
+    let segs = segments(rec.path());
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(rec.path(), copy.path());
+    let first_seg = copy
+        .path()
+        .join("journal")
+        .join(segs[0].file_name().unwrap());
+    let (bad_offset, bad_sequence) = records_in(&first_seg)[100];
+    poke(&first_seg, bad_offset + 57, |b| b[0] ^= 0x40);
+    let next_first = records_in(&segs[1])[0].1;
+    let words = [
+        "--json",
+        "dump",
+        "--continue-past-damage",
+        "--to",
+        &next_first.to_string(),
+    ];
+    let (exit, out) = replay_text::<V1>(copy.path(), &words);
+    assert_eq!((exit, exit.code()), (Exit::JournalCorrupted, 4), "{out}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sequences: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l["sequence"].as_u64())
+        .collect();
+    let mut expected: Vec<u64> = (1..bad_sequence).collect();
+    expected.push(next_first);
+    assert_eq!(sequences, expected);
+    let damage = &lines[bad_sequence as usize - 1];
+    assert_eq!(damage["continues_at"], next_first, "{damage}");
+    let reason = damage["damage"].as_str().unwrap();
+    assert!(reason.contains(&format!("offset {bad_offset}")), "{reason}");
+    // Without the flag, dump still stops at the damage.
+    let args = replay::parse_args(["--data-dir", copy.path().to_str().unwrap(), "dump"]).unwrap();
+    let err = replay::run_with::<V1>(&args, &mut std::io::sink()).unwrap_err();
+    assert_eq!(err.exit(), Exit::JournalCorrupted);
 }

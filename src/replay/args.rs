@@ -127,6 +127,10 @@ pub struct DumpArgs {
     /// Stop after this many messages.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+    /// At a damaged record, report the damage and go on with the next segment (as `verify`
+    /// reads on) instead of stopping; the exit status is still 4.
+    #[arg(long)]
+    pub continue_past_damage: bool,
 }
 
 /// `keel replay state`
@@ -161,9 +165,10 @@ pub struct FindArgs {
     /// Condition: this query's response (e.g. `--query book 7`, or one quoted string).
     #[arg(long, value_name = "WORDS", num_args = 1.., requires = "compare")]
     pub query: Vec<String>,
-    /// JSON pointer into the query's response, e.g. `/stock` (a missing leading `/` is added)
-    /// [default: the whole response].
-    #[arg(long, value_name = "JSON_POINTER", requires = "query")]
+    /// The response field to compare: its name, e.g. `stock` (`a.b` for a nested one), or a
+    /// JSON pointer into the whole description, e.g. `/response/stock` [default: the whole
+    /// response]. A field the response does not have is an error listing the ones it has.
+    #[arg(long, value_name = "FIELD", requires = "query")]
     pub field: Option<String>,
     /// The field is less than VALUE (a JSON value; bare words are strings).
     #[arg(

@@ -104,6 +104,30 @@ pub enum ReplayError {
     /// A query could not be parsed or evaluated.
     #[error("query: {0}")]
     Query(String),
+    /// `find --field` names a field the query's response does not have.
+    #[error(
+        "--field {field}: `{query}` responds without such a field; its fields are: {} \
+         (give a field name, `a.b` for a nested one, or a JSON pointer such as /response/a)",
+        available.join(", ")
+    )]
+    UnknownField {
+        /// The field as given.
+        field: String,
+        /// The query's words.
+        query: String,
+        /// The field names its responses have.
+        available: Vec<String>,
+    },
+    /// `dump --kind` names no message kind of the application.
+    #[error("--kind {kind}: {app} has no such message kind; its kinds are: {}", available.join(", "))]
+    UnknownKind {
+        /// The kind as given.
+        kind: String,
+        /// The application's name.
+        app: &'static str,
+        /// The kind names it has.
+        available: Vec<String>,
+    },
 }
 
 impl ReplayError {
@@ -112,7 +136,9 @@ impl ReplayError {
         match self {
             ReplayError::Journal(JournalError::Corrupted { .. }) => Exit::JournalCorrupted,
             ReplayError::Journal(JournalError::Locked { .. }) => Exit::Locked,
-            ReplayError::Usage(_) => Exit::Usage,
+            ReplayError::Usage(_)
+            | ReplayError::UnknownField { .. }
+            | ReplayError::UnknownKind { .. } => Exit::Usage,
             _ => Exit::Error,
         }
     }

@@ -14,6 +14,7 @@
 //! the state with that hash occurs only once).
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use serde_json::{json, Value};
@@ -22,7 +23,7 @@ use super::args::FindArgs;
 use super::ctx::Ctx;
 use super::error::{Exit, ReplayError};
 use super::files::{list_snapshots, read_snapshot_header, restore_bound, SnapFile};
-use super::query::Query;
+use super::query::{Answer, Query};
 use super::replayer::{timestamp_of, Flow, Replay};
 use super::state::pretty;
 use super::time::format_ns;
@@ -87,12 +88,72 @@ fn order(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
+/// Which part of a query's description a condition looks at (`--field`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Field {
+    /// No `--field`: the whole description.
+    Whole,
+    /// `--field /a/b`: a JSON pointer into the whole description.
+    Pointer(String),
+    /// `--field stock` (or `a.b`): a field of the response's body, or failing that a
+    /// top-level member of the description (`status`, `reason`).
+    Name(String),
+}
+
+impl Field {
+    fn parse(text: Option<&str>) -> Self {
+        match text {
+            None | Some("") => Field::Whole,
+            Some(p) if p.starts_with('/') => Field::Pointer(p.to_owned()),
+            Some(name) => Field::Name(name.replace('.', "/")),
+        }
+    }
+
+    /// The field in `description` (a query's response as the application describes it).
+    fn find<'v>(&self, description: &'v Value) -> Option<&'v Value> {
+        let name = match self {
+            Field::Whole => return Some(description),
+            Field::Pointer(p) => return description.pointer(p),
+            Field::Name(name) => name,
+        };
+        let bodies = description.as_object().into_iter().flatten();
+        bodies
+            .filter(|(_, v)| v.is_object())
+            .find_map(|(k, _)| description.pointer(&format!("/{k}/{name}")))
+            .or_else(|| description.pointer(&format!("/{name}")))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Field::Whole => "(whole)".into(),
+            Field::Pointer(p) => p.clone(),
+            Field::Name(n) => n.replace('/', "."),
+        }
+    }
+}
+
+/// The field names `--field` accepts for `description`: body fields by plain name, then
+/// top-level members.
+fn field_names(description: &Value, names: &mut BTreeSet<String>) {
+    let Some(members) = description.as_object() else {
+        return;
+    };
+    for (key, value) in members {
+        match value.as_object() {
+            Some(body) => names.extend(body.keys().cloned()),
+            None => {
+                names.insert(key.clone());
+            }
+        }
+    }
+}
+
 /// What is searched for.
 enum Condition {
     Hash(u64),
     Field {
         query: Query,
-        pointer: String,
+        field: Field,
         op: Op,
         value: Value,
     },
@@ -122,11 +183,7 @@ impl Condition {
         let value = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()));
         Ok(Condition::Field {
             query: Query::parse::<A>(&args.query)?,
-            pointer: match args.field.as_deref() {
-                None | Some("") => String::new(),
-                Some(p) if p.starts_with('/') => p.to_owned(),
-                Some(p) => format!("/{p}"),
-            },
+            field: Field::parse(args.field.as_deref()),
             op,
             value,
         })
@@ -137,17 +194,13 @@ impl Condition {
             Condition::Hash(h) => format!("state hash == {h:#018x}"),
             Condition::Field {
                 query,
-                pointer,
+                field,
                 op,
                 value,
             } => format!(
                 "`{}` response {} {} {value}",
                 query.words.join(" "),
-                if pointer.is_empty() {
-                    "(whole)"
-                } else {
-                    pointer
-                },
+                field.describe(),
                 op.symbol()
             ),
         }
@@ -171,6 +224,8 @@ struct Evaluator {
     cache: Option<Cached>,
     checked_read_only: bool,
     evaluations: u64,
+    /// What the responses described so far showed of `--field`.
+    seen: Seen,
 }
 
 impl Evaluator {
@@ -181,6 +236,7 @@ impl Evaluator {
             cache: None,
             checked_read_only: false,
             evaluations: 0,
+            seen: Seen::default(),
         }
     }
 
@@ -193,17 +249,12 @@ impl Evaluator {
         timestamp_ns: u64,
     ) -> Result<Option<Value>, ReplayError> {
         self.evaluations += 1;
-        let (query, pointer, op, value) = match &self.condition {
+        let query = match &self.condition {
             Condition::Hash(target) => {
                 let hash = app.state_hash();
                 return Ok((hash == *target).then(|| json!(format!("{hash:#018x}"))));
             }
-            Condition::Field {
-                query,
-                pointer,
-                op,
-                value,
-            } => (query, pointer, *op, value),
+            Condition::Field { query, .. } => query,
         };
         let before = (!self.checked_read_only).then(|| app.state_hash());
         let answer = query.apply(app, after, timestamp_ns, &mut self.buf);
@@ -222,23 +273,73 @@ impl Evaluator {
                 && c.payload == answer.payload
         });
         if !same {
-            let response = query.describe::<A>(&answer);
-            let field = response.pointer(pointer).cloned();
-            let holds = field.as_ref().is_some_and(|f| op.holds(f, value));
-            self.cache = Some(Cached {
-                status: h.status,
-                reason: h.reason,
-                kind: h.kind,
-                payload: answer.payload.to_vec(),
-                value: field,
-                holds,
-            });
+            let description = query.describe::<A>(&answer);
+            let cached = judge(&self.condition, &mut self.seen, &description, &answer);
+            self.cache = Some(cached.ok_or_else(|| self.unknown_field())?);
         }
         let cache = self.cache.as_ref().expect("just filled");
         Ok(cache
             .holds
             .then(|| cache.value.clone().unwrap_or(Value::Null)))
     }
+
+    /// The error for a `--field` that the responses described so far do not hold.
+    fn unknown_field(&self) -> ReplayError {
+        let (field, query) = match &self.condition {
+            Condition::Field { query, field, .. } => (field.describe(), query.words.join(" ")),
+            Condition::Hash(_) => (String::new(), String::new()),
+        };
+        ReplayError::UnknownField {
+            field,
+            query,
+            available: self.seen.names.iter().cloned().collect(),
+        }
+    }
+
+    /// Whether the search ended without ever seeing `--field` (then the field is unknown).
+    fn field_never_seen(&self) -> bool {
+        matches!(self.condition, Condition::Field { .. }) && !self.seen.field
+    }
+}
+
+/// What the responses described so far showed of `--field`.
+#[derive(Default)]
+struct Seen {
+    /// Whether the field was present in one.
+    field: bool,
+    /// Their field names (for the error when the field never is).
+    names: BTreeSet<String>,
+}
+
+/// Looks the field up in a newly described response. `None`: the response was accepted but
+/// has no such field, a mistake in `--field` to report at once.
+fn judge(
+    condition: &Condition,
+    seen: &mut Seen,
+    description: &Value,
+    answer: &Answer<'_>,
+) -> Option<Cached> {
+    let Condition::Field {
+        field, op, value, ..
+    } = condition
+    else {
+        unreachable!("only field conditions describe responses");
+    };
+    let found = field.find(description).cloned();
+    field_names(description, &mut seen.names);
+    seen.field |= found.is_some();
+    if found.is_none() && answer.header.status == Status::Accepted {
+        return None;
+    }
+    let h = answer.header;
+    Some(Cached {
+        status: h.status,
+        reason: h.reason,
+        kind: h.kind,
+        payload: answer.payload.to_vec(),
+        holds: found.as_ref().is_some_and(|f| op.holds(f, value)),
+        value: found,
+    })
 }
 
 /// Where the forward replay starts after bisecting: a restored snapshot.
@@ -343,6 +444,9 @@ pub(crate) fn run<A: App>(ctx: &mut Ctx<'_>, args: &FindArgs) -> Result<Exit, Re
         bisected = Some(replay.applied);
     }
     let found = search(ctx, &mut ev, &mut replay, to)?;
+    if found.is_none() && ev.field_never_seen() {
+        return Err(ev.unknown_field());
+    }
     report(ctx, &ev, &replay, found, bisected)
 }
 

@@ -36,14 +36,15 @@ pub(crate) fn kind_name<A: App>(record: &Record<'_>) -> Option<String> {
     match record.kind {
         CONTROL_SNAPSHOT => Some("control:snapshot".into()),
         k if k >= CONTROL_KIND_MIN => Some("control".into()),
-        _ => {
-            let description = A::describe_message(&message_of(record));
-            KIND_NAME_POINTERS
-                .iter()
-                .find_map(|p| description.pointer(p).and_then(Value::as_str))
-                .map(str::to_owned)
-        }
+        _ => name_in(&A::describe_message(&message_of(record))).map(str::to_owned),
     }
+}
+
+/// The kind name in a message's description, if it gives one.
+pub(crate) fn name_in(description: &Value) -> Option<&str> {
+    KIND_NAME_POINTERS
+        .iter()
+        .find_map(|p| description.pointer(p).and_then(Value::as_str))
 }
 
 fn scan<A: App>(ctx: &Ctx<'_>) -> Result<Scan, ReplayError> {

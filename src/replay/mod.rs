@@ -18,9 +18,9 @@
 //!                              format version and codec
 //!   verify                     every record and snapshot; exit 0/3/4/5/6 (below)
 //!   dump    [--from SEQ] [--to SEQ] [--since TIME] [--until TIME] [--session ID]...
-//!           [--kind K]... [--limit N]
+//!           [--kind K]... [--limit N] [--continue-past-damage]
 //!   state   [--at SEQ] [--full] [QUERY...]
-//!   find    (--hash HEX | --query WORDS... [--field JSON_POINTER]
+//!   find    (--hash HEX | --query WORDS... [--field NAME|JSON_POINTER]
 //!            (--lt|--le|--gt|--ge|--eq|--ne) VALUE) [--bisect] [--from SEQ] [--to SEQ]
 //!   outputs [--from SEQ] [--to SEQ] [--save FILE]
 //!   diff    (--other DIR [--checkpoint N] | --against FILE) [--from SEQ] [--to SEQ]

@@ -270,66 +270,126 @@ fn diff_other<A: App>(
     let mut other =
         Replay::<A>::rebuild(ctx, &other_journal, other_snapshots.as_deref(), from - 1)?;
     this.show_progress(ctx, "comparing", to);
+    let Some(every) = checkpoint else {
+        return diff_outputs(&mut this, &mut other, to);
+    };
+    let (compared, difference) = diff_checkpoints(&mut this, &mut other, to, every)?;
+    let Some((last_equal, difference)) = difference else {
+        return Ok((compared, None));
+    };
+    drop((this, other));
+    let dirs = [(journal, Some(snapshots)), (other_journal, other_snapshots)];
+    let first = first_hash_difference::<A>(ctx, &dirs, last_equal, difference.sequence)?;
+    Ok((compared, Some(first.unwrap_or(difference))))
+}
+
+/// The first message whose output differs, comparing every message.
+fn diff_outputs<A: App>(
+    this: &mut Replay<A>,
+    other: &mut Replay<A>,
+    to: Option<u64>,
+) -> Result<(u64, Option<Difference>), ReplayError> {
     let mut compared = 0;
-    if checkpoint.is_some() {
+    while to.is_none_or(|to| this.applied < to) {
+        let sequence = this.applied + 1;
+        let (a, b) = match (this.step()?, other.step()?) {
+            (Some(a), Some(b)) => (a, b),
+            (None, None) => break,
+            (a, _) => return Ok((compared, Some(one_ended(sequence, a.is_some())))),
+        };
         compared += 1;
-        if let Some(d) = hash_difference(&this, &other) {
+        if !same_output(&a, &b) {
+            let (this, other) = (OutputLine::of::<A>(&a), OutputLine::of::<A>(&b));
+            let (this, other) = (this.to_json(), other.to_json());
+            let d = Difference {
+                sequence,
+                this,
+                other,
+            };
             return Ok((compared, Some(d)));
         }
     }
+    Ok((compared, None))
+}
+
+/// A difference at `sequence` where one journal has ended (`this_present`: the other one).
+fn one_ended(sequence: u64, this_present: bool) -> Difference {
+    let (this, other) = if this_present {
+        (json!("present"), ended(sequence))
+    } else {
+        (ended(sequence), json!("present"))
+    };
+    Difference {
+        sequence,
+        this,
+        other,
+    }
+}
+
+/// Compares state hashes at the start, every `every` messages and at the end. A difference
+/// comes with the last sequence where the hashes were still equal (`from - 1` when they
+/// differ at the start: then that is the difference), for [`first_hash_difference`].
+fn diff_checkpoints<A: App>(
+    this: &mut Replay<A>,
+    other: &mut Replay<A>,
+    to: Option<u64>,
+    every: u64,
+) -> Result<(u64, Option<(u64, Difference)>), ReplayError> {
+    let mut compared = 1;
+    let mut last_equal = this.applied;
+    if let Some(d) = hash_difference(this, other) {
+        return Ok((compared, Some((last_equal, d))));
+    }
     while to.is_none_or(|to| this.applied < to) {
         let sequence = this.applied + 1;
-        let (a, b) = (this.step()?, other.step()?);
-        let (a, b) = match (a, b) {
-            (None, None) => break,
-            (Some(_), None) => {
-                return Ok((
-                    compared,
-                    Some(Difference {
-                        sequence,
-                        this: json!("present"),
-                        other: ended(sequence),
-                    }),
-                ))
-            }
-            (None, Some(_)) => {
-                return Ok((
-                    compared,
-                    Some(Difference {
-                        sequence,
-                        this: ended(sequence),
-                        other: json!("present"),
-                    }),
-                ))
-            }
-            (Some(a), Some(b)) => (a, b),
-        };
-        if checkpoint.is_none() {
+        let (a, b) = (this.step()?.is_some(), other.step()?.is_some());
+        if !a && !b {
+            break;
+        }
+        if a != b {
+            return Ok((compared, Some((last_equal, one_ended(sequence, a)))));
+        }
+        if sequence.is_multiple_of(every) {
             compared += 1;
-            if !same_output(&a, &b) {
-                let (this, other) = (OutputLine::of::<A>(&a), OutputLine::of::<A>(&b));
-                let (this, other) = (this.to_json(), other.to_json());
-                return Ok((
-                    compared,
-                    Some(Difference {
-                        sequence,
-                        this,
-                        other,
-                    }),
-                ));
+            if let Some(d) = hash_difference(this, other) {
+                return Ok((compared, Some((last_equal, d))));
             }
-        } else if checkpoint.is_some_and(|n| sequence % n == 0) {
-            compared += 1;
-            if let Some(d) = hash_difference(&this, &other) {
-                return Ok((compared, Some(d)));
-            }
+            last_equal = sequence;
         }
     }
-    if checkpoint.is_some() && this.applied % checkpoint.unwrap_or(1) != 0 {
+    if this.applied != last_equal {
         compared += 1;
-        return Ok((compared, hash_difference(&this, &other)));
+        let difference = hash_difference(this, other);
+        return Ok((compared, difference.map(|d| (last_equal, d))));
     }
     Ok((compared, None))
+}
+
+/// The first sequence after `last_equal` and before `found` (where a checkpoint or the end
+/// of one journal showed a difference) after which the state hashes differ: both journals
+/// are rebuilt at `last_equal` and compared after every message. `None`: none before `found`.
+fn first_hash_difference<A: App>(
+    ctx: &mut Ctx<'_>,
+    dirs: &[(PathBuf, Option<PathBuf>); 2],
+    last_equal: u64,
+    found: u64,
+) -> Result<Option<Difference>, ReplayError> {
+    if found <= last_equal + 1 {
+        return Ok(None);
+    }
+    let [(journal, snapshots), (other_journal, other_snapshots)] = dirs;
+    let mut this = Replay::<A>::rebuild(ctx, journal, snapshots.as_deref(), last_equal)?;
+    let mut other =
+        Replay::<A>::rebuild(ctx, other_journal, other_snapshots.as_deref(), last_equal)?;
+    while this.applied + 1 < found {
+        if this.step()?.is_none() || other.step()?.is_none() {
+            return Ok(None);
+        }
+        if let Some(d) = hash_difference(&this, &other) {
+            return Ok(Some(d));
+        }
+    }
+    Ok(None)
 }
 
 fn same_output(a: &Step<'_>, b: &Step<'_>) -> bool {
