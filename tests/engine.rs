@@ -439,3 +439,53 @@ fn start_returns_once_the_state_is_prefaulted() {
     );
     assert_eq!(engine.shutdown().unwrap().prefaults, 1);
 }
+
+/// Runs `f` on its own thread and fails the test (instead of hanging it) unless it returns
+/// within a generous deadline.
+fn within_deadline<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("{what} did not return: it hangs"))
+}
+
+/// Far more than the input and output rings hold together (1024 + 1024 slots).
+const MANY: u64 = 20_000;
+
+#[test]
+fn a_receiver_dropped_unread_never_blocks_submit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::start(config(dir.path()), Summer::default()).unwrap();
+    drop(engine.take_responses().unwrap());
+    let mut submitter = engine.take_submitter().unwrap();
+    within_deadline("submit after the receiver was dropped", move || {
+        for i in 1..=MANY {
+            submitter.submit(to(ADD, i), &1u64.to_le_bytes()).unwrap();
+        }
+    });
+    let state = within_deadline("shutdown", move || engine.shutdown().unwrap());
+    assert_eq!(state.total, MANY, "every message is still applied");
+}
+
+#[test]
+fn dropping_the_receiver_frees_a_submitter_blocked_on_full_rings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::start(config(dir.path()), Summer::default()).unwrap();
+    let receiver = engine.take_responses().unwrap();
+    let mut submitter = engine.take_submitter().unwrap();
+    let producer = thread::spawn(move || {
+        for i in 1..=MANY {
+            submitter.submit(to(ADD, i), &1u64.to_le_bytes()).unwrap();
+        }
+    });
+    // Nobody reads: the output ring fills, the business logic waits, then the input fills.
+    let capacity = engine.input_gauge().capacity();
+    wait_for(|| engine.input_gauge().fill() == capacity);
+    assert!(engine.applied_sequence() < MANY);
+    drop(receiver);
+    within_deadline("the blocked submitter", move || producer.join().unwrap());
+    let state = within_deadline("shutdown", move || engine.shutdown().unwrap());
+    assert_eq!(state.total, MANY);
+}
