@@ -89,6 +89,13 @@ pub struct Config {
     /// message path, at the cost of memory up to the state's limits and a slower start:
     /// `Engine::start` returns once it is done).
     pub prefault_state: bool,
+    /// The host accepts that a processor panic aborts the process. Panic containment (a
+    /// panicking `apply` answered `Status::Failed`, the engine going on) needs
+    /// `panic = "unwind"`; built with `panic = "abort"`, [`Config::validate`] (so
+    /// `Engine::start`) refuses to start unless this is `true`. Replay determinism is
+    /// unaffected: a message whose apply aborted the process is replayed like any other. No
+    /// effect under `panic = "unwind"`. Default `false`.
+    pub abort_on_processor_panic: bool,
 }
 
 impl Default for Config {
@@ -112,6 +119,7 @@ impl Default for Config {
             snapshot_on_shutdown: true,
             snapshot_max_state_bytes: DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
             prefault_state: false,
+            abort_on_processor_panic: false,
         }
     }
 }
@@ -176,6 +184,7 @@ impl Config {
                 self.snapshot_max_state_bytes
             ));
         }
+        check_panic_strategy(cfg!(panic = "unwind"), self.abort_on_processor_panic)?;
         if self.segment_size_bytes < 4 * (self.max_message_bytes as u64) + 65_536 {
             return fail(format!(
                 "segment_size_bytes {} too small for max_message_bytes {}",
@@ -184,6 +193,21 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Panic containment needs unwinding: without it (`panic = "abort"`) the engine starts only
+/// if the host accepted, through `abort_on_processor_panic`, that a processor panic aborts
+/// the process.
+fn check_panic_strategy(unwinds: bool, abort_accepted: bool) -> Result<(), ConfigError> {
+    if unwinds || abort_accepted {
+        return Ok(());
+    }
+    Err(ConfigError(
+        "built with panic = \"abort\": a processor panic would abort the process instead of \
+         being answered Status::Failed; build with panic = \"unwind\" or set \
+         Config::abort_on_processor_panic = true to accept that"
+            .into(),
+    ))
 }
 
 #[cfg(test)]
@@ -203,9 +227,22 @@ mod tests {
             ..Config::default()
         };
         assert!(bad.validate().is_err());
+        assert!(
+            Config::default().validate().is_ok(),
+            "the test suite builds with panic = \"unwind\""
+        );
         assert_eq!(
             "apply-ahead".parse::<ApplyMode>(),
             Ok(ApplyMode::ApplyAhead)
         );
+    }
+
+    #[test]
+    fn abort_builds_refuse_to_start_unless_the_host_accepted_aborts() {
+        assert!(check_panic_strategy(true, false).is_ok());
+        assert!(check_panic_strategy(true, true).is_ok());
+        let refused = check_panic_strategy(false, false).unwrap_err();
+        assert!(refused.0.contains("abort_on_processor_panic"), "{refused}");
+        assert!(check_panic_strategy(false, true).is_ok());
     }
 }
