@@ -489,3 +489,29 @@ fn dropping_the_receiver_frees_a_submitter_blocked_on_full_rings() {
     let state = within_deadline("shutdown", move || engine.shutdown().unwrap());
     assert_eq!(state.total, MANY);
 }
+
+/// Allocated bytes (not apparent length) of every file under `dir`, like `du`.
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| match e.metadata().unwrap() {
+            m if m.is_dir() => disk_bytes(&e.path()),
+            m => m.blocks() * 512,
+        })
+        .sum()
+}
+
+#[test]
+fn an_empty_engine_at_default_sizes_is_small_on_disk_and_in_its_rings() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::with_data_dir(dir.path());
+    assert!(config.ring_memory_bytes() <= 32 * MIB, "default rings stay small");
+    let engine = Engine::start(config, Summer::default()).unwrap();
+    // Start returns once the active segment and its spare are prepared.
+    let on_disk = disk_bytes(dir.path());
+    assert!(on_disk <= 128 * MIB, "{on_disk} bytes on disk");
+    engine.shutdown().unwrap();
+}
