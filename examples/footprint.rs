@@ -57,7 +57,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let preset = args.next().unwrap_or_else(|| "default".into());
     let temp = tempfile::tempdir().expect("temporary directory");
-    let dir = args.next().map_or_else(|| temp.path().to_path_buf(), Into::into);
+    let dir = args
+        .next()
+        .map_or_else(|| temp.path().to_path_buf(), Into::into);
     let config = match preset.as_str() {
         "default" => Config::with_data_dir(&dir),
         "production" => Config::production(&dir),

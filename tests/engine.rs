@@ -508,7 +508,10 @@ fn an_empty_engine_at_default_sizes_is_small_on_disk_and_in_its_rings() {
     const MIB: u64 = 1 << 20;
     let dir = tempfile::tempdir().unwrap();
     let config = Config::with_data_dir(dir.path());
-    assert!(config.ring_memory_bytes() <= 32 * MIB, "default rings stay small");
+    assert!(
+        config.ring_memory_bytes() <= 32 * MIB,
+        "default rings stay small"
+    );
     let engine = Engine::start(config, Summer::default()).unwrap();
     // Start returns once the active segment and its spare are prepared.
     let on_disk = disk_bytes(dir.path());

@@ -152,7 +152,10 @@ mod tests {
             &Config::production("d")
         ));
         let mixed = config(&["--preset", "production", "--ring-capacity", "1024"]);
-        assert_eq!(mixed.ring_capacity, 1024, "a size flag overrides the preset");
+        assert_eq!(
+            mixed.ring_capacity, 1024,
+            "a size flag overrides the preset"
+        );
         assert_eq!(mixed.output_ring_capacity, 1 << 16);
     }
 }
