@@ -14,14 +14,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn config(dir: &std::path::Path) -> Config {
-    Config {
-        ring_capacity: 1024,
-        output_ring_capacity: 1024,
-        segment_size_bytes: 1 << 20,
-        wait: WaitStrategy::PARK,
-        flush: FlushPolicy::None,
-        ..Config::with_data_dir(dir)
-    }
+    let mut config = Config::with_data_dir(dir);
+    config.ring_capacity = 1024;
+    config.output_ring_capacity = 1024;
+    config.segment_size_bytes = 1 << 20;
+    config.wait = WaitStrategy::PARK;
+    config.flush = FlushPolicy::None;
+    config
 }
 
 /// One collected response: (sequence, correlation, status, reason, payload as u64).
@@ -87,9 +86,10 @@ fn every_message_is_answered_once_in_order() {
 #[test]
 fn restart_replays_the_journal_and_continues_the_sequence() {
     let dir = tempfile::tempdir().unwrap();
-    let discard = || Config {
-        discard_responses: true,
-        ..config(dir.path())
+    let discard = || {
+        let mut config = config(dir.path());
+        config.discard_responses = true;
+        config
     };
     let mut engine = Engine::start(discard(), Summer::default()).unwrap();
     for i in 1..=5_000u64 {
@@ -214,9 +214,10 @@ fn apply_ahead_holds_responses_until_journaled() {
     let dir = tempfile::tempdir().unwrap();
     let sink = GateSink::default();
     sink.hold.store(true, Ordering::Release);
-    let cfg = Config {
-        mode: ApplyMode::ApplyAhead,
-        ..config(dir.path())
+    let cfg = {
+        let mut config = config(dir.path());
+        config.mode = ApplyMode::ApplyAhead;
+        config
     };
     let mut engine = Engine::start_with_sink(cfg, Summer::default(), sink.clone(), 0).unwrap();
     let mut rx = engine.take_responses().unwrap();
@@ -320,9 +321,10 @@ fn shutdown_under_load_drains_everything_published() {
 #[test]
 fn oversized_messages_are_refused_before_the_ring() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        max_message_bytes: 16,
-        ..config(dir.path())
+    let cfg = {
+        let mut config = config(dir.path());
+        config.max_message_bytes = 16;
+        config
     };
     let mut engine = Engine::start(cfg, Summer::default()).unwrap();
     let err = engine
@@ -391,10 +393,11 @@ impl keel::Processor for PrefaultProbe {
 }
 
 fn probe_run(dir: &std::path::Path, prefault_state: bool, messages: u64) -> PrefaultProbe {
-    let config = Config {
-        prefault_state,
-        discard_responses: true,
-        ..config(dir)
+    let config = {
+        let mut config = config(dir);
+        config.prefault_state = prefault_state;
+        config.discard_responses = true;
+        config
     };
     let mut engine = Engine::start(config, PrefaultProbe::default()).unwrap();
     for i in 1..=messages {
@@ -427,10 +430,11 @@ fn start_returns_once_the_state_is_prefaulted() {
         finished: Some(finished.clone()),
         ..PrefaultProbe::default()
     };
-    let config = Config {
-        prefault_state: true,
-        discard_responses: true,
-        ..config(dir.path())
+    let config = {
+        let mut config = config(dir.path());
+        config.prefault_state = true;
+        config.discard_responses = true;
+        config
     };
     let engine = Engine::start(config, probe).unwrap();
     assert!(

@@ -75,7 +75,18 @@ const PRODUCTION_SEGMENT_SIZE_BYTES: u64 = 256 << 20;
 /// a file creation and a sync, prepared ahead on another thread). [`Config::ring_memory_bytes`]
 /// computes the rings' share for any setting. Processor state is separate (see
 /// `prefault_state`).
+///
+/// `#[non_exhaustive]`: new limits can be added without breaking hosts. Start from
+/// [`Config::with_data_dir`] (or [`Config::production`]) and set fields on it:
+///
+/// ```
+/// let mut config = keel::Config::with_data_dir("data");
+/// config.ring_capacity = 1024;
+/// config.mode = keel::ApplyMode::ApplyAhead;
+/// assert!(config.validate().is_ok());
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Directory of journal segments.
     pub journal_dir: PathBuf,
