@@ -64,13 +64,14 @@ static GLOBAL: Counting = Counting;
 
 fn run(flush: FlushPolicy) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        ring_capacity: 4096,
-        output_ring_capacity: 4096,
-        segment_size_bytes: 64 << 20,
-        wait: WaitStrategy::Yield,
-        flush,
-        ..Config::with_data_dir(dir.path())
+    let cfg = {
+        let mut config = Config::with_data_dir(dir.path());
+        config.ring_capacity = 4096;
+        config.output_ring_capacity = 4096;
+        config.segment_size_bytes = 64 << 20;
+        config.wait = WaitStrategy::Yield;
+        config.flush = flush;
+        config
     };
     let mut engine = Engine::start(cfg, Summer::default()).unwrap();
     let mut rx = engine.take_responses().unwrap();

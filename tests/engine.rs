@@ -14,14 +14,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn config(dir: &std::path::Path) -> Config {
-    Config {
-        ring_capacity: 1024,
-        output_ring_capacity: 1024,
-        segment_size_bytes: 1 << 20,
-        wait: WaitStrategy::PARK,
-        flush: FlushPolicy::None,
-        ..Config::with_data_dir(dir)
-    }
+    let mut config = Config::with_data_dir(dir);
+    config.ring_capacity = 1024;
+    config.output_ring_capacity = 1024;
+    config.segment_size_bytes = 1 << 20;
+    config.wait = WaitStrategy::PARK;
+    config.flush = FlushPolicy::None;
+    config
 }
 
 /// One collected response: (sequence, correlation, status, reason, payload as u64).
@@ -87,9 +86,10 @@ fn every_message_is_answered_once_in_order() {
 #[test]
 fn restart_replays_the_journal_and_continues_the_sequence() {
     let dir = tempfile::tempdir().unwrap();
-    let discard = || Config {
-        discard_responses: true,
-        ..config(dir.path())
+    let discard = || {
+        let mut config = config(dir.path());
+        config.discard_responses = true;
+        config
     };
     let mut engine = Engine::start(discard(), Summer::default()).unwrap();
     for i in 1..=5_000u64 {
@@ -214,9 +214,10 @@ fn apply_ahead_holds_responses_until_journaled() {
     let dir = tempfile::tempdir().unwrap();
     let sink = GateSink::default();
     sink.hold.store(true, Ordering::Release);
-    let cfg = Config {
-        mode: ApplyMode::ApplyAhead,
-        ..config(dir.path())
+    let cfg = {
+        let mut config = config(dir.path());
+        config.mode = ApplyMode::ApplyAhead;
+        config
     };
     let mut engine = Engine::start_with_sink(cfg, Summer::default(), sink.clone(), 0).unwrap();
     let mut rx = engine.take_responses().unwrap();
@@ -320,9 +321,10 @@ fn shutdown_under_load_drains_everything_published() {
 #[test]
 fn oversized_messages_are_refused_before_the_ring() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        max_message_bytes: 16,
-        ..config(dir.path())
+    let cfg = {
+        let mut config = config(dir.path());
+        config.max_message_bytes = 16;
+        config
     };
     let mut engine = Engine::start(cfg, Summer::default()).unwrap();
     let err = engine
@@ -391,10 +393,11 @@ impl keel::Processor for PrefaultProbe {
 }
 
 fn probe_run(dir: &std::path::Path, prefault_state: bool, messages: u64) -> PrefaultProbe {
-    let config = Config {
-        prefault_state,
-        discard_responses: true,
-        ..config(dir)
+    let config = {
+        let mut config = config(dir);
+        config.prefault_state = prefault_state;
+        config.discard_responses = true;
+        config
     };
     let mut engine = Engine::start(config, PrefaultProbe::default()).unwrap();
     for i in 1..=messages {
@@ -427,10 +430,11 @@ fn start_returns_once_the_state_is_prefaulted() {
         finished: Some(finished.clone()),
         ..PrefaultProbe::default()
     };
-    let config = Config {
-        prefault_state: true,
-        discard_responses: true,
-        ..config(dir.path())
+    let config = {
+        let mut config = config(dir.path());
+        config.prefault_state = true;
+        config.discard_responses = true;
+        config
     };
     let engine = Engine::start(config, probe).unwrap();
     assert!(
@@ -438,4 +442,83 @@ fn start_returns_once_the_state_is_prefaulted() {
         "start returned mid-prefault"
     );
     assert_eq!(engine.shutdown().unwrap().prefaults, 1);
+}
+
+/// Runs `f` on its own thread and fails the test (instead of hanging it) unless it returns
+/// within a generous deadline.
+fn within_deadline<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("{what} did not return: it hangs"))
+}
+
+/// Far more than the input and output rings hold together (1024 + 1024 slots).
+const MANY: u64 = 20_000;
+
+#[test]
+fn a_receiver_dropped_unread_never_blocks_submit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::start(config(dir.path()), Summer::default()).unwrap();
+    drop(engine.take_responses().unwrap());
+    let mut submitter = engine.take_submitter().unwrap();
+    within_deadline("submit after the receiver was dropped", move || {
+        for i in 1..=MANY {
+            submitter.submit(to(ADD, i), &1u64.to_le_bytes()).unwrap();
+        }
+    });
+    let state = within_deadline("shutdown", move || engine.shutdown().unwrap());
+    assert_eq!(state.total, MANY, "every message is still applied");
+}
+
+#[test]
+fn dropping_the_receiver_frees_a_submitter_blocked_on_full_rings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::start(config(dir.path()), Summer::default()).unwrap();
+    let receiver = engine.take_responses().unwrap();
+    let mut submitter = engine.take_submitter().unwrap();
+    let producer = thread::spawn(move || {
+        for i in 1..=MANY {
+            submitter.submit(to(ADD, i), &1u64.to_le_bytes()).unwrap();
+        }
+    });
+    // Nobody reads: the output ring fills, the business logic waits, then the input fills.
+    let capacity = engine.input_gauge().capacity();
+    wait_for(|| engine.input_gauge().fill() == capacity);
+    assert!(engine.applied_sequence() < MANY);
+    drop(receiver);
+    within_deadline("the blocked submitter", move || producer.join().unwrap());
+    let state = within_deadline("shutdown", move || engine.shutdown().unwrap());
+    assert_eq!(state.total, MANY);
+}
+
+/// Allocated bytes (not apparent length) of every file under `dir`, like `du`.
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| match e.metadata().unwrap() {
+            m if m.is_dir() => disk_bytes(&e.path()),
+            m => m.blocks() * 512,
+        })
+        .sum()
+}
+
+#[test]
+fn an_empty_engine_at_default_sizes_is_small_on_disk_and_in_its_rings() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::with_data_dir(dir.path());
+    assert!(
+        config.ring_memory_bytes() <= 32 * MIB,
+        "default rings stay small"
+    );
+    let engine = Engine::start(config, Summer::default()).unwrap();
+    // Start returns once the active segment and its spare are prepared.
+    let on_disk = disk_bytes(dir.path());
+    assert!(on_disk <= 128 * MIB, "{on_disk} bytes on disk");
+    engine.shutdown().unwrap();
 }

@@ -14,15 +14,14 @@ use std::thread;
 const SEED: u64 = 11;
 
 fn config(dir: &std::path::Path) -> Config {
-    Config {
-        ring_capacity: 4096,
-        output_ring_capacity: 4096,
-        segment_size_bytes: 4 << 20,
-        wait: WaitStrategy::PARK,
-        flush: FlushPolicy::None,
-        snapshot_interval_messages: 15_000,
-        ..Config::with_data_dir(dir)
-    }
+    let mut config = Config::with_data_dir(dir);
+    config.ring_capacity = 4096;
+    config.output_ring_capacity = 4096;
+    config.segment_size_bytes = 4 << 20;
+    config.wait = WaitStrategy::PARK;
+    config.flush = FlushPolicy::None;
+    config.snapshot_interval_messages = 15_000;
+    config
 }
 
 /// Every response as (sequence, status, reason, kind, payload).
@@ -98,9 +97,10 @@ fn the_engine_answers_like_a_direct_run_and_restarts_to_the_same_hash() {
     live.check_invariants().unwrap();
 
     // Restart: newest snapshot (taken at shutdown) plus an empty tail.
-    let discard = Config {
-        discard_responses: true,
-        ..config(dir.path())
+    let discard = {
+        let mut config = config(dir.path());
+        config.discard_responses = true;
+        config
     };
     let mut engine = Engine::start(discard, Exchange::default()).unwrap();
     assert_eq!(engine.recovered_sequence(), first.len() as u64);

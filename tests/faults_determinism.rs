@@ -26,17 +26,16 @@ use std::time::Instant;
 type Out = (u64, Status, u32, u16, Vec<u8>);
 
 fn config(dir: &Path) -> Config {
-    Config {
-        ring_capacity: 4096,
-        output_ring_capacity: 4096,
-        segment_size_bytes: 4 << 20,
-        wait: WaitStrategy::PARK,
-        flush: FlushPolicy::None,
-        snapshot_interval_messages: 0,
-        snapshot_retain: 1_000,
-        snapshot_on_shutdown: false,
-        ..Config::with_data_dir(dir)
-    }
+    let mut config = Config::with_data_dir(dir);
+    config.ring_capacity = 4096;
+    config.output_ring_capacity = 4096;
+    config.segment_size_bytes = 4 << 20;
+    config.wait = WaitStrategy::PARK;
+    config.flush = FlushPolicy::None;
+    config.snapshot_interval_messages = 0;
+    config.snapshot_retain = 1_000;
+    config.snapshot_on_shutdown = false;
+    config
 }
 
 /// The run's messages: `A::setup(seed)`, then `n` messages drawn from the workloads of four

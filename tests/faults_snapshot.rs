@@ -30,18 +30,17 @@ const STATE_CRC_AT: usize = 40;
 const HEADER_CRC_AT: usize = 52;
 
 fn config(dir: &Path) -> Config {
-    Config {
-        ring_capacity: 1024,
-        output_ring_capacity: 1024,
-        segment_size_bytes: 1 << 20,
-        wait: WaitStrategy::PARK,
-        flush: FlushPolicy::None,
-        discard_responses: true,
-        snapshot_interval_messages: 0,
-        snapshot_retain: 100,
-        snapshot_on_shutdown: false,
-        ..Config::with_data_dir(dir)
-    }
+    let mut config = Config::with_data_dir(dir);
+    config.ring_capacity = 1024;
+    config.output_ring_capacity = 1024;
+    config.segment_size_bytes = 1 << 20;
+    config.wait = WaitStrategy::PARK;
+    config.flush = FlushPolicy::None;
+    config.discard_responses = true;
+    config.snapshot_interval_messages = 0;
+    config.snapshot_retain = 100;
+    config.snapshot_on_shutdown = false;
+    config
 }
 
 /// Runs setup + `n` workload messages live with an on-demand snapshot every `every`;

@@ -404,18 +404,17 @@ fn journal_config(dir: &Path, flush: FlushPolicy) -> JournalConfig {
 }
 
 fn engine_config(data: &Path, flush: FlushPolicy, mode: ApplyMode) -> Config {
-    Config {
-        ring_capacity: 256,
-        output_ring_capacity: 256,
-        max_message_bytes: MAX_MESSAGE_BYTES,
-        segment_size_bytes: SEGMENT_BYTES,
-        flush,
-        mode,
-        wait: WaitStrategy::PARK,
-        snapshot_interval_messages: 0,
-        snapshot_on_shutdown: false,
-        ..Config::with_data_dir(data)
-    }
+    let mut config = Config::with_data_dir(data);
+    config.ring_capacity = 256;
+    config.output_ring_capacity = 256;
+    config.max_message_bytes = MAX_MESSAGE_BYTES;
+    config.segment_size_bytes = SEGMENT_BYTES;
+    config.flush = flush;
+    config.mode = mode;
+    config.wait = WaitStrategy::PARK;
+    config.snapshot_interval_messages = 0;
+    config.snapshot_on_shutdown = false;
+    config
 }
 
 /// The engine over a `CrashIo` journal in `data/journal`, with a thread reading responses.
@@ -807,9 +806,10 @@ fn a_power_cut_under_none_never_leaves_a_snapshot_beyond_the_durable_journal() {
     ] {
         let tmp = scratch();
         let data = tmp.path().join("live");
-        let config = Config {
-            snapshot_interval_messages: 150,
-            ..engine_config(&data, flush, mode)
+        let config = {
+            let mut config = engine_config(&data, flush, mode);
+            config.snapshot_interval_messages = 150;
+            config
         };
         let mut run = start_with(config, Fault::None, 0);
         assert_eq!(drive(&mut run, 21, 1_000, 300), 1_000);
@@ -959,9 +959,10 @@ fn disk_full_at_rollover_stops_before_the_record_that_needed_space() {
     assert!(first_segment_holds as u64 >= committed);
     assert!(answered.len() <= first_segment_holds);
     // Space is back: recovery keeps everything, the record that needed space goes in next.
-    let config = Config {
-        discard_responses: true,
-        ..engine_config(&data, FlushPolicy::Batch, ApplyMode::Durable)
+    let config = {
+        let mut config = engine_config(&data, FlushPolicy::Batch, ApplyMode::Durable);
+        config.discard_responses = true;
+        config
     };
     let mut engine = Engine::start(config, Bookstore::default()).unwrap();
     let last = engine.recovered().last_sequence;

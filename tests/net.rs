@@ -65,10 +65,11 @@ fn concurrent_pipelined_clients_get_every_answer_once_in_order() {
 #[test]
 fn back_pressure_from_a_slow_business_logic_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let config = keel::Config {
-        ring_capacity: 16,
-        output_ring_capacity: 16,
-        ..engine_config(dir.path())
+    let config = {
+        let mut config = engine_config(dir.path());
+        config.ring_capacity = 16;
+        config.output_ring_capacity = 16;
+        config
     };
     let slow = Counter {
         delay: Duration::from_micros(100),
@@ -393,9 +394,10 @@ fn a_split_client_sends_and_receives_on_two_threads() {
 #[test]
 fn apply_ahead_mode_serves_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let config = keel::Config {
-        mode: keel::ApplyMode::ApplyAhead,
-        ..engine_config(dir.path())
+    let config = {
+        let mut config = engine_config(dir.path());
+        config.mode = keel::ApplyMode::ApplyAhead;
+        config
     };
     let node = Node::start(config, net_config(), Counter::default());
     let mut client = node.client();

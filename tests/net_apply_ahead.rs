@@ -28,11 +28,10 @@ const POLICIES: [FlushPolicy; 3] = [
 ];
 
 fn config(dir: &std::path::Path, mode: ApplyMode, flush: FlushPolicy) -> Config {
-    Config {
-        mode,
-        flush,
-        ..engine_config(dir)
-    }
+    let mut config = engine_config(dir);
+    config.mode = mode;
+    config.flush = flush;
+    config
 }
 
 fn slow_tick_net() -> NetConfig {

@@ -20,16 +20,15 @@ use std::process::Command as Process;
 const SEED: u64 = 17;
 
 fn config(dir: &Path) -> Config {
-    Config {
-        ring_capacity: 1024,
-        output_ring_capacity: 1024,
-        segment_size_bytes: 1 << 20,
-        wait: WaitStrategy::PARK,
-        flush: FlushPolicy::Batch,
-        snapshot_interval_messages: 0,
-        discard_responses: true,
-        ..Config::with_data_dir(dir)
-    }
+    let mut config = Config::with_data_dir(dir);
+    config.ring_capacity = 1024;
+    config.output_ring_capacity = 1024;
+    config.segment_size_bytes = 1 << 20;
+    config.wait = WaitStrategy::PARK;
+    config.flush = FlushPolicy::Batch;
+    config.snapshot_interval_messages = 0;
+    config.discard_responses = true;
+    config
 }
 
 /// Submits the bookstore's setup (on a fresh journal) and workload messages `range`, then stops
@@ -65,9 +64,10 @@ fn full_replay_hash(dir: &Path) -> u64 {
     let copy = tmp.path();
     copy_tree(&dir.join("journal"), &copy.join("journal"));
     let engine = Engine::start(
-        Config {
-            snapshot_on_shutdown: false,
-            ..config(copy)
+        {
+            let mut config = config(copy);
+            config.snapshot_on_shutdown = false;
+            config
         },
         Bookstore::default(),
     )
@@ -299,11 +299,12 @@ fn snapshots_under_every_flush_policy_are_bound_and_restored() {
         for mode in [keel::ApplyMode::Durable, keel::ApplyMode::ApplyAhead] {
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path();
-            let cfg = Config {
-                flush,
-                mode,
-                snapshot_interval_messages: 500,
-                ..config(dir)
+            let cfg = {
+                let mut config = config(dir);
+                config.flush = flush;
+                config.mode = mode;
+                config.snapshot_interval_messages = 500;
+                config
             };
             let mut engine = Engine::start(cfg.clone(), Bookstore::default()).unwrap();
             for command in Bookstore::setup(SEED)

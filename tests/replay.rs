@@ -381,17 +381,18 @@ impl Recorded {
 
 fn record<A: App>() -> Recorded {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        ring_capacity: 1024,
-        output_ring_capacity: 1024,
-        segment_size_bytes: 128 << 10,
-        flush: FlushPolicy::None,
-        wait: WaitStrategy::PARK,
-        discard_responses: true,
-        snapshot_interval_messages: 0,
-        snapshot_on_shutdown: false,
-        snapshot_retain: 100,
-        ..Config::with_data_dir(dir.path())
+    let config = {
+        let mut config = Config::with_data_dir(dir.path());
+        config.ring_capacity = 1024;
+        config.output_ring_capacity = 1024;
+        config.segment_size_bytes = 128 << 10;
+        config.flush = FlushPolicy::None;
+        config.wait = WaitStrategy::PARK;
+        config.discard_responses = true;
+        config.snapshot_interval_messages = 0;
+        config.snapshot_on_shutdown = false;
+        config.snapshot_retain = 100;
+        config
     };
     let mut engine = Engine::start(config, A::default()).unwrap();
     let mut by_sequence = vec![None];
@@ -1060,13 +1061,14 @@ fn check_passes_and_nothing_is_modified() {
 #[test]
 fn verify_of_a_live_journal_reports_the_lock() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        ring_capacity: 64,
-        output_ring_capacity: 64,
-        segment_size_bytes: 128 << 10,
-        wait: WaitStrategy::PARK,
-        discard_responses: true,
-        ..Config::with_data_dir(dir.path())
+    let config = {
+        let mut config = Config::with_data_dir(dir.path());
+        config.ring_capacity = 64;
+        config.output_ring_capacity = 64;
+        config.segment_size_bytes = 128 << 10;
+        config.wait = WaitStrategy::PARK;
+        config.discard_responses = true;
+        config
     };
     let mut engine = Engine::start(config, V1::default()).unwrap();
     for i in 0..50 {
@@ -1166,13 +1168,14 @@ fn demo_run(dir: &Path, words: &[&str]) {
 #[ignore]
 fn demo_progress_and_speed() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        segment_size_bytes: 8 << 20,
-        flush: FlushPolicy::None,
-        wait: WaitStrategy::PARK,
-        discard_responses: true,
-        snapshot_on_shutdown: false,
-        ..Config::with_data_dir(dir.path())
+    let config = {
+        let mut config = Config::with_data_dir(dir.path());
+        config.segment_size_bytes = 8 << 20;
+        config.flush = FlushPolicy::None;
+        config.wait = WaitStrategy::PARK;
+        config.discard_responses = true;
+        config.snapshot_on_shutdown = false;
+        config
     };
     let mut engine = Engine::start(config, V1::default()).unwrap();
     for i in 0..3_000_000 {
@@ -1197,13 +1200,14 @@ fn demo_progress_and_speed() {
 fn demo_real_apps() {
     fn go<A: App>(queries: &[&[&str]]) {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            segment_size_bytes: 1 << 20,
-            flush: FlushPolicy::None,
-            wait: WaitStrategy::PARK,
-            discard_responses: true,
-            snapshot_interval_messages: 2_000,
-            ..Config::with_data_dir(dir.path())
+        let config = {
+            let mut config = Config::with_data_dir(dir.path());
+            config.segment_size_bytes = 1 << 20;
+            config.flush = FlushPolicy::None;
+            config.wait = WaitStrategy::PARK;
+            config.discard_responses = true;
+            config.snapshot_interval_messages = 2_000;
+            config
         };
         let mut engine = Engine::start(config, A::default()).unwrap();
         let commands = A::setup(SEED)

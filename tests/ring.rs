@@ -302,3 +302,23 @@ fn a_batch_larger_than_the_ring_is_refused() {
     let (mut producer, _consumer) = single_ring(4, WaitStrategy::default());
     let _ = producer.try_publish_batch(5, |s, _| *s = 1);
 }
+
+#[test]
+fn an_abandoned_ring_frees_a_waiting_producer() {
+    for strategy in STRATEGIES {
+        let (mut producer, consumer) = single_ring(4, strategy);
+        for i in 1..=4u64 {
+            producer.publish(|slot, _| *slot = i).unwrap();
+        }
+        assert!(!producer.is_abandoned());
+        // The producer waits for room nobody will free, until the consumer abandons the ring.
+        let waiter = thread::spawn(move || {
+            let result = producer.publish(|slot, _| *slot = 5);
+            (result, producer.is_abandoned())
+        });
+        consumer.abandon();
+        let (result, abandoned) = waiter.join().unwrap();
+        assert!(result.is_err(), "a full, abandoned ring does not wait");
+        assert!(abandoned);
+    }
+}

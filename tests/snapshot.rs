@@ -15,16 +15,15 @@ use std::path::Path;
 type Out = (u64, Status, u32, Vec<u8>);
 
 fn config(dir: &Path, interval: u64) -> Config {
-    Config {
-        ring_capacity: 256,
-        output_ring_capacity: 256,
-        segment_size_bytes: 1 << 20,
-        wait: WaitStrategy::Yield,
-        flush: FlushPolicy::None,
-        snapshot_interval_messages: interval,
-        snapshot_retain: if interval == 0 { 3 } else { 10_000 },
-        ..Config::with_data_dir(dir)
-    }
+    let mut config = Config::with_data_dir(dir);
+    config.ring_capacity = 256;
+    config.output_ring_capacity = 256;
+    config.segment_size_bytes = 1 << 20;
+    config.wait = WaitStrategy::Yield;
+    config.flush = FlushPolicy::None;
+    config.snapshot_interval_messages = interval;
+    config.snapshot_retain = if interval == 0 { 3 } else { 10_000 };
+    config
 }
 
 fn op_strategy() -> impl Strategy<Value = (u16, u32, u64)> {
@@ -238,10 +237,11 @@ fn retention_keeps_the_newest_k() {
 #[test]
 fn on_demand_snapshot_is_named_by_its_sequence_and_its_pause_is_measured() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        snapshot_on_shutdown: false,
-        discard_responses: true,
-        ..config(dir.path(), 0)
+    let cfg = {
+        let mut config = config(dir.path(), 0);
+        config.snapshot_on_shutdown = false;
+        config.discard_responses = true;
+        config
     };
     let mut engine = Engine::start(cfg, Kv::default()).unwrap();
     for i in 0..10u32 {

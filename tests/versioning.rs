@@ -149,18 +149,17 @@ fn golden() -> PathBuf {
 }
 
 fn config(dir: &Path) -> Config {
-    Config {
-        ring_capacity: 64,
-        output_ring_capacity: 64,
-        segment_size_bytes: 128 << 10,
-        max_message_bytes: 256,
-        wait: WaitStrategy::Yield,
-        flush: FlushPolicy::Batch,
-        snapshot_interval_messages: 0,
-        snapshot_on_shutdown: false,
-        discard_responses: true,
-        ..Config::with_data_dir(dir)
-    }
+    let mut config = Config::with_data_dir(dir);
+    config.ring_capacity = 64;
+    config.output_ring_capacity = 64;
+    config.segment_size_bytes = 128 << 10;
+    config.max_message_bytes = 256;
+    config.wait = WaitStrategy::Yield;
+    config.flush = FlushPolicy::Batch;
+    config.snapshot_interval_messages = 0;
+    config.snapshot_on_shutdown = false;
+    config.discard_responses = true;
+    config
 }
 
 /// Copies the golden journal segments and snapshots (nothing else) into a scratch directory.

@@ -16,12 +16,29 @@ pub enum AppName {
     Exchange,
 }
 
-/// Every engine limit and choice, as command-line flags (defaults = `Config::default()`).
+/// The sizes an engine starts from (`--preset`); any size flag given overrides its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Preset {
+    /// `Config::default()`: rings of 4096 slots, 16 MiB segments (under 128 MiB resident and
+    /// on disk when empty).
+    #[default]
+    Default,
+    /// `Config::production(dir)`: rings of 65536 slots, 256 MiB segments (about 850 MiB
+    /// resident and 512 MiB on disk when empty).
+    Production,
+}
+
+/// Every engine limit and choice, as command-line flags (defaults = `Config::default()`, or
+/// `Config::production` with `--preset production`).
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
     /// Data directory: the journal goes in DIR/journal, snapshots in DIR/snapshots.
     #[arg(long, default_value = ".")]
     pub data_dir: PathBuf,
+    /// Sizes to start from: default (small: rings 4096, segments 16 MiB) | production (rings
+    /// 65536, segments 256 MiB). Size flags override it.
+    #[arg(long, value_enum, default_value_t = Preset::Default)]
+    pub preset: Preset,
     /// Journal flush policy: none | batch | interval:MS.
     #[arg(long, default_value = "batch")]
     pub flush: FlushPolicy,
@@ -31,21 +48,22 @@ pub struct EngineArgs {
     /// durable (apply after journaling) | apply-ahead (apply at once, answer after journaling).
     #[arg(long, default_value = "durable")]
     pub mode: ApplyMode,
-    /// Input ring slots (power of two).
-    #[arg(long, default_value_t = 1 << 16)]
-    pub ring_capacity: usize,
-    /// Output ring slots (power of two).
-    #[arg(long, default_value_t = 1 << 16)]
-    pub output_ring_capacity: usize,
+    /// Input ring slots (power of two) [default: from --preset: 4096 | 65536].
+    #[arg(long)]
+    pub ring_capacity: Option<usize>,
+    /// Output ring slots (power of two) [default: from --preset: 4096 | 65536].
+    #[arg(long)]
+    pub output_ring_capacity: Option<usize>,
     /// Largest message payload accepted, bytes.
     #[arg(long, default_value_t = 1024)]
     pub max_message_bytes: usize,
     /// Largest response payload, bytes.
     #[arg(long, default_value_t = 4096)]
     pub max_response_bytes: usize,
-    /// Journal segment file size, bytes.
-    #[arg(long, default_value_t = 256 << 20)]
-    pub segment_size_bytes: u64,
+    /// Journal segment file size, bytes [default: from --preset: 16777216 (16 MiB) |
+    /// 268435456 (256 MiB)].
+    #[arg(long)]
+    pub segment_size_bytes: Option<u64>,
     /// How new journal segments are prepared: auto (zeroed when the flush policy syncs,
     /// huge-pages under none) | zeroed (zeros written and synced ahead of use, 16 KiB pages:
     /// each ack costs about one fdatasync; least throughput) | huge-pages (2 MiB pages: most
@@ -80,12 +98,18 @@ pub struct EngineArgs {
 impl EngineArgs {
     /// The engine `Config` these flags describe.
     pub fn config(&self) -> Config {
+        let base = match self.preset {
+            Preset::Default => Config::with_data_dir(&self.data_dir),
+            Preset::Production => Config::production(&self.data_dir),
+        };
         Config {
-            ring_capacity: self.ring_capacity,
-            output_ring_capacity: self.output_ring_capacity,
+            ring_capacity: self.ring_capacity.unwrap_or(base.ring_capacity),
+            output_ring_capacity: self
+                .output_ring_capacity
+                .unwrap_or(base.output_ring_capacity),
             max_message_bytes: self.max_message_bytes,
             max_response_bytes: self.max_response_bytes,
-            segment_size_bytes: self.segment_size_bytes,
+            segment_size_bytes: self.segment_size_bytes.unwrap_or(base.segment_size_bytes),
             segment_prep: self.segment_prep,
             flush: self.flush,
             wait: self.wait,
@@ -98,7 +122,40 @@ impl EngineArgs {
                 journaler_core: self.pin_journaler,
                 logic_core: self.pin_logic,
             },
-            ..Config::with_data_dir(&self.data_dir)
+            ..base
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    fn config(args: &[&str]) -> Config {
+        let args = std::iter::once("keel").chain(args.iter().copied());
+        Cli::parse_from(args).engine.config()
+    }
+
+    #[test]
+    fn flag_defaults_are_the_config_defaults_and_presets_are_explicit() {
+        let same = |a: &Config, b: &Config| format!("{a:?}") == format!("{b:?}");
+        assert!(same(&config(&[]), &Config::with_data_dir(".")));
+        assert!(same(
+            &config(&["--preset", "production", "--data-dir", "d"]),
+            &Config::production("d")
+        ));
+        let mixed = config(&["--preset", "production", "--ring-capacity", "1024"]);
+        assert_eq!(
+            mixed.ring_capacity, 1024,
+            "a size flag overrides the preset"
+        );
+        assert_eq!(mixed.output_ring_capacity, 1 << 16);
     }
 }

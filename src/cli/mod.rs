@@ -8,5 +8,5 @@ mod serve;
 
 pub use admin::{run_admin, AcceptLossArgs, AdminCommand};
 pub use client::{run_client, ClientArgs};
-pub use engine_args::{AppName, EngineArgs};
+pub use engine_args::{AppName, EngineArgs, Preset};
 pub use serve::{run_serve, ServeArgs};

@@ -42,8 +42,51 @@ pub struct Pinning {
 /// space.
 pub const DEFAULT_SNAPSHOT_MAX_STATE_BYTES: u64 = 16 << 30;
 
+/// Default input and output ring slots ([`Config::default`]).
+const DEFAULT_RING_CAPACITY: usize = 4096;
+/// Default journal segment size ([`Config::default`]): 16 MiB.
+const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 16 << 20;
+/// Input and output ring slots of [`Config::production`].
+const PRODUCTION_RING_CAPACITY: usize = 1 << 16;
+/// Journal segment size of [`Config::production`]: 256 MiB.
+const PRODUCTION_SEGMENT_SIZE_BYTES: u64 = 256 << 20;
+
 /// All limits and choices of one engine.
+///
+/// # Sizes and what they cost
+///
+/// The defaults ([`Config::default`], [`Config::with_data_dir`]) suit an embedded engine, tests
+/// and development: an empty engine holds under 128 MiB resident and on disk and starts in
+/// tens of milliseconds. [`Config::production`] sizes a dedicated server for bursts: deeper
+/// rings and fewer segment switches, at several times the memory and disk. Both rings' slots
+/// are allocated and pre-faulted at start (resident from then on); the journal keeps the
+/// active segment and one prepared spare, both mapped and written through.
+///
+/// | Field | Default | `production` | Costs |
+/// |---|---|---|---|
+/// | `ring_capacity` | 4096 | 65536 | × (`max_message_bytes` + ~64 B) resident: 4.3 MiB / 68 MiB |
+/// | `output_ring_capacity` | 4096 | 65536 | × (`max_response_bytes` + ~64 B) resident: 16.3 MiB / 260 MiB |
+/// | `max_message_bytes` | 1024 | 1024 | per input slot (above) |
+/// | `max_response_bytes` | 4096 | 4096 | per output slot (above) |
+/// | `segment_size_bytes` | 16 MiB | 256 MiB | × 2 (active + spare) on disk and mapped: 32 MiB / 512 MiB |
+///
+/// Deeper rings absorb longer bursts before `submit` waits (back-pressure) and let the
+/// journaler batch more per sync; larger segments switch files less often (each switch costs
+/// a file creation and a sync, prepared ahead on another thread). [`Config::ring_memory_bytes`]
+/// computes the rings' share for any setting. Processor state is separate (see
+/// `prefault_state`).
+///
+/// `#[non_exhaustive]`: new limits can be added without breaking hosts. Start from
+/// [`Config::with_data_dir`] (or [`Config::production`]) and set fields on it:
+///
+/// ```
+/// let mut config = keel::Config::with_data_dir("data");
+/// config.ring_capacity = 1024;
+/// config.mode = keel::ApplyMode::ApplyAhead;
+/// assert!(config.validate().is_ok());
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Directory of journal segments.
     pub journal_dir: PathBuf,
@@ -89,6 +132,13 @@ pub struct Config {
     /// message path, at the cost of memory up to the state's limits and a slower start:
     /// `Engine::start` returns once it is done).
     pub prefault_state: bool,
+    /// The host accepts that a processor panic aborts the process. Panic containment (a
+    /// panicking `apply` answered `Status::Failed`, the engine going on) needs
+    /// `panic = "unwind"`; built with `panic = "abort"`, [`Config::validate`] (so
+    /// `Engine::start`) refuses to start unless this is `true`. Replay determinism is
+    /// unaffected: a message whose apply aborted the process is replayed like any other. No
+    /// effect under `panic = "unwind"`. Default `false`.
+    pub abort_on_processor_panic: bool,
 }
 
 impl Default for Config {
@@ -96,11 +146,11 @@ impl Default for Config {
         Config {
             journal_dir: PathBuf::from("journal"),
             snapshot_dir: PathBuf::from("snapshots"),
-            ring_capacity: 1 << 16,
-            output_ring_capacity: 1 << 16,
+            ring_capacity: DEFAULT_RING_CAPACITY,
+            output_ring_capacity: DEFAULT_RING_CAPACITY,
             max_message_bytes: 1024,
             max_response_bytes: 4096,
-            segment_size_bytes: 256 << 20,
+            segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES,
             flush: FlushPolicy::Batch,
             segment_prep: SegmentPrep::default(),
             wait: WaitStrategy::default(),
@@ -112,6 +162,7 @@ impl Default for Config {
             snapshot_on_shutdown: true,
             snapshot_max_state_bytes: DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
             prefault_state: false,
+            abort_on_processor_panic: false,
         }
     }
 }
@@ -130,6 +181,44 @@ impl Config {
             snapshot_dir: dir.join("snapshots"),
             ..Config::default()
         }
+    }
+
+    /// A config for a dedicated server under `dir`: rings of 65536 slots and 256 MiB journal
+    /// segments (about 330 MiB of ring memory and 512 MiB of journal on disk; see the table on
+    /// [`Config`]). Everything else as in [`Config::with_data_dir`].
+    pub fn production(dir: impl Into<PathBuf>) -> Self {
+        Config {
+            ring_capacity: PRODUCTION_RING_CAPACITY,
+            output_ring_capacity: PRODUCTION_RING_CAPACITY,
+            segment_size_bytes: PRODUCTION_SEGMENT_SIZE_BYTES,
+            ..Config::with_data_dir(dir)
+        }
+    }
+
+    /// Bytes both rings' slots hold, allocated and made resident by `Engine::start`: each
+    /// slot's payload buffer plus its header (the output ring counts only when responses are
+    /// not discarded).
+    pub fn ring_memory_bytes(&self) -> u64 {
+        use super::message::{Envelope, ResponseSlot};
+        use crate::ring::slots_allocated;
+        let ring = |slots: usize, payload: usize, header: usize| -> u64 {
+            slots as u64 * (payload + header) as u64
+        };
+        let input = ring(
+            slots_allocated::<Envelope>(self.ring_capacity),
+            self.max_message_bytes,
+            std::mem::size_of::<Envelope>(),
+        );
+        let output = if self.discard_responses {
+            0
+        } else {
+            ring(
+                slots_allocated::<ResponseSlot>(self.output_ring_capacity),
+                self.max_response_bytes,
+                std::mem::size_of::<ResponseSlot>(),
+            )
+        };
+        input + output
     }
 
     /// The journal writer's configuration these limits describe.
@@ -176,6 +265,7 @@ impl Config {
                 self.snapshot_max_state_bytes
             ));
         }
+        check_panic_strategy(cfg!(panic = "unwind"), self.abort_on_processor_panic)?;
         if self.segment_size_bytes < 4 * (self.max_message_bytes as u64) + 65_536 {
             return fail(format!(
                 "segment_size_bytes {} too small for max_message_bytes {}",
@@ -184,6 +274,21 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Panic containment needs unwinding: without it (`panic = "abort"`) the engine starts only
+/// if the host accepted, through `abort_on_processor_panic`, that a processor panic aborts
+/// the process.
+fn check_panic_strategy(unwinds: bool, abort_accepted: bool) -> Result<(), ConfigError> {
+    if unwinds || abort_accepted {
+        return Ok(());
+    }
+    Err(ConfigError(
+        "built with panic = \"abort\": a processor panic would abort the process instead of \
+         being answered Status::Failed; build with panic = \"unwind\" or set \
+         Config::abort_on_processor_panic = true to accept that"
+            .into(),
+    ))
 }
 
 #[cfg(test)]
@@ -203,9 +308,36 @@ mod tests {
             ..Config::default()
         };
         assert!(bad.validate().is_err());
+        assert!(
+            Config::default().validate().is_ok(),
+            "the test suite builds with panic = \"unwind\""
+        );
         assert_eq!(
             "apply-ahead".parse::<ApplyMode>(),
             Ok(ApplyMode::ApplyAhead)
         );
+    }
+
+    #[test]
+    fn default_rings_and_journal_stay_small_production_is_explicit() {
+        const MIB: u64 = 1 << 20;
+        let small = Config::default();
+        // Rings plus active and spare segment: what an empty engine holds.
+        let footprint = small.ring_memory_bytes() + 2 * small.segment_size_bytes;
+        assert!(footprint <= 100 * MIB, "{footprint}");
+        let big = Config::production("data");
+        big.validate().unwrap();
+        assert_eq!(big.journal_dir, PathBuf::from("data").join("journal"));
+        assert!(big.ring_memory_bytes() > 300 * MIB);
+        assert_eq!(big.segment_size_bytes, 256 * MIB);
+    }
+
+    #[test]
+    fn abort_builds_refuse_to_start_unless_the_host_accepted_aborts() {
+        assert!(check_panic_strategy(true, false).is_ok());
+        assert!(check_panic_strategy(true, true).is_ok());
+        let refused = check_panic_strategy(false, false).unwrap_err();
+        assert!(refused.0.contains("abort_on_processor_panic"), "{refused}");
+        assert!(check_panic_strategy(false, true).is_ok());
     }
 }

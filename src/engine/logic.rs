@@ -91,10 +91,28 @@ fn fill_response<P: Processor>(processor: &mut P, envelope: &Envelope, slot: &mu
 
 /// Where responses go.
 pub(crate) enum Responses {
-    /// Published to the output ring.
-    Ring(Producer<ResponseSlot>),
+    /// Published to the output ring; the `usize` is `max_response_bytes`, the size of the
+    /// scratch buffer if its reader goes away (see [`Responses::abandoned`]).
+    Ring(Producer<ResponseSlot>, usize),
     /// Dropped after apply; the buffer is scratch space for the processor.
     Discard(Box<[u8]>),
+}
+
+impl Responses {
+    /// The response receiver was dropped unread: nobody will ever free room in the output
+    /// ring, so from now on responses are discarded (and the ring is closed). Allocates the
+    /// scratch buffer once, here, not per message.
+    #[cold]
+    #[inline(never)]
+    fn abandoned(&mut self, sequence: u64) {
+        if let Responses::Ring(_, max_response_bytes) = self {
+            tracing::warn!(
+                sequence,
+                "the response receiver was dropped unread: responses are discarded from now on"
+            );
+            *self = Responses::Discard(vec![0; *max_response_bytes].into());
+        }
+    }
 }
 
 /// When and where the business logic captures snapshots.
@@ -156,18 +174,23 @@ fn handle<P: Processor>(
     end_of_batch: bool,
 ) -> Result<(), Halted> {
     debug_assert_eq!(envelope.header.sequence, sequence);
-    match responses {
-        Responses::Ring(output) => {
-            // Written now, published at the end of the batch (one Release store per batch).
-            let written = output.write(|slot, _| fill_response(processor, envelope, slot))?;
-            debug_assert_eq!(written, sequence, "one response per message");
-            if end_of_batch {
-                output.flush();
+    if let Responses::Ring(output, _) = responses {
+        // Written now, published at the end of the batch (one Release store per batch).
+        match output.write(|slot, _| fill_response(processor, envelope, slot)) {
+            Ok(written) => {
+                debug_assert_eq!(written, sequence, "one response per message");
+                if end_of_batch {
+                    output.flush();
+                }
+                return Ok(());
             }
+            // Only a full ring checks this (one load), never the path of a message with room.
+            Err(Halted) if output.is_abandoned() => responses.abandoned(sequence),
+            Err(halted) => return Err(halted),
         }
-        Responses::Discard(scratch) => {
-            apply_message(processor, &envelope.message(), scratch);
-        }
+    }
+    if let Responses::Discard(scratch) = responses {
+        apply_message(processor, &envelope.message(), scratch);
     }
     Ok(())
 }

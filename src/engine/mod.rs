@@ -197,8 +197,10 @@ impl<P: Processor> Engine<P> {
         self.submitter.take()
     }
 
-    /// Takes the response receiver. Whoever holds it must keep reading until it reports
-    /// `Closed`, or the business logic stalls when the output ring fills (back-pressure).
+    /// Takes the response receiver. Whoever holds it should keep reading until it reports
+    /// `Closed`: while it is held and unread, the business logic stalls when the output ring
+    /// fills (back-pressure). Dropping it instead makes the engine discard responses from then
+    /// on (see [`ResponseReceiver`]); it never blocks `submit` for good.
     pub fn take_responses(&mut self) -> Option<ResponseReceiver> {
         self.responses.take()
     }
@@ -412,7 +414,10 @@ fn build_output(
     let (producer, mut consumers) = output.build(|| slots.take());
     let consumer = consumers.pop().expect("response consumer");
     let receiver = ResponseReceiver::new(consumer, wake.clone(), config.max_response_bytes);
-    (Responses::Ring(producer), Some(receiver))
+    (
+        Responses::Ring(producer, config.max_response_bytes),
+        Some(receiver),
+    )
 }
 
 fn spawn<T: Send + 'static>(

@@ -23,6 +23,7 @@ pub enum Outcome {
 pub trait Processor: Send + 'static {
     /// Applies one journaled message. Writes the response payload, if any, into `out`.
     /// A panic here is caught: the sender gets a `Failed` response and the engine continues.
+    /// (Catching needs `panic = "unwind"`; see `Config::abort_on_processor_panic`.)
     fn apply(&mut self, message: &Message<'_>, out: &mut Output<'_>) -> Outcome;
 
     /// A stable digest of the whole state: equal states give equal hashes on every machine.

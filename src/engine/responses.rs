@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 /// Receives responses in sequence order: exactly one per submitted message.
 ///
+/// Dropping it while the engine runs tells the engine nobody reads its responses: from then on
+/// the business logic discards them (logged once at `warn`) instead of waiting for room in
+/// the output ring, so `submit` never blocks on a reader that is gone.
+///
 /// A thread that parks in [`Self::poll`] is woken by the ring itself. A thread that sleeps
 /// elsewhere (in `epoll`, say) sets a [`Self::set_wake_hook`] to be told when to look again.
 pub struct ResponseReceiver {
@@ -82,5 +86,12 @@ impl ResponseReceiver {
     /// The last sequence whose response was delivered.
     pub fn delivered_sequence(&self) -> u64 {
         self.consumer.sequence().load_acquire()
+    }
+}
+
+impl Drop for ResponseReceiver {
+    fn drop(&mut self) {
+        // Harmless once the engine closed the ring (its producer is gone).
+        self.consumer.abandon();
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Each ring's payload bytes are one anonymous mapping, pre-faulted for writing in one call
 //! (`MAP_POPULATE` on a private writable mapping), cut into fixed windows, one per slot: the
-//! default rings (64 Ki input slots of 1 KiB, 64 Ki output slots of 4 KiB, 320 MB) cost two
+//! production rings (64 Ki input slots of 1 KiB, 64 Ki output slots of 4 KiB, 320 MB) cost two
 //! system calls instead of 131,072 `malloc`s, whose chunk headers also faulted every page one
 //! trap at a time (0.2–0.5 s in a fresh process). Slots of one ring are contiguous, and
 //! nothing is faulted on the hot path. [`Engine::start`](super::Engine::start) still

@@ -31,7 +31,11 @@ pub enum SubmitError {
 }
 
 /// Routing and typing of one submitted message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// `Submission::default()` is valid as it stands: kind 0, **version 1** (every kind's
+/// versions start at 1), session 0 (the embedding host), correlation 0. Set `kind` and
+/// `correlation_id` with struct-update syntax: `Submission { kind, ..Submission::default() }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Submission {
     /// Application message kind.
     pub kind: u16,
@@ -41,6 +45,20 @@ pub struct Submission {
     pub session_id: u64,
     /// Sender's correlation id, echoed in the response.
     pub correlation_id: u64,
+}
+
+/// The first version of every message kind.
+const FIRST_VERSION: u16 = 1;
+
+impl Default for Submission {
+    fn default() -> Self {
+        Submission {
+            kind: 0,
+            version: FIRST_VERSION,
+            session_id: 0,
+            correlation_id: 0,
+        }
+    }
 }
 
 /// Nanoseconds since the Unix epoch, from the wall clock.
@@ -199,4 +217,16 @@ fn fill(slot: &mut Envelope, sequence: u64, timestamp_ns: u64, to: Submission, p
     slot.header.version = to.version;
     slot.payload[..payload.len()].copy_from_slice(payload);
     slot.len = payload.len() as u32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_submission_has_a_valid_version() {
+        let to = Submission::default();
+        assert_eq!(to.version, 1, "every kind's versions start at 1");
+        assert_eq!((to.kind, to.session_id, to.correlation_id), (0, 0, 0));
+    }
 }

@@ -61,6 +61,8 @@ struct Shared<T> {
     signal: Arc<Signal>,
     closed: AtomicBool,
     halted: AtomicBool,
+    /// A consumer gave up reading (see [`Consumer::abandon`]): the producer stops waiting.
+    abandoned: AtomicBool,
 }
 
 // SAFETY: slots are only reached through `Producer` (one, `&mut self`, slots no consumer can
@@ -245,6 +247,7 @@ impl RingBuilder {
             signal: self.signal,
             closed: AtomicBool::new(false),
             halted: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
         });
         let consumers = self
             .dependencies
@@ -495,6 +498,14 @@ impl<T> Producer<T> {
     pub fn is_halted(&self) -> bool {
         self.shared.halted.load(Ordering::Acquire)
     }
+
+    /// Whether a consumer abandoned the ring ([`Consumer::abandon`]). Once it has, a publish
+    /// that would wait for room returns `Err(Halted)` instead of waiting, and the producer
+    /// should stop publishing. One Acquire load (pairs with the Release store in `abandon`).
+    #[inline]
+    pub fn is_abandoned(&self) -> bool {
+        self.shared.abandoned.load(Ordering::Acquire)
+    }
 }
 
 impl<T> Drop for Producer<T> {
@@ -519,7 +530,7 @@ fn batch_does_not_fit(n: usize, capacity: usize) -> ! {
 }
 
 /// Waits until every consumer has passed `last - capacity` (so `last` may be written) and
-/// returns the gate seen then, or `Halted`. Out of line, and given only the shared state and
+/// returns the gate seen then, or `Halted` (also when a consumer abandoned the ring). Out of line, and given only the shared state and
 /// values, not the producer.
 #[cold]
 #[inline(never)]
@@ -529,7 +540,10 @@ fn wait_for_gate<T>(shared: &Shared<T>, last: u64, cached_gate: u64) -> Result<u
     wait_for(shared.strategy, &shared.signal, None, || {
         let (slowest, key) = binding(&shared.consumers);
         gate = slowest.min(last);
-        if last <= gate + capacity || shared.halted.load(Ordering::Relaxed) {
+        if last <= gate + capacity
+            || shared.halted.load(Ordering::Relaxed)
+            || shared.abandoned.load(Ordering::Relaxed)
+        {
             Check::Ready
         } else {
             Check::BlockedOn(key)
@@ -558,6 +572,16 @@ impl<T> Consumer<T> {
     /// Halts the ring: every waiter returns at once (used on fatal errors).
     pub fn halt(&self) {
         halt(&self.shared);
+    }
+
+    /// Tells the producer this consumer will read no more (its owner is going away): from now
+    /// on the producer never waits for room, so it cannot block on a reader that is gone
+    /// (rtrb's "abandoned"). Its waits return `Err(Halted)` and [`Producer::is_abandoned`]
+    /// turns true; consumers are not woken or stopped.
+    pub fn abandon(&self) {
+        // Pairs with the Acquire load in `Producer::is_abandoned`.
+        self.shared.abandoned.store(true, Ordering::Release);
+        self.shared.signal.notify_all();
     }
 
     /// Waits until events are available (or `deadline`, or close/halt), then hands every

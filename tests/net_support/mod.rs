@@ -94,15 +94,14 @@ pub fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), Invalid> 
 
 /// An engine config for tests: small, parked waits (no spinning on 2 shared cores).
 pub fn engine_config(dir: &Path) -> Config {
-    Config {
-        ring_capacity: 1024,
-        output_ring_capacity: 1024,
-        segment_size_bytes: 4 << 20,
-        wait: WaitStrategy::PARK,
-        flush: FlushPolicy::None,
-        snapshot_interval_messages: 0,
-        ..Config::with_data_dir(dir)
-    }
+    let mut config = Config::with_data_dir(dir);
+    config.ring_capacity = 1024;
+    config.output_ring_capacity = 1024;
+    config.segment_size_bytes = 4 << 20;
+    config.wait = WaitStrategy::PARK;
+    config.flush = FlushPolicy::None;
+    config.snapshot_interval_messages = 0;
+    config
 }
 
 /// A net config on an ephemeral loopback port.
