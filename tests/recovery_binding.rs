@@ -335,6 +335,42 @@ fn snapshots_under_every_flush_policy_are_bound_and_restored() {
     }
 }
 
+/// The default segment size shrank (256 MiB to 16 MiB): a journal written with larger segments
+/// restarts under a smaller setting (each segment keeps its own size, new ones get the new
+/// size), and the other way round, with the state of a full replay.
+#[test]
+fn a_journal_restarts_under_another_segment_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run(dir, 0..5_000, 0);
+    let sizes = [256 << 10, 1 << 20, 256 << 10];
+    let mut hash = 0;
+    for (round, size) in sizes.into_iter().enumerate() {
+        let mut cfg = config(dir);
+        cfg.segment_size_bytes = size;
+        let mut engine = Engine::start(cfg, Bookstore::default()).unwrap();
+        assert!(engine.recovered().snapshot_sequence > 0, "round {round}");
+        for i in 0..12_000 {
+            let c = Bookstore::workload(SEED, 10_000 * (round as u64 + 1) + i);
+            let to = Submission {
+                kind: c.kind,
+                version: c.version,
+                session_id: 1,
+                correlation_id: 0,
+            };
+            engine.submitter().submit(to, &c.payload).unwrap();
+        }
+        hash = engine.shutdown().unwrap().state_hash();
+    }
+    let lens: std::collections::BTreeSet<u64> = segments(dir)
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .collect();
+    assert_eq!(lens.len(), 2, "segments of both sizes: {lens:?}");
+    assert_eq!(full_replay_hash(dir), hash);
+    assert_eq!(verify_exit(dir), 0);
+}
+
 // ---------------------------------------------------------------- through the real server
 
 mod serve_support;

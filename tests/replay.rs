@@ -1265,13 +1265,11 @@ fn demo_run_as<A: App>(dir: &Path, words: &[&str]) {
 fn record_bookstore(commands: &[&str]) -> tempfile::TempDir {
     use keel::apps::bookstore::Bookstore;
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        flush: FlushPolicy::None,
-        wait: WaitStrategy::PARK,
-        discard_responses: true,
-        snapshot_on_shutdown: false,
-        ..Config::with_data_dir(dir.path())
-    };
+    let mut config = Config::with_data_dir(dir.path());
+    config.flush = FlushPolicy::None;
+    config.wait = WaitStrategy::PARK;
+    config.discard_responses = true;
+    config.snapshot_on_shutdown = false;
     let mut engine = Engine::start(config, Bookstore::default()).unwrap();
     for (i, words) in commands.iter().enumerate() {
         let words: Vec<String> = words.split_whitespace().map(str::to_owned).collect();
