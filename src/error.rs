@@ -1,8 +1,12 @@
 //! The top-level error: one enum that every area's error converts into.
 
-use crate::engine::ConfigError;
 use crate::journal::JournalError;
 use crate::snapshot::{SnapshotError, UnboundSnapshot};
+
+/// A `Config` that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config: {0}")]
+pub struct ConfigError(pub String);
 
 /// Anything that can stop the engine. Business rejections are never errors (see
 /// [`crate::Outcome`]).

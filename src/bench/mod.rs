@@ -4,7 +4,7 @@
 //! - [`pingpong`]: round trips over two rings (latency percentiles from an HdrHistogram).
 //! - [`peers`]: the same workloads through the `disruptor` crate and crossbeam.
 //! - [`affinity`]: thread pinning that warns instead of panicking.
-//! - [`hist`], [`report`]: latency recording, hardware description, tables and JSON.
+//! - [`latency`], [`report`]: latency recording, hardware description, tables and JSON.
 //!
 //! Like the LMAX perftests, every run checks its result (sum and count, or every echoed value)
 //! and fails with [`BenchError`] when it is wrong: a fast wrong answer is not a result.

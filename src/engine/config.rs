@@ -37,10 +37,7 @@ pub struct Pinning {
     pub logic_core: Option<usize>,
 }
 
-/// Default of [`Config::snapshot_max_state_bytes`]: far above any state the bundled
-/// applications reach at their configured limits, far below what would exhaust the address
-/// space.
-pub const DEFAULT_SNAPSHOT_MAX_STATE_BYTES: u64 = 16 << 30;
+pub use crate::snapshot::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 
 /// Default input and output ring slots ([`Config::default`]).
 const DEFAULT_RING_CAPACITY: usize = 4096;
@@ -167,10 +164,7 @@ impl Default for Config {
     }
 }
 
-/// A `Config` that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid config: {0}")]
-pub struct ConfigError(pub String);
+pub use crate::error::ConfigError;
 
 impl Config {
     /// A config whose journal and snapshots live under `dir` (`dir/journal`, `dir/snapshots`).

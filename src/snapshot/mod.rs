@@ -17,7 +17,8 @@ pub use format::{
     decode_header, SnapshotHeader, FORMAT_VERSION, FORMAT_VERSION_UNBOUND, HEADER_BYTES, MAGIC,
 };
 pub use store::{
-    file_name, load_file, LoadedSnapshot, SnapshotFile, SnapshotStore, QUARANTINE_DIR,
+    file_name, load_file, LoadedSnapshot, SnapshotFile, SnapshotStore,
+    DEFAULT_SNAPSHOT_MAX_STATE_BYTES, QUARANTINE_DIR,
 };
 pub(crate) use writer::JournalBinding;
 pub use writer::{SnapshotJob, SnapshotSender, SnapshotStats, SnapshotWriter};

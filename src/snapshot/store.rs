@@ -5,7 +5,6 @@ use super::format::{
 };
 use super::SnapshotError;
 use crate::codec::CODEC_ID;
-use crate::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use memmap2::{Mmap, MmapOptions};
 use std::fs::{self, File};
 use std::io::Write;
@@ -43,6 +42,11 @@ impl LoadedSnapshot {
         &self.map[self.header.header_bytes()..]
     }
 }
+
+/// Default of the largest snapshot state restored (`Config::snapshot_max_state_bytes`): far
+/// above any state the bundled applications reach at their configured limits, far below what
+/// would exhaust the address space.
+pub const DEFAULT_SNAPSHOT_MAX_STATE_BYTES: u64 = 16 << 30;
 
 /// The directory of snapshots.
 #[derive(Debug, Clone)]
