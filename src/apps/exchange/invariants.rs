@@ -84,7 +84,7 @@ impl Exchange {
             .instrument(instrument)
             .map_err(|r| r.name().to_string())?;
         let (book, tick) = (&i.book, i.tick);
-        let slots: Vec<u32> = book.level_slots(side).collect();
+        let slots: Vec<u32> = book.level_slots(&self.arena, side).collect();
         ensure(
             book.best(side) == slots.first().copied().unwrap_or(NIL),
             || format!("instrument {instrument} {side:?}: cached best level is stale"),

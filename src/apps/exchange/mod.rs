@@ -101,6 +101,7 @@ mod book;
 mod events;
 mod index;
 mod invariants;
+mod ladder;
 mod messages;
 mod orders;
 mod risk;
@@ -184,13 +185,20 @@ impl Default for Exchange {
 }
 
 impl Exchange {
-    /// An empty exchange with these limits.
+    /// An empty exchange with these limits. Its order and level slabs are reserved for
+    /// `max_open_orders` here (address space; pages are touched as orders arrive), so placing,
+    /// matching and cancelling never allocate afterwards.
     pub fn with_limits(limits: ExchangeLimits) -> Self {
+        Exchange::reserving(limits, limits.max_open_orders)
+    }
+
+    /// An empty exchange with these limits, its slabs reserved for `open_orders` orders.
+    fn reserving(limits: ExchangeLimits, open_orders: u32) -> Self {
         Exchange {
             limits,
             instruments: Vec::new(),
             accounts: Accounts::default(),
-            arena: Arena::default(),
+            arena: Arena::with_capacity(open_orders),
             index: OrderIndex::default(),
             events: Vec::with_capacity(256),
         }
