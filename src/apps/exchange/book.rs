@@ -177,9 +177,14 @@ impl Book {
         self.sides[side.index()].len()
     }
 
+    /// The level slot of `side` at `price` (`NIL` when none).
+    pub(crate) fn level_at(&self, arena: &Arena, side: Side, price: u64) -> u32 {
+        self.sides[side.index()].find(&arena.levels, price)
+    }
+
     /// Whether `side` has a level at `price`.
     pub(crate) fn has_level(&self, arena: &Arena, side: Side, price: u64) -> bool {
-        self.sides[side.index()].find(&arena.levels, price) != NIL
+        self.level_at(arena, side, price) != NIL
     }
 
     /// Best bid and ask with their sizes.

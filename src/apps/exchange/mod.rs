@@ -83,17 +83,23 @@
 //!
 //! Every table is bounded by [`ExchangeLimits`] (part of the state, so a snapshot restores
 //! the limits it was taken under); hitting a limit is a rejection, never a panic. State lives
-//! in `Vec`s, slabs and `BTreeMap`s, plus one `Vec`-backed open-addressing order-id index with
-//! a fixed hash that is never iterated (see the `index` module); time and assigned ids come
+//! in `Vec`s and slabs (each book side a price-ordered list and AVL tree threaded through the
+//! level slab, see the `ladder` module), plus one `Vec`-backed open-addressing order-id index
+//! with a fixed hash that is never iterated (see the `index` module); time and assigned ids come
 //! from the message header. `save_state` writes a canonical form (books in priority order), so
 //! `state_hash` is equal for equal states however they were reached (see the `state` module,
 //! which also documents the schema upgrade path).
 //!
 //! # Cost
 //!
-//! Steady-state `apply` allocates nothing except an occasional `BTreeMap` node when a price
-//! level appears. The response is encoded straight into the engine's `Output` from a reused
-//! event buffer.
+//! Steady-state `apply` of order and admin messages allocates nothing (`tests/exchange_alloc.rs`
+//! counts it, directly and through the engine): the order and level slabs are reserved for
+//! `max_open_orders` at construction, and the response is encoded straight into the engine's
+//! `Output` from a reused event buffer. What still grows, and only at a new high: the order-id
+//! index (doubling as the open orders reach a new peak), the event buffer (a message with more
+//! events than any before), an account's holdings (its first position in an instrument), and
+//! the account and instrument tables (deposits and new instruments). Queries build their
+//! answer in fresh `Vec`s.
 
 mod admin;
 mod app;
