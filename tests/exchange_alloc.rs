@@ -237,3 +237,32 @@ fn the_engine_path_allocates_nothing_per_message_across_segment_rollovers() {
         "{journaler} journaler allocations in {rollovers} rollovers"
     );
 }
+
+#[test]
+fn queries_allocate_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap();
+    let mut exchange = Exchange::default();
+    let mut buf = vec![0u8; 4096];
+    let mut warm = Exchange::setup(SEED);
+    warm.extend(workload(0, 50_000));
+    apply_all(&mut exchange, &mut buf, 1, &warm);
+    // Every instrument at every depth (and one unknown), every account (and one unknown); a
+    // small response buffer too, so the answers are cut to fit.
+    let queries: Vec<Command> = (0..=WORKLOAD.instruments)
+        .flat_map(|instrument| {
+            (0..=MAX_QUERY_DEPTH).map(move |depth| QueryBook { instrument, depth })
+        })
+        .map(|q| Request::QueryBook(q).to_command())
+        .chain(
+            (0..=WORKLOAD.accounts)
+                .map(|account| Request::QueryAccount(QueryAccount { account }).to_command()),
+        )
+        .collect();
+    let first = 1 + warm.len() as u64;
+    let mut small = vec![0u8; 256];
+    let (allocations, _) = count(|| {
+        apply_all(&mut exchange, &mut buf, first, &queries);
+        apply_all(&mut exchange, &mut small, first, &queries);
+    });
+    assert_eq!(allocations, 0, "{allocations} allocations in queries");
+}

@@ -307,6 +307,21 @@ impl Book {
             .collect()
     }
 
+    /// Fills `out` with up to `out.len()` levels of `side`, best first; returns how many.
+    pub(crate) fn depth_into(&self, arena: &Arena, side: Side, out: &mut [DepthLevel]) -> usize {
+        let mut n = 0;
+        for (slot, entry) in self.level_slots(arena, side).zip(out.iter_mut()) {
+            let l = arena.levels.get(slot);
+            *entry = DepthLevel {
+                price: l.price,
+                qty: l.total,
+                orders: l.count,
+            };
+            n += 1;
+        }
+        n
+    }
+
     /// Order slots of `side` in priority order (best price first, oldest first).
     pub(crate) fn order_slots(&self, arena: &Arena, side: Side) -> Vec<u32> {
         let mut out = Vec::new();
