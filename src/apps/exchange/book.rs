@@ -212,13 +212,13 @@ impl Book {
     pub(crate) fn push(&mut self, arena: &mut Arena, slot: u32) {
         let order = *arena.orders.get(slot);
         let ladder = &mut self.sides[order.side.index()];
-        let level_slot = match ladder.find(&arena.levels, order.price) {
-            NIL => {
+        let level_slot = match ladder.locate(&arena.levels, order.price) {
+            Ok(level) => level,
+            Err((lower, higher)) => {
                 let slot = arena.levels.insert(Level::new(order.price));
-                ladder.insert(&mut arena.levels, slot);
+                ladder.insert(&mut arena.levels, slot, lower, higher);
                 slot
             }
-            level => level,
         };
         let level = arena.levels.get_mut(level_slot);
         let tail = level.tail;

@@ -58,28 +58,42 @@ impl Ladder {
         let mut node = self.root;
         while node != NIL {
             let level = levels.get(node);
-            node = match price.cmp(&level.price) {
-                std::cmp::Ordering::Less => level.left,
-                std::cmp::Ordering::Greater => level.right,
-                std::cmp::Ordering::Equal => return node,
+            if level.price == price {
+                return node;
+            }
+            // A select rather than a three-way branch: the descent's direction is random.
+            node = if price < level.price {
+                level.left
+            } else {
+                level.right
             };
         }
         NIL
     }
 
-    /// Adds the level in `slot` (its price is not on this side yet; its links are unset).
-    pub(crate) fn insert(&mut self, levels: &mut Slab<Level>, slot: u32) {
-        let price = levels.get(slot).price;
-        debug_assert_eq!(self.find(levels, price), NIL, "price level {price} twice");
+    /// The level at `price`, or else the levels just below and above it: `Ok(slot)` or
+    /// `Err((lower, higher))` (either `NIL` at an end), in one descent.
+    pub(crate) fn locate(&self, levels: &Slab<Level>, price: u64) -> Result<u32, (u32, u32)> {
         let (mut lower, mut higher, mut node) = (NIL, NIL, self.root);
         while node != NIL {
             let level = levels.get(node);
+            if level.price == price {
+                return Ok(node);
+            }
             if price < level.price {
                 (higher, node) = (node, level.left);
             } else {
                 (lower, node) = (node, level.right);
             }
         }
+        Err((lower, higher))
+    }
+
+    /// Adds the level in `slot` (its price is not on this side yet; its links are unset)
+    /// between `lower` and `higher`, as [`Ladder::locate`] found them.
+    pub(crate) fn insert(&mut self, levels: &mut Slab<Level>, slot: u32, lower: u32, higher: u32) {
+        let price = levels.get(slot).price;
+        debug_assert_eq!(self.locate(levels, price), Err((lower, higher)));
         let level = levels.get_mut(slot);
         (level.left, level.right, level.height) = (NIL, NIL, 1);
         (level.lower, level.higher) = (lower, higher);
@@ -290,9 +304,11 @@ mod tests {
                     levels.remove(slot);
                 }
                 None => {
-                    assert_eq!(ladder.find(&levels, price), NIL);
+                    let Err((lower, higher)) = ladder.locate(&levels, price) else {
+                        panic!("{price} is not in the ladder");
+                    };
                     let slot = levels.insert(level(price));
-                    ladder.insert(&mut levels, slot);
+                    ladder.insert(&mut levels, slot, lower, higher);
                     model.insert(price, slot);
                 }
             }
