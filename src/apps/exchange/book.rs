@@ -1,11 +1,12 @@
-//! One instrument's limit order book: price levels in a `BTreeMap<price, level slot>` per
-//! side, each level an intrusive FIFO of orders linked by slab indices. Orders and levels of
-//! every book live in one [`Arena`] of two slabs, so steady-state trading reuses slots instead
-//! of allocating.
+//! One instrument's limit order book: price levels in a [`Ladder`] per side (a price-ordered
+//! list and tree threaded through the level slots), each level an intrusive FIFO of orders
+//! linked by slab indices. Orders and levels of every book live in one [`Arena`] of two slabs,
+//! reserved for `max_open_orders` when the exchange is created, so trading reuses slots and
+//! never allocates.
 
 use super::events::{DepthLevel, TopOfBook};
+use super::ladder::Ladder;
 use super::messages::Side;
-use std::collections::BTreeMap;
 
 /// "No slot" in the intrusive links.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -32,10 +33,18 @@ pub(crate) struct Level {
     pub(crate) count: u32,
     pub(crate) head: u32,
     pub(crate) tail: u32,
+    /// The side's price tree (see [`Ladder`]).
+    pub(crate) left: u32,
+    pub(crate) right: u32,
+    /// The neighbouring prices of the side, lower and higher.
+    pub(crate) lower: u32,
+    pub(crate) higher: u32,
+    /// Height of this level's subtree in the price tree (a leaf is 1).
+    pub(crate) height: u8,
 }
 
 /// A `Vec` of slots with a free list: indices stay valid until removed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Slab<T> {
     items: Vec<T>,
     free: Vec<u32>,
@@ -50,7 +59,34 @@ impl<T> Default for Slab<T> {
     }
 }
 
+/// A `Vec` with room for `capacity` items, or less when the memory cannot be had (it then
+/// grows on demand like any `Vec`). Untouched capacity costs address space, not memory.
+fn reserved<T>(capacity: usize) -> Vec<T> {
+    let mut v = Vec::new();
+    let _ = v.try_reserve_exact(capacity);
+    v
+}
+
+/// A clone keeps the reserved capacity, so a cloned exchange does not allocate either.
+impl<T: Copy> Clone for Slab<T> {
+    fn clone(&self) -> Self {
+        let mut items = reserved(self.items.capacity());
+        items.extend_from_slice(&self.items);
+        let mut free = reserved(self.free.capacity());
+        free.extend_from_slice(&self.free);
+        Slab { items, free }
+    }
+}
+
 impl<T: Copy> Slab<T> {
+    /// An empty slab with room for `capacity` slots (and as many free-list entries).
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Slab {
+            items: reserved(capacity),
+            free: reserved(capacity),
+        }
+    }
+
     pub(crate) fn insert(&mut self, value: T) -> u32 {
         match self.free.pop() {
             Some(slot) => {
@@ -92,20 +128,21 @@ pub(crate) struct Arena {
     pub(crate) levels: Slab<Level>,
 }
 
-/// One instrument's two sides, with the best level of each cached.
-#[derive(Debug, Clone)]
-pub(crate) struct Book {
-    sides: [BTreeMap<u64, u32>; 2],
-    best: [u32; 2],
-}
-
-impl Default for Book {
-    fn default() -> Self {
-        Book {
-            sides: [BTreeMap::new(), BTreeMap::new()],
-            best: [NIL, NIL],
+impl Arena {
+    /// Room for `max_open_orders` resting orders and as many levels (a level holds at least
+    /// one order).
+    pub(crate) fn with_capacity(max_open_orders: u32) -> Self {
+        Arena {
+            orders: Slab::with_capacity(max_open_orders as usize),
+            levels: Slab::with_capacity(max_open_orders as usize),
         }
     }
+}
+
+/// One instrument's two sides.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Book {
+    sides: [Ladder; 2],
 }
 
 /// Whether a taker on `side` with limit `limit` trades against a level at `price`.
@@ -121,7 +158,11 @@ impl Book {
     /// The best level slot of `side` (`NIL` when empty).
     #[inline]
     pub(crate) fn best(&self, side: Side) -> u32 {
-        self.best[side.index()]
+        let ladder = &self.sides[side.index()];
+        match side {
+            Side::Buy => ladder.highest(),
+            Side::Sell => ladder.lowest(),
+        }
     }
 
     /// The best price of `side`, if any.
@@ -136,9 +177,14 @@ impl Book {
         self.sides[side.index()].len()
     }
 
+    /// The level slot of `side` at `price` (`NIL` when none).
+    pub(crate) fn level_at(&self, arena: &Arena, side: Side, price: u64) -> u32 {
+        self.sides[side.index()].find(&arena.levels, price)
+    }
+
     /// Whether `side` has a level at `price`.
-    pub(crate) fn has_level(&self, side: Side, price: u64) -> bool {
-        self.sides[side.index()].contains_key(&price)
+    pub(crate) fn has_level(&self, arena: &Arena, side: Side, price: u64) -> bool {
+        self.level_at(arena, side, price) != NIL
     }
 
     /// Best bid and ask with their sizes.
@@ -165,10 +211,14 @@ impl Book {
     /// Appends the order in `slot` to the back of its price's queue, creating the level.
     pub(crate) fn push(&mut self, arena: &mut Arena, slot: u32) {
         let order = *arena.orders.get(slot);
-        let side = order.side.index();
-        let level_slot = match self.sides[side].get(&order.price) {
-            Some(&level) => level,
-            None => self.new_level(arena, order.side, order.price),
+        let ladder = &mut self.sides[order.side.index()];
+        let level_slot = match ladder.locate(&arena.levels, order.price) {
+            Ok(level) => level,
+            Err((lower, higher)) => {
+                let slot = arena.levels.insert(Level::new(order.price));
+                ladder.insert(&mut arena.levels, slot, lower, higher);
+                slot
+            }
         };
         let level = arena.levels.get_mut(level_slot);
         let tail = level.tail;
@@ -184,24 +234,6 @@ impl Book {
         o.level = level_slot;
         o.prev = tail;
         o.next = NIL;
-    }
-
-    fn new_level(&mut self, arena: &mut Arena, side: Side, price: u64) -> u32 {
-        let level = Level {
-            price,
-            total: 0,
-            count: 0,
-            head: NIL,
-            tail: NIL,
-        };
-        let slot = arena.levels.insert(level);
-        self.sides[side.index()].insert(price, slot);
-        let best = self.best[side.index()];
-        // A better price than the current best: higher for bids, lower for asks.
-        if best == NIL || crosses(side, price, arena.levels.get(best).price) {
-            self.best[side.index()] = slot;
-        }
-        slot
     }
 
     /// Takes the order in `slot` out of its level (the slot itself stays allocated), and
@@ -224,21 +256,8 @@ impl Book {
         level.total -= order.remaining;
         level.count -= 1;
         if level.count == 0 {
-            self.remove_level(arena, order.side, order.level);
-        }
-    }
-
-    fn remove_level(&mut self, arena: &mut Arena, side: Side, slot: u32) {
-        let price = arena.levels.get(slot).price;
-        let map = &mut self.sides[side.index()];
-        map.remove(&price);
-        arena.levels.remove(slot);
-        if self.best[side.index()] == slot {
-            let next = match side {
-                Side::Buy => map.last_key_value(),
-                Side::Sell => map.first_key_value(),
-            };
-            self.best[side.index()] = next.map_or(NIL, |(_, &s)| s);
+            self.sides[order.side.index()].remove(&mut arena.levels, order.level);
+            arena.levels.remove(order.level);
         }
     }
 
@@ -254,27 +273,21 @@ impl Book {
     /// Whether the levels of `side` that a taker with `limit` crosses hold at least `qty`.
     pub(crate) fn can_fill(&self, arena: &Arena, side: Side, limit: u64, qty: u64) -> bool {
         let mut sum = 0u64;
-        let mut add = |slot: &u32| {
-            sum = sum.saturating_add(arena.levels.get(*slot).total);
-            sum >= qty
-        };
-        match side {
-            Side::Buy => self.sides[side.index()]
-                .range(limit..)
-                .rev()
-                .any(|(_, s)| add(s)),
-            Side::Sell => self.sides[side.index()]
-                .range(..=limit)
-                .any(|(_, s)| add(s)),
-        }
+        self.level_slots(arena, side)
+            .map(|slot| arena.levels.get(slot))
+            .take_while(|level| crosses(side.opposite(), limit, level.price))
+            .any(|level| {
+                sum = sum.saturating_add(level.total);
+                sum >= qty
+            })
     }
 
     /// Level slots of `side`, best first.
-    pub(crate) fn level_slots(&self, side: Side) -> Box<dyn Iterator<Item = u32> + '_> {
-        let map = &self.sides[side.index()];
-        match side {
-            Side::Buy => Box::new(map.values().rev().copied()),
-            Side::Sell => Box::new(map.values().copied()),
+    pub(crate) fn level_slots<'a>(&self, arena: &'a Arena, side: Side) -> LevelSlots<'a> {
+        LevelSlots {
+            levels: &arena.levels,
+            next: self.best(side),
+            side,
         }
     }
 
@@ -288,13 +301,31 @@ impl Book {
                 orders: l.count,
             }
         };
-        self.level_slots(side).take(depth).map(level).collect()
+        self.level_slots(arena, side)
+            .take(depth)
+            .map(level)
+            .collect()
+    }
+
+    /// Fills `out` with up to `out.len()` levels of `side`, best first; returns how many.
+    pub(crate) fn depth_into(&self, arena: &Arena, side: Side, out: &mut [DepthLevel]) -> usize {
+        let mut n = 0;
+        for (slot, entry) in self.level_slots(arena, side).zip(out.iter_mut()) {
+            let l = arena.levels.get(slot);
+            *entry = DepthLevel {
+                price: l.price,
+                qty: l.total,
+                orders: l.count,
+            };
+            n += 1;
+        }
+        n
     }
 
     /// Order slots of `side` in priority order (best price first, oldest first).
     pub(crate) fn order_slots(&self, arena: &Arena, side: Side) -> Vec<u32> {
         let mut out = Vec::new();
-        for level in self.level_slots(side) {
+        for level in self.level_slots(arena, side) {
             let mut slot = arena.levels.get(level).head;
             while slot != NIL {
                 out.push(slot);
@@ -302,5 +333,48 @@ impl Book {
             }
         }
         out
+    }
+}
+
+impl Level {
+    /// An empty level at `price`, not yet on a side.
+    fn new(price: u64) -> Self {
+        Level {
+            price,
+            total: 0,
+            count: 0,
+            head: NIL,
+            tail: NIL,
+            left: NIL,
+            right: NIL,
+            lower: NIL,
+            higher: NIL,
+            height: 0,
+        }
+    }
+}
+
+/// The level slots of one side, best first (a walk of the side's price list).
+pub(crate) struct LevelSlots<'a> {
+    levels: &'a Slab<Level>,
+    next: u32,
+    side: Side,
+}
+
+impl Iterator for LevelSlots<'_> {
+    type Item = u32;
+
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        let slot = self.next;
+        if slot == NIL {
+            return None;
+        }
+        let level = self.levels.get(slot);
+        self.next = match self.side {
+            Side::Buy => level.lower,
+            Side::Sell => level.higher,
+        };
+        Some(slot)
     }
 }

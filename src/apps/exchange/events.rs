@@ -306,6 +306,14 @@ pub struct BookDepth {
     pub asks: Vec<DepthLevel>,
 }
 
+/// [`BookDepth`]'s encoding, borrowed (what the exchange writes; no allocation).
+#[derive(Serialize)]
+pub(crate) struct BookDepthRef<'a> {
+    pub(crate) instrument: u32,
+    pub(crate) bids: &'a [DepthLevel],
+    pub(crate) asks: &'a [DepthLevel],
+}
+
 /// One instrument held by an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Holding {
@@ -330,4 +338,14 @@ pub struct AccountView {
     pub holdings: Vec<Holding>,
     /// Holdings left off because the response would not fit.
     pub omitted: u32,
+}
+
+/// [`AccountView`]'s encoding, borrowed (what the exchange writes; no allocation).
+#[derive(Serialize)]
+pub(crate) struct AccountViewRef<'a> {
+    pub(crate) account: u32,
+    pub(crate) cash: u64,
+    pub(crate) reserved: u64,
+    pub(crate) holdings: &'a [Holding],
+    pub(crate) omitted: u32,
 }

@@ -84,11 +84,12 @@ impl Exchange {
             .instrument(instrument)
             .map_err(|r| r.name().to_string())?;
         let (book, tick) = (&i.book, i.tick);
-        let slots: Vec<u32> = book.level_slots(side).collect();
+        let slots: Vec<u32> = book.level_slots(&self.arena, side).collect();
         ensure(
             book.best(side) == slots.first().copied().unwrap_or(NIL),
             || format!("instrument {instrument} {side:?}: cached best level is stale"),
         )?;
+        self.check_ladder(instrument, side, &slots)?;
         for level_slot in slots {
             let level = self.arena.levels.get(level_slot);
             let (mut total, mut count, mut prev, mut slot) = (0u64, 0u32, NIL, level.head);
@@ -125,6 +126,24 @@ impl Exchange {
             e.levels += 1;
         }
         Ok(())
+    }
+
+    /// The side's price list (`slots`, best first) is strictly ordered, counted, and agrees
+    /// with its price tree.
+    fn check_ladder(&self, instrument: u32, side: Side, slots: &[u32]) -> Result<(), String> {
+        let book = &self.instrument(instrument).expect("checked").book;
+        let price = |slot: u32| self.arena.levels.get(slot).price;
+        let ordered = slots.windows(2).all(|w| match side {
+            Side::Buy => price(w[0]) > price(w[1]),
+            Side::Sell => price(w[0]) < price(w[1]),
+        });
+        let found = slots
+            .iter()
+            .all(|&slot| book.level_at(&self.arena, side, price(slot)) == slot);
+        ensure(
+            ordered && found && book.level_count(side) == slots.len(),
+            || format!("instrument {instrument} {side:?}: price list and tree disagree"),
+        )
     }
 
     fn check_accounts(&self, e: &Expected) -> Result<(), String> {

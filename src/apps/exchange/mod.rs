@@ -83,17 +83,23 @@
 //!
 //! Every table is bounded by [`ExchangeLimits`] (part of the state, so a snapshot restores
 //! the limits it was taken under); hitting a limit is a rejection, never a panic. State lives
-//! in `Vec`s, slabs and `BTreeMap`s, plus one `Vec`-backed open-addressing order-id index with
-//! a fixed hash that is never iterated (see the `index` module); time and assigned ids come
+//! in `Vec`s and slabs (each book side a price-ordered list and AVL tree threaded through the
+//! level slab, see the `ladder` module), plus one `Vec`-backed open-addressing order-id index
+//! with a fixed hash that is never iterated (see the `index` module); time and assigned ids come
 //! from the message header. `save_state` writes a canonical form (books in priority order), so
 //! `state_hash` is equal for equal states however they were reached (see the `state` module,
 //! which also documents the schema upgrade path).
 //!
 //! # Cost
 //!
-//! Steady-state `apply` allocates nothing except an occasional `BTreeMap` node when a price
-//! level appears. The response is encoded straight into the engine's `Output` from a reused
-//! event buffer.
+//! Steady-state `apply` of order and admin messages allocates nothing (`tests/exchange_alloc.rs`
+//! counts it, directly and through the engine): the order and level slabs are reserved for
+//! `max_open_orders` at construction, and the response is encoded straight into the engine's
+//! `Output` from a reused event buffer. What still grows, and only at a new high: the order-id
+//! index (doubling as the open orders reach a new peak), the event buffer (a message with more
+//! events than any before), an account's holdings (its first position in an instrument), and
+//! the account and instrument tables (deposits and new instruments). Queries are encoded from
+//! borrowed views and a fixed depth buffer, so they allocate nothing either.
 
 mod admin;
 mod app;
@@ -101,6 +107,7 @@ mod book;
 mod events;
 mod index;
 mod invariants;
+mod ladder;
 mod messages;
 mod orders;
 mod risk;
@@ -119,7 +126,7 @@ use crate::codec::CodecError;
 use crate::engine::{Message, Outcome, Output, Processor};
 use crate::snapshot::StateError;
 use book::{Arena, Book};
-use events::ReportRef;
+use events::{AccountViewRef, BookDepthRef, ReportRef};
 use index::OrderIndex;
 use risk::Accounts;
 use serde::{Deserialize, Serialize};
@@ -154,6 +161,12 @@ impl Default for ExchangeLimits {
     }
 }
 
+const DEPTH_ZERO: DepthLevel = DepthLevel {
+    price: 0,
+    qty: 0,
+    orders: 0,
+};
+
 /// One instrument: its rules and its book.
 #[derive(Debug, Clone)]
 pub(crate) struct Instrument {
@@ -175,6 +188,8 @@ pub struct Exchange {
     index: OrderIndex,
     /// Events of the message being applied (cleared per message; capacity kept).
     events: Vec<Event>,
+    /// A book query's bids and asks, gathered here to be encoded.
+    depth: [[DepthLevel; MAX_QUERY_DEPTH as usize]; 2],
 }
 
 impl Default for Exchange {
@@ -184,15 +199,23 @@ impl Default for Exchange {
 }
 
 impl Exchange {
-    /// An empty exchange with these limits.
+    /// An empty exchange with these limits. Its order and level slabs are reserved for
+    /// `max_open_orders` here (address space; pages are touched as orders arrive), so placing,
+    /// matching and cancelling never allocate afterwards.
     pub fn with_limits(limits: ExchangeLimits) -> Self {
+        Exchange::reserving(limits, limits.max_open_orders)
+    }
+
+    /// An empty exchange with these limits, its slabs reserved for `open_orders` orders.
+    fn reserving(limits: ExchangeLimits, open_orders: u32) -> Self {
         Exchange {
             limits,
             instruments: Vec::new(),
             accounts: Accounts::default(),
-            arena: Arena::default(),
+            arena: Arena::with_capacity(open_orders),
             index: OrderIndex::default(),
             events: Vec::with_capacity(256),
+            depth: [[DEPTH_ZERO; MAX_QUERY_DEPTH as usize]; 2],
         }
     }
 
@@ -239,31 +262,53 @@ impl Exchange {
     }
 
     fn answer(&mut self, request: &Request, out: &mut Output<'_>) -> Outcome {
-        let view = match request {
-            Request::QueryBook(q) => self.book_depth(q.instrument, q.depth).map(|depth| {
-                let (bids, asks) = (&depth.bids, &depth.asks);
-                let most = bids.len().max(asks.len());
-                encode_fitting(out, RESPONSE_BOOK, most, |n| BookDepth {
-                    instrument: depth.instrument,
-                    bids: bids[..n.min(bids.len())].to_vec(),
-                    asks: asks[..n.min(asks.len())].to_vec(),
-                });
-            }),
-            Request::QueryAccount(q) => self.account_view(q.account).map(|view| {
-                let total = view.holdings.len();
-                encode_fitting(out, RESPONSE_ACCOUNT, total, |n| AccountView {
-                    holdings: view.holdings[..n].to_vec(),
-                    omitted: (total - n) as u32,
-                    ..view.clone()
-                });
-            }),
+        let answered = match request {
+            Request::QueryBook(q) => self.answer_book(q.instrument, q.depth, out),
+            Request::QueryAccount(q) => self.answer_account(q.account, out),
             _ => unreachable!("only queries are answered"),
         };
-        match (view, request) {
-            (Some(()), _) => Outcome::Accepted,
-            (None, Request::QueryBook(_)) => self.reject(0, RejectReason::UnknownInstrument),
-            (None, _) => self.reject(0, RejectReason::UnknownAccount),
+        match (answered, request) {
+            (true, _) => Outcome::Accepted,
+            (false, Request::QueryBook(_)) => self.reject(0, RejectReason::UnknownInstrument),
+            (false, _) => self.reject(0, RejectReason::UnknownAccount),
         }
+    }
+
+    /// Encodes a [`BookDepth`] of `instrument` into `out` (false: no such instrument).
+    fn answer_book(&mut self, instrument: u32, depth: u32, out: &mut Output<'_>) -> bool {
+        let Some(Some(i)) = self.instruments.get(instrument as usize) else {
+            return false;
+        };
+        let depth = depth.min(MAX_QUERY_DEPTH) as usize;
+        let [bids, asks] = &mut self.depth;
+        let book = &i.book;
+        let n_bids = book.depth_into(&self.arena, Side::Buy, &mut bids[..depth]);
+        let n_asks = book.depth_into(&self.arena, Side::Sell, &mut asks[..depth]);
+        let (bids, asks) = (&bids[..n_bids], &asks[..n_asks]);
+        encode_fitting(out, RESPONSE_BOOK, bids.len().max(asks.len()), |n| {
+            BookDepthRef {
+                instrument,
+                bids: &bids[..n.min(bids.len())],
+                asks: &asks[..n.min(asks.len())],
+            }
+        });
+        true
+    }
+
+    /// Encodes an [`AccountView`] of `account` into `out` (false: no such account).
+    fn answer_account(&self, account: u32, out: &mut Output<'_>) -> bool {
+        let Some(a) = self.accounts.get(account) else {
+            return false;
+        };
+        let total = a.holdings.len();
+        encode_fitting(out, RESPONSE_ACCOUNT, total, |n| AccountViewRef {
+            account,
+            cash: a.cash,
+            reserved: a.reserved,
+            holdings: &a.holdings[..n],
+            omitted: (total - n) as u32,
+        });
+        true
     }
 }
 

@@ -87,7 +87,7 @@ impl Exchange {
     fn level_limit_hit(&self, instrument: &Instrument, side: Side, price: u64) -> bool {
         let book = &instrument.book;
         book.level_count(side) >= self.limits.max_price_levels as usize
-            && !book.has_level(side, price)
+            && !book.has_level(&self.arena, side, price)
     }
 
     /// Free cash (buy) or position (sell) covers `notional` / `qty`.

@@ -125,7 +125,9 @@ impl Exchange {
     }
 
     fn rebuild(state: StateV1, ceiling: &ExchangeLimits) -> Result<Exchange, StateError> {
-        let mut x = Exchange::with_limits(state.limits);
+        // The saved limits are not trusted with memory: reserve no more than the loader's.
+        let open_orders = state.limits.max_open_orders.min(ceiling.max_open_orders);
+        let mut x = Exchange::reserving(state.limits, open_orders);
         let max_accounts = x.limits.max_accounts.min(ceiling.max_accounts);
         for a in state.accounts {
             if a.id >= max_accounts || x.accounts.get(a.id).is_some() {
