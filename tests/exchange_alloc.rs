@@ -191,16 +191,14 @@ fn segment_files(dir: &std::path::Path) -> usize {
 fn the_engine_path_allocates_nothing_per_message_across_segment_rollovers() {
     let _turn = ONE_AT_A_TIME.lock().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        ring_capacity: 4096,
-        output_ring_capacity: 4096,
-        segment_size_bytes: 1 << 20,
-        wait: WaitStrategy::Yield,
-        flush: FlushPolicy::None,
-        snapshot_interval_messages: 0,
-        snapshot_on_shutdown: false,
-        ..Config::with_data_dir(dir.path())
-    };
+    let mut cfg = Config::with_data_dir(dir.path());
+    cfg.ring_capacity = 4096;
+    cfg.output_ring_capacity = 4096;
+    cfg.segment_size_bytes = 1 << 20;
+    cfg.wait = WaitStrategy::Yield;
+    cfg.flush = FlushPolicy::None;
+    cfg.snapshot_interval_messages = 0;
+    cfg.snapshot_on_shutdown = false;
     let journal_dir = cfg.journal_dir.clone();
     let mut engine = Engine::start(cfg, Exchange::default()).unwrap();
     let mut rx = engine.take_responses().unwrap();
