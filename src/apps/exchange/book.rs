@@ -338,7 +338,7 @@ impl Book {
 
 impl Level {
     /// An empty level at `price`, not yet on a side.
-    fn new(price: u64) -> Self {
+    pub(super) fn new(price: u64) -> Self {
         Level {
             price,
             total: 0,

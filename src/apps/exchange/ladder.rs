@@ -240,18 +240,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn level(price: u64) -> Level {
-        Level {
-            price,
-            total: 0,
-            count: 0,
-            head: NIL,
-            tail: NIL,
-            left: NIL,
-            right: NIL,
-            lower: NIL,
-            higher: NIL,
-            height: 0,
-        }
+        Level::new(price)
     }
 
     /// Checks order, balance, heights and the list against the model.
