@@ -578,20 +578,28 @@ fn verify_sound_and_torn_tail_have_distinct_exits_and_places() {
     }
 }
 
+/// A copy of the data directory `data` whose segment `segment` (a path in `data`) has a flipped
+/// payload byte in its 101st record: the copy, that segment in it, the record's offset and
+/// sequence.
+fn damaged_copy(data: &Path, segment: &Path) -> (tempfile::TempDir, PathBuf, u64, u64) {
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(data, copy.path());
+    let first_seg = copy
+        .path()
+        .join("journal")
+        .join(segment.file_name().unwrap());
+    let (bad_offset, bad_sequence) = records_in(&first_seg)[100];
+    poke(&first_seg, bad_offset + 57, |b| b[0] ^= 0x40);
+    (copy, first_seg, bad_offset, bad_sequence)
+}
+
 #[test]
 fn verify_corruption_names_every_damaged_place() {
     let rec = record::<V1>();
     let segs = segments(rec.path());
     // Corruption: a flipped byte mid-journal (valid records follow), and a second one in a
     // later segment: exit 4, both reported with file, offset and sequence.
-    let copy = tempfile::tempdir().unwrap();
-    copy_tree(rec.path(), copy.path());
-    let first_seg = copy
-        .path()
-        .join("journal")
-        .join(segs[0].file_name().unwrap());
-    let (bad_offset, bad_sequence) = records_in(&first_seg)[100];
-    poke(&first_seg, bad_offset + 57, |b| b[0] ^= 0x40);
+    let (copy, first_seg, bad_offset, bad_sequence) = damaged_copy(rec.path(), &segs[0]);
     let later_seg = copy
         .path()
         .join("journal")
@@ -1394,14 +1402,7 @@ fn diff_checkpoint_reports_the_first_differing_sequence() {
 fn dump_continue_past_damage_reports_it_and_reads_the_next_segment() {
     let rec = record::<V1>();
     let segs = segments(rec.path());
-    let copy = tempfile::tempdir().unwrap();
-    copy_tree(rec.path(), copy.path());
-    let first_seg = copy
-        .path()
-        .join("journal")
-        .join(segs[0].file_name().unwrap());
-    let (bad_offset, bad_sequence) = records_in(&first_seg)[100];
-    poke(&first_seg, bad_offset + 57, |b| b[0] ^= 0x40);
+    let (copy, _, bad_offset, bad_sequence) = damaged_copy(rec.path(), &segs[0]);
     let next_first = records_in(&segs[1])[0].1;
     let words = [
         "--json",

@@ -3,7 +3,7 @@
 //! Snapshots are listed and decoded here rather than through `SnapshotStore`, because
 //! `SnapshotStore::open` creates the directory and deletes `*.snap.tmp` files — a live writer's
 //! snapshot in progress among them. Decoding and validation are the snapshot module's own
-//! (`decode_header`, `load_file`).
+//! (`read_header_of`, `load_file`).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -14,8 +14,7 @@ use crate::apps::App;
 use crate::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use crate::journal::{SegmentHeader, SEGMENT_HEADER_SIZE};
 use crate::snapshot::{
-    decode_header, load_file, LoadedSnapshot, SnapshotError, SnapshotFile, SnapshotHeader, Vouch,
-    HEADER_BYTES,
+    load_file, read_header_of, LoadedSnapshot, SnapshotError, SnapshotFile, SnapshotHeader, Vouch,
 };
 
 /// One segment file of a journal and what its header says.
@@ -120,19 +119,7 @@ pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<SnapFile>, ReplayError> {
 
 /// Reads and checks only the header of `file` (cheap: no state checksum).
 pub(crate) fn read_snapshot_header(file: &SnapFile) -> Result<SnapshotHeader, String> {
-    let mut bytes = [0u8; HEADER_BYTES];
-    let read = File::open(&file.path).and_then(|mut f| f.read_exact(&mut bytes));
-    if let Err(e) = read {
-        return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-            format!(
-                "file of {} bytes is shorter than the header",
-                file.size_bytes
-            )
-        } else {
-            e.to_string()
-        });
-    }
-    let header = decode_header(&bytes)?;
+    let header = read_header_of(&file.path)?;
     check_name(file, &header)?;
     Ok(header)
 }

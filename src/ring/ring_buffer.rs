@@ -530,8 +530,8 @@ fn batch_does_not_fit(n: usize, capacity: usize) -> ! {
 }
 
 /// Waits until every consumer has passed `last - capacity` (so `last` may be written) and
-/// returns the gate seen then, or `Halted` (also when a consumer abandoned the ring). Out of line, and given only the shared state and
-/// values, not the producer.
+/// returns the gate seen then, or `Halted` (also when a consumer abandoned the ring). Out of
+/// line, and given only the shared state and values, not the producer.
 #[cold]
 #[inline(never)]
 fn wait_for_gate<T>(shared: &Shared<T>, last: u64, cached_gate: u64) -> Result<u64, Halted> {
