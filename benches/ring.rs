@@ -19,7 +19,12 @@ use criterion::{
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use disruptor::{BusySpinWithSpinLoopHint, Producer as _};
-use keel::bench::affinity::{pin_current_thread, CoreSet};
+use keel::engine::Cores as CoreSet;
+
+/// Pins the calling thread to `core` (if any), warning instead when it is not available.
+fn pin_current_thread(core: Option<usize>, thread: &str) -> bool {
+    CoreSet::detect().pin_current(core, thread)
+}
 use keel::ring::{Poll, RingBuilder, WaitStrategy};
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -44,7 +49,7 @@ struct Cores {
 impl Cores {
     /// Reads the usable cores once, before anything is pinned, and pins the calling thread.
     fn pin_measuring_thread() -> Self {
-        let cores = match CoreSet::detect().ids() {
+        let cores = match CoreSet::detect().ids().as_slice() {
             [first, second, ..] => Cores {
                 producer: Some(*first),
                 consumer: Some(*second),

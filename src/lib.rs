@@ -15,10 +15,6 @@ pub mod journal;
 pub mod engine;
 pub mod snapshot;
 pub mod net;
-pub mod apps;
-pub mod replay;
-pub mod bench;
-pub mod cli;
 pub mod error;
 
 pub use engine::{
@@ -28,8 +24,3 @@ pub use engine::{
 pub use error::Error;
 pub use journal::{FlushPolicy, SegmentPrep};
 pub use ring::WaitStrategy;
-
-/// The README's Rust examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

@@ -1,9 +1,9 @@
 //! Shared by the application-decoder targets: splits the input into messages, runs them
 //! through the app's validator and business logic twice, and checks what must hold.
 
-use keel::apps::App;
 use keel::engine::{Message, MessageHeader};
 use keel::{Outcome, Output};
+use keel_services::App;
 
 /// One message cut from the input: `kind u16, version u16, len u8, payload[len]`.
 pub struct Raw<'a> {

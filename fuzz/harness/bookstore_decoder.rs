@@ -9,10 +9,10 @@
 
 use crate::apps;
 
-use keel::apps::bookstore::messages::{self, Kind, Request};
-use keel::apps::bookstore::{Bookstore, BookstoreLimits, PlaceOrder, PlaceOrderV1};
-use keel::apps::App;
 use keel::codec;
+use keel_services::bookstore::messages::{self, Kind, Request};
+use keel_services::bookstore::{Bookstore, BookstoreLimits, PlaceOrder, PlaceOrderV1};
+use keel_services::App;
 
 fn small() -> Bookstore {
     Bookstore::new(BookstoreLimits {

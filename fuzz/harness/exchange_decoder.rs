@@ -8,8 +8,8 @@
 
 use crate::apps;
 
-use keel::apps::exchange::{current_version, Exchange, ExchangeLimits, Request};
-use keel::apps::App;
+use keel_services::exchange::{current_version, Exchange, ExchangeLimits, Request};
+use keel_services::App;
 
 fn small() -> Exchange {
     Exchange::with_limits(ExchangeLimits {

@@ -10,10 +10,10 @@
 //! Shared by the fuzz target `snapshot_reader` and `tests/fuzz_regressions.rs`, which replays
 //! every input in `fuzz/regressions/snapshot_reader/`.
 
-use keel::apps::bookstore::{Bookstore, BookstoreLimits};
-use keel::apps::exchange::{Exchange, ExchangeLimits};
 use keel::snapshot::{file_name, SnapshotStore};
 use keel::Processor;
+use keel_services::bookstore::{Bookstore, BookstoreLimits};
+use keel_services::exchange::{Exchange, ExchangeLimits};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

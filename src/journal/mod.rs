@@ -31,15 +31,13 @@ pub use commit::DurableWaker;
 pub use config::{
     FlushPolicy, JournalConfig, ParseFlushPolicyError, ParseSegmentPrepError, SegmentPrep,
 };
-pub(crate) use dir::list_segments;
 pub use error::{CorruptionReason, Damage, Evidence, EvidenceKind, JournalError};
 pub use format::{
     record_size_bytes, Record, SegmentHeader, DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_SEGMENT_SIZE_BYTES, END_MARKER_SIZE, FORMAT_VERSION, MIN_SEGMENT_SIZE_BYTES,
     RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
 };
-#[cfg(test)]
-pub(crate) use io::FaultyIo;
+
 pub use io::{RealIo, SegmentIo, ZERO_FILL_CHUNK_BYTES, ZERO_FILL_WRITE_BACK_BYTES};
 pub use reader::JournalReader;
 pub use recovery::{verify, TailState, VerifyReport};

@@ -9,8 +9,9 @@ use super::store::{read_header_of, SnapshotFile};
 use crate::journal::{chain_at, ChainAt, JournalError};
 
 /// What the journal says about one snapshot.
+///
+/// Exhaustive on purpose: a tool that reports on snapshots must decide about every case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Vouch {
     /// The journal holds the snapshot's sequence with its chain value: usable.
     Bound,

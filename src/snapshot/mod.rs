@@ -12,11 +12,11 @@ mod store;
 mod writer;
 
 pub use binding::UnboundSnapshot;
-pub(crate) use binding::{judge, Judged, Vouch};
+pub use binding::{judge, Judged, Vouch};
 pub use format::{
     decode_header, SnapshotHeader, FORMAT_VERSION, FORMAT_VERSION_UNBOUND, HEADER_BYTES, MAGIC,
 };
-pub(crate) use store::read_header_of;
+pub use store::read_header_of;
 pub use store::{
     file_name, load_file, LoadedSnapshot, SnapshotFile, SnapshotStore,
     DEFAULT_SNAPSHOT_MAX_STATE_BYTES, QUARANTINE_DIR,

@@ -222,7 +222,7 @@ pub fn load_file(
 }
 
 /// Reads and checks the header of the snapshot file at `path`, without its state.
-pub(crate) fn read_header_of(path: &Path) -> Result<SnapshotHeader, String> {
+pub fn read_header_of(path: &Path) -> Result<SnapshotHeader, String> {
     let handle = File::open(path).map_err(|e| format!("unreadable: {e}"))?;
     let len = handle
         .metadata()

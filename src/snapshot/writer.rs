@@ -8,8 +8,8 @@
 
 use super::store::SnapshotStore;
 use super::SnapshotError;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender as Sender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -78,7 +78,7 @@ impl SnapshotWriter {
         store: SnapshotStore,
         mut journal: impl JournalBinding,
     ) -> std::io::Result<Self> {
-        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let stats = Arc::new(SnapshotStats::default());
         let s2 = stats.clone();
         let handle = std::thread::Builder::new()

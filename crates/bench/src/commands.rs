@@ -1,0 +1,469 @@
+//! The `keel bench` subcommands of the engine-level harness: flags and entry points
+//! (`pipeline`, `net`, `journal`, `recovery`, `compare`, and the no-argument default).
+
+use super::output::{parse_sweep, Knee, LatencyRun, LoadReport};
+use super::pipeline::{self, PipelineSpec};
+use super::rig::{BenchEngineArgs, Failure};
+use clap::Args;
+use clap::ValueEnum;
+use keel::journal::SegmentPrep;
+use keel_services::bookstore::Bookstore;
+use keel_services::exchange::Exchange;
+use keel_services::App;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which of the two services built on keel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AppName {
+    /// Books, prices, stock and orders.
+    #[default]
+    Bookstore,
+    /// Limit order books, accounts and pre-trade risk.
+    Exchange,
+}
+
+/// Rate, duration and reporting flags of the open-loop benchmarks.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// The service to load.
+    #[arg(long, value_enum, default_value_t = AppName::Bookstore)]
+    pub app: AppName,
+    /// Offered rate, messages per second (0: closed loop, as fast as possible).
+    #[arg(long, default_value_t = 100_000)]
+    pub rate: u64,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Unrecorded warm-up seconds at the same rate.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Workload seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Raise the rate FROM:TO:STEP per second, one run per step; reports the knee.
+    #[arg(long, value_name = "FROM:TO:STEP", value_parser = sweep_arg)]
+    pub sweep: Option<Sweep>,
+    /// The p99 bound, microseconds, that defines the knee of a sweep.
+    #[arg(long, default_value_t = 1000.0)]
+    pub p99_bound_us: f64,
+    /// Write `.hgrm` files, `percentiles.svg` and `report.json` into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print one JSON object instead of a table (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The rates of `--sweep FROM:TO:STEP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sweep(pub Vec<u64>);
+
+fn sweep_arg(s: &str) -> Result<Sweep, String> {
+    parse_sweep(s).map(Sweep)
+}
+
+impl LoadArgs {
+    /// The rates to run: the sweep, or the single `--rate`.
+    pub fn rates(&self) -> Vec<u64> {
+        self.sweep
+            .as_ref()
+            .map_or_else(|| vec![self.rate], |s| s.0.clone())
+    }
+}
+
+/// `keel bench pipeline`
+#[derive(Debug, Clone, Args)]
+pub struct PipelineArgs {
+    /// Rate, duration and reporting.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Messages of a closed-loop run (`--rate 0`), pre-encoded before timing.
+    #[arg(long, default_value_t = 4_000_000)]
+    pub messages: u64,
+    /// Engine choices.
+    #[command(flatten)]
+    pub engine: BenchEngineArgs,
+}
+
+/// `keel bench` with no subcommand: the canonical bookstore pipeline workload.
+pub fn run_default() -> Result<(), Failure> {
+    let args = PipelineArgs {
+        load: LoadArgs {
+            app: AppName::Bookstore,
+            rate: 100_000,
+            duration: 8.0,
+            warmup: 2.0,
+            seed: 42,
+            sweep: None,
+            p99_bound_us: 1000.0,
+            out: None,
+            json: false,
+        },
+        messages: 4_000_000,
+        engine: BenchEngineArgs::default(),
+    };
+    run_pipeline(&args)
+}
+
+/// `keel bench pipeline`: one run per rate, verified, printed, optionally written out.
+pub fn run_pipeline(args: &PipelineArgs) -> Result<(), Failure> {
+    match args.load.app {
+        AppName::Bookstore => pipeline_runs::<Bookstore>(args),
+        AppName::Exchange => pipeline_runs::<Exchange>(args),
+    }
+}
+
+fn pipeline_runs<A: App>(args: &PipelineArgs) -> Result<(), Failure> {
+    let l = &args.load;
+    let mut runs: Vec<LatencyRun> = Vec::new();
+    for rate in l.rates() {
+        let spec = PipelineSpec {
+            rate,
+            duration: Duration::from_secs_f64(l.duration),
+            warmup: Duration::from_secs_f64(l.warmup),
+            messages: args.messages,
+            seed: l.seed,
+            engine: args.engine.clone(),
+            quiet: l.json,
+        };
+        runs.push(pipeline::run::<A>(&spec)?);
+    }
+    let dir = args
+        .engine
+        .data_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    finish(
+        LoadReport {
+            bench: "pipeline".into(),
+            app: A::NAME.into(),
+            seed: l.seed,
+            run_info: args.engine.run_info(&dir),
+            knee: l.sweep.as_ref().map(|_| Knee::find(&runs, l.p99_bound_us)),
+            runs,
+        },
+        l,
+    )
+}
+
+/// Prints the report (table or JSON) and writes `--out`.
+pub fn finish(report: LoadReport, load: &LoadArgs) -> Result<(), Failure> {
+    if let Some(dir) = &load.out {
+        report.write_out(dir)?;
+    }
+    if load.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
+    } else {
+        print!("{}", report.table());
+        if let Some(dir) = &load.out {
+            println!(
+                "wrote {}/percentiles.svg, *.hgrm, report.json",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `keel bench journal`
+#[derive(Debug, Clone, Args)]
+pub struct JournalArgs {
+    /// Journal flush policy: none | batch | interval:MS.
+    #[arg(long, default_value = "batch")]
+    pub flush: keel::journal::FlushPolicy,
+    /// How the appending thread waits for durable acknowledgements (as the business logic
+    /// does in the engine): spin | yield | park | phased.
+    #[arg(long, default_value = "phased")]
+    pub wait: keel::ring::WaitStrategy,
+    /// Offered records per second, open loop (ack latency from each batch's intended time);
+    /// 0: closed loop, batches back to back.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Payload sizes, bytes.
+    #[arg(long, value_delimiter = ',', default_values_t = [64usize, 256])]
+    pub payload: Vec<usize>,
+    /// Records per batch (one `end_batch` each).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 256, 4096])]
+    pub batch: Vec<usize>,
+    /// Most records per case.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub messages: u64,
+    /// Most seconds per case.
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Journal segment file size, bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub segment_size_bytes: u64,
+    /// How new segments are prepared: auto (zeroed when the flush policy syncs,
+    /// huge-pages under none) | zeroed (zeros written and synced ahead of use, 16 KiB pages:
+    /// each ack costs about one fdatasync; least throughput) | huge-pages (2 MiB pages: most
+    /// throughput; every sync writes whole 2 MiB pages) | allocated (page sizes left to the
+    /// kernel: deep in a segment a sync rewrites up to 2 MiB).
+    #[arg(long, default_value_t = SegmentPrep::default())]
+    pub segment_prep: SegmentPrep,
+    /// Write the journals under DIR (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `keel bench journal`: append throughput and durable-ack latency.
+pub fn run_journal(args: &JournalArgs) -> Result<(), Failure> {
+    let report = super::journal::run(&super::journal::JournalSpec {
+        flush: args.flush,
+        wait: args.wait,
+        rate: (args.rate > 0).then(|| super::schedule::Schedule::new(args.rate)),
+        payloads: args.payload.clone(),
+        batches: args.batch.clone(),
+        messages: args.messages,
+        max_time: Duration::from_secs_f64(args.seconds),
+        segment_size_bytes: args.segment_size_bytes,
+        segment_prep: args.segment_prep,
+        data_dir: args.data_dir.clone(),
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializes")
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// `keel bench recovery`
+#[derive(Debug, Clone, Args)]
+pub struct RecoveryArgs {
+    /// The service whose state is rebuilt.
+    #[arg(long, value_enum, default_value_t = AppName::Bookstore)]
+    pub app: AppName,
+    /// Workload messages in the journal.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: u64,
+    /// Messages after the snapshot (the tail a restart replays).
+    #[arg(long, default_value_t = 10_000)]
+    pub tail: u64,
+    /// Use a trivial processor that only counts (raw replay speed).
+    #[arg(long)]
+    pub no_op: bool,
+    /// Payload bytes of each no-op message.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Workload seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Engine choices.
+    #[command(flatten)]
+    pub engine: BenchEngineArgs,
+}
+
+/// `keel bench recovery`: replay, snapshot and restart times.
+pub fn run_recovery(args: &RecoveryArgs) -> Result<(), Failure> {
+    use super::recovery::{run, AppSource, NoOp, NoOpSource, RecoverySpec};
+    let spec = RecoverySpec {
+        messages: args.messages,
+        tail: args.tail,
+        seed: args.seed,
+        noop_payload_bytes: args.payload,
+        engine: args.engine.clone(),
+    };
+    let report = if args.no_op {
+        let source = NoOpSource {
+            messages: args.messages,
+            payload_bytes: args.payload,
+        };
+        run::<NoOp>(&spec, "noop", &source)?
+    } else {
+        match args.app {
+            AppName::Bookstore => run::<Bookstore>(
+                &spec,
+                Bookstore::NAME,
+                &AppSource::<Bookstore>::new(args.seed, args.messages),
+            )?,
+            AppName::Exchange => run::<Exchange>(
+                &spec,
+                Exchange::NAME,
+                &AppSource::<Exchange>::new(args.seed, args.messages),
+            )?,
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializes")
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// `keel bench net`
+#[derive(Debug, Clone, Args)]
+pub struct NetArgs {
+    /// Rate, duration and reporting.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Address of a running `keel serve` (default: start one in-process on 127.0.0.1:0).
+    #[arg(long, value_name = "ADDR")]
+    pub connect: Option<std::net::SocketAddr>,
+    /// Client connections sharing the schedule.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub connections: u64,
+    /// Handshake token of the server.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Engine choices of the in-process server.
+    #[command(flatten)]
+    pub engine: BenchEngineArgs,
+}
+
+/// `keel bench net`: open-loop load over TCP.
+pub fn run_net(args: &NetArgs) -> Result<(), Failure> {
+    match args.load.app {
+        AppName::Bookstore => net_runs::<Bookstore>(args),
+        AppName::Exchange => net_runs::<Exchange>(args),
+    }
+}
+
+fn net_runs<A: App>(args: &NetArgs) -> Result<(), Failure> {
+    use super::net_load::{run, LocalServer, NetSpec};
+    let l = &args.load;
+    let local = match args.connect {
+        Some(_) => None,
+        None => Some(LocalServer::<A>::start(&args.engine, l.seed)?),
+    };
+    let addr = args
+        .connect
+        .or(local.as_ref().map(LocalServer::addr))
+        .expect("one of the two");
+    let mut runs = Vec::new();
+    for rate in l.rates() {
+        let spec = NetSpec {
+            addr,
+            connections: args.connections,
+            rate,
+            duration: Duration::from_secs_f64(l.duration),
+            warmup: Duration::from_secs_f64(l.warmup),
+            seed: l.seed,
+            token: args.token.as_ref().map(|t| t.as_bytes().to_vec()),
+            spin: args.engine.spin(),
+            quiet: l.json,
+        };
+        runs.push(run::<A>(&spec)?);
+    }
+    if let Some(server) = local {
+        let verified = server.finish()?;
+        if let Some(last) = runs.last_mut() {
+            last.verified = Some(verified);
+        }
+    }
+    let dir = args
+        .engine
+        .data_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let mut run_info = args.engine.run_info(&dir);
+    if let Some(addr) = args.connect {
+        run_info.journal_dir = format!("remote server {addr}");
+        run_info.journal_device = "unknown (remote)".into();
+    }
+    finish(
+        LoadReport {
+            bench: "net".into(),
+            app: A::NAME.into(),
+            seed: l.seed,
+            run_info,
+            knee: l.sweep.as_ref().map(|_| Knee::find(&runs, l.p99_bound_us)),
+            runs,
+        },
+        l,
+    )
+}
+
+/// `keel bench compare`
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The service.
+    #[arg(long, value_enum, default_value_t = AppName::Bookstore)]
+    pub app: AppName,
+    /// Workload messages (closed loop, pre-encoded).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub messages: u64,
+    /// Open loop: offer this many messages per second to each pipeline in turn and measure
+    /// latency from each message's intended send time (default: closed loop; 0: closed loop).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Measured seconds per pipeline (open loop, after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Unrecorded warm-up seconds at the same rate (open loop).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Workload seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Engine choices (flush and wait apply to all three pipelines).
+    #[command(flatten)]
+    pub engine: BenchEngineArgs,
+}
+
+impl CompareArgs {
+    /// The open-loop spec, when `--rate` asks for one.
+    pub fn open_loop(&self) -> Option<super::compare_open::OpenLoopSpec> {
+        let rate = self.rate.filter(|&r| r > 0)?;
+        Some(super::compare_open::OpenLoopSpec {
+            rate,
+            duration: Duration::from_secs_f64(self.duration),
+            warmup: Duration::from_secs_f64(self.warmup),
+            seed: self.seed,
+        })
+    }
+}
+
+/// `keel bench compare`: keel vs the disruptor crate vs crossbeam, same workload, closed loop
+/// or (with `--rate`) open loop.
+pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
+    if let Some(spec) = args.open_loop() {
+        let report = match args.app {
+            AppName::Bookstore => super::compare_open::run::<Bookstore>(&args.engine, &spec)?,
+            AppName::Exchange => super::compare_open::run::<Exchange>(&args.engine, &spec)?,
+        };
+        return print_report(&report, args.json, || report.table());
+    }
+    use super::compare::run;
+    let report = match args.app {
+        AppName::Bookstore => run::<Bookstore>(&args.engine, args.messages, args.seed)?,
+        AppName::Exchange => run::<Exchange>(&args.engine, args.messages, args.seed)?,
+    };
+    print_report(&report, args.json, || report.table())
+}
+
+fn print_report<R: serde::Serialize>(
+    report: &R,
+    json: bool,
+    table: impl FnOnce() -> String,
+) -> Result<(), Failure> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("serializes")
+        );
+    } else {
+        print!("{}", table());
+    }
+    Ok(())
+}

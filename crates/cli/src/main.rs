@@ -1,0 +1,261 @@
+//! The `keel` command. With no subcommand it serves the bookstore on 127.0.0.1:7700 with
+//! ./journal and ./snapshots (`keel serve` with its defaults).
+//!
+//! One enum of subcommands ([`Command`]) and one `Args` struct per command. To add a command
+//! (`serve`, `client`, `replay`), add a variant with its `Args` struct and a `run_*` function,
+//! and one arm in [`main`].
+
+mod admin;
+mod client;
+mod engine_args;
+mod serve;
+
+use admin::{run_admin, AdminCommand};
+use clap::{Args, Parser, Subcommand};
+use client::{run_client, ClientArgs};
+use keel::ring::WaitStrategy;
+use keel_bench::{pingpong, ring, BenchError, PinRequest};
+use serve::{run_serve, ServeArgs};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+/// keel: an LMAX-style single-writer engine.
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Every `keel` subcommand.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve an app over TCP (the default: the bookstore on 127.0.0.1:7700).
+    Serve(ServeArgs),
+    /// Send one command to a running server and print the response.
+    Client(ClientArgs),
+    /// Inspect, verify and re-run recorded journals (read-only).
+    Replay(keel_replay::ReplayArgs),
+    /// Benchmarks of keel's ring against its peers, side by side in one run.
+    /// With no subcommand: the canonical bookstore pipeline workload.
+    Bench(BenchRoot),
+    /// Operator actions on a stopped server's data (accept-loss).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `keel bench [SUBCOMMAND]`
+#[derive(Debug, Args)]
+struct BenchRoot {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+}
+
+/// `keel bench …`
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// One producer → one consumer throughput (u64, batching on), verified, median of runs.
+    Ring(RingArgs),
+    /// Round-trip latency over two rings, percentiles from an HdrHistogram.
+    Pingpong(PingPongArgs),
+    /// In-process pipeline, open loop at --rate (latency from intended send time) or closed
+    /// loop (--rate 0); verified against a replay of its journal.
+    Pipeline(keel_bench::commands::PipelineArgs),
+    /// Journal append throughput (msgs/s, MB/s) and durable-ack latency per batch size.
+    Journal(keel_bench::commands::JournalArgs),
+    /// Replay speed, snapshot write/load time and restart time of an N-message journal.
+    Recovery(keel_bench::commands::RecoveryArgs),
+    /// Open-loop load over TCP against `keel serve` (--connect) or an in-process server.
+    Net(keel_bench::commands::NetArgs),
+    /// The same workload through keel, the disruptor crate and crossbeam (+ a plain journal).
+    Compare(keel_bench::commands::CompareArgs),
+}
+
+/// Flags shared by the benchmarks.
+#[derive(Debug, Args)]
+struct CommonBenchArgs {
+    /// How waiting threads wait: spin | yield | park | phased.
+    #[arg(long, default_value = "spin")]
+    wait: WaitStrategy,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Core for the producer / ping thread (default with spin and ≥ 2 cores: the first core).
+    #[arg(long, value_name = "CORE")]
+    pin_producer: Option<usize>,
+    /// Core for the consumer / echo thread (default with spin and ≥ 2 cores: the second core).
+    #[arg(long, value_name = "CORE")]
+    pin_consumer: Option<usize>,
+    /// Pin no thread.
+    #[arg(long, conflicts_with_all = ["pin_producer", "pin_consumer"])]
+    no_pin: bool,
+}
+
+impl CommonBenchArgs {
+    fn pins(&self) -> PinRequest {
+        PinRequest {
+            producer: self.pin_producer,
+            consumer: self.pin_consumer,
+            disabled: self.no_pin,
+        }
+    }
+}
+
+/// `keel bench ring`
+#[derive(Debug, Args)]
+struct RingArgs {
+    #[command(flatten)]
+    common: CommonBenchArgs,
+    /// Messages per run.
+    #[arg(long, default_value_t = 100_000_000)]
+    messages: u64,
+    /// Ring (and queue) capacity, a power of two.
+    #[arg(long, default_value_t = 65_536, value_parser = power_of_two)]
+    ring_size: usize,
+    /// Messages the producer publishes per claim (1 = no producer batching).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    burst: u64,
+    /// Runs per contender; the median is reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    repeat: u64,
+    /// Contenders to run, comma-separated, in run order (ratios are against the first):
+    /// keel, disruptor-crate (or disruptor), crossbeam-arrayqueue, crossbeam-channel.
+    #[arg(long, value_delimiter = ',', value_parser = contender, default_value = "keel,disruptor-crate,crossbeam-arrayqueue,crossbeam-channel")]
+    contenders: Vec<ring::Contender>,
+}
+
+fn contender(s: &str) -> Result<ring::Contender, String> {
+    ring::Contender::from_name(s).ok_or_else(|| format!("unknown contender {s:?}"))
+}
+
+/// `keel bench pingpong`
+#[derive(Debug, Args)]
+struct PingPongArgs {
+    #[command(flatten)]
+    common: CommonBenchArgs,
+    /// Measured round trips per contender [default: 2,000,000; 100,000 with park/phased].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    iterations: Option<u64>,
+    /// Unrecorded round trips first [default: 200,000, at most --iterations].
+    #[arg(long)]
+    warmup: Option<u64>,
+    /// Capacity of each ring, a power of two.
+    #[arg(long, default_value_t = 1024, value_parser = power_of_two)]
+    ring_size: usize,
+}
+
+fn power_of_two(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n.is_power_of_two() => Ok(n),
+        _ => Err(format!("{s} is not a power of two")),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run_serve(&ServeArgs::parse_defaults()).map_err(|e| e.to_string()),
+        Some(Command::Serve(args)) => run_serve(&args).map_err(|e| e.to_string()),
+        Some(Command::Client(args)) => {
+            return match run_client(&args) {
+                Ok(code) => ExitCode::from(code as u8),
+                Err(e) => {
+                    eprintln!("keel: error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Some(Command::Replay(args)) => return keel_replay::main(&args),
+        Some(Command::Admin(command)) => run_admin(&command).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot { command: None })) => {
+            keel_bench::commands::run_default().map_err(|e| e.to_string())
+        }
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Pipeline(args)),
+        })) => keel_bench::commands::run_pipeline(&args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Compare(args)),
+        })) => keel_bench::commands::run_compare(&args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Net(args)),
+        })) => keel_bench::commands::run_net(&args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Journal(args)),
+        })) => keel_bench::commands::run_journal(&args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Recovery(args)),
+        })) => keel_bench::commands::run_recovery(&args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Ring(args)),
+        })) => run_bench_ring(args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Pingpong(args)),
+        })) => run_bench_pingpong(args).map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keel: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_bench_ring(args: RingArgs) -> Result<(), BenchError> {
+    let ring_size = args.ring_size;
+    let bench = ring::RingBench {
+        messages: args.messages,
+        ring_size,
+        burst: usize::try_from(args.burst)
+            .unwrap_or(usize::MAX)
+            .min(ring_size),
+        wait: args.common.wait,
+        repeat: usize::try_from(args.repeat).unwrap_or(usize::MAX),
+        pins: args.common.pins(),
+        contenders: args.contenders,
+    };
+    let report = ring::run(&bench)?;
+    if args.common.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+fn run_bench_pingpong(args: PingPongArgs) -> Result<(), BenchError> {
+    let wait = args.common.wait;
+    let iterations = args
+        .iterations
+        .unwrap_or(pingpong::PingPongBench::default_iterations(wait));
+    let bench = pingpong::PingPongBench {
+        iterations,
+        warmup: args
+            .warmup
+            .unwrap_or(pingpong::PingPongBench::default_warmup(iterations)),
+        ring_size: args.ring_size,
+        wait,
+        pins: args.common.pins(),
+    };
+    let report = pingpong::run(&bench)?;
+    if args.common.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! `keel serve`: run an app's engine behind the network thread until Ctrl-C (SIGINT), SIGTERM
+//! or SIGHUP, then stop cleanly (stop the network, drain the rings, sync the journal,
+//! snapshot, join) and exit 0. The `ctrlc` crate's `termination` feature adds SIGTERM and
+//! SIGHUP to its SIGINT handler.
+
+use super::engine_args::{AppName, EngineArgs};
+use clap::Args;
+use keel::engine::Engine;
+use keel::error::Error;
+use keel::net::{NetConfig, Server};
+use keel_services::bookstore::Bookstore;
+use keel_services::exchange::Exchange;
+use keel_services::App;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Flags of `keel serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The service to run.
+    #[arg(long, value_enum, default_value_t = AppName::Bookstore)]
+    pub app: AppName,
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// Most concurrent client connections.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections: usize,
+    /// Shared secret clients must present in their handshake.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Close connections idle for this many seconds (0: never).
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+    /// Per-session limit of unsent response bytes before a slow client is disconnected.
+    #[arg(long, default_value_t = 256 << 10)]
+    pub output_limit_bytes: usize,
+    /// Engine limits and choices.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+impl ServeArgs {
+    /// `keel serve` with every default (what `keel` with no subcommand runs).
+    pub fn parse_defaults() -> ServeArgs {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        <Defaults as clap::Parser>::parse_from(["keel"]).serve
+    }
+
+    fn net_config(&self) -> NetConfig {
+        NetConfig {
+            listen_addr: self.listen,
+            max_connections: self.max_connections,
+            token: self.token.as_ref().map(|t| t.as_bytes().to_vec()),
+            idle_timeout: (self.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.idle_timeout_secs)),
+            output_limit_bytes: self.output_limit_bytes,
+            net_core: self.engine.pin_net,
+            ..NetConfig::default()
+        }
+    }
+}
+
+/// Runs `keel serve` until SIGINT, SIGTERM or SIGHUP, then shuts down cleanly.
+pub fn run_serve(args: &ServeArgs) -> Result<(), Error> {
+    match args.app {
+        AppName::Bookstore => serve::<Bookstore>(args),
+        AppName::Exchange => serve::<Exchange>(args),
+    }
+}
+
+fn serve<A: App>(args: &ServeArgs) -> Result<(), Error> {
+    let config = args.engine.config();
+    std::fs::create_dir_all(&config.journal_dir)?;
+    // Recovery first: the port is bound only once the engine is live.
+    let mut engine = Engine::start(config.clone(), A::default())?;
+    let server = Server::start(args.net_config(), &mut engine, A::validate)?;
+    let stop = server.stop_handle();
+    if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
+        tracing::warn!(error = %e, "could not install the SIGINT/SIGTERM/SIGHUP handler");
+    }
+    print_banner::<A>(args, &server, &engine, &config);
+    let stats = server.wait()?;
+    eprintln!("stopping: {stats:?}");
+    let state = engine.shutdown()?;
+    eprintln!("stopped cleanly; state hash {:#018x}", state.state_hash());
+    Ok(())
+}
+
+fn print_banner<A: App>(
+    args: &ServeArgs,
+    server: &Server,
+    engine: &Engine<A>,
+    config: &keel::engine::Config,
+) {
+    let r = engine.recovered();
+    eprintln!(
+        "keel serve: {} ready, listening on {}",
+        A::NAME,
+        server.local_addr()
+    );
+    eprintln!(
+        "  journal {} | snapshots {} | flush {} | wait {} | mode {:?}",
+        config.journal_dir.display(),
+        config.snapshot_dir.display(),
+        config.flush,
+        config.wait,
+        config.mode
+    );
+    eprintln!(
+        "  recovered: snapshot at {}, {} messages replayed, last sequence {}",
+        r.snapshot_sequence, r.replayed, r.last_sequence
+    );
+    eprintln!(
+        "  talk to it: keel client --app {} --connect {} {}",
+        A::NAME,
+        server.local_addr(),
+        A::command_help()
+            .lines()
+            .next()
+            .and_then(|l| l.split("  ").next())
+            .unwrap_or("")
+    );
+    eprintln!(
+        "  all commands: keel client --app {} --help-commands",
+        A::NAME
+    );
+    eprintln!("  stop: Ctrl-C (drains, syncs the journal, writes a snapshot)");
+    let _ = args;
+}

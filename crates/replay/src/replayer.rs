@@ -1,0 +1,285 @@
+//! Replaying a journal into an application: the best snapshot at or before a sequence, then the
+//! journal after it, message by message through `apply_message` — the same code path as live
+//! apply and startup recovery — with one response buffer allocated up front.
+
+use std::path::Path;
+
+use super::ctx::{Ctx, Progress};
+use super::error::ReplayError;
+use super::files::{list_segments, list_snapshots, restore_bound};
+use keel::engine::{
+    apply_message, message_of, Applied, Message, Response, ResponseHeader, Status, CONTROL_KIND_MIN,
+};
+use keel::journal::{JournalReader, Record};
+use keel_services::App;
+
+/// One replayed message: the record, what applying it decided, and the response payload.
+pub(crate) struct Step<'a> {
+    pub(crate) record: Record<'a>,
+    pub(crate) applied: Applied,
+    pub(crate) payload: &'a [u8],
+}
+
+impl Step<'_> {
+    /// The message as the processor saw it.
+    pub(crate) fn message(&self) -> Message<'_> {
+        message_of(&self.record)
+    }
+
+    /// The response as the engine would have published it.
+    pub(crate) fn response(&self) -> Response<'_> {
+        response_of(&self.record, &self.applied, self.payload)
+    }
+
+    /// Whether the state may have changed. A rejected message leaves the state unchanged (an
+    /// engine invariant) and control messages never reach the processor.
+    pub(crate) fn may_change_state(&self) -> bool {
+        self.applied.status != Status::Rejected && self.record.kind < CONTROL_KIND_MIN
+    }
+}
+
+/// The response to `record`, as the engine builds it.
+pub(crate) fn response_of<'a>(
+    record: &Record<'_>,
+    applied: &Applied,
+    payload: &'a [u8],
+) -> Response<'a> {
+    let header = ResponseHeader {
+        sequence: record.sequence,
+        session_id: record.session_id,
+        correlation_id: record.correlation_id,
+        status: applied.status,
+        reason: applied.reason,
+        kind: applied.kind,
+    };
+    Response { header, payload }
+}
+
+/// Whether `run_to`'s caller wants more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Stop,
+}
+
+/// An application state being rebuilt from a journal.
+pub(crate) struct Replay<A: App> {
+    /// The state.
+    pub(crate) app: A,
+    /// Last sequence applied (or the snapshot's sequence; 0 for the empty state).
+    pub(crate) applied: u64,
+    /// Timestamp of record `applied` (0 when not known yet).
+    pub(crate) timestamp_ns: u64,
+    /// The snapshot the state started from.
+    pub(crate) snapshot: Option<u64>,
+    /// Messages applied from the journal.
+    pub(crate) replayed: u64,
+    buf: Box<[u8]>,
+    reader: JournalReader,
+    progress: Progress,
+}
+
+impl<A: App> Replay<A> {
+    /// Continues `app`, which holds the state after `applied`, with the journal in `journal`.
+    pub(crate) fn start(
+        ctx: &Ctx<'_>,
+        journal: &Path,
+        app: A,
+        applied: u64,
+    ) -> Result<Self, ReplayError> {
+        let mut reader = JournalReader::open(journal)?;
+        reader.seek(applied + 1)?;
+        Ok(Replay {
+            app,
+            applied,
+            timestamp_ns: 0,
+            snapshot: None,
+            replayed: 0,
+            buf: vec![0; ctx.max_response_bytes].into(),
+            reader,
+            progress: Progress::none(),
+        })
+    }
+
+    /// The state after `at`: the newest usable snapshot at or before `at` (unless
+    /// `use_snapshots` is false), then the journal up to `at`. Unusable snapshots are skipped
+    /// with a warning; a journal that ends before `at` is an error.
+    pub(crate) fn rebuild(
+        ctx: &mut Ctx<'_>,
+        journal: &Path,
+        snapshots: Option<&Path>,
+        at: u64,
+    ) -> Result<Self, ReplayError> {
+        let (app, from) = match snapshots {
+            Some(dir) => best_snapshot::<A>(ctx, journal, dir, at)?,
+            None => (A::default(), 0),
+        };
+        let mut replay = Replay::start(ctx, journal, app, from)?;
+        replay.snapshot = snapshots.is_some().then_some(from).filter(|&s| s > 0);
+        if at > from {
+            replay.show_progress(ctx, "rebuilding state", Some(at));
+        }
+        replay.run_to(Some(at), |_, _| Ok(Flow::Continue))?;
+        replay.progress = Progress::none();
+        if replay.applied < at {
+            return Err(ReplayError::Replay(format!(
+                "the journal ends at sequence {}, before sequence {at}",
+                replay.applied
+            )));
+        }
+        replay.fill_timestamp(journal)?;
+        Ok(replay)
+    }
+
+    /// Draws a progress bar for the replay up to `to` (the journal's end when `None`).
+    pub(crate) fn show_progress(&mut self, ctx: &Ctx<'_>, label: &str, to: Option<u64>) {
+        if ctx.progress {
+            let end = to.or_else(|| journal_end(&ctx.journal));
+            self.progress = ctx.progress_bar(label, self.applied, end);
+        }
+    }
+
+    /// After a snapshot restore, looks up the timestamp of record `applied`.
+    fn fill_timestamp(&mut self, journal: &Path) -> Result<(), ReplayError> {
+        if self.timestamp_ns == 0 && self.applied > 0 {
+            self.timestamp_ns = timestamp_of(journal, self.applied)?;
+        }
+        Ok(())
+    }
+
+    /// Applies messages until `to` (inclusive; the end of the journal when `None`) or until
+    /// `each` says stop. `each` sees the state right after each message.
+    pub(crate) fn run_to(
+        &mut self,
+        to: Option<u64>,
+        mut each: impl FnMut(&mut A, &Step<'_>) -> Result<Flow, ReplayError>,
+    ) -> Result<(), ReplayError> {
+        let Replay {
+            app,
+            applied,
+            timestamp_ns,
+            replayed,
+            buf,
+            reader,
+            progress,
+            ..
+        } = self;
+        while to.is_none_or(|to| *applied < to) {
+            let Some(step) = advance(reader, app, buf, *applied + 1)? else {
+                break;
+            };
+            *applied = step.record.sequence;
+            *timestamp_ns = step.record.timestamp_ns;
+            *replayed += 1;
+            if *replayed % Progress::EVERY == 0 {
+                progress.set(*applied);
+            }
+            if each(app, &step)? == Flow::Stop {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the next message, if the journal has one.
+    pub(crate) fn step(&mut self) -> Result<Option<Step<'_>>, ReplayError> {
+        let step = advance(
+            &mut self.reader,
+            &mut self.app,
+            &mut self.buf,
+            self.applied + 1,
+        )?;
+        if let Some(step) = &step {
+            self.applied = step.record.sequence;
+            self.timestamp_ns = step.record.timestamp_ns;
+            self.replayed += 1;
+            if self.replayed.is_multiple_of(Progress::EVERY) {
+                self.progress.set(self.applied);
+            }
+        }
+        Ok(step)
+    }
+}
+
+/// Reads the next record, checks it is `expected`, and applies it.
+fn advance<'a, A: App>(
+    reader: &'a mut JournalReader,
+    app: &mut A,
+    buf: &'a mut [u8],
+    expected: u64,
+) -> Result<Option<Step<'a>>, ReplayError> {
+    let Some(record) = reader.next()? else {
+        return Ok(None);
+    };
+    if record.sequence != expected {
+        return Err(ReplayError::Replay(format!(
+            "sequence {expected} is not in the journal (it continues at {}); \
+             no usable snapshot covers the missing part",
+            record.sequence
+        )));
+    }
+    let applied = apply_message(app, &message_of(&record), buf);
+    let payload: &'a [u8] = buf;
+    Ok(Some(Step {
+        record,
+        applied,
+        payload: &payload[..applied.len],
+    }))
+}
+
+/// The timestamp of record `sequence` (0 when the journal does not hold it).
+pub(crate) fn timestamp_of(journal: &Path, sequence: u64) -> Result<u64, ReplayError> {
+    let mut reader = JournalReader::open(journal)?;
+    reader.seek(sequence)?;
+    Ok(reader
+        .next()?
+        .filter(|r| r.sequence == sequence)
+        .map_or(0, |r| r.timestamp_ns))
+}
+
+/// The newest usable snapshot of `dir` at or before `at` that `journal` vouches for,
+/// restored; or the empty state.
+pub(crate) fn best_snapshot<A: App>(
+    ctx: &mut Ctx<'_>,
+    journal: &Path,
+    dir: &Path,
+    at: u64,
+) -> Result<(A, u64), ReplayError> {
+    for file in list_snapshots(dir)?
+        .iter()
+        .rev()
+        .filter(|f| f.sequence <= at)
+    {
+        match restore_bound::<A>(file, journal) {
+            Ok((app, _)) => return Ok((app, file.sequence)),
+            Err(reason) => ctx.warn(format!(
+                "snapshot {} is unusable ({reason}); using an older one",
+                file.path.display()
+            )),
+        }
+    }
+    Ok((A::default(), 0))
+}
+
+/// The last sequence of the journal (0 when empty), found by reading only its last non-empty
+/// segment.
+pub(crate) fn last_sequence(dir: &Path) -> Result<u64, ReplayError> {
+    let segments = list_segments(dir)?;
+    for segment in segments.iter().rev() {
+        let mut reader = JournalReader::open(dir)?;
+        reader.seek(segment.first_sequence)?;
+        let mut last = None;
+        while let Some(record) = reader.next()? {
+            last = Some(record.sequence);
+        }
+        if let Some(last) = last {
+            return Ok(last);
+        }
+    }
+    Ok(0)
+}
+
+/// [`last_sequence`] for progress bars: `None` when it cannot be told.
+pub(crate) fn journal_end(dir: &Path) -> Option<u64> {
+    last_sequence(dir).ok().filter(|&last| last > 0)
+}

@@ -1,0 +1,344 @@
+//! Input messages: kinds, versions, payloads, and the upcast of old versions.
+//!
+//! Every payload is one serde struct encoded with `keel::codec` (bincode, fixed-width
+//! little-endian integers). Unit enums ([`Side`], [`OrderType`]) encode as their `u32` variant
+//! index, so their variant order is part of the wire format: append only, never reorder.
+
+use super::events::RejectReason;
+use crate::Command;
+use keel::codec;
+use serde::{Deserialize, Serialize};
+
+/// Add an instrument (v1: [`AddInstrument`]).
+pub const KIND_ADD_INSTRUMENT: u16 = 1;
+/// Credit cash to an account, creating it (v1: [`CashTransfer`]).
+pub const KIND_DEPOSIT_CASH: u16 = 2;
+/// Debit free cash from an account (v1: [`CashTransfer`]).
+pub const KIND_WITHDRAW_CASH: u16 = 3;
+/// Credit a position to an account, creating it (v1: [`PositionTransfer`]).
+pub const KIND_DEPOSIT_POSITION: u16 = 4;
+/// Debit a free position from an account (v1: [`PositionTransfer`]).
+pub const KIND_WITHDRAW_POSITION: u16 = 5;
+/// Place an order (v1: [`PlaceOrderV1`], v2: [`PlaceOrder`]).
+pub const KIND_PLACE_ORDER: u16 = 10;
+/// Cancel a resting order (v1: [`CancelOrder`]).
+pub const KIND_CANCEL_ORDER: u16 = 11;
+/// Change a resting order's price; it loses time priority (v1: [`MoveOrder`]).
+pub const KIND_MOVE_ORDER: u16 = 12;
+/// Lower a resting order's quantity; it keeps time priority (v1: [`ReduceOrder`]).
+pub const KIND_REDUCE_ORDER: u16 = 13;
+/// Ask for a book's depth (v1: [`QueryBook`]); answered with a `BookDepth`.
+pub const KIND_QUERY_BOOK: u16 = 20;
+/// Ask for an account's balances (v1: [`QueryAccount`]); answered with an `AccountView`.
+pub const KIND_QUERY_ACCOUNT: u16 = 21;
+
+/// `PlaceOrder.order_id` at or above this value is reserved for ids the exchange assigns:
+/// an order sent with id 0 (and every v1 order) gets `ASSIGNED_ORDER_ID_BIT | sequence`.
+pub const ASSIGNED_ORDER_ID_BIT: u64 = 1 << 63;
+
+/// Buy or sell. Wire: `u32` variant index (Buy = 0, Sell = 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Side {
+    /// Bid: pays cash, receives the instrument.
+    Buy,
+    /// Ask: delivers the instrument, receives cash.
+    Sell,
+}
+
+impl Side {
+    /// The other side.
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+
+    /// 0 for buy, 1 for sell (array index).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How an order executes. Wire: `u32` variant index (Gtc = 0, Ioc = 1, Fok = 2, Market = 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OrderType {
+    /// Limit order, good till cancelled: matches what it can, rests the remainder.
+    Gtc,
+    /// Immediate or cancel: matches what it can at its limit, cancels the remainder.
+    Ioc,
+    /// Fill or kill: fills completely at its limit right now, or is rejected untouched.
+    Fok,
+    /// Market: IOC with the limit set by the instrument's band around the opposite best
+    /// price (see the module docs); its `price` field is ignored.
+    Market,
+}
+
+/// v1 of `KIND_ADD_INSTRUMENT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddInstrument {
+    /// Instrument id, below `ExchangeLimits::max_instruments`.
+    pub instrument: u32,
+    /// Tick size in price units: every limit price is a multiple of it (> 0).
+    pub tick: u64,
+    /// Market-order band in price units: a market buy may pay up to best ask + band, a
+    /// market sell may receive down to best bid − band.
+    pub market_band: u64,
+}
+
+/// v1 of `KIND_DEPOSIT_CASH` and `KIND_WITHDRAW_CASH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CashTransfer {
+    /// Account id, below `ExchangeLimits::max_accounts`.
+    pub account: u32,
+    /// Cash units (1e-4 of the quote currency), > 0.
+    pub amount: u64,
+}
+
+/// v1 of `KIND_DEPOSIT_POSITION` and `KIND_WITHDRAW_POSITION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionTransfer {
+    /// Account id.
+    pub account: u32,
+    /// Instrument id.
+    pub instrument: u32,
+    /// Lots, > 0.
+    pub qty: u64,
+}
+
+/// v1 of `KIND_PLACE_ORDER`: a GTC limit order without a client order id (legacy clients).
+/// Upcast to [`PlaceOrder`] with `order_id: 0` (exchange-assigned) and `order_type: Gtc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceOrderV1 {
+    /// Account id.
+    pub account: u32,
+    /// Instrument id.
+    pub instrument: u32,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit price in price units (1e-4 of the quote currency per lot).
+    pub price: u64,
+    /// Lots.
+    pub qty: u64,
+}
+
+/// v2 (current) of `KIND_PLACE_ORDER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceOrder {
+    /// Client-chosen id, unique among resting orders, below [`ASSIGNED_ORDER_ID_BIT`]; 0 asks
+    /// the exchange to assign `ASSIGNED_ORDER_ID_BIT | sequence`.
+    pub order_id: u64,
+    /// Account id.
+    pub account: u32,
+    /// Instrument id.
+    pub instrument: u32,
+    /// Buy or sell.
+    pub side: Side,
+    /// GTC, IOC, FOK or market.
+    pub order_type: OrderType,
+    /// Limit price in price units; ignored for market orders.
+    pub price: u64,
+    /// Lots, 1..=`ExchangeLimits::max_order_qty`.
+    pub qty: u64,
+}
+
+impl From<PlaceOrderV1> for PlaceOrder {
+    fn from(v1: PlaceOrderV1) -> Self {
+        PlaceOrder {
+            order_id: 0,
+            account: v1.account,
+            instrument: v1.instrument,
+            side: v1.side,
+            order_type: OrderType::Gtc,
+            price: v1.price,
+            qty: v1.qty,
+        }
+    }
+}
+
+/// v1 of `KIND_CANCEL_ORDER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelOrder {
+    /// Owner of the order.
+    pub account: u32,
+    /// The resting order.
+    pub order_id: u64,
+}
+
+/// v1 of `KIND_MOVE_ORDER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveOrder {
+    /// Owner of the order.
+    pub account: u32,
+    /// The resting order.
+    pub order_id: u64,
+    /// New limit price in price units (may cross: the order then trades as a taker).
+    pub price: u64,
+}
+
+/// v1 of `KIND_REDUCE_ORDER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReduceOrder {
+    /// Owner of the order.
+    pub account: u32,
+    /// The resting order.
+    pub order_id: u64,
+    /// Lots to take off (> 0); reducing by the whole remainder or more removes the order.
+    pub by: u64,
+}
+
+/// v1 of `KIND_QUERY_BOOK`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryBook {
+    /// Instrument id.
+    pub instrument: u32,
+    /// Price levels per side wanted (capped at `MAX_QUERY_DEPTH`).
+    pub depth: u32,
+}
+
+/// v1 of `KIND_QUERY_ACCOUNT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryAccount {
+    /// Account id.
+    pub account: u32,
+}
+
+/// Any input message, decoded and upcast to its current version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// `KIND_ADD_INSTRUMENT`
+    AddInstrument(AddInstrument),
+    /// `KIND_DEPOSIT_CASH`
+    DepositCash(CashTransfer),
+    /// `KIND_WITHDRAW_CASH`
+    WithdrawCash(CashTransfer),
+    /// `KIND_DEPOSIT_POSITION`
+    DepositPosition(PositionTransfer),
+    /// `KIND_WITHDRAW_POSITION`
+    WithdrawPosition(PositionTransfer),
+    /// `KIND_PLACE_ORDER`
+    Place(PlaceOrder),
+    /// `KIND_CANCEL_ORDER`
+    Cancel(CancelOrder),
+    /// `KIND_MOVE_ORDER`
+    Move(MoveOrder),
+    /// `KIND_REDUCE_ORDER`
+    Reduce(ReduceOrder),
+    /// `KIND_QUERY_BOOK`
+    QueryBook(QueryBook),
+    /// `KIND_QUERY_ACCOUNT`
+    QueryAccount(QueryAccount),
+}
+
+fn payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RejectReason> {
+    codec::decode(bytes).map_err(|_| RejectReason::MalformedPayload)
+}
+
+impl Request {
+    /// Decodes a payload of `kind` at `version`, upcasting older versions.
+    pub fn decode(kind: u16, version: u16, bytes: &[u8]) -> Result<Request, RejectReason> {
+        let current = current_version(kind).ok_or(RejectReason::UnknownKind)?;
+        if version == 0 || version > current {
+            return Err(RejectReason::UnsupportedVersion);
+        }
+        Ok(match (kind, version) {
+            (KIND_ADD_INSTRUMENT, _) => Request::AddInstrument(payload(bytes)?),
+            (KIND_DEPOSIT_CASH, _) => Request::DepositCash(payload(bytes)?),
+            (KIND_WITHDRAW_CASH, _) => Request::WithdrawCash(payload(bytes)?),
+            (KIND_DEPOSIT_POSITION, _) => Request::DepositPosition(payload(bytes)?),
+            (KIND_WITHDRAW_POSITION, _) => Request::WithdrawPosition(payload(bytes)?),
+            (KIND_PLACE_ORDER, 1) => Request::Place(payload::<PlaceOrderV1>(bytes)?.into()),
+            (KIND_PLACE_ORDER, _) => Request::Place(payload(bytes)?),
+            (KIND_CANCEL_ORDER, _) => Request::Cancel(payload(bytes)?),
+            (KIND_MOVE_ORDER, _) => Request::Move(payload(bytes)?),
+            (KIND_REDUCE_ORDER, _) => Request::Reduce(payload(bytes)?),
+            (KIND_QUERY_BOOK, _) => Request::QueryBook(payload(bytes)?),
+            _ => Request::QueryAccount(payload(bytes)?),
+        })
+    }
+
+    /// This request's message kind.
+    pub fn kind(&self) -> u16 {
+        match self {
+            Request::AddInstrument(_) => KIND_ADD_INSTRUMENT,
+            Request::DepositCash(_) => KIND_DEPOSIT_CASH,
+            Request::WithdrawCash(_) => KIND_WITHDRAW_CASH,
+            Request::DepositPosition(_) => KIND_DEPOSIT_POSITION,
+            Request::WithdrawPosition(_) => KIND_WITHDRAW_POSITION,
+            Request::Place(_) => KIND_PLACE_ORDER,
+            Request::Cancel(_) => KIND_CANCEL_ORDER,
+            Request::Move(_) => KIND_MOVE_ORDER,
+            Request::Reduce(_) => KIND_REDUCE_ORDER,
+            Request::QueryBook(_) => KIND_QUERY_BOOK,
+            Request::QueryAccount(_) => KIND_QUERY_ACCOUNT,
+        }
+    }
+
+    /// Encodes this request at its kind's current version.
+    pub fn to_command(&self) -> Command {
+        let mut payload = Vec::with_capacity(48);
+        let encoded = match self {
+            Request::AddInstrument(m) => codec::encode_to_vec(m, &mut payload),
+            Request::DepositCash(m) | Request::WithdrawCash(m) => {
+                codec::encode_to_vec(m, &mut payload)
+            }
+            Request::DepositPosition(m) | Request::WithdrawPosition(m) => {
+                codec::encode_to_vec(m, &mut payload)
+            }
+            Request::Place(m) => codec::encode_to_vec(m, &mut payload),
+            Request::Cancel(m) => codec::encode_to_vec(m, &mut payload),
+            Request::Move(m) => codec::encode_to_vec(m, &mut payload),
+            Request::Reduce(m) => codec::encode_to_vec(m, &mut payload),
+            Request::QueryBook(m) => codec::encode_to_vec(m, &mut payload),
+            Request::QueryAccount(m) => codec::encode_to_vec(m, &mut payload),
+        };
+        encoded.expect("encoding into a Vec cannot fail");
+        let kind = self.kind();
+        Command {
+            kind,
+            version: current_version(kind).unwrap_or(1),
+            payload,
+        }
+    }
+}
+
+/// A legacy v1 `PlaceOrder` message (for clients and tests that still speak v1).
+pub fn place_order_v1(order: &PlaceOrderV1) -> Command {
+    let mut payload = Vec::with_capacity(32);
+    codec::encode_to_vec(order, &mut payload).expect("encoding into a Vec cannot fail");
+    Command {
+        kind: KIND_PLACE_ORDER,
+        version: 1,
+        payload,
+    }
+}
+
+/// The newest version of `kind` this build understands (`None`: unknown kind).
+pub fn current_version(kind: u16) -> Option<u16> {
+    match kind {
+        KIND_PLACE_ORDER => Some(2),
+        KIND_ADD_INSTRUMENT..=KIND_WITHDRAW_POSITION
+        | KIND_CANCEL_ORDER..=KIND_REDUCE_ORDER
+        | KIND_QUERY_BOOK
+        | KIND_QUERY_ACCOUNT => Some(1),
+        _ => None,
+    }
+}
+
+/// A short name for `kind` (for logs and JSON).
+pub fn kind_name(kind: u16) -> &'static str {
+    match kind {
+        KIND_ADD_INSTRUMENT => "add_instrument",
+        KIND_DEPOSIT_CASH => "deposit_cash",
+        KIND_WITHDRAW_CASH => "withdraw_cash",
+        KIND_DEPOSIT_POSITION => "deposit_position",
+        KIND_WITHDRAW_POSITION => "withdraw_position",
+        KIND_PLACE_ORDER => "place_order",
+        KIND_CANCEL_ORDER => "cancel_order",
+        KIND_MOVE_ORDER => "move_order",
+        KIND_REDUCE_ORDER => "reduce_order",
+        KIND_QUERY_BOOK => "query_book",
+        KIND_QUERY_ACCOUNT => "query_account",
+        _ => "unknown",
+    }
+}

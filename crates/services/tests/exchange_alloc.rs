@@ -1,0 +1,266 @@
+//! No heap allocation per message by the exchange in steady state, counted by a global
+//! allocator on the seeded canonical workload (`Exchange::workload`) after a warm-up:
+//!
+//! - directly around `Processor::apply`;
+//! - through the whole engine (submit → ring → journal → business logic → output ring →
+//!   receiver) with small journal segments, so the window spans several segment rollovers.
+//!
+//! What is counted where, and why:
+//!
+//! - The business-logic thread, the submitting thread and the response reader: every
+//!   allocation, and there must be none.
+//! - The journaler thread (`keel-journaler`): counted apart. It allocates only when it rolls
+//!   over to a new segment (the new segment's file name and path, a few small strings per
+//!   segment, never per message), so its count is held to a small bound per rollover.
+//! - Not counted: the journal's spare-segment preparer thread (`keel-journal-prep`, a zero
+//!   buffer and a file per segment, off the message path by design) and the snapshot writer
+//!   thread (`keel-snapshot`). Periodic snapshots are turned off in the window, because
+//!   capturing one encodes the state into a fresh buffer on the business-logic thread: that is
+//!   per snapshot, not per message. The commands are built before the window.
+//!
+//! Bounded, start-up-like growth is outside the window by construction and stays so in
+//! production: the order-id index doubles only when the open orders reach a new high, the
+//! per-message event buffer only when one message produces more events than ever before, and
+//! an account's holdings only on its first position in an instrument.
+
+use keel::engine::MessageHeader;
+use keel::ring::Poll;
+use keel::{Config, Engine, FlushPolicy, Message, Output, Processor, Submission, WaitStrategy};
+use keel_services::exchange::*;
+use keel_services::{App, Command};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SEED: u64 = 5;
+const WARM_UP: u64 = 300_000;
+const MEASURED: u64 = 300_000;
+
+struct Counting;
+
+/// Which counter a thread's allocations go to (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    MessagePath,
+    Journaler,
+    OffPath,
+}
+
+thread_local! {
+    static ROLE: Cell<Option<Role>> = const { Cell::new(None) };
+}
+
+fn role() -> Role {
+    ROLE.with(|cell| {
+        cell.get().unwrap_or_else(|| {
+            let thread = std::thread::current();
+            let role = match thread.name().unwrap_or("") {
+                "keel-journal-prep" | "keel-snapshot" => Role::OffPath,
+                "keel-journaler" => Role::Journaler,
+                _ => Role::MessagePath,
+            };
+            cell.set(Some(role));
+            role
+        })
+    })
+}
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+/// Allocations on the message path.
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Allocations on the journaler thread.
+static JOURNALER: AtomicU64 = AtomicU64::new(0);
+
+fn counted() {
+    if ARMED.load(Ordering::Relaxed) {
+        match role() {
+            Role::MessagePath => ALLOCATIONS.fetch_add(1, Ordering::Relaxed),
+            Role::Journaler => JOURNALER.fetch_add(1, Ordering::Relaxed),
+            Role::OffPath => 0,
+        };
+    }
+}
+/// The counter is global: the tests of this file take turns.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+// SAFETY: delegates every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        counted();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        counted();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations counted while `f` runs: (message path, journaler thread).
+fn count(f: impl FnOnce()) -> (u64, u64) {
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    JOURNALER.store(0, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+    f();
+    ARMED.store(false, Ordering::SeqCst);
+    let path = ALLOCATIONS.swap(0, Ordering::SeqCst);
+    (path, JOURNALER.swap(0, Ordering::SeqCst))
+}
+
+/// Most allocations the journaler may make per segment rollover (observed: about 6, for the
+/// new segment's file name and path).
+const JOURNALER_ALLOCATIONS_PER_ROLLOVER: u64 = 10;
+
+fn workload(from: u64, to: u64) -> Vec<Command> {
+    (from..to).map(|i| Exchange::workload(SEED, i)).collect()
+}
+
+fn apply_all(exchange: &mut Exchange, buf: &mut [u8], first: u64, commands: &[Command]) {
+    for (i, command) in commands.iter().enumerate() {
+        let sequence = first + i as u64;
+        let header = MessageHeader {
+            sequence,
+            timestamp_ns: sequence,
+            session_id: 0,
+            correlation_id: sequence,
+            kind: command.kind,
+            version: command.version,
+        };
+        let message = Message {
+            header,
+            payload: &command.payload,
+        };
+        exchange.apply(&message, &mut Output::new(buf));
+    }
+}
+
+#[test]
+fn steady_state_apply_allocates_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap();
+    let mut exchange = Exchange::default();
+    let mut buf = vec![0u8; 4096];
+    let setup = Exchange::setup(SEED);
+    apply_all(&mut exchange, &mut buf, 1, &setup);
+    let warm = workload(0, WARM_UP);
+    apply_all(&mut exchange, &mut buf, 1 + setup.len() as u64, &warm);
+    let measured = workload(WARM_UP, WARM_UP + MEASURED);
+    let first = 1 + (setup.len() + warm.len()) as u64;
+    let (allocations, _) = count(|| apply_all(&mut exchange, &mut buf, first, &measured));
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations in {MEASURED} messages"
+    );
+}
+
+fn submit_all(engine: &mut Engine<Exchange>, commands: &[Command], received: &AtomicU64) {
+    let start = received.load(Ordering::Relaxed);
+    for (i, c) in commands.iter().enumerate() {
+        let to = Submission {
+            kind: c.kind,
+            version: c.version,
+            session_id: 1,
+            correlation_id: i as u64,
+        };
+        engine.submitter().submit(to, &c.payload).unwrap();
+    }
+    let started = Instant::now();
+    while received.load(Ordering::Relaxed) < start + commands.len() as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "responses stalled"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn segment_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.count())
+}
+
+#[test]
+fn the_engine_path_allocates_nothing_per_message_across_segment_rollovers() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::with_data_dir(dir.path());
+    cfg.ring_capacity = 4096;
+    cfg.output_ring_capacity = 4096;
+    cfg.segment_size_bytes = 1 << 20;
+    cfg.wait = WaitStrategy::Yield;
+    cfg.flush = FlushPolicy::None;
+    cfg.snapshot_interval_messages = 0;
+    cfg.snapshot_on_shutdown = false;
+    let journal_dir = cfg.journal_dir.clone();
+    let mut engine = Engine::start(cfg, Exchange::default()).unwrap();
+    let mut rx = engine.take_responses().unwrap();
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let reader = std::thread::spawn(move || loop {
+        let poll = rx.poll(None, |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        if matches!(poll, Poll::Closed | Poll::Halted) {
+            break;
+        }
+    });
+    let mut warm = Exchange::setup(SEED);
+    warm.extend(workload(0, WARM_UP));
+    submit_all(&mut engine, &warm, &received);
+    let measured = workload(WARM_UP, WARM_UP + MEASURED);
+    let segments_before = segment_files(&journal_dir);
+    let (allocations, journaler) = count(|| submit_all(&mut engine, &measured, &received));
+    let rollovers = (segment_files(&journal_dir) - segments_before) as u64;
+    engine.shutdown().unwrap();
+    reader.join().unwrap();
+    println!("{allocations} + {journaler} (journaler) allocations, {rollovers} rollovers");
+    assert!(
+        rollovers >= 3,
+        "only {rollovers} segment rollovers in the window"
+    );
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations in {MEASURED} messages through the engine"
+    );
+    assert!(
+        journaler <= JOURNALER_ALLOCATIONS_PER_ROLLOVER * rollovers,
+        "{journaler} journaler allocations in {rollovers} rollovers"
+    );
+}
+
+#[test]
+fn queries_allocate_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap();
+    let mut exchange = Exchange::default();
+    let mut buf = vec![0u8; 4096];
+    let mut warm = Exchange::setup(SEED);
+    warm.extend(workload(0, 50_000));
+    apply_all(&mut exchange, &mut buf, 1, &warm);
+    // Every instrument at every depth (and one unknown), every account (and one unknown); a
+    // small response buffer too, so the answers are cut to fit.
+    let queries: Vec<Command> = (0..=WORKLOAD.instruments)
+        .flat_map(|instrument| {
+            (0..=MAX_QUERY_DEPTH).map(move |depth| QueryBook { instrument, depth })
+        })
+        .map(|q| Request::QueryBook(q).to_command())
+        .chain(
+            (0..=WORKLOAD.accounts)
+                .map(|account| Request::QueryAccount(QueryAccount { account }).to_command()),
+        )
+        .collect();
+    let first = 1 + warm.len() as u64;
+    let mut small = vec![0u8; 256];
+    let (allocations, _) = count(|| {
+        apply_all(&mut exchange, &mut buf, first, &queries);
+        apply_all(&mut exchange, &mut small, first, &queries);
+    });
+    assert_eq!(allocations, 0, "{allocations} allocations in queries");
+}
