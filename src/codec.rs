@@ -1,17 +1,17 @@
 //! The one binary codec keel writes to disk and to the wire.
 //!
 //! bincode 2 with an explicit configuration: little-endian, fixed-width integers; decoding
-//! untrusted bytes is bounded (messages by a fixed limit, saved states by their own size). Every file header records [`CODEC_ID`] so a future codec change
+//! untrusted bytes is bounded (messages by a fixed limit, saved states by their own size). Every file header records `CODEC_ID` so a future codec change
 //! is detected instead of misread. Nothing else in keel calls bincode directly.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Identifies this codec (bincode 2, fixed-int, little-endian) in file and frame headers.
-pub const CODEC_ID: u16 = 1;
+pub(crate) const CODEC_ID: u16 = 1;
 
 /// The single bincode configuration used everywhere.
-pub const CONFIG: bincode::config::Configuration<
+pub(crate) const CONFIG: bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Fixint,
 > = bincode::config::standard()
@@ -50,9 +50,9 @@ pub fn encode_to_vec<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<usize
 
 /// Most bytes a message decode may claim for strings and collections: a hostile payload that
 /// declares a huge length fails with an error instead of allocating it.
-pub const MESSAGE_DECODE_LIMIT_BYTES: usize = 1 << 20;
+pub(crate) const MESSAGE_DECODE_LIMIT_BYTES: usize = 1 << 20;
 
-/// Same wire format as [`CONFIG`], with [`MESSAGE_DECODE_LIMIT_BYTES`] enforced on decode.
+/// Same wire format as [`CONFIG`], with `MESSAGE_DECODE_LIMIT_BYTES` enforced on decode.
 const MESSAGE_CONFIG: bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Fixint,
@@ -60,7 +60,7 @@ const MESSAGE_CONFIG: bincode::config::Configuration<
 > = CONFIG.with_limit::<MESSAGE_DECODE_LIMIT_BYTES>();
 
 /// Decodes exactly one `T` from all of `bytes` (a message or response payload: untrusted, so
-/// bounded by [`MESSAGE_DECODE_LIMIT_BYTES`]); trailing bytes are an error.
+/// bounded by `MESSAGE_DECODE_LIMIT_BYTES`); trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, MESSAGE_CONFIG)?;
     if used != bytes.len() {
@@ -72,7 +72,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 }
 
 /// bincode's limit is a compile-time constant, counted up from zero as the decoder claims
-/// bytes; [`decode_state`] gets a runtime budget by claiming all but that budget up front.
+/// bytes; `decode_state` gets a runtime budget by claiming all but that budget up front.
 const STATE_LIMIT_BYTES: usize = usize::MAX;
 
 /// Same wire format as [`CONFIG`], with a limit so the decoder counts its claims.
@@ -92,7 +92,7 @@ const STATE_CONFIG: bincode::config::Configuration<
 /// allocated (bincode allocates a string's bytes before reading them). Collections are not
 /// claimed up front; serde caps their preallocation and each element must be read. The size
 /// of `bytes` itself is bounded by the caller (`Config::snapshot_max_state_bytes`).
-pub fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+pub(crate) fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = decode_state_prefix(bytes)?;
     if used != bytes.len() {
         return Err(CodecError::Trailing {
@@ -103,7 +103,7 @@ pub fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> 
 }
 
 /// Decodes one `T` from the front of a saved state whose remainder the caller decodes itself;
-/// returns it and the bytes it used. The same budget as [`decode_state`]: the decoder may
+/// returns it and the bytes it used. The same budget as `decode_state`: the decoder may
 /// claim at most `bytes.len()` bytes.
 pub fn decode_state_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
     use bincode::de::{Decode, Decoder, DecoderImpl};

@@ -3,10 +3,94 @@
 use crate::journal::JournalError;
 use crate::snapshot::{SnapshotError, UnboundSnapshot};
 
-/// A `Config` that cannot work.
+/// A `Config` that cannot work: which setting, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid config: {0}")]
-pub struct ConfigError(pub String);
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A ring capacity that is not a power of two.
+    #[error("invalid config: {field} {value} is not a power of two")]
+    NotPowerOfTwo {
+        /// The `Config` field.
+        field: &'static str,
+        /// Its value.
+        value: usize,
+    },
+    /// A limit outside the range the engine supports.
+    #[error("invalid config: {field} {value} out of range {min}..={max}")]
+    OutOfRange {
+        /// The `Config` field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+    },
+    /// Journal segments too small to hold a message of the largest size.
+    #[error(
+        "invalid config: segment_size_bytes {segment_size_bytes} too small for \
+         max_message_bytes {max_message_bytes} (needs at least {needed_bytes})"
+    )]
+    SegmentTooSmall {
+        /// The configured segment size.
+        segment_size_bytes: u64,
+        /// The configured message limit.
+        max_message_bytes: usize,
+        /// The smallest segment size that works.
+        needed_bytes: u64,
+    },
+    /// Built with `panic = "abort"` and the host did not accept that a processor panic aborts.
+    #[error(
+        "invalid config: built with panic = \"abort\": a processor panic would abort the \
+         process instead of being answered Status::Failed; build with panic = \"unwind\" or \
+         set Config::abort_on_processor_panic = true to accept that"
+    )]
+    PanicAborts,
+}
+
+/// Recovery found the data directory inconsistent with itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecoveryError {
+    /// A snapshot decoded, but to a state whose hash is not the one it recorded: the
+    /// processor's `state_hash` is not stable, or `save_state`/`load_state` lose information.
+    #[error("{path}: restored state hash {restored:#x} != recorded {recorded:#x}")]
+    StateHashMismatch {
+        /// The snapshot file.
+        path: std::path::PathBuf,
+        /// Hash of the state as loaded.
+        restored: u64,
+        /// Hash the snapshot recorded.
+        recorded: u64,
+    },
+    /// `load_state` panicked, and resetting the processor to its initial state failed too.
+    #[error("load_state panicked ({panic}) and the processor could not be reset")]
+    ResetFailed {
+        /// The panic's message.
+        panic: String,
+    },
+    /// The journal ends before the sequence the writer recovered.
+    #[error("journal ends at {journal_end} but the writer recovered up to {recovered}")]
+    JournalShort {
+        /// Last sequence the reader found.
+        journal_end: u64,
+        /// Last sequence the writer recovered.
+        recovered: u64,
+    },
+    /// The journal starts after the sequence recovery needs: older segments were removed and
+    /// no usable snapshot covers them.
+    #[error(
+        "recovery needs sequence {needed} but the journal continues at {found} (older \
+         segments removed, and no usable snapshot covers them)"
+    )]
+    JournalGap {
+        /// The sequence recovery needs next.
+        needed: u64,
+        /// The sequence the journal has there.
+        found: u64,
+    },
+}
 
 /// Anything that can stop the engine. Business rejections are never errors (see
 /// [`crate::Outcome`]).
@@ -30,9 +114,12 @@ pub enum Error {
     /// Other I/O.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-    /// Recovery found the journal inconsistent with what the engine expected.
+    /// Recovery found the data directory inconsistent with itself.
     #[error("recovery: {0}")]
-    Recovery(String),
+    Recovery(#[from] RecoveryError),
+    /// The engine was already shut down.
+    #[error("engine already stopped")]
+    Stopped,
     /// An engine thread died.
     #[error("engine thread {0} panicked")]
     ThreadPanicked(&'static str),

@@ -21,6 +21,6 @@ pub use engine::{
     ApplyMode, Config, Engine, Message, Outcome, Output, Processor, Response, Status, Submission,
     Submitter,
 };
-pub use error::Error;
+pub use error::{ConfigError, Error, RecoveryError};
 pub use journal::{FlushPolicy, SegmentPrep};
 pub use ring::WaitStrategy;

@@ -228,46 +228,54 @@ impl Config {
 
     /// Checks every limit; the engine refuses to start otherwise.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |m: String| Err(ConfigError(m));
-        if !self.ring_capacity.is_power_of_two() {
-            return fail(format!(
-                "ring_capacity {} is not a power of two",
-                self.ring_capacity
-            ));
-        }
-        if !self.output_ring_capacity.is_power_of_two() {
-            return fail(format!(
-                "output_ring_capacity {} is not a power of two",
-                self.output_ring_capacity
-            ));
-        }
-        if self.max_message_bytes == 0 || self.max_message_bytes > u32::MAX as usize / 2 {
-            return fail(format!(
-                "max_message_bytes {} out of range",
-                self.max_message_bytes
-            ));
-        }
-        if self.max_response_bytes > u32::MAX as usize / 2 {
-            return fail(format!(
-                "max_response_bytes {} out of range",
-                self.max_response_bytes
-            ));
-        }
-        if self.snapshot_max_state_bytes == 0 || self.snapshot_max_state_bytes > isize::MAX as u64 {
-            return fail(format!(
-                "snapshot_max_state_bytes {} out of range",
-                self.snapshot_max_state_bytes
-            ));
-        }
+        power_of_two("ring_capacity", self.ring_capacity)?;
+        power_of_two("output_ring_capacity", self.output_ring_capacity)?;
+        let half_u32 = u64::from(u32::MAX / 2);
+        let message_bytes = self.max_message_bytes as u64;
+        in_range("max_message_bytes", message_bytes, 1, half_u32)?;
+        in_range(
+            "max_response_bytes",
+            self.max_response_bytes as u64,
+            0,
+            half_u32,
+        )?;
+        let state_bytes = self.snapshot_max_state_bytes;
+        in_range(
+            "snapshot_max_state_bytes",
+            state_bytes,
+            1,
+            isize::MAX as u64,
+        )?;
         check_panic_strategy(cfg!(panic = "unwind"), self.abort_on_processor_panic)?;
-        if self.segment_size_bytes < 4 * (self.max_message_bytes as u64) + 65_536 {
-            return fail(format!(
-                "segment_size_bytes {} too small for max_message_bytes {}",
-                self.segment_size_bytes, self.max_message_bytes
-            ));
+        let needed_bytes = 4 * message_bytes + 65_536;
+        if self.segment_size_bytes < needed_bytes {
+            return Err(ConfigError::SegmentTooSmall {
+                segment_size_bytes: self.segment_size_bytes,
+                max_message_bytes: self.max_message_bytes,
+                needed_bytes,
+            });
         }
         Ok(())
     }
+}
+
+fn power_of_two(field: &'static str, value: usize) -> Result<(), ConfigError> {
+    if value.is_power_of_two() {
+        return Ok(());
+    }
+    Err(ConfigError::NotPowerOfTwo { field, value })
+}
+
+fn in_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError::OutOfRange {
+        field,
+        value,
+        min,
+        max,
+    })
 }
 
 /// Panic containment needs unwinding: without it (`panic = "abort"`) the engine starts only
@@ -277,12 +285,7 @@ fn check_panic_strategy(unwinds: bool, abort_accepted: bool) -> Result<(), Confi
     if unwinds || abort_accepted {
         return Ok(());
     }
-    Err(ConfigError(
-        "built with panic = \"abort\": a processor panic would abort the process instead of \
-         being answered Status::Failed; build with panic = \"unwind\" or set \
-         Config::abort_on_processor_panic = true to accept that"
-            .into(),
-    ))
+    Err(ConfigError::PanicAborts)
 }
 
 #[cfg(test)]
@@ -331,7 +334,8 @@ mod tests {
         assert!(check_panic_strategy(true, false).is_ok());
         assert!(check_panic_strategy(true, true).is_ok());
         let refused = check_panic_strategy(false, false).unwrap_err();
-        assert!(refused.0.contains("abort_on_processor_panic"), "{refused}");
+        assert_eq!(refused, ConfigError::PanicAborts);
+        assert!(refused.to_string().contains("abort_on_processor_panic"));
         assert!(check_panic_strategy(false, true).is_ok());
     }
 }

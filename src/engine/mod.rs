@@ -22,12 +22,12 @@ mod wake;
 
 pub use accept_loss::{accept_loss, LossAccepted};
 pub use affinity::Cores;
-pub use config::{ApplyMode, Config, ConfigError, Pinning, DEFAULT_SNAPSHOT_MAX_STATE_BYTES};
+pub use config::{ApplyMode, Config, ConfigError, Pinning};
 pub use journaler::JournalSink;
 pub use logic::{apply_message, Applied};
+pub(crate) use message::{Envelope, ResponseSlot};
 pub use message::{
-    Envelope, Message, MessageHeader, Response, ResponseHeader, ResponseSlot, Status,
-    CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
+    Message, MessageHeader, Response, ResponseHeader, Status, CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
 };
 pub use processor::{Outcome, Output, OutputFull, Processor};
 pub use recovery::{message_of, Recovered};
@@ -287,7 +287,7 @@ impl<P: Processor> Engine<P> {
         match logic_result {
             Some(Ok(processor)) => Ok(processor),
             Some(Err(_)) => Err(Error::ThreadPanicked("logic")),
-            None => Err(Error::Recovery("engine already stopped".into())),
+            None => Err(Error::Stopped),
         }
     }
 }

@@ -6,7 +6,7 @@ use super::config::Config;
 use super::logic::{apply_message, panic_text};
 use super::message::{Message, MessageHeader};
 use super::processor::Processor;
-use crate::error::Error;
+use crate::error::{Error, RecoveryError};
 use crate::journal::{JournalReader, Record};
 use crate::snapshot::{
     judge, Judged, SnapshotError, SnapshotFile, SnapshotStore, StateError, UnboundSnapshot, Vouch,
@@ -133,12 +133,12 @@ fn load_one<P: Processor>(
     if h.schema_version == processor.schema_version() && processor.state_hash() != h.state_hash {
         // The state decoded but is not the state it claims to be: the processor's state_hash
         // is not stable, or save/load lose information. Continuing would fork history.
-        return Err(LoadError::Fatal(Error::Recovery(format!(
-            "{}: restored state hash {:#x} != recorded {:#x}",
-            file.path.display(),
-            processor.state_hash(),
-            h.state_hash
-        ))));
+        let mismatch = RecoveryError::StateHashMismatch {
+            path: file.path.clone(),
+            restored: processor.state_hash(),
+            recorded: h.state_hash,
+        };
+        return Err(LoadError::Fatal(mismatch.into()));
     }
     Ok(())
 }
@@ -167,9 +167,9 @@ fn load_state_caught<P: Processor>(
     });
     match reset {
         Some(Ok(Ok(()))) => Err(LoadError::Skip(StateError::Panicked(panic).into())),
-        _ => Err(LoadError::Fatal(Error::Recovery(format!(
-            "load_state panicked ({panic}) and the processor could not be reset"
-        )))),
+        _ => Err(LoadError::Fatal(
+            RecoveryError::ResetFailed { panic }.into(),
+        )),
     }
 }
 
@@ -205,19 +205,20 @@ pub(crate) fn replay_range<P: Processor>(
     let mut expected = first;
     while expected <= last {
         let Some(record) = reader.next()? else {
-            return Err(Error::Recovery(format!(
-                "journal ends at {} but the writer recovered up to {last}",
-                expected - 1
-            )));
+            let short = RecoveryError::JournalShort {
+                journal_end: expected - 1,
+                recovered: last,
+            };
+            return Err(short.into());
         };
         if record.sequence != expected {
             // The reader validates contiguity within the journal, but the journal may start
             // after `expected`: older segments were removed and no snapshot covers them.
-            return Err(Error::Recovery(format!(
-                "recovery needs sequence {expected} but the journal continues at {} \
-                 (older segments removed, and no usable snapshot covers them)",
-                record.sequence
-            )));
+            let gap = RecoveryError::JournalGap {
+                needed: expected,
+                found: record.sequence,
+            };
+            return Err(gap.into());
         }
         apply_message(processor, &message_of(&record), &mut scratch);
         expected += 1;

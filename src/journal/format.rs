@@ -121,7 +121,7 @@ pub struct Record<'a> {
 pub struct SegmentHeader {
     /// Format version ([`FORMAT_VERSION`] when written by this code).
     pub format_version: u16,
-    /// Codec of the payloads ([`crate::codec::CODEC_ID`] when written by this code).
+    /// Codec of the payloads (`codec::CODEC_ID` when written by this code).
     pub codec_id: u16,
     /// Sequence of the first record in the segment.
     pub first_sequence: u64,

@@ -21,7 +21,7 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
     /// Makes a whole file's data durable (`fdatasync`).
     fn sync_file(&self, file: &File) -> io::Result<()>;
     /// Writes zeros over the first `len_bytes` of an allocated `file` in writes of
-    /// [`ZERO_FILL_CHUNK_BYTES`], writing back each [`ZERO_FILL_WRITE_BACK_BYTES`] before the
+    /// `ZERO_FILL_CHUNK_BYTES`, writing back each `ZERO_FILL_WRITE_BACK_BYTES` before the
     /// next, then makes them durable with [`SegmentIo::sync_file`] (`SegmentPrep::Zeroed`).
     /// Provided: an implementation that injects faults into `sync_file` injects them here too.
     fn fill_zeros(&self, file: &File, len_bytes: u64) -> io::Result<()> {

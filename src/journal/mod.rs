@@ -26,21 +26,17 @@ mod segment;
 mod sync_handle;
 mod writer;
 
-pub use chain::{chain_at, ChainAt};
+pub(crate) use chain::{chain_at, ChainAt};
 pub use commit::DurableWaker;
 pub use config::{
     FlushPolicy, JournalConfig, ParseFlushPolicyError, ParseSegmentPrepError, SegmentPrep,
 };
 pub use error::{CorruptionReason, Damage, Evidence, EvidenceKind, JournalError};
-pub use format::{
-    record_size_bytes, Record, SegmentHeader, DEFAULT_MAX_PAYLOAD_BYTES,
-    DEFAULT_SEGMENT_SIZE_BYTES, END_MARKER_SIZE, FORMAT_VERSION, MIN_SEGMENT_SIZE_BYTES,
-    RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
-};
+pub use format::{record_size_bytes, Record, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_SIZE};
 
-pub use io::{RealIo, SegmentIo, ZERO_FILL_CHUNK_BYTES, ZERO_FILL_WRITE_BACK_BYTES};
+pub use io::{RealIo, SegmentIo};
 pub use reader::JournalReader;
 pub use recovery::{verify, TailState, VerifyReport};
-pub use segment::{MappedSegment, SegmentSync};
+pub use segment::SegmentSync;
 pub use sync_handle::JournalSyncHandle;
 pub use writer::{JournalOpening, JournalWriter};

@@ -14,7 +14,7 @@ pub struct NetConfig {
     /// Sessions open at once; more connections get `TOO_MANY_CONNECTIONS`.
     pub max_connections: usize,
     /// Largest frame length accepted (capped to what the engine's `max_message_bytes` allows,
-    /// and at least [`frame::MIN_MAX_FRAME_BYTES`]).
+    /// and at least `frame::MIN_MAX_FRAME_BYTES`).
     pub max_frame_bytes: usize,
     /// Responses buffered per session before a client that does not read is disconnected
     /// (`SLOW_CONSUMER`). Raised to fit at least one largest response.

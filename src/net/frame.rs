@@ -9,26 +9,26 @@ use crate::engine::{ResponseHeader, Status};
 /// Bytes of the length prefix of every frame.
 pub const LEN_BYTES: usize = 4;
 /// Bytes of the frame type that follows the length prefix.
-pub const TYPE_BYTES: usize = 1;
+pub(crate) const TYPE_BYTES: usize = 1;
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
 /// First four bytes of every `HELLO` body.
-pub const MAGIC: [u8; 4] = *b"KEEL";
+pub(crate) const MAGIC: [u8; 4] = *b"KEEL";
 /// Longest shared-secret token a `HELLO` may carry.
-pub const MAX_TOKEN_BYTES: usize = 256;
+pub(crate) const MAX_TOKEN_BYTES: usize = 256;
 /// Longest text an `ERROR` frame carries (longer texts are cut).
 pub const MAX_ERROR_TEXT_BYTES: usize = 200;
 
 /// Frame type: client hello.
 pub const HELLO: u8 = 0x01;
 /// Frame type: client request.
-pub const REQUEST: u8 = 0x02;
+pub(crate) const REQUEST: u8 = 0x02;
 /// Frame type: client ping.
 pub const PING: u8 = 0x03;
 /// Frame type: server welcome.
-pub const WELCOME: u8 = 0x81;
+pub(crate) const WELCOME: u8 = 0x81;
 /// Frame type: server response.
-pub const RESPONSE: u8 = 0x82;
+pub(crate) const RESPONSE: u8 = 0x82;
 /// Frame type: server pong.
 pub const PONG: u8 = 0x83;
 /// Frame type: server error.
@@ -39,14 +39,14 @@ const HELLO_MAGIC: usize = 0;
 const HELLO_VERSION: usize = HELLO_MAGIC + MAGIC.len();
 const HELLO_TOKEN_LEN: usize = HELLO_VERSION + 2;
 /// Fixed part of a `HELLO` body.
-pub const HELLO_HEADER_BYTES: usize = HELLO_TOKEN_LEN + 2;
+pub(crate) const HELLO_HEADER_BYTES: usize = HELLO_TOKEN_LEN + 2;
 
 // REQUEST body: correlation_id u64 | kind u16 | version u16 | payload.
 const REQ_CORRELATION: usize = 0;
 const REQ_KIND: usize = REQ_CORRELATION + 8;
 const REQ_VERSION: usize = REQ_KIND + 2;
 /// Fixed part of a `REQUEST` body.
-pub const REQUEST_HEADER_BYTES: usize = REQ_VERSION + 2;
+pub(crate) const REQUEST_HEADER_BYTES: usize = REQ_VERSION + 2;
 
 // WELCOME body.
 const WEL_VERSION: usize = 0;
@@ -58,7 +58,7 @@ const WEL_MAX_RESPONSE: usize = WEL_MAX_PAYLOAD + 4;
 const WEL_OUTPUT_LIMIT: usize = WEL_MAX_RESPONSE + 4;
 const WEL_IDLE: usize = WEL_OUTPUT_LIMIT + 4;
 /// Size of a `WELCOME` body.
-pub const WELCOME_BYTES: usize = WEL_IDLE + 4;
+pub(crate) const WELCOME_BYTES: usize = WEL_IDLE + 4;
 
 // RESPONSE body: correlation u64 | sequence u64 | kind u16 | status u8 | reserved u8 |
 // reason u32 | payload.
@@ -69,7 +69,7 @@ const RSP_STATUS: usize = RSP_KIND + 2;
 const RSP_RESERVED: usize = RSP_STATUS + 1;
 const RSP_REASON: usize = RSP_RESERVED + 1;
 /// Fixed part of a `RESPONSE` body.
-pub const RESPONSE_HEADER_BYTES: usize = RSP_REASON + 4;
+pub(crate) const RESPONSE_HEADER_BYTES: usize = RSP_REASON + 4;
 
 // ERROR body: code u16 | fatal u8 | reserved u8 | correlation u64 | text.
 const ERR_CODE: usize = 0;
@@ -77,20 +77,20 @@ const ERR_FATAL: usize = ERR_CODE + 2;
 const ERR_RESERVED: usize = ERR_FATAL + 1;
 const ERR_CORRELATION: usize = ERR_RESERVED + 1;
 /// Fixed part of an `ERROR` body.
-pub const ERROR_HEADER_BYTES: usize = ERR_CORRELATION + 8;
+pub(crate) const ERROR_HEADER_BYTES: usize = ERR_CORRELATION + 8;
 
 /// Size of a `PING` / `PONG` body (the nonce).
-pub const NONCE_BYTES: usize = 8;
+pub(crate) const NONCE_BYTES: usize = 8;
 
 /// Bytes a request frame adds around its payload (type + request header).
-pub const REQUEST_OVERHEAD_BYTES: usize = TYPE_BYTES + REQUEST_HEADER_BYTES;
+pub(crate) const REQUEST_OVERHEAD_BYTES: usize = TYPE_BYTES + REQUEST_HEADER_BYTES;
 /// Bytes a response frame adds around its payload, length prefix included.
-pub const RESPONSE_OVERHEAD_BYTES: usize = LEN_BYTES + TYPE_BYTES + RESPONSE_HEADER_BYTES;
+pub(crate) const RESPONSE_OVERHEAD_BYTES: usize = LEN_BYTES + TYPE_BYTES + RESPONSE_HEADER_BYTES;
 /// Largest encoded `ERROR` frame, length prefix included.
-pub const MAX_ERROR_FRAME_BYTES: usize =
+pub(crate) const MAX_ERROR_FRAME_BYTES: usize =
     LEN_BYTES + TYPE_BYTES + ERROR_HEADER_BYTES + MAX_ERROR_TEXT_BYTES;
 /// The smallest `max_frame_bytes` a server may use: any valid `HELLO` must fit.
-pub const MIN_MAX_FRAME_BYTES: usize = TYPE_BYTES + HELLO_HEADER_BYTES + MAX_TOKEN_BYTES;
+pub(crate) const MIN_MAX_FRAME_BYTES: usize = TYPE_BYTES + HELLO_HEADER_BYTES + MAX_TOKEN_BYTES;
 
 // The sizes docs/PROTOCOL.md states; a change here is a protocol change.
 const _: () = assert!(HELLO_HEADER_BYTES == 8);
@@ -355,7 +355,7 @@ fn begin(buf: &mut [u8], frame_type: u8, body_len: usize) -> Option<(&mut [u8], 
 }
 
 /// Encodes a `HELLO`. `None` if `buf` is too small or the token longer than
-/// [`MAX_TOKEN_BYTES`].
+/// `MAX_TOKEN_BYTES`.
 pub fn encode_hello(buf: &mut [u8], protocol_version: u16, token: &[u8]) -> Option<usize> {
     if token.len() > MAX_TOKEN_BYTES {
         return None;
@@ -441,7 +441,7 @@ fn cut_utf8(text: &str, max: usize) -> &str {
 /// The total size (length prefix included) of the frame at the start of `buf`, if all of it
 /// is there. Rejects a length prefix above `max_frame_bytes` as soon as the prefix is in.
 #[inline]
-pub fn frame_len(buf: &[u8], max_frame_bytes: usize) -> Result<Option<usize>, FrameError> {
+pub(crate) fn frame_len(buf: &[u8], max_frame_bytes: usize) -> Result<Option<usize>, FrameError> {
     if buf.len() < LEN_BYTES {
         return Ok(None);
     }

@@ -9,11 +9,9 @@ mod sequence;
 mod sync;
 mod wait;
 
+pub(crate) use ring_buffer::slots_allocated;
 pub use ring_buffer::{
-    slots_allocated, Consumer, ConsumerId, Gauge, Halted, Poll, Producer, RingBuilder,
-    TryPublishError,
+    Consumer, ConsumerId, Gauge, Halted, Poll, Producer, RingBuilder, TryPublishError,
 };
-pub use sequence::{minimum, Sequence};
-pub use wait::{
-    wait_for, wait_until, Check, Signal, WaitKey, WaitStrategy, MAX_PARKED_WAITERS, TIGHT_POLLS,
-};
+pub use sequence::Sequence;
+pub use wait::{wait_for, Check, Signal, WaitKey, WaitStrategy};

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitStrategy {
     /// Spin on the sequence: a few checks back to back, then a CPU pause hint between checks
-    /// (see [`TIGHT_POLLS`]). Needs a dedicated core per waiting thread.
+    /// (see `TIGHT_POLLS`). Needs a dedicated core per waiting thread.
     BusySpin,
     /// Call `thread::yield_now` between checks.
     Yield,
@@ -127,7 +127,7 @@ const WOKEN: usize = 3;
 const ANY: usize = 4;
 
 impl WaitKey {
-    /// Woken by every notification (the key of [`wait_until`]'s opaque conditions).
+    /// Woken by every notification (the key of `wait_until`'s opaque conditions).
     pub const ANY: WaitKey = WaitKey(ANY);
 
     /// The key of a waiter blocked until `sequence` advances.
@@ -324,7 +324,8 @@ impl Signal {
 
 /// Waits with `strategy` until `ready()` returns true or `deadline` passes; a parked waiter is
 /// woken by any notification of `signal`. Returns whether `ready()` held.
-pub fn wait_until(
+#[cfg(test)]
+fn wait_until(
     strategy: WaitStrategy,
     signal: &Signal,
     deadline: Option<Instant>,

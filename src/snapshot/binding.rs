@@ -68,7 +68,7 @@ pub struct Judged {
 
 /// Judges each of `files` against the journal in `journal_dir`, which ends at `journal_end`
 /// (its last valid record, as a scan found it). Reads only snapshot headers and, for each
-/// snapshot at or before the end, the journal at its sequence ([`chain_at`]).
+/// snapshot at or before the end, the journal at its sequence (`chain_at`).
 pub fn judge(
     files: &[SnapshotFile],
     journal_dir: &Path,

@@ -59,7 +59,7 @@ const _: () = assert!(V1_HEADER_BYTES == 48 && V1_HEADER_BYTES.is_multiple_of(8)
 /// The decoded header of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotHeader {
-    /// Layout version: [`FORMAT_VERSION`], or [`FORMAT_VERSION_UNBOUND`] for an old file.
+    /// Layout version: [`FORMAT_VERSION`], or `FORMAT_VERSION_UNBOUND` for an old file.
     pub format_version: u16,
     /// Codec of the state bytes.
     pub codec_id: u16,

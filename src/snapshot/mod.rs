@@ -13,16 +13,15 @@ mod writer;
 
 pub use binding::UnboundSnapshot;
 pub use binding::{judge, Judged, Vouch};
-pub use format::{
-    decode_header, SnapshotHeader, FORMAT_VERSION, FORMAT_VERSION_UNBOUND, HEADER_BYTES, MAGIC,
-};
+pub use format::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES};
 pub use store::read_header_of;
 pub use store::{
     file_name, load_file, LoadedSnapshot, SnapshotFile, SnapshotStore,
     DEFAULT_SNAPSHOT_MAX_STATE_BYTES, QUARANTINE_DIR,
 };
 pub(crate) use writer::JournalBinding;
-pub use writer::{SnapshotJob, SnapshotSender, SnapshotStats, SnapshotWriter};
+pub use writer::SnapshotStats;
+pub(crate) use writer::{SnapshotJob, SnapshotSender, SnapshotWriter};
 
 use crate::codec::{self, CodecError};
 use serde::de::DeserializeOwned;

@@ -69,7 +69,7 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 3)]
     pub snapshot_retain: usize,
     /// Largest snapshot state restored at startup, bytes (a larger one is skipped unread).
-    #[arg(long, default_value_t = keel::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES)]
+    #[arg(long, default_value_t = keel::snapshot::DEFAULT_SNAPSHOT_MAX_STATE_BYTES)]
     pub snapshot_max_state_bytes: u64,
     /// Make the state's reserved memory resident at start, on the business-logic thread (no
     /// page faults on the message path; the bookstore's default limits take ~1.6 GB).

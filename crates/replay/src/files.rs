@@ -10,8 +10,8 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::error::{io_at, ReplayError};
-use keel::engine::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use keel::journal::{SegmentHeader, SEGMENT_HEADER_SIZE};
+use keel::snapshot::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use keel::snapshot::{
     load_file, read_header_of, LoadedSnapshot, SnapshotError, SnapshotFile, SnapshotHeader, Vouch,
 };
