@@ -17,6 +17,10 @@ pub enum Outcome {
 
 /// The application's business logic. Runs on exactly one thread and owns all state.
 ///
+/// This is the byte-level interface, for zero-copy services. Most services implement the typed
+/// [`Service`](crate::Service) instead (Rust types for commands, replies, rejections and
+/// state) and run it as a processor through [`Typed`](crate::Typed).
+///
 /// Determinism rules: `apply` may depend only on the current state and the message (including
 /// its `timestamp_ns`). No wall clock, randomness, I/O, or `HashMap` iteration order. The same
 /// journal then always rebuilds the same state and the same outputs.
