@@ -82,3 +82,8 @@ pub use error::{ConfigError, Error, RecoveryError};
 pub use journal::{FlushPolicy, SegmentPrep};
 pub use ring::WaitStrategy;
 pub use service::{CallError, Command, Rejection, Service, Typed};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -69,12 +69,13 @@ fn an_end_marker_that_does_not_advance_is_an_error_not_an_endless_loop() {
 }
 
 fn config(dir: &Path) -> JournalConfig {
-    JournalConfig {
-        dir: dir.to_owned(),
-        segment_size_bytes: SEGMENT as u64,
-        flush: FlushPolicy::None,
-        max_payload_bytes: 1024,
-        segment_prep: keel::journal::SegmentPrep::Allocated,
+    {
+        let mut journal = JournalConfig::new(dir.to_owned());
+        journal.segment_size_bytes = SEGMENT as u64;
+        journal.flush = FlushPolicy::None;
+        journal.max_payload_bytes = 1024;
+        journal.segment_prep = keel::journal::SegmentPrep::Allocated;
+        journal
     }
 }
 

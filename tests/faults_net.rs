@@ -47,12 +47,13 @@ fn ensure_fd_limit(needed: u64) {
 }
 
 fn net() -> NetConfig {
-    NetConfig {
-        handshake_timeout: Duration::from_millis(800),
-        read_timeout: Duration::from_millis(800),
-        idle_timeout: Some(Duration::from_secs(3)),
-        close_linger: Duration::from_millis(300),
-        ..net_config()
+    {
+        let mut net = net_config();
+        net.handshake_timeout = Duration::from_millis(800);
+        net.read_timeout = Duration::from_millis(800);
+        net.idle_timeout = Some(Duration::from_secs(3));
+        net.close_linger = Duration::from_millis(300);
+        net
     }
 }
 

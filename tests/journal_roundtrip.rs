@@ -6,8 +6,7 @@ use std::fs;
 
 use journal_support::*;
 use keel::journal::{
-    verify, FlushPolicy, JournalConfig, JournalError, JournalReader, JournalWriter, SegmentPrep,
-    TailState,
+    verify, FlushPolicy, JournalError, JournalReader, JournalWriter, SegmentPrep, TailState,
 };
 
 #[test]
@@ -68,9 +67,10 @@ fn every_segment_preparation_round_trips_under_group_commit() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("journal");
         let segment_bytes = 4 << 20;
-        let config = JournalConfig {
-            segment_prep: prep,
-            ..cfg(&dir, segment_bytes, FlushPolicy::Batch)
+        let config = {
+            let mut journal = cfg(&dir, segment_bytes, FlushPolicy::Batch);
+            journal.segment_prep = prep;
+            journal
         };
         let mut w = JournalWriter::open(&config).unwrap();
         write(&mut w, 1, 40_000, 61);
@@ -216,17 +216,19 @@ fn empty_journal_and_argument_errors() {
     assert_eq!(reader.next().unwrap().unwrap(), rec(1, &[]));
     assert!(reader.next().unwrap().is_none());
 
-    let bad = JournalConfig {
-        segment_size_bytes: 10_000,
-        ..config.clone()
+    let bad = {
+        let mut journal = config.clone();
+        journal.segment_size_bytes = 10_000;
+        journal
     };
     assert!(matches!(
         JournalWriter::open(&bad),
         Err(JournalError::InvalidConfig { .. })
     ));
-    let too_big = JournalConfig {
-        max_payload_bytes: 1 << 20,
-        ..config
+    let too_big = {
+        let mut journal = config;
+        journal.max_payload_bytes = 1 << 20;
+        journal
     };
     assert!(matches!(
         JournalWriter::open(&too_big),

@@ -4,7 +4,7 @@
 
 mod net_support;
 
-use keel::net::{Client, ClientError, ErrorCode, NetConfig, ReplyStatus};
+use keel::net::{Client, ClientError, ErrorCode, ReplyStatus};
 use net_support::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -110,9 +110,10 @@ fn unread_capacity_bytes() -> u64 {
 #[test]
 fn a_slow_reader_is_disconnected_while_others_continue() {
     let dir = tempfile::tempdir().unwrap();
-    let net = NetConfig {
-        output_limit_bytes: 64 << 10,
-        ..net_config()
+    let net = {
+        let mut net = net_config();
+        net.output_limit_bytes = 64 << 10;
+        net
     };
     let node = Node::start(engine_config(dir.path()), net, Counter::default());
     let mut slow = node.client();
@@ -213,9 +214,10 @@ fn restart_on_the_same_data_keeps_state_and_clients_reconnect() {
     let (first, _) = node.stop();
     assert!(first.total >= 200);
 
-    let net = NetConfig {
-        listen_addr: addr,
-        ..net_config()
+    let net = {
+        let mut net = net_config();
+        net.listen_addr = addr;
+        net
     };
     let node = Node::start(engine_config(dir.path()), net, Counter::default());
     assert_eq!(
@@ -241,9 +243,10 @@ fn restart_on_the_same_data_keeps_state_and_clients_reconnect() {
 #[test]
 fn a_token_is_required_when_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let net = NetConfig {
-        token: Some(b"s3cret".to_vec()),
-        ..net_config()
+    let net = {
+        let mut net = net_config();
+        net.token = Some(b"s3cret".to_vec());
+        net
     };
     let node = Node::start(engine_config(dir.path()), net, Counter::default());
     for token in [
@@ -268,9 +271,10 @@ fn a_token_is_required_when_configured() {
 #[test]
 fn connections_beyond_the_limit_are_refused_with_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let net = NetConfig {
-        max_connections: 2,
-        ..net_config()
+    let net = {
+        let mut net = net_config();
+        net.max_connections = 2;
+        net
     };
     let node = Node::start(engine_config(dir.path()), net, Counter::default());
     let mut a = node.client();
@@ -319,9 +323,10 @@ fn round_trip_latency_over_loopback() {
 #[test]
 fn a_reused_session_slot_never_receives_the_previous_sessions_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let net = NetConfig {
-        max_connections: 1,
-        ..net_config()
+    let net = {
+        let mut net = net_config();
+        net.max_connections = 1;
+        net
     };
     let slow = Counter {
         delay: Duration::from_millis(2),

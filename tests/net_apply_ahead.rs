@@ -35,9 +35,10 @@ fn config(dir: &std::path::Path, mode: ApplyMode, flush: FlushPolicy) -> Config 
 }
 
 fn slow_tick_net() -> NetConfig {
-    NetConfig {
-        timer_tick: TICK,
-        ..net_config()
+    {
+        let mut net = net_config();
+        net.timer_tick = TICK;
+        net
     }
 }
 
@@ -184,9 +185,10 @@ fn nobody_can_connect_until_the_recovered_engine_is_served() {
     assert_eq!(engine.recovered_sequence(), 1);
     let refused = TcpStream::connect(addr).expect_err("nothing listens before Server::start");
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
-    let net = NetConfig {
-        listen_addr: addr,
-        ..slow_tick_net()
+    let net = {
+        let mut net = slow_tick_net();
+        net.listen_addr = addr;
+        net
     };
     let server = Server::start(net, &mut engine, validate).unwrap();
     assert_eq!(server.local_addr(), addr);
@@ -206,9 +208,10 @@ fn a_server_refuses_what_it_cannot_serve_and_leaves_the_engine_whole() {
 
     // The address is taken: nothing is taken from the engine.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let net = NetConfig {
-        listen_addr: taken.local_addr().unwrap(),
-        ..net_config()
+    let net = {
+        let mut net = net_config();
+        net.listen_addr = taken.local_addr().unwrap();
+        net
     };
     Server::start(net, &mut engine, validate).expect_err("address in use");
 

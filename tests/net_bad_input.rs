@@ -205,14 +205,15 @@ fn abrupt_disconnects_mid_frame_cost_nothing() {
 
 #[test]
 fn idle_slowloris_and_silent_connections_time_out() {
-    let net = NetConfig {
-        handshake_timeout: Duration::from_millis(300),
-        idle_timeout: Some(Duration::from_millis(400)),
-        read_timeout: Duration::from_millis(300),
+    let net = {
+        let mut net = net_config();
+        net.handshake_timeout = Duration::from_millis(300);
+        net.idle_timeout = Some(Duration::from_millis(400));
+        net.read_timeout = Duration::from_millis(300);
         // Long enough that the trickling client is still served (its bytes discarded) while
         // it reads its error, so the close is never a reset.
-        close_linger: Duration::from_secs(1),
-        ..net_config()
+        net.close_linger = Duration::from_secs(1);
+        net
     };
     let (bench, _dir) = start(net);
     let addr = bench.node.addr;

@@ -138,12 +138,13 @@ fn check(dir: &Path, recover: bool) {
     if !recover {
         return;
     }
-    let config = JournalConfig {
-        dir: dir.to_owned(),
-        segment_size_bytes: SEGMENT as u64,
-        flush: FlushPolicy::None,
-        max_payload_bytes: 1024,
-        segment_prep: keel::journal::SegmentPrep::Allocated,
+    let config = {
+        let mut journal = JournalConfig::new(dir.to_owned());
+        journal.segment_size_bytes = SEGMENT as u64;
+        journal.flush = FlushPolicy::None;
+        journal.max_payload_bytes = 1024;
+        journal.segment_prep = keel::journal::SegmentPrep::Allocated;
+        journal
     };
     match (JournalWriter::open(&config), &verified) {
         (Ok(writer), Ok(report)) => {

@@ -216,7 +216,7 @@ impl Config {
     }
 
     /// The journal writer's configuration these limits describe.
-    pub(crate) fn journal_config(&self) -> JournalConfig {
+    pub fn journal_config(&self) -> JournalConfig {
         JournalConfig {
             dir: self.journal_dir.clone(),
             segment_size_bytes: self.segment_size_bytes,

@@ -143,6 +143,7 @@ impl fmt::Display for SegmentPrep {
 
 /// Everything the journal writer needs to know, fixed at open.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JournalConfig {
     /// Journal directory (created if missing).
     pub dir: PathBuf,

@@ -8,6 +8,7 @@ use std::time::Duration;
 /// Limits and choices of the network server. All are fixed at start; buffers are allocated
 /// once from them (`max_connections` × (`read_buffer_bytes` + `output_limit_bytes`)).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NetConfig {
     /// Address to listen on. Default `127.0.0.1:7700` (loopback only).
     pub listen_addr: SocketAddr,
@@ -38,6 +39,16 @@ pub struct NetConfig {
     pub timer_tick: Duration,
     /// Core id the network thread is pinned to (`None`: not pinned).
     pub net_core: Option<usize>,
+}
+
+impl NetConfig {
+    /// The defaults, listening on `listen_addr` (`127.0.0.1:0` picks a free port).
+    pub fn listening_on(listen_addr: SocketAddr) -> Self {
+        NetConfig {
+            listen_addr,
+            ..NetConfig::default()
+        }
+    }
 }
 
 impl Default for NetConfig {

@@ -13,13 +13,12 @@ use keel::journal::{
 pub const TINY_SEGMENT_BYTES: u64 = 16 * 1024;
 
 pub fn cfg(dir: &Path, segment_size_bytes: u64, flush: FlushPolicy) -> JournalConfig {
-    JournalConfig {
-        dir: dir.to_owned(),
-        segment_size_bytes,
-        flush,
-        max_payload_bytes: 2048,
-        segment_prep: SegmentPrep::Allocated,
-    }
+    let mut journal = JournalConfig::new(dir);
+    journal.segment_size_bytes = segment_size_bytes;
+    journal.flush = flush;
+    journal.max_payload_bytes = 2048;
+    journal.segment_prep = SegmentPrep::Allocated;
+    journal
 }
 
 /// Deterministic payload of 0..=300 bytes for a sequence.

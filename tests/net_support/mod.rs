@@ -106,9 +106,10 @@ pub fn engine_config(dir: &Path) -> Config {
 
 /// A net config on an ephemeral loopback port.
 pub fn net_config() -> NetConfig {
-    NetConfig {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        ..NetConfig::default()
+    {
+        let mut net = NetConfig::default();
+        net.listen_addr = "127.0.0.1:0".parse().unwrap();
+        net
     }
 }
 

@@ -124,13 +124,11 @@ fn run_case(
     payload_bytes: usize,
     batch: usize,
 ) -> Result<JournalCase, Failure> {
-    let cfg = JournalConfig {
-        dir: dir.to_path_buf(),
-        segment_size_bytes: spec.segment_size_bytes,
-        flush: spec.flush,
-        max_payload_bytes: payload_bytes.max(64) as u32,
-        segment_prep: spec.segment_prep,
-    };
+    let mut cfg = JournalConfig::new(dir);
+    cfg.segment_size_bytes = spec.segment_size_bytes;
+    cfg.flush = spec.flush;
+    cfg.max_payload_bytes = payload_bytes.max(64) as u32;
+    cfg.segment_prep = spec.segment_prep;
     let mut writer = JournalWriter::open(&cfg)?;
     let mut load = Load {
         acks: Acks::new(writer.durable_sequence(), spec.wait, batch),
@@ -455,9 +453,10 @@ mod tests {
     #[test]
     fn a_failed_group_commit_ends_the_acknowledgement_wait_with_its_error() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = JournalConfig {
-            segment_size_bytes: 1 << 18,
-            ..JournalConfig::new(dir.path())
+        let cfg = {
+            let mut journal = JournalConfig::new(dir.path());
+            journal.segment_size_bytes = 1 << 18;
+            journal
         };
         let io = Arc::new(FaultyIo::default());
         let mut writer = JournalWriter::open_with_io(&cfg, io.clone()).unwrap();

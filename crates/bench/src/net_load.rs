@@ -51,11 +51,12 @@ impl<A: App> LocalServer<A> {
     pub fn start(engine_args: &BenchEngineArgs, seed: u64) -> Result<Self, Failure> {
         let dir = DataDir::new(engine_args.data_dir.as_deref(), "net")?;
         let config = engine_args.config(dir.path());
-        let net = NetConfig {
-            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            output_limit_bytes: 64 << 20,
-            idle_timeout: None,
-            ..NetConfig::default()
+        let net = {
+            let mut net = NetConfig::default();
+            net.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            net.output_limit_bytes = 64 << 20;
+            net.idle_timeout = None;
+            net
         };
         let mut engine = Engine::start(config.clone(), A::default())?;
         let mut submitter = engine.take_submitter().expect("fresh engine");

@@ -11,7 +11,7 @@ use keel::codec::CodecError;
 use keel::engine::{
     apply_message, Config, Engine, Message, MessageHeader, Outcome, Output, Processor,
 };
-use keel::journal::{FlushPolicy, JournalConfig, JournalWriter, Record};
+use keel::journal::{FlushPolicy, JournalWriter, Record};
 use keel::snapshot::{load_serde, save_serde, SnapshotStore, StateError};
 use keel_services::App;
 use serde::Serialize;
@@ -193,13 +193,9 @@ fn build<P: Processor>(
     snapshot_at: u64,
     mut processor: P,
 ) -> Result<Built, Failure> {
-    let mut writer = JournalWriter::open(&JournalConfig {
-        dir: config.journal_dir.clone(),
-        segment_size_bytes: config.segment_size_bytes,
-        flush: FlushPolicy::None,
-        max_payload_bytes: config.max_message_bytes as u32,
-        segment_prep: config.segment_prep,
-    })?;
+    let mut journal = config.journal_config();
+    journal.flush = FlushPolicy::None;
+    let mut writer = JournalWriter::open(&journal)?;
     let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
         .with_max_state_bytes(config.snapshot_max_state_bytes);
     let (mut payload, mut scratch) = (Vec::new(), vec![0u8; config.max_response_bytes]);

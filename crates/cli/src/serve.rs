@@ -52,15 +52,16 @@ impl ServeArgs {
     }
 
     fn net_config(&self) -> NetConfig {
-        NetConfig {
-            listen_addr: self.listen,
-            max_connections: self.max_connections,
-            token: self.token.as_ref().map(|t| t.as_bytes().to_vec()),
-            idle_timeout: (self.idle_timeout_secs > 0)
-                .then(|| Duration::from_secs(self.idle_timeout_secs)),
-            output_limit_bytes: self.output_limit_bytes,
-            net_core: self.engine.pin_net,
-            ..NetConfig::default()
+        {
+            let mut net = NetConfig::default();
+            net.listen_addr = self.listen;
+            net.max_connections = self.max_connections;
+            net.token = self.token.as_ref().map(|t| t.as_bytes().to_vec());
+            net.idle_timeout =
+                (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs));
+            net.output_limit_bytes = self.output_limit_bytes;
+            net.net_core = self.engine.pin_net;
+            net
         }
     }
 }

@@ -54,8 +54,3 @@ pub trait App: Processor + Default {
     /// accounts); may be empty.
     fn setup(seed: u64) -> Vec<Command>;
 }
-
-/// The README's Rust examples, compiled and run as doctests (they embed the bookstore).
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

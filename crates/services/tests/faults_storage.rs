@@ -395,12 +395,13 @@ fn scratch() -> tempfile::TempDir {
 }
 
 fn journal_config(dir: &Path, flush: FlushPolicy) -> JournalConfig {
-    JournalConfig {
-        dir: dir.to_owned(),
-        segment_size_bytes: SEGMENT_BYTES,
-        flush,
-        max_payload_bytes: MAX_MESSAGE_BYTES as u32,
-        segment_prep: keel::journal::SegmentPrep::default(),
+    {
+        let mut journal = JournalConfig::new(dir.to_owned());
+        journal.segment_size_bytes = SEGMENT_BYTES;
+        journal.flush = flush;
+        journal.max_payload_bytes = MAX_MESSAGE_BYTES as u32;
+        journal.segment_prep = keel::journal::SegmentPrep::default();
+        journal
     }
 }
 
