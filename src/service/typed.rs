@@ -12,7 +12,8 @@ use crate::snapshot::StateError;
 /// A [`Service`] as a [`Processor`]: decodes each message into the service's command, applies
 /// it, and encodes the reply or rejection straight into the response (`docs/SERVICES.md`).
 /// Give it to [`Engine::start`](crate::Engine::start); [`Engine::shutdown`](crate::Engine::shutdown)
-/// hands it back, and [`into_inner`](Typed::into_inner) the service.
+/// hands it back, and [`into_inner`](Typed::into_inner) the service. It dereferences to the
+/// service, so a host calls the service's own methods on it directly.
 #[derive(Debug, Default, Clone)]
 pub struct Typed<S> {
     service: S,
@@ -38,6 +39,20 @@ impl<S: Service> Typed<S> {
     /// Unwraps the service.
     pub fn into_inner(self) -> S {
         self.service
+    }
+}
+
+impl<S> std::ops::Deref for Typed<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.service
+    }
+}
+
+impl<S> std::ops::DerefMut for Typed<S> {
+    fn deref_mut(&mut self) -> &mut S {
+        &mut self.service
     }
 }
 
