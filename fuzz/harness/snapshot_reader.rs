@@ -12,6 +12,7 @@
 
 use keel::snapshot::{file_name, SnapshotStore};
 use keel::Processor;
+use keel::Typed;
 use keel_services::bookstore::{Bookstore, BookstoreLimits};
 use keel_services::exchange::{Exchange, ExchangeLimits};
 use std::fs;
@@ -28,13 +29,13 @@ pub fn dir() -> &'static Path {
     crate::scratch::dir(&DIR, "snapshot")
 }
 
-fn small_bookstore() -> Bookstore {
-    Bookstore::new(BookstoreLimits {
+fn small_bookstore() -> Typed<Bookstore> {
+    Typed::new(Bookstore::new(BookstoreLimits {
         max_books: 64,
         max_orders: 1024,
         max_customers: 64,
         ..BookstoreLimits::default()
-    })
+    }))
 }
 
 fn small_exchange() -> Exchange {

@@ -29,7 +29,8 @@ pub use command::__check_table;
 pub use serde::{Serialize as __Serialize, Serializer as __Serializer};
 
 use crate::codec::{self, CodecError};
-use crate::engine::MessageHeader;
+use crate::engine::{MessageHeader, Output};
+use crate::net::Invalid;
 use crate::snapshot::{self, StateError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -44,6 +45,15 @@ pub trait Rejection: Serialize + DeserializeOwned {
     /// clients). Codes from `0xFFFF_FF00` are keel's own (see `docs/SERVICES.md`); a rejection
     /// with 0 or one of those is a bug in the service, answered `Failed` like a panic.
     fn code(&self) -> u32;
+
+    /// The rejection that answers a message refused before `apply` (an unknown kind, an
+    /// unsupported version, a payload that does not decode). Default: none, so keel answers
+    /// with its own codes `0xFFFF_FF01..=0xFFFF_FF03` and no payload. A service whose clients
+    /// already know its own codes for these cases returns them here.
+    fn refused(invalid: Invalid) -> Option<Self> {
+        let _ = invalid;
+        None
+    }
 }
 
 /// Business logic over Rust types. Runs on the engine's one business-logic thread and owns
@@ -119,9 +129,40 @@ pub trait Service: Send + 'static {
         codec::hash(self.state())
     }
 
+    /// Writes the response to an accepted command. Default: the codec encoding of `reply`
+    /// under response kind 0, or no payload under kind 1 when it does not fit
+    /// `max_response_bytes`. Override it to keep a wire format that existed before the typed
+    /// layer: a response kind per reply type, or a rejection when an answer does not fit
+    /// (only for a reply that changed nothing: a rejection must leave the state as it was).
+    /// A service that overrides it decodes its own responses (not [`decode_response`]).
+    fn write_reply(reply: &Self::Reply<'_>, out: &mut Output<'_>) -> Result<(), Self::Rejection> {
+        write_value(reply, out);
+        Ok(())
+    }
+
+    /// Writes the payload and response kind of a rejection (its code is the response's
+    /// `reason` whatever this writes). Default: the codec encoding of `rejection` under
+    /// response kind 0, or no payload under kind 1 when it does not fit.
+    fn write_rejection(rejection: &Self::Rejection, out: &mut Output<'_>) {
+        write_value(rejection, out);
+    }
+
     /// Makes the state's reserved memory resident (see
     /// [`Processor::prefault`](crate::Processor::prefault)). Default: nothing reserved.
     fn prefault(&mut self) {}
+}
+
+/// Encodes a reply or rejection as the response payload (`out` is empty: the service never
+/// sees it); one that does not fit leaves the payload empty under [`KIND_OMITTED`].
+#[inline]
+fn write_value<T: Serialize>(value: &T, out: &mut Output<'_>) {
+    debug_assert!(out.is_empty());
+    if out.encode(value).is_ok() {
+        out.set_kind(KIND_VALUE);
+    } else {
+        out.clear();
+        out.set_kind(KIND_OMITTED);
+    }
 }
 
 /// Reason codes keel itself sends for a message refused before `apply` (see

@@ -357,3 +357,93 @@ fn a_rejection_with_a_reserved_code_fails_in_every_build() {
     let applied = apply_message(&mut typed, &message, &mut buf);
     assert_eq!((applied.status, applied.reason), (Status::Failed, 0));
 }
+
+/// A service keeping an older wire format: its own response kinds, a rejection payload that is
+/// not the rejection's encoding, its own codes for refusals, and an answer too large rejected.
+#[derive(Default)]
+struct OwnWire(Account);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OwnError(u32);
+
+impl Rejection for OwnError {
+    fn code(&self) -> u32 {
+        self.0
+    }
+
+    fn refused(invalid: Invalid) -> Option<Self> {
+        Some(OwnError(100 + invalid as u32))
+    }
+}
+
+impl Service for OwnWire {
+    type Command = TestCommand;
+    type Reply<'a> = Answer<'a>;
+    type Rejection = OwnError;
+    type State = Account;
+
+    fn apply(
+        &mut self,
+        command: TestCommand,
+        header: &MessageHeader,
+    ) -> Result<Answer<'_>, OwnError> {
+        self.0
+            .apply(command, header)
+            .map_err(|e| OwnError(e.code()))
+    }
+
+    fn state(&self) -> &Account {
+        &self.0
+    }
+
+    fn restore(&mut self, state: Account) {
+        self.0 = state;
+    }
+
+    fn write_reply(reply: &Answer<'_>, out: &mut crate::Output<'_>) -> Result<(), OwnError> {
+        if out.encode(reply).is_err() {
+            return Err(OwnError(16));
+        }
+        out.set_kind(7);
+        Ok(())
+    }
+
+    fn write_rejection(rejection: &OwnError, out: &mut crate::Output<'_>) {
+        if rejection.0 == 2 {
+            out.write(&[0xAB]).unwrap();
+            out.set_kind(9);
+        }
+    }
+}
+
+#[test]
+fn a_service_may_keep_its_own_response_kinds_payloads_and_codes() {
+    let mut typed = Typed::new(OwnWire::default());
+    let mut buf = [0u8; 16];
+    let mut send = |typed: &mut Typed<OwnWire>, (kind, version), payload: &[u8]| {
+        let header = MessageHeader {
+            sequence: 1,
+            kind,
+            version,
+            ..MessageHeader::default()
+        };
+        let applied = apply_message(typed, &Message { header, payload }, &mut buf);
+        (
+            applied.status,
+            applied.reason,
+            applied.kind,
+            buf[..applied.len].to_vec(),
+        )
+    };
+    let (status, reason, kind, _) = send(&mut typed, (1, 2), &encode(&deposit(1, 5)));
+    assert_eq!((status, reason, kind), (Status::Accepted, 0, 7));
+    let withdraw = encode(&TestCommand::Withdraw(Withdraw { amount: 9 }));
+    let rejected = send(&mut typed, (2, 1), &withdraw);
+    assert_eq!(rejected, (Status::Rejected, 2, 9, vec![0xAB]));
+    let refused = send(&mut typed, (3, 1), &[]);
+    assert_eq!(refused, (Status::Rejected, 100, 0, vec![]));
+    // The history (4 + 8 + 8 bytes) does not fit 16 bytes.
+    let too_large = send(&mut typed, (7, 1), &[]);
+    assert_eq!(too_large, (Status::Rejected, 16, 0, vec![]));
+    assert_eq!(typed.0.balance, 5, "Typed dereferences to the service");
+}

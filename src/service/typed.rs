@@ -1,19 +1,19 @@
 //! `Typed`: a `Service` as a byte-level `Processor`.
 
 use super::{
-    Command, Rejection, Service, KIND_OMITTED, KIND_VALUE, REFUSED_UNDECODABLE,
-    REFUSED_UNKNOWN_KIND, REFUSED_UNSUPPORTED_VERSION, RESERVED_CODE_MIN,
+    Command, Rejection, Service, REFUSED_UNDECODABLE, REFUSED_UNKNOWN_KIND,
+    REFUSED_UNSUPPORTED_VERSION, RESERVED_CODE_MIN,
 };
 use crate::codec::CodecError;
 use crate::engine::{Message, Outcome, Output, Processor};
 use crate::net::Invalid;
 use crate::snapshot::StateError;
-use serde::Serialize;
 
 /// A [`Service`] as a [`Processor`]: decodes each message into the service's command, applies
 /// it, and encodes the reply or rejection straight into the response (`docs/SERVICES.md`).
 /// Give it to [`Engine::start`](crate::Engine::start); [`Engine::shutdown`](crate::Engine::shutdown)
-/// hands it back, and [`into_inner`](Typed::into_inner) the service.
+/// hands it back, and [`into_inner`](Typed::into_inner) the service. It dereferences to the
+/// service, so a host calls the service's own methods on it directly.
 #[derive(Debug, Default, Clone)]
 pub struct Typed<S> {
     service: S,
@@ -42,30 +42,42 @@ impl<S: Service> Typed<S> {
     }
 }
 
+impl<S> std::ops::Deref for Typed<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.service
+    }
+}
+
+impl<S> std::ops::DerefMut for Typed<S> {
+    fn deref_mut(&mut self) -> &mut S {
+        &mut self.service
+    }
+}
+
 impl<S: Service> Processor for Typed<S> {
     #[inline]
     fn apply(&mut self, message: &Message<'_>, out: &mut Output<'_>) -> Outcome {
         let header = &message.header;
         let command = match S::Command::decode(header.kind, header.version, message.payload) {
             Ok(command) => command,
-            Err(invalid) => return Outcome::Rejected(refusal_code(invalid)),
+            Err(invalid) => {
+                return match S::Rejection::refused(invalid) {
+                    Some(rejection) => reject::<S>(&rejection, out),
+                    None => Outcome::Rejected(refusal_code(invalid)),
+                }
+            }
         };
         match self.service.apply(command, header) {
-            Ok(reply) => {
-                write_value(&reply, out);
-                Outcome::Accepted
-            }
-            Err(rejection) => {
-                let code = rejection.code();
-                // In every build, so a journal replays to the same outputs in any build: the
-                // panic is contained and answered `Failed`.
-                assert!(
-                    (1..RESERVED_CODE_MIN).contains(&code),
-                    "rejection code {code:#x} is outside 1..0xFFFF_FF00"
-                );
-                write_value(&rejection, out);
-                Outcome::Rejected(code)
-            }
+            Ok(reply) => match S::write_reply(&reply, out) {
+                Ok(()) => Outcome::Accepted,
+                Err(rejection) => {
+                    out.clear();
+                    reject::<S>(&rejection, out)
+                }
+            },
+            Err(rejection) => reject::<S>(&rejection, out),
         }
     }
 
@@ -90,17 +102,18 @@ impl<S: Service> Processor for Typed<S> {
     }
 }
 
-/// Encodes a reply or rejection as the response payload (`out` is empty: the service never
-/// sees it); one that does not fit leaves the payload empty under [`KIND_OMITTED`].
+/// Writes `rejection` into the response and returns its outcome.
 #[inline]
-fn write_value<T: Serialize>(value: &T, out: &mut Output<'_>) {
-    debug_assert!(out.is_empty());
-    if out.encode(value).is_ok() {
-        out.set_kind(KIND_VALUE);
-    } else {
-        out.clear();
-        out.set_kind(KIND_OMITTED);
-    }
+fn reject<S: Service>(rejection: &S::Rejection, out: &mut Output<'_>) -> Outcome {
+    let code = rejection.code();
+    // In every build, so a journal replays to the same outputs in any build: the panic is
+    // contained and answered `Failed`.
+    assert!(
+        (1..RESERVED_CODE_MIN).contains(&code),
+        "rejection code {code:#x} is outside 1..0xFFFF_FF00"
+    );
+    S::write_rejection(rejection, out);
+    Outcome::Rejected(code)
 }
 
 /// The reason code keel sends for a message refused before `apply`.

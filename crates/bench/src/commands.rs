@@ -7,6 +7,7 @@ use super::rig::{BenchEngineArgs, Failure};
 use clap::Args;
 use clap::ValueEnum;
 use keel::journal::SegmentPrep;
+use keel::Typed;
 use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
 use keel_services::App;
@@ -109,7 +110,7 @@ pub fn run_default() -> Result<(), Failure> {
 /// `keel bench pipeline`: one run per rate, verified, printed, optionally written out.
 pub fn run_pipeline(args: &PipelineArgs) -> Result<(), Failure> {
     match args.load.app {
-        AppName::Bookstore => pipeline_runs::<Bookstore>(args),
+        AppName::Bookstore => pipeline_runs::<Typed<Bookstore>>(args),
         AppName::Exchange => pipeline_runs::<Exchange>(args),
     }
 }
@@ -285,10 +286,10 @@ pub fn run_recovery(args: &RecoveryArgs) -> Result<(), Failure> {
         run::<NoOp>(&spec, "noop", &source)?
     } else {
         match args.app {
-            AppName::Bookstore => run::<Bookstore>(
+            AppName::Bookstore => run::<Typed<Bookstore>>(
                 &spec,
-                Bookstore::NAME,
-                &AppSource::<Bookstore>::new(args.seed, args.messages),
+                Typed::<Bookstore>::NAME,
+                &AppSource::<Typed<Bookstore>>::new(args.seed, args.messages),
             )?,
             AppName::Exchange => run::<Exchange>(
                 &spec,
@@ -331,7 +332,7 @@ pub struct NetArgs {
 /// `keel bench net`: open-loop load over TCP.
 pub fn run_net(args: &NetArgs) -> Result<(), Failure> {
     match args.load.app {
-        AppName::Bookstore => net_runs::<Bookstore>(args),
+        AppName::Bookstore => net_runs::<Typed<Bookstore>>(args),
         AppName::Exchange => net_runs::<Exchange>(args),
     }
 }
@@ -439,14 +440,16 @@ impl CompareArgs {
 pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
     if let Some(spec) = args.open_loop() {
         let report = match args.app {
-            AppName::Bookstore => super::compare_open::run::<Bookstore>(&args.engine, &spec)?,
+            AppName::Bookstore => {
+                super::compare_open::run::<Typed<Bookstore>>(&args.engine, &spec)?
+            }
             AppName::Exchange => super::compare_open::run::<Exchange>(&args.engine, &spec)?,
         };
         return print_report(&report, args.json, || report.table());
     }
     use super::compare::run;
     let report = match args.app {
-        AppName::Bookstore => run::<Bookstore>(&args.engine, args.messages, args.seed)?,
+        AppName::Bookstore => run::<Typed<Bookstore>>(&args.engine, args.messages, args.seed)?,
         AppName::Exchange => run::<Exchange>(&args.engine, args.messages, args.seed)?,
     };
     print_report(&report, args.json, || report.table())

@@ -437,11 +437,12 @@ fn contender_row(c: &OpenLoopContender) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel::Typed;
     use keel_services::bookstore::Bookstore;
 
     #[test]
     fn bench_reference_splits_setup_from_workload() {
-        let r = reference::<Bookstore>(5, 200);
+        let r = reference::<Typed<Bookstore>>(5, 200);
         let w = r.workload;
         assert_eq!(w.accepted + w.rejected + w.failed, 200);
         assert!(r.all.accepted >= w.accepted && r.all.rejected >= w.rejected);

@@ -4,6 +4,7 @@ use super::engine_args::AppName;
 use clap::Args;
 use keel::engine::Status;
 use keel::net::{Client, ReplyStatus};
+use keel::Typed;
 use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
 use keel_services::App;
@@ -35,7 +36,7 @@ pub struct ClientArgs {
 /// Runs `keel client`; returns the process exit code (0 accepted, 1 rejected or failed).
 pub fn run_client(args: &ClientArgs) -> Result<i32, String> {
     match args.app {
-        AppName::Bookstore => client::<Bookstore>(args),
+        AppName::Bookstore => client::<Typed<Bookstore>>(args),
         AppName::Exchange => client::<Exchange>(args),
     }
 }

@@ -3,6 +3,7 @@
 
 use keel::journal::FlushPolicy;
 use keel::ring::WaitStrategy;
+use keel::Typed;
 use keel_bench::commands::CompareArgs;
 use keel_bench::hgrm;
 use keel_bench::latency::LatencyRecorder;
@@ -165,12 +166,12 @@ fn smoke_pipeline_open_and_closed_loop_verify_against_replay() {
         engine: tiny_engine(),
         quiet: true,
     };
-    let open = pipeline::run::<Bookstore>(&spec).unwrap();
+    let open = pipeline::run::<Typed<Bookstore>>(&spec).unwrap();
     assert_eq!(open.recorded, 1_500);
     assert_eq!(open.accepted + open.rejected, 2_000);
     assert!(open.verified.is_some() && open.latency.max_ns > 0);
     spec.rate = 0;
-    let closed = pipeline::run::<Bookstore>(&spec).unwrap();
+    let closed = pipeline::run::<Typed<Bookstore>>(&spec).unwrap();
     let v = closed.verified.unwrap();
     assert_eq!(v.journaled_messages, 20_000 + 1_000, "workload plus setup");
     assert!(closed.achieved_per_sec > 0.0);
@@ -190,7 +191,8 @@ fn smoke_compare_tallies_match_the_reference() {
     };
     assert!(args.open_loop().is_none(), "no --rate: closed loop");
     let report =
-        keel_bench::compare::run::<Bookstore>(&args.engine, args.messages, args.seed).unwrap();
+        keel_bench::compare::run::<Typed<Bookstore>>(&args.engine, args.messages, args.seed)
+            .unwrap();
     assert_eq!(report.contenders.len(), 3);
     assert!(report.contenders.iter().all(|c| c.msgs_per_sec > 0.0));
 }

@@ -26,6 +26,7 @@ mod rng;
 use keel::engine::{apply_message, message_of};
 use keel::journal::{verify, JournalReader};
 use keel::net::{Client, ReplyStatus};
+use keel::Typed;
 use keel::{codec, Processor};
 use keel_services::bookstore::{
     AddBook, Bookstore, OrderInfo, OrderPlaced, Payload, PlaceOrder, QueryOrder, Restock,
@@ -286,7 +287,7 @@ fn query_orders(addr: SocketAddr, acks: &[Ack]) -> u64 {
 
 /// The state hash of a full replay of the journal.
 fn full_replay_hash(dir: &Path) -> u64 {
-    let mut state = Bookstore::default();
+    let mut state = Typed::<Bookstore>::default();
     let mut reader = JournalReader::open(dir).unwrap();
     let mut buf = vec![0u8; 4096];
     while let Some(r) = reader.next().unwrap() {

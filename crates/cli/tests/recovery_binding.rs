@@ -11,6 +11,7 @@ use data_dir_support::{copy_tree, segments};
 use keel::engine::accept_loss;
 use keel::journal::{record_size_bytes, verify, JournalReader, TailState};
 use keel::snapshot::{SnapshotStore, UnboundSnapshot, QUARANTINE_DIR};
+use keel::Typed;
 use keel::{Config, Engine, Error, FlushPolicy, Processor, Submission, WaitStrategy};
 use keel_services::bookstore::Bookstore;
 use keel_services::App;
@@ -35,17 +36,18 @@ fn config(dir: &Path) -> Config {
 /// Submits the bookstore's setup (on a fresh journal) and workload messages `range`, then stops
 /// cleanly (a snapshot at the last sequence). Returns the state hash and the last sequence.
 fn run(dir: &Path, range: std::ops::Range<u64>, salt: u64) -> (u64, u64) {
-    let mut engine = Engine::start(config(dir), Bookstore::default()).expect("engine starts");
+    let mut engine =
+        Engine::start(config(dir), Typed::new(Bookstore::default())).expect("engine starts");
     let fresh = engine.recovered_sequence() == 0;
     let setup = if fresh {
-        Bookstore::setup(SEED)
+        Typed::<Bookstore>::setup(SEED)
     } else {
         Vec::new()
     };
     let mut last = engine.recovered_sequence();
     for command in setup
         .into_iter()
-        .chain(range.map(|i| Bookstore::workload(SEED + salt, i)))
+        .chain(range.map(|i| Typed::<Bookstore>::workload(SEED + salt, i)))
     {
         let to = Submission {
             kind: command.kind,
@@ -70,7 +72,7 @@ fn full_replay_hash(dir: &Path) -> u64 {
             config.snapshot_on_shutdown = false;
             config
         },
-        Bookstore::default(),
+        Typed::<Bookstore>::default(),
     )
     .unwrap();
     assert_eq!(engine.recovered().snapshot_sequence, 0);
@@ -110,7 +112,7 @@ fn damage_last_record(dir: &Path, zero: bool) {
 }
 
 fn refusal(dir: &Path) -> UnboundSnapshot {
-    match Engine::start(config(dir), Bookstore::default()) {
+    match Engine::start(config(dir), Typed::new(Bookstore::default())) {
         Err(Error::UnboundSnapshot(refusal)) => refusal,
         Err(other) => panic!("expected a refusal naming a snapshot, got: {other}"),
         Ok(_) => panic!("recovery started on a journal that lost acknowledged data"),
@@ -179,7 +181,7 @@ fn torn_tail_under_a_snapshot(zero: bool) {
     // A new history from last - 1 on, then a restart from its own snapshot.
     let (hash, new_last) = run(dir, 1_000..1_002, 99);
     assert_eq!(new_last, last + 1);
-    let engine = Engine::start(config(dir), Bookstore::default()).unwrap();
+    let engine = Engine::start(config(dir), Typed::new(Bookstore::default())).unwrap();
     assert_eq!(engine.recovered().snapshot_sequence, new_last);
     assert_eq!(engine.shutdown().unwrap().state_hash(), hash);
     assert_eq!(full_replay_hash(dir), hash);
@@ -216,11 +218,11 @@ fn a_wiped_journal_with_snapshots_left_refuses_recovery() {
     assert_eq!(verify_exit(dir), 9);
     let accepted = accept_loss(&config(dir)).unwrap();
     assert_eq!((accepted.journal_end, accepted.quarantined.len()), (0, 1));
-    let engine = Engine::start(config(dir), Bookstore::default()).unwrap();
+    let engine = Engine::start(config(dir), Typed::new(Bookstore::default())).unwrap();
     assert_eq!(engine.recovered_sequence(), 0);
     assert_eq!(
         engine.shutdown().unwrap().state_hash(),
-        Bookstore::default().state_hash()
+        Typed::<Bookstore>::default().state_hash()
     );
 }
 
@@ -248,7 +250,7 @@ fn a_snapshot_of_another_history_refuses_recovery() {
     assert_eq!(verify_exit(&a), 9);
     accept_loss(&config(&a)).unwrap();
     assert_eq!(quarantined(&a), vec![name]);
-    let engine = Engine::start(config(&a), Bookstore::default()).unwrap();
+    let engine = Engine::start(config(&a), Typed::new(Bookstore::default())).unwrap();
     assert_eq!(engine.recovered().snapshot_sequence, 0, "full replay");
     engine.shutdown().unwrap();
 }
@@ -271,7 +273,7 @@ fn a_deleted_last_segment_refuses_recovery_even_without_snapshots() {
         fs::remove_file(file.path).unwrap();
     }
     let before = journal_bytes(dir);
-    let err = Engine::start(config(dir), Bookstore::default())
+    let err = Engine::start(config(dir), Typed::new(Bookstore::default()))
         .err()
         .expect("refused");
     assert!(err.to_string().contains("missing"), "{err}");
@@ -283,7 +285,7 @@ fn a_deleted_last_segment_refuses_recovery_even_without_snapshots() {
     assert_ne!(verify_exit(dir), 0);
     let accepted = accept_loss(&config(dir)).unwrap();
     assert!(accepted.sealed_end.is_some(), "{accepted:?}");
-    let engine = Engine::start(config(dir), Bookstore::default()).unwrap();
+    let engine = Engine::start(config(dir), Typed::new(Bookstore::default())).unwrap();
     assert_eq!(engine.recovered_sequence(), accepted.journal_end);
     engine.shutdown().unwrap();
 }
@@ -307,10 +309,10 @@ fn snapshots_under_every_flush_policy_are_bound_and_restored() {
                 config.snapshot_interval_messages = 500;
                 config
             };
-            let mut engine = Engine::start(cfg.clone(), Bookstore::default()).unwrap();
-            for command in Bookstore::setup(SEED)
+            let mut engine = Engine::start(cfg.clone(), Typed::new(Bookstore::default())).unwrap();
+            for command in Typed::<Bookstore>::setup(SEED)
                 .into_iter()
-                .chain((0..3_000).map(|i| Bookstore::workload(SEED, i)))
+                .chain((0..3_000).map(|i| Typed::<Bookstore>::workload(SEED, i)))
             {
                 let to = Submission {
                     kind: command.kind,
@@ -324,7 +326,7 @@ fn snapshots_under_every_flush_policy_are_bound_and_restored() {
             let hash = engine.shutdown().unwrap().state_hash();
             let written = stats.written.load(std::sync::atomic::Ordering::Relaxed);
             assert!(written >= 2, "{flush:?} {mode:?}: {written} snapshots");
-            let engine = Engine::start(cfg, Bookstore::default()).unwrap();
+            let engine = Engine::start(cfg, Typed::new(Bookstore::default())).unwrap();
             assert!(engine.recovered().snapshot_sequence > 0);
             assert_eq!(
                 engine.shutdown().unwrap().state_hash(),
@@ -349,10 +351,10 @@ fn a_journal_restarts_under_another_segment_size() {
     for (round, size) in sizes.into_iter().enumerate() {
         let mut cfg = config(dir);
         cfg.segment_size_bytes = size;
-        let mut engine = Engine::start(cfg, Bookstore::default()).unwrap();
+        let mut engine = Engine::start(cfg, Typed::new(Bookstore::default())).unwrap();
         assert!(engine.recovered().snapshot_sequence > 0, "round {round}");
         for i in 0..12_000 {
-            let c = Bookstore::workload(SEED, 10_000 * (round as u64 + 1) + i);
+            let c = Typed::<Bookstore>::workload(SEED, 10_000 * (round as u64 + 1) + i);
             let to = Submission {
                 kind: c.kind,
                 version: c.version,

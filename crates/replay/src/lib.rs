@@ -87,6 +87,7 @@ use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
 use ctx::Ctx;
+use keel::Typed;
 use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
 use keel_services::App;
@@ -139,7 +140,7 @@ pub fn main_for<A: App>(args: &ReplayArgs) -> ExitCode {
 /// `keel replay` for the application named by `--app`: the process exit code.
 pub fn main(args: &ReplayArgs) -> ExitCode {
     match args.app {
-        Some(AppName::Bookstore) => main_for::<Bookstore>(args),
+        Some(AppName::Bookstore) => main_for::<Typed<Bookstore>>(args),
         Some(AppName::Exchange) => main_for::<Exchange>(args),
         None => {
             eprintln!("keel replay: error: --app bookstore|exchange is required");

@@ -6,6 +6,7 @@ mod data_dir_support;
 use data_dir_support::{copy_tree, segments};
 use keel::engine::{apply_message, Message, MessageHeader, Response, Status};
 use keel::snapshot::{load_serde, save_serde, StateError};
+use keel::Typed;
 use keel::{Config, Engine, FlushPolicy, Outcome, Output, Processor, Submission, WaitStrategy};
 use keel_replay::{self as replay, Exit, OutputLine};
 use keel_services::{App, Command};
@@ -1235,7 +1236,7 @@ fn demo_real_apps() {
             demo_run_as::<A>(dir.path(), q);
         }
     }
-    go::<keel_services::bookstore::Bookstore>(&[
+    go::<keel::Typed<keel_services::bookstore::Bookstore>>(&[
         &["info"],
         &["verify"],
         &["dump", "--to", "3"],
@@ -1278,10 +1279,10 @@ fn record_bookstore(commands: &[&str]) -> tempfile::TempDir {
     config.wait = WaitStrategy::PARK;
     config.discard_responses = true;
     config.snapshot_on_shutdown = false;
-    let mut engine = Engine::start(config, Bookstore::default()).unwrap();
+    let mut engine = Engine::start(config, Typed::new(Bookstore::default())).unwrap();
     for (i, words) in commands.iter().enumerate() {
         let words: Vec<String> = words.split_whitespace().map(str::to_owned).collect();
-        let c = Bookstore::parse_command(&words).unwrap();
+        let c = Typed::<Bookstore>::parse_command(&words).unwrap();
         let to = Submission {
             kind: c.kind,
             version: c.version,
@@ -1300,7 +1301,8 @@ fn bookstore_replay(dir: &Path, words: &[&str]) -> Result<(Exit, String), replay
     all.extend_from_slice(words);
     let args = replay::parse_args(&all).unwrap_or_else(|e| panic!("{all:?}: {e}"));
     let mut out = Vec::new();
-    let exit = replay::run_with::<keel_services::bookstore::Bookstore>(&args, &mut out)?;
+    let exit =
+        replay::run_with::<keel::Typed<keel_services::bookstore::Bookstore>>(&args, &mut out)?;
     Ok((exit, String::from_utf8(out).unwrap()))
 }
 

@@ -14,6 +14,7 @@
 
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 use keel::engine::{Message, MessageHeader};
+use keel::Typed;
 use keel::{Outcome, Output, Processor};
 use keel_services::bookstore::{
     workload, Bookstore, CancelOrder, ChangePrice, Payload, PlaceOrder, QueryBook,
@@ -53,7 +54,7 @@ impl Msg {
 
 /// A store plus the engine-side bits: sequence counter and response buffer.
 struct Rig {
-    store: Bookstore,
+    store: Typed<Bookstore>,
     sequence: u64,
     buf: Vec<u8>,
 }
@@ -62,11 +63,11 @@ impl Rig {
     /// A fresh store with the workload's books (setup is not timed).
     fn new() -> Rig {
         let mut rig = Rig {
-            store: Bookstore::default(),
+            store: Typed::<Bookstore>::default(),
             sequence: 0,
             buf: vec![0; 4096],
         };
-        for command in Bookstore::setup(SEED) {
+        for command in Typed::<Bookstore>::setup(SEED) {
             let mut bytes = [0u8; workload::MAX_PAYLOAD_BYTES];
             let len = command.payload.len().min(bytes.len());
             bytes[..len].copy_from_slice(&command.payload[..len]);

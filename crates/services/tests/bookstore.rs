@@ -5,6 +5,7 @@
 use keel::codec;
 use keel::engine::{Message, MessageHeader, Response, ResponseHeader};
 use keel::snapshot::{save_serde, StateError};
+use keel::Typed;
 use keel::{Outcome, Output, Processor, Status};
 use keel_services::bookstore::{
     workload, AddBook, BookInfo, BookStatus, BookV1, Bookstore, BookstoreLimits, CancelOrder,
@@ -17,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 /// A store plus what the engine would give it: sequences, timestamps, a response buffer.
 struct Shop {
-    store: Bookstore,
+    store: Typed<Bookstore>,
     sequence: u64,
     buf: Vec<u8>,
 }
@@ -58,7 +59,7 @@ impl Shop {
 
     fn with(limits: BookstoreLimits) -> Self {
         Shop {
-            store: Bookstore::new(limits),
+            store: Typed::new(Bookstore::new(limits)),
             sequence: 0,
             buf: vec![0; 4096],
         }
@@ -834,10 +835,10 @@ fn a_bad_snapshot_leaves_the_store_untouched() {
     assert_eq!(shop.store.state_hash(), hash);
     // A state larger than the limits of the store loading it is refused (limits may grow
     // between runs, not shrink below the state).
-    let mut small = Bookstore::new(BookstoreLimits {
+    let mut small = Typed::new(Bookstore::new(BookstoreLimits {
         max_orders: 10,
         ..Default::default()
-    });
+    }));
     let err = small.load_state(SCHEMA_VERSION, &bytes).unwrap_err();
     assert!(err.to_string().contains("max_orders"), "{err}");
     assert_eq!(small.order_count(), 0);
@@ -926,7 +927,7 @@ fn a_schema_1_snapshot_is_upgraded() {
     // And it saves as schema 2, which loads back identically.
     let mut v2 = Vec::new();
     upgraded.store.save_state(&mut v2).unwrap();
-    let mut reloaded = Bookstore::default();
+    let mut reloaded = Typed::<Bookstore>::default();
     reloaded.load_state(SCHEMA_VERSION, &v2).unwrap();
     assert_eq!(reloaded.state_hash(), upgraded.store.state_hash());
 }
@@ -934,12 +935,12 @@ fn a_schema_1_snapshot_is_upgraded() {
 /// Applies setup + `n` workload messages; returns the shop and the outcome of each message.
 fn run_workload(seed: u64, n: u64) -> (Shop, Vec<Outcome>) {
     let mut shop = Shop::new();
-    for command in Bookstore::setup(seed) {
+    for command in Typed::<Bookstore>::setup(seed) {
         shop.send(&command)
             .accepted::<BookStatus>(ResponseKind::BookStatus);
     }
     let outcomes = (0..n)
-        .map(|i| shop.send(&Bookstore::workload(seed, i)).outcome)
+        .map(|i| shop.send(&Typed::<Bookstore>::workload(seed, i)).outcome)
         .collect();
     (shop, outcomes)
 }
@@ -977,7 +978,7 @@ fn the_seeded_workload_is_reproducible_and_behaves_as_designed() {
 #[test]
 fn parse_command_builds_every_message() {
     let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
-    let parse = |s: &str| Bookstore::parse_command(&words(s)).unwrap();
+    let parse = |s: &str| Typed::<Bookstore>::parse_command(&words(s)).unwrap();
     let add = AddBook {
         book: 1,
         price_cents: 1999,
@@ -1034,7 +1035,7 @@ fn parse_command_builds_every_message() {
         }
         .command()
     );
-    assert!(Bookstore::command_help().lines().count() >= 8);
+    assert!(Typed::<Bookstore>::command_help().lines().count() >= 8);
 }
 
 #[test]
@@ -1049,12 +1050,12 @@ fn parse_command_explains_what_is_wrong() {
         "book -1",
         "add-book 1 2 3",
     ] {
-        let err = Bookstore::parse_command(&words(bad)).unwrap_err();
+        let err = Typed::<Bookstore>::parse_command(&words(bad)).unwrap_err();
         assert!(!err.is_empty());
     }
-    let err = Bookstore::parse_command(&words("order 7 x 2 100")).unwrap_err();
+    let err = Typed::<Bookstore>::parse_command(&words("order 7 x 2 100")).unwrap_err();
     assert!(err.contains("BOOK"), "{err}");
-    let err = Bookstore::parse_command(&words("sell 1")).unwrap_err();
+    let err = Typed::<Bookstore>::parse_command(&words("sell 1")).unwrap_err();
     assert!(
         err.contains("order CUSTOMER BOOK"),
         "the help is listed: {err}"
@@ -1076,7 +1077,7 @@ fn messages_responses_and_state_describe_themselves_as_json() {
         version: 2,
         ..Default::default()
     };
-    let json = Bookstore::describe_message(&Message {
+    let json = Typed::<Bookstore>::describe_message(&Message {
         header,
         payload: &order.payload,
     });
@@ -1092,12 +1093,12 @@ fn messages_responses_and_state_describe_themselves_as_json() {
         version: 1,
         ..header
     };
-    let json = Bookstore::describe_message(&Message {
+    let json = Typed::<Bookstore>::describe_message(&Message {
         header,
         payload: &v1.payload,
     });
     assert_eq!(json["message"]["seen_price_cents"], serde_json::Value::Null);
-    let bad = Bookstore::describe_message(&Message {
+    let bad = Typed::<Bookstore>::describe_message(&Message {
         header,
         payload: &[1],
     });
@@ -1116,7 +1117,7 @@ fn messages_responses_and_state_describe_themselves_as_json() {
         },
         payload: &answer.payload,
     };
-    let json = Bookstore::describe_response(order.kind, &response);
+    let json = Typed::<Bookstore>::describe_response(order.kind, &response);
     assert_eq!(json["status"], "rejected");
     assert_eq!(json["reason"], "OutOfStock");
     assert_eq!(json["response"]["available"]["stock"], 1);

@@ -4,6 +4,7 @@
 
 use keel::engine::{Message, MessageHeader, ResponseReceiver};
 use keel::ring::Poll;
+use keel::Typed;
 use keel::{Config, Engine, FlushPolicy, Output, Processor, Status, Submission, WaitStrategy};
 use keel_services::bookstore::{Bookstore, Kind};
 use keel_services::{App, Command};
@@ -30,13 +31,13 @@ fn config(dir: &Path) -> Config {
 /// Setup, then workload messages `range`.
 fn commands(range: std::ops::Range<u64>) -> Vec<Command> {
     let setup = if range.start == 0 {
-        Bookstore::setup(SEED)
+        Typed::<Bookstore>::setup(SEED)
     } else {
         Vec::new()
     };
     setup
         .into_iter()
-        .chain(range.map(|i| Bookstore::workload(SEED, i)))
+        .chain(range.map(|i| Typed::<Bookstore>::workload(SEED, i)))
         .collect()
 }
 
@@ -56,8 +57,8 @@ fn collect(mut rx: ResponseReceiver) -> thread::JoinHandle<Vec<Reply>> {
 }
 
 /// Starts an engine over `dir`, submits `messages`, shuts down; returns state and replies.
-fn run(dir: &Path, messages: &[Command]) -> (Bookstore, Vec<Reply>) {
-    let mut engine = Engine::start(config(dir), Bookstore::default()).unwrap();
+fn run(dir: &Path, messages: &[Command]) -> (Typed<Bookstore>, Vec<Reply>) {
+    let mut engine = Engine::start(config(dir), Typed::new(Bookstore::default())).unwrap();
     let replies = collect(engine.take_responses().unwrap());
     for (i, command) in messages.iter().enumerate() {
         let to = Submission {
@@ -74,7 +75,7 @@ fn run(dir: &Path, messages: &[Command]) -> (Bookstore, Vec<Reply>) {
 
 /// The replies applying `messages` directly gives (timestamps differ from the live run, so
 /// the caller ignores payloads that contain them).
-fn direct(messages: &[Command], first_sequence: u64, store: &mut Bookstore) -> Vec<Reply> {
+fn direct(messages: &[Command], first_sequence: u64, store: &mut Typed<Bookstore>) -> Vec<Reply> {
     let mut buf = vec![0u8; Config::default().max_response_bytes];
     let mut replies = Vec::new();
     for (i, command) in messages.iter().enumerate() {
@@ -128,7 +129,7 @@ fn the_bookstore_runs_in_the_engine_and_restarts_to_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let first = commands(0..20_000);
     let second = commands(20_000..30_000);
-    let mut reference = Bookstore::default();
+    let mut reference = Typed::<Bookstore>::default();
 
     // Run 1: periodic snapshots, no snapshot at shutdown, so a restart needs snapshot + tail.
     let (live, replies) = run(dir.path(), &first);
@@ -142,7 +143,7 @@ fn the_bookstore_runs_in_the_engine_and_restarts_to_the_same_state() {
     live.check_consistency().unwrap();
 
     // Restart: newest snapshot, then the journal after it.
-    let engine = Engine::start(config(dir.path()), Bookstore::default()).unwrap();
+    let engine = Engine::start(config(dir.path()), Typed::<Bookstore>::default()).unwrap();
     let recovered = engine.recovered();
     assert_eq!(recovered.last_sequence, first.len() as u64);
     assert!(
@@ -161,7 +162,7 @@ fn the_bookstore_runs_in_the_engine_and_restarts_to_the_same_state() {
 
     // Full replay without any snapshot gives the same state.
     std::fs::remove_dir_all(dir.path().join("snapshots")).unwrap();
-    let engine = Engine::start(config(dir.path()), Bookstore::default()).unwrap();
+    let engine = Engine::start(config(dir.path()), Typed::<Bookstore>::default()).unwrap();
     assert_eq!(engine.recovered().snapshot_sequence, 0);
     let replayed = engine.shutdown().unwrap();
     assert_eq!(replayed.state_hash(), continued.state_hash());

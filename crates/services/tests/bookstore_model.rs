@@ -4,6 +4,7 @@
 //! the end.
 
 use keel::engine::{Message, MessageHeader};
+use keel::Typed;
 use keel::{Outcome, Output, Processor};
 use keel_services::bookstore::{
     AddBook, Bookstore, BookstoreLimits, CancelOrder, ChangePrice, OrderStatus, Payload,
@@ -266,7 +267,7 @@ proptest! {
 
     #[test]
     fn the_bookstore_agrees_with_the_model(ops in prop::collection::vec(op(), 1..300)) {
-        let mut store = Bookstore::new(LIMITS);
+        let mut store = Typed::new(Bookstore::new(LIMITS));
         let mut model = Model::default();
         let mut buf = vec![0u8; 4096];
         for (i, op) in ops.iter().enumerate() {

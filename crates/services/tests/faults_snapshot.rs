@@ -13,6 +13,7 @@ use keel::codec::CodecError;
 use keel::engine::Message;
 use keel::snapshot::StateError;
 use keel::snapshot::{SnapshotStore, HEADER_BYTES};
+use keel::Typed;
 use keel::{Config, Engine, FlushPolicy, Outcome, Output, Processor, Submission, WaitStrategy};
 use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
@@ -214,7 +215,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn bookstore_falls_back_from_every_kind_of_damaged_snapshot() {
     // The bookstore's setup lists 1000 books: snapshots every 700 messages.
-    every_damage_falls_back::<Bookstore>(2_000, 700);
+    every_damage_falls_back::<Typed<Bookstore>>(2_000, 700);
 }
 
 #[test]
@@ -227,7 +228,7 @@ fn exchange_falls_back_from_every_kind_of_damaged_snapshot() {
 fn an_interrupted_snapshot_write_is_ignored() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("live");
-    let (hash, snapshots) = live_run::<Bookstore>(&dir, 1_000, 600);
+    let (hash, snapshots) = live_run::<Typed<Bookstore>>(&dir, 1_000, 600);
     // A crash after the temporary file was created, before the rename.
     let newest = snapshot_path(&dir, *snapshots.last().unwrap());
     let temp = dir
@@ -236,7 +237,7 @@ fn an_interrupted_snapshot_write_is_ignored() {
     fs::copy(&newest, &temp).unwrap();
     edit(&temp, |b| b.truncate(b.len() / 3));
     assert_eq!(
-        restart::<Bookstore>(&dir).unwrap(),
+        restart::<Typed<Bookstore>>(&dir).unwrap(),
         (*snapshots.last().unwrap(), hash)
     );
     assert!(!temp.exists(), "the leftover temporary file is removed");
@@ -248,13 +249,13 @@ fn a_snapshot_whose_state_does_not_match_its_hash_stops_recovery() {
     // it would fork history, so recovery refuses instead of guessing.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("live");
-    let (_, snapshots) = live_run::<Bookstore>(&dir, 1_000, 600);
+    let (_, snapshots) = live_run::<Typed<Bookstore>>(&dir, 1_000, 600);
     let newest = snapshot_path(&dir, *snapshots.last().unwrap());
     edit(&newest, |b| {
         put(b, HASH_AT, &0x0123_4567_89ab_cdefu64.to_le_bytes());
         reseal(b);
     });
-    let err = restart::<Bookstore>(&dir).expect_err("a mismatched hash is not restored");
+    let err = restart::<Typed<Bookstore>>(&dir).expect_err("a mismatched hash is not restored");
     assert!(err.to_string().contains("hash"), "{err}");
     // The store itself still lists it as readable: the check is the engine's.
     let store = SnapshotStore::open(&dir.join("snapshots"), 100).unwrap();
@@ -269,7 +270,7 @@ fn a_checksummed_state_declaring_a_huge_length_falls_back_instead_of_aborting() 
     // allocated.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("live");
-    let (hash, snapshots) = live_run::<Bookstore>(&dir, 10, 1_005);
+    let (hash, snapshots) = live_run::<Typed<Bookstore>>(&dir, 10, 1_005);
     let newest = *snapshots.last().unwrap();
     let path = snapshot_path(&dir, newest);
     let store = SnapshotStore::open(&dir.join("snapshots"), 100).unwrap();
@@ -294,13 +295,13 @@ fn a_checksummed_state_declaring_a_huge_length_falls_back_instead_of_aborting() 
             &state,
         )
         .unwrap();
-    assert_eq!(restart::<Bookstore>(&dir).unwrap(), (0, hash));
+    assert_eq!(restart::<Typed<Bookstore>>(&dir).unwrap(), (0, hash));
 }
 
 /// A bookstore whose `load_state` panics after it has restored a state (leaving itself
 /// half-way), for the first `panics` loads of a non-empty state.
 struct PanicsOnLoad {
-    inner: Bookstore,
+    inner: Typed<Bookstore>,
     panics: u32,
 }
 
@@ -319,7 +320,7 @@ impl Processor for PanicsOnLoad {
     }
     fn load_state(&mut self, schema_version: u32, bytes: &[u8]) -> Result<(), StateError> {
         self.inner.load_state(schema_version, bytes)?;
-        let empty = self.inner.state_hash() == Bookstore::default().state_hash();
+        let empty = self.inner.state_hash() == Typed::<Bookstore>::default().state_hash();
         if !empty && self.panics > 0 {
             self.panics -= 1;
             panic!("load_state panicked after restoring");
@@ -334,12 +335,12 @@ fn a_panic_while_restoring_a_snapshot_falls_back() {
     // reset it before the older snapshot or the full replay, or history is applied twice.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("live");
-    let (hash, snapshots) = live_run::<Bookstore>(&dir, 2_000, 700);
+    let (hash, snapshots) = live_run::<Typed<Bookstore>>(&dir, 2_000, 700);
     assert!(snapshots.len() >= 2, "{snapshots:?}");
     let older = snapshots[snapshots.len() - 2];
     for (panics, from) in [(1, older), (u32::MAX, 0)] {
         let processor = PanicsOnLoad {
-            inner: Bookstore::default(),
+            inner: Typed::<Bookstore>::default(),
             panics,
         };
         let engine = Engine::start(config(&dir), processor).expect("startup survives");
@@ -421,7 +422,7 @@ fn a_journal_whose_start_no_snapshot_covers_is_an_error_not_a_panic() {
     // recovery cannot rebuild the state, and says so instead of panicking.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("live");
-    live_run::<Bookstore>(&dir, 20_000, 1_000_000);
+    live_run::<Typed<Bookstore>>(&dir, 20_000, 1_000_000);
     let mut segments: Vec<PathBuf> = fs::read_dir(dir.join("journal"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -430,6 +431,6 @@ fn a_journal_whose_start_no_snapshot_covers_is_an_error_not_a_panic() {
     segments.sort();
     assert!(segments.len() >= 2, "{segments:?}");
     fs::remove_file(&segments[0]).unwrap();
-    let err = restart::<Bookstore>(&dir).expect_err("nothing to rebuild from");
+    let err = restart::<Typed<Bookstore>>(&dir).expect_err("nothing to rebuild from");
     assert!(err.to_string().contains("no usable snapshot"), "{err}");
 }

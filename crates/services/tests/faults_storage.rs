@@ -24,6 +24,7 @@ use keel::journal::{
     SegmentSync,
 };
 use keel::ring::Poll;
+use keel::Typed;
 use keel::{ApplyMode, Config, Engine, Processor, Submission, WaitStrategy};
 use keel_services::bookstore::Bookstore;
 use keel_services::App;
@@ -421,7 +422,7 @@ fn engine_config(data: &Path, flush: FlushPolicy, mode: ApplyMode) -> Config {
 
 /// The engine over a `CrashIo` journal in `data/journal`, with a thread reading responses.
 struct Run {
-    engine: Engine<Bookstore>,
+    engine: Engine<Typed<Bookstore>>,
     io: Arc<CrashIo>,
     responses: JoinHandle<Vec<u64>>,
 }
@@ -438,7 +439,7 @@ fn start_with(config: Config, fault: Fault, live: usize) -> Run {
     let writer = JournalWriter::open_with_io(&journal, io.clone()).expect("journal opens");
     let mut engine = Engine::start_with_sink(
         config,
-        Bookstore::default(),
+        Typed::<Bookstore>::default(),
         TrackedJournal {
             writer,
             io: io.clone(),
@@ -470,14 +471,14 @@ fn start_with(config: Config, fault: Fault, live: usize) -> Run {
 fn command(seed: u64, setup: &[keel_services::Command], i: u64) -> keel_services::Command {
     match setup.get(i as usize) {
         Some(c) => c.clone(),
-        None => Bookstore::workload(seed, i - setup.len() as u64),
+        None => Typed::<Bookstore>::workload(seed, i - setup.len() as u64),
     }
 }
 
 /// Submits `n` messages in random bursts, waiting for each burst's answers (many batches,
 /// so many sync points). Stops early when the engine stops; returns how many went in.
 fn drive(run: &mut Run, seed: u64, n: u64, setup_books: usize) -> u64 {
-    let setup: Vec<_> = Bookstore::setup(seed)
+    let setup: Vec<_> = Typed::<Bookstore>::setup(seed)
         .into_iter()
         .take(setup_books)
         .collect();
@@ -564,7 +565,7 @@ fn read_records(dir: &Path) -> Vec<OwnedRecord> {
 
 fn reference(journal_dir: &Path) -> Reference {
     let records = read_records(journal_dir);
-    let mut state = Bookstore::default();
+    let mut state = Typed::<Bookstore>::default();
     let mut hashes = vec![state.state_hash()];
     let mut buf = vec![0u8; 4096];
     let mut reader = JournalReader::open(journal_dir).unwrap();
@@ -724,7 +725,7 @@ fn restart_on(image: &Image, reference: &Reference, root: &Path) {
     let dir = materialize(root, &image.durable);
     let expected = recover(&dir, reference).unwrap();
     let config = engine_config(root, FlushPolicy::None, ApplyMode::Durable);
-    let engine = Engine::start(config, Bookstore::default()).unwrap();
+    let engine = Engine::start(config, Typed::new(Bookstore::default())).unwrap();
     assert_eq!(engine.recovered().last_sequence, expected);
     let state = engine.shutdown().unwrap();
     assert_eq!(
@@ -840,8 +841,11 @@ fn a_power_cut_under_none_never_leaves_a_snapshot_beyond_the_durable_journal() {
         let reference = reference(&data.join("journal"));
         materialize(&root, &image);
         fs::rename(&snapshots, root.join("snapshots")).unwrap();
-        let engine = Engine::start(engine_config(&root, flush, mode), Bookstore::default())
-            .unwrap_or_else(|e| panic!("{flush} {mode:?}: {e}"));
+        let engine = Engine::start(
+            engine_config(&root, flush, mode),
+            Typed::new(Bookstore::default()),
+        )
+        .unwrap_or_else(|e| panic!("{flush} {mode:?}: {e}"));
         let r = engine.recovered();
         assert!(r.snapshot_sequence > 0, "{flush} {mode:?}: {r:?}");
         let state = engine.shutdown().unwrap();
@@ -924,7 +928,7 @@ fn failed_syncs_and_renames_stop_the_engine_and_nothing_after_them_is_answered()
         // answered message is there, and the engine goes on.
         let data = tmp.path().join("live");
         let config = engine_config(&data, FlushPolicy::Batch, ApplyMode::Durable);
-        let mut engine = Engine::start(config, Bookstore::default()).unwrap();
+        let mut engine = Engine::start(config, Typed::new(Bookstore::default())).unwrap();
         assert!(engine.recovered().last_sequence >= committed);
         let to = Submission {
             kind: 6,
@@ -966,11 +970,11 @@ fn disk_full_at_rollover_stops_before_the_record_that_needed_space() {
         config.discard_responses = true;
         config
     };
-    let mut engine = Engine::start(config, Bookstore::default()).unwrap();
+    let mut engine = Engine::start(config, Typed::new(Bookstore::default())).unwrap();
     let last = engine.recovered().last_sequence;
     assert_eq!(last, first_segment_holds as u64);
     for i in 0..2_000u64 {
-        let c = Bookstore::workload(3, i);
+        let c = Typed::<Bookstore>::workload(3, i);
         let to = Submission {
             kind: c.kind,
             version: c.version,

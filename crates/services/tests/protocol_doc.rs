@@ -16,6 +16,7 @@
 
 use keel::codec;
 use keel::engine::{Message, MessageHeader};
+use keel::Typed;
 use keel::{Outcome, Output, Processor};
 use keel_services::bookstore::{
     self, AddBook, BookInfo, BookStatus, Bookstore, BookstoreLimits, CancelOrder, ChangePrice,
@@ -791,7 +792,7 @@ fn check_limits_table(heading: &str, limits: serde_json::Value) {
 fn bookstore_examples_match_the_code() {
     let blocks = blocks("bookstore");
     check_blocks("bookstore", &bookstore_examples(), &blocks);
-    check_replay(Bookstore::default(), "bookstore", &blocks);
+    check_replay(Typed::<Bookstore>::default(), "bookstore", &blocks);
     for b in &blocks {
         if b.reason != 0 {
             let reason = bookstore::RejectReason::from_u32(b.reason).unwrap();

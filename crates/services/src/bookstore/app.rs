@@ -2,17 +2,18 @@
 //! workload (in [`super::workload`]).
 
 use super::messages::{
-    self, AddBook, CancelOrder, ChangePrice, Kind, Payload, PlaceOrder, QueryBook,
-    QueryCustomerOrders, QueryOrder, Restock,
+    AddBook, CancelOrder, ChangePrice, Kind, Payload, PlaceOrder, QueryBook, QueryCustomerOrders,
+    QueryOrder, Request, Restock,
 };
 use super::responses::{
     BookInfo, BookStatus, CustomerOrders, OrderCancelled, OrderInfo, OrderPlaced, RejectDetail,
-    RejectReason, ResponseKind,
+    RejectReason, Rejected, ResponseKind,
 };
 use super::{workload, Bookstore};
 use crate::{App, Command};
 use keel::codec;
 use keel::engine::{Message, Processor, Response, Status};
+use keel::{Command as _, Rejection as _, Typed};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -106,17 +107,11 @@ fn response_body(kind: u16, payload: &[u8]) -> Value {
     }
 }
 
-impl App for Bookstore {
+impl App for Typed<Bookstore> {
     const NAME: &'static str = "bookstore";
 
     fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), keel::net::Invalid> {
-        use keel::net::Invalid;
-        match super::messages::decode(kind, version, payload) {
-            Ok(_) => Ok(()),
-            Err(RejectReason::UnknownKind) => Err(Invalid::UnknownKind),
-            Err(RejectReason::UnsupportedVersion) => Err(Invalid::UnsupportedVersion),
-            Err(_) => Err(Invalid::Undecodable),
-        }
+        Request::validate(kind, version, payload)
     }
 
     fn parse_command(words: &[String]) -> Result<Command, String> {
@@ -176,9 +171,12 @@ impl App for Bookstore {
     fn describe_message(message: &Message<'_>) -> Value {
         let h = &message.header;
         let kind = Kind::from_u16(h.kind).map_or("unknown", Kind::name);
-        let body = match messages::decode(h.kind, h.version, message.payload) {
+        let body = match Request::decode(h.kind, h.version, message.payload) {
             Ok(request) => serde_json::to_value(request).unwrap_or(Value::Null),
-            Err(reason) => json!({ "error": reason.name(), "bytes": message.payload.len() }),
+            Err(invalid) => {
+                let reason = Rejected::refused(invalid).map_or("unknown", |r| r.reason.name());
+                json!({ "error": reason, "bytes": message.payload.len() })
+            }
         };
         json!({
             "sequence": h.sequence,
@@ -226,8 +224,9 @@ impl App for Bookstore {
     }
 
     fn describe_state(&self) -> Value {
-        let books: Vec<Value> = (0..self.books.len() as u32)
-            .filter_map(|id| self.book(id))
+        let store = self.service();
+        let books: Vec<Value> = (0..store.state.books.len() as u32)
+            .filter_map(|id| store.book(id))
             .take(50)
             .map(|b| serde_json::to_value(b).unwrap_or(Value::Null))
             .collect();
@@ -235,12 +234,12 @@ impl App for Bookstore {
             "app": Self::NAME,
             "schema_version": self.schema_version(),
             "state_hash": format!("{:#018x}", self.state_hash()),
-            "books": self.book_count(),
-            "orders": self.order_count(),
-            "open_orders": self.open_order_count(),
-            "customers": self.customer_count(),
-            "stock": self.books.iter().flatten().map(|b| b.stock).sum::<u64>(),
-            "limits": serde_json::to_value(self.limits()).unwrap_or(Value::Null),
+            "books": store.book_count(),
+            "orders": store.order_count(),
+            "open_orders": store.open_order_count(),
+            "customers": store.customer_count(),
+            "stock": store.state.books.iter().flatten().map(|b| b.stock).sum::<u64>(),
+            "limits": serde_json::to_value(store.limits()).unwrap_or(Value::Null),
             "first_books": books,
         })
     }

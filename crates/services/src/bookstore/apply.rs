@@ -1,89 +1,23 @@
-//! The business logic: one handler per request. Each handler checks everything first and
-//! changes state only once nothing can fail, so a rejection always leaves the state as it was.
+//! The business logic: one handler per request, answering a [`Reply`] or a [`Rejected`].
+//! Each handler checks everything first and changes state only once nothing can fail, so a
+//! rejection always leaves the state as it was.
 
 use super::messages::{
     AddBook, CancelOrder, ChangePrice, OrderRequest, QueryBook, QueryCustomerOrders, QueryOrder,
     Request, Restock,
 };
 use super::responses::{
-    BookStatus, CustomerOrders, OrderCancelled, OrderPlaced, OrderStatus, OrderSummary,
-    RejectDetail, RejectReason, ResponseKind,
+    BookStatus, CustomerOrders, OrderCancelled, OrderChain, OrderPlaced, OrderStatus, RejectDetail,
+    RejectReason, Rejected, Reply,
 };
 use super::state::{Book, BookstoreLimits, Customer, Customers, Order};
 use super::Bookstore;
-use keel::engine::{Outcome, Output};
-use serde::ser::SerializeSeq;
-use serde::{Serialize, Serializer};
 
-/// A rejection on its way out: the reason and, for some reasons, a detail payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Rejection {
-    reason: RejectReason,
-    detail: Option<RejectDetail>,
-}
+type Handled<'a> = Result<Reply<'a>, Rejected>;
 
-impl From<RejectReason> for Rejection {
-    #[inline]
-    fn from(reason: RejectReason) -> Self {
-        Rejection {
-            reason,
-            detail: None,
-        }
-    }
-}
-
-impl Rejection {
-    #[inline]
-    fn limit(reason: RejectReason, limit: impl Into<u64>) -> Self {
-        Rejection {
-            reason,
-            detail: Some(RejectDetail::Limit {
-                limit: limit.into(),
-            }),
-        }
-    }
-
-    /// Writes the detail (if any) as the response payload and returns the outcome.
-    #[inline]
-    pub(super) fn write(self, out: &mut Output<'_>) -> Outcome {
-        out.clear();
-        if let Some(detail) = self.detail {
-            // A detail that does not fit is dropped: the reason code alone still answers.
-            if out.encode(&detail).is_ok() {
-                out.set_kind(ResponseKind::RejectDetail.number());
-            }
-        }
-        Outcome::Rejected(self.reason.code())
-    }
-}
-
-type Handled = Result<(), Rejection>;
-
-/// Writes the answer to a query; if it does not fit the response buffer, rejects instead.
-#[inline]
-fn answer<T: Serialize>(out: &mut Output<'_>, kind: ResponseKind, value: &T) -> Handled {
-    match out.encode(value) {
-        Ok(()) => {
-            out.set_kind(kind.number());
-            Ok(())
-        }
-        Err(_) => Err(RejectReason::ResponseTooLarge.into()),
-    }
-}
-
-/// Writes the confirmation of a change. The change has happened, so this cannot reject: if
-/// the (small, fixed-size) confirmation does not fit, the response has no payload.
-#[inline]
-fn confirm<T: Serialize>(out: &mut Output<'_>, kind: ResponseKind, value: &T) -> Handled {
-    if out.encode(value).is_ok() {
-        out.set_kind(kind.number());
-    }
-    Ok(())
-}
-
-fn check_price(limits: &BookstoreLimits, price_cents: u64) -> Handled {
+fn check_price(limits: &BookstoreLimits, price_cents: u64) -> Result<(), Rejected> {
     if price_cents == 0 || price_cents > limits.max_price_cents {
-        return Err(Rejection::limit(
+        return Err(Rejected::limit(
             RejectReason::InvalidPrice,
             limits.max_price_cents,
         ));
@@ -93,10 +27,14 @@ fn check_price(limits: &BookstoreLimits, price_cents: u64) -> Handled {
 
 /// The checks of an order that involve its book: quantity, the price seen, the stock.
 #[inline]
-fn check_against_book(book: &Book, req: &OrderRequest, limits: &BookstoreLimits) -> Handled {
+fn check_against_book(
+    book: &Book,
+    req: &OrderRequest,
+    limits: &BookstoreLimits,
+) -> Result<(), Rejected> {
     if req.quantity == 0 || req.quantity > limits.max_quantity_per_order {
         let reason = RejectReason::InvalidQuantity;
-        return Err(Rejection::limit(reason, limits.max_quantity_per_order));
+        return Err(Rejected::limit(reason, limits.max_quantity_per_order));
     }
     let price_cents = book.price_cents;
     if req.seen_price_cents.is_some_and(|seen| seen != price_cents) {
@@ -104,7 +42,7 @@ fn check_against_book(book: &Book, req: &OrderRequest, limits: &BookstoreLimits)
             book: req.book,
             price_cents,
         };
-        return Err(Rejection {
+        return Err(Rejected {
             reason: RejectReason::PriceChanged,
             detail: Some(detail),
         });
@@ -114,7 +52,7 @@ fn check_against_book(book: &Book, req: &OrderRequest, limits: &BookstoreLimits)
             book: req.book,
             stock: book.stock,
         };
-        return Err(Rejection {
+        return Err(Rejected {
             reason: RejectReason::OutOfStock,
             detail: Some(detail),
         });
@@ -128,9 +66,9 @@ fn customer_entry<'a>(
     customers: &'a mut Customers,
     limits: &BookstoreLimits,
     customer: u64,
-) -> Result<&'a mut Customer, Rejection> {
+) -> Result<&'a mut Customer, Rejected> {
     if customer >= u64::from(limits.max_customers) {
-        return Err(Rejection::limit(
+        return Err(Rejected::limit(
             RejectReason::CustomerLimit,
             limits.max_customers,
         ));
@@ -138,7 +76,7 @@ fn customer_entry<'a>(
     let entry = &mut customers.entries[customer as usize];
     if entry.count >= limits.max_orders_per_customer {
         let limit = limits.max_orders_per_customer;
-        return Err(Rejection::limit(RejectReason::CustomerOrderLimit, limit));
+        return Err(Rejected::limit(RejectReason::CustomerOrderLimit, limit));
     }
     Ok(entry)
 }
@@ -146,27 +84,22 @@ fn customer_entry<'a>(
 impl Bookstore {
     /// Applies one decoded request at time `now_ns` (the message's timestamp).
     #[inline]
-    pub(super) fn execute(
-        &mut self,
-        request: Request,
-        now_ns: u64,
-        out: &mut Output<'_>,
-    ) -> Handled {
+    pub(super) fn execute(&mut self, request: Request, now_ns: u64) -> Handled<'_> {
         match request {
-            Request::PlaceOrder(order) => self.place_order(order, now_ns, out),
-            Request::CancelOrder(cancel) => self.cancel_order(cancel, now_ns, out),
-            Request::ChangePrice(change) => self.change_price(change, out),
-            Request::Restock(restock) => self.restock(restock, out),
-            Request::AddBook(add) => self.add_book(add, out),
-            Request::QueryBook(query) => self.query_book(query, out),
-            Request::QueryOrder(query) => self.query_order(query, out),
-            Request::QueryCustomerOrders(query) => self.query_customer_orders(query, out),
+            Request::PlaceOrder(order) => self.place_order(order, now_ns),
+            Request::CancelOrder(cancel) => self.cancel_order(cancel, now_ns),
+            Request::ChangePrice(change) => self.change_price(change),
+            Request::Restock(restock) => self.restock(restock),
+            Request::AddBook(add) => self.add_book(add),
+            Request::QueryBook(query) => self.query_book(query),
+            Request::QueryOrder(query) => self.query_order(query),
+            Request::QueryCustomerOrders(query) => self.query_customer_orders(query),
         }
     }
 
     #[inline]
-    fn book_mut(&mut self, book: u32) -> Result<&mut Book, Rejection> {
-        match self.books.get_mut(book as usize) {
+    fn book_mut(&mut self, book: u32) -> Result<&mut Book, Rejected> {
+        match self.state.books.get_mut(book as usize) {
             Some(Some(b)) => Ok(b),
             _ => Err(RejectReason::UnknownBook.into()),
         }
@@ -175,23 +108,20 @@ impl Bookstore {
     /// Checks, in this order: book listed, quantity, price seen, stock, order limit, customer
     /// limits. Then records the order at the book's current price and takes the stock.
     #[inline]
-    fn place_order(&mut self, req: OrderRequest, now_ns: u64, out: &mut Output<'_>) -> Handled {
+    fn place_order(&mut self, req: OrderRequest, now_ns: u64) -> Handled<'_> {
         let limits = self.limits;
-        let book = match self.books.get_mut(req.book as usize) {
+        let book = match self.state.books.get_mut(req.book as usize) {
             Some(Some(b)) => b,
             _ => return Err(RejectReason::UnknownBook.into()),
         };
         check_against_book(book, &req, &limits)?;
         let quantity = u64::from(req.quantity);
-        if self.orders.len() >= limits.max_orders as usize {
-            return Err(Rejection::limit(
-                RejectReason::OrderLimit,
-                limits.max_orders,
-            ));
+        if self.state.orders.len() >= limits.max_orders as usize {
+            return Err(Rejected::limit(RejectReason::OrderLimit, limits.max_orders));
         }
         let customer = customer_entry(&mut self.customers, &limits, req.customer)?;
         // Nothing can fail from here on.
-        let id = self.orders.len() as u32 + 1;
+        let id = self.state.orders.len() as u32 + 1;
         let order = Order {
             customer: req.customer,
             book: req.book,
@@ -211,10 +141,10 @@ impl Bookstore {
         self.digest.stock(req.book, Some(before), book.stock);
         self.digest.add_order(id, &order);
         debug_assert!(
-            self.orders.len() < self.orders.capacity(),
+            self.state.orders.len() < self.state.orders.capacity(),
             "reserved at construction"
         );
-        self.orders.push(order);
+        self.state.orders.push(order);
         self.open_orders += 1;
         let placed = OrderPlaced {
             order: u64::from(id),
@@ -224,21 +154,21 @@ impl Bookstore {
             total_cents: order.price_cents.saturating_mul(quantity),
             remaining_stock: book.stock,
         };
-        confirm(out, ResponseKind::OrderPlaced, &placed)
+        Ok(Reply::OrderPlaced(placed))
     }
 
     /// Checks: order exists, belongs to the customer, is still open. Then cancels it (at
     /// `now_ns`) and returns its copies to stock.
-    fn cancel_order(&mut self, req: CancelOrder, now_ns: u64, out: &mut Output<'_>) -> Handled {
+    fn cancel_order(&mut self, req: CancelOrder, now_ns: u64) -> Handled<'_> {
         let index = match req
             .order
             .checked_sub(1)
             .and_then(|i| usize::try_from(i).ok())
         {
-            Some(i) if i < self.orders.len() => i,
+            Some(i) if i < self.state.orders.len() => i,
             _ => return Err(RejectReason::UnknownOrder.into()),
         };
-        let order = &mut self.orders[index];
+        let order = &mut self.state.orders[index];
         if order.customer != req.customer {
             return Err(RejectReason::NotYourOrder.into());
         }
@@ -254,7 +184,7 @@ impl Bookstore {
         let (book_id, quantity) = (order.book, order.quantity);
         // Books are never removed, so the book is there (checked by `check_consistency`).
         let mut stock = 0;
-        if let Some(Some(book)) = self.books.get_mut(book_id as usize) {
+        if let Some(Some(book)) = self.state.books.get_mut(book_id as usize) {
             let before = book.stock;
             book.stock = book.stock.saturating_add(u64::from(quantity));
             stock = book.stock;
@@ -266,10 +196,10 @@ impl Bookstore {
             quantity,
             stock,
         };
-        confirm(out, ResponseKind::OrderCancelled, &cancelled)
+        Ok(Reply::OrderCancelled(cancelled))
     }
 
-    fn change_price(&mut self, req: ChangePrice, out: &mut Output<'_>) -> Handled {
+    fn change_price(&mut self, req: ChangePrice) -> Handled<'_> {
         let limits = self.limits;
         let book = self.book_mut(req.book)?;
         check_price(&limits, req.price_cents)?;
@@ -281,10 +211,10 @@ impl Bookstore {
             stock: book.stock,
         };
         self.digest.price(req.book, Some(before), req.price_cents);
-        confirm(out, ResponseKind::BookStatus, &status)
+        Ok(Reply::BookStatus(status))
     }
 
-    fn restock(&mut self, req: Restock, out: &mut Output<'_>) -> Handled {
+    fn restock(&mut self, req: Restock) -> Handled<'_> {
         let max_stock = self.limits.max_stock_per_book;
         let book = self.book_mut(req.book)?;
         if req.quantity == 0 {
@@ -292,7 +222,7 @@ impl Bookstore {
         }
         let stock = book.stock.saturating_add(u64::from(req.quantity));
         if stock > max_stock {
-            return Err(Rejection::limit(RejectReason::StockLimit, max_stock));
+            return Err(Rejected::limit(RejectReason::StockLimit, max_stock));
         }
         let before = book.stock;
         book.stock = stock;
@@ -302,34 +232,34 @@ impl Bookstore {
             stock,
         };
         self.digest.stock(req.book, Some(before), stock);
-        confirm(out, ResponseKind::BookStatus, &status)
+        Ok(Reply::BookStatus(status))
     }
 
     /// Checks: id below `max_books`, not listed yet, price, stock, title length.
-    fn add_book(&mut self, req: AddBook, out: &mut Output<'_>) -> Handled {
+    fn add_book(&mut self, req: AddBook) -> Handled<'_> {
         let limits = self.limits;
         let id = req.book as usize;
         if req.book >= limits.max_books {
-            return Err(Rejection::limit(RejectReason::BookLimit, limits.max_books));
+            return Err(Rejected::limit(RejectReason::BookLimit, limits.max_books));
         }
-        if matches!(self.books.get(id), Some(Some(_))) {
+        if matches!(self.state.books.get(id), Some(Some(_))) {
             return Err(RejectReason::DuplicateBook.into());
         }
         check_price(&limits, req.price_cents)?;
         if req.stock > limits.max_stock_per_book {
-            return Err(Rejection::limit(
+            return Err(Rejected::limit(
                 RejectReason::StockLimit,
                 limits.max_stock_per_book,
             ));
         }
         if req.title.len() > limits.max_title_bytes as usize {
-            return Err(Rejection::limit(
+            return Err(Rejected::limit(
                 RejectReason::TitleTooLong,
                 limits.max_title_bytes,
             ));
         }
-        if self.books.len() <= id {
-            self.books.resize_with(id + 1, || None);
+        if self.state.books.len() <= id {
+            self.state.books.resize_with(id + 1, || None);
         }
         let book = Book {
             price_cents: req.price_cents,
@@ -337,29 +267,29 @@ impl Bookstore {
             title: req.title,
         };
         self.digest.add_book(req.book, &book);
-        self.books[id] = Some(book);
+        self.state.books[id] = Some(book);
         self.book_count += 1;
         let status = BookStatus {
             book: req.book,
             price_cents: req.price_cents,
             stock: req.stock,
         };
-        confirm(out, ResponseKind::BookStatus, &status)
+        Ok(Reply::BookStatus(status))
     }
 
-    fn query_book(&self, req: QueryBook, out: &mut Output<'_>) -> Handled {
+    fn query_book(&self, req: QueryBook) -> Handled<'_> {
         let info = self.book(req.book).ok_or(RejectReason::UnknownBook)?;
-        answer(out, ResponseKind::BookInfo, &info)
+        Ok(Reply::BookInfo(info))
     }
 
-    fn query_order(&self, req: QueryOrder, out: &mut Output<'_>) -> Handled {
+    fn query_order(&self, req: QueryOrder) -> Handled<'_> {
         let info = self.order(req.order).ok_or(RejectReason::UnknownOrder)?;
-        answer(out, ResponseKind::OrderInfo, &info)
+        Ok(Reply::OrderInfo(info))
     }
 
     /// A page of at most `orders_per_page` orders, newest first, walking the customer's chain.
     /// A customer without orders (any id) gets an empty page, not a rejection.
-    fn query_customer_orders(&self, req: QueryCustomerOrders, out: &mut Output<'_>) -> Handled {
+    fn query_customer_orders(&self, req: QueryCustomerOrders) -> Handled<'_> {
         let customer = self
             .customers
             .get(req.customer)
@@ -372,50 +302,23 @@ impl Bookstore {
                 Some(o) if o.customer != req.customer => {
                     return Err(RejectReason::NotYourOrder.into())
                 }
-                Some(_) => self.orders[before as usize - 1].previous,
+                Some(_) => self.state.orders[before as usize - 1].previous,
             },
         };
         let (mut len, mut last, mut id) = (0u32, 0u32, first);
         while id != 0 && len < self.limits.orders_per_page {
-            (len, last, id) = (len + 1, id, self.orders[id as usize - 1].previous);
+            (len, last, id) = (len + 1, id, self.state.orders[id as usize - 1].previous);
         }
         let page = CustomerOrders {
             customer: req.customer,
             total: customer.count,
             next_before: if id == 0 { 0 } else { u64::from(last) },
-            orders: Chain {
-                orders: &self.orders,
+            orders: OrderChain {
+                orders: &self.state.orders,
                 first,
                 len,
             },
         };
-        answer(out, ResponseKind::CustomerOrders, &page)
-    }
-}
-
-/// `len` orders of one customer's chain from order id `first`, serialized as a sequence of
-/// [`OrderSummary`] without collecting them.
-struct Chain<'a> {
-    orders: &'a [Order],
-    first: u32,
-    len: u32,
-}
-
-impl Serialize for Chain<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.len as usize))?;
-        let mut id = self.first;
-        for _ in 0..self.len {
-            let o = &self.orders[id as usize - 1];
-            seq.serialize_element(&OrderSummary {
-                order: u64::from(id),
-                book: o.book,
-                quantity: o.quantity,
-                price_cents: o.price_cents,
-                status: o.status,
-            })?;
-            id = o.previous;
-        }
-        seq.end()
+        Ok(Reply::CustomerOrders(page))
     }
 }

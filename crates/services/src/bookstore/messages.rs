@@ -2,9 +2,11 @@
 //!
 //! Every payload is one struct encoded with [`keel::codec`] (fixed-width little-endian
 //! integers, strings as a `u64` length then UTF-8 bytes). Each kind has a current version;
-//! older versions stay decodable forever, because old journals must replay. [`decode`] turns
-//! any supported `(kind, version, payload)` into one canonical [`Request`], upcasting old
-//! versions on the way, so the business logic only ever sees the current shape.
+//! older versions stay decodable forever, because old journals must replay. The
+//! [`keel::commands!`] table below declares each kind and version once; its
+//! [`Request::decode`](keel::Command::decode) turns any supported `(kind, version, payload)`
+//! into one canonical [`Request`], upcasting old versions on the way, so the business logic
+//! only ever sees the current shape.
 //!
 //! | kind | name                     | version | payload                                         |
 //! |------|--------------------------|---------|-------------------------------------------------|
@@ -18,11 +20,10 @@
 //! | 7    | `QueryOrder`             | 1       | order u64                                       |
 //! | 8    | `QueryCustomerOrders`    | 1       | customer u64, before_order u64 (0: newest)      |
 
-use super::RejectReason;
 use crate::Command;
 use keel::codec::{self, CodecError};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::ser::{Error as _, SerializeStruct};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The bookstore's message kinds (the `kind` of a message header). Stable numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -168,7 +169,8 @@ pub struct PlaceOrderV1 {
 }
 
 /// Kind 4, v2 (current): an order at the price the customer saw. If the book's price has
-/// changed since, the order is rejected with [`RejectReason::PriceChanged`] and the current
+/// changed since, the order is rejected with
+/// [`RejectReason::PriceChanged`](super::RejectReason::PriceChanged) and the current
 /// price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlaceOrder {
@@ -236,8 +238,11 @@ payload! {
     QueryCustomerOrders => QueryCustomerOrders, 1;
 }
 
-/// The canonical (current) form of an order, whatever version it arrived in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The canonical (current) form of an order, whatever version it arrived in. On the wire it
+/// is a [`PlaceOrder`] (version 2); a version-1 order upcasts to `seen_price_cents: None`,
+/// which has no version-2 encoding (encoding it is an error). In JSON the price is a number
+/// or `null`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderRequest {
     /// Customer id.
     pub customer: u64,
@@ -274,76 +279,126 @@ impl From<PlaceOrder> for OrderRequest {
     }
 }
 
-/// Any bookstore message, decoded and upcast to its current shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Request {
-    /// Kind 1.
-    AddBook(AddBook),
-    /// Kind 2.
-    ChangePrice(ChangePrice),
-    /// Kind 3.
-    Restock(Restock),
-    /// Kind 4, any version.
-    PlaceOrder(OrderRequest),
-    /// Kind 5.
-    CancelOrder(CancelOrder),
-    /// Kind 6.
-    QueryBook(QueryBook),
-    /// Kind 7.
-    QueryOrder(QueryOrder),
-    /// Kind 8.
-    QueryCustomerOrders(QueryCustomerOrders),
-}
-
-#[inline]
-fn de<T: DeserializeOwned>(payload: &[u8]) -> Result<T, RejectReason> {
-    codec::decode(payload).map_err(|_| RejectReason::Malformed)
-}
-
-/// Checks the title length an `AddBook` v1 payload declares against the bytes that are
-/// actually there, before decoding allocates a `String` of the declared length.
-///
-/// Layout (fixed-width codec): book u32 @0, price_cents u64 @4, stock u64 @12, title length
-/// u64 @20, title bytes @28.
-fn check_add_book(payload: &[u8]) -> Result<&[u8], RejectReason> {
-    const TITLE_LEN_AT: usize = 4 + 8 + 8;
-    const TITLE_AT: usize = TITLE_LEN_AT + 8;
-    let declared = payload
-        .get(TITLE_LEN_AT..TITLE_AT)
-        .ok_or(RejectReason::Malformed)?;
-    let declared = u64::from_le_bytes(declared.try_into().map_err(|_| RejectReason::Malformed)?);
-    if declared != (payload.len() - TITLE_AT) as u64 {
-        return Err(RejectReason::Malformed);
+impl Serialize for OrderRequest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            let mut s = serializer.serialize_struct("OrderRequest", 4)?;
+            s.serialize_field("customer", &self.customer)?;
+            s.serialize_field("book", &self.book)?;
+            s.serialize_field("quantity", &self.quantity)?;
+            s.serialize_field("seen_price_cents", &self.seen_price_cents)?;
+            return s.end();
+        }
+        let seen_price_cents = self
+            .seen_price_cents
+            .ok_or_else(|| S::Error::custom("a version-1 order has no version-2 encoding"))?;
+        let v2 = PlaceOrder {
+            customer: self.customer,
+            book: self.book,
+            quantity: self.quantity,
+            seen_price_cents,
+        };
+        v2.serialize(serializer)
     }
-    Ok(payload)
 }
 
-/// Decodes a message of any supported version into its current shape.
-///
-/// Errors: [`RejectReason::UnknownKind`], [`RejectReason::UnsupportedVersion`] (a version
-/// this build does not know, older or newer), [`RejectReason::Malformed`] (the payload does
-/// not decode as that version, including trailing bytes).
-#[inline]
-pub fn decode(kind: u16, version: u16, payload: &[u8]) -> Result<Request, RejectReason> {
-    let kind = Kind::from_u16(kind).ok_or(RejectReason::UnknownKind)?;
-    match (kind, version) {
-        (Kind::PlaceOrder, 2) => de::<PlaceOrder>(payload).map(|v| Request::PlaceOrder(v.into())),
-        (Kind::PlaceOrder, 1) => de::<PlaceOrderV1>(payload).map(|v| Request::PlaceOrder(v.into())),
-        (Kind::AddBook, 1) => de(check_add_book(payload)?).map(Request::AddBook),
-        (Kind::ChangePrice, 1) => de(payload).map(Request::ChangePrice),
-        (Kind::Restock, 1) => de(payload).map(Request::Restock),
-        (Kind::CancelOrder, 1) => de(payload).map(Request::CancelOrder),
-        (Kind::QueryBook, 1) => de(payload).map(Request::QueryBook),
-        (Kind::QueryOrder, 1) => de(payload).map(Request::QueryOrder),
-        (Kind::QueryCustomerOrders, 1) => de(payload).map(Request::QueryCustomerOrders),
-        _ => Err(RejectReason::UnsupportedVersion),
+impl<'de> Deserialize<'de> for OrderRequest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        PlaceOrder::deserialize(deserializer).map(Into::into)
+    }
+}
+
+keel::commands! {
+    /// Any bookstore message, decoded and upcast to its current shape. A `decode` of a title
+    /// longer than the payload fails before allocating beyond keel's message decode limit.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    #[serde(tag = "type", rename_all = "kebab-case")]
+    pub enum Request {
+        /// Kind 1.
+        1 => AddBook(AddBook),
+        /// Kind 2.
+        2 => ChangePrice(ChangePrice),
+        /// Kind 3.
+        3 => Restock(Restock),
+        /// Kind 4, any version.
+        4 => PlaceOrder(OrderRequest) version 2 { 1 => PlaceOrderV1 },
+        /// Kind 5.
+        5 => CancelOrder(CancelOrder),
+        /// Kind 6.
+        6 => QueryBook(QueryBook),
+        /// Kind 7.
+        7 => QueryOrder(QueryOrder),
+        /// Kind 8.
+        8 => QueryCustomerOrders(QueryCustomerOrders),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel::net::Invalid;
+    use keel::Command as _;
+
+    fn decode(kind: u16, version: u16, payload: &[u8]) -> Result<Request, Invalid> {
+        Request::decode(kind, version, payload)
+    }
+
+    #[test]
+    fn payload_kinds_and_versions_are_the_tables() {
+        fn check<T: Payload>(payload: T) {
+            let command = payload.command();
+            let request = decode(command.kind, command.version, &command.payload).unwrap();
+            assert_eq!(request.kind(), T::KIND.number());
+            assert_eq!(request.version(), T::KIND.current_version());
+        }
+        check(AddBook {
+            book: 1,
+            price_cents: 2,
+            stock: 3,
+            title: "t".into(),
+        });
+        check(ChangePrice {
+            book: 1,
+            price_cents: 2,
+        });
+        check(Restock {
+            book: 1,
+            quantity: 2,
+        });
+        check(PlaceOrderV1 {
+            customer: 1,
+            book: 2,
+            quantity: 3,
+        });
+        check(PlaceOrder {
+            customer: 1,
+            book: 2,
+            quantity: 3,
+            seen_price_cents: 4,
+        });
+        check(CancelOrder {
+            customer: 1,
+            order: 2,
+        });
+        check(QueryBook { book: 1 });
+        check(QueryOrder { order: 1 });
+        check(QueryCustomerOrders {
+            customer: 1,
+            before_order: 0,
+        });
+        let v1 = decode(
+            4,
+            1,
+            &PlaceOrderV1 {
+                customer: 1,
+                book: 2,
+                quantity: 3,
+            }
+            .command()
+            .payload,
+        );
+        assert!(v1.unwrap().encode_into(&mut [0; 64]).is_err(), "no v2 form");
+    }
 
     #[test]
     fn kinds_round_trip_and_unknown_is_none() {
@@ -385,8 +440,8 @@ mod tests {
         assert_eq!(decode(1, 1, &payload), Ok(Request::AddBook(add)));
         let mut lying = payload.clone();
         lying[20..28].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(decode(1, 1, &lying), Err(RejectReason::Malformed));
-        assert_eq!(decode(1, 1, &payload[..27]), Err(RejectReason::Malformed));
-        assert_eq!(decode(1, 1, &payload[..30]), Err(RejectReason::Malformed));
+        assert_eq!(decode(1, 1, &lying), Err(Invalid::Undecodable));
+        assert_eq!(decode(1, 1, &payload[..27]), Err(Invalid::Undecodable));
+        assert_eq!(decode(1, 1, &payload[..30]), Err(Invalid::Undecodable));
     }
 }

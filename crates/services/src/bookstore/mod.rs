@@ -7,8 +7,8 @@
 //! [`RejectReason::PriceChanged`] and the current price, never silently charged a different
 //! amount. Out of stock and unknown book are distinct rejections.
 //!
-//! - Messages, versions and the v1 → v2 upcast: [`messages`] (table in its docs).
-//! - Responses, reject reasons (stable numbers): [`responses`].
+//! - Messages, versions and the v1 → v2 upcast: [`messages`] (its `commands!` table).
+//! - Replies, response kinds, reject reasons (stable numbers): [`responses`].
 //! - State layout, limits, digest, snapshot schemas and upgrades: [`BookstoreLimits`],
 //!   [`SCHEMA_VERSION`].
 //! - The [`crate::App`] side (shell commands, JSON, the canonical workload): [`workload`].
@@ -16,14 +16,16 @@
 //! Determinism: the state is `Vec`s indexed by dense ids; time is the message's
 //! `timestamp_ns`; nothing reads a clock or a random source.
 //!
+//! The store is a typed [`keel::Service`]; [`keel::Typed`] makes it the engine's `Processor`:
+//!
 //! ```
 //! use keel_services::bookstore::{AddBook, Bookstore, Payload, PlaceOrder, RejectReason};
 //! use keel::engine::{Message, MessageHeader};
-//! use keel::{Outcome, Output, Processor};
+//! use keel::{Outcome, Output, Processor, Typed};
 //!
-//! let mut store = Bookstore::default();
+//! let mut store = Typed::new(Bookstore::default());
 //! let mut buf = [0u8; 512];
-//! let mut send = |store: &mut Bookstore, command: keel_services::Command| {
+//! let mut send = |store: &mut Typed<Bookstore>, command: keel_services::Command| {
 //!     let header = MessageHeader { kind: command.kind, version: command.version, ..Default::default() };
 //!     let message = Message { header, payload: &command.payload };
 //!     store.apply(&message, &mut Output::new(&mut buf))
@@ -49,26 +51,26 @@ pub use messages::{
     QueryBook, QueryCustomerOrders, QueryOrder, Request, Restock,
 };
 pub use responses::{
-    BookInfo, BookStatus, CustomerOrders, OrderCancelled, OrderInfo, OrderPlaced, OrderStatus,
-    OrderSummary, RejectDetail, RejectReason, ResponseKind,
+    BookInfo, BookStatus, CustomerOrders, OrderCancelled, OrderChain, OrderInfo, OrderPlaced,
+    OrderStatus, OrderSummary, RejectDetail, RejectReason, Rejected, Reply, ResponseKind,
 };
-pub use state::{splitmix64, BookV1, BookstoreLimits, OrderV1, StateV1, SCHEMA_VERSION};
+pub use state::{splitmix64, BookV1, BookstoreLimits, OrderV1, StateV1, StateV2, SCHEMA_VERSION};
 
 use keel::codec::CodecError;
-use keel::engine::{Message, Outcome, Output, Processor};
+use keel::engine::{MessageHeader, Output};
 use keel::snapshot::{load_serde, StateError};
-use state::{Book, Customers, Derived, Digest, Order, StateV2};
+use keel::Service;
+use state::{Customers, Derived, Digest, Order};
 use std::borrow::Cow;
 
-/// The bookstore's whole state and its business logic: a [`Processor`].
+/// The bookstore's whole state and its business logic: a typed [`Service`]
+/// (`keel::Typed::new(store)` runs it in an engine).
 #[derive(Debug)]
 pub struct Bookstore {
     limits: BookstoreLimits,
-    /// Indexed by book id.
-    books: Vec<Option<Book>>,
+    /// Books indexed by id, orders by id − 1.
+    state: StateV2,
     book_count: u32,
-    /// Indexed by order id − 1.
-    orders: Vec<Order>,
     open_orders: u64,
     /// Indexed by customer id; derived from `orders`.
     customers: Customers,
@@ -117,8 +119,7 @@ impl Bookstore {
             book_count: derived.book_count,
             open_orders: derived.open_orders,
             digest: derived.digest,
-            books,
-            orders,
+            state: StateV2 { books, orders },
             customers: derived.customers,
         }
     }
@@ -138,7 +139,7 @@ impl Bookstore {
             status: OrderStatus::Open,
             previous: 0,
         };
-        for slot in self.orders.spare_capacity_mut() {
+        for slot in self.state.orders.spare_capacity_mut() {
             slot.write(blank);
         }
     }
@@ -155,7 +156,7 @@ impl Bookstore {
 
     /// Orders placed (open and cancelled).
     pub fn order_count(&self) -> u64 {
-        self.orders.len() as u64
+        self.state.orders.len() as u64
     }
 
     /// Orders not cancelled.
@@ -175,7 +176,7 @@ impl Bookstore {
 
     /// One book, if listed.
     pub fn book(&self, book: u32) -> Option<BookInfo<'_>> {
-        let b = self.books.get(book as usize)?.as_ref()?;
+        let b = self.state.books.get(book as usize)?.as_ref()?;
         Some(BookInfo {
             book,
             price_cents: b.price_cents,
@@ -187,7 +188,7 @@ impl Bookstore {
     /// One order, if it exists.
     pub fn order(&self, order: u64) -> Option<OrderInfo> {
         let index = usize::try_from(order.checked_sub(1)?).ok()?;
-        let o = self.orders.get(index)?;
+        let o = self.state.orders.get(index)?;
         Some(OrderInfo {
             order,
             customer: o.customer,
@@ -212,8 +213,8 @@ impl Bookstore {
                 ..self.limits
             },
             StateV2 {
-                books: self.books.clone(),
-                orders: self.orders.clone(),
+                books: self.state.books.clone(),
+                orders: self.state.orders.clone(),
             },
         );
         if rebuilt.digest != self.digest {
@@ -226,9 +227,10 @@ impl Bookstore {
             return Err("book or open-order count differs from the state".into());
         }
         if rebuilt
+            .state
             .orders
             .iter()
-            .zip(&self.orders)
+            .zip(&self.state.orders)
             .any(|(a, b)| a.previous != b.previous)
         {
             return Err("customer order chains differ from the orders".into());
@@ -251,33 +253,68 @@ impl Bookstore {
         {
             return Err("customer entries differ from the orders".into());
         }
-        match self.orders.iter().position(|o| self.book(o.book).is_none()) {
+        match self
+            .state
+            .orders
+            .iter()
+            .position(|o| self.book(o.book).is_none())
+        {
             Some(i) => Err(format!(
                 "order {} names unlisted book {}",
                 i + 1,
-                self.orders[i].book
+                self.state.orders[i].book
             )),
             None => Ok(()),
         }
     }
 }
 
-impl Processor for Bookstore {
-    fn prefault(&mut self) {
-        Bookstore::prefault(self);
-    }
+impl Service for Bookstore {
+    type Command = messages::Request;
+    type Reply<'a> = Reply<'a>;
+    type Rejection = Rejected;
+    type State = StateV2;
 
     #[inline]
-    fn apply(&mut self, message: &Message<'_>, out: &mut Output<'_>) -> Outcome {
-        let header = &message.header;
-        let result = match messages::decode(header.kind, header.version, message.payload) {
-            Ok(request) => self.execute(request, header.timestamp_ns, out),
-            Err(reason) => Err(reason.into()),
-        };
-        match result {
-            Ok(()) => Outcome::Accepted,
-            Err(rejection) => rejection.write(out),
+    fn apply(&mut self, request: Request, header: &MessageHeader) -> Result<Reply<'_>, Rejected> {
+        self.execute(request, header.timestamp_ns)
+    }
+
+    fn state(&self) -> &StateV2 {
+        &self.state
+    }
+
+    /// Takes a state as it is (the limits are not checked: `load_state` checks them).
+    fn restore(&mut self, state: StateV2) {
+        *self = Bookstore::from_state(self.limits, state);
+    }
+
+    /// Under the reply's own [`ResponseKind`]. A query answer that does not fit
+    /// `max_response_bytes` is rejected with `ResponseTooLarge`; a confirmation that does not
+    /// fit (the change happened) is accepted with no payload.
+    #[inline]
+    fn write_reply(reply: &Reply<'_>, out: &mut Output<'_>) -> Result<(), Rejected> {
+        if out.encode(reply).is_ok() {
+            out.set_kind(reply.kind().number());
+        } else if reply.is_query() {
+            return Err(RejectReason::ResponseTooLarge.into());
         }
+        Ok(())
+    }
+
+    /// The detail, if any, under [`ResponseKind::RejectDetail`]; a detail that does not fit
+    /// is dropped (the reason code alone still answers).
+    #[inline]
+    fn write_rejection(rejection: &Rejected, out: &mut Output<'_>) {
+        if let Some(detail) = &rejection.detail {
+            if out.encode(detail).is_ok() {
+                out.set_kind(ResponseKind::RejectDetail.number());
+            }
+        }
+    }
+
+    fn prefault(&mut self) {
+        Bookstore::prefault(self);
     }
 
     /// O(1): the digest is kept up to date on every change (see the `state` module docs).
@@ -289,9 +326,9 @@ impl Processor for Bookstore {
         SCHEMA_VERSION
     }
 
-    /// Schema 2, through `state_codec` (the bytes serde would write for `state::StateRef`).
+    /// Schema 2, through `state_codec` (the bytes serde would write for [`StateV2`]).
     fn save_state(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        state_codec::encode(&self.books, &self.orders, out)
+        state_codec::encode(&self.state.books, &self.state.orders, out)
     }
 
     /// Upgrade path: schema 2 loads as is; schema 1 ([`StateV1`], orders without

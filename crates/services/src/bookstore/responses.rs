@@ -3,9 +3,15 @@
 //!
 //! A response's header carries the status and, when rejected, the [`RejectReason`] number;
 //! its `kind` is a [`ResponseKind`] that says how to decode the payload (`None`: no payload).
+//! The business logic answers a [`Reply`] or a [`Rejected`]; the service writes each under
+//! its response kind (`Bookstore::write_reply`, `write_rejection`).
 
-use serde::{Deserialize, Serialize};
+use super::state::Order;
+use keel::net::Invalid;
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Serialize, Serializer};
 use std::borrow::Cow;
+use std::fmt;
 
 /// Why the bookstore refused a message. The state is unchanged. The numbers are stable:
 /// they are journaled outcomes and reach clients, so never renumber; only append.
@@ -299,6 +305,135 @@ pub enum RejectDetail {
         /// The limit's value.
         limit: u64,
     },
+}
+
+/// Why the bookstore refused a message: the reason (the response's `reason`) and, for some
+/// reasons, a detail (the payload, response kind [`ResponseKind::RejectDetail`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// Why.
+    pub reason: RejectReason,
+    /// Extra facts, if the reason has any.
+    pub detail: Option<RejectDetail>,
+}
+
+impl From<RejectReason> for Rejected {
+    #[inline]
+    fn from(reason: RejectReason) -> Self {
+        Rejected {
+            reason,
+            detail: None,
+        }
+    }
+}
+
+impl Rejected {
+    /// A rejection for a limit, with the limit's value as its detail.
+    #[inline]
+    pub(crate) fn limit(reason: RejectReason, limit: impl Into<u64>) -> Self {
+        let detail = RejectDetail::Limit {
+            limit: limit.into(),
+        };
+        Rejected {
+            reason,
+            detail: Some(detail),
+        }
+    }
+}
+
+impl keel::Rejection for Rejected {
+    #[inline]
+    fn code(&self) -> u32 {
+        self.reason.code()
+    }
+
+    /// The bookstore's own codes 100–102, older than keel's reserved ones.
+    fn refused(invalid: Invalid) -> Option<Self> {
+        let reason = match invalid {
+            Invalid::UnknownKind => RejectReason::UnknownKind,
+            Invalid::UnsupportedVersion => RejectReason::UnsupportedVersion,
+            Invalid::Undecodable => RejectReason::Malformed,
+        };
+        Some(reason.into())
+    }
+}
+
+/// What an accepted command answers: one response payload, encoded without an enum tag
+/// under its own [`ResponseKind`].
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Reply<'a> {
+    /// After add-book, change-price, restock.
+    BookStatus(BookStatus),
+    /// Answer to query-book.
+    BookInfo(BookInfo<'a>),
+    /// After place-order.
+    OrderPlaced(OrderPlaced),
+    /// After cancel-order.
+    OrderCancelled(OrderCancelled),
+    /// Answer to query-order.
+    OrderInfo(OrderInfo),
+    /// Answer to query-customer-orders, encoded straight from the state.
+    CustomerOrders(CustomerOrders<OrderChain<'a>>),
+}
+
+impl Reply<'_> {
+    /// The response kind this reply is written under.
+    #[inline]
+    pub fn kind(&self) -> ResponseKind {
+        match self {
+            Reply::BookStatus(_) => ResponseKind::BookStatus,
+            Reply::BookInfo(_) => ResponseKind::BookInfo,
+            Reply::OrderPlaced(_) => ResponseKind::OrderPlaced,
+            Reply::OrderCancelled(_) => ResponseKind::OrderCancelled,
+            Reply::OrderInfo(_) => ResponseKind::OrderInfo,
+            Reply::CustomerOrders(_) => ResponseKind::CustomerOrders,
+        }
+    }
+
+    /// Whether this answers a query (which changed nothing).
+    #[inline]
+    pub fn is_query(&self) -> bool {
+        matches!(
+            self,
+            Reply::BookInfo(_) | Reply::OrderInfo(_) | Reply::CustomerOrders(_)
+        )
+    }
+}
+
+/// `len` orders of one customer's chain from order id `first`, serialized as a sequence of
+/// [`OrderSummary`] without collecting them.
+#[derive(Clone, Copy)]
+pub struct OrderChain<'a> {
+    pub(crate) orders: &'a [Order],
+    pub(crate) first: u32,
+    pub(crate) len: u32,
+}
+
+impl fmt::Debug for OrderChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (first, len) = (self.first, self.len);
+        write!(f, "OrderChain {{ first: {first}, len: {len} }}")
+    }
+}
+
+impl Serialize for OrderChain<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.len as usize))?;
+        let mut id = self.first;
+        for _ in 0..self.len {
+            let o = &self.orders[id as usize - 1];
+            seq.serialize_element(&OrderSummary {
+                order: u64::from(id),
+                book: o.book,
+                quantity: o.quantity,
+                price_cents: o.price_cents,
+                status: o.status,
+            })?;
+            id = o.previous;
+        }
+        seq.end()
+    }
 }
 
 #[cfg(test)]

@@ -288,9 +288,10 @@ pub(crate) struct StateRef<'a> {
     pub(crate) orders: &'a [Order],
 }
 
-/// Snapshot body, schema 2 (current), as read by `load_state`. Same layout as [`StateRef`].
-#[derive(Deserialize)]
-pub(crate) struct StateV2 {
+/// The bookstore's state as snapshots hold it (schema 2, current): books by id, orders by
+/// id − 1. `save_state` writes these bytes by hand (`state_codec`), equal to their serde form.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct StateV2 {
     pub(crate) books: Vec<Option<Book>>,
     pub(crate) orders: Vec<Order>,
 }
