@@ -29,7 +29,8 @@ pub use command::__check_table;
 pub use serde::{Serialize as __Serialize, Serializer as __Serializer};
 
 use crate::codec::{self, CodecError};
-use crate::engine::MessageHeader;
+use crate::engine::{MessageHeader, Output};
+use crate::net::Invalid;
 use crate::snapshot::{self, StateError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -122,6 +123,29 @@ pub trait Service: Send + 'static {
     /// Makes the state's reserved memory resident (see
     /// [`Processor::prefault`](crate::Processor::prefault)). Default: nothing reserved.
     fn prefault(&mut self) {}
+
+    /// Writes an accepted command's reply as its response: the payload into `out` (empty on
+    /// entry) and the response kind (`out.set_kind`). Default: the codec encoding under kind
+    /// 0, or kind 1 with no payload when it does not fit (`docs/SERVICES.md`). Override it to
+    /// keep a wire format of the service's own: a response kind per reply, or a reply trimmed
+    /// to fit. [`decode_response`] and [`call`] read only the default encoding.
+    fn write_reply(reply: &Self::Reply<'_>, out: &mut Output<'_>) {
+        typed::write_value(reply, out);
+    }
+
+    /// Writes a rejection as its response, as [`write_reply`](Self::write_reply) does a
+    /// reply (the `reason` is the rejection's [`code`](Rejection::code) either way).
+    fn write_rejection(rejection: &Self::Rejection, out: &mut Output<'_>) {
+        typed::write_value(rejection, out);
+    }
+
+    /// The rejection to answer a message with that keel refused before `apply` (unknown kind
+    /// or version, undecodable payload), for a service with its own codes for these.
+    /// Default: `None`, answered with keel's reserved codes and no payload.
+    fn refusal(invalid: Invalid) -> Option<Self::Rejection> {
+        let _ = invalid;
+        None
+    }
 }
 
 /// Reason codes keel itself sends for a message refused before `apply` (see

@@ -5,7 +5,7 @@ use super::{decode_response, CallError, Command, Rejection, Service, Typed};
 use crate::engine::{apply_message, MessageHeader, ResponseHeader};
 use crate::net::Invalid;
 use crate::snapshot::StateError;
-use crate::{Message, Processor, Response, Status};
+use crate::{Message, Output, Processor, Response, Status};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -356,4 +356,72 @@ fn a_rejection_with_a_reserved_code_fails_in_every_build() {
     };
     let applied = apply_message(&mut typed, &message, &mut buf);
     assert_eq!((applied.status, applied.reason), (Status::Failed, 0));
+}
+
+/// A service that keeps a wire format of its own: a response kind per reply, rejections
+/// written its way, and its own codes for messages refused before `apply`.
+#[derive(Default)]
+struct OwnWire {
+    balance: u64,
+}
+
+impl Service for OwnWire {
+    type Command = TestCommand;
+    type Reply<'a> = u64;
+    type Rejection = TestError;
+    type State = ();
+
+    fn apply(&mut self, command: TestCommand, _: &MessageHeader) -> Result<u64, TestError> {
+        match command {
+            TestCommand::Deposit(d) => {
+                self.balance += d.amount;
+                Ok(self.balance)
+            }
+            _ => Err(TestError::Closed),
+        }
+    }
+
+    fn state(&self) -> &() {
+        &()
+    }
+
+    fn restore(&mut self, _: ()) {}
+
+    fn write_reply(balance: &u64, out: &mut Output<'_>) {
+        out.write(&balance.to_be_bytes()).unwrap();
+        out.set_kind(5);
+    }
+
+    fn write_rejection(rejection: &TestError, out: &mut Output<'_>) {
+        out.write(&[rejection.code() as u8]).unwrap();
+        out.set_kind(6);
+    }
+
+    fn refusal(invalid: Invalid) -> Option<TestError> {
+        (invalid == Invalid::UnknownKind).then_some(TestError::InsufficientFunds { balance: 0 })
+    }
+}
+
+#[test]
+fn a_service_can_keep_its_own_response_encoding() {
+    let mut typed = Typed::new(OwnWire::default());
+    let mut buf = [0u8; 64];
+    let mut send = |kind, version, payload: &[u8]| {
+        let header = MessageHeader {
+            kind,
+            version,
+            ..MessageHeader::default()
+        };
+        let applied = apply_message(&mut typed, &Message { header, payload }, &mut buf);
+        (applied.status, applied.reason, applied.kind, buf[..applied.len].to_vec())
+    };
+    let deposit = encode(&deposit(1, 258));
+    assert_eq!(
+        send(1, 2, &deposit),
+        (Status::Accepted, 0, 5, vec![0, 0, 0, 0, 0, 0, 1, 2])
+    );
+    assert_eq!(send(2, 1, &[0; 8]), (Status::Rejected, 1, 6, vec![1]));
+    // Its own code for an unknown kind; keel's for what it leaves to keel.
+    assert_eq!(send(3, 1, &[]), (Status::Rejected, 2, 6, vec![2]));
+    assert_eq!(send(1, 9, &[]), (Status::Rejected, 0xFFFF_FF02, 0, vec![]));
 }

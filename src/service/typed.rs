@@ -48,24 +48,20 @@ impl<S: Service> Processor for Typed<S> {
         let header = &message.header;
         let command = match S::Command::decode(header.kind, header.version, message.payload) {
             Ok(command) => command,
-            Err(invalid) => return Outcome::Rejected(refusal_code(invalid)),
+            Err(invalid) => {
+                return match S::refusal(invalid) {
+                    Some(rejection) => reject::<S>(&rejection, out),
+                    None => Outcome::Rejected(refusal_code(invalid)),
+                }
+            }
         };
         match self.service.apply(command, header) {
             Ok(reply) => {
-                write_value(&reply, out);
+                debug_assert!(out.is_empty());
+                S::write_reply(&reply, out);
                 Outcome::Accepted
             }
-            Err(rejection) => {
-                let code = rejection.code();
-                // In every build, so a journal replays to the same outputs in any build: the
-                // panic is contained and answered `Failed`.
-                assert!(
-                    (1..RESERVED_CODE_MIN).contains(&code),
-                    "rejection code {code:#x} is outside 1..0xFFFF_FF00"
-                );
-                write_value(&rejection, out);
-                Outcome::Rejected(code)
-            }
+            Err(rejection) => reject::<S>(&rejection, out),
         }
     }
 
@@ -90,11 +86,24 @@ impl<S: Service> Processor for Typed<S> {
     }
 }
 
-/// Encodes a reply or rejection as the response payload (`out` is empty: the service never
-/// sees it); one that does not fit leaves the payload empty under [`KIND_OMITTED`].
+/// Answers `rejection`: checks its code and writes it.
 #[inline]
-fn write_value<T: Serialize>(value: &T, out: &mut Output<'_>) {
+fn reject<S: Service>(rejection: &S::Rejection, out: &mut Output<'_>) -> Outcome {
+    let code = rejection.code();
+    // In every build, so a journal replays to the same outputs in any build: the panic is
+    // contained and answered `Failed`.
+    assert!(
+        (1..RESERVED_CODE_MIN).contains(&code),
+        "rejection code {code:#x} is outside 1..0xFFFF_FF00"
+    );
     debug_assert!(out.is_empty());
+    S::write_rejection(rejection, out);
+    Outcome::Rejected(code)
+}
+
+/// Encodes a reply or rejection as the response payload (`out` is empty on entry); one that does not fit leaves the payload empty under [`KIND_OMITTED`].
+#[inline]
+pub(super) fn write_value<T: Serialize>(value: &T, out: &mut Output<'_>) {
     if out.encode(value).is_ok() {
         out.set_kind(KIND_VALUE);
     } else {
