@@ -413,7 +413,12 @@ fn a_service_can_keep_its_own_response_encoding() {
             ..MessageHeader::default()
         };
         let applied = apply_message(&mut typed, &Message { header, payload }, &mut buf);
-        (applied.status, applied.reason, applied.kind, buf[..applied.len].to_vec())
+        (
+            applied.status,
+            applied.reason,
+            applied.kind,
+            buf[..applied.len].to_vec(),
+        )
     };
     let deposit = encode(&deposit(1, 258));
     assert_eq!(

@@ -7,6 +7,7 @@ use super::rig::{BenchEngineArgs, Failure};
 use clap::Args;
 use clap::ValueEnum;
 use keel::journal::SegmentPrep;
+use keel::Typed;
 use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
 use keel_services::App;
@@ -110,7 +111,7 @@ pub fn run_default() -> Result<(), Failure> {
 pub fn run_pipeline(args: &PipelineArgs) -> Result<(), Failure> {
     match args.load.app {
         AppName::Bookstore => pipeline_runs::<Bookstore>(args),
-        AppName::Exchange => pipeline_runs::<Exchange>(args),
+        AppName::Exchange => pipeline_runs::<Typed<Exchange>>(args),
     }
 }
 
@@ -290,10 +291,10 @@ pub fn run_recovery(args: &RecoveryArgs) -> Result<(), Failure> {
                 Bookstore::NAME,
                 &AppSource::<Bookstore>::new(args.seed, args.messages),
             )?,
-            AppName::Exchange => run::<Exchange>(
+            AppName::Exchange => run::<Typed<Exchange>>(
                 &spec,
-                Exchange::NAME,
-                &AppSource::<Exchange>::new(args.seed, args.messages),
+                Typed::<Exchange>::NAME,
+                &AppSource::<Typed<Exchange>>::new(args.seed, args.messages),
             )?,
         }
     };
@@ -332,7 +333,7 @@ pub struct NetArgs {
 pub fn run_net(args: &NetArgs) -> Result<(), Failure> {
     match args.load.app {
         AppName::Bookstore => net_runs::<Bookstore>(args),
-        AppName::Exchange => net_runs::<Exchange>(args),
+        AppName::Exchange => net_runs::<Typed<Exchange>>(args),
     }
 }
 
@@ -440,14 +441,14 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
     if let Some(spec) = args.open_loop() {
         let report = match args.app {
             AppName::Bookstore => super::compare_open::run::<Bookstore>(&args.engine, &spec)?,
-            AppName::Exchange => super::compare_open::run::<Exchange>(&args.engine, &spec)?,
+            AppName::Exchange => super::compare_open::run::<Typed<Exchange>>(&args.engine, &spec)?,
         };
         return print_report(&report, args.json, || report.table());
     }
     use super::compare::run;
     let report = match args.app {
         AppName::Bookstore => run::<Bookstore>(&args.engine, args.messages, args.seed)?,
-        AppName::Exchange => run::<Exchange>(&args.engine, args.messages, args.seed)?,
+        AppName::Exchange => run::<Typed<Exchange>>(&args.engine, args.messages, args.seed)?,
     };
     print_report(&report, args.json, || report.table())
 }

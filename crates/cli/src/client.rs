@@ -4,6 +4,7 @@ use super::engine_args::AppName;
 use clap::Args;
 use keel::engine::Status;
 use keel::net::{Client, ReplyStatus};
+use keel::Typed;
 use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
 use keel_services::App;
@@ -36,7 +37,7 @@ pub struct ClientArgs {
 pub fn run_client(args: &ClientArgs) -> Result<i32, String> {
     match args.app {
         AppName::Bookstore => client::<Bookstore>(args),
-        AppName::Exchange => client::<Exchange>(args),
+        AppName::Exchange => client::<Typed<Exchange>>(args),
     }
 }
 

@@ -8,6 +8,7 @@ use clap::Args;
 use keel::engine::Engine;
 use keel::error::Error;
 use keel::net::{NetConfig, Server};
+use keel::Typed;
 use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
 use keel_services::App;
@@ -69,7 +70,7 @@ impl ServeArgs {
 pub fn run_serve(args: &ServeArgs) -> Result<(), Error> {
     match args.app {
         AppName::Bookstore => serve::<Bookstore>(args),
-        AppName::Exchange => serve::<Exchange>(args),
+        AppName::Exchange => serve::<Typed<Exchange>>(args),
     }
 }
 

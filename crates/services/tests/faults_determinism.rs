@@ -15,6 +15,7 @@ use keel::engine::{apply_message, message_of};
 use keel::journal::JournalReader;
 use keel::ring::Poll;
 use keel::snapshot::SnapshotStore;
+use keel::Typed;
 use keel::{Config, Engine, FlushPolicy, Status, Submission, WaitStrategy};
 use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
@@ -162,7 +163,7 @@ fn soak_both(seeds: impl Iterator<Item = u64>, n: u64) {
     for seed in seeds {
         let started = Instant::now();
         let (b, bs) = soak::<Bookstore>(seed, n, 6);
-        let (x, xs) = soak::<Exchange>(seed, n, 6);
+        let (x, xs) = soak::<Typed<Exchange>>(seed, n, 6);
         eprintln!(
             "seed {seed}: bookstore {b} messages / {bs} snapshots, exchange {x} / {xs}, {:?}",
             started.elapsed()
