@@ -8,17 +8,18 @@
 
 use crate::apps;
 
+use keel::Typed;
 use keel_services::exchange::{current_version, Exchange, ExchangeLimits, Request};
 use keel_services::App;
 
-fn small() -> Exchange {
-    Exchange::with_limits(ExchangeLimits {
+fn small() -> Typed<Exchange> {
+    Typed::new(Exchange::with_limits(ExchangeLimits {
         max_instruments: 8,
         max_accounts: 32,
         max_open_orders: 256,
         max_price_levels: 64,
         ..ExchangeLimits::default()
-    })
+    }))
 }
 
 /// One fuzz input: see the module docs.
@@ -26,7 +27,7 @@ pub fn run(data: &[u8]) {
     let msgs = apps::messages(data);
     for m in &msgs {
         let decoded = Request::decode(m.kind, m.version, m.payload);
-        let valid = Exchange::validate(m.kind, m.version, m.payload);
+        let valid = Typed::<Exchange>::validate(m.kind, m.version, m.payload);
         assert_eq!(
             decoded.is_ok(),
             valid.is_ok(),
@@ -40,7 +41,7 @@ pub fn run(data: &[u8]) {
             }
         }
     }
-    apps::check_determinism(small, &msgs, |x: &Exchange| {
-        x.check_invariants().expect("invariants hold");
+    apps::check_determinism(small, &msgs, |x: &Typed<Exchange>| {
+        x.service().check_invariants().expect("invariants hold");
     });
 }

@@ -38,14 +38,14 @@ fn small_bookstore() -> Typed<Bookstore> {
     }))
 }
 
-fn small_exchange() -> Exchange {
-    Exchange::with_limits(ExchangeLimits {
+fn small_exchange() -> Typed<Exchange> {
+    Typed::new(Exchange::with_limits(ExchangeLimits {
         max_instruments: 16,
         max_accounts: 64,
         max_open_orders: 1024,
         max_price_levels: 256,
         ..ExchangeLimits::default()
-    })
+    }))
 }
 
 /// One fuzz input: see the module docs.

@@ -111,7 +111,7 @@ pub fn run_default() -> Result<(), Failure> {
 pub fn run_pipeline(args: &PipelineArgs) -> Result<(), Failure> {
     match args.load.app {
         AppName::Bookstore => pipeline_runs::<Typed<Bookstore>>(args),
-        AppName::Exchange => pipeline_runs::<Exchange>(args),
+        AppName::Exchange => pipeline_runs::<Typed<Exchange>>(args),
     }
 }
 
@@ -291,10 +291,10 @@ pub fn run_recovery(args: &RecoveryArgs) -> Result<(), Failure> {
                 Typed::<Bookstore>::NAME,
                 &AppSource::<Typed<Bookstore>>::new(args.seed, args.messages),
             )?,
-            AppName::Exchange => run::<Exchange>(
+            AppName::Exchange => run::<Typed<Exchange>>(
                 &spec,
-                Exchange::NAME,
-                &AppSource::<Exchange>::new(args.seed, args.messages),
+                Typed::<Exchange>::NAME,
+                &AppSource::<Typed<Exchange>>::new(args.seed, args.messages),
             )?,
         }
     };
@@ -333,7 +333,7 @@ pub struct NetArgs {
 pub fn run_net(args: &NetArgs) -> Result<(), Failure> {
     match args.load.app {
         AppName::Bookstore => net_runs::<Typed<Bookstore>>(args),
-        AppName::Exchange => net_runs::<Exchange>(args),
+        AppName::Exchange => net_runs::<Typed<Exchange>>(args),
     }
 }
 
@@ -443,14 +443,14 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
             AppName::Bookstore => {
                 super::compare_open::run::<Typed<Bookstore>>(&args.engine, &spec)?
             }
-            AppName::Exchange => super::compare_open::run::<Exchange>(&args.engine, &spec)?,
+            AppName::Exchange => super::compare_open::run::<Typed<Exchange>>(&args.engine, &spec)?,
         };
         return print_report(&report, args.json, || report.table());
     }
     use super::compare::run;
     let report = match args.app {
         AppName::Bookstore => run::<Typed<Bookstore>>(&args.engine, args.messages, args.seed)?,
-        AppName::Exchange => run::<Exchange>(&args.engine, args.messages, args.seed)?,
+        AppName::Exchange => run::<Typed<Exchange>>(&args.engine, args.messages, args.seed)?,
     };
     print_report(&report, args.json, || report.table())
 }

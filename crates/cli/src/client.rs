@@ -37,7 +37,7 @@ pub struct ClientArgs {
 pub fn run_client(args: &ClientArgs) -> Result<i32, String> {
     match args.app {
         AppName::Bookstore => client::<Typed<Bookstore>>(args),
-        AppName::Exchange => client::<Exchange>(args),
+        AppName::Exchange => client::<Typed<Exchange>>(args),
     }
 }
 

@@ -71,7 +71,7 @@ impl ServeArgs {
 pub fn run_serve(args: &ServeArgs) -> Result<(), Error> {
     match args.app {
         AppName::Bookstore => serve::<Typed<Bookstore>>(args),
-        AppName::Exchange => serve::<Exchange>(args),
+        AppName::Exchange => serve::<Typed<Exchange>>(args),
     }
 }
 

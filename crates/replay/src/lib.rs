@@ -141,7 +141,7 @@ pub fn main_for<A: App>(args: &ReplayArgs) -> ExitCode {
 pub fn main(args: &ReplayArgs) -> ExitCode {
     match args.app {
         Some(AppName::Bookstore) => main_for::<Typed<Bookstore>>(args),
-        Some(AppName::Exchange) => main_for::<Exchange>(args),
+        Some(AppName::Exchange) => main_for::<Typed<Exchange>>(args),
         None => {
             eprintln!("keel replay: error: --app bookstore|exchange is required");
             Exit::Usage.into()

@@ -1247,7 +1247,7 @@ fn demo_real_apps() {
         &["outputs", "--from", "100", "--to", "102"],
         &["check"],
     ]);
-    go::<keel_services::exchange::Exchange>(&[
+    go::<keel::Typed<keel_services::exchange::Exchange>>(&[
         &["info"],
         &["dump", "--from", "500", "--to", "502"],
         &["state", "--at", "5000"],

@@ -15,6 +15,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use keel::engine::MessageHeader;
+use keel::Typed;
 use keel::{Message, Outcome, Output, Processor};
 use keel_services::exchange::*;
 use keel_services::{App, Command};
@@ -29,7 +30,7 @@ const MATCH_PRICE: u64 = 2_000_000;
 const ACCOUNT: u32 = 1;
 
 struct Driver {
-    exchange: Exchange,
+    exchange: Typed<Exchange>,
     sequence: u64,
     buf: Vec<u8>,
     next_id: u64,
@@ -39,13 +40,13 @@ struct Driver {
 impl Driver {
     fn new() -> Self {
         let mut d = Driver {
-            exchange: Exchange::default(),
+            exchange: Typed::<Exchange>::default(),
             sequence: 0,
             buf: vec![0; 4096],
             next_id: 1 << 61,
             workload_index: 0,
         };
-        for command in Exchange::setup(SEED) {
+        for command in Typed::<Exchange>::setup(SEED) {
             d.apply_ok(&command);
         }
         d.apply_ok(&add(MATCH_INSTRUMENT));
@@ -62,7 +63,7 @@ impl Driver {
     /// Runs the canonical workload into a steady state, and gives the matching book depth.
     fn warm(&mut self) {
         for _ in 0..WARM_MESSAGES {
-            let command = Exchange::workload(SEED, self.workload_index);
+            let command = Typed::<Exchange>::workload(SEED, self.workload_index);
             self.workload_index += 1;
             self.apply(&command);
         }
@@ -298,7 +299,7 @@ fn per_message(c: &mut Criterion) {
         });
     }
     group.finish();
-    assert!(d.exchange.check_invariants().is_ok());
+    assert!(d.exchange.service().check_invariants().is_ok());
 }
 
 fn mix(c: &mut Criterion) {
@@ -313,7 +314,7 @@ fn mix(c: &mut Criterion) {
                 let n = left.min(CHUNK);
                 let from = d.workload_index;
                 let commands: Vec<Command> = (from..from + n)
-                    .map(|i| Exchange::workload(SEED, i))
+                    .map(|i| Typed::<Exchange>::workload(SEED, i))
                     .collect();
                 d.workload_index += n;
                 let start = Instant::now();
@@ -327,7 +328,7 @@ fn mix(c: &mut Criterion) {
         })
     });
     group.finish();
-    assert!(d.exchange.check_invariants().is_ok());
+    assert!(d.exchange.service().check_invariants().is_ok());
 }
 
 criterion_group! {

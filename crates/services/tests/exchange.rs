@@ -5,6 +5,7 @@ mod common_exchange;
 
 use common_exchange::*;
 use keel::engine::{MessageHeader, Response, ResponseHeader, Status};
+use keel::Typed;
 use keel::{Message, Outcome, Processor};
 use keel_services::exchange::*;
 use keel_services::App;
@@ -56,7 +57,7 @@ fn a_gtc_order_rests_then_trades_at_the_makers_price() {
     assert_eq!(balance(&h, 1), (1_003_000, 0, 997, 2));
     // The buyer paid the maker's price; the rest of its reservation at 1020 went back.
     assert_eq!(balance(&h, 2), (997_000, 0, 1003, 0));
-    h.exchange.check_invariants().unwrap();
+    h.exchange.service().check_invariants().unwrap();
 }
 
 #[test]
@@ -94,7 +95,7 @@ fn ioc_fills_what_it_can_and_cancels_the_rest() {
             ..
         }
     )));
-    assert_eq!(h.exchange.open_orders(), 1);
+    assert_eq!(h.exchange.service().open_orders(), 1);
     assert_eq!(
         balance(&h, 2),
         (996_000, 0, 1004, 0),
@@ -202,7 +203,14 @@ fn move_loses_time_priority_and_reduce_keeps_it() {
         }
     ));
     assert_eq!(events.len(), 1, "top unchanged, no book event");
-    let ids: Vec<u64> = h.exchange.orders(0).unwrap().iter().map(|o| o.id).collect();
+    let ids: Vec<u64> = h
+        .exchange
+        .service()
+        .orders(0)
+        .unwrap()
+        .iter()
+        .map(|o| o.id)
+        .collect();
     assert_eq!(ids, vec![1, 3, 2]);
     let events = h.ok(&order(4, 4, Side::Sell, OrderType::Ioc, 1000, 9));
     assert_eq!(
@@ -228,11 +236,11 @@ fn a_move_across_the_spread_trades_and_rests_the_remainder() {
         }
     ));
     assert_eq!(trades(&events), vec![(1, 2, 1010, 3)]);
-    let top = h.exchange.top_of_book(0).unwrap();
+    let top = h.exchange.service().top_of_book(0).unwrap();
     assert_eq!((top.bid_price, top.bid_qty, top.ask_qty), (1020, 2, 0));
     // Reserved at the new price for what rests; paid the maker's price for what traded.
     assert_eq!(balance(&h, 2), (1_000_000 - 3030, 2040, 1003, 0));
-    h.exchange.check_invariants().unwrap();
+    h.exchange.service().check_invariants().unwrap();
 }
 
 #[test]
@@ -249,7 +257,7 @@ fn reduce_by_the_whole_remainder_removes_the_order() {
             ..
         }
     ));
-    assert_eq!(h.exchange.open_orders(), 0);
+    assert_eq!(h.exchange.service().open_orders(), 0);
     assert_eq!(balance(&h, 1), (1_000_000, 0, 1000, 0));
     h.rejected(&reduce(1, 1, 1), RejectReason::UnknownOrder);
 }
@@ -313,7 +321,7 @@ fn risk_checks_use_free_balances() {
         amount: 4_000,
     }));
     h.rejected(&buy(6, 5, 1000, 1), RejectReason::UnknownAccount);
-    h.exchange.check_invariants().unwrap();
+    h.exchange.service().check_invariants().unwrap();
 }
 
 #[test]
@@ -336,8 +344,8 @@ fn reservations_are_released_by_fills_cancels_reduces_and_moves() {
         let (_, reserved, _, reserved_lots) = balance(&h, account);
         assert_eq!((reserved, reserved_lots), (0, 0));
     }
-    assert_eq!(h.exchange.total_cash(), 4_000_000);
-    h.exchange.check_invariants().unwrap();
+    assert_eq!(h.exchange.service().total_cash(), 4_000_000);
+    h.exchange.service().check_invariants().unwrap();
 }
 
 #[test]
@@ -391,7 +399,7 @@ fn limits_are_rejections_not_panics() {
         &order(1, 1, Side::Buy, OrderType::Gtc, 10, 1).with_order_id(ASSIGNED_ORDER_ID_BIT),
         RejectReason::InvalidOrderId,
     );
-    h.exchange.check_invariants().unwrap();
+    h.exchange.service().check_invariants().unwrap();
 }
 
 trait WithOrderId {
@@ -514,11 +522,11 @@ fn save_and_load_round_trip_with_equal_hash_and_behaviour() {
     copy.sequence = h.sequence;
     assert_eq!(copy.exchange.state_hash(), h.exchange.state_hash());
     assert_eq!(
-        copy.exchange.limits(),
-        h.exchange.limits(),
+        copy.exchange.service().limits(),
+        h.exchange.service().limits(),
         "limits are part of the state"
     );
-    copy.exchange.check_invariants().unwrap();
+    copy.exchange.service().check_invariants().unwrap();
     for request in [
         order(100, 4, Side::Sell, OrderType::Ioc, 900, 30),
         move_to(2, 3, 1200),
@@ -580,7 +588,11 @@ fn a_report_too_big_for_the_response_keeps_a_prefix_and_counts_the_rest() {
         report.events[0],
         Event::Accepted { order_id: 500, .. }
     ));
-    assert_eq!(h.exchange.open_orders(), 0, "the whole order executed");
+    assert_eq!(
+        h.exchange.service().open_orders(),
+        0,
+        "the whole order executed"
+    );
 }
 
 #[test]
@@ -671,7 +683,7 @@ fn shell_commands_parse_and_describe() {
         "balance 1",
         "cancel 1 42",
     ] {
-        let command = Exchange::parse_command(&words(line)).unwrap();
+        let command = Typed::<Exchange>::parse_command(&words(line)).unwrap();
         let (outcome, _) = h.command(&command);
         assert_eq!(outcome, Outcome::Accepted, "{line}");
         let header = MessageHeader {
@@ -680,22 +692,24 @@ fn shell_commands_parse_and_describe() {
             version: command.version,
             ..MessageHeader::default()
         };
-        let json = Exchange::describe_message(&Message {
+        let json = Typed::<Exchange>::describe_message(&Message {
             header,
             payload: &command.payload,
         });
         assert!(json["body"]["request"].is_object(), "{line}: {json}");
     }
-    assert!(Exchange::parse_command(&words("place 1 0 hold 1000 5"))
-        .unwrap_err()
-        .contains("buy or sell"));
-    assert!(Exchange::parse_command(&words("place 1 0 buy"))
+    assert!(
+        Typed::<Exchange>::parse_command(&words("place 1 0 hold 1000 5"))
+            .unwrap_err()
+            .contains("buy or sell")
+    );
+    assert!(Typed::<Exchange>::parse_command(&words("place 1 0 buy"))
         .unwrap_err()
         .contains("PRICE"));
-    assert!(Exchange::parse_command(&words("frobnicate"))
+    assert!(Typed::<Exchange>::parse_command(&words("frobnicate"))
         .unwrap_err()
         .contains("unknown command"));
-    assert!(Exchange::command_help().lines().count() >= 10);
+    assert!(Typed::<Exchange>::command_help().lines().count() >= 10);
     let state = h.exchange.describe_state();
     assert_eq!(state["instruments"][0]["instrument"], 0);
     assert_eq!(state["accounts"], 1);
@@ -721,7 +735,7 @@ fn responses_describe_themselves_with_reason_names() {
         kind: RESPONSE_EVENTS,
         ..ResponseHeader::default()
     };
-    let json = Exchange::describe_response(
+    let json = Typed::<Exchange>::describe_response(
         KIND_CANCEL_ORDER,
         &Response {
             header,
@@ -784,13 +798,19 @@ fn reject_reason_numbers_are_stable() {
 
 #[test]
 fn the_workload_is_reproducible_and_mostly_moves_and_cancels() {
-    assert_eq!(Exchange::workload(1, 77), Exchange::workload(1, 77));
-    let differs = (0..100).any(|i| Exchange::workload(1, i) != Exchange::workload(2, i));
+    assert_eq!(
+        Typed::<Exchange>::workload(1, 77),
+        Typed::<Exchange>::workload(1, 77)
+    );
+    let differs =
+        (0..100).any(|i| Typed::<Exchange>::workload(1, i) != Typed::<Exchange>::workload(2, i));
     assert!(differs, "the seed matters");
     let mut counts = std::collections::BTreeMap::<u16, u64>::new();
     let n = 200_000;
     for i in WORKLOAD.slots..WORKLOAD.slots + n {
-        *counts.entry(Exchange::workload(3, i).kind).or_default() += 1;
+        *counts
+            .entry(Typed::<Exchange>::workload(3, i).kind)
+            .or_default() += 1;
     }
     let share = |kind| counts.get(&kind).copied().unwrap_or(0) as f64 / n as f64;
     assert!((0.75..0.85).contains(&share(KIND_MOVE_ORDER)), "{counts:?}");
@@ -806,7 +826,7 @@ fn the_workload_is_reproducible_and_mostly_moves_and_cancels() {
         (0.04..0.07).contains(&share(KIND_REDUCE_ORDER)),
         "{counts:?}"
     );
-    let setup = Exchange::setup(3);
+    let setup = Typed::<Exchange>::setup(3);
     assert_eq!(
         setup.len() as u32,
         WORKLOAD.instruments + WORKLOAD.accounts * (1 + WORKLOAD.instruments)

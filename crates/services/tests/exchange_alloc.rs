@@ -1,5 +1,5 @@
 //! No heap allocation per message by the exchange in steady state, counted by a global
-//! allocator on the seeded canonical workload (`Exchange::workload`) after a warm-up:
+//! allocator on the seeded canonical workload (`Typed::<Exchange>::workload`) after a warm-up:
 //!
 //! - directly around `Processor::apply`;
 //! - through the whole engine (submit → ring → journal → business logic → output ring →
@@ -25,6 +25,7 @@
 
 use keel::engine::MessageHeader;
 use keel::ring::Poll;
+use keel::Typed;
 use keel::{Config, Engine, FlushPolicy, Message, Output, Processor, Submission, WaitStrategy};
 use keel_services::exchange::*;
 use keel_services::{App, Command};
@@ -122,10 +123,12 @@ fn count(f: impl FnOnce()) -> (u64, u64) {
 const JOURNALER_ALLOCATIONS_PER_ROLLOVER: u64 = 10;
 
 fn workload(from: u64, to: u64) -> Vec<Command> {
-    (from..to).map(|i| Exchange::workload(SEED, i)).collect()
+    (from..to)
+        .map(|i| Typed::<Exchange>::workload(SEED, i))
+        .collect()
 }
 
-fn apply_all(exchange: &mut Exchange, buf: &mut [u8], first: u64, commands: &[Command]) {
+fn apply_all(exchange: &mut Typed<Exchange>, buf: &mut [u8], first: u64, commands: &[Command]) {
     for (i, command) in commands.iter().enumerate() {
         let sequence = first + i as u64;
         let header = MessageHeader {
@@ -147,9 +150,9 @@ fn apply_all(exchange: &mut Exchange, buf: &mut [u8], first: u64, commands: &[Co
 #[test]
 fn steady_state_apply_allocates_nothing() {
     let _turn = ONE_AT_A_TIME.lock().unwrap();
-    let mut exchange = Exchange::default();
+    let mut exchange = Typed::<Exchange>::default();
     let mut buf = vec![0u8; 4096];
-    let setup = Exchange::setup(SEED);
+    let setup = Typed::<Exchange>::setup(SEED);
     apply_all(&mut exchange, &mut buf, 1, &setup);
     let warm = workload(0, WARM_UP);
     apply_all(&mut exchange, &mut buf, 1 + setup.len() as u64, &warm);
@@ -162,7 +165,7 @@ fn steady_state_apply_allocates_nothing() {
     );
 }
 
-fn submit_all(engine: &mut Engine<Exchange>, commands: &[Command], received: &AtomicU64) {
+fn submit_all(engine: &mut Engine<Typed<Exchange>>, commands: &[Command], received: &AtomicU64) {
     let start = received.load(Ordering::Relaxed);
     for (i, c) in commands.iter().enumerate() {
         let to = Submission {
@@ -200,7 +203,7 @@ fn the_engine_path_allocates_nothing_per_message_across_segment_rollovers() {
     cfg.snapshot_interval_messages = 0;
     cfg.snapshot_on_shutdown = false;
     let journal_dir = cfg.journal_dir.clone();
-    let mut engine = Engine::start(cfg, Exchange::default()).unwrap();
+    let mut engine = Engine::start(cfg, Typed::<Exchange>::default()).unwrap();
     let mut rx = engine.take_responses().unwrap();
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
@@ -212,7 +215,7 @@ fn the_engine_path_allocates_nothing_per_message_across_segment_rollovers() {
             break;
         }
     });
-    let mut warm = Exchange::setup(SEED);
+    let mut warm = Typed::<Exchange>::setup(SEED);
     warm.extend(workload(0, WARM_UP));
     submit_all(&mut engine, &warm, &received);
     let measured = workload(WARM_UP, WARM_UP + MEASURED);
@@ -239,9 +242,9 @@ fn the_engine_path_allocates_nothing_per_message_across_segment_rollovers() {
 #[test]
 fn queries_allocate_nothing() {
     let _turn = ONE_AT_A_TIME.lock().unwrap();
-    let mut exchange = Exchange::default();
+    let mut exchange = Typed::<Exchange>::default();
     let mut buf = vec![0u8; 4096];
-    let mut warm = Exchange::setup(SEED);
+    let mut warm = Typed::<Exchange>::setup(SEED);
     warm.extend(workload(0, 50_000));
     apply_all(&mut exchange, &mut buf, 1, &warm);
     // Every instrument at every depth (and one unknown), every account (and one unknown); a

@@ -6,6 +6,7 @@ mod common_exchange;
 use common_exchange::Harness;
 use keel::engine::ResponseReceiver;
 use keel::ring::Poll;
+use keel::Typed;
 use keel::{Config, Engine, FlushPolicy, Processor, Status, Submission, WaitStrategy};
 use keel_services::exchange::*;
 use keel_services::{App, Command};
@@ -44,17 +45,17 @@ fn collect(mut rx: ResponseReceiver) -> thread::JoinHandle<Collected> {
 
 fn commands(from: u64, to: u64) -> Vec<Command> {
     let setup = if from == 0 {
-        Exchange::setup(SEED)
+        Typed::<Exchange>::setup(SEED)
     } else {
         Vec::new()
     };
     setup
         .into_iter()
-        .chain((from..to).map(|i| Exchange::workload(SEED, i)))
+        .chain((from..to).map(|i| Typed::<Exchange>::workload(SEED, i)))
         .collect()
 }
 
-fn submit_all(engine: &mut Engine<Exchange>, commands: &[Command]) {
+fn submit_all(engine: &mut Engine<Typed<Exchange>>, commands: &[Command]) {
     for (i, c) in commands.iter().enumerate() {
         let to = Submission {
             kind: c.kind,
@@ -73,7 +74,7 @@ fn the_engine_answers_like_a_direct_run_and_restarts_to_the_same_hash() {
     let mut direct = Harness::with_buffer(ExchangeLimits::default(), 4096);
     let expected: Vec<_> = first.iter().map(|c| direct.command(c)).collect();
 
-    let mut engine = Engine::start(config(dir.path()), Exchange::default()).unwrap();
+    let mut engine = Engine::start(config(dir.path()), Typed::<Exchange>::default()).unwrap();
     let responses = collect(engine.take_responses().unwrap());
     submit_all(&mut engine, &first);
     let live = engine.shutdown().unwrap();
@@ -94,7 +95,7 @@ fn the_engine_answers_like_a_direct_run_and_restarts_to_the_same_hash() {
     }
     let hash = live.state_hash();
     assert_eq!(hash, direct.exchange.state_hash());
-    live.check_invariants().unwrap();
+    live.service().check_invariants().unwrap();
 
     // Restart: newest snapshot (taken at shutdown) plus an empty tail.
     let discard = {
@@ -102,7 +103,7 @@ fn the_engine_answers_like_a_direct_run_and_restarts_to_the_same_hash() {
         config.discard_responses = true;
         config
     };
-    let mut engine = Engine::start(discard, Exchange::default()).unwrap();
+    let mut engine = Engine::start(discard, Typed::<Exchange>::default()).unwrap();
     assert_eq!(engine.recovered_sequence(), first.len() as u64);
     assert_eq!(engine.recovered().snapshot_sequence, first.len() as u64);
     // Continue on the restarted engine, and in the direct run.
@@ -116,9 +117,9 @@ fn the_engine_answers_like_a_direct_run_and_restarts_to_the_same_hash() {
 
     // Without snapshots, a full replay of the journal gives the same state too.
     std::fs::remove_dir_all(dir.path().join("snapshots")).unwrap();
-    let engine = Engine::start(config(dir.path()), Exchange::default()).unwrap();
+    let engine = Engine::start(config(dir.path()), Typed::<Exchange>::default()).unwrap();
     assert_eq!(engine.recovered().snapshot_sequence, 0);
     let replayed = engine.shutdown().unwrap();
     assert_eq!(replayed.state_hash(), continued.state_hash());
-    replayed.check_invariants().unwrap();
+    replayed.service().check_invariants().unwrap();
 }

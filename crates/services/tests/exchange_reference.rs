@@ -7,6 +7,7 @@ mod common_exchange;
 use common_exchange::generator::{Generator, Input};
 use common_exchange::reference::Reference;
 use common_exchange::{small_limits, Answer, Harness};
+use keel::Typed;
 use keel::{Outcome, Processor};
 use keel_services::exchange::*;
 use keel_services::App;
@@ -56,21 +57,26 @@ fn expected(r: &mut Reference, input: &Input, sequence: u64) -> (Outcome, Answer
 
 /// Compares every book and every account.
 fn assert_same_state(h: &Harness, r: &Reference, context: &str) {
-    let ids: Vec<u32> = h.exchange.instrument_ids().collect();
+    let ids: Vec<u32> = h.exchange.service().instrument_ids().collect();
     assert_eq!(ids, r.instrument_ids(), "{context}: instruments");
     for id in ids {
-        assert_eq!(h.exchange.orders(id), r.orders(id), "{context}: book {id}");
+        assert_eq!(
+            h.exchange.service().orders(id),
+            r.orders(id),
+            "{context}: book {id}"
+        );
     }
-    let accounts: Vec<u32> = h.exchange.account_ids().collect();
+    let accounts: Vec<u32> = h.exchange.service().account_ids().collect();
     assert_eq!(accounts, r.account_ids(), "{context}: accounts");
     for id in accounts {
         assert_eq!(
-            h.exchange.account_view(id),
+            h.exchange.service().account_view(id),
             r.account_view(id),
             "{context}: account {id}"
         );
     }
     h.exchange
+        .service()
         .check_invariants()
         .unwrap_or_else(|e| panic!("{context}: {e}"));
 }
@@ -221,14 +227,14 @@ fn the_canonical_workload_matches_the_reference() {
     );
     // The App entry points produce exactly these messages.
     assert_eq!(
-        Exchange::workload(seed, 123),
+        Typed::<Exchange>::workload(seed, 123),
         WORKLOAD.request(seed, 123).to_command()
     );
-    assert_eq!(Exchange::setup(seed).len(), WORKLOAD.setup().len());
+    assert_eq!(Typed::<Exchange>::setup(seed).len(), WORKLOAD.setup().len());
     // Snapshot round trip of a busy state.
     let mut bytes = Vec::new();
     h.exchange.save_state(&mut bytes).unwrap();
-    let mut loaded = Exchange::default();
+    let mut loaded = Typed::<Exchange>::default();
     loaded.load_state(SCHEMA_VERSION, &bytes).unwrap();
     assert_eq!(loaded.state_hash(), h.exchange.state_hash());
 }

@@ -3,12 +3,18 @@
 //! `cargo test --release --test exchange_throughput -- --ignored --nocapture`.
 
 use keel::engine::MessageHeader;
+use keel::Typed;
 use keel::{Message, Outcome, Output, Processor};
 use keel_services::exchange::*;
 use keel_services::{App, Command};
 use std::time::Instant;
 
-fn apply(exchange: &mut Exchange, buf: &mut [u8], sequence: u64, command: &Command) -> Outcome {
+fn apply(
+    exchange: &mut Typed<Exchange>,
+    buf: &mut [u8],
+    sequence: u64,
+    command: &Command,
+) -> Outcome {
     let header = MessageHeader {
         sequence,
         timestamp_ns: sequence,
@@ -32,17 +38,19 @@ fn canonical_mix_throughput() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3_000_000);
-    let mut exchange = Exchange::default();
+    let mut exchange = Typed::<Exchange>::default();
     let mut buf = vec![0u8; 4096];
     let mut sequence = 0;
-    for command in Exchange::setup(seed) {
+    for command in Typed::<Exchange>::setup(seed) {
         sequence += 1;
         assert_eq!(
             apply(&mut exchange, &mut buf, sequence, &command),
             Outcome::Accepted
         );
     }
-    let commands: Vec<Command> = (0..messages).map(|i| Exchange::workload(seed, i)).collect();
+    let commands: Vec<Command> = (0..messages)
+        .map(|i| Typed::<Exchange>::workload(seed, i))
+        .collect();
     let mut kinds = std::collections::BTreeMap::<&str, u64>::new();
     let mut outcomes = Vec::with_capacity(commands.len());
     let start = Instant::now();
@@ -68,7 +76,7 @@ fn canonical_mix_throughput() {
     println!(
         "{messages} messages in {elapsed:?}: {ns:.1} ns/message, {:.2} M messages/s; {rejected} rejected; open orders {}; mix {kinds:?}",
         1e3 / ns,
-        exchange.open_orders()
+        exchange.service().open_orders()
     );
-    exchange.check_invariants().unwrap();
+    exchange.service().check_invariants().unwrap();
 }

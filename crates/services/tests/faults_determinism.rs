@@ -163,7 +163,7 @@ fn soak_both(seeds: impl Iterator<Item = u64>, n: u64) {
     for seed in seeds {
         let started = Instant::now();
         let (b, bs) = soak::<Typed<Bookstore>>(seed, n, 6);
-        let (x, xs) = soak::<Exchange>(seed, n, 6);
+        let (x, xs) = soak::<Typed<Exchange>>(seed, n, 6);
         eprintln!(
             "seed {seed}: bookstore {b} messages / {bs} snapshots, exchange {x} / {xs}, {:?}",
             started.elapsed()

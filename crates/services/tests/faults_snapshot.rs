@@ -220,8 +220,8 @@ fn bookstore_falls_back_from_every_kind_of_damaged_snapshot() {
 
 #[test]
 fn exchange_falls_back_from_every_kind_of_damaged_snapshot() {
-    let setup = Exchange::setup(1).len() as u64;
-    every_damage_falls_back::<Exchange>(3_000, (setup + 3_000) / 4);
+    let setup = Typed::<Exchange>::setup(1).len() as u64;
+    every_damage_falls_back::<Typed<Exchange>>(3_000, (setup + 3_000) / 4);
 }
 
 #[test]
@@ -377,16 +377,18 @@ fn an_exchange_state_with_ids_beyond_the_loaders_limits_is_refused_not_allocated
     // would make the loader allocate hundreds of GB (an abort). The loading exchange's own
     // limits bound the ids.
     let fits = exchange_state(4096, 1 << 20, 7);
-    let mut x = Exchange::default();
+    let mut x = Typed::<Exchange>::default();
     x.load_state(1, &fits).expect("a small state loads");
     let hostile = exchange_state(4096, u32::MAX, u32::MAX - 1);
-    let err = Exchange::default().load_state(1, &hostile).unwrap_err();
+    let err = Typed::<Exchange>::default()
+        .load_state(1, &hostile)
+        .unwrap_err();
     assert!(matches!(err, StateError::Invalid(_)), "{err}");
     // Limits larger than the loader's are kept as long as the ids fit (limits are state).
     let roomy = exchange_state(4096, u32::MAX, 7);
-    let mut x = Exchange::default();
+    let mut x = Typed::<Exchange>::default();
     x.load_state(1, &roomy).unwrap();
-    assert_eq!(x.limits().max_accounts, u32::MAX);
+    assert_eq!(x.service().limits().max_accounts, u32::MAX);
 }
 
 #[test]
@@ -408,7 +410,9 @@ fn an_exchange_state_whose_sums_overflow_is_invalid() {
         .unwrap();
         // Harness input: flags (wrap, exchange), schema 1, then the state.
         assert_eq!(input[..2], [3, 1]);
-        let err = Exchange::default().load_state(1, &input[2..]).unwrap_err();
+        let err = Typed::<Exchange>::default()
+            .load_state(1, &input[2..])
+            .unwrap_err();
         assert!(
             matches!(&err, StateError::Invalid(why) if why.contains(reason)),
             "{err}"

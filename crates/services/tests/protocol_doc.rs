@@ -819,7 +819,7 @@ fn bookstore_examples_match_the_code() {
 fn exchange_examples_match_the_code() {
     let blocks = blocks("exchange");
     check_blocks("exchange", &exchange_examples(), &blocks);
-    check_replay(Exchange::default(), "exchange", &blocks);
+    check_replay(Typed::new(Exchange::default()), "exchange", &blocks);
     for b in &blocks {
         if b.reason != 0 {
             let reason = ex::RejectReason::from_u32(b.reason).unwrap();

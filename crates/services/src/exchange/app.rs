@@ -1,4 +1,4 @@
-//! The exchange as an [`App`]: shell commands, JSON descriptions, the canonical workload.
+//! The exchange (as `Typed<Exchange>`) as an [`App`]: shell commands, JSON descriptions, the canonical workload.
 
 use super::events::{
     AccountView, BookDepth, RejectReason, Report, RESPONSE_ACCOUNT, RESPONSE_BOOK, RESPONSE_EVENTS,
@@ -9,6 +9,7 @@ use super::Exchange;
 use crate::{App, Command};
 use keel::codec;
 use keel::engine::{Message, Processor, Response, Status};
+use keel::Typed;
 use serde_json::{json, Value};
 use std::str::FromStr;
 
@@ -163,17 +164,11 @@ fn describe_payload(response: &Response<'_>) -> Value {
     decoded.unwrap_or_else(|e| json!({ "undecodable": e.to_string(), "raw": payload }))
 }
 
-impl App for Exchange {
+impl App for Typed<Exchange> {
     const NAME: &'static str = "exchange";
 
     fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), keel::net::Invalid> {
-        use keel::net::Invalid;
-        match Request::decode(kind, version, payload) {
-            Ok(_) => Ok(()),
-            Err(RejectReason::UnknownKind) => Err(Invalid::UnknownKind),
-            Err(RejectReason::UnsupportedVersion) => Err(Invalid::UnsupportedVersion),
-            Err(_) => Err(Invalid::Undecodable),
-        }
+        <Request as keel::Command>::validate(kind, version, payload)
     }
 
     fn parse_command(words: &[String]) -> Result<Command, String> {
@@ -224,19 +219,20 @@ impl App for Exchange {
     }
 
     fn describe_state(&self) -> Value {
-        let instruments: Vec<Value> = self
+        let exchange = self.service();
+        let instruments: Vec<Value> = exchange
             .instrument_ids()
             .map(|id| {
-                let orders = self.orders(id).map_or(0, |o| o.len());
-                json!({ "instrument": id, "top": self.top_of_book(id), "orders": orders })
+                let orders = exchange.orders(id).map_or(0, |o| o.len());
+                json!({ "instrument": id, "top": exchange.top_of_book(id), "orders": orders })
             })
             .collect();
         json!({
-            "limits": self.limits(),
+            "limits": exchange.limits(),
             "instruments": instruments,
-            "accounts": self.account_ids().count(),
-            "open_orders": self.open_orders(),
-            "total_cash": self.total_cash(),
+            "accounts": exchange.account_ids().count(),
+            "open_orders": exchange.open_orders(),
+            "total_cash": exchange.total_cash(),
             "state_hash": format!("{:016x}", self.state_hash()),
         })
     }

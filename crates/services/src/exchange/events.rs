@@ -1,6 +1,8 @@
 //! Output: the events one message produced, reject reasons, and query answers.
 
 use super::messages::{OrderType, Side};
+use keel::engine::Output;
+use keel::net::Invalid;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Response kind of every order and admin message: a [`Report`].
@@ -94,6 +96,16 @@ reject_reasons! {
     InvalidOrderId = 39,
     /// price × quantity does not fit in u64.
     NotionalOverflow = 40,
+}
+
+impl From<Invalid> for RejectReason {
+    fn from(invalid: Invalid) -> Self {
+        match invalid {
+            Invalid::UnknownKind => RejectReason::UnknownKind,
+            Invalid::UnsupportedVersion => RejectReason::UnsupportedVersion,
+            Invalid::Undecodable => RejectReason::MalformedPayload,
+        }
+    }
 }
 
 impl Serialize for RejectReason {
@@ -279,9 +291,9 @@ pub struct Report {
 
 /// [`Report`]'s encoding, borrowed (what the exchange writes; no allocation).
 #[derive(Serialize)]
-pub(crate) struct ReportRef<'a> {
-    pub(crate) events: &'a [Event],
-    pub(crate) omitted: u32,
+struct ReportRef<'a> {
+    events: &'a [Event],
+    omitted: u32,
 }
 
 /// One price level in a [`BookDepth`].
@@ -306,12 +318,15 @@ pub struct BookDepth {
     pub asks: Vec<DepthLevel>,
 }
 
-/// [`BookDepth`]'s encoding, borrowed (what the exchange writes; no allocation).
-#[derive(Serialize)]
-pub(crate) struct BookDepthRef<'a> {
-    pub(crate) instrument: u32,
-    pub(crate) bids: &'a [DepthLevel],
-    pub(crate) asks: &'a [DepthLevel],
+/// [`BookDepth`], borrowed (what the exchange writes; no allocation).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BookDepthRef<'a> {
+    /// Instrument id.
+    pub instrument: u32,
+    /// Bids, highest price first.
+    pub bids: &'a [DepthLevel],
+    /// Asks, lowest price first.
+    pub asks: &'a [DepthLevel],
 }
 
 /// One instrument held by an account.
@@ -340,12 +355,124 @@ pub struct AccountView {
     pub omitted: u32,
 }
 
-/// [`AccountView`]'s encoding, borrowed (what the exchange writes; no allocation).
-#[derive(Serialize)]
-pub(crate) struct AccountViewRef<'a> {
-    pub(crate) account: u32,
-    pub(crate) cash: u64,
-    pub(crate) reserved: u64,
-    pub(crate) holdings: &'a [Holding],
-    pub(crate) omitted: u32,
+/// [`AccountView`], borrowed (what the exchange writes; no allocation).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AccountViewRef<'a> {
+    /// Account id.
+    pub account: u32,
+    /// Cash units.
+    pub cash: u64,
+    /// Cash units reserved by resting buy orders.
+    pub reserved: u64,
+    /// Holdings by instrument id.
+    pub holdings: &'a [Holding],
+    /// Holdings left off because the response would not fit.
+    pub omitted: u32,
+}
+
+/// What an accepted message answers, borrowed from the exchange's state and written
+/// straight into the response (the exchange's `Service::Reply`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub enum Reply<'a> {
+    /// An order or admin message's events: a [`Report`] under [`RESPONSE_EVENTS`].
+    Events(&'a [Event]),
+    /// A book query's levels: a [`BookDepth`] under [`RESPONSE_BOOK`].
+    Book(BookDepthRef<'a>),
+    /// An account query's balances: an [`AccountView`] under [`RESPONSE_ACCOUNT`].
+    Account(AccountViewRef<'a>),
+}
+
+impl Reply<'_> {
+    /// Writes the response: kind and payload, trimmed to what fits (module docs).
+    pub(crate) fn write(&self, out: &mut Output<'_>) {
+        match *self {
+            Reply::Events(events) => write_events(events, out),
+            Reply::Book(b) => {
+                let levels = b.bids.len().max(b.asks.len());
+                encode_fitting(out, RESPONSE_BOOK, levels, |n| BookDepthRef {
+                    bids: &b.bids[..n.min(b.bids.len())],
+                    asks: &b.asks[..n.min(b.asks.len())],
+                    ..b
+                });
+            }
+            Reply::Account(a) => {
+                let total = a.holdings.len();
+                encode_fitting(out, RESPONSE_ACCOUNT, total, |n| AccountViewRef {
+                    holdings: &a.holdings[..n],
+                    omitted: (total - n) as u32,
+                    ..a
+                });
+            }
+        }
+    }
+}
+
+/// Why a message was refused, nothing changed (the exchange's `Service::Rejection`). Its
+/// `reason` is the response's reason code; the payload is a [`Report`] holding the one
+/// matching [`Event::Rejected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// The order id the message named (0 when none).
+    pub order_id: u64,
+    /// Why.
+    pub reason: RejectReason,
+}
+
+impl keel::Rejection for Rejected {
+    fn code(&self) -> u32 {
+        self.reason as u32
+    }
+
+    /// Malformed messages are answered like any rejection, with the exchange's codes 1–3.
+    fn refused(invalid: Invalid) -> Option<Self> {
+        Some(Rejected {
+            order_id: 0,
+            reason: invalid.into(),
+        })
+    }
+}
+
+impl Rejected {
+    /// Writes the response: a one-event report.
+    pub(crate) fn write(&self, out: &mut Output<'_>) {
+        let event = Event::Rejected {
+            order_id: self.order_id,
+            reason: self.reason,
+        };
+        write_events(&[event], out);
+    }
+}
+
+/// Writes a [`Report`] of `events`: the longest prefix that fits, and how many were left off.
+fn write_events(events: &[Event], out: &mut Output<'_>) {
+    encode_fitting(out, RESPONSE_EVENTS, events.len(), |n| ReportRef {
+        events: &events[..n],
+        omitted: (events.len() - n) as u32,
+    });
+}
+
+/// Writes `make(n)` for the largest `n ≤ total` whose encoding fits in `out` (binary search;
+/// only reached when the whole value does not fit). Sets the response kind.
+fn encode_fitting<T: Serialize>(
+    out: &mut Output<'_>,
+    kind: u16,
+    total: usize,
+    make: impl Fn(usize) -> T,
+) {
+    if out.encode(&make(total)).is_err() {
+        let (mut lo, mut hi) = (0, total);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            out.clear();
+            if out.encode(&make(mid)).is_ok() {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        out.clear();
+        // Even an empty value may not fit a tiny buffer: then the payload stays empty.
+        let _ = out.encode(&make(lo));
+    }
+    out.set_kind(kind);
 }

@@ -203,100 +203,56 @@ pub struct QueryAccount {
     pub account: u32,
 }
 
-/// Any input message, decoded and upcast to its current version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
-    /// `KIND_ADD_INSTRUMENT`
-    AddInstrument(AddInstrument),
-    /// `KIND_DEPOSIT_CASH`
-    DepositCash(CashTransfer),
-    /// `KIND_WITHDRAW_CASH`
-    WithdrawCash(CashTransfer),
-    /// `KIND_DEPOSIT_POSITION`
-    DepositPosition(PositionTransfer),
-    /// `KIND_WITHDRAW_POSITION`
-    WithdrawPosition(PositionTransfer),
-    /// `KIND_PLACE_ORDER`
-    Place(PlaceOrder),
-    /// `KIND_CANCEL_ORDER`
-    Cancel(CancelOrder),
-    /// `KIND_MOVE_ORDER`
-    Move(MoveOrder),
-    /// `KIND_REDUCE_ORDER`
-    Reduce(ReduceOrder),
-    /// `KIND_QUERY_BOOK`
-    QueryBook(QueryBook),
-    /// `KIND_QUERY_ACCOUNT`
-    QueryAccount(QueryAccount),
-}
-
-fn payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RejectReason> {
-    codec::decode(bytes).map_err(|_| RejectReason::MalformedPayload)
+keel::commands! {
+    /// Any input message, decoded and upcast to its current version: the wire table (each
+    /// kind's number and versions; the payload is the variant's struct).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Request {
+        /// `KIND_ADD_INSTRUMENT`
+        1 => AddInstrument(AddInstrument),
+        /// `KIND_DEPOSIT_CASH`
+        2 => DepositCash(CashTransfer),
+        /// `KIND_WITHDRAW_CASH`
+        3 => WithdrawCash(CashTransfer),
+        /// `KIND_DEPOSIT_POSITION`
+        4 => DepositPosition(PositionTransfer),
+        /// `KIND_WITHDRAW_POSITION`
+        5 => WithdrawPosition(PositionTransfer),
+        /// `KIND_PLACE_ORDER`; v1 upcasts to v2.
+        10 => Place(PlaceOrder) version 2 { 1 => PlaceOrderV1 },
+        /// `KIND_CANCEL_ORDER`
+        11 => Cancel(CancelOrder),
+        /// `KIND_MOVE_ORDER`
+        12 => Move(MoveOrder),
+        /// `KIND_REDUCE_ORDER`
+        13 => Reduce(ReduceOrder),
+        /// `KIND_QUERY_BOOK`
+        20 => QueryBook(QueryBook),
+        /// `KIND_QUERY_ACCOUNT`
+        21 => QueryAccount(QueryAccount),
+    }
 }
 
 impl Request {
     /// Decodes a payload of `kind` at `version`, upcasting older versions.
     pub fn decode(kind: u16, version: u16, bytes: &[u8]) -> Result<Request, RejectReason> {
-        let current = current_version(kind).ok_or(RejectReason::UnknownKind)?;
-        if version == 0 || version > current {
-            return Err(RejectReason::UnsupportedVersion);
-        }
-        Ok(match (kind, version) {
-            (KIND_ADD_INSTRUMENT, _) => Request::AddInstrument(payload(bytes)?),
-            (KIND_DEPOSIT_CASH, _) => Request::DepositCash(payload(bytes)?),
-            (KIND_WITHDRAW_CASH, _) => Request::WithdrawCash(payload(bytes)?),
-            (KIND_DEPOSIT_POSITION, _) => Request::DepositPosition(payload(bytes)?),
-            (KIND_WITHDRAW_POSITION, _) => Request::WithdrawPosition(payload(bytes)?),
-            (KIND_PLACE_ORDER, 1) => Request::Place(payload::<PlaceOrderV1>(bytes)?.into()),
-            (KIND_PLACE_ORDER, _) => Request::Place(payload(bytes)?),
-            (KIND_CANCEL_ORDER, _) => Request::Cancel(payload(bytes)?),
-            (KIND_MOVE_ORDER, _) => Request::Move(payload(bytes)?),
-            (KIND_REDUCE_ORDER, _) => Request::Reduce(payload(bytes)?),
-            (KIND_QUERY_BOOK, _) => Request::QueryBook(payload(bytes)?),
-            _ => Request::QueryAccount(payload(bytes)?),
-        })
+        <Request as keel::Command>::decode(kind, version, bytes).map_err(RejectReason::from)
     }
 
     /// This request's message kind.
     pub fn kind(&self) -> u16 {
-        match self {
-            Request::AddInstrument(_) => KIND_ADD_INSTRUMENT,
-            Request::DepositCash(_) => KIND_DEPOSIT_CASH,
-            Request::WithdrawCash(_) => KIND_WITHDRAW_CASH,
-            Request::DepositPosition(_) => KIND_DEPOSIT_POSITION,
-            Request::WithdrawPosition(_) => KIND_WITHDRAW_POSITION,
-            Request::Place(_) => KIND_PLACE_ORDER,
-            Request::Cancel(_) => KIND_CANCEL_ORDER,
-            Request::Move(_) => KIND_MOVE_ORDER,
-            Request::Reduce(_) => KIND_REDUCE_ORDER,
-            Request::QueryBook(_) => KIND_QUERY_BOOK,
-            Request::QueryAccount(_) => KIND_QUERY_ACCOUNT,
-        }
+        keel::Command::kind(self)
     }
 
     /// Encodes this request at its kind's current version.
     pub fn to_command(&self) -> Command {
-        let mut payload = Vec::with_capacity(48);
-        let encoded = match self {
-            Request::AddInstrument(m) => codec::encode_to_vec(m, &mut payload),
-            Request::DepositCash(m) | Request::WithdrawCash(m) => {
-                codec::encode_to_vec(m, &mut payload)
-            }
-            Request::DepositPosition(m) | Request::WithdrawPosition(m) => {
-                codec::encode_to_vec(m, &mut payload)
-            }
-            Request::Place(m) => codec::encode_to_vec(m, &mut payload),
-            Request::Cancel(m) => codec::encode_to_vec(m, &mut payload),
-            Request::Move(m) => codec::encode_to_vec(m, &mut payload),
-            Request::Reduce(m) => codec::encode_to_vec(m, &mut payload),
-            Request::QueryBook(m) => codec::encode_to_vec(m, &mut payload),
-            Request::QueryAccount(m) => codec::encode_to_vec(m, &mut payload),
-        };
-        encoded.expect("encoding into a Vec cannot fail");
-        let kind = self.kind();
+        let mut payload = vec![0; 64];
+        let n =
+            keel::Command::encode_into(self, &mut payload).expect("every payload fits 64 bytes");
+        payload.truncate(n);
         Command {
-            kind,
-            version: current_version(kind).unwrap_or(1),
+            kind: self.kind(),
+            version: keel::Command::version(self),
             payload,
         }
     }

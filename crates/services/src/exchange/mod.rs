@@ -51,6 +51,9 @@
 //!
 //! # Messages (payload structs such as [`PlaceOrder`]; all encoded with `keel::codec`)
 //!
+//! The exchange is a `keel::Service`: [`Request`] is its `commands!` table (kinds, versions,
+//! the v1 upcast), and `keel::Typed<Exchange>` the processor the engine runs.
+//!
 //! | kind | name | version | payload |
 //! |---|---|---|---|
 //! | 1 | add instrument | 1 | `instrument u32, tick u64, market_band u64` |
@@ -70,14 +73,17 @@
 //!
 //! # Responses
 //!
-//! Order and admin messages answer with a [`Report`] (kind [`RESPONSE_EVENTS`]): the
+//! The exchange keeps its own response layout (it overrides the typed layer's writers):
+//! order and admin messages answer with a [`Report`] (kind [`RESPONSE_EVENTS`]): the
 //! [`Event`]s in the order they happened — `Rejected` alone, or e.g. `Accepted`, `Trade`…,
 //! `Cancelled` (IOC remainder), then `Book` when the instrument's top of book (best bid/ask
 //! price and size) changed. A rejected message also sets the response's reason code
 //! ([`RejectReason`] as `u32`). When the report would not fit in `Config::max_response_bytes`
 //! (4096 by default, about 50 trades) the exchange writes the longest prefix of the events
 //! that fits and sets `Report::omitted` to how many were left off the end; the state change is
-//! complete either way. Queries answer with a [`BookDepth`] or an [`AccountView`].
+//! complete either way. Queries answer with a [`BookDepth`] or an [`AccountView`]. A message
+//! of an unknown kind or version, or with a malformed payload, is rejected with its own reason
+//! (1, 2, 3) and a `Rejected` event like any other.
 //!
 //! # Limits, determinism, snapshots
 //!
@@ -115,19 +121,20 @@ mod state;
 mod workload;
 
 pub use events::{
-    AccountView, BookDepth, CancelReason, DepthLevel, Event, Holding, RejectReason, Report,
-    TopOfBook, MAX_QUERY_DEPTH, RESPONSE_ACCOUNT, RESPONSE_BOOK, RESPONSE_EVENTS,
+    AccountView, AccountViewRef, BookDepth, BookDepthRef, CancelReason, DepthLevel, Event, Holding,
+    RejectReason, Rejected, Reply, Report, TopOfBook, MAX_QUERY_DEPTH, RESPONSE_ACCOUNT,
+    RESPONSE_BOOK, RESPONSE_EVENTS,
 };
 pub use messages::*;
 pub use state::{OrderView, SCHEMA_VERSION};
 pub use workload::{WorkloadParams, WORKLOAD};
 
 use book::{Arena, Book};
-use events::{AccountViewRef, BookDepthRef, ReportRef};
 use index::OrderIndex;
 use keel::codec::CodecError;
-use keel::engine::{Message, Outcome, Output, Processor};
+use keel::engine::{MessageHeader, Output};
 use keel::snapshot::StateError;
+use keel::Service;
 use risk::Accounts;
 use serde::{Deserialize, Serialize};
 
@@ -177,7 +184,8 @@ pub(crate) struct Instrument {
     pub(crate) book: Book,
 }
 
-/// The exchange: a [`Processor`] (and [`crate::App`]) owning all books and accounts.
+/// The exchange: a [`Service`] owning all books and accounts; `keel::Typed<Exchange>` is its
+/// `Processor` (and [`crate::App`]).
 #[derive(Debug, Clone)]
 pub struct Exchange {
     limits: ExchangeLimits,
@@ -224,91 +232,36 @@ impl Exchange {
         &self.limits
     }
 
-    /// Applies one order or admin request (queries change nothing and produce no events).
-    /// The events it produced are in [`Exchange::events`] until the next call.
-    pub fn execute(&mut self, request: &Request, sequence: u64) -> Outcome {
-        self.events.clear();
-        let result = match request {
-            Request::AddInstrument(m) => self.add_instrument(m),
-            Request::DepositCash(m) => self.deposit_cash(m),
-            Request::WithdrawCash(m) => self.withdraw_cash(m),
-            Request::DepositPosition(m) => self.deposit_position(m),
-            Request::WithdrawPosition(m) => self.withdraw_position(m),
-            Request::Place(m) => self.place(m, sequence),
-            Request::Cancel(m) => self.cancel(m),
-            Request::Move(m) => self.move_order(m),
-            Request::Reduce(m) => self.reduce(m),
-            Request::QueryBook(_) | Request::QueryAccount(_) => Ok(()),
+    /// A book query's answer: up to `depth` levels per side (`None`: no such instrument).
+    fn book_depth_ref(&mut self, q: QueryBook) -> Option<Reply<'_>> {
+        let Some(Some(i)) = self.instruments.get(q.instrument as usize) else {
+            return None;
         };
-        match result {
-            Ok(()) => Outcome::Accepted,
-            Err(reason) => self.reject(order_id_of(request), reason),
-        }
-    }
-
-    fn reject(&mut self, order_id: u64, reason: RejectReason) -> Outcome {
-        debug_assert!(
-            self.events.is_empty(),
-            "a rejection must not follow changes"
-        );
-        self.events.clear();
-        self.events.push(Event::Rejected { order_id, reason });
-        Outcome::Rejected(reason as u32)
-    }
-
-    /// The events of the last message applied.
-    pub fn events(&self) -> &[Event] {
-        &self.events
-    }
-
-    fn answer(&mut self, request: &Request, out: &mut Output<'_>) -> Outcome {
-        let answered = match request {
-            Request::QueryBook(q) => self.answer_book(q.instrument, q.depth, out),
-            Request::QueryAccount(q) => self.answer_account(q.account, out),
-            _ => unreachable!("only queries are answered"),
-        };
-        match (answered, request) {
-            (true, _) => Outcome::Accepted,
-            (false, Request::QueryBook(_)) => self.reject(0, RejectReason::UnknownInstrument),
-            (false, _) => self.reject(0, RejectReason::UnknownAccount),
-        }
-    }
-
-    /// Encodes a [`BookDepth`] of `instrument` into `out` (false: no such instrument).
-    fn answer_book(&mut self, instrument: u32, depth: u32, out: &mut Output<'_>) -> bool {
-        let Some(Some(i)) = self.instruments.get(instrument as usize) else {
-            return false;
-        };
-        let depth = depth.min(MAX_QUERY_DEPTH) as usize;
+        let depth = q.depth.min(MAX_QUERY_DEPTH) as usize;
         let [bids, asks] = &mut self.depth;
-        let book = &i.book;
-        let n_bids = book.depth_into(&self.arena, Side::Buy, &mut bids[..depth]);
-        let n_asks = book.depth_into(&self.arena, Side::Sell, &mut asks[..depth]);
-        let (bids, asks) = (&bids[..n_bids], &asks[..n_asks]);
-        encode_fitting(out, RESPONSE_BOOK, bids.len().max(asks.len()), |n| {
-            BookDepthRef {
-                instrument,
-                bids: &bids[..n.min(bids.len())],
-                asks: &asks[..n.min(asks.len())],
-            }
-        });
-        true
+        let n_bids = i
+            .book
+            .depth_into(&self.arena, Side::Buy, &mut bids[..depth]);
+        let n_asks = i
+            .book
+            .depth_into(&self.arena, Side::Sell, &mut asks[..depth]);
+        Some(Reply::Book(BookDepthRef {
+            instrument: q.instrument,
+            bids: &bids[..n_bids],
+            asks: &asks[..n_asks],
+        }))
     }
 
-    /// Encodes an [`AccountView`] of `account` into `out` (false: no such account).
-    fn answer_account(&self, account: u32, out: &mut Output<'_>) -> bool {
-        let Some(a) = self.accounts.get(account) else {
-            return false;
-        };
-        let total = a.holdings.len();
-        encode_fitting(out, RESPONSE_ACCOUNT, total, |n| AccountViewRef {
+    /// An account query's answer (`None`: no such account).
+    fn account_view_ref(&self, account: u32) -> Option<Reply<'_>> {
+        let a = self.accounts.get(account)?;
+        Some(Reply::Account(AccountViewRef {
             account,
             cash: a.cash,
             reserved: a.reserved,
-            holdings: &a.holdings[..n],
-            omitted: (total - n) as u32,
-        });
-        true
+            holdings: &a.holdings,
+            omitted: 0,
+        }))
     }
 }
 
@@ -323,61 +276,57 @@ fn order_id_of(request: &Request) -> u64 {
     }
 }
 
-/// Writes `make(n)` for the largest `n ≤ total` whose encoding fits in `out` (binary search;
-/// only reached when the whole value does not fit). Sets the response kind.
-fn encode_fitting<T: Serialize>(
-    out: &mut Output<'_>,
-    kind: u16,
-    total: usize,
-    make: impl Fn(usize) -> T,
-) {
-    if out.encode(&make(total)).is_err() {
-        let (mut lo, mut hi) = (0, total);
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            out.clear();
-            if out.encode(&make(mid)).is_ok() {
-                lo = mid;
-            } else {
-                hi = mid - 1;
+impl Service for Exchange {
+    type Command = Request;
+    type Reply<'a> = Reply<'a>;
+    type Rejection = Rejected;
+    /// Unused: the exchange writes, hashes and loads its canonical form itself (`state`
+    /// module), so every state function below is its own.
+    type State = ();
+
+    /// Order and admin requests answer with their events; queries change nothing.
+    fn apply(&mut self, request: Request, header: &MessageHeader) -> Result<Reply<'_>, Rejected> {
+        self.events.clear();
+        let order_id = order_id_of(&request);
+        let rejected = |reason| Rejected { order_id, reason };
+        let result = match request {
+            Request::QueryBook(q) => {
+                return self
+                    .book_depth_ref(q)
+                    .ok_or(rejected(RejectReason::UnknownInstrument))
+            }
+            Request::QueryAccount(q) => {
+                return self
+                    .account_view_ref(q.account)
+                    .ok_or(rejected(RejectReason::UnknownAccount))
+            }
+            Request::AddInstrument(m) => self.add_instrument(&m),
+            Request::DepositCash(m) => self.deposit_cash(&m),
+            Request::WithdrawCash(m) => self.withdraw_cash(&m),
+            Request::DepositPosition(m) => self.deposit_position(&m),
+            Request::WithdrawPosition(m) => self.withdraw_position(&m),
+            Request::Place(m) => self.place(&m, header.sequence),
+            Request::Cancel(m) => self.cancel(&m),
+            Request::Move(m) => self.move_order(&m),
+            Request::Reduce(m) => self.reduce(&m),
+        };
+        match result {
+            Ok(()) => Ok(Reply::Events(&self.events)),
+            Err(reason) => {
+                debug_assert!(
+                    self.events.is_empty(),
+                    "a rejection must not follow changes"
+                );
+                Err(rejected(reason))
             }
         }
-        out.clear();
-        // Even an empty value may not fit a tiny buffer: then the payload stays empty.
-        let _ = out.encode(&make(lo));
-    }
-    out.set_kind(kind);
-}
-
-impl Processor for Exchange {
-    fn apply(&mut self, message: &Message<'_>, out: &mut Output<'_>) -> Outcome {
-        let header = &message.header;
-        let outcome = match Request::decode(header.kind, header.version, message.payload) {
-            Ok(request @ (Request::QueryBook(_) | Request::QueryAccount(_))) => {
-                self.events.clear();
-                let outcome = self.answer(&request, out);
-                if outcome == Outcome::Accepted {
-                    return outcome; // answered with a view; a rejection falls through
-                }
-                outcome
-            }
-            Ok(request) => self.execute(&request, header.sequence),
-            Err(reason) => {
-                self.events.clear();
-                self.reject(0, reason)
-            }
-        };
-        let events = &self.events;
-        encode_fitting(out, RESPONSE_EVENTS, events.len(), |n| ReportRef {
-            events: &events[..n],
-            omitted: (events.len() - n) as u32,
-        });
-        outcome
     }
 
-    fn state_hash(&self) -> u64 {
-        self.hash()
+    fn state(&self) -> &() {
+        &()
     }
+
+    fn restore(&mut self, (): ()) {}
 
     fn schema_version(&self) -> u32 {
         SCHEMA_VERSION
@@ -390,5 +339,18 @@ impl Processor for Exchange {
     fn load_state(&mut self, schema_version: u32, bytes: &[u8]) -> Result<(), StateError> {
         *self = Exchange::load(schema_version, bytes, &self.limits)?;
         Ok(())
+    }
+
+    fn state_hash(&self) -> u64 {
+        self.hash()
+    }
+
+    fn write_reply(reply: &Reply<'_>, out: &mut Output<'_>) -> Result<(), Rejected> {
+        reply.write(out);
+        Ok(())
+    }
+
+    fn write_rejection(rejection: &Rejected, out: &mut Output<'_>) {
+        rejection.write(out);
     }
 }

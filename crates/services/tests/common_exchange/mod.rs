@@ -7,6 +7,7 @@ pub mod generator;
 pub mod reference;
 
 use keel::engine::MessageHeader;
+use keel::Typed;
 use keel::{Message, Outcome, Output, Processor};
 use keel_services::exchange::*;
 use keel_services::Command;
@@ -30,7 +31,7 @@ impl Answer {
 
 /// Drives an exchange message by message, numbering sequences from 1.
 pub struct Harness {
-    pub exchange: Exchange,
+    pub exchange: Typed<Exchange>,
     pub sequence: u64,
     buf: Vec<u8>,
 }
@@ -42,7 +43,7 @@ impl Harness {
 
     pub fn with_buffer(limits: ExchangeLimits, response_bytes: usize) -> Self {
         Harness {
-            exchange: Exchange::with_limits(limits),
+            exchange: Typed::new(Exchange::with_limits(limits)),
             sequence: 0,
             buf: vec![0; response_bytes],
         }
@@ -199,7 +200,7 @@ pub fn funded(limits: ExchangeLimits) -> Harness {
 
 /// (cash, reserved cash, lots, reserved lots) of `account` in instrument 0.
 pub fn balance(h: &Harness, account: u32) -> (u64, u64, u64, u64) {
-    let view = h.exchange.account_view(account).expect("account");
+    let view = h.exchange.service().account_view(account).expect("account");
     let lots = view
         .holdings
         .iter()
