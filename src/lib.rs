@@ -22,8 +22,8 @@ pub mod cli;
 pub mod error;
 
 pub use engine::{
-    ApplyMode, Config, Engine, Message, Outcome, Output, Processor, Response, Status, Submission,
-    Submitter,
+    ApplyMode, Client, ClientError, Config, Engine, Message, Outcome, Output, Processor, Producers,
+    Reply, Response, Status, Submission, Submitter, Ticket,
 };
 pub use error::Error;
 pub use journal::{FlushPolicy, SegmentPrep};
