@@ -10,7 +10,14 @@
 //! `pin_at_core` checks the core against the affinity of the already pinned building thread.)
 //! With one core nothing is pinned and the numbers mostly measure the scheduler.
 //!
-//! `cargo bench --bench ring` (about 30 s after the build).
+//! Group `mpsc`: 2 and 4 producer threads (one `publish` per message) into one consumer,
+//! keel's multi-producer ring beside the disruptor crate's (`build_multi_producer`). Nothing is
+//! pinned and every thread yields while it waits (producers for room, the consumer for data,
+//! the measuring thread for the end): with more threads than cores, spinning would measure
+//! the scheduler. It runs first, before the measuring thread is pinned for `spsc`.
+//!
+//! `cargo bench --bench ring` (about a minute after the build); one group:
+//! `cargo bench --bench ring -- mpsc`.
 
 use criterion::measurement::WallTime;
 use criterion::{
@@ -25,7 +32,7 @@ use keel::engine::Cores as CoreSet;
 fn pin_current_thread(core: Option<usize>, thread: &str) -> bool {
     CoreSet::detect().pin_current(core, thread)
 }
-use keel::ring::{Poll, RingBuilder, WaitStrategy};
+use keel::ring::{MultiProducer, Poll, RingBuilder, WaitStrategy};
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -219,5 +226,130 @@ fn array_queue(group: &mut BenchmarkGroup<WallTime>, burst: u64, cores: Cores) {
     handle.join().expect("consumer thread");
 }
 
-criterion_group!(benches, bursts);
+/// Messages each producer publishes per iteration of the `mpsc` group.
+const PER_PRODUCER: u64 = 256;
+/// Ring capacity of the `mpsc` group (the disruptor crate's multi-producer needs at least 64).
+const MP_RING_SIZE: usize = 1024;
+const PRODUCERS: [u64; 2] = [2, 4];
+
+fn multi_producer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mpsc");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for producers in PRODUCERS {
+        group.throughput(Throughput::Elements(producers * PER_PRODUCER));
+        keel_multi(&mut group, producers);
+        disruptor_multi(&mut group, producers);
+    }
+    group.finish();
+}
+
+/// Yields until the consumer has stored `count` (or more) into `sink`.
+fn wait_yielding(sink: &Sink, count: u64) {
+    while sink.load(Ordering::Acquire) < count {
+        thread::yield_now();
+    }
+}
+
+/// Runs `publish(producer, i)` for `i` in `0..per_thread` on each of `producers` threads
+/// (each with its own clone of `producer`) and returns when they are all done.
+fn on_producer_threads<P: Clone + Send>(
+    producer: &P,
+    producers: u64,
+    per_thread: u64,
+    publish: impl Fn(&mut P, u64) + Sync,
+) {
+    thread::scope(|s| {
+        for _ in 0..producers {
+            let (mut producer, publish) = (producer.clone(), &publish);
+            s.spawn(move || (0..per_thread).for_each(|i| publish(&mut producer, i)));
+        }
+    });
+}
+
+/// keel: `MultiProducer::publish` from each producer thread, a batch consumer thread.
+fn keel_multi(group: &mut BenchmarkGroup<WallTime>, producers: u64) {
+    let sink: Sink = Arc::default();
+    let mut builder = RingBuilder::new(MP_RING_SIZE).wait_strategy(WaitStrategy::Yield);
+    builder.add_consumer(&[]);
+    let (producer, mut consumers) = builder.build_multi(|| 0u64);
+    let mut consumer = consumers.pop().expect("one consumer");
+    let consumer_sink = sink.clone();
+    let handle = thread::spawn(move || loop {
+        // Sequences start at 1: the last one of a batch is the count so far.
+        let store = |_: &u64, sequence, end_of_batch| {
+            if end_of_batch {
+                consumer_sink.store(sequence, Ordering::Release);
+            }
+            Ok::<(), Infallible>(())
+        };
+        match consumer.process_batch(None, store) {
+            Ok(Poll::Batch(_) | Poll::Timeout) => {}
+            Ok(Poll::Closed | Poll::Halted) => break,
+            Err(never) => match never {},
+        }
+    });
+    let mut published = 0;
+    let publish = |p: &mut MultiProducer<u64>, i: u64| {
+        p.publish(|slot, _| *slot = black_box(i)).expect("open");
+    };
+    group.bench_function(BenchmarkId::new("keel", producers), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            on_producer_threads(&producer, producers, iters * PER_PRODUCER, publish);
+            published += producers * iters * PER_PRODUCER;
+            wait_yielding(&sink, published);
+            start.elapsed()
+        })
+    });
+    drop(producer); // The last handle: closes the ring, the consumer thread returns.
+    handle.join().expect("consumer thread");
+}
+
+/// A disruptor-crate wait strategy that yields the core between checks (the crate has none).
+#[derive(Clone, Copy)]
+struct YieldNow;
+
+impl disruptor::wait_strategies::WaitStrategy for YieldNow {
+    fn wait_for(&self, _sequence: i64) {
+        thread::yield_now();
+    }
+}
+
+/// The disruptor crate: `try_publish` (yielding while full) from each producer thread, its
+/// managed consumer thread.
+fn disruptor_multi(group: &mut BenchmarkGroup<WallTime>, producers: u64) {
+    let sink: Sink = Arc::default();
+    let consumer_sink = sink.clone();
+    let store = move |_: &u64, sequence: i64, end_of_batch: bool| {
+        if end_of_batch {
+            consumer_sink.store(sequence as u64 + 1, Ordering::Release);
+        }
+    };
+    let producer = disruptor::build_multi_producer(MP_RING_SIZE, || 0u64, YieldNow)
+        .handle_events_with(store)
+        .build();
+    let mut published = 0;
+    let publish = |p: &mut disruptor::MultiProducer<u64, _>, i: u64| {
+        while p.try_publish(|slot| *slot = black_box(i)).is_err() {
+            thread::yield_now();
+        }
+    };
+    group.bench_function(BenchmarkId::new("disruptor-crate", producers), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            on_producer_threads(&producer, producers, iters * PER_PRODUCER, publish);
+            published += producers * iters * PER_PRODUCER;
+            wait_yielding(&sink, published);
+            start.elapsed()
+        })
+    });
+    // Dropping the last producer joins the consumer thread.
+}
+
+// `multi_producer` first: `bursts` pins the measuring thread, and threads it spawns after
+// that would inherit its core.
+criterion_group!(benches, multi_producer, bursts);
 criterion_main!(benches);

@@ -47,6 +47,14 @@ pub enum ConfigError {
          set Config::abort_on_processor_panic = true to accept that"
     )]
     PanicAborts,
+    /// Two settings that cannot be combined.
+    #[error("invalid config: {settings}: {reason}")]
+    Incompatible {
+        /// The settings in conflict.
+        settings: &'static str,
+        /// Why they cannot be combined.
+        reason: &'static str,
+    },
 }
 
 /// Recovery found the data directory inconsistent with itself.

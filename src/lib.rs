@@ -75,8 +75,8 @@ pub mod net;
 pub mod error;
 
 pub use engine::{
-    ApplyMode, Config, Engine, Message, Outcome, Output, Processor, Response, Status, Submission,
-    Submitter,
+    ApplyMode, Client, ClientError, Config, Engine, Message, Outcome, Output, Processor, Producers,
+    Reply, Response, Status, Submission, Submitter, Ticket,
 };
 pub use error::{ConfigError, Error, RecoveryError};
 pub use journal::{FlushPolicy, SegmentPrep};

@@ -27,6 +27,26 @@ impl std::str::FromStr for ApplyMode {
     }
 }
 
+/// Who publishes into the input ring.
+///
+/// `Single` (the default) is the fastest: one [`Submitter`](crate::Submitter) (or the network
+/// server) publishes with a plain store per batch, and responses go to the output ring, read
+/// in order by one [`ResponseReceiver`](super::ResponseReceiver). `Multi` builds the input
+/// ring with the Disruptor's multi-producer claim, so that cloneable
+/// [`Client`](super::Client)s submit from any number of threads, each reply left on a reply
+/// board for its own caller; there is no output ring then (`Engine::take_responses` returns
+/// `None`), and the engine's `Submitter` still works, as one more producer whose messages get
+/// no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Producers {
+    /// One producer: the engine's `Submitter`, or the network server that takes it.
+    #[default]
+    Single,
+    /// Any number of in-process [`Client`](super::Client)s (from `Engine::client`), plus the
+    /// `Submitter`.
+    Multi,
+}
+
 /// Which core each engine thread is pinned to (`None`: not pinned). The network thread's is
 /// `keel::net::NetConfig::net_core`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,6 +129,13 @@ pub struct Config {
     pub wait: WaitStrategy,
     /// Durable (default) or apply-ahead.
     pub mode: ApplyMode,
+    /// One producer (default) or many: `Producers::Multi` is needed for [`Engine::client`]
+    /// (see [`Producers`]). With `Multi`, at most `2 * ring_capacity` replies are outstanding
+    /// at once (submitted and not yet read or dropped); the reply board's slots cost
+    /// `2 * ring_capacity * max_response_bytes` (no output ring is built).
+    ///
+    /// [`Engine::client`]: crate::Engine::client
+    pub producers: Producers,
     /// Thread pinning.
     pub pinning: Pinning,
     /// Drop responses instead of publishing them (an embedded host that does not read them).
@@ -152,6 +179,7 @@ impl Default for Config {
             segment_prep: SegmentPrep::default(),
             wait: WaitStrategy::default(),
             mode: ApplyMode::Durable,
+            producers: Producers::Single,
             pinning: Pinning::default(),
             discard_responses: false,
             snapshot_interval_messages: 1_000_000,
@@ -190,8 +218,8 @@ impl Config {
     }
 
     /// Bytes both rings' slots hold, allocated and made resident by `Engine::start`: each
-    /// slot's payload buffer plus its header (the output ring counts only when responses are
-    /// not discarded).
+    /// slot's payload buffer plus its header (the output ring, or with `Producers::Multi` the
+    /// reply board, counts only when responses are not discarded).
     pub fn ring_memory_bytes(&self) -> u64 {
         use super::message::{Envelope, ResponseSlot};
         use crate::ring::slots_allocated;
@@ -203,15 +231,11 @@ impl Config {
             self.max_message_bytes,
             std::mem::size_of::<Envelope>(),
         );
-        let output = if self.discard_responses {
-            0
-        } else {
-            ring(
-                slots_allocated::<ResponseSlot>(self.output_ring_capacity),
-                self.max_response_bytes,
-                std::mem::size_of::<ResponseSlot>(),
-            )
-        };
+        let output = ring(
+            super::slots::output_slots(self),
+            self.max_response_bytes,
+            std::mem::size_of::<ResponseSlot>(),
+        );
         input + output
     }
 
@@ -247,6 +271,12 @@ impl Config {
             isize::MAX as u64,
         )?;
         check_panic_strategy(cfg!(panic = "unwind"), self.abort_on_processor_panic)?;
+        if self.producers == Producers::Multi && self.discard_responses {
+            return Err(ConfigError::Incompatible {
+                settings: "discard_responses with producers = Multi",
+                reason: "clients wait for their replies",
+            });
+        }
         let needed_bytes = 4 * message_bytes + 65_536;
         if self.segment_size_bytes < needed_bytes {
             return Err(ConfigError::SegmentTooSmall {

@@ -8,8 +8,10 @@
 
 use super::message::{
     Envelope, Message, ResponseHeader, ResponseSlot, Status, CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
+    NO_REPLY_SLOT,
 };
 use super::processor::{Outcome, Output, Processor};
+use super::reply_board::ReplyBoard;
 use super::wake::WakeSlot;
 use crate::ring::{Consumer, Halted, Poll, Producer};
 use crate::snapshot::{SnapshotJob, SnapshotSender};
@@ -96,6 +98,10 @@ pub(crate) enum Responses {
     Ring(Producer<ResponseSlot>, usize),
     /// Dropped after apply; the buffer is scratch space for the processor.
     Discard(Box<[u8]>),
+    /// Left on the reply board for the client that sent the message (`Producers::Multi`);
+    /// a message without a reply slot (from the `Submitter`) is applied into the scratch
+    /// buffer and its response dropped.
+    Board(Arc<ReplyBoard>, Box<[u8]>),
 }
 
 impl Responses {
@@ -174,6 +180,15 @@ fn handle<P: Processor>(
     end_of_batch: bool,
 ) -> Result<(), Halted> {
     debug_assert_eq!(envelope.header.sequence, sequence);
+    if let Responses::Board(board, scratch) = responses {
+        match envelope.reply_slot {
+            NO_REPLY_SLOT => {
+                apply_message(processor, &envelope.message(), scratch);
+            }
+            index => board.answer(index, |slot| fill_response(processor, envelope, slot)),
+        }
+        return Ok(());
+    }
     if let Responses::Ring(output, _) = responses {
         // Written now, published at the end of the batch (one Release store per batch).
         match output.write(|slot, _| fill_response(processor, envelope, slot)) {

@@ -41,10 +41,16 @@ pub struct Message<'a> {
     pub payload: &'a [u8],
 }
 
+/// `Envelope::reply_slot` of a message whose sender waits for no reply on the reply board.
+pub(crate) const NO_REPLY_SLOT: u32 = u32::MAX;
+
 /// One input-ring slot: header, then a pre-allocated payload buffer.
 pub struct Envelope {
     pub(crate) header: MessageHeader,
     pub(crate) len: u32,
+    /// The reply-board slot of the [`Client`](super::Client) that sent it, or
+    /// [`NO_REPLY_SLOT`]. Routing only: not journaled, not shown to the processor.
+    pub(crate) reply_slot: u32,
     pub(crate) payload: SlotBuffer,
 }
 
@@ -53,6 +59,7 @@ impl Envelope {
         Envelope {
             header: MessageHeader::default(),
             len: 0,
+            reply_slot: NO_REPLY_SLOT,
             payload,
         }
     }

@@ -8,6 +8,7 @@
 
 mod accept_loss;
 mod affinity;
+mod client;
 mod config;
 mod journal_gate;
 mod journaler;
@@ -15,6 +16,7 @@ mod logic;
 mod message;
 mod processor;
 mod recovery;
+mod reply_board;
 mod responses;
 mod slots;
 mod submit;
@@ -22,7 +24,8 @@ mod wake;
 
 pub use accept_loss::{accept_loss, LossAccepted};
 pub use affinity::Cores;
-pub use config::{ApplyMode, Config, ConfigError, Pinning};
+pub use client::{Client, ClientError, Reply, Ticket};
+pub use config::{ApplyMode, Config, ConfigError, Pinning, Producers};
 pub use journaler::JournalSink;
 pub use logic::{apply_message, Applied};
 pub(crate) use message::{Envelope, ResponseSlot};
@@ -37,20 +40,24 @@ pub use wake::{WakeHook, WakeHookAlreadySet};
 
 use crate::error::Error;
 use crate::journal::{DurableWaker, JournalError, JournalWriter};
-use crate::ring::{Consumer, Gauge, RingBuilder, Sequence, Signal};
+use crate::ring::{Consumer, Gauge, MultiProducer, RingBuilder, Sequence, Signal};
 use crate::snapshot::{SnapshotStats, SnapshotStore, SnapshotWriter};
 use journal_gate::{JournalGate, JournalerExit};
 use logic::{Responses, Snapshots};
+use reply_board::{ReplyBoard, StageExit};
 use slots::{SlotSource, Slots};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
+use submit::Input;
 use wake::WakeSlot;
 
 /// A running engine around one [`Processor`].
 pub struct Engine<P: Processor> {
     submitter: Option<Submitter>,
     responses: Option<ResponseReceiver>,
+    /// With `Producers::Multi`: the handle [`Engine::client`] clones; it closes the input.
+    client: Option<Client>,
     journaler: Option<JoinHandle<Result<(), JournalError>>>,
     logic: Option<JoinHandle<P>>,
     journaled: Arc<Sequence>,
@@ -125,11 +132,10 @@ impl<P: Processor> Engine<P> {
         let signal = Arc::new(Signal::default());
         let durable = journal.durable();
         let (wake, journaler_releases) = wire_wakes(&config, &mut journal, &signal);
-        let input = input_ring(&config, last, &signal, durable.as_ref());
         let (mut input_slots, output_slots) = slots.into_parts();
-        let (producer, mut consumers) = input.build(|| input_slots.take());
-        let logic_input = consumers.pop().expect("logic consumer");
-        let journal_input = consumers.pop().expect("journal consumer");
+        let ring = input_ring(&config, last, &signal, durable.as_ref());
+        let (input, clients, journal_input, logic_input) =
+            build_input(&config, ring, last, &mut input_slots);
         let exit = Arc::new(JournalerExit::default());
         let gate = JournalGate {
             appended: journal_input.sequence(),
@@ -145,34 +151,31 @@ impl<P: Processor> Engine<P> {
         // the journaler's own (it advances after `end_batch` applied the policy).
         let journaled = durable.unwrap_or_else(|| journal_input.sequence());
         let applied = logic_input.sequence();
-        let gauge = producer.gauge();
-        let (responses, receiver) =
-            build_output(&config, last, signal, &journaled, &wake, output_slots);
+        let gauge = input.gauge();
+        let (responses, receiver, board) =
+            build_responses(&config, last, signal, &journaled, &wake, output_slots);
         let journaler = spawn_journaler(
             &config,
             &cores,
             (journal, journal_input),
             journaler_releases,
-            exit,
+            (exit, StageExit(board.clone())),
         )?;
-        let (c2, core) = (cores, config.pinning.logic_core);
-        let prefault = config.prefault_state;
-        let (prefaulted, ready) = std::sync::mpsc::sync_channel::<()>(1);
-        let logic = spawn("keel-logic", move || {
-            c2.pin_current(core, "logic");
-            let mut processor = processor;
-            if prefault {
-                processor.prefault();
-            }
-            drop(prefaulted); // ends `ready.recv()` below
-            logic::run(processor, logic_input, responses, snapshots, wake)
-        })?;
-        // Messages submitted while the state is pre-faulted would queue behind it: return once
-        // it is done (a panic in `prefault` also ends the wait; `shutdown` reports it).
-        let _ = ready.recv();
+        let client = clients
+            .zip(board.clone())
+            .map(|(producer, board)| Client::new(producer, board, config.max_message_bytes));
+        let parts = LogicParts {
+            input: logic_input,
+            responses,
+            snapshots,
+            wake,
+            exit: StageExit(board),
+        };
+        let logic = spawn_logic(&config, cores, processor, parts)?;
         Ok(Engine {
-            submitter: Some(Submitter::new(producer, config.max_message_bytes)),
+            submitter: Some(Submitter::new(input, config.max_message_bytes)),
             responses: receiver,
+            client,
             journaler: Some(journaler),
             logic: Some(logic),
             journaled,
@@ -191,8 +194,10 @@ impl<P: Processor> Engine<P> {
         self.submitter.as_mut().expect("submitter was taken")
     }
 
-    /// Takes the single submitter to publish from another thread. The engine stops accepting
-    /// input when it is dropped; [`Engine::shutdown`] waits for that.
+    /// Takes the engine's submitter to publish from another thread. With `Producers::Single`
+    /// the engine stops accepting input when it is dropped, and [`Engine::shutdown`] waits for
+    /// that; with `Producers::Multi` `shutdown` closes the input itself (the submitter's later
+    /// calls return `Stopped`).
     pub fn take_submitter(&mut self) -> Option<Submitter> {
         self.submitter.take()
     }
@@ -201,8 +206,22 @@ impl<P: Processor> Engine<P> {
     /// `Closed`: while it is held and unread, the business logic stalls when the output ring
     /// fills (back-pressure). Dropping it instead makes the engine discard responses from then
     /// on (see [`ResponseReceiver`]); it never blocks `submit` for good.
+    ///
+    /// `None` once taken, with `discard_responses`, and always on an engine with
+    /// `Producers::Multi`: there each reply goes to the [`Client`] that sent the message (see
+    /// [`Engine::client`]), and there is no output ring.
     pub fn take_responses(&mut self) -> Option<ResponseReceiver> {
         self.responses.take()
+    }
+
+    /// A new handle for submitting from any thread and getting each message's own reply
+    /// (clone it freely). Needs `Config::producers = Producers::Multi`; with the default
+    /// `Producers::Single` it returns [`ClientError::SingleProducer`]. Replies then go only
+    /// to clients: [`Engine::take_responses`] returns `None`, and messages from the
+    /// [`Submitter`] get none. [`Engine::shutdown`] closes the input for every client (their
+    /// later calls return [`ClientError::Stopped`]); calls already submitted get their replies.
+    pub fn client(&self) -> Result<Client, ClientError> {
+        self.client.clone().ok_or(ClientError::SingleProducer)
     }
 
     /// Takes the submitter and the response receiver together, or neither (`None` if either
@@ -262,7 +281,8 @@ impl<P: Processor> Engine<P> {
         &self.gauge
     }
 
-    /// Stops cleanly: closes the input (the taken submitter, if any, must be dropped too),
+    /// Stops cleanly: closes the input (with `Producers::Single` the taken submitter, if any,
+    /// must be dropped too; with `Producers::Multi` the input closes for every producer),
     /// drains every published message through journal and business logic, syncs the journal,
     /// joins the threads and returns the processor with its final state.
     pub fn shutdown(mut self) -> Result<P, Error> {
@@ -271,6 +291,9 @@ impl<P: Processor> Engine<P> {
 
     fn stop(&mut self) -> Result<P, Error> {
         self.submitter = None;
+        if let Some(client) = self.client.take() {
+            client.close_input();
+        }
         if let Some(mut receiver) = self.responses.take() {
             receiver.drain_until_closed();
         }
@@ -343,17 +366,18 @@ fn snapshot_plan(config: &Config, recovered: &Recovered, writer: &SnapshotWriter
 }
 
 /// Starts the journaler thread over `journal` and its input consumer; it records how it ended
-/// in `exit` (for the snapshot thread), a panic included.
+/// in `exit` (for the snapshot thread) and tells the reply board, a panic included.
 fn spawn_journaler<J: JournalSink>(
     config: &Config,
     cores: &Cores,
     (journal, input): (J, Consumer<Envelope>),
     releases: Option<Arc<WakeSlot>>,
-    exit: Arc<JournalerExit>,
+    (exit, stage_exit): (Arc<JournalerExit>, StageExit),
 ) -> Result<JoinHandle<Result<(), JournalError>>, Error> {
     let interval = journaler::tick_interval(config.flush);
     let (cores, core) = (cores.clone(), config.pinning.journaler_core);
     spawn("keel-journaler", move || {
+        let _ended = stage_exit;
         let _on_panic = exit.guard();
         cores.pin_current(core, "journaler");
         let ended = journaler::run(journal, input, interval, releases);
@@ -384,6 +408,104 @@ fn input_ring(
         ApplyMode::ApplyAhead => input.add_consumer(&[]),
     };
     input
+}
+
+/// The input ring built for `config.producers`: the `Submitter`'s end, the clients' handle
+/// (several producers only), and the journaler's and the business logic's consumers.
+fn build_input(
+    config: &Config,
+    ring: RingBuilder,
+    last: u64,
+    slots: &mut SlotSource<Envelope>,
+) -> (
+    Input,
+    Option<MultiProducer<Envelope>>,
+    Consumer<Envelope>,
+    Consumer<Envelope>,
+) {
+    let (input, clients, mut consumers) = match config.producers {
+        Producers::Single => {
+            let (producer, consumers) = ring.build(|| slots.take());
+            (Input::Single(producer), None, consumers)
+        }
+        Producers::Multi => {
+            let (producer, consumers) = ring.build_multi(|| slots.take());
+            (
+                Input::Multi(producer.clone(), last),
+                Some(producer),
+                consumers,
+            )
+        }
+    };
+    let logic = consumers.pop().expect("logic consumer");
+    let journal = consumers.pop().expect("journal consumer");
+    (input, clients, journal, logic)
+}
+
+/// Where responses go: the output ring and its receiver (one producer), or the reply board
+/// (several), which the wake hook then notifies.
+fn build_responses(
+    config: &Config,
+    last: u64,
+    signal: Arc<Signal>,
+    journaled: &Arc<Sequence>,
+    wake: &Arc<WakeSlot>,
+    slots: SlotSource<ResponseSlot>,
+) -> (Responses, Option<ResponseReceiver>, Option<Arc<ReplyBoard>>) {
+    if config.producers == Producers::Single {
+        let (responses, receiver) = build_output(config, last, signal, journaled, wake, slots);
+        return (responses, receiver, None);
+    }
+    // Apply-ahead: a reply is released once the journal holds its message.
+    let gate = (config.mode == ApplyMode::ApplyAhead).then(|| journaled.clone());
+    let count = reply_board::slots_for(config.ring_capacity);
+    let board = Arc::new(ReplyBoard::new(count, slots, gate));
+    let notify = board.clone();
+    wake.set(Arc::new(move || notify.notify()))
+        .expect("a new wake slot has no hook");
+    let scratch = vec![0; config.max_response_bytes].into();
+    (Responses::Board(board.clone(), scratch), None, Some(board))
+}
+
+/// What the business-logic thread runs on.
+struct LogicParts {
+    input: Consumer<Envelope>,
+    responses: Responses,
+    snapshots: Option<Snapshots>,
+    wake: Arc<WakeSlot>,
+    exit: StageExit,
+}
+
+/// Starts the business-logic thread and returns once the state is pre-faulted (if asked):
+/// messages submitted meanwhile would queue behind it (a panic in `prefault` also ends the
+/// wait; `shutdown` reports it).
+fn spawn_logic<P: Processor>(
+    config: &Config,
+    cores: Cores,
+    processor: P,
+    parts: LogicParts,
+) -> Result<JoinHandle<P>, Error> {
+    let (core, prefault) = (config.pinning.logic_core, config.prefault_state);
+    let (prefaulted, ready) = std::sync::mpsc::sync_channel::<()>(1);
+    let logic = spawn("keel-logic", move || {
+        let _ended = parts.exit;
+        cores.pin_current(core, "logic");
+        let mut processor = processor;
+        if prefault {
+            processor.prefault();
+        }
+        drop(prefaulted); // ends `ready.recv()` below
+        let LogicParts {
+            input,
+            responses,
+            snapshots,
+            wake,
+            ..
+        } = parts;
+        logic::run(processor, input, responses, snapshots, wake)
+    })?;
+    let _ = ready.recv();
+    Ok(logic)
 }
 
 fn build_output(

@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 ///
 /// A thread that parks in [`Self::poll`] is woken by the ring itself. A thread that sleeps
 /// elsewhere (in `epoll`, say) sets a [`Self::set_wake_hook`] to be told when to look again.
+///
+/// Only an engine with one producer (`Producers::Single`, the default) has one. With
+/// `Producers::Multi` each reply goes to the [`Client`](super::Client) that sent the message,
+/// and `Engine::take_responses` returns `None`.
 pub struct ResponseReceiver {
     consumer: Consumer<ResponseSlot>,
     wake: Arc<WakeSlot>,

@@ -8,7 +8,7 @@
 //! nothing is faulted on the hot path. [`Engine::start`](super::Engine::start) still
 //! allocates them on a helper thread while it opens the journal and recovers.
 
-use super::config::Config;
+use super::config::{Config, Producers};
 use super::message::{Envelope, ResponseSlot};
 use crate::error::Error;
 use crate::ring::slots_allocated;
@@ -87,7 +87,8 @@ fn windows(count: usize, bytes_each: usize) -> std::io::Result<Vec<SlotBuffer>> 
 /// One slot per entry of each ring.
 pub(crate) struct Slots {
     input: Vec<Envelope>,
-    /// Empty when responses are discarded (no output ring).
+    /// The output ring's slots; with several producers the reply board's instead; empty when
+    /// responses are discarded.
     output: Vec<ResponseSlot>,
 }
 
@@ -100,11 +101,7 @@ impl Slots {
             .into_iter()
             .map(Envelope::new)
             .collect();
-        let output_slots = if config.discard_responses {
-            0
-        } else {
-            slots_allocated::<ResponseSlot>(config.output_ring_capacity)
-        };
+        let output_slots = output_slots(config);
         let output = windows(output_slots, config.max_response_bytes)?
             .into_iter()
             .map(ResponseSlot::new)
@@ -128,6 +125,26 @@ impl Slots {
             SlotSource(self.output.into_iter()),
         )
     }
+}
+
+/// How many response slots `config` needs: the output ring's, or the reply board's.
+pub(crate) fn output_slots(config: &Config) -> usize {
+    match config.producers {
+        _ if config.discard_responses => 0,
+        Producers::Single => slots_allocated::<ResponseSlot>(config.output_ring_capacity),
+        Producers::Multi => super::reply_board::slots_for(config.ring_capacity),
+    }
+}
+
+/// `count` response slots of `bytes_each`, for unit tests.
+#[cfg(test)]
+pub(crate) fn windows_for_tests(count: usize, bytes_each: usize) -> SlotSource<ResponseSlot> {
+    let slots: Vec<ResponseSlot> = windows(count, bytes_each)
+        .expect("map")
+        .into_iter()
+        .map(ResponseSlot::new)
+        .collect();
+    SlotSource(slots.into_iter())
 }
 
 /// Slots being allocated by [`Slots::allocate_in_background`].

@@ -1,9 +1,9 @@
 //! The producer side of the engine: `Submitter` publishes messages into the input ring and
 //! stamps each with the time (the only clock the business logic ever sees).
 
-use super::message::Envelope;
+use super::message::{Envelope, NO_REPLY_SLOT};
 use crate::codec::{self, CodecError};
-use crate::ring::{Gauge, Producer, TryPublishError};
+use crate::ring::{Gauge, Halted, MultiProducer, Producer, TryPublishError};
 use serde::Serialize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -69,16 +69,95 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// The single producer of the input ring. Dropping it closes the ring, which lets the engine
-/// drain and stop.
+/// The input ring's producer end a [`Submitter`] publishes through.
+pub(crate) enum Input {
+    /// The ring's only producer (`Producers::Single`): a plain Release store per publish.
+    Single(Producer<Envelope>),
+    /// One handle of a multi-producer ring (`Producers::Multi`), and the last sequence it
+    /// published.
+    Multi(MultiProducer<Envelope>, u64),
+}
+
+impl Input {
+    #[inline]
+    fn publish_batch(
+        &mut self,
+        n: usize,
+        fill: impl FnMut(&mut Envelope, u64),
+    ) -> Result<u64, Halted> {
+        match self {
+            Input::Single(producer) => producer.publish_batch(n, fill),
+            Input::Multi(producer, last) => {
+                *last = producer.publish_batch(n, fill)?;
+                Ok(*last)
+            }
+        }
+    }
+
+    #[inline]
+    fn publish(&mut self, fill: impl FnOnce(&mut Envelope, u64)) -> Result<u64, Halted> {
+        let mut fill = Some(fill);
+        self.publish_batch(1, |slot, sequence| {
+            (fill.take().expect("called once"))(slot, sequence)
+        })
+    }
+
+    #[inline]
+    fn try_publish(
+        &mut self,
+        fill: impl FnMut(&mut Envelope, u64),
+    ) -> Result<u64, TryPublishError> {
+        match self {
+            Input::Single(producer) => producer.try_publish_batch(1, fill),
+            Input::Multi(producer, last) => {
+                *last = producer.try_publish_batch(1, fill)?;
+                Ok(*last)
+            }
+        }
+    }
+
+    fn published(&self) -> u64 {
+        match self {
+            Input::Single(producer) => producer.published(),
+            Input::Multi(_, last) => *last,
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            Input::Single(producer) => producer.capacity(),
+            Input::Multi(producer, _) => producer.capacity(),
+        }
+    }
+
+    pub(crate) fn gauge(&self) -> Gauge {
+        match self {
+            Input::Single(producer) => producer.gauge(),
+            Input::Multi(producer, _) => producer.gauge(),
+        }
+    }
+
+    #[inline]
+    fn is_halted(&self) -> bool {
+        match self {
+            Input::Single(producer) => producer.is_halted(),
+            Input::Multi(producer, _) => producer.is_halted() || producer.is_closed(),
+        }
+    }
+}
+
+/// The engine's own producer of the input ring. With `Producers::Single` it is the only one,
+/// and dropping it closes the ring, which lets the engine drain and stop. With
+/// `Producers::Multi` it is one producer among the clients: its messages get no reply (use a
+/// [`Client`](super::Client) for replies), and the engine closes the ring at shutdown.
 pub struct Submitter {
-    producer: Producer<Envelope>,
+    producer: Input,
     max_message_bytes: usize,
     scratch: Box<[u8]>,
 }
 
 impl Submitter {
-    pub(crate) fn new(producer: Producer<Envelope>, max_message_bytes: usize) -> Self {
+    pub(crate) fn new(producer: Input, max_message_bytes: usize) -> Self {
         Submitter {
             producer,
             max_message_bytes,
@@ -94,7 +173,9 @@ impl Submitter {
         self.check_running()?;
         let timestamp_ns = now_ns();
         self.producer
-            .publish(|slot, sequence| fill(slot, sequence, timestamp_ns, to, payload))
+            .publish(|slot, sequence| {
+                fill(slot, sequence, timestamp_ns, to, payload, NO_REPLY_SLOT)
+            })
             .map_err(|_| SubmitError::Stopped)
     }
 
@@ -104,8 +185,8 @@ impl Submitter {
         self.check(payload.len())?;
         let timestamp_ns = now_ns();
         self.producer
-            .try_publish_batch(1, |slot, sequence| {
-                fill(slot, sequence, timestamp_ns, to, payload)
+            .try_publish(|slot, sequence| {
+                fill(slot, sequence, timestamp_ns, to, payload, NO_REPLY_SLOT)
             })
             .map_err(|e| match e {
                 TryPublishError::Full => SubmitError::Full,
@@ -127,7 +208,9 @@ impl Submitter {
         self.check_running()?;
         let (payload, timestamp_ns) = (&self.scratch[..len], now_ns());
         self.producer
-            .publish(|slot, sequence| fill(slot, sequence, timestamp_ns, to, payload))
+            .publish(|slot, sequence| {
+                fill(slot, sequence, timestamp_ns, to, payload, NO_REPLY_SLOT)
+            })
             .map_err(|_| SubmitError::Stopped)
     }
 
@@ -153,7 +236,7 @@ impl Submitter {
                 .producer
                 .publish_batch(chunk.len(), |slot, sequence| {
                     let (to, payload) = next.next().expect("one message per slot");
-                    fill(slot, sequence, timestamp_ns, *to, payload);
+                    fill(slot, sequence, timestamp_ns, *to, payload, NO_REPLY_SLOT);
                 })
                 .map_err(|_| SubmitError::Stopped)?;
         }
@@ -186,7 +269,7 @@ impl Submitter {
 
     /// `Stopped` once the ring is halted (a journal failure or another fatal error), even
     /// while it still has room: nothing published after the halt would be journaled or
-    /// answered. One Acquire load, no allocation.
+    /// answered (or closed, with several producers). One Acquire load, no allocation.
     #[inline]
     fn check_running(&self) -> Result<(), SubmitError> {
         if self.producer.is_halted() {
@@ -207,8 +290,17 @@ impl Submitter {
     }
 }
 
+/// Writes one message into its input-ring slot; `reply_slot` routes its reply (a client's
+/// reply-board slot, or [`NO_REPLY_SLOT`]).
 #[inline]
-fn fill(slot: &mut Envelope, sequence: u64, timestamp_ns: u64, to: Submission, payload: &[u8]) {
+pub(crate) fn fill(
+    slot: &mut Envelope,
+    sequence: u64,
+    timestamp_ns: u64,
+    to: Submission,
+    payload: &[u8],
+    reply_slot: u32,
+) {
     slot.header.sequence = sequence;
     slot.header.timestamp_ns = timestamp_ns;
     slot.header.session_id = to.session_id;
@@ -217,6 +309,7 @@ fn fill(slot: &mut Envelope, sequence: u64, timestamp_ns: u64, to: Submission, p
     slot.header.version = to.version;
     slot.payload[..payload.len()].copy_from_slice(payload);
     slot.len = payload.len() as u32;
+    slot.reply_slot = reply_slot;
 }
 
 #[cfg(test)]

@@ -98,8 +98,9 @@ impl Server {
         let Some((submitter, responses)) = engine.take_submitter_and_responses() else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "the engine's submitter or response receiver was already taken: \
-                 start the server with Server::start_with",
+                "the engine's submitter or response receiver was already taken (or the \
+                 engine has Producers::Multi, whose replies go to clients): start the server \
+                 with Server::start_with",
             ));
         };
         match Listening::open(&net, &submitter, &responses) {

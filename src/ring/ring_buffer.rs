@@ -1,13 +1,16 @@
-//! The pre-allocated ring: fixed slots, one producer, a graph of batch consumers.
+//! The pre-allocated ring: fixed slots, one producer (or several: [`MultiProducer`]), a graph
+//! of batch consumers.
 //!
 //! Slots are created once by a factory (LMAX's `EventFactory`) and reused forever; the producer
 //! writes into a claimed slot in place and publishes by advancing the cursor. Consumers take
 //! every available sequence as one batch and advance their own [`Sequence`] once per batch. The
 //! producer never overwrites a slot until *every* consumer has passed it, so the gating set is
-//! complete by construction. This file holds all of the ring's `unsafe`.
+//! complete by construction. This file holds the ring's `unsafe`, but for the slot writes of
+//! the multi-producer claim (`multi_producer.rs`).
 
+use super::multi_producer::{self, MultiProducer, Published, CLOSED};
 use super::sequence::{minimum, Sequence};
-use super::sync::{prefetch_read, AtomicBool, SlotCell};
+use super::sync::{prefetch_read, AtomicBool, AtomicUsize, SlotCell};
 use super::wait::{wait_for, Check, Signal, WaitKey, WaitStrategy};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -46,7 +49,7 @@ pub enum TryPublishError {
     Halted,
 }
 
-struct Shared<T> {
+pub(super) struct Shared<T> {
     /// The ring's `mask + 1` slots from `slots[first_slot]` on, after a few never-used padding
     /// slots that put `slots[first_slot]` on a cache-line boundary (see [`allocate_slots`]).
     slots: Box<[SlotCell<T>]>,
@@ -55,18 +58,25 @@ struct Shared<T> {
     /// The first sequence the ring publishes (`start_after + 1`).
     origin: u64,
     mask: u64,
-    cursor: Arc<Sequence>,
-    consumers: Box<[Arc<Sequence>]>,
+    /// One producer: the last published sequence. Several: the last claimed one, with
+    /// [`CLOSED`] set once the ring is closed (see `multi_producer.rs`).
+    pub(super) cursor: Arc<Sequence>,
+    pub(super) consumers: Box<[Arc<Sequence>]>,
     strategy: WaitStrategy,
     signal: Arc<Signal>,
-    closed: AtomicBool,
+    pub(super) closed: AtomicBool,
     halted: AtomicBool,
     /// A consumer gave up reading (see [`Consumer::abandon`]): the producer stops waiting.
     abandoned: AtomicBool,
+    /// Several producers: which claimed sequences are published (empty with one producer).
+    pub(super) published: Published,
+    /// Several producers: live [`MultiProducer`] handles (the last one closes the ring).
+    pub(super) producers: AtomicUsize,
 }
 
 // SAFETY: slots are only reached through `Producer` (one, `&mut self`, slots no consumer can
-// see) and `Consumer` (shared reads of published slots); T crosses threads, so T: Send + Sync.
+// see), `MultiProducer` (slots its claim made its own, which no consumer can see yet) and
+// `Consumer` (shared reads of published slots); T crosses threads, so T: Send + Sync.
 unsafe impl<T: Send + Sync> Sync for Shared<T> {}
 // SAFETY: as above; moving the ring moves owned T values between threads.
 unsafe impl<T: Send> Send for Shared<T> {}
@@ -74,7 +84,7 @@ unsafe impl<T: Send> Send for Shared<T> {}
 impl<T> Shared<T> {
     /// Number of slots in the ring (not counting padding).
     #[inline]
-    fn capacity(&self) -> u64 {
+    pub(super) fn capacity(&self) -> u64 {
         self.mask + 1
     }
 
@@ -82,7 +92,7 @@ impl<T> Shared<T> {
     /// reloaded after every slot write (a write through `*mut T` could alias `Shared`'s fields
     /// as far as the compiler knows).
     #[inline]
-    fn view(&self) -> Slots<'_, T> {
+    pub(super) fn view(&self) -> Slots<'_, T> {
         Slots {
             slots: &self.slots,
             first_slot: self.first_slot,
@@ -93,15 +103,47 @@ impl<T> Shared<T> {
 
     /// Wakes whoever is parked until `sequence` (just stored) advances.
     #[inline]
-    fn notify(&self, sequence: &Sequence) {
+    pub(super) fn notify(&self, sequence: &Sequence) {
         if self.strategy.may_park() {
             self.signal.notify(sequence);
         }
     }
+
+    /// Wakes every parked waiter (close, halt).
+    pub(super) fn notify_all(&self) {
+        self.signal.notify_all();
+    }
+
+    /// Whether the ring was halted (Acquire; pairs with the Release store in `halt`).
+    #[inline]
+    pub(super) fn is_halted(&self) -> bool {
+        self.halted.load(Ordering::Acquire)
+    }
+
+    /// Whether a consumer abandoned the ring (Acquire; pairs with the store in `abandon`).
+    #[inline]
+    pub(super) fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
+    }
+
+    /// A read-only view of positions and fill level.
+    pub(super) fn gauge(&self) -> Gauge {
+        Gauge {
+            cursor: self.cursor.clone(),
+            consumers: self.consumers.clone(),
+            capacity: self.capacity(),
+        }
+    }
+
+    /// Whether the ring is closed and `current` is its last sequence: nothing more will come.
+    /// Reads `closed` before the cursor: a close implies the cursor is final.
+    fn closed_at(&self, current: u64) -> bool {
+        self.closed.load(Ordering::Acquire) && current == self.cursor.load_acquire() & !CLOSED
+    }
 }
 
 /// Where each sequence's slot is: `Shared`'s slot geometry, by value.
-struct Slots<'a, T> {
+pub(super) struct Slots<'a, T> {
     slots: &'a [SlotCell<T>],
     first_slot: usize,
     origin: u64,
@@ -151,7 +193,7 @@ impl<'a, T> Slots<'a, T> {
     /// that starts a lap starts a cache line. Always in bounds:
     /// `first_slot + mask < slots.len()` (see [`allocate_slots`]).
     #[inline]
-    fn slot(self, sequence: u64) -> &'a SlotCell<T> {
+    pub(super) fn slot(self, sequence: u64) -> &'a SlotCell<T> {
         let index = self.first_slot + (sequence.wrapping_sub(self.origin) & self.mask) as usize;
         debug_assert!(index < self.slots.len());
         // SAFETY: index <= first_slot + mask < slots.len(), by construction in
@@ -228,7 +270,40 @@ impl RingBuilder {
 
     /// Allocates every slot with `factory` and returns the producer and the consumers, in the
     /// order they were added.
-    pub fn build<T>(self, mut factory: impl FnMut() -> T) -> (Producer<T>, Vec<Consumer<T>>) {
+    pub fn build<T>(self, factory: impl FnMut() -> T) -> (Producer<T>, Vec<Consumer<T>>) {
+        let start = self.start_after;
+        let (shared, consumers) = self.build_shared(factory, false);
+        let producer = Producer {
+            shared,
+            next: start + 1,
+            cached_gate: start,
+        };
+        (producer, consumers)
+    }
+
+    /// Like [`RingBuilder::build`], for several producers: returns the first
+    /// [`MultiProducer`] handle (clone it for each producer thread) and the consumers. Each
+    /// publish claims its sequences with a compare-and-swap and marks each slot published
+    /// (the Disruptor's multi-producer sequencer); consumers read up to the highest sequence
+    /// published without a gap. The ring closes when every handle is dropped, or at once with
+    /// [`MultiProducer::close`].
+    pub fn build_multi<T>(
+        self,
+        factory: impl FnMut() -> T,
+    ) -> (MultiProducer<T>, Vec<Consumer<T>>) {
+        let start = self.start_after;
+        let (shared, consumers) = self.build_shared(factory, true);
+        (MultiProducer::new(shared, start), consumers)
+    }
+
+    /// The slots, the shared state and the consumers of a ring with one producer or several.
+    /// A first-stage consumer of a multi-producer ring does not wait on the cursor (the last
+    /// claimed sequence) but on the slots' availability markers, up to it.
+    fn build_shared<T>(
+        self,
+        mut factory: impl FnMut() -> T,
+        multi: bool,
+    ) -> (Arc<Shared<T>>, Vec<Consumer<T>>) {
         let start = self.start_after;
         let own: Vec<Arc<Sequence>> = self
             .dependencies
@@ -236,6 +311,11 @@ impl RingBuilder {
             .map(|_| Arc::new(Sequence::new(start)))
             .collect();
         let (slots, first_slot) = allocate_slots(self.capacity, &mut factory);
+        let published = if multi {
+            Published::new(self.capacity, start + 1)
+        } else {
+            Published::none()
+        };
         let shared = Arc::new(Shared {
             slots,
             first_slot,
@@ -248,31 +328,30 @@ impl RingBuilder {
             closed: AtomicBool::new(false),
             halted: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
+            published,
+            producers: AtomicUsize::new(1),
         });
         let consumers = self
             .dependencies
             .iter()
             .enumerate()
             .map(|(i, (after, external))| {
-                let mut deps: Vec<Arc<Sequence>> = if after.is_empty() {
-                    vec![shared.cursor.clone()]
-                } else {
-                    after.iter().map(|id| own[id.0].clone()).collect()
+                let reads_claims = multi && after.is_empty();
+                let mut deps: Vec<Arc<Sequence>> = match (after.is_empty(), reads_claims) {
+                    (true, true) => Vec::new(),
+                    (true, false) => vec![shared.cursor.clone()],
+                    (false, _) => after.iter().map(|id| own[id.0].clone()).collect(),
                 };
                 deps.extend(external.iter().cloned());
                 Consumer {
                     shared: shared.clone(),
                     sequence: own[i].clone(),
                     dependencies: deps.into_boxed_slice(),
+                    reads_claims,
                 }
             })
             .collect();
-        let producer = Producer {
-            shared,
-            next: start + 1,
-            cached_gate: start,
-        };
-        (producer, consumers)
+        (shared, consumers)
     }
 }
 
@@ -344,11 +423,7 @@ impl<T> Producer<T> {
 
     /// A read-only view of positions and fill level, usable from any thread.
     pub fn gauge(&self) -> Gauge {
-        Gauge {
-            cursor: self.shared.cursor.clone(),
-            consumers: self.shared.consumers.clone(),
-            capacity: self.capacity() as u64,
-        }
+        self.shared.gauge()
     }
 
     #[inline]
@@ -518,7 +593,7 @@ impl<T> Drop for Producer<T> {
     }
 }
 
-fn halt<T>(shared: &Shared<T>) {
+pub(super) fn halt<T>(shared: &Shared<T>) {
     shared.halted.store(true, Ordering::Release);
     shared.signal.notify_all();
 }
@@ -530,11 +605,16 @@ fn batch_does_not_fit(n: usize, capacity: usize) -> ! {
 }
 
 /// Waits until every consumer has passed `last - capacity` (so `last` may be written) and
-/// returns the gate seen then, or `Halted` (also when a consumer abandoned the ring). Out of
-/// line, and given only the shared state and values, not the producer.
+/// returns the gate seen then, or `Halted` (also when a consumer abandoned the ring, or a
+/// multi-producer ring was closed). Out of line, and given only the shared state and values,
+/// not the producer.
 #[cold]
 #[inline(never)]
-fn wait_for_gate<T>(shared: &Shared<T>, last: u64, cached_gate: u64) -> Result<u64, Halted> {
+pub(super) fn wait_for_gate<T>(
+    shared: &Shared<T>,
+    last: u64,
+    cached_gate: u64,
+) -> Result<u64, Halted> {
     let capacity = shared.capacity();
     let mut gate = cached_gate;
     wait_for(shared.strategy, &shared.signal, None, || {
@@ -543,6 +623,7 @@ fn wait_for_gate<T>(shared: &Shared<T>, last: u64, cached_gate: u64) -> Result<u
         if last <= gate + capacity
             || shared.halted.load(Ordering::Relaxed)
             || shared.abandoned.load(Ordering::Relaxed)
+            || shared.closed.load(Ordering::Relaxed)
         {
             Check::Ready
         } else {
@@ -561,6 +642,9 @@ pub struct Consumer<T> {
     shared: Arc<Shared<T>>,
     sequence: Arc<Sequence>,
     dependencies: Box<[Arc<Sequence>]>,
+    /// A first stage of a multi-producer ring: it reads the slots' availability markers
+    /// (fixed at build time; `false` on every single-producer ring, which skips them).
+    reads_claims: bool,
 }
 
 impl<T> Consumer<T> {
@@ -617,11 +701,23 @@ impl<T> Consumer<T> {
 
     #[inline]
     fn wait(&self, current: u64, deadline: Option<Instant>) -> Result<u64, Poll> {
-        let (available, _) = binding(&self.dependencies);
+        let (available, _) = self.available(current);
         if available > current {
             return Ok(available);
         }
         self.wait_slow(current, deadline)
+    }
+
+    /// The last sequence this consumer may handle now and the key to park on until it moves:
+    /// the binding dependency, and on a multi-producer ring's first stage the highest sequence
+    /// published without a gap after `current`.
+    #[inline]
+    fn available(&self, current: u64) -> (u64, WaitKey) {
+        let (available, key) = binding(&self.dependencies);
+        if !self.reads_claims {
+            return (available, key);
+        }
+        multi_producer::published_through(&self.shared, current, (available, key))
     }
 
     #[cold]
@@ -631,13 +727,11 @@ impl<T> Consumer<T> {
         let mut closed = false;
         wait_for(shared.strategy, &shared.signal, deadline, || {
             let key;
-            (available, key) = binding(&self.dependencies);
+            (available, key) = self.available(current);
             if available > current {
                 return Check::Ready;
             }
-            // Nothing new. Read `closed` before the cursor: a close implies the cursor is final.
-            closed =
-                shared.closed.load(Ordering::Acquire) && current == shared.cursor.load_acquire();
+            closed = shared.closed_at(current);
             if closed || shared.halted.load(Ordering::Relaxed) {
                 Check::Ready
             } else {
@@ -683,9 +777,10 @@ pub struct Gauge {
 }
 
 impl Gauge {
-    /// Last published sequence.
+    /// Last published sequence (on a multi-producer ring: the last claimed one, which its
+    /// producer may still be writing).
     pub fn published(&self) -> u64 {
-        self.cursor.load_acquire()
+        self.cursor.load_acquire() & !CLOSED
     }
 
     /// Events published but not yet handled by every consumer.

@@ -44,6 +44,20 @@ impl Sequence {
         debug_assert!(value >= self.load_relaxed(), "sequences never go backwards");
         self.0.store(value, Ordering::Release);
     }
+
+    /// Compare-and-swap, AcqRel on success and Acquire on failure (which returns the value
+    /// seen): the multi-producer claim (`multi_producer.rs`). May fail spuriously.
+    #[inline]
+    pub(crate) fn compare_exchange_acq_rel(&self, current: u64, new: u64) -> Result<u64, u64> {
+        self.0
+            .compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire)
+    }
+
+    /// Atomic OR, AcqRel: sets `bits` and returns the value before (the multi-producer close).
+    #[inline]
+    pub(crate) fn fetch_or_acq_rel(&self, bits: u64) -> u64 {
+        self.0.fetch_or(bits, Ordering::AcqRel)
+    }
 }
 
 /// The smallest value among `sequences` (Acquire loads), or `default` if there are none.

@@ -324,8 +324,7 @@ impl Signal {
 
 /// Waits with `strategy` until `ready()` returns true or `deadline` passes; a parked waiter is
 /// woken by any notification of `signal`. Returns whether `ready()` held.
-#[cfg(test)]
-fn wait_until(
+pub(crate) fn wait_until(
     strategy: WaitStrategy,
     signal: &Signal,
     deadline: Option<Instant>,

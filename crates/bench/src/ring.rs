@@ -10,11 +10,13 @@
 use super::affinity::CoreSet;
 use super::report::{median, millions, Hardware, Table};
 use super::{peers, BenchError, Idle, PinRequest, Pins};
+use disruptor::{BusySpinWithSpinLoopHint, Producer as _, Sleep};
 use keel::ring::{Poll, RingBuilder, WaitStrategy};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Settings of `keel bench ring`.
@@ -34,6 +36,8 @@ pub struct RingBench {
     pub pins: PinRequest,
     /// Who runs, in this order each repetition; ratios are against the first.
     pub contenders: Vec<Contender>,
+    /// Producer threads; above 1, [`run_multi`] measures the multi-producer rings.
+    pub producers: usize,
 }
 
 impl Default for RingBench {
@@ -48,6 +52,7 @@ impl Default for RingBench {
             repeat: 5,
             pins: PinRequest::default(),
             contenders: Contender::ALL.to_vec(),
+            producers: 1,
         }
     }
 }
@@ -293,6 +298,8 @@ pub struct RingReport {
     pub ring_size: usize,
     /// Producer burst size.
     pub burst: usize,
+    /// Producer threads.
+    pub producers: usize,
     /// Repetitions.
     pub repeat: usize,
     /// The machine.
@@ -319,8 +326,10 @@ impl RingReport {
             ]);
         }
         format!(
-            "keel bench ring: {} messages, ring {}, burst {}, wait {}, median of {}\n{}\n{}",
+            "keel bench ring: {} messages, {} producer(s), ring {}, burst {}, wait {}, \
+             median of {}\n{}\n{}",
             self.messages,
+            self.producers,
             self.ring_size,
             self.burst,
             self.wait,
@@ -332,8 +341,11 @@ impl RingReport {
 }
 
 /// Runs `keel bench ring`: every contender `repeat` times, interleaved, each run verified.
-/// Progress goes to stderr.
+/// Progress goes to stderr. With more than one producer, see [`run_multi`].
 pub fn run(bench: &RingBench) -> Result<RingReport, BenchError> {
+    if bench.producers > 1 {
+        return run_multi(bench);
+    }
     assert!(bench.repeat >= 1, "at least one repetition");
     assert!(!bench.contenders.is_empty(), "at least one contender");
     assert!(
@@ -389,6 +401,7 @@ fn report(bench: &RingBench, hardware: Hardware, runs: Vec<Vec<f64>>) -> RingRep
         messages: bench.messages,
         ring_size: bench.ring_size,
         burst: bench.burst,
+        producers: bench.producers,
         repeat: bench.repeat,
         hardware,
         throughput_msgs_per_s: results
@@ -398,6 +411,231 @@ fn report(bench: &RingBench, hardware: Hardware, runs: Vec<Vec<f64>>) -> RingRep
         ratio_vs_keel: results.iter().map(|r| (r.name, r.ratio_vs_keel)).collect(),
         results,
     }
+}
+
+/// `keel bench ring --producers N` (N ≥ 2): the same `messages`, split among N producer
+/// threads (producer `p` publishes its share of `0..messages` in bursts), into one consumer that
+/// checks count and sum, through keel's multi-producer ring ([`RingBuilder::build_multi`]) and
+/// the disruptor crate's (`disruptor::build_multi_producer`), interleaved per repetition like
+/// [`run`]. The other contenders have no multi-producer form here and are skipped. Threads are
+/// not pinned: N + 1 threads share the cores, so use `--wait yield` (or `park`) when they
+/// outnumber them.
+pub fn run_multi(bench: &RingBench) -> Result<RingReport, BenchError> {
+    assert!(bench.repeat >= 1 && bench.producers >= 2);
+    assert!(bench.burst >= 1 && bench.burst <= bench.ring_size);
+    let contenders: Vec<Contender> = bench
+        .contenders
+        .iter()
+        .copied()
+        .filter(|c| matches!(c, Contender::Keel | Contender::Disruptor))
+        .collect();
+    assert!(!contenders.is_empty(), "keel or disruptor-crate must run");
+    let bench = RingBench {
+        contenders,
+        ..bench.clone()
+    };
+    let workload = Workload {
+        messages: bench.messages,
+        ring_size: bench.ring_size,
+        burst: bench.burst,
+        wait: bench.wait,
+        pins: Pins::default(),
+    };
+    let producers = bench.producers as u64;
+    let mut runs = vec![Vec::with_capacity(bench.repeat); bench.contenders.len()];
+    for rep in 1..=bench.repeat {
+        for (contender, runs) in bench.contenders.iter().zip(&mut runs) {
+            let measured = match contender {
+                Contender::Keel => keel_multi_once(&workload, producers)?,
+                _ => disruptor_multi_once(&workload, producers)?,
+            };
+            let rate =
+                bench.messages as f64 / workload.check(contender.name(), &measured)?.as_secs_f64();
+            eprintln!(
+                "run {rep}/{}: {:<22} {} msgs/s",
+                bench.repeat,
+                contender.name(),
+                millions(rate)
+            );
+            runs.push(rate);
+        }
+    }
+    let hardware = Hardware::detect(&CoreSet::detect(), Pins::default());
+    Ok(report(&bench, hardware, runs))
+}
+
+/// A disruptor-crate batch filler writing `first, first + 1, …` into the claimed slots.
+fn values_from<'a, I: Iterator<Item = &'a mut u64>>(first: u64) -> impl FnOnce(I) {
+    move |slots| {
+        for (slot, value) in slots.zip(first..) {
+            *slot = value;
+        }
+    }
+}
+
+/// The values producer `p` of `producers` publishes: its share of `0..messages`.
+fn share(messages: u64, producers: u64, p: u64) -> std::ops::Range<u64> {
+    let each = messages / producers;
+    let end = if p + 1 == producers {
+        messages
+    } else {
+        (p + 1) * each
+    };
+    p * each..end
+}
+
+/// Starts `producers` threads together running `produce(p)`, and returns when they are done
+/// with the time they were released.
+fn run_producers(
+    name: &'static str,
+    producers: u64,
+    produce: impl Fn(u64) + Sync,
+) -> Result<Instant, BenchError> {
+    let ready = Barrier::new(producers as usize + 1);
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..producers)
+            .map(|p| {
+                let (ready, produce) = (&ready, &produce);
+                s.spawn(move || {
+                    ready.wait();
+                    produce(p);
+                })
+            })
+            .collect();
+        ready.wait();
+        let start = Instant::now();
+        for thread in threads {
+            thread.join().map_err(|_| BenchError::Panicked {
+                name,
+                thread: "producer",
+            })?;
+        }
+        Ok(start)
+    })
+}
+
+/// One repetition through keel's multi-producer ring.
+fn keel_multi_once(w: &Workload, producers: u64) -> Result<Measured, BenchError> {
+    let mut builder = RingBuilder::new(w.ring_size).wait_strategy(w.wait);
+    builder.add_consumer(&[]);
+    let (producer, mut consumers) = builder.build_multi(|| 0u64);
+    let mut consumer = consumers.pop().expect("one consumer was added");
+    let (messages, burst) = (w.messages, w.burst as u64);
+    let produce = |p| {
+        let std::ops::Range {
+            start: mut next,
+            end,
+        } = share(messages, producers, p);
+        while next < end {
+            let n = burst.min(end - next);
+            let mut value = next;
+            let fill = |slot: &mut u64, _| {
+                *slot = value;
+                value += 1;
+            };
+            producer
+                .publish_batch(n as usize, fill)
+                .expect("nobody closes the bench ring");
+            next += n;
+        }
+    };
+    let consume = move || {
+        let (mut sum, mut count) = (0u64, 0u64);
+        while count < messages {
+            let add = |v: &u64, _, _| {
+                sum = sum.wrapping_add(*v);
+                Ok::<(), Infallible>(())
+            };
+            match consumer.process_batch(None, add) {
+                Ok(Poll::Batch(n)) => count += n,
+                Ok(Poll::Timeout) => {}
+                Ok(Poll::Closed | Poll::Halted) => break,
+                Err(never) => match never {},
+            }
+        }
+        Tally {
+            end: Instant::now(),
+            sum,
+            count,
+        }
+    };
+    let name = Contender::Keel.name();
+    std::thread::scope(|s| {
+        let consumer = s.spawn(consume);
+        let start = run_producers(name, producers, produce)?;
+        let tally = consumer.join().map_err(|_| BenchError::Panicked {
+            name,
+            thread: "consumer",
+        })?;
+        Ok(Measured {
+            elapsed: tally.end.saturating_duration_since(start),
+            sum: tally.sum,
+            count: tally.count,
+        })
+    })
+}
+
+/// One repetition through the disruptor crate's multi-producer ring, with the wait strategy
+/// matching `w.wait` (as in `peers`).
+fn disruptor_multi_once(w: &Workload, producers: u64) -> Result<Measured, BenchError> {
+    match w.wait {
+        WaitStrategy::BusySpin => disruptor_multi_with(w, producers, BusySpinWithSpinLoopHint),
+        WaitStrategy::Yield => disruptor_multi_with(w, producers, peers::YieldNow),
+        _ => disruptor_multi_with(w, producers, Sleep::new(Idle::SLEEP)),
+    }
+}
+
+fn disruptor_multi_with<W>(
+    w: &Workload,
+    producers: u64,
+    strategy: W,
+) -> Result<Measured, BenchError>
+where
+    W: disruptor::wait_strategies::WaitStrategy + 'static,
+{
+    let (messages, burst, wait) = (w.messages, w.burst as u64, w.wait);
+    let tally = Arc::new((AtomicU64::new(0), AtomicU64::new(0), OnceLock::new()));
+    let handler = {
+        let (tally, mut sum) = (tally.clone(), 0u64);
+        move |v: &u64, sequence: i64, end_of_batch: bool| {
+            sum = sum.wrapping_add(*v);
+            if end_of_batch {
+                let count = sequence as u64 + 1;
+                tally.0.store(sum, Ordering::Relaxed);
+                tally.1.store(count, Ordering::Relaxed);
+                if count == messages {
+                    let _ = tally.2.set(Instant::now());
+                }
+            }
+        }
+    };
+    let producer = disruptor::build_multi_producer(w.ring_size, || 0u64, strategy)
+        .handle_events_with(handler)
+        .build();
+    let produce = |p| {
+        let mut producer = producer.clone();
+        let std::ops::Range {
+            start: mut next,
+            end,
+        } = share(messages, producers, p);
+        let mut idle = Idle::new(wait);
+        while next < end {
+            let n = burst.min(end - next) as usize;
+            while producer.try_batch_publish(n, values_from(next)).is_err() {
+                idle.step();
+            }
+            idle.reset();
+            next += n as u64;
+        }
+    };
+    let start = run_producers(Contender::Disruptor.name(), producers, produce)?;
+    drop(producer); // the last handle: joins the consumer thread, so the tally is final
+    let end = tally.2.get().copied().unwrap_or_else(Instant::now);
+    Ok(Measured {
+        elapsed: end.saturating_duration_since(start),
+        sum: tally.0.load(Ordering::Relaxed),
+        count: tally.1.load(Ordering::Relaxed),
+    })
 }
 
 #[cfg(test)]
@@ -451,6 +689,20 @@ mod tests {
             Some(Contender::Disruptor)
         );
         assert_eq!(Contender::from_name("nope"), None);
+    }
+
+    #[test]
+    fn both_multi_producer_rings_hand_over_everything() {
+        // Correctness only (no timing): yield, so that 4 producers share any number of cores.
+        for producers in [2, 4] {
+            let w = small(WaitStrategy::Yield);
+            w.check("keel", &keel_multi_once(&w, producers).unwrap())
+                .unwrap();
+            w.check("disruptor", &disruptor_multi_once(&w, producers).unwrap())
+                .unwrap();
+        }
+        assert_eq!(share(10, 3, 0), 0..3);
+        assert_eq!(share(10, 3, 2), 6..10);
     }
 
     #[test]

@@ -122,6 +122,10 @@ struct RingArgs {
     /// keel, disruptor-crate (or disruptor), crossbeam-arrayqueue, crossbeam-channel.
     #[arg(long, value_delimiter = ',', value_parser = contender, default_value = "keel,disruptor-crate,crossbeam-arrayqueue,crossbeam-channel")]
     contenders: Vec<ring::Contender>,
+    /// Producer threads. Above 1: keel's and the disruptor crate's multi-producer rings only,
+    /// unpinned (use --wait yield when threads outnumber cores).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    producers: u64,
 }
 
 fn contender(s: &str) -> Result<ring::Contender, String> {
@@ -221,6 +225,7 @@ fn run_bench_ring(args: RingArgs) -> Result<(), BenchError> {
         repeat: usize::try_from(args.repeat).unwrap_or(usize::MAX),
         pins: args.common.pins(),
         contenders: args.contenders,
+        producers: args.producers as usize,
     };
     let report = ring::run(&bench)?;
     if args.common.json {

@@ -1,0 +1,109 @@
+//! No heap allocation per message on the in-process client path (`Producers::Multi`): claim →
+//! input ring → journal → business logic → reply board → caller, from several threads at once
+//! (calls and tickets), counted by a global allocator after warm-up. The journal's
+//! spare-segment preparer and the snapshot writer are off that path and not counted.
+
+mod alloc_support;
+
+use keel::codec::CodecError;
+use keel::snapshot::StateError;
+use keel::{
+    Client, Config, Engine, FlushPolicy, Message, Outcome, Output, Processor, Producers,
+    Submission, Ticket, WaitStrategy,
+};
+use std::sync::Barrier;
+use std::thread;
+
+/// Adds each payload to a total and answers with it.
+#[derive(Default)]
+struct Adder {
+    total: u64,
+}
+
+impl Processor for Adder {
+    fn apply(&mut self, message: &Message<'_>, out: &mut Output<'_>) -> Outcome {
+        let value = u64::from_le_bytes(message.payload[..8].try_into().unwrap());
+        self.total = self.total.wrapping_add(value);
+        out.write(&self.total.to_le_bytes()).unwrap();
+        Outcome::Accepted
+    }
+    fn state_hash(&self) -> u64 {
+        self.total
+    }
+    fn save_state(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(&self.total.to_le_bytes());
+        Ok(())
+    }
+    fn load_state(&mut self, _: u32, bytes: &[u8]) -> Result<(), StateError> {
+        self.total = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+        Ok(())
+    }
+}
+
+const CALLERS: usize = 2;
+
+/// `count` calls, then `count` tickets submitted in windows of 16 (in `window`, allocated by
+/// the caller) and waited in order.
+fn traffic<'c>(client: &'c Client, count: u64, window: &mut Vec<Ticket<'c>>) {
+    let to = Submission::default();
+    for i in 0..count {
+        let reply = client.call(to, &i.to_le_bytes()).unwrap();
+        assert_eq!(reply.payload().len(), 8);
+    }
+    for i in 0..count {
+        window.push(client.submit(to, &i.to_le_bytes()).unwrap());
+        if window.len() == 16 {
+            for ticket in window.drain(..) {
+                drop(ticket.wait().unwrap());
+            }
+        }
+    }
+    for ticket in window.drain(..) {
+        drop(ticket.wait().unwrap());
+    }
+}
+
+fn run(flush: FlushPolicy) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::with_data_dir(dir.path());
+    config.producers = Producers::Multi;
+    config.ring_capacity = 1024;
+    config.segment_size_bytes = 64 << 20;
+    config.wait = WaitStrategy::PARK;
+    config.flush = flush;
+    let engine = Engine::start(config, Adder::default()).unwrap();
+    // Warm-up: every lazily initialised thing is touched once, on every thread.
+    let phase = Barrier::new(CALLERS + 1);
+    let allocations = thread::scope(|s| {
+        for _ in 0..CALLERS {
+            let client = engine.client().unwrap();
+            let phase = &phase;
+            s.spawn(move || {
+                let mut window = Vec::with_capacity(16);
+                traffic(&client, 2_000, &mut window);
+                phase.wait(); // warmed up
+                phase.wait(); // counting
+                traffic(&client, 10_000, &mut window);
+                phase.wait(); // done
+            });
+        }
+        phase.wait();
+        alloc_support::arm();
+        phase.wait();
+        phase.wait();
+        alloc_support::disarm()
+    });
+    engine.shutdown().unwrap();
+    assert_eq!(
+        allocations,
+        0,
+        "{allocations} allocations for {} messages with {flush}",
+        CALLERS * 20_000
+    );
+}
+
+#[test]
+fn no_allocation_per_message_on_the_client_path() {
+    run(FlushPolicy::None);
+    run(FlushPolicy::Batch);
+}
