@@ -11,7 +11,7 @@ use super::affinity::CoreSet;
 use super::report::{median, millions, Hardware, Table};
 use super::{peers, BenchError, Idle, PinRequest, Pins};
 use disruptor::{BusySpinWithSpinLoopHint, Producer as _, Sleep};
-use keel::ring::{Poll, RingBuilder, WaitStrategy};
+use keel::ring::{Consumer, Poll, RingBuilder, WaitStrategy};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -246,26 +246,7 @@ fn keel_once(w: &Workload) -> Result<Measured, BenchError> {
             next += n;
         }
     };
-    let consume = move || {
-        let (mut sum, mut count) = (0u64, 0u64);
-        while count < messages {
-            let add = |v: &u64, _, _| {
-                sum = sum.wrapping_add(*v);
-                Ok::<(), Infallible>(())
-            };
-            match consumer.process_batch(None, add) {
-                Ok(Poll::Batch(n)) => count += n,
-                Ok(Poll::Timeout) => {}
-                Ok(Poll::Closed | Poll::Halted) => break,
-                Err(never) => match never {},
-            }
-        }
-        Tally {
-            end: Instant::now(),
-            sum,
-            count,
-        }
-    };
+    let consume = move || consume_all(&mut consumer, messages);
     run_pair(Contender::Keel.name(), w.pins, produce, consume)
 }
 
@@ -539,26 +520,7 @@ fn keel_multi_once(w: &Workload, producers: u64) -> Result<Measured, BenchError>
             next += n;
         }
     };
-    let consume = move || {
-        let (mut sum, mut count) = (0u64, 0u64);
-        while count < messages {
-            let add = |v: &u64, _, _| {
-                sum = sum.wrapping_add(*v);
-                Ok::<(), Infallible>(())
-            };
-            match consumer.process_batch(None, add) {
-                Ok(Poll::Batch(n)) => count += n,
-                Ok(Poll::Timeout) => {}
-                Ok(Poll::Closed | Poll::Halted) => break,
-                Err(never) => match never {},
-            }
-        }
-        Tally {
-            end: Instant::now(),
-            sum,
-            count,
-        }
-    };
+    let consume = move || consume_all(&mut consumer, messages);
     let name = Contender::Keel.name();
     std::thread::scope(|s| {
         let consumer = s.spawn(consume);
@@ -636,6 +598,28 @@ where
         sum: tally.0.load(Ordering::Relaxed),
         count: tally.1.load(Ordering::Relaxed),
     })
+}
+
+/// Sums `messages` values from `consumer` (the consuming side of every keel ring contender).
+fn consume_all(consumer: &mut Consumer<u64>, messages: u64) -> Tally {
+    let (mut sum, mut count) = (0u64, 0u64);
+    while count < messages {
+        let add = |v: &u64, _, _| {
+            sum = sum.wrapping_add(*v);
+            Ok::<(), Infallible>(())
+        };
+        match consumer.process_batch(None, add) {
+            Ok(Poll::Batch(n)) => count += n,
+            Ok(Poll::Timeout) => {}
+            Ok(Poll::Closed | Poll::Halted) => break,
+            Err(never) => match never {},
+        }
+    }
+    Tally {
+        end: Instant::now(),
+        sum,
+        count,
+    }
 }
 
 #[cfg(test)]
