@@ -9,8 +9,9 @@
 //! # Protocol
 //!
 //! State: the cursor `C` (the last claimed sequence; bit 63, [`CLOSED`], once the ring is
-//! closed), one availability marker `A[i]` per slot (the sequence last published in slot `i`;
-//! 0 for none yet: sequences start at 1), and each consumer's sequence `S_k`.
+//! closed), one availability marker `A[i]` per slot, and each consumer's sequence `S_k`. The
+//! marker holds the round (lap) the slot was last published in, as LMAX's `availableBuffer`
+//! does, in one byte: `round(s) = ((s - origin) / capacity + 1) mod 256`, so 0 is "never".
 //!
 //! Claim `n` sequences (a producer):
 //! 1. `c = C.load(Acquire)`. If `CLOSED` is set, fail.
@@ -24,22 +25,26 @@
 //!
 //! Publish them:
 //! 4. Write the slots (plain writes, through the slot cells).
-//! 5. For each `s`: `A[s & mask].store(s, Release)`. Pairs with the consumer's Acquire load in
-//!    7: the slot writes happen before the consumer's reads.
+//! 5. For each `s`: `A[s & mask].store(round(s), Release)`. Pairs with the consumer's Acquire
+//!    load in 7: the slot writes happen before the consumer's reads.
 //! 6. Notify the cursor's key (a SeqCst fence, then a look for parked waiters): with the
 //!    waiter's fence after registering (`wait.rs`), a parked consumer cannot miss step 5.
 //!
 //! Consume (a first-stage consumer that has handled `current`):
-//! 7. `hi = C.load(Acquire) & !CLOSED`; for `s` from `current + 1` while `s <= hi` and
-//!    `A[s & mask].load(Acquire) == s`: the batch ends before the first `s` not yet
-//!    published. Handle the batch, then `S.store(last, Release)` (step 2's pairing).
-//!    Later stages wait on earlier stages' sequences as with one producer: nothing changes
-//!    for them.
+//! 7. For `s` from `current + 1` while `A[s & mask].load(Acquire) == round(s)`: the batch ends
+//!    before the first `s` not yet published. Handle the batch, then `S.store(last,
+//!    Release)` (step 2's pairing). The consumer never reads `C`, the line every claim
+//!    contends for (only to tell that a closed ring is finished). Later stages wait on
+//!    earlier stages' sequences as with one producer: nothing changes for them.
 //!
-//! A marker equal to `s` can only be `s`'s publication: a slot's marker only ever holds
-//! sequences of that slot, an older lap holds `s - k * capacity`, and the lap after `s`
-//! cannot be claimed before every consumer has passed `s` (step 2). So a marker needs no reset,
-//! and the scan in step 7 stays within one lap.
+//! While a consumer that has handled `current` looks at `s` (`current < s <= current +
+//! capacity`), `s`'s marker holds `round(s)` or the round before: `s` itself cannot be claimed
+//! before every consumer has passed `s - capacity`, so `s - capacity` was published (or is
+//! before the ring's first sequence: marker 0, the round before the first); the lap after `s`
+//! cannot be claimed before every consumer, this one included, has passed `s`. Two adjacent
+//! rounds differ in a byte, so a marker needs no reset, and 64 of them share a cache line (a
+//! batch of 100 writes and reads two lines, not thirteen). The scan in step 7 stops within one
+//! lap: `current + capacity + 1` shares its slot with `current + 1`, not yet passed.
 //!
 //! Close: `C.fetch_or(CLOSED)` (AcqRel), then `closed.store(true, Release)`, then wake every
 //! waiter. After the OR no claim succeeds (its CAS expects a value without the bit), so
@@ -53,7 +58,7 @@
 
 use super::ring_buffer::{halt, wait_for_gate, Gauge, Halted, Shared, TryPublishError};
 use super::sequence::minimum;
-use super::sync::AtomicU64;
+use super::sync::{AtomicU64, AtomicU8};
 use super::wait::WaitKey;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -61,13 +66,15 @@ use std::sync::Arc;
 /// Bit 63 of a multi-producer ring's cursor: the ring is closed (no sequence gets near it).
 pub(super) const CLOSED: u64 = 1 << 63;
 
-/// The slots' availability markers (LMAX's `availableBuffer`): the sequence each slot was last
-/// published for. Empty on a single-producer ring.
+/// The slots' availability markers (LMAX's `availableBuffer`): the round each slot was last
+/// published in, in one byte (module docs). Empty on a single-producer ring.
 pub(super) struct Published {
-    markers: Box<[AtomicU64]>,
+    markers: Box<[AtomicU8]>,
     /// The first sequence of the ring (its marker is `markers[0]`).
     origin: u64,
     mask: u64,
+    /// `log2(capacity)`: `(s - origin) >> shift` is `s`'s lap.
+    shift: u32,
 }
 
 impl Published {
@@ -77,6 +84,7 @@ impl Published {
             markers: Box::new([]),
             origin: 0,
             mask: 0,
+            shift: 0,
         }
     }
 
@@ -84,51 +92,62 @@ impl Published {
     pub(super) fn new(capacity: usize, origin: u64) -> Self {
         debug_assert!(capacity.is_power_of_two() && origin >= 1);
         Published {
-            markers: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            markers: (0..capacity).map(|_| AtomicU8::new(0)).collect(),
             origin,
             mask: capacity as u64 - 1,
+            shift: capacity.trailing_zeros(),
         }
     }
 
+    /// `sequence`'s marker and the value it holds once `sequence` is published.
     #[inline]
-    fn marker(&self, sequence: u64) -> &AtomicU64 {
+    fn marker(&self, sequence: u64) -> (&AtomicU8, u8) {
         debug_assert!(sequence >= self.origin);
-        &self.markers[(sequence.wrapping_sub(self.origin) & self.mask) as usize]
+        let offset = sequence.wrapping_sub(self.origin);
+        let round = ((offset >> self.shift) as u8).wrapping_add(1);
+        (&self.markers[(offset & self.mask) as usize], round)
     }
 
     /// Step 5: marks `first..=last` published (Release stores, after the slot writes).
     #[inline]
     fn mark(&self, first: u64, last: u64) {
         for sequence in first..=last {
-            self.marker(sequence).store(sequence, Ordering::Release);
+            let (marker, round) = self.marker(sequence);
+            marker.store(round, Ordering::Release);
         }
     }
 
     /// Step 7: the highest `h <= upper` such that every sequence in `after + 1 ..= h` is
-    /// published (`after` itself if the next one is not). Acquire loads.
+    /// published (`after` itself if the next one is not). Acquire loads. `upper` is at most a
+    /// lap past `after` (the markers tell only adjacent rounds apart).
     #[inline]
     fn highest(&self, after: u64, upper: u64) -> u64 {
+        debug_assert!(upper <= after + self.mask + 1);
         let mut sequence = after;
-        while sequence < upper && self.marker(sequence + 1).load(Ordering::Acquire) == sequence + 1
-        {
+        while sequence < upper {
+            let (marker, round) = self.marker(sequence + 1);
+            if marker.load(Ordering::Acquire) != round {
+                break;
+            }
             sequence += 1;
         }
         sequence
     }
 }
 
-/// A first-stage consumer's view of a multi-producer ring: of `(available, key)` (its other
-/// dependencies' bound and key), how far it may read after `current`, and what to park on.
-/// Blocked by a claim not yet published (or none made), it parks on the cursor's key, which
-/// every publish notifies.
+/// Step 7, for a first-stage consumer of a multi-producer ring: of `(available, key)` (its
+/// other dependencies' bound and key), how far it may read after `current`, and what to park
+/// on. Blocked by a sequence not yet published (claimed or not), it parks on the cursor's key,
+/// which every publish notifies.
 #[inline]
 pub(super) fn published_through<T>(
     shared: &Shared<T>,
     current: u64,
     (available, key): (u64, WaitKey),
 ) -> (u64, WaitKey) {
-    let claimed = shared.cursor.load_acquire() & !CLOSED;
-    let published = shared.published.highest(current, claimed.min(available));
+    // One lap at most (see the module docs); the bound only makes that explicit.
+    let lap = current + shared.capacity();
+    let published = shared.published.highest(current, available.min(lap));
     if published < available {
         (published, WaitKey::of(&shared.cursor))
     } else {
@@ -254,8 +273,8 @@ impl<T> MultiProducer<T> {
     #[inline]
     fn claim(&self, n: u64, wait: bool) -> Result<u64, TryPublishError> {
         let cursor = &self.shared.cursor;
+        let mut current = cursor.load_acquire();
         loop {
-            let current = cursor.load_acquire();
             if current & CLOSED != 0 {
                 return Err(TryPublishError::Halted);
             }
@@ -268,10 +287,12 @@ impl<T> MultiProducer<T> {
                 let gate = wait_for_gate(&self.shared, last, cached)
                     .map_err(|Halted| TryPublishError::Halted)?;
                 self.cached_gate.store(gate, Ordering::Relaxed);
+                current = cursor.load_acquire();
                 continue;
             }
-            if cursor.compare_exchange_acq_rel(current, last).is_ok() {
-                return Ok(current + 1);
+            match cursor.compare_exchange_acq_rel(current, last) {
+                Ok(_) => return Ok(current + 1),
+                Err(seen) => current = seen,
             }
         }
     }
@@ -351,9 +372,22 @@ mod tests {
         published.mark(3, 3);
         assert_eq!(published.highest(2, 4), 4);
         assert_eq!(published.highest(2, 3), 3, "never past the upper bound");
-        // The next lap: 5 shares a slot with 1, whose marker says 1, not 5.
+        // The next lap: 5 shares a slot with 1, whose marker says round 1, not 2.
         assert_eq!(published.highest(4, 8), 4);
         published.mark(5, 5);
         assert_eq!(published.highest(4, 8), 5);
+    }
+
+    #[test]
+    fn rounds_wrap_around_a_byte() {
+        // A two-slot ring through 600 laps: the round byte wraps twice.
+        let published = Published::new(2, 1);
+        for first in (1..1200).step_by(2) {
+            assert_eq!(published.highest(first - 1, first + 1), first - 1);
+            published.mark(first, first);
+            assert_eq!(published.highest(first - 1, first + 1), first);
+            published.mark(first + 1, first + 1);
+            assert_eq!(published.highest(first - 1, first + 1), first + 1);
+        }
     }
 }

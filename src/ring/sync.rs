@@ -6,14 +6,18 @@
 //! spin/yield hints and the slot cells. `Arc` stays std's (it is part of the public API).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+};
 #[cfg(loom)]
 pub(crate) use loom::{
     hint::spin_loop,
     thread::{current, yield_now, Thread},
 };
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+};
 // `spin_loop` is a pause hint (under loom: a yield to the model's scheduler); `yield_now`
 // gives the core away (under loom: to another modelled thread).
 #[cfg(not(loom))]
