@@ -5,65 +5,16 @@
 //! The journal's background spare-segment preparer and the snapshot writer are off that path
 //! and not counted.
 
+mod alloc_support;
 mod common;
 
 use common::{to, Summer, ADD};
 use keel::engine::Submitter;
 use keel::ring::Poll;
 use keel::{Config, Engine, FlushPolicy, Processor, Response, WaitStrategy};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-struct Counting;
-
-thread_local! {
-    /// Whether this thread is off the message path: the journal's spare-segment preparer and
-    /// the snapshot writer allocate (file names, buffers) by design, outside the per-message path.
-    static OFF_PATH: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
-}
-
-fn on_message_path() -> bool {
-    OFF_PATH.with(|cell| {
-        let off = cell.get().unwrap_or_else(|| {
-            let thread = std::thread::current();
-            let name = thread.name().unwrap_or("");
-            let off = name == "keel-journal-prep" || name == "keel-snapshot";
-            cell.set(Some(off));
-            off
-        });
-        !off
-    })
-}
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: delegates every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) && on_message_path() {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) && on_message_path() {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 fn run(flush: FlushPolicy) {
     let payload = 1u64.to_le_bytes();
@@ -124,10 +75,9 @@ fn count_per_message<P: Processor>(
         }
     };
     send(1, 20_000); // warm-up: every lazily initialised thing is touched once
-    ARMED.store(true, Ordering::SeqCst);
+    alloc_support::arm();
     send(20_001, 100_000);
-    ARMED.store(false, Ordering::SeqCst);
-    let allocations = ALLOCATIONS.swap(0, Ordering::SeqCst);
+    let allocations = alloc_support::disarm();
     engine.shutdown().unwrap();
     reader.join().unwrap();
     assert_eq!(

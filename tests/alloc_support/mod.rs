@@ -1,4 +1,5 @@
-//! A counting global allocator for allocation tests: `mod alloc_support;` installs it.
+//! A counting global allocator for allocation tests (`tests/alloc.rs`, `tests/client_alloc.rs`):
+//! `mod alloc_support;` installs it.
 //!
 //! Counting is off until [`arm`]; while armed it counts the allocations (and reallocations)
 //! of every thread except those named in [`OFF_PATH_THREADS`], which allocate by design, off
