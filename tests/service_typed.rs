@@ -3,8 +3,8 @@
 //! restart from snapshot + journal and from the journal alone with the same state hash.
 
 use keel::engine::{MessageHeader, ResponseReceiver};
-use keel::net::Invalid;
 use keel::ring::Poll;
+use keel::service::Invalid;
 use keel::service::{call, decode_response, submit};
 use keel::{CallError, Command, Config, Engine, FlushPolicy, Rejection, Service, Submission};
 use keel::{Typed, WaitStrategy};

@@ -10,7 +10,7 @@
 //! senders. The output ring is drained every turn regardless, so the business logic never waits
 //! on the network, and a client that does not read is cut off at its output limit.
 
-use super::config::{Invalid, Limits};
+use super::config::Limits;
 use super::frame::{self, ErrorCode, Frame, Hello, Request};
 use super::session::{Conn, Phase, Session, Sessions};
 use super::stats::{Count, Counters};
@@ -18,6 +18,7 @@ use crate::engine::{
     Response, ResponseReceiver, Submission, SubmitError, Submitter, CONTROL_KIND_MIN,
 };
 use crate::ring::Poll as RingPoll;
+use crate::service::Invalid;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io::{self, Read, Write};

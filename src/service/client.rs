@@ -5,8 +5,8 @@ use super::typed::refusal_of;
 use super::{Command, Service, KIND_OMITTED, RESERVED_CODE_MIN};
 use crate::codec::{self, CodecError};
 use crate::engine::{Client, ClientError, ResponseReceiver, SubmitError, Submitter, Ticket};
-use crate::net::Invalid;
 use crate::ring::Poll;
+use crate::service::Invalid;
 use crate::{Response, Status};
 use serde::de::DeserializeOwned;
 
