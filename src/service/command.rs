@@ -133,7 +133,9 @@ pub const fn __check_table(rows: &[(u16, u16, &[u16])]) {
 /// Each row is `KIND => Variant(Struct)`, then optionally `version N` (default 1) and
 /// `{ OLD => OldStruct, ... }`. A table that repeats a kind, uses a kind from `0xFF00`, a
 /// version 0, or lists the current version as old does not compile. Attributes (docs,
-/// derives) on the enum and its variants are kept.
+/// derives) on the enum and its variants are kept. A service that names its kinds elsewhere
+/// writes every row's kind as a `u16` constant expression in brackets, `[KIND_OPEN] =>
+/// Open(Open)`, so each number is declared once.
 ///
 /// ```compile_fail
 /// # #[derive(serde::Serialize, serde::Deserialize)] pub struct Open;
@@ -145,16 +147,51 @@ pub const fn __check_table(rows: &[(u16, u16, &[u16])]) {
 ///     }
 /// }
 /// ```
+///
+/// ```compile_fail
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct Open;
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct Close;
+/// const KIND_OPEN: u16 = 1;
+/// const KIND_CLOSE: u16 = 1;
+/// keel::commands! {
+///     pub enum Mistake {
+///         [KIND_OPEN] => Open(Open),
+///         [KIND_CLOSE] => Close(Close), // error: the constants name one kind twice
+///     }
+/// }
+/// ```
 #[macro_export]
 macro_rules! commands {
     (@version) => { 1 };
     (@version $version:literal) => { $version };
+    // Literal kinds: the same table with each kind in brackets.
     (
         $(#[$attr:meta])*
         $vis:vis enum $name:ident {
             $(
                 $(#[$variant_attr:meta])*
                 $kind:literal => $variant:ident($ty:ty)
+                $( version $version:literal $( { $( $old:literal => $old_ty:ty ),+ $(,)? } )? )?
+            ),+ $(,)?
+        }
+    ) => {
+        $crate::commands! {
+            $(#[$attr])*
+            $vis enum $name {
+                $(
+                    $(#[$variant_attr])*
+                    [$kind] => $variant($ty)
+                    $( version $version $( { $( $old => $old_ty ),+ } )? )?
+                ),+
+            }
+        }
+    };
+    (
+        $(#[$attr:meta])*
+        $vis:vis enum $name:ident {
+            $(
+                $(#[$variant_attr:meta])*
+                [$kind:expr] => $variant:ident($ty:ty)
                 $( version $version:literal $( { $( $old:literal => $old_ty:ty ),+ $(,)? } )? )?
             ),+ $(,)?
         }
@@ -183,8 +220,8 @@ macro_rules! commands {
                 version: u16,
                 payload: &[u8],
             ) -> ::core::result::Result<Self, $crate::service::Invalid> {
-                match kind {
-                    $( $kind => {
+                $(
+                    if kind == $kind {
                         if version == $crate::commands!(@version $($version)?) {
                             return $crate::codec::decode::<$ty>(payload)
                                 .map(Self::$variant)
@@ -197,10 +234,12 @@ macro_rules! commands {
                                     .map_err(|_| $crate::service::Invalid::Undecodable);
                             }
                         )+ )? )?
-                        ::core::result::Result::Err($crate::service::Invalid::UnsupportedVersion)
-                    } )+
-                    _ => ::core::result::Result::Err($crate::service::Invalid::UnknownKind),
-                }
+                        return ::core::result::Result::Err(
+                            $crate::service::Invalid::UnsupportedVersion,
+                        );
+                    }
+                )+
+                ::core::result::Result::Err($crate::service::Invalid::UnknownKind)
             }
 
             fn serialize_payload<__S: $crate::service::__Serializer>(

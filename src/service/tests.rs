@@ -447,3 +447,42 @@ fn a_service_may_keep_its_own_response_kinds_payloads_and_codes() {
     assert_eq!(too_large, (Status::Rejected, 16, 0, vec![]));
     assert_eq!(typed.0.balance, 5, "Typed dereferences to the service");
 }
+
+mod constant_kinds {
+    use crate::service::Invalid;
+    use crate::Command;
+    use serde::{Deserialize, Serialize};
+
+    const KIND_PING: u16 = 40;
+    const KIND_PONG: u16 = 41;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Ping(u32);
+
+    crate::commands! {
+        #[derive(Debug, PartialEq)]
+        enum ByName {
+            /// Declared once, as `KIND_PING`.
+            [KIND_PING] => Ping(Ping),
+            [KIND_PONG] => Pong(Ping) version 2 { 1 => Ping },
+        }
+    }
+
+    #[test]
+    fn kinds_can_be_named_constants() {
+        let ping = ByName::Ping(Ping(7));
+        assert_eq!((ping.kind(), ping.version()), (40, 1));
+        let mut buf = [0u8; 8];
+        let n = ping.encode_into(&mut buf).unwrap();
+        assert_eq!(ByName::decode(KIND_PING, 1, &buf[..n]), Ok(ping));
+        assert_eq!(
+            ByName::decode(KIND_PONG, 1, &buf[..n]),
+            Ok(ByName::Pong(Ping(7)))
+        );
+        assert_eq!(
+            ByName::decode(KIND_PONG, 3, &buf[..n]),
+            Err(Invalid::UnsupportedVersion)
+        );
+        assert_eq!(ByName::decode(42, 1, &buf[..n]), Err(Invalid::UnknownKind));
+    }
+}

@@ -66,7 +66,7 @@ impl Kind {
     }
 
     /// The kind's number on the wire.
-    pub fn number(self) -> u16 {
+    pub const fn number(self) -> u16 {
         self as u16
     }
 
@@ -314,22 +314,22 @@ keel::commands! {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
     #[serde(tag = "type", rename_all = "kebab-case")]
     pub enum Request {
-        /// Kind 1.
-        1 => AddBook(AddBook),
-        /// Kind 2.
-        2 => ChangePrice(ChangePrice),
-        /// Kind 3.
-        3 => Restock(Restock),
-        /// Kind 4, any version.
-        4 => PlaceOrder(OrderRequest) version 2 { 1 => PlaceOrderV1 },
-        /// Kind 5.
-        5 => CancelOrder(CancelOrder),
-        /// Kind 6.
-        6 => QueryBook(QueryBook),
-        /// Kind 7.
-        7 => QueryOrder(QueryOrder),
-        /// Kind 8.
-        8 => QueryCustomerOrders(QueryCustomerOrders),
+        /// Lists a new book.
+        [Kind::AddBook.number()] => AddBook(AddBook),
+        /// Sets a book's price.
+        [Kind::ChangePrice.number()] => ChangePrice(ChangePrice),
+        /// Adds stock to a book.
+        [Kind::Restock.number()] => Restock(Restock),
+        /// An order, any version (v1 upcasts).
+        [Kind::PlaceOrder.number()] => PlaceOrder(OrderRequest) version 2 { 1 => PlaceOrderV1 },
+        /// Cancels an order.
+        [Kind::CancelOrder.number()] => CancelOrder(CancelOrder),
+        /// Reads one book.
+        [Kind::QueryBook.number()] => QueryBook(QueryBook),
+        /// Reads one order.
+        [Kind::QueryOrder.number()] => QueryOrder(QueryOrder),
+        /// Reads a page of a customer's orders.
+        [Kind::QueryCustomerOrders.number()] => QueryCustomerOrders(QueryCustomerOrders),
     }
 }
 

@@ -208,28 +208,28 @@ keel::commands! {
     /// kind's number and versions; the payload is the variant's struct).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
     pub enum Request {
-        /// `KIND_ADD_INSTRUMENT`
-        1 => AddInstrument(AddInstrument),
-        /// `KIND_DEPOSIT_CASH`
-        2 => DepositCash(CashTransfer),
-        /// `KIND_WITHDRAW_CASH`
-        3 => WithdrawCash(CashTransfer),
-        /// `KIND_DEPOSIT_POSITION`
-        4 => DepositPosition(PositionTransfer),
-        /// `KIND_WITHDRAW_POSITION`
-        5 => WithdrawPosition(PositionTransfer),
-        /// `KIND_PLACE_ORDER`; v1 upcasts to v2.
-        10 => Place(PlaceOrder) version 2 { 1 => PlaceOrderV1 },
-        /// `KIND_CANCEL_ORDER`
-        11 => Cancel(CancelOrder),
-        /// `KIND_MOVE_ORDER`
-        12 => Move(MoveOrder),
-        /// `KIND_REDUCE_ORDER`
-        13 => Reduce(ReduceOrder),
-        /// `KIND_QUERY_BOOK`
-        20 => QueryBook(QueryBook),
-        /// `KIND_QUERY_ACCOUNT`
-        21 => QueryAccount(QueryAccount),
+        /// Lists an instrument.
+        [KIND_ADD_INSTRUMENT] => AddInstrument(AddInstrument),
+        /// Credits cash to an account.
+        [KIND_DEPOSIT_CASH] => DepositCash(CashTransfer),
+        /// Debits cash from an account.
+        [KIND_WITHDRAW_CASH] => WithdrawCash(CashTransfer),
+        /// Credits a position.
+        [KIND_DEPOSIT_POSITION] => DepositPosition(PositionTransfer),
+        /// Debits a position.
+        [KIND_WITHDRAW_POSITION] => WithdrawPosition(PositionTransfer),
+        /// Places an order (v1 upcasts to v2).
+        [KIND_PLACE_ORDER] => Place(PlaceOrder) version 2 { 1 => PlaceOrderV1 },
+        /// Cancels an order.
+        [KIND_CANCEL_ORDER] => Cancel(CancelOrder),
+        /// Moves an order to a new price.
+        [KIND_MOVE_ORDER] => Move(MoveOrder),
+        /// Reduces an order's quantity.
+        [KIND_REDUCE_ORDER] => Reduce(ReduceOrder),
+        /// Reads a book's depth.
+        [KIND_QUERY_BOOK] => QueryBook(QueryBook),
+        /// Reads an account.
+        [KIND_QUERY_ACCOUNT] => QueryAccount(QueryAccount),
     }
 }
 
