@@ -294,8 +294,17 @@ impl Service for Bookstore {
     /// fit (the change happened) is accepted with no payload.
     #[inline]
     fn write_reply(reply: &Reply<'_>, out: &mut Output<'_>) -> Result<(), Rejected> {
-        if out.encode(reply).is_ok() {
-            out.set_kind(reply.kind().number());
+        // One dispatch: each arm encodes its struct under its kind.
+        let (encoded, kind) = match reply {
+            Reply::BookStatus(r) => (out.encode(r), ResponseKind::BookStatus),
+            Reply::BookInfo(r) => (out.encode(r), ResponseKind::BookInfo),
+            Reply::OrderPlaced(r) => (out.encode(r), ResponseKind::OrderPlaced),
+            Reply::OrderCancelled(r) => (out.encode(r), ResponseKind::OrderCancelled),
+            Reply::OrderInfo(r) => (out.encode(r), ResponseKind::OrderInfo),
+            Reply::CustomerOrders(r) => (out.encode(r), ResponseKind::CustomerOrders),
+        };
+        if encoded.is_ok() {
+            out.set_kind(kind.number());
         } else if reply.is_query() {
             return Err(RejectReason::ResponseTooLarge.into());
         }
