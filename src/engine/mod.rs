@@ -74,7 +74,10 @@ impl<P: Processor> Engine<P> {
         config.validate()?;
         let slots = Slots::allocate_in_background(&config)?;
         let open_started = Instant::now();
-        let opening = JournalWriter::begin_open(&config.journal_config())?;
+        let mut journal_config = config.journal_config();
+        journal_config.service_name = processor.name().to_owned();
+        journal_config.service_schema_version = processor.schema_version();
+        let opening = JournalWriter::begin_open(&journal_config)?;
         let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
             .with_max_state_bytes(config.snapshot_max_state_bytes);
         // Judge the snapshots before the journal is modified (torn tail cut, orphans removed):

@@ -11,7 +11,8 @@ const DEFAULT_MAX_RESPONSE_BYTES: usize = 4096;
 /// `keel replay`: inspect and replay a recorded journal, read-only.
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
-    /// The application that recorded the journal.
+    /// The application that recorded the journal [default: the service the journal's segment
+    /// headers name; journals older than format version 2 need it].
     #[arg(long, value_enum, global = true)]
     pub app: Option<AppName>,
     /// Where the journal and snapshots are.
