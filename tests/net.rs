@@ -472,3 +472,29 @@ fn when_the_engine_stops_the_server_tells_clients_and_ends() {
     let error = engine.shutdown().unwrap_err();
     assert!(error.to_string().contains("injected"), "{error}");
 }
+
+#[test]
+fn session_ids_are_never_reused_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for _run in 0..3 {
+        let node = Node::start(engine_config(dir.path()), net_config(), Counter::default());
+        for _ in 0..2 {
+            let mut client = node.client();
+            seen.push(client.session_id());
+            add(&mut client, 1);
+        }
+        node.stop();
+    }
+    let mut reader = keel::journal::JournalReader::open(&dir.path().join("journal")).unwrap();
+    let mut journaled = Vec::new();
+    while let Some(record) = reader.next().unwrap() {
+        journaled.push(record.session_id);
+    }
+    // Each session (two per run, slot 0 reused) sent one message: six different ids.
+    assert_eq!(journaled, seen);
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 6, "{seen:x?}");
+}

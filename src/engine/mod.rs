@@ -18,6 +18,7 @@ mod processor;
 mod recovery;
 mod reply_board;
 mod responses;
+mod session_epoch;
 mod slots;
 mod submit;
 mod wake;
@@ -99,8 +100,14 @@ impl<P: Processor> Engine<P> {
             replay_ms = recovered.replay.as_millis() as u64,
             "recovered"
         );
+        // Under the writer's lock: this run's session ids differ from every earlier run's.
+        let session_epoch = session_epoch::advance(&config.journal_dir)?;
         let slots = slots.wait()?;
-        Self::launch(config, processor, journal, recovered, store, slots)
+        let mut engine = Self::launch(config, processor, journal, recovered, store, slots)?;
+        if let Some(submitter) = engine.submitter.as_mut() {
+            submitter.set_session_epoch(session_epoch);
+        }
+        Ok(engine)
     }
 
     /// Starts the pipeline over any [`JournalSink`] without replaying anything: `processor`

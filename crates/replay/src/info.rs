@@ -29,7 +29,7 @@ struct Scan {
 
 /// Where a message description may name its kind (`App` has no kind-name method): the first
 /// of these that holds a string.
-const KIND_NAME_POINTERS: [&str; 5] = ["/kind", "/name", "/header/name", "/header/kind", "/type"];
+const KIND_NAME_POINTERS: [&str; 5] = ["/type", "/kind", "/name", "/header/name", "/header/kind"];
 
 /// The name of a message kind, from the application's description of one such message.
 pub(crate) fn kind_name<A: App>(record: &Record<'_>) -> Option<String> {

@@ -4,6 +4,7 @@
 
 pub mod bookstore;
 pub mod exchange;
+pub mod json;
 
 use keel::engine::{Message, Processor, Response};
 use keel::net::Invalid;
@@ -37,10 +38,12 @@ pub trait App: Processor + Default {
     /// Usage text for `parse_command`: one line per command.
     fn command_help() -> &'static str;
 
-    /// A journaled message as JSON (for `keel replay dump`).
+    /// A journaled message as JSON (for `keel replay dump`), in the shape of [`json`]:
+    /// `{"type": REQUEST, ...fields}`.
     fn describe_message(message: &Message<'_>) -> serde_json::Value;
 
-    /// A response as JSON; `request_kind` is the kind of the message it answers.
+    /// A response as JSON, in the shape of [`json::response`]; `request_kind` is the kind of
+    /// the message it answers.
     fn describe_response(request_kind: u16, response: &Response<'_>) -> serde_json::Value;
 
     /// A summary of the whole state as JSON (for `keel replay state`).
