@@ -22,6 +22,7 @@
 //!   state   [--at SEQ] [--full] [QUERY...]
 //!   find    (--hash HEX | --query WORDS... [--field NAME|JSON_POINTER]
 //!            (--lt|--le|--gt|--ge|--eq|--ne) VALUE) [--bisect] [--from SEQ] [--to SEQ]
+//!   find    (--where FIELD=VALUE... | --order ID | --customer ID) [--from SEQ] [--to SEQ]
 //!   outputs [--from SEQ] [--to SEQ] [--save FILE]
 //!   diff    (--other DIR [--checkpoint N] | --against FILE) [--from SEQ] [--to SEQ]
 //!   check
@@ -63,6 +64,14 @@
 //! journals name none and need `--app`. An `--app` that disagrees with the journal is refused
 //! (exit 2) rather than decoding one service's messages as another's.
 //!
+//! # Searching
+//!
+//! `find --where FIELD=VALUE` (repeatable; `--order ID` and `--customer ID` are shorthands)
+//! prints every message in the range whose request or response holds the value under one of
+//! the keys the application declares for FIELD ([`App::searchable_fields`]), with its
+//! response; exit 8 when none does. Responses are rebuilt by replaying (from the best
+//! snapshot before `--from`), since some ids only appear there.
+//!
 //! # Use from the `keel` binary
 //!
 //! Add `Replay(keel_replay::ReplayArgs)` to the subcommands and call [`main`] (which
@@ -80,6 +89,7 @@ mod info;
 mod outputs;
 mod query;
 mod replayer;
+mod search;
 mod state;
 mod time;
 mod verify;
@@ -135,6 +145,7 @@ pub fn run_with<A: App>(args: &ReplayArgs, out: &mut dyn Write) -> Result<Exit, 
         ReplayCommand::Verify => verify::run::<A>(&mut ctx),
         ReplayCommand::Dump(a) => dump::run::<A>(&mut ctx, a),
         ReplayCommand::State(a) => state::run::<A>(&mut ctx, a),
+        ReplayCommand::Find(a) if search::requested(a) => search::run::<A>(&mut ctx, a),
         ReplayCommand::Find(a) => find::run::<A>(&mut ctx, a),
         ReplayCommand::Outputs(a) => outputs::run_outputs::<A>(&mut ctx, a),
         ReplayCommand::Diff(a) => outputs::run_diff::<A>(&mut ctx, a),

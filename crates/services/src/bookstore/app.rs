@@ -10,7 +10,7 @@ use super::responses::{
     RejectReason, Rejected, ResponseKind,
 };
 use super::{workload, Bookstore};
-use crate::{json, App, Command};
+use crate::{json, App, Command, SearchField};
 use keel::codec;
 use keel::engine::{Message, Processor, Response};
 use keel::{Command as _, Rejection as _, Typed};
@@ -189,6 +189,23 @@ impl App for Typed<Bookstore> {
             |code| RejectReason::from_u32(code).map(RejectReason::name),
             |r| response_body(r.header.kind, r.payload),
         )
+    }
+
+    fn searchable_fields() -> &'static [SearchField] {
+        &[
+            SearchField {
+                name: "order",
+                keys: &["order"],
+            },
+            SearchField {
+                name: "customer",
+                keys: &["customer"],
+            },
+            SearchField {
+                name: "book",
+                keys: &["book"],
+            },
+        ]
     }
 
     fn describe_state(&self) -> Value {

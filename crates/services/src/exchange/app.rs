@@ -6,7 +6,7 @@ use super::events::{
 use super::messages::*;
 use super::workload::WORKLOAD;
 use super::Exchange;
-use crate::{json, App, Command};
+use crate::{json, App, Command, SearchField};
 use keel::codec;
 use keel::engine::{Message, Processor, Response};
 use keel::Typed;
@@ -204,6 +204,28 @@ impl App for Typed<Exchange> {
             |code| RejectReason::from_u32(code).map(RejectReason::name),
             describe_payload,
         )
+    }
+
+    fn searchable_fields() -> &'static [SearchField] {
+        const ACCOUNT_KEYS: &[&str] = &["account", "taker_account", "maker_account"];
+        &[
+            SearchField {
+                name: "order",
+                keys: &["order_id", "taker_order", "maker_order"],
+            },
+            SearchField {
+                name: "customer",
+                keys: ACCOUNT_KEYS,
+            },
+            SearchField {
+                name: "account",
+                keys: ACCOUNT_KEYS,
+            },
+            SearchField {
+                name: "instrument",
+                keys: &["instrument"],
+            },
+        ]
     }
 
     fn describe_state(&self) -> Value {
