@@ -93,6 +93,18 @@ pub fn tagged(value: Value) -> Value {
     }
 }
 
+/// The keys of every response description, sorted.
+pub const RESPONSE_KEYS: [&str; 8] = [
+    "correlation_id",
+    "error",
+    "reason",
+    "reason_code",
+    "request",
+    "response",
+    "sequence",
+    "status",
+];
+
 /// The one response shape. `request` is the name of the request answered, `reason_name`
 /// names a rejection code, and `body` decodes an accepted or rejected response's payload.
 pub fn response(
