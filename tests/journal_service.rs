@@ -53,7 +53,10 @@ fn a_journal_of_another_service_is_refused_and_left_as_it_was() {
     match JournalWriter::open(&named(dir.path(), "exchange", 1)) {
         Err(JournalError::WrongService {
             found, expected, ..
-        }) => assert_eq!((found.as_str(), expected.as_str()), ("bookstore", "exchange")),
+        }) => assert_eq!(
+            (found.as_str(), expected.as_str()),
+            ("bookstore", "exchange")
+        ),
         other => panic!("expected WrongService, got {other:?}"),
     }
     assert_eq!(fs::read(&segment_files(dir.path())[0]).unwrap(), before);
@@ -89,7 +92,10 @@ fn segments_of_format_version_1_are_read_and_continued() {
         .find(|s| !old_segments.contains(s))
         .expect("a segment created after the upgrade");
     let header = header_of(&new_segment);
-    assert_eq!((header.service_name(), header.format_version), ("exchange", 2));
+    assert_eq!(
+        (header.service_name(), header.format_version),
+        ("exchange", 2)
+    );
     // From now on the journal names its service.
     assert!(matches!(
         JournalWriter::open(&named(dir.path(), "bookstore", 1)),
@@ -123,7 +129,11 @@ fn crc32c_of(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

@@ -350,14 +350,8 @@ fn a_reused_session_slot_never_receives_the_previous_sessions_answers() {
     second
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let slot = |id: u64| id as u32;
-    let generation = |id: u64| id >> 32;
-    assert_eq!(
-        slot(second.session_id()),
-        slot(first_id),
-        "the only slot is reused"
-    );
-    assert_ne!(generation(second.session_id()), generation(first_id));
+    // Same slot (the only one), new id: the old session's answers cannot reach this one.
+    assert_ne!(second.session_id(), first_id);
     // The first answer this session sees is its own, after all 50 of the previous session.
     let reply = second.request(ADD, 1, &1_000u64.to_le_bytes()).unwrap();
     assert_eq!((reply.correlation_id, reply.sequence), (1, 51));

@@ -198,8 +198,7 @@ impl JournalConfig {
             )
         } else if self.flush == FlushPolicy::IntervalMs(0) {
             "flush interval must be at least 1 ms".to_owned()
-        } else if self.service_name.len() > SERVICE_NAME_BYTES || self.service_name.contains('\0')
-        {
+        } else if self.service_name.len() > SERVICE_NAME_BYTES || self.service_name.contains('\0') {
             format!(
                 "service name {:?} is longer than {SERVICE_NAME_BYTES} bytes or holds a NUL",
                 self.service_name

@@ -510,10 +510,7 @@ mod tests {
             (SH_FIRST_SEQUENCE, SH_SEGMENT_SIZE, SH_PREV_CRC),
             (16, 24, 32)
         );
-        assert_eq!(
-            (SH_SERVICE_NAME, SH_SERVICE_SCHEMA, SH_CRC),
-            (36, 56, 60)
-        );
+        assert_eq!((SH_SERVICE_NAME, SH_SERVICE_SCHEMA, SH_CRC), (36, 56, 60));
         assert_eq!(&RECORD_MAGIC.to_le_bytes(), b"KREC");
     }
 

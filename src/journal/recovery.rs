@@ -11,9 +11,8 @@ use super::error::{file_io, CorruptionReason, Damage, Evidence, EvidenceKind, Jo
 use super::format::{
     check_crc, check_entry, check_entry_links, encode_end_marker, entry_size_bytes, sequence_of,
     Chain, Entry, Fault, SegmentHeader, END_MAGIC, END_MARKER_SIZE, FORMAT_VERSION,
-    FORMAT_VERSION_UNNAMED,
-    MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES, RECORD_HEADER_SIZE, RECORD_MAGIC,
-    SEGMENT_HEADER_SIZE,
+    FORMAT_VERSION_UNNAMED, MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES,
+    RECORD_HEADER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
 };
 use super::segment::SegmentView;
 
@@ -619,7 +618,10 @@ pub(crate) fn check_segment_header(
         Ok(header) => header,
         Err(damage) => return Ok(Err(damage)),
     };
-    let readable = matches!(header.format_version, FORMAT_VERSION | FORMAT_VERSION_UNNAMED);
+    let readable = matches!(
+        header.format_version,
+        FORMAT_VERSION | FORMAT_VERSION_UNNAMED
+    );
     if !readable || header.codec_id != crate::codec::CODEC_ID {
         return Err(JournalError::UnsupportedFormat {
             segment: seg.path.clone(),

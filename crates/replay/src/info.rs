@@ -87,9 +87,10 @@ fn newest_service(segments: &[SegmentInfo]) -> Value {
         .rev()
         .filter_map(|s| s.header.as_ref().ok())
         .find(|h| !h.service_name().is_empty())
-        .map_or(Value::Null, |h| {
-            json!({"name": h.service_name(), "schema_version": h.service_schema_version})
-        })
+        .map_or(
+            Value::Null,
+            |h| json!({"name": h.service_name(), "schema_version": h.service_schema_version}),
+        )
 }
 
 fn segment_json(s: &SegmentInfo) -> Value {

@@ -31,12 +31,18 @@ fn terms<A: App>(args: &FindArgs) -> Result<Vec<Term>, ReplayError> {
     let mut given: Vec<(String, String)> = Vec::new();
     for word in &args.matching {
         let (field, value) = word.split_once('=').ok_or_else(|| {
-            ReplayError::Usage(format!("--where {word}: expected FIELD=VALUE, e.g. order=42"))
+            ReplayError::Usage(format!(
+                "--where {word}: expected FIELD=VALUE, e.g. order=42"
+            ))
         })?;
         given.push((field.trim().to_owned(), value.trim().to_owned()));
     }
     given.extend(args.order.iter().map(|v| ("order".to_owned(), v.clone())));
-    given.extend(args.customer.iter().map(|v| ("customer".to_owned(), v.clone())));
+    given.extend(
+        args.customer
+            .iter()
+            .map(|v| ("customer".to_owned(), v.clone())),
+    );
     given
         .into_iter()
         .map(|(name, value)| {

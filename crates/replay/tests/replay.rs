@@ -1442,7 +1442,10 @@ fn the_service_is_read_from_the_journal_and_a_contradicting_app_is_refused() {
     let dir = record_bookstore(&BOOKSTORE_ORDERS);
     let path = dir.path().to_str().unwrap();
     let args = replay::parse_args(["--data-dir", path, "info"]).unwrap();
-    assert_eq!(replay::detect_app(&args).unwrap(), replay::AppName::Bookstore);
+    assert_eq!(
+        replay::detect_app(&args).unwrap(),
+        replay::AppName::Bookstore
+    );
     let (exit, out) = bookstore_replay(dir.path(), &["--json", "info"]).unwrap();
     let doc: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(exit, Exit::Ok);
@@ -1487,10 +1490,18 @@ fn find_by_order_and_customer_prints_every_matching_message() {
     ]);
     let lines = |words: &[&str]| -> (Exit, Vec<Value>) {
         let (exit, out) = bookstore_replay(dir.path(), words).unwrap();
-        (exit, out.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+        (
+            exit,
+            out.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        )
     };
     let sequences = |lines: &[Value]| -> Vec<u64> {
-        lines.iter().map(|l| l["sequence"].as_u64().unwrap()).collect()
+        lines
+            .iter()
+            .map(|l| l["sequence"].as_u64().unwrap())
+            .collect()
     };
     // Order 1 is assigned in the response to sequence 2, then named by the cancel.
     let (exit, found) = lines(&["--json", "find", "--order", "1"]);
@@ -1501,9 +1512,23 @@ fn find_by_order_and_customer_prints_every_matching_message() {
     // hold, each anywhere in the message or its response) the same, but not customer 7's.
     let (_, found) = lines(&["--json", "find", "--customer", "8"]);
     assert_eq!(sequences(&found), vec![3, 5]);
-    let (_, found) = lines(&["--json", "find", "--where", "customer=8", "--where", "order=2"]);
+    let (_, found) = lines(&[
+        "--json",
+        "find",
+        "--where",
+        "customer=8",
+        "--where",
+        "order=2",
+    ]);
     assert_eq!(sequences(&found), vec![3, 5]);
-    let (_, found) = lines(&["--json", "find", "--where", "customer=7", "--where", "order=2"]);
+    let (_, found) = lines(&[
+        "--json",
+        "find",
+        "--where",
+        "customer=7",
+        "--where",
+        "order=2",
+    ]);
     assert_eq!(sequences(&found), Vec::<u64>::new());
     let (exit, found) = lines(&["--json", "find", "--customer", "9"]);
     assert_eq!((exit, found.len()), (Exit::NotFound, 0));

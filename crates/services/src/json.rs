@@ -162,7 +162,10 @@ mod tests {
             json!({"type": "trade", "qty": 1})
         );
         assert_eq!(tagged(json!("Open")), json!({"type": "open"}));
-        assert_eq!(tagged(json!({"Book": 3})), json!({"type": "book", "value": 3}));
+        assert_eq!(
+            tagged(json!({"Book": 3})),
+            json!({"type": "book", "value": 3})
+        );
         assert_eq!(tagged(json!([1])), json!([1]));
         assert_eq!(
             tagged(json!({"Accepted": {"side": "Buy", "order_type": "Gtc", "title": "Dune"}})),

@@ -746,13 +746,28 @@ fn responses_describe_themselves_with_reason_names() {
     );
     assert_eq!(json["status"], "rejected");
     assert_eq!(json["request"], "cancel-order");
-    assert_eq!((&json["reason"], &json["reason_code"]), (&json!("unknown-order"), &json!(33)));
+    assert_eq!(
+        (&json["reason"], &json["reason_code"]),
+        (&json!("unknown-order"), &json!(33))
+    );
     let event = &json["response"]["events"][0];
-    assert_eq!((&event["type"], &event["reason"]), (&json!("rejected"), &json!("unknown-order")));
+    assert_eq!(
+        (&event["type"], &event["reason"]),
+        (&json!("rejected"), &json!("unknown-order"))
+    );
     assert_eq!(event["order_id"], 9);
-    let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
-    assert_eq!(keys, keel_services::json::RESPONSE_KEYS, "the one response shape");
+    assert_eq!(
+        keys,
+        keel_services::json::RESPONSE_KEYS,
+        "the one response shape"
+    );
 }
 
 #[test]

@@ -157,7 +157,11 @@ fn describe_payload(response: &Response<'_>) -> Value {
     let payload = response.payload;
     let decoded = match response.header.kind {
         RESPONSE_EVENTS => codec::decode::<Report>(payload).map(|report| {
-            let events: Vec<Value> = report.events.iter().map(|e| json::tagged(json!(e))).collect();
+            let events: Vec<Value> = report
+                .events
+                .iter()
+                .map(|e| json::tagged(json!(e)))
+                .collect();
             json!({ "events": events, "omitted": report.omitted })
         }),
         RESPONSE_BOOK => codec::decode::<BookDepth>(payload).map(|v| json!(v)),
@@ -191,7 +195,8 @@ impl App for Typed<Exchange> {
         match Request::decode(h.kind, h.version, message.payload) {
             Ok(request) => json::with_type(kind, json::tagged(json!(request))),
             Err(reason) => {
-                let error = json!({ "error": json::kebab(reason.name()), "bytes": message.payload.len() });
+                let error =
+                    json!({ "error": json::kebab(reason.name()), "bytes": message.payload.len() });
                 json::with_type(kind, error)
             }
         }
