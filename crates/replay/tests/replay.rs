@@ -1536,3 +1536,24 @@ fn find_by_order_and_customer_prints_every_matching_message() {
     assert_eq!(err.exit(), Exit::Usage);
     assert!(err.to_string().contains("order, customer, book"), "{err}");
 }
+
+#[test]
+fn diff_refuses_another_services_journal() {
+    let dir = record_bookstore(&BOOKSTORE_ORDERS);
+    let exchange = tempfile::tempdir().unwrap();
+    let mut config = Config::with_data_dir(exchange.path());
+    config.flush = FlushPolicy::None;
+    config.wait = WaitStrategy::PARK;
+    let engine = Engine::start(
+        config,
+        Typed::new(keel_services::exchange::Exchange::default()),
+    )
+    .unwrap();
+    engine.shutdown().unwrap();
+    let other = exchange.path().to_str().unwrap();
+    let err = bookstore_replay(dir.path(), &["diff", "--other", other]).unwrap_err();
+    assert!(
+        matches!(&err, replay::ReplayError::WrongApp { found, .. } if found == "exchange"),
+        "{err}"
+    );
+}
