@@ -212,7 +212,10 @@ fn print_text(out: &mut dyn Write, doc: &Value) -> Result<(), ReplayError> {
             "  service  {name} (schema version {})",
             j["service"]["schema_version"]
         )?,
-        None => writeln!(out, "  service  not recorded (format version 1)")?,
+        None => writeln!(
+            out,
+            "  service  not recorded (format version 1, or an unnamed service)"
+        )?,
     }
     let segments = j["segments"].as_array().map_or(&[][..], Vec::as_slice);
     writeln!(out, "  segments {}", segments.len())?;
