@@ -247,6 +247,8 @@ impl Config {
             flush: self.flush,
             max_payload_bytes: self.max_message_bytes as u32,
             segment_prep: self.segment_prep,
+            service_name: String::new(),
+            service_schema_version: 0,
         }
     }
 

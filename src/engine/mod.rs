@@ -18,6 +18,7 @@ mod processor;
 mod recovery;
 mod reply_board;
 mod responses;
+mod session_epoch;
 mod slots;
 mod submit;
 mod wake;
@@ -74,7 +75,10 @@ impl<P: Processor> Engine<P> {
         config.validate()?;
         let slots = Slots::allocate_in_background(&config)?;
         let open_started = Instant::now();
-        let opening = JournalWriter::begin_open(&config.journal_config())?;
+        let mut journal_config = config.journal_config();
+        journal_config.service_name = processor.name().to_owned();
+        journal_config.service_schema_version = processor.schema_version();
+        let opening = JournalWriter::begin_open(&journal_config)?;
         let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
             .with_max_state_bytes(config.snapshot_max_state_bytes);
         // Judge the snapshots before the journal is modified (torn tail cut, orphans removed):
@@ -96,8 +100,14 @@ impl<P: Processor> Engine<P> {
             replay_ms = recovered.replay.as_millis() as u64,
             "recovered"
         );
+        // Under the writer's lock: this run's session ids differ from every earlier run's.
+        let session_epoch = session_epoch::advance(&config.journal_dir)?;
         let slots = slots.wait()?;
-        Self::launch(config, processor, journal, recovered, store, slots)
+        let mut engine = Self::launch(config, processor, journal, recovered, store, slots)?;
+        if let Some(submitter) = engine.submitter.as_mut() {
+            submitter.set_session_epoch(session_epoch);
+        }
+        Ok(engine)
     }
 
     /// Starts the pipeline over any [`JournalSink`] without replaying anything: `processor`

@@ -39,6 +39,15 @@ pub trait Processor: Send + 'static {
         1
     }
 
+    /// A short name of the service (at most 20 bytes, e.g. `bookstore`), recorded in every
+    /// journal segment it writes together with [`Processor::schema_version`]. The engine
+    /// refuses to start on a journal that names another service, and tools read the name to
+    /// know how to decode the journal. Default: empty, an unnamed service (nothing recorded or
+    /// checked).
+    fn name(&self) -> &'static str {
+        ""
+    }
+
     /// Encodes the whole state for a snapshot (usually [`crate::snapshot::save_serde`]).
     fn save_state(&self, out: &mut Vec<u8>) -> Result<(), CodecError>;
 

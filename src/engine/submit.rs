@@ -154,6 +154,8 @@ pub struct Submitter {
     producer: Input,
     max_message_bytes: usize,
     scratch: Box<[u8]>,
+    /// The engine's restart epoch (0 when it has none), for the session ids a server hands out.
+    session_epoch: u64,
 }
 
 impl Submitter {
@@ -162,7 +164,19 @@ impl Submitter {
             producer,
             max_message_bytes,
             scratch: vec![0; max_message_bytes].into(),
+            session_epoch: 0,
         }
+    }
+
+    /// Sets the restart epoch session ids are derived from.
+    pub(crate) fn set_session_epoch(&mut self, epoch: u64) {
+        self.session_epoch = epoch;
+    }
+
+    /// The restart epoch, advanced durably each time an engine opens its journal
+    /// (0 for an engine over another journal sink).
+    pub(crate) fn session_epoch(&self) -> u64 {
+        self.session_epoch
     }
 
     /// Publishes one message, waiting while the ring is full (back-pressure). Returns its

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use super::error::JournalError;
 use super::format::{
     segment_holds, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_SEGMENT_SIZE_BYTES, MAX_SEGMENT_SIZE_BYTES,
-    MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES,
+    MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES, SERVICE_NAME_BYTES,
 };
 
 /// When appended records are made durable. See `docs/journal_format.md` for the guarantees.
@@ -155,6 +155,12 @@ pub struct JournalConfig {
     pub max_payload_bytes: u32,
     /// How each new segment is prepared (existing segments are used as they are).
     pub segment_prep: SegmentPrep,
+    /// Name of the service writing the journal, recorded in each new segment's header (at
+    /// most 20 bytes of UTF-8, no NUL). The writer refuses a journal whose segments name
+    /// another service (`WrongService`). Empty: unnamed, nothing recorded or checked.
+    pub service_name: String,
+    /// Schema version of the service's state, recorded in each new segment's header.
+    pub service_schema_version: u32,
 }
 
 impl JournalConfig {
@@ -166,6 +172,8 @@ impl JournalConfig {
             flush: FlushPolicy::Batch,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             segment_prep: SegmentPrep::default(),
+            service_name: String::new(),
+            service_schema_version: 0,
         }
     }
 
@@ -190,6 +198,11 @@ impl JournalConfig {
             )
         } else if self.flush == FlushPolicy::IntervalMs(0) {
             "flush interval must be at least 1 ms".to_owned()
+        } else if self.service_name.len() > SERVICE_NAME_BYTES || self.service_name.contains('\0') {
+            format!(
+                "service name {:?} is longer than {SERVICE_NAME_BYTES} bytes or holds a NUL",
+                self.service_name
+            )
         } else {
             return Ok(());
         };

@@ -76,7 +76,7 @@ pub enum JournalError {
         path: PathBuf,
     },
     /// A segment was written by a format or codec this code cannot read.
-    #[error("segment {segment} has format version {format_version} codec {codec_id}; this build reads version {} codec {}", super::format::FORMAT_VERSION, crate::codec::CODEC_ID)]
+    #[error("segment {segment} has format version {format_version} codec {codec_id}; this build reads versions {} and {} codec {}", super::format::FORMAT_VERSION_UNNAMED, super::format::FORMAT_VERSION, crate::codec::CODEC_ID)]
     UnsupportedFormat {
         /// The segment file.
         segment: PathBuf,
@@ -84,6 +84,17 @@ pub enum JournalError {
         format_version: u16,
         /// Codec id found in its header.
         codec_id: u16,
+    },
+    /// The journal was written by another service than the one opening it (the name in its
+    /// segment headers). Nothing was modified.
+    #[error("journal segment {segment} was written by service {found:?}, not {expected:?}: point --data-dir at {expected}'s data, or open it as {found}")]
+    WrongService {
+        /// The newest segment naming a service.
+        segment: PathBuf,
+        /// The service its header names.
+        found: String,
+        /// The service opening the journal.
+        expected: String,
     },
     /// An earlier sync or write failed; the writer refuses to continue. Reopen to recover.
     #[error("journal writer stopped after an earlier failure ({cause}); reopen to recover")]

@@ -9,7 +9,12 @@ use std::mem::size_of;
 use super::error::{CorruptionReason, Damage};
 
 /// Version of the on-disk format described in `docs/journal_format.md`.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+/// The format before segment headers named their service: the same layout with the service
+/// fields reserved (zero). Still read; such segments name no service.
+pub(crate) const FORMAT_VERSION_UNNAMED: u16 = 1;
+/// Bytes of the service name in a segment header (UTF-8, zero-padded).
+pub(crate) const SERVICE_NAME_BYTES: usize = 20;
 /// First 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"KEELJNL\0");
 /// Magic word of a record; written last, it publishes the record.
@@ -29,14 +34,16 @@ const SH_HEADER_SIZE: usize = SH_CODEC_ID + size_of::<u16>();
 const SH_FIRST_SEQUENCE: usize = SH_HEADER_SIZE + size_of::<u32>();
 const SH_SEGMENT_SIZE: usize = SH_FIRST_SEQUENCE + size_of::<u64>();
 const SH_PREV_CRC: usize = SH_SEGMENT_SIZE + size_of::<u64>();
-const SH_RESERVED: usize = SH_PREV_CRC + size_of::<u32>();
-const SH_RESERVED_BYTES: usize = 24;
-const SH_CRC: usize = SH_RESERVED + SH_RESERVED_BYTES;
+const SH_SERVICE_NAME: usize = SH_PREV_CRC + size_of::<u32>();
+const SH_SERVICE_SCHEMA: usize = SH_SERVICE_NAME + SERVICE_NAME_BYTES;
+const SH_CRC: usize = SH_SERVICE_SCHEMA + size_of::<u32>();
 /// Size of the segment header; the first record starts here.
 pub const SEGMENT_HEADER_SIZE: usize = SH_CRC + size_of::<u32>();
 
 // Why: the document and every existing file say 64; a change here is a format change.
 const _: () = assert!(SEGMENT_HEADER_SIZE == 64);
+// Why: version 2 fills what version 1 reserved (24 bytes at 36), so both share one layout.
+const _: () = assert!(SH_SERVICE_NAME == 36 && SH_CRC - SH_SERVICE_NAME == 24);
 // Why: the header CRC covers exactly the bytes before it.
 const _: () = assert!(SH_CRC == SEGMENT_HEADER_SIZE - size_of::<u32>());
 // Why: the first record must be 8-aligned so its magic word can be loaded atomically.
@@ -129,6 +136,11 @@ pub struct SegmentHeader {
     pub segment_size_bytes: u64,
     /// CRC of the last record of the previous segment (0 before sequence 1).
     pub prev_crc: u32,
+    /// Name of the service that wrote the segment, zero-padded; all zero when unnamed (and in
+    /// format version 1). Read it with [`SegmentHeader::service_name`].
+    service_name: [u8; SERVICE_NAME_BYTES],
+    /// Schema version of the service that wrote the segment (0 when unnamed).
+    pub service_schema_version: u32,
 }
 
 /// Where the hash chain stands: what the next record must carry.
@@ -368,7 +380,34 @@ impl SegmentHeader {
             first_sequence,
             segment_size_bytes,
             prev_crc,
+            service_name: [0; SERVICE_NAME_BYTES],
+            service_schema_version: 0,
         }
+    }
+
+    /// This header naming the service that writes the segment: `name` (at most 20 bytes of
+    /// UTF-8, without NUL; longer names are cut at a character boundary, which
+    /// `JournalConfig::validate` prevents) and its schema version.
+    pub fn with_service(mut self, name: &str, schema_version: u32) -> Self {
+        let mut end = name.len().min(SERVICE_NAME_BYTES);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.service_name = [0; SERVICE_NAME_BYTES];
+        self.service_name[..end].copy_from_slice(&name.as_bytes()[..end]);
+        self.service_schema_version = schema_version;
+        self
+    }
+
+    /// The name of the service that wrote the segment; empty when it named none (format
+    /// version 1, or an unnamed processor).
+    pub fn service_name(&self) -> &str {
+        let len = self
+            .service_name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(SERVICE_NAME_BYTES);
+        std::str::from_utf8(&self.service_name[..len]).unwrap_or("")
     }
 
     /// Encodes the header, CRC included.
@@ -381,23 +420,38 @@ impl SegmentHeader {
         put_u64(&mut b, SH_FIRST_SEQUENCE, self.first_sequence);
         put_u64(&mut b, SH_SEGMENT_SIZE, self.segment_size_bytes);
         put_u32(&mut b, SH_PREV_CRC, self.prev_crc);
+        b[SH_SERVICE_NAME..SH_SERVICE_SCHEMA].copy_from_slice(&self.service_name);
+        put_u32(&mut b, SH_SERVICE_SCHEMA, self.service_schema_version);
         let crc = crc32c::crc32c(&b[..SH_CRC]);
         put_u32(&mut b, SH_CRC, crc);
         b
     }
 
-    /// Decodes and checks magic, CRC, declared header size and reserved bytes. Version and codec
+    /// Decodes and checks magic, CRC, declared header size, and the service fields (zero in
+    /// format version 1; a UTF-8 name followed only by zeros otherwise). Version and codec
     /// are returned as found; the caller decides whether it can read them.
     pub fn decode(bytes: &[u8]) -> Result<Self, Damage> {
         if bytes.len() < SEGMENT_HEADER_SIZE
             || get_u64(bytes, SH_MAGIC) != SEGMENT_MAGIC
             || get_u32(bytes, SH_CRC) != crc32c::crc32c(&bytes[..SH_CRC])
             || get_u32(bytes, SH_HEADER_SIZE) as usize != SEGMENT_HEADER_SIZE
-            || bytes[SH_RESERVED..SH_CRC].iter().any(|&b| b != 0)
         {
             return Err(Damage::BadSegmentHeader);
         }
+        let mut service_name = [0u8; SERVICE_NAME_BYTES];
+        service_name.copy_from_slice(&bytes[SH_SERVICE_NAME..SH_SERVICE_SCHEMA]);
+        let service_schema_version = get_u32(bytes, SH_SERVICE_SCHEMA);
+        let malformed = match get_u16(bytes, SH_FORMAT_VERSION) {
+            FORMAT_VERSION_UNNAMED => bytes[SH_SERVICE_NAME..SH_CRC].iter().any(|&b| b != 0),
+            FORMAT_VERSION => !service_name_is_valid(&service_name),
+            _ => false,
+        };
+        if malformed {
+            return Err(Damage::BadSegmentHeader);
+        }
         Ok(Self {
+            service_name,
+            service_schema_version,
             format_version: get_u16(bytes, SH_FORMAT_VERSION),
             codec_id: get_u16(bytes, SH_CODEC_ID),
             first_sequence: get_u64(bytes, SH_FIRST_SEQUENCE),
@@ -405,6 +459,12 @@ impl SegmentHeader {
             prev_crc: get_u32(bytes, SH_PREV_CRC),
         })
     }
+}
+
+/// A stored service name: UTF-8 without NUL, then zeros only.
+fn service_name_is_valid(stored: &[u8; SERVICE_NAME_BYTES]) -> bool {
+    let len = stored.iter().position(|&b| b == 0).unwrap_or(stored.len());
+    stored[len..].iter().all(|&b| b == 0) && std::str::from_utf8(&stored[..len]).is_ok()
 }
 
 #[cfg(test)]
@@ -450,7 +510,7 @@ mod tests {
             (SH_FIRST_SEQUENCE, SH_SEGMENT_SIZE, SH_PREV_CRC),
             (16, 24, 32)
         );
-        assert_eq!((SH_RESERVED, SH_CRC), (36, 60));
+        assert_eq!((SH_SERVICE_NAME, SH_SERVICE_SCHEMA, SH_CRC), (36, 56, 60));
         assert_eq!(&RECORD_MAGIC.to_le_bytes(), b"KREC");
     }
 

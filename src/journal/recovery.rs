@@ -11,8 +11,8 @@ use super::error::{file_io, CorruptionReason, Damage, Evidence, EvidenceKind, Jo
 use super::format::{
     check_crc, check_entry, check_entry_links, encode_end_marker, entry_size_bytes, sequence_of,
     Chain, Entry, Fault, SegmentHeader, END_MAGIC, END_MARKER_SIZE, FORMAT_VERSION,
-    MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES, RECORD_HEADER_SIZE, RECORD_MAGIC,
-    SEGMENT_HEADER_SIZE,
+    FORMAT_VERSION_UNNAMED, MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES,
+    RECORD_HEADER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
 };
 use super::segment::SegmentView;
 
@@ -79,6 +79,25 @@ pub(crate) struct Scan {
     pub(crate) end: ScanEnd,
     /// Segments left unsealed by a crash during rollover, each continued by its successor.
     pub(crate) unsealed: Vec<Unsealed>,
+    /// The newest valid segment header naming a service: the file and the name.
+    pub(crate) service: Option<(PathBuf, String)>,
+}
+
+impl Scan {
+    /// Refuses a journal whose segments name a service other than `name`. Unnamed segments
+    /// (format version 1) and an unnamed `name` match anything.
+    pub(crate) fn refuse_other_service(&self, name: &str) -> Result<(), JournalError> {
+        match &self.service {
+            Some((segment, found)) if !name.is_empty() && found != name => {
+                Err(JournalError::WrongService {
+                    segment: segment.clone(),
+                    found: found.clone(),
+                    expected: name.to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A segment whose records end cleanly without an end marker, followed by a successor that
@@ -223,6 +242,8 @@ struct Found {
     unsealed: Vec<Unsealed>,
     /// Offset of the end marker of the last segment added, when it is sealed.
     marker_offset: usize,
+    /// The newest header naming a service.
+    service: Option<(PathBuf, String)>,
 }
 
 impl Found {
@@ -254,6 +275,9 @@ impl Found {
         // The walk started from this same header's chain; now that the header is known to
         // link to the previous segment, its result stands.
         let walked = walked.expect("a header that checks against the chain decodes alone")?;
+        if !header.service_name().is_empty() {
+            self.service = Some((seg.path.clone(), header.service_name().to_owned()));
+        }
         debug_assert_eq!(walked.start.next_sequence, header.first_sequence);
         let here = walked.end;
         self.record_count += walked.records;
@@ -313,6 +337,7 @@ impl Found {
             chain: self.chain.unwrap_or(Chain::GENESIS),
             end,
             unsealed: self.unsealed,
+            service: self.service,
         }
     }
 }
@@ -593,7 +618,11 @@ pub(crate) fn check_segment_header(
         Ok(header) => header,
         Err(damage) => return Ok(Err(damage)),
     };
-    if header.format_version != FORMAT_VERSION || header.codec_id != crate::codec::CODEC_ID {
+    let readable = matches!(
+        header.format_version,
+        FORMAT_VERSION | FORMAT_VERSION_UNNAMED
+    );
+    if !readable || header.codec_id != crate::codec::CODEC_ID {
         return Err(JournalError::UnsupportedFormat {
             segment: seg.path.clone(),
             format_version: header.format_version,

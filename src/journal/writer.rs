@@ -26,6 +26,8 @@ pub struct JournalWriter {
     flush: FlushPolicy,
     max_payload_bytes: u32,
     segment_size_bytes: u64,
+    /// Service name and schema version stamped into each new segment header.
+    service: (String, u32),
     io: Arc<dyn SegmentIo>,
     active: Active,
     chain: Chain,
@@ -109,6 +111,7 @@ impl JournalWriter {
         let lock = DirLock::exclusive(&cfg.dir)?;
         // Scan first: a refused open (corruption) leaves every file as it was.
         let scan = scan(&cfg.dir)?;
+        scan.refuse_other_service(&cfg.service_name)?;
         Ok(JournalOpening {
             cfg: cfg.clone(),
             io,
@@ -367,7 +370,8 @@ impl JournalWriter {
             path: spare_path,
         } = spare;
         let next = self.chain.next_sequence;
-        let header = SegmentHeader::new(next, map.len() as u64, self.chain.prev_crc);
+        let header = SegmentHeader::new(next, map.len() as u64, self.chain.prev_crc)
+            .with_service(&self.service.0, self.service.1);
         let encoded = header.encode();
         map.slot_mut(0, SEGMENT_HEADER_SIZE)
             .copy_from_slice(&encoded);
@@ -516,6 +520,7 @@ impl JournalOpening {
             flush: cfg.flush,
             max_payload_bytes: cfg.max_payload_bytes,
             segment_size_bytes: cfg.segment_size_bytes,
+            service: (cfg.service_name, cfg.service_schema_version),
             io,
             active,
             chain,
@@ -682,7 +687,8 @@ fn create_segment(
         mut map,
         path: spare_path,
     } = spare;
-    let header = SegmentHeader::new(chain.next_sequence, size, chain.prev_crc);
+    let header = SegmentHeader::new(chain.next_sequence, size, chain.prev_crc)
+        .with_service(&cfg.service_name, cfg.service_schema_version);
     map.slot_mut(0, SEGMENT_HEADER_SIZE)
         .copy_from_slice(&header.encode());
     io.sync_range(map.sync_handle(), 0, SEGMENT_HEADER_SIZE)

@@ -154,6 +154,7 @@ impl NetThread {
     pub(crate) fn new(parts: Parts) -> Self {
         let now = Instant::now();
         let next_tick = now + parts.limits.timer_tick;
+        let sessions = Sessions::new(&parts.limits, now, parts.submitter.session_epoch());
         NetThread {
             poll: parts.poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
@@ -161,7 +162,7 @@ impl NetThread {
             shared: parts.shared,
             submitter: Some(parts.submitter),
             responses: parts.responses,
-            sessions: Sessions::new(&parts.limits, now),
+            sessions,
             validate: parts.validate,
             limits: parts.limits,
             counters: parts.counters,

@@ -1,6 +1,9 @@
 //! The session table: a fixed number of slots allocated at start, each with its own receive and
-//! send buffers. A session id is `generation << 32 | slot`: when a slot is reused its generation
-//! changes, so a response addressed to the slot's previous session is recognised and dropped.
+//! send buffers. A session id is `epoch << 48 | serial << slot_bits | slot` ([`SessionIds`]):
+//! the serial counts the sessions this run opened, so when a slot is reused its id changes
+//! and a response addressed to the slot's previous session is recognised and dropped; the
+//! engine's restart epoch (advanced durably each time it opens the journal) keeps the ids of
+//! one run apart from every earlier run's, so the journal never holds one id for two sessions.
 
 use super::config::Limits;
 use super::frame::{self, ErrorCode};
@@ -118,7 +121,6 @@ pub(crate) enum Phase {
 pub(crate) struct Conn {
     pub(crate) stream: Option<TcpStream>,
     pub(crate) id: u64,
-    pub(crate) generation: u32,
     pub(crate) phase: Phase,
     pub(crate) output: ByteBuf,
     pub(crate) opened_at: Instant,
@@ -164,17 +166,47 @@ pub(crate) struct Session {
     pub(crate) conn: Conn,
 }
 
-/// `generation << 32 | slot`. Generations start at 1, so no session id is 0 (the embedding
-/// host's id).
-#[inline]
-pub(crate) fn session_id(slot: u32, generation: u32) -> u64 {
-    (u64::from(generation) << 32) | u64::from(slot)
+/// Where this run's session ids come from: `epoch << 48 | serial << slot_bits | slot`, with
+/// `slot_bits` just enough for `max_connections` and the serial counting from 1 (so no id is 0,
+/// the embedding host's), wrapping after `2^(48 - slot_bits) - 1` sessions within one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionIds {
+    base: u64,
+    slot_bits: u32,
+    serial: u64,
+    max_serial: u64,
 }
 
-/// The slot and generation a session id names.
-#[inline]
-pub(crate) fn split_session_id(id: u64) -> (u32, u32) {
-    (id as u32, (id >> 32) as u32)
+/// Bits above which a session id holds the restart epoch (its low 16 bits).
+const EPOCH_SHIFT: u32 = 48;
+
+impl SessionIds {
+    /// The ids of a run with restart `epoch` and `slots` session slots (at most 2^20).
+    pub(crate) fn new(epoch: u64, slots: usize) -> Self {
+        let slot_bits = u64::BITS - (slots.max(1) as u64 - 1).leading_zeros();
+        debug_assert!(slot_bits <= 20);
+        SessionIds {
+            base: (epoch & 0xFFFF) << EPOCH_SHIFT,
+            slot_bits,
+            serial: 0,
+            max_serial: (1 << (EPOCH_SHIFT - slot_bits)) - 1,
+        }
+    }
+
+    /// The id of the next session, opened in `slot`.
+    pub(crate) fn next(&mut self, slot: u32) -> u64 {
+        self.serial = if self.serial >= self.max_serial {
+            1
+        } else {
+            self.serial + 1
+        };
+        self.base | (self.serial << self.slot_bits) | u64::from(slot)
+    }
+
+    /// The slot session `id` was opened in.
+    pub(crate) fn slot_of(&self, id: u64) -> usize {
+        (id & ((1 << self.slot_bits) - 1)) as usize
+    }
 }
 
 /// All session slots, the free list, the ready queue (sessions that may have input to read or
@@ -185,10 +217,12 @@ pub(crate) struct Sessions {
     free: Vec<u32>,
     pub(crate) ready: VecDeque<u32>,
     pub(crate) dirty: Vec<u32>,
+    ids: SessionIds,
 }
 
 impl Sessions {
-    pub(crate) fn new(limits: &Limits, now: Instant) -> Self {
+    /// The table for `limits`, handing out ids of restart epoch `epoch`.
+    pub(crate) fn new(limits: &Limits, now: Instant, epoch: u64) -> Self {
         let n = limits.max_connections;
         let slots = (0..n)
             .map(|_| Session {
@@ -196,7 +230,6 @@ impl Sessions {
                 conn: Conn {
                     stream: None,
                     id: 0,
-                    generation: 0,
                     phase: Phase::Free,
                     output: ByteBuf::with_capacity(limits.output_capacity_bytes()),
                     opened_at: now,
@@ -215,6 +248,7 @@ impl Sessions {
             free: (0..n as u32).rev().collect(),
             ready: VecDeque::with_capacity(n),
             dirty: Vec::with_capacity(n),
+            ids: SessionIds::new(epoch, n),
         }
     }
 
@@ -228,11 +262,11 @@ impl Sessions {
         let Some(slot) = self.free.pop() else {
             return Err(stream);
         };
+        let id = self.ids.next(slot);
         let session = &mut self.slots[slot as usize];
         debug_assert_eq!(session.conn.phase, Phase::Free);
         let c = &mut session.conn;
-        c.generation = c.generation.wrapping_add(1).max(1);
-        c.id = session_id(slot, c.generation);
+        c.id = id;
         c.stream = Some(stream);
         c.phase = Phase::Handshake;
         (c.opened_at, c.last_activity, c.partial_since) = (now, now, None);
@@ -258,9 +292,9 @@ impl Sessions {
     /// The slot of the open session `id`, if it still exists.
     #[inline]
     pub(crate) fn lookup_open(&self, id: u64) -> Option<usize> {
-        let (slot, generation) = split_session_id(id);
-        let c = &self.slots.get(slot as usize)?.conn;
-        (c.generation == generation && c.phase == Phase::Open).then_some(slot as usize)
+        let slot = self.ids.slot_of(id);
+        let c = &self.slots.get(slot)?.conn;
+        (c.id == id && c.phase == Phase::Open).then_some(slot)
     }
 
     /// Puts `slot` on the ready queue unless it is there.
@@ -330,9 +364,24 @@ mod tests {
     }
 
     #[test]
-    fn session_ids_carry_the_generation() {
-        let id = session_id(7, 3);
-        assert_eq!(split_session_id(id), (7, 3));
-        assert_ne!(session_id(0, 1), 0);
+    fn session_ids_name_their_slot_and_differ_across_epochs() {
+        let mut ids = SessionIds::new(5, 256);
+        let first = ids.next(7);
+        let second = ids.next(7);
+        assert_ne!(first, second);
+        assert_eq!((ids.slot_of(first), ids.slot_of(second)), (7, 7));
+        assert_eq!(first >> EPOCH_SHIFT, 5);
+        let mut next_run = SessionIds::new(6, 256);
+        assert_ne!(next_run.next(7), first);
+        let mut one = SessionIds::new(0, 1);
+        assert_ne!(one.next(0), 0);
+        assert_eq!(SessionIds::new(1, 1 << 20).slot_bits, 20);
+    }
+
+    #[test]
+    fn the_serial_wraps_to_one_not_zero() {
+        let mut ids = SessionIds::new(0, 1 << 20);
+        ids.serial = ids.max_serial;
+        assert_eq!(ids.next(0), 1 << 20);
     }
 }

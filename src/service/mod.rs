@@ -113,6 +113,12 @@ pub trait Service: Send + 'static {
         1
     }
 
+    /// A short name of the service (at most 20 bytes), recorded in the journal: see
+    /// [`Processor::name`](crate::engine::Processor::name). Default: empty (unnamed).
+    fn name(&self) -> &'static str {
+        ""
+    }
+
     /// Encodes the state for a snapshot. Default: the codec encoding of [`state`](Self::state).
     fn save_state(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         snapshot::save_serde(self.state(), out)

@@ -89,6 +89,10 @@ impl<S: Service> Processor for Typed<S> {
         self.service.schema_version()
     }
 
+    fn name(&self) -> &'static str {
+        self.service.name()
+    }
+
     fn save_state(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         self.service.save_state(out)
     }

@@ -65,7 +65,21 @@ fn client<A: App>(args: &ClientArgs) -> Result<i32, String> {
     if args.json {
         let out = match body {
             Value::Object(_) => body,
-            other => json!({"sequence": reply.sequence, "status": label, "response": other}),
+            // No response to describe (refused before the engine): the same shape, with the
+            // server's error in `error`.
+            other => json!({
+                "sequence": reply.sequence,
+                "correlation_id": reply.correlation_id,
+                "request": Value::Null,
+                "status": "refused",
+                "reason": Value::Null,
+                "reason_code": 0,
+                "response": Value::Null,
+                "error": match other.as_str() {
+                    Some(text) if !text.is_empty() => format!("{label}: {text}"),
+                    _ => label,
+                },
+            }),
         };
         println!("{out}");
     } else {

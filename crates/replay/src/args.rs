@@ -11,7 +11,8 @@ const DEFAULT_MAX_RESPONSE_BYTES: usize = 4096;
 /// `keel replay`: inspect and replay a recorded journal, read-only.
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
-    /// The application that recorded the journal.
+    /// The application that recorded the journal [default: the service the journal's segment
+    /// headers name; journals older than format version 2 need it].
     #[arg(long, value_enum, global = true)]
     pub app: Option<AppName>,
     /// Where the journal and snapshots are.
@@ -154,7 +155,12 @@ pub struct StateArgs {
 
 /// `keel replay find`
 #[derive(Debug, Clone, Default, Args)]
-#[command(group(ArgGroup::new("condition").required(true).args(["hash", "query"])))]
+#[command(group(
+    ArgGroup::new("condition")
+        .required(true)
+        .multiple(true)
+        .args(["hash", "query", "matching", "order", "customer"])
+))]
 #[command(group(
     ArgGroup::new("compare").multiple(false).args(["lt", "le", "gt", "ge", "eq", "ne"])
 ))]
@@ -218,6 +224,18 @@ pub struct FindArgs {
         allow_hyphen_values = true
     )]
     pub ne: Option<String>,
+    /// Search instead: print every message whose request or response has FIELD equal to
+    /// VALUE, among the fields the application declares (bookstore: order, customer, book;
+    /// exchange: order, customer or account, instrument). Repeatable: all must hold.
+    #[arg(long = "where", value_name = "FIELD=VALUE",
+          conflicts_with_all = ["hash", "query", "bisect"])]
+    pub matching: Vec<String>,
+    /// Search: messages about this order id (`--where order=ID`).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["hash", "query", "bisect"])]
+    pub order: Option<String>,
+    /// Search: messages about this customer (`--where customer=ID`; the exchange's account).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["hash", "query", "bisect"])]
+    pub customer: Option<String>,
     /// Skip ahead by bisecting over snapshots. Assumes the condition is monotone: once true,
     /// it stays true (for --hash: the state with that hash occurs once).
     #[arg(long)]

@@ -118,6 +118,36 @@ pub enum ReplayError {
         /// The field names its responses have.
         available: Vec<String>,
     },
+    /// The journal's segment headers name another service than the one asked for.
+    #[error(
+        "the journal in {journal} was written by {found}, not {asked}: drop --app (the service \
+         is read from the journal) or pass --app {found}"
+    )]
+    WrongApp {
+        /// The journal directory.
+        journal: PathBuf,
+        /// The service the journal names.
+        found: String,
+        /// The application asked for.
+        asked: &'static str,
+    },
+    /// No `--app`, and the journal does not name its service.
+    #[error(
+        "the journal in {journal} does not name the service that wrote it (written before \
+         journal format version 2, or no journal there): pass --app bookstore|exchange"
+    )]
+    UnknownApp {
+        /// The journal directory.
+        journal: PathBuf,
+    },
+    /// The journal names a service `keel replay` does not know.
+    #[error("the journal in {journal} was written by {found}, which keel replay cannot decode (it knows bookstore and exchange)")]
+    UnsupportedApp {
+        /// The journal directory.
+        journal: PathBuf,
+        /// The service the journal names.
+        found: String,
+    },
     /// `dump --kind` names no message kind of the application.
     #[error("--kind {kind}: {app} has no such message kind; its kinds are: {}", available.join(", "))]
     UnknownKind {
@@ -138,7 +168,9 @@ impl ReplayError {
             ReplayError::Journal(JournalError::Locked { .. }) => Exit::Locked,
             ReplayError::Usage(_)
             | ReplayError::UnknownField { .. }
-            | ReplayError::UnknownKind { .. } => Exit::Usage,
+            | ReplayError::UnknownKind { .. }
+            | ReplayError::WrongApp { .. }
+            | ReplayError::UnknownApp { .. } => Exit::Usage,
             _ => Exit::Error,
         }
     }

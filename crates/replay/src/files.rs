@@ -57,6 +57,21 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>, ReplayError>
     Ok(out)
 }
 
+/// The service the journal in `dir` names: from the newest segment header naming one; `None`
+/// when no segment does (written before format version 2, by an unnamed service, or no
+/// journal at all).
+pub(crate) fn journal_service(dir: &Path) -> Result<Option<String>, ReplayError> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    Ok(list_segments(dir)?
+        .iter()
+        .rev()
+        .filter_map(|s| s.header.as_ref().ok())
+        .map(|h| h.service_name().to_owned())
+        .find(|name| !name.is_empty()))
+}
+
 fn read_segment_header(path: &Path) -> Result<SegmentHeader, String> {
     let mut bytes = [0u8; SEGMENT_HEADER_SIZE];
     File::open(path)

@@ -29,7 +29,7 @@ struct Scan {
 
 /// Where a message description may name its kind (`App` has no kind-name method): the first
 /// of these that holds a string.
-const KIND_NAME_POINTERS: [&str; 5] = ["/kind", "/name", "/header/name", "/header/kind", "/type"];
+const KIND_NAME_POINTERS: [&str; 5] = ["/type", "/kind", "/name", "/header/name", "/header/kind"];
 
 /// The name of a message kind, from the application's description of one such message.
 pub(crate) fn kind_name<A: App>(record: &Record<'_>) -> Option<String> {
@@ -80,10 +80,29 @@ fn scan<A: App>(ctx: &Ctx<'_>) -> Result<Scan, ReplayError> {
     Ok(scan)
 }
 
+/// The newest segment header naming a service: name and schema version (null when none does).
+fn newest_service(segments: &[SegmentInfo]) -> Value {
+    segments
+        .iter()
+        .rev()
+        .filter_map(|s| s.header.as_ref().ok())
+        .find(|h| !h.service_name().is_empty())
+        .map_or(
+            Value::Null,
+            |h| json!({"name": h.service_name(), "schema_version": h.service_schema_version}),
+        )
+}
+
 fn segment_json(s: &SegmentInfo) -> Value {
     let (format_version, codec_id, error) = match &s.header {
         Ok(h) => (json!(h.format_version), json!(h.codec_id), Value::Null),
         Err(e) => (Value::Null, Value::Null, json!(e)),
+    };
+    let (service, schema) = match &s.header {
+        Ok(h) if !h.service_name().is_empty() => {
+            (json!(h.service_name()), json!(h.service_schema_version))
+        }
+        _ => (Value::Null, Value::Null),
     };
     json!({
         "file": s.path.display().to_string(),
@@ -91,6 +110,8 @@ fn segment_json(s: &SegmentInfo) -> Value {
         "size_bytes": s.size_bytes,
         "format_version": format_version,
         "codec_id": codec_id,
+        "service": service,
+        "service_schema_version": schema,
         "header_error": error,
     })
 }
@@ -136,6 +157,7 @@ fn journal_json(ctx: &Ctx<'_>, segments: &[SegmentInfo], scan: &Scan) -> Value {
         "dir": ctx.journal.display().to_string(),
         "format_versions": versions(|h| h.format_version),
         "codec_ids": versions(|h| h.codec_id),
+        "service": newest_service(segments),
         "segments": segments.iter().map(segment_json).collect::<Vec<_>>(),
         "records": scan.records,
         "first_sequence": scan.first,
@@ -184,6 +206,17 @@ fn print_text(out: &mut dyn Write, doc: &Value) -> Result<(), ReplayError> {
         text(&j["format_versions"]),
         text(&j["codec_ids"])
     )?;
+    match j["service"]["name"].as_str() {
+        Some(name) => writeln!(
+            out,
+            "  service  {name} (schema version {})",
+            j["service"]["schema_version"]
+        )?,
+        None => writeln!(
+            out,
+            "  service  not recorded (format version 1, or an unnamed service)"
+        )?,
+    }
     let segments = j["segments"].as_array().map_or(&[][..], Vec::as_slice);
     writeln!(out, "  segments {}", segments.len())?;
     for s in segments {

@@ -22,6 +22,7 @@
 //!   state   [--at SEQ] [--full] [QUERY...]
 //!   find    (--hash HEX | --query WORDS... [--field NAME|JSON_POINTER]
 //!            (--lt|--le|--gt|--ge|--eq|--ne) VALUE) [--bisect] [--from SEQ] [--to SEQ]
+//!   find    (--where FIELD=VALUE... | --order ID | --customer ID) [--from SEQ] [--to SEQ]
 //!   outputs [--from SEQ] [--to SEQ] [--save FILE]
 //!   diff    (--other DIR [--checkpoint N] | --against FILE) [--from SEQ] [--to SEQ]
 //!   check
@@ -56,10 +57,26 @@
 //! where it is false, replaying from there; with `--hash` it starts at the snapshot before the
 //! first snapshot recorded with that hash (assuming that state occurs once).
 //!
+//! # Which application
+//!
+//! Journals written since format version 2 name their service in every segment header, so
+//! `--app` is optional: [`main`] reads the name from the newest segment naming one. Older
+//! journals name none and need `--app`. An `--app` that disagrees with the journal is refused
+//! (exit 2) rather than decoding one service's messages as another's.
+//!
+//! # Searching
+//!
+//! `find --where FIELD=VALUE` (repeatable; `--order ID` and `--customer ID` are shorthands)
+//! prints every message in the range whose request or response holds the value under one of
+//! the keys the application declares for FIELD ([`App::searchable_fields`]), with its
+//! response; exit 8 when none does. Responses are rebuilt by replaying (from the best
+//! snapshot before `--from`), since some ids only appear there.
+//!
 //! # Use from the `keel` binary
 //!
 //! Add `Replay(keel_replay::ReplayArgs)` to the subcommands and call [`main`] (which
-//! dispatches on `--app`), or [`run`] for one application type.
+//! dispatches on `--app`, or on the service the journal names), or [`run`] for one
+//! application type.
 
 mod args;
 mod check;
@@ -72,6 +89,7 @@ mod info;
 mod outputs;
 mod query;
 mod replayer;
+mod search;
 mod state;
 mod time;
 mod verify;
@@ -105,6 +123,17 @@ pub fn run<A: App>(args: &ReplayArgs) -> Result<Exit, ReplayError> {
 
 /// Runs one `keel replay` command for application `A`, printing to `out`.
 pub fn run_with<A: App>(args: &ReplayArgs, out: &mut dyn Write) -> Result<Exit, ReplayError> {
+    let journal = args.data.journal_dir();
+    match files::journal_service(&journal)? {
+        Some(found) if found != A::NAME => {
+            return Err(ReplayError::WrongApp {
+                journal,
+                found,
+                asked: A::NAME,
+            })
+        }
+        _ => {}
+    }
     let mut ctx = Ctx::new(args, out);
     if args.max_response_bytes == 0 {
         return Err(ReplayError::Usage(
@@ -116,6 +145,7 @@ pub fn run_with<A: App>(args: &ReplayArgs, out: &mut dyn Write) -> Result<Exit, 
         ReplayCommand::Verify => verify::run::<A>(&mut ctx),
         ReplayCommand::Dump(a) => dump::run::<A>(&mut ctx, a),
         ReplayCommand::State(a) => state::run::<A>(&mut ctx, a),
+        ReplayCommand::Find(a) if search::requested(a) => search::run::<A>(&mut ctx, a),
         ReplayCommand::Find(a) => find::run::<A>(&mut ctx, a),
         ReplayCommand::Outputs(a) => outputs::run_outputs::<A>(&mut ctx, a),
         ReplayCommand::Diff(a) => outputs::run_diff::<A>(&mut ctx, a),
@@ -137,15 +167,27 @@ pub fn main_for<A: App>(args: &ReplayArgs) -> ExitCode {
     }
 }
 
-/// `keel replay` for the application named by `--app`: the process exit code.
+/// `keel replay` for the application named by `--app`, or else by the journal's segment
+/// headers: the process exit code. A mismatch between the two is refused (in [`run_with`]).
 pub fn main(args: &ReplayArgs) -> ExitCode {
-    match args.app {
-        Some(AppName::Bookstore) => main_for::<Typed<Bookstore>>(args),
-        Some(AppName::Exchange) => main_for::<Typed<Exchange>>(args),
-        None => {
-            eprintln!("keel replay: error: --app bookstore|exchange is required");
-            Exit::Usage.into()
+    match args.app.map_or_else(|| detect_app(args), Ok) {
+        Ok(AppName::Bookstore) => main_for::<Typed<Bookstore>>(args),
+        Ok(AppName::Exchange) => main_for::<Typed<Exchange>>(args),
+        Err(e) => {
+            eprintln!("keel replay: error: {e}");
+            e.exit().into()
         }
+    }
+}
+
+/// The application the journal's segment headers name.
+pub fn detect_app(args: &ReplayArgs) -> Result<AppName, ReplayError> {
+    let journal = args.data.journal_dir();
+    match files::journal_service(&journal)? {
+        Some(name) if name == <Typed<Bookstore> as App>::NAME => Ok(AppName::Bookstore),
+        Some(name) if name == <Typed<Exchange> as App>::NAME => Ok(AppName::Exchange),
+        Some(found) => Err(ReplayError::UnsupportedApp { journal, found }),
+        None => Err(ReplayError::UnknownApp { journal }),
     }
 }
 

@@ -266,6 +266,13 @@ fn diff_other<A: App>(
 ) -> Result<(u64, Option<Difference>), ReplayError> {
     let (journal, snapshots) = (ctx.journal.clone(), ctx.snapshots.clone());
     let (other_journal, other_snapshots) = other_dirs(dir);
+    if let Some(found) = super::files::journal_service(&other_journal)?.filter(|f| f != A::NAME) {
+        return Err(ReplayError::WrongApp {
+            journal: other_journal,
+            found,
+            asked: A::NAME,
+        });
+    }
     let mut this = Replay::<A>::rebuild(ctx, &journal, Some(&snapshots), from - 1)?;
     let mut other =
         Replay::<A>::rebuild(ctx, &other_journal, other_snapshots.as_deref(), from - 1)?;

@@ -505,7 +505,8 @@ fn info_counts_segments_kinds_and_snapshots() {
         (Some(1), Some(rec.last()))
     );
     assert!(j["segments"].as_array().unwrap().len() >= 2, "{j}");
-    assert_eq!(j["format_versions"], json!([1]));
+    assert_eq!(j["format_versions"], json!([2]));
+    assert_eq!(j["service"], Value::Null, "the test processor is unnamed");
     assert!(j["first_timestamp"]["ns"].as_u64() <= j["last_timestamp"]["ns"].as_u64());
     let mut expected = std::collections::BTreeMap::new();
     for c in &rec.by_sequence[1..] {
@@ -1434,4 +1435,125 @@ fn dump_continue_past_damage_reports_it_and_reads_the_next_segment() {
     let args = replay::parse_args(["--data-dir", copy.path().to_str().unwrap(), "dump"]).unwrap();
     let err = replay::run_with::<V1>(&args, &mut std::io::sink()).unwrap_err();
     assert_eq!(err.exit(), Exit::JournalCorrupted);
+}
+
+#[test]
+fn the_service_is_read_from_the_journal_and_a_contradicting_app_is_refused() {
+    let dir = record_bookstore(&BOOKSTORE_ORDERS);
+    let path = dir.path().to_str().unwrap();
+    let args = replay::parse_args(["--data-dir", path, "info"]).unwrap();
+    assert_eq!(
+        replay::detect_app(&args).unwrap(),
+        replay::AppName::Bookstore
+    );
+    let (exit, out) = bookstore_replay(dir.path(), &["--json", "info"]).unwrap();
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(exit, Exit::Ok);
+    assert_eq!(doc["journal"]["service"]["name"], "bookstore");
+    assert_eq!(doc["journal"]["segments"][0]["service"], "bookstore");
+
+    let args = replay::parse_args(["--data-dir", path, "--app", "exchange", "dump"]).unwrap();
+    let mut out = Vec::new();
+    let err = replay::run_with::<keel::Typed<keel_services::exchange::Exchange>>(&args, &mut out)
+        .unwrap_err();
+    assert!(
+        matches!(&err, replay::ReplayError::WrongApp { found, asked, .. }
+            if found == "bookstore" && *asked == "exchange"),
+        "{err}"
+    );
+    assert_eq!(err.exit(), Exit::Usage);
+    assert!(out.is_empty(), "nothing decoded as the wrong service");
+    assert!(err.to_string().contains("--app bookstore"), "{err}");
+}
+
+#[test]
+fn a_journal_naming_no_service_needs_app() {
+    let rec = record::<V1>();
+    let path = rec.path().to_str().unwrap();
+    let args = replay::parse_args(["--data-dir", path, "info"]).unwrap();
+    let err = replay::detect_app(&args).unwrap_err();
+    assert!(
+        matches!(err, replay::ReplayError::UnknownApp { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("pass --app"), "{err}");
+}
+
+#[test]
+fn find_by_order_and_customer_prints_every_matching_message() {
+    let dir = record_bookstore(&[
+        "add-book 1 1000 10 Dune",
+        "order 7 1 1 1000",
+        "order 8 1 2 1000",
+        "cancel 7 1",
+        "orders 8",
+    ]);
+    let lines = |words: &[&str]| -> (Exit, Vec<Value>) {
+        let (exit, out) = bookstore_replay(dir.path(), words).unwrap();
+        (
+            exit,
+            out.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        )
+    };
+    let sequences = |lines: &[Value]| -> Vec<u64> {
+        lines
+            .iter()
+            .map(|l| l["sequence"].as_u64().unwrap())
+            .collect()
+    };
+    // Order 1 is assigned in the response to sequence 2, then named by the cancel.
+    let (exit, found) = lines(&["--json", "find", "--order", "1"]);
+    assert_eq!((exit, sequences(&found)), (Exit::Ok, vec![2, 4]));
+    assert_eq!(found[0]["message"]["type"], "place-order");
+    assert_eq!(found[0]["response"]["response"]["order"], 1);
+    // Customer 8: the order and the query listing it; with a second term (every term must
+    // hold, each anywhere in the message or its response) the same, but not customer 7's.
+    let (_, found) = lines(&["--json", "find", "--customer", "8"]);
+    assert_eq!(sequences(&found), vec![3, 5]);
+    let (_, found) = lines(&[
+        "--json",
+        "find",
+        "--where",
+        "customer=8",
+        "--where",
+        "order=2",
+    ]);
+    assert_eq!(sequences(&found), vec![3, 5]);
+    let (_, found) = lines(&[
+        "--json",
+        "find",
+        "--where",
+        "customer=7",
+        "--where",
+        "order=2",
+    ]);
+    assert_eq!(sequences(&found), Vec::<u64>::new());
+    let (exit, found) = lines(&["--json", "find", "--customer", "9"]);
+    assert_eq!((exit, found.len()), (Exit::NotFound, 0));
+    let err = bookstore_replay(dir.path(), &["find", "--where", "colour=red"]).unwrap_err();
+    assert_eq!(err.exit(), Exit::Usage);
+    assert!(err.to_string().contains("order, customer, book"), "{err}");
+}
+
+#[test]
+fn diff_refuses_another_services_journal() {
+    let dir = record_bookstore(&BOOKSTORE_ORDERS);
+    let exchange = tempfile::tempdir().unwrap();
+    let mut config = Config::with_data_dir(exchange.path());
+    config.flush = FlushPolicy::None;
+    config.wait = WaitStrategy::PARK;
+    let engine = Engine::start(
+        config,
+        Typed::new(keel_services::exchange::Exchange::default()),
+    )
+    .unwrap();
+    engine.shutdown().unwrap();
+    let other = exchange.path().to_str().unwrap();
+    let err = bookstore_replay(dir.path(), &["diff", "--other", other]).unwrap_err();
+    assert!(
+        matches!(&err, replay::ReplayError::WrongApp { found, .. } if found == "exchange"),
+        "{err}"
+    );
 }

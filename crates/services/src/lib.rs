@@ -4,6 +4,7 @@
 
 pub mod bookstore;
 pub mod exchange;
+pub mod json;
 
 use keel::engine::{Message, Processor, Response};
 use keel::service::Invalid;
@@ -17,6 +18,17 @@ pub struct Command {
     pub version: u16,
     /// Payload encoded with `keel::codec`.
     pub payload: Vec<u8>,
+}
+
+/// A field `keel replay find --where NAME=VALUE` searches by: its name and the JSON keys that
+/// hold it in [`App::describe_message`] and [`App::describe_response`] descriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchField {
+    /// The name given on the command line (`order`, `customer`).
+    pub name: &'static str,
+    /// Keys holding the value, at any depth of a message's or its response's description
+    /// (e.g. `order_id`, `maker_order` and `taker_order` for an order id).
+    pub keys: &'static [&'static str],
 }
 
 /// What the `keel` command, the bench harness and the replay tool need from an application,
@@ -37,11 +49,19 @@ pub trait App: Processor + Default {
     /// Usage text for `parse_command`: one line per command.
     fn command_help() -> &'static str;
 
-    /// A journaled message as JSON (for `keel replay dump`).
+    /// A journaled message as JSON (for `keel replay dump`), in the shape of [`json`]:
+    /// `{"type": REQUEST, ...fields}`.
     fn describe_message(message: &Message<'_>) -> serde_json::Value;
 
-    /// A response as JSON; `request_kind` is the kind of the message it answers.
+    /// A response as JSON, in the shape of [`json::response`]; `request_kind` is the kind of
+    /// the message it answers.
     fn describe_response(request_kind: u16, response: &Response<'_>) -> serde_json::Value;
+
+    /// The fields messages can be searched by (`keel replay find --where`, `--order`,
+    /// `--customer`); the first that matches a name is used. Default: none.
+    fn searchable_fields() -> &'static [SearchField] {
+        &[]
+    }
 
     /// A summary of the whole state as JSON (for `keel replay state`).
     fn describe_state(&self) -> serde_json::Value;

@@ -1063,7 +1063,7 @@ fn parse_command_explains_what_is_wrong() {
 }
 
 #[test]
-fn messages_responses_and_state_describe_themselves_as_json() {
+fn messages_describe_themselves_as_json() {
     let order = PlaceOrder {
         customer: 7,
         book: 1,
@@ -1081,8 +1081,8 @@ fn messages_responses_and_state_describe_themselves_as_json() {
         header,
         payload: &order.payload,
     });
-    assert_eq!(json["kind"], "place-order");
-    assert_eq!(json["message"]["seen_price_cents"], 1999);
+    assert_eq!(json["type"], "place-order");
+    assert_eq!(json["seen_price_cents"], 1999);
     let v1 = PlaceOrderV1 {
         customer: 7,
         book: 1,
@@ -1097,13 +1097,25 @@ fn messages_responses_and_state_describe_themselves_as_json() {
         header,
         payload: &v1.payload,
     });
-    assert_eq!(json["message"]["seen_price_cents"], serde_json::Value::Null);
+    assert_eq!(json["type"], "place-order");
+    assert_eq!(json["seen_price_cents"], serde_json::Value::Null);
     let bad = Typed::<Bookstore>::describe_message(&Message {
         header,
         payload: &[1],
     });
-    assert_eq!(bad["message"]["error"], "Malformed");
+    assert_eq!(bad["type"], "place-order");
+    assert_eq!(bad["error"], "malformed");
+}
 
+#[test]
+fn responses_and_state_describe_themselves_as_json() {
+    let order = PlaceOrder {
+        customer: 7,
+        book: 1,
+        quantity: 2,
+        seen_price_cents: 1999,
+    }
+    .command();
     let mut shop = Shop::new();
     shop.add(1, 1999, 1);
     let answer = shop.order(7, 1, 2, 1999);
@@ -1119,8 +1131,23 @@ fn messages_responses_and_state_describe_themselves_as_json() {
     };
     let json = Typed::<Bookstore>::describe_response(order.kind, &response);
     assert_eq!(json["status"], "rejected");
-    assert_eq!(json["reason"], "OutOfStock");
-    assert_eq!(json["response"]["available"]["stock"], 1);
+    assert_eq!(json["request"], "place-order");
+    assert_eq!(json["reason"], "out-of-stock");
+    assert_eq!(json["reason_code"], RejectReason::OutOfStock.code());
+    assert_eq!(json["response"]["type"], "available");
+    assert_eq!(json["response"]["stock"], 1);
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        keel_services::json::RESPONSE_KEYS,
+        "the one response shape"
+    );
     let state = shop.store.describe_state();
     assert_eq!(
         (state["books"].as_u64(), state["orders"].as_u64()),

@@ -168,3 +168,34 @@ fn the_bookstore_runs_in_the_engine_and_restarts_to_the_same_state() {
     assert_eq!(replayed.state_hash(), continued.state_hash());
     assert_eq!(replayed.order_count(), reference.order_count());
 }
+
+#[test]
+fn an_engine_refuses_the_journal_of_another_service() {
+    use keel::journal::JournalError;
+    use keel_services::exchange::Exchange;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::start(config(dir.path()), Typed::new(Bookstore::default())).unwrap();
+    let setup = Typed::<Bookstore>::setup(SEED);
+    let c = &setup[0];
+    let to = Submission {
+        kind: c.kind,
+        version: c.version,
+        ..Submission::default()
+    };
+    engine.submitter().submit(to, &c.payload).unwrap();
+    drop(engine.take_responses());
+    engine.shutdown().unwrap();
+    match Engine::start(config(dir.path()), Typed::new(Exchange::default())) {
+        Err(keel::Error::Journal(JournalError::WrongService {
+            found, expected, ..
+        })) => assert_eq!(
+            (found.as_str(), expected.as_str()),
+            ("bookstore", "exchange")
+        ),
+        Err(other) => panic!("expected WrongService, got {other}"),
+        Ok(_) => panic!("an exchange engine opened the bookstore's journal"),
+    }
+    let engine = Engine::start(config(dir.path()), Typed::new(Bookstore::default())).unwrap();
+    assert_eq!(engine.recovered_sequence(), 1);
+    engine.shutdown().unwrap();
+}

@@ -9,6 +9,7 @@ use keel::Typed;
 use keel::{Message, Outcome, Processor};
 use keel_services::exchange::*;
 use keel_services::App;
+use serde_json::json;
 
 fn big() -> ExchangeLimits {
     ExchangeLimits::default()
@@ -696,7 +697,8 @@ fn shell_commands_parse_and_describe() {
             header,
             payload: &command.payload,
         });
-        assert!(json["body"]["request"].is_object(), "{line}: {json}");
+        assert_eq!(json["type"], kind_name(command.kind), "{line}: {json}");
+        assert!(json.as_object().unwrap().len() > 1, "{line}: {json}");
     }
     assert!(
         Typed::<Exchange>::parse_command(&words("place 1 0 hold 1000 5"))
@@ -742,10 +744,29 @@ fn responses_describe_themselves_with_reason_names() {
             payload: &bytes,
         },
     );
-    assert_eq!(json["reason_name"], "UnknownOrder");
+    assert_eq!(json["status"], "rejected");
+    assert_eq!(json["request"], "cancel-order");
     assert_eq!(
-        json["response"]["events"][0]["Rejected"]["reason"],
-        "UnknownOrder"
+        (&json["reason"], &json["reason_code"]),
+        (&json!("unknown-order"), &json!(33))
+    );
+    let event = &json["response"]["events"][0];
+    assert_eq!(
+        (&event["type"], &event["reason"]),
+        (&json!("rejected"), &json!("unknown-order"))
+    );
+    assert_eq!(event["order_id"], 9);
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        keel_services::json::RESPONSE_KEYS,
+        "the one response shape"
     );
 }
 

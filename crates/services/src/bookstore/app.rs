@@ -10,9 +10,9 @@ use super::responses::{
     RejectReason, Rejected, ResponseKind,
 };
 use super::{workload, Bookstore};
-use crate::{App, Command};
+use crate::{json, App, Command, SearchField};
 use keel::codec;
-use keel::engine::{Message, Processor, Response, Status};
+use keel::engine::{Message, Processor, Response};
 use keel::{Command as _, Rejection as _, Typed};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -102,7 +102,7 @@ fn response_body(kind: u16, payload: &[u8]) -> Value {
         Some(ResponseKind::OrderCancelled) => json_of::<OrderCancelled>(payload),
         Some(ResponseKind::OrderInfo) => json_of::<OrderInfo>(payload),
         Some(ResponseKind::CustomerOrders) => json_of::<CustomerOrders>(payload),
-        Some(ResponseKind::RejectDetail) => json_of::<RejectDetail>(payload),
+        Some(ResponseKind::RejectDetail) => crate::json::tagged(json_of::<RejectDetail>(payload)),
         None => json!({ "unknown_response_kind": kind, "bytes": payload.len() }),
     }
 }
@@ -171,56 +171,41 @@ impl App for Typed<Bookstore> {
     fn describe_message(message: &Message<'_>) -> Value {
         let h = &message.header;
         let kind = Kind::from_u16(h.kind).map_or("unknown", Kind::name);
-        let body = match Request::decode(h.kind, h.version, message.payload) {
-            Ok(request) => serde_json::to_value(request).unwrap_or(Value::Null),
+        match Request::decode(h.kind, h.version, message.payload) {
+            Ok(request) => json::with_type(kind, serde_json::to_value(request).unwrap_or_default()),
             Err(invalid) => {
                 let reason = Rejected::refused(invalid).map_or("unknown", |r| r.reason.name());
-                json!({ "error": reason, "bytes": message.payload.len() })
+                let error = json!({ "error": json::kebab(reason), "bytes": message.payload.len() });
+                json::with_type(kind, error)
             }
-        };
-        json!({
-            "sequence": h.sequence,
-            "timestamp_ns": h.timestamp_ns,
-            "session_id": h.session_id,
-            "correlation_id": h.correlation_id,
-            "kind": kind,
-            "version": h.version,
-            "message": body,
-        })
+        }
     }
 
     fn describe_response(request_kind: u16, response: &Response<'_>) -> Value {
-        let h = &response.header;
         let request = Kind::from_u16(request_kind).map_or("unknown", Kind::name);
-        let (status, reason, body) = match h.status {
-            Status::Accepted => (
-                "accepted",
-                Value::Null,
-                response_body(h.kind, response.payload),
-            ),
-            Status::Rejected => {
-                let reason = RejectReason::from_u32(h.reason).map_or("unknown", RejectReason::name);
-                (
-                    "rejected",
-                    json!(reason),
-                    response_body(h.kind, response.payload),
-                )
-            }
-            Status::Failed => (
-                "failed",
-                Value::Null,
-                json!(String::from_utf8_lossy(response.payload)),
-            ),
-        };
-        json!({
-            "sequence": h.sequence,
-            "correlation_id": h.correlation_id,
-            "request": request,
-            "status": status,
-            "reason": reason,
-            "reason_code": h.reason,
-            "response": body,
-        })
+        json::response(
+            request,
+            response,
+            |code| RejectReason::from_u32(code).map(RejectReason::name),
+            |r| response_body(r.header.kind, r.payload),
+        )
+    }
+
+    fn searchable_fields() -> &'static [SearchField] {
+        &[
+            SearchField {
+                name: "order",
+                keys: &["order"],
+            },
+            SearchField {
+                name: "customer",
+                keys: &["customer"],
+            },
+            SearchField {
+                name: "book",
+                keys: &["book"],
+            },
+        ]
     }
 
     fn describe_state(&self) -> Value {

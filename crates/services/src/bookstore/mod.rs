@@ -331,6 +331,10 @@ impl Service for Bookstore {
         self.digest.0
     }
 
+    fn name(&self) -> &'static str {
+        <keel::Typed<Bookstore> as crate::App>::NAME
+    }
+
     fn schema_version(&self) -> u32 {
         SCHEMA_VERSION
     }

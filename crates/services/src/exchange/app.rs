@@ -6,9 +6,9 @@ use super::events::{
 use super::messages::*;
 use super::workload::WORKLOAD;
 use super::Exchange;
-use crate::{App, Command};
+use crate::{json, App, Command, SearchField};
 use keel::codec;
-use keel::engine::{Message, Processor, Response, Status};
+use keel::engine::{Message, Processor, Response};
 use keel::Typed;
 use serde_json::{json, Value};
 use std::str::FromStr;
@@ -156,7 +156,14 @@ fn parse_place_v1(w: &[String]) -> Result<Command, String> {
 fn describe_payload(response: &Response<'_>) -> Value {
     let payload = response.payload;
     let decoded = match response.header.kind {
-        RESPONSE_EVENTS => codec::decode::<Report>(payload).map(|v| json!(v)),
+        RESPONSE_EVENTS => codec::decode::<Report>(payload).map(|report| {
+            let events: Vec<Value> = report
+                .events
+                .iter()
+                .map(|e| json::tagged(json!(e)))
+                .collect();
+            json!({ "events": events, "omitted": report.omitted })
+        }),
         RESPONSE_BOOK => codec::decode::<BookDepth>(payload).map(|v| json!(v)),
         RESPONSE_ACCOUNT => codec::decode::<AccountView>(payload).map(|v| json!(v)),
         _ => return json!({ "raw": payload }),
@@ -184,38 +191,46 @@ impl App for Typed<Exchange> {
 
     fn describe_message(message: &Message<'_>) -> Value {
         let h = &message.header;
-        let head = json!({
-            "sequence": h.sequence,
-            "timestamp_ns": h.timestamp_ns,
-            "kind": h.kind,
-            "name": kind_name(h.kind),
-            "version": h.version,
-        });
-        let body = match Request::decode(h.kind, h.version, message.payload) {
-            Ok(request) => json!({ "request": request }),
-            Err(reason) => json!({ "undecodable": reason.name() }),
-        };
-        json!({ "header": head, "body": body })
+        let kind = kind_name(h.kind);
+        match Request::decode(h.kind, h.version, message.payload) {
+            Ok(request) => json::with_type(kind, json::tagged(json!(request))),
+            Err(reason) => {
+                let error =
+                    json!({ "error": json::kebab(reason.name()), "bytes": message.payload.len() });
+                json::with_type(kind, error)
+            }
+        }
     }
 
     fn describe_response(request_kind: u16, response: &Response<'_>) -> Value {
-        let h = &response.header;
-        let mut v = json!({
-            "sequence": h.sequence,
-            "request": kind_name(request_kind),
-            "status": h.status,
-        });
-        match h.status {
-            Status::Failed => v["panic"] = json!(String::from_utf8_lossy(response.payload)),
-            Status::Rejected => {
-                v["reason"] = json!(h.reason);
-                let name = RejectReason::from_u32(h.reason).map_or("unknown", RejectReason::name);
-                v["reason_name"] = json!(name);
-                v["response"] = describe_payload(response);
-            }
-            Status::Accepted => v["response"] = describe_payload(response),
-        }
-        v
+        json::response(
+            kind_name(request_kind),
+            response,
+            |code| RejectReason::from_u32(code).map(RejectReason::name),
+            describe_payload,
+        )
+    }
+
+    fn searchable_fields() -> &'static [SearchField] {
+        const ACCOUNT_KEYS: &[&str] = &["account", "taker_account", "maker_account"];
+        &[
+            SearchField {
+                name: "order",
+                keys: &["order_id", "taker_order", "maker_order"],
+            },
+            SearchField {
+                name: "customer",
+                keys: ACCOUNT_KEYS,
+            },
+            SearchField {
+                name: "account",
+                keys: ACCOUNT_KEYS,
+            },
+            SearchField {
+                name: "instrument",
+                keys: &["instrument"],
+            },
+        ]
     }
 
     fn describe_state(&self) -> Value {

@@ -284,17 +284,17 @@ pub fn current_version(kind: u16) -> Option<u16> {
 /// A short name for `kind` (for logs and JSON).
 pub fn kind_name(kind: u16) -> &'static str {
     match kind {
-        KIND_ADD_INSTRUMENT => "add_instrument",
-        KIND_DEPOSIT_CASH => "deposit_cash",
-        KIND_WITHDRAW_CASH => "withdraw_cash",
-        KIND_DEPOSIT_POSITION => "deposit_position",
-        KIND_WITHDRAW_POSITION => "withdraw_position",
-        KIND_PLACE_ORDER => "place_order",
-        KIND_CANCEL_ORDER => "cancel_order",
-        KIND_MOVE_ORDER => "move_order",
-        KIND_REDUCE_ORDER => "reduce_order",
-        KIND_QUERY_BOOK => "query_book",
-        KIND_QUERY_ACCOUNT => "query_account",
+        KIND_ADD_INSTRUMENT => "add-instrument",
+        KIND_DEPOSIT_CASH => "deposit-cash",
+        KIND_WITHDRAW_CASH => "withdraw-cash",
+        KIND_DEPOSIT_POSITION => "deposit-position",
+        KIND_WITHDRAW_POSITION => "withdraw-position",
+        KIND_PLACE_ORDER => "place-order",
+        KIND_CANCEL_ORDER => "cancel-order",
+        KIND_MOVE_ORDER => "move-order",
+        KIND_REDUCE_ORDER => "reduce-order",
+        KIND_QUERY_BOOK => "query-book",
+        KIND_QUERY_ACCOUNT => "query-account",
         _ => "unknown",
     }
 }

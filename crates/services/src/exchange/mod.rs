@@ -328,6 +328,10 @@ impl Service for Exchange {
 
     fn restore(&mut self, (): ()) {}
 
+    fn name(&self) -> &'static str {
+        <keel::Typed<Exchange> as crate::App>::NAME
+    }
+
     fn schema_version(&self) -> u32 {
         SCHEMA_VERSION
     }
