@@ -154,6 +154,8 @@ pub struct Submitter {
     producer: Input,
     max_message_bytes: usize,
     scratch: Box<[u8]>,
+    /// The engine's metrics, for a server that takes this submitter (it adds its own).
+    metrics: Option<super::Metrics>,
 }
 
 impl Submitter {
@@ -162,7 +164,21 @@ impl Submitter {
             producer,
             max_message_bytes,
             scratch: vec![0; max_message_bytes].into(),
+            metrics: None,
         }
+    }
+
+    /// The same, carrying the engine's metrics.
+    pub(crate) fn with_metrics(self, metrics: super::Metrics) -> Self {
+        Submitter {
+            metrics: Some(metrics),
+            ..self
+        }
+    }
+
+    /// The engine's metrics (`None` for a submitter not made by an engine).
+    pub(crate) fn metrics(&self) -> Option<&super::Metrics> {
+        self.metrics.as_ref()
     }
 
     /// Publishes one message, waiting while the ring is full (back-pressure). Returns its
