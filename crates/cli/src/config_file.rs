@@ -136,6 +136,40 @@ mod tests {
     }
 
     #[test]
+    fn a_flag_on_the_command_line_overrides_the_file() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keel.toml");
+        let file = "listen = \"127.0.0.1:7800\"\nmax-connections = 9\n\
+                    metrics-listen = \"127.0.0.1:7801\"\nstats-interval = \"30s\"\n\
+                    prefault-state = true\nsnapshot-retain = 5\n";
+        std::fs::write(&path, file).unwrap();
+        let config = path.to_str().unwrap();
+        let args = os(&[
+            "keel",
+            "serve",
+            "--config",
+            config,
+            "--max-connections",
+            "3",
+        ]);
+        let cli = crate::Cli::try_parse_from(expand(args).unwrap()).unwrap();
+        let Some(crate::Command::Serve(serve)) = cli.command else {
+            panic!("keel serve");
+        };
+        assert_eq!(serve.max_connections, 3, "the flag wins");
+        assert_eq!(
+            serve.listen.to_string(),
+            "127.0.0.1:7800",
+            "the file fills the rest"
+        );
+        assert_eq!(serve.metrics_listen.unwrap().to_string(), "127.0.0.1:7801");
+        assert_eq!(serve.stats_interval, std::time::Duration::from_secs(30));
+        assert!(serve.engine.prefault_state);
+        assert_eq!(serve.engine.snapshot_retain, 5);
+    }
+
+    #[test]
     fn unknown_and_snake_case_keys_are_refused_by_name() {
         let path = Path::new("keel.toml");
         let err = flags_from_toml("max_connections = 3\n", path).unwrap_err();
