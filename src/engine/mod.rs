@@ -43,7 +43,7 @@ pub use wake::{WakeHook, WakeHookAlreadySet};
 use crate::error::Error;
 use crate::journal::{DurableWaker, JournalError, JournalWriter, RealIo};
 use crate::ring::{Consumer, Gauge, MultiProducer, RingBuilder, Sequence, Signal};
-use crate::snapshot::{SnapshotStats, SnapshotStore, SnapshotWriter};
+use crate::snapshot::{SnapshotStore, SnapshotWriter};
 use journal_gate::{JournalGate, JournalerExit};
 use logic::{Responses, Snapshots};
 use metrics::{Positions, Recorders, TimedIo};
@@ -282,11 +282,6 @@ impl<P: Processor> Engine<P> {
     /// journaled control message). Uses the engine's own submitter.
     pub fn request_snapshot(&mut self) -> Result<u64, SubmitError> {
         self.submitter().request_snapshot()
-    }
-
-    /// Snapshot counters: written, last sequence, capture pause, write time.
-    pub fn snapshot_stats(&self) -> Option<std::sync::Arc<SnapshotStats>> {
-        self.snapshot_writer.as_ref().map(SnapshotWriter::stats)
     }
 
     /// A read-only handle on the engine's counters (positions, batch sizes, sync and apply
