@@ -124,3 +124,38 @@ pub(crate) fn answer_snapshot(
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes docs/PROTOCOL.md shows for a snapshot request and its answer.
+    #[test]
+    fn a_snapshot_request_and_its_answer_are_the_documented_bytes() {
+        let mut buf = [0u8; 64];
+        let request = Request {
+            correlation_id: 7,
+            kind: CONTROL_SNAPSHOT,
+            version: 1,
+            payload: &[],
+        };
+        let n = frame::encode_request(&mut buf, &request).unwrap();
+        let documented = "0d000000 02 0700000000000000 01ff 0100";
+        assert_eq!(hex(&buf[..n]), documented.replace(' ', ""));
+        let header = ResponseHeader {
+            sequence: 42,
+            session_id: 1,
+            correlation_id: 7,
+            status: Status::Accepted,
+            reason: 0,
+            kind: CONTROL_SNAPSHOT,
+        };
+        let n = frame::encode_response(&mut buf, &header, &[]).unwrap();
+        let documented = "19000000 82 0700000000000000 2a00000000000000 01ff 00 00 00000000";
+        assert_eq!(hex(&buf[..n]), documented.replace(' ', ""));
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
