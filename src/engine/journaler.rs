@@ -127,7 +127,7 @@ pub(crate) fn run<J: JournalSink>(
             // `process_batch` stored our sequence (Release) before returning: the responses
             // up to it are releasable now.
             Ok(Poll::Batch(records)) => {
-                counters.batch_records.record(records);
+                counters.batch_records.record_owned(records);
                 if let Some(responses) = &releases {
                     responses.wake();
                 }

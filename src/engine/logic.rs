@@ -271,9 +271,8 @@ pub(crate) fn run<P: Processor>(
                 end_of_batch,
             )?;
             if let Some(started) = sampled {
-                counters
-                    .apply_ns
-                    .record(started.elapsed().as_nanos() as u64);
+                let ns = started.elapsed().as_nanos() as u64;
+                counters.apply_ns.record_owned(ns);
             }
             counters.record(applied.status, applied.reason);
             if let Some(snapshots) = snapshots.as_mut() {

@@ -9,8 +9,9 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-/// Nanosecond histograms are shown from 2^10 ns (~1 µs) to 2^36 ns (~69 s), in seconds.
-const NS_BUCKETS: (usize, usize) = (10, 36);
+/// Nanosecond histograms are shown from 2^6 ns (64 ns: an apply) to 2^36 ns (~69 s), in
+/// seconds.
+const NS_BUCKETS: (usize, usize) = (6, 36);
 /// Batch sizes from 1 to 2^20 records.
 const RECORD_BUCKETS: (usize, usize) = (0, 20);
 

@@ -41,6 +41,20 @@ impl Log2Counts {
         self.sum.fetch_add(value, Ordering::Relaxed);
     }
 
+    /// Counts one value, from the only thread that records into this histogram: a load and a
+    /// store per cell, no read-modify-write instruction.
+    #[inline]
+    pub(crate) fn record_owned(&self, value: u64) {
+        let add = |cell: &AtomicU64, n: u64| {
+            cell.store(
+                cell.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        };
+        add(&self.buckets[bucket_of(value)], 1);
+        add(&self.sum, value);
+    }
+
     /// The counts now (each bucket read once; a value recorded meanwhile may be missing from
     /// `sum` or from its bucket, never counted twice).
     pub(crate) fn read(&self) -> Log2Histogram {

@@ -36,7 +36,7 @@ const REASONS: usize = 256;
 /// What the journal and its stage record.
 #[derive(Debug, Default)]
 pub(crate) struct JournalCounters {
-    /// Records per batch taken by the journaler stage.
+    /// Records per batch taken by the journaler stage (its only writer).
     pub(crate) batch_records: Log2Counts,
     /// Duration of each journal sync (msync of appended records), ns.
     pub(crate) sync_ns: Log2Counts,
@@ -50,7 +50,7 @@ pub(crate) struct LogicCounters {
     rejected: [AtomicU64; REASONS],
     rejected_other: AtomicU64,
     failed: AtomicU64,
-    /// Apply time of the sampled messages, ns.
+    /// Apply time of the sampled messages, ns (the business logic is its only writer).
     pub(crate) apply_ns: Log2Counts,
 }
 
