@@ -41,6 +41,14 @@ pub fn encode_into<T: Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, Cod
     Ok(bincode::serde::encode_into_slice(value, buf, CONFIG)?)
 }
 
+/// The length of `value`'s encoding, measured by encoding it into a counter (no buffer, no
+/// allocation).
+pub(crate) fn encoded_len<T: Serialize>(value: &T) -> Result<usize, CodecError> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut size, CONFIG)?;
+    Ok(size.bytes_written)
+}
+
 /// Encodes `value` onto the end of `out` (allocates as `out` grows; not for the hot path).
 pub fn encode_to_vec<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<usize, CodecError> {
     let before = out.len();

@@ -71,6 +71,7 @@ pub mod journal;
 pub mod engine;
 pub mod snapshot;
 pub mod service;
+#[cfg(feature = "net")]
 pub mod net;
 pub mod error;
 

@@ -1,16 +1,20 @@
 //! No heap allocation per message on the in-process client path (`Producers::Multi`): claim →
 //! input ring → journal → business logic → reply board → caller, from several threads at once
-//! (calls and tickets), counted by a global allocator after warm-up. The journal's
+//! (calls and tickets, byte-level and typed), counted by a global allocator after warm-up. The journal's
 //! spare-segment preparer and the snapshot writer are off that path and not counted.
 
 mod alloc_support;
 
 use keel::codec::CodecError;
+use keel::engine::MessageHeader;
+use keel::service::decode_response;
 use keel::snapshot::StateError;
 use keel::{
     Client, Config, Engine, FlushPolicy, Message, Outcome, Output, Processor, Producers,
     Submission, Ticket, WaitStrategy,
 };
+use keel::{Service, Typed};
+use serde::{Deserialize, Serialize};
 use std::sync::Barrier;
 use std::thread;
 
@@ -40,7 +44,67 @@ impl Processor for Adder {
     }
 }
 
+/// The same sum as a typed service: command and reply without heap fields.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Sum {
+    total: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Add(u64);
+
+keel::commands! {
+    #[derive(Debug)]
+    enum SumCommand {
+        1 => Add(Add),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Never;
+
+impl keel::Rejection for Never {
+    fn code(&self) -> u32 {
+        1
+    }
+}
+
+impl Service for Sum {
+    type Command = SumCommand;
+    type Reply<'a> = u64;
+    type Rejection = Never;
+    type State = Sum;
+
+    fn apply(&mut self, command: SumCommand, _: &MessageHeader) -> Result<u64, Never> {
+        let SumCommand::Add(Add(value)) = command;
+        self.total = self.total.wrapping_add(value);
+        Ok(self.total)
+    }
+    fn state(&self) -> &Sum {
+        self
+    }
+    fn restore(&mut self, state: Sum) {
+        *self = state;
+    }
+}
+
 const CALLERS: usize = 2;
+
+/// `count` typed calls, then `count` typed tickets decoded as they come.
+fn typed_traffic<'c>(client: &'c Client, count: u64, window: &mut Vec<Ticket<'c>>) {
+    for i in 0..count {
+        client.call_typed::<Sum>(&SumCommand::Add(Add(i))).unwrap();
+        window.push(client.submit_typed(&SumCommand::Add(Add(i))).unwrap());
+        if window.len() == 16 {
+            for ticket in window.drain(..) {
+                decode_response::<Sum>(&ticket.wait().unwrap().response()).unwrap();
+            }
+        }
+    }
+    for ticket in window.drain(..) {
+        decode_response::<Sum>(&ticket.wait().unwrap().response()).unwrap();
+    }
+}
 
 /// `count` calls, then `count` tickets submitted in windows of 16 (in `window`, allocated by
 /// the caller) and waited in order.
@@ -63,7 +127,9 @@ fn traffic<'c>(client: &'c Client, count: u64, window: &mut Vec<Ticket<'c>>) {
     }
 }
 
-fn run(flush: FlushPolicy) {
+type Traffic = for<'c> fn(&'c Client, u64, &mut Vec<Ticket<'c>>);
+
+fn run<P: Processor>(processor: P, traffic: Traffic, flush: FlushPolicy) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::with_data_dir(dir.path());
     config.producers = Producers::Multi;
@@ -71,7 +137,7 @@ fn run(flush: FlushPolicy) {
     config.segment_size_bytes = 64 << 20;
     config.wait = WaitStrategy::PARK;
     config.flush = flush;
-    let engine = Engine::start(config, Adder::default()).unwrap();
+    let engine = Engine::start(config, processor).unwrap();
     // Warm-up: every lazily initialised thing is touched once, on every thread.
     let phase = Barrier::new(CALLERS + 1);
     let allocations = thread::scope(|s| {
@@ -104,6 +170,15 @@ fn run(flush: FlushPolicy) {
 
 #[test]
 fn no_allocation_per_message_on_the_client_path() {
-    run(FlushPolicy::None);
-    run(FlushPolicy::Batch);
+    run(Adder::default(), traffic, FlushPolicy::None);
+    run(Adder::default(), traffic, FlushPolicy::Batch);
+}
+
+#[test]
+fn no_allocation_per_message_on_the_typed_client_path() {
+    run(
+        Typed::new(Sum::default()),
+        typed_traffic,
+        FlushPolicy::Batch,
+    );
 }

@@ -8,6 +8,7 @@
 mod regressions;
 #[path = "../fuzz/common/scratch.rs"]
 mod scratch;
+#[cfg(feature = "net")]
 #[path = "../fuzz/harness/frame_decoder.rs"]
 mod frame_decoder;
 #[path = "../fuzz/harness/journal_reader.rs"]
@@ -26,6 +27,7 @@ fn journal_reader_regressions_pass() {
     assert!(n >= 2, "the known findings are kept");
 }
 
+#[cfg(feature = "net")]
 #[test]
 fn frame_decoder_regressions_pass() {
     replay("frame_decoder", frame_decoder::run);

@@ -3,8 +3,8 @@
 //! restart from snapshot + journal and from the journal alone with the same state hash.
 
 use keel::engine::{MessageHeader, ResponseReceiver};
-use keel::net::Invalid;
 use keel::ring::Poll;
+use keel::service::Invalid;
 use keel::service::{call, decode_response, submit};
 use keel::{CallError, Command, Config, Engine, FlushPolicy, Rejection, Service, Submission};
 use keel::{Typed, WaitStrategy};
@@ -267,4 +267,40 @@ fn unknown_kinds_and_versions_are_refused_before_the_service() {
     );
     // Usable as the network server's validate hook as it is.
     let _hook: fn(u16, u16, &[u8]) -> Result<(), Invalid> = WalletCommand::validate;
+}
+
+#[test]
+fn typed_calls_from_several_threads_through_clients() {
+    const THREADS: u64 = 3;
+    const DEPOSITS: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.producers = keel::Producers::Multi;
+    let engine = Engine::start(config, Typed::new(Wallet::default())).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            let client = engine.client().unwrap();
+            s.spawn(move || {
+                for _ in 0..DEPOSITS / 2 {
+                    let balance = client.call_typed::<Wallet>(&deposit(100)).unwrap();
+                    assert!(balance >= 100);
+                    let ticket = client.submit_typed(&deposit(100)).unwrap();
+                    let reply = ticket.wait().unwrap();
+                    assert!(decode_response::<Wallet>(&reply.response()).unwrap() >= 100);
+                }
+            });
+        }
+    });
+    let client = engine.client().unwrap();
+    let total = THREADS * DEPOSITS * 100;
+    let overdraw = WalletCommand::Withdraw(Withdraw { cents: total + 1 });
+    match client.call_typed::<Wallet>(&overdraw) {
+        Err(CallError::Rejected(WalletError::InsufficientFunds { balance })) => {
+            assert_eq!(balance, total, "every deposit applied once");
+        }
+        other => panic!("not rejected: {other:?}"),
+    }
+    let everything = WalletCommand::Withdraw(Withdraw { cents: total });
+    assert_eq!(client.call_typed::<Wallet>(&everything).unwrap(), 0);
+    engine.shutdown().unwrap();
 }

@@ -8,7 +8,9 @@
 use super::message::{Envelope, Response, ResponseHeader, ResponseSlot, Status};
 use super::reply_board::{NoReply, ReplyBoard};
 use super::submit::{fill, now_ns, Submission};
+use crate::codec;
 use crate::ring::{Halted, MultiProducer, TryPublishError};
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +49,10 @@ pub enum ClientError {
     /// This ticket's reply was already taken.
     #[error("the reply was already taken from this ticket")]
     ReplyTaken,
+    /// The command could not be encoded with keel's codec (a serde error, such as a sequence
+    /// of unknown length). Nothing was submitted.
+    #[error("the command could not be encoded")]
+    Unencodable,
 }
 
 /// A handle for submitting messages to the engine from any thread and getting each one's
@@ -119,22 +125,57 @@ impl Client {
         payload: &[u8],
         wait: bool,
     ) -> Result<Ticket<'_>, ClientError> {
-        if payload.len() > self.max_message_bytes {
-            let (len, max) = (payload.len(), self.max_message_bytes);
+        self.check_len(payload.len())?;
+        self.publish(wait, |slot, sequence, timestamp_ns, index| {
+            fill(slot, sequence, timestamp_ns, to, payload, index);
+        })
+    }
+
+    /// Encodes `value` straight into its ring slot (its length is measured first, so nothing
+    /// is published that does not fit); see [`Client::submit_with`].
+    #[inline]
+    pub(crate) fn submit_encoded<T: Serialize>(
+        &self,
+        to: Submission,
+        value: &T,
+        wait: bool,
+    ) -> Result<Ticket<'_>, ClientError> {
+        let len = codec::encoded_len(value).map_err(|_| ClientError::Unencodable)?;
+        self.check_len(len)?;
+        self.publish(wait, |slot, sequence, timestamp_ns, index| {
+            fill(slot, sequence, timestamp_ns, to, &[], index);
+            let written = codec::encode_into(value, &mut slot.payload[..len]);
+            debug_assert_eq!(written.ok(), Some(len), "measured length");
+            slot.len = len as u32;
+        })
+    }
+
+    fn check_len(&self, len: usize) -> Result<(), ClientError> {
+        if len > self.max_message_bytes {
+            let max = self.max_message_bytes;
             return Err(ClientError::TooLarge { len, max });
         }
         if self.producer.is_halted() || self.producer.is_closed() {
             return Err(ClientError::Stopped);
         }
+        Ok(())
+    }
+
+    /// Reserves a reply slot, then claims a ring slot and lets `write` fill it (slot, sequence,
+    /// timestamp, reply slot); gives the reply slot back if nothing was published.
+    #[inline]
+    fn publish(
+        &self,
+        wait: bool,
+        write: impl Fn(&mut Envelope, u64, u64, u32),
+    ) -> Result<Ticket<'_>, ClientError> {
         let limit = self.board.capacity();
         let index = self
             .board
             .reserve()
             .ok_or(ClientError::TooManyOutstanding { limit })?;
         let timestamp_ns = now_ns();
-        let write = |slot: &mut Envelope, sequence| {
-            fill(slot, sequence, timestamp_ns, to, payload, index);
-        };
+        let write = |slot: &mut Envelope, sequence| write(slot, sequence, timestamp_ns, index);
         let published = if wait {
             self.producer
                 .publish(write)

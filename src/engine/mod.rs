@@ -249,6 +249,7 @@ impl<P: Processor> Engine<P> {
 
     /// Takes the submitter and the response receiver together, or neither (`None` if either
     /// was taken): for a server that serves the engine whole.
+    #[cfg(feature = "net")]
     pub(crate) fn take_submitter_and_responses(&mut self) -> Option<(Submitter, ResponseReceiver)> {
         if self.submitter.is_none() || self.responses.is_none() {
             return None;
@@ -258,6 +259,7 @@ impl<P: Processor> Engine<P> {
 
     /// Gives back what [`Self::take_submitter_and_responses`] took (a server that failed to
     /// start).
+    #[cfg(feature = "net")]
     pub(crate) fn restore_submitter_and_responses(
         &mut self,
         submitter: Submitter,

@@ -155,6 +155,7 @@ pub struct Submitter {
     max_message_bytes: usize,
     scratch: Box<[u8]>,
     /// The engine's metrics, for a server that takes this submitter (it adds its own).
+    #[cfg_attr(not(feature = "net"), allow(dead_code))]
     metrics: Option<super::Metrics>,
 }
 
@@ -177,6 +178,7 @@ impl Submitter {
     }
 
     /// The engine's metrics (`None` for a submitter not made by an engine).
+    #[cfg(feature = "net")]
     pub(crate) fn metrics(&self) -> Option<&super::Metrics> {
         self.metrics.as_ref()
     }

@@ -1,6 +1,7 @@
 //! `NetConfig`: every limit of the network layer, and the request validator's vocabulary.
 
 use super::frame::{self, ErrorCode};
+use crate::service::Invalid;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -71,20 +72,8 @@ impl Default for NetConfig {
     }
 }
 
-/// Why the application refuses a request before it reaches the business logic. Returned by
-/// the validator given to [`super::Server::start`]; each maps to a request-level error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Invalid {
-    /// No message of this kind.
-    UnknownKind,
-    /// The kind exists, this version is not decoded.
-    UnsupportedVersion,
-    /// The payload does not decode as the kind and version say.
-    Undecodable,
-}
-
 impl Invalid {
-    /// The `ERROR` code sent to the client.
+    /// The `ERROR` code sent to a network client.
     pub fn code(self) -> ErrorCode {
         match self {
             Invalid::UnknownKind => ErrorCode::UNKNOWN_KIND,

@@ -11,7 +11,7 @@
 //! on the network, and a client that does not read is cut off at its output limit.
 
 use super::admin::{self, Refusal, SnapshotRequest};
-use super::config::{Invalid, Limits};
+use super::config::Limits;
 use super::frame::{self, ErrorCode, Frame, Hello, Request};
 use super::session::{Conn, Phase, Session, Sessions};
 use super::stats::{Count, Counters};
@@ -20,6 +20,7 @@ use crate::engine::{
     CONTROL_SNAPSHOT,
 };
 use crate::ring::Poll as RingPoll;
+use crate::service::Invalid;
 use crate::snapshot::SnapshotStats;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};

@@ -26,7 +26,7 @@ mod stats;
 pub use client::{
     Client, ClientError, ClientReceiver, ClientSender, OwnedReply, Reply, ReplyStatus,
 };
-pub use config::{accept_all, decodes_as, Invalid, NetConfig};
+pub use config::{accept_all, decodes_as, NetConfig};
 pub use frame::{ErrorCode, Welcome};
 pub use server::{Server, StopHandle};
 pub(crate) use stats::Counters;

@@ -1,9 +1,10 @@
 //! The public face of the network layer: start (from a started engine), stop.
 
-use super::config::{EngineSizes, Invalid, Limits, NetConfig};
+use super::config::{EngineSizes, Limits, NetConfig};
 use super::event_loop::{NetThread, Parts, Shared, Validator, LISTENER, WAKER};
 use super::stats::{Counters, NetStats};
 use crate::engine::{Cores, Engine, Processor, ResponseReceiver, Submitter};
+use crate::service::Invalid;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
 use std::io;

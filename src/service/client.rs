@@ -4,9 +4,9 @@ use super::command::Payload;
 use super::typed::refusal_of;
 use super::{Command, Service, KIND_OMITTED, RESERVED_CODE_MIN};
 use crate::codec::{self, CodecError};
-use crate::engine::{ResponseReceiver, SubmitError, Submitter};
-use crate::net::Invalid;
+use crate::engine::{Client, ClientError, ResponseReceiver, SubmitError, Submitter, Ticket};
 use crate::ring::Poll;
+use crate::service::Invalid;
 use crate::{Response, Status};
 use serde::de::DeserializeOwned;
 
@@ -41,6 +41,9 @@ pub enum CallError<R> {
     /// The command could not be submitted.
     #[error(transparent)]
     Submit(#[from] SubmitError),
+    /// An in-process [`Client`] could not submit the command or wait for its reply.
+    #[error(transparent)]
+    Client(#[from] ClientError),
     /// The engine stopped before answering.
     #[error("the engine stopped before answering")]
     Closed,
@@ -109,5 +112,30 @@ where
         if matches!(poll, Poll::Closed | Poll::Halted) {
             return Err(CallError::Closed);
         }
+    }
+}
+
+/// Typed calls from any thread, through an in-process [`Client`] (an engine with
+/// `Config::producers = Producers::Multi`). The command is encoded straight into its ring
+/// slot and the reply decoded from its reply slot: no allocation on the way in; on the way
+/// out only what the reply type's own decoding allocates.
+impl Client {
+    /// Submits `command` to service `S` and waits for its decoded reply:
+    /// `client.call_typed::<Ledger>(&LedgerCommand::Balance { account: 7 })`.
+    pub fn call_typed<S: Service>(
+        &self,
+        command: &S::Command,
+    ) -> Result<S::Reply<'static>, CallError<S::Rejection>>
+    where
+        S::Reply<'static>: DeserializeOwned,
+    {
+        let reply = self.submit_typed(command)?.wait()?;
+        decode_response::<S>(&reply.response())
+    }
+
+    /// Submits `command` without waiting; its [`Ticket`] gives the reply, which
+    /// [`decode_response`] turns into the service's reply or rejection.
+    pub fn submit_typed<C: Command>(&self, command: &C) -> Result<Ticket<'_>, ClientError> {
+        self.submit_encoded(command.submission(), &Payload(command), true)
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::codec::{self, CodecError};
 use crate::engine::{Submission, CONTROL_KIND_MIN};
-use crate::net::Invalid;
+use crate::service::Invalid;
 use serde::{Serialize, Serializer};
 
 /// A service's set of commands: an enum whose variants each wrap one command struct with its
@@ -182,24 +182,24 @@ macro_rules! commands {
                 kind: u16,
                 version: u16,
                 payload: &[u8],
-            ) -> ::core::result::Result<Self, $crate::net::Invalid> {
+            ) -> ::core::result::Result<Self, $crate::service::Invalid> {
                 match kind {
                     $( $kind => {
                         if version == $crate::commands!(@version $($version)?) {
                             return $crate::codec::decode::<$ty>(payload)
                                 .map(Self::$variant)
-                                .map_err(|_| $crate::net::Invalid::Undecodable);
+                                .map_err(|_| $crate::service::Invalid::Undecodable);
                         }
                         $( $( $(
                             if version == $old {
                                 return $crate::codec::decode::<$old_ty>(payload)
                                     .map(|old| Self::$variant(::core::convert::Into::into(old)))
-                                    .map_err(|_| $crate::net::Invalid::Undecodable);
+                                    .map_err(|_| $crate::service::Invalid::Undecodable);
                             }
                         )+ )? )?
-                        ::core::result::Result::Err($crate::net::Invalid::UnsupportedVersion)
+                        ::core::result::Result::Err($crate::service::Invalid::UnsupportedVersion)
                     } )+
-                    _ => ::core::result::Result::Err($crate::net::Invalid::UnknownKind),
+                    _ => ::core::result::Result::Err($crate::service::Invalid::UnknownKind),
                 }
             }
 

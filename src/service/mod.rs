@@ -30,10 +30,22 @@ pub use serde::{Serialize as __Serialize, Serializer as __Serializer};
 
 use crate::codec::{self, CodecError};
 use crate::engine::{MessageHeader, Output};
-use crate::net::Invalid;
 use crate::snapshot::{self, StateError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+/// Why keel refuses a message before it reaches the business logic: the network server's
+/// validator (`keel::net::Server::start`) answers it with an error, the typed layer with a
+/// reserved rejection code (`docs/SERVICES.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// No message of this kind.
+    UnknownKind,
+    /// The kind exists, this version is not decoded.
+    UnsupportedVersion,
+    /// The payload does not decode as the kind and version say.
+    Undecodable,
+}
 
 /// Why a service refused a command: a value, sent to the client and reproduced on replay.
 ///
@@ -166,7 +178,7 @@ fn write_value<T: Serialize>(value: &T, out: &mut Output<'_>) {
 }
 
 /// Reason codes keel itself sends for a message refused before `apply` (see
-/// `docs/SERVICES.md`): one for each [`Invalid`](crate::net::Invalid).
+/// `docs/SERVICES.md`): one for each [`Invalid`](crate::service::Invalid).
 const REFUSED_UNKNOWN_KIND: u32 = 0xFFFF_FF01;
 const REFUSED_UNSUPPORTED_VERSION: u32 = 0xFFFF_FF02;
 const REFUSED_UNDECODABLE: u32 = 0xFFFF_FF03;

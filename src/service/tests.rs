@@ -3,7 +3,7 @@
 
 use super::{decode_response, CallError, Command, Rejection, Service, Typed};
 use crate::engine::{apply_message, MessageHeader, ResponseHeader};
-use crate::net::Invalid;
+use crate::service::Invalid;
 use crate::snapshot::StateError;
 use crate::{Message, Processor, Response, Status};
 use serde::{Deserialize, Serialize};

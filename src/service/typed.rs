@@ -6,7 +6,7 @@ use super::{
 };
 use crate::codec::CodecError;
 use crate::engine::{Message, Outcome, Output, Processor};
-use crate::net::Invalid;
+use crate::service::Invalid;
 use crate::snapshot::StateError;
 
 /// A [`Service`] as a [`Processor`]: decodes each message into the service's command, applies

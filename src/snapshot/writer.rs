@@ -62,6 +62,7 @@ impl SnapshotStats {
     /// How the requested snapshot at `sequence` ended: `Some(true)` written (durable),
     /// `Some(false)` failed, `None` not yet known. A later requested snapshot's outcome
     /// replaces it; then `Some(true)` if a snapshot at or after `sequence` was written.
+    #[cfg(feature = "net")]
     pub(crate) fn requested_outcome(&self, sequence: u64) -> Option<bool> {
         let outcome = self.requested_outcome.load(Ordering::Acquire);
         match (outcome >> 1).cmp(&sequence) {

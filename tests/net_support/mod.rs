@@ -4,7 +4,8 @@
 
 use keel::codec::CodecError;
 use keel::net::frame::{self, ErrorCode, Frame};
-use keel::net::{decodes_as, Client, Invalid, NetConfig, NetStats, ReplyStatus, Server};
+use keel::net::{decodes_as, Client, NetConfig, NetStats, ReplyStatus, Server};
+use keel::service::Invalid;
 use keel::snapshot::{load_serde, save_serde, StateError};
 use keel::{Config, Engine, FlushPolicy, Message, Outcome, Output, Processor, WaitStrategy};
 use std::io::{Read, Write};

@@ -216,10 +216,10 @@ fn kind_name(kind: u16) -> &'static str {
 impl<const V: u8> App for Bank<V> {
     const NAME: &'static str = "bank";
 
-    fn validate(kind: u16, _version: u16, _payload: &[u8]) -> Result<(), keel::net::Invalid> {
+    fn validate(kind: u16, _version: u16, _payload: &[u8]) -> Result<(), keel::service::Invalid> {
         match kind {
             DEPOSIT | WITHDRAW | BALANCE | STATS => Ok(()),
-            _ => Err(keel::net::Invalid::UnknownKind),
+            _ => Err(keel::service::Invalid::UnknownKind),
         }
     }
 

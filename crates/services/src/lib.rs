@@ -6,7 +6,7 @@ pub mod bookstore;
 pub mod exchange;
 
 use keel::engine::{Message, Processor, Response};
-use keel::net::Invalid;
+use keel::service::Invalid;
 
 /// One message ready to submit: kind, version, encoded payload.
 #[derive(Debug, Clone, PartialEq, Eq)]

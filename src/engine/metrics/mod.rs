@@ -16,11 +16,12 @@ pub use histogram::Log2Histogram;
 pub(crate) use timed_io::TimedIo;
 
 use super::message::Status;
-use crate::net::NetStats;
 use crate::ring::{Gauge, Sequence};
 use crate::snapshot::SnapshotStats;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+#[cfg(feature = "net")]
+use std::sync::OnceLock;
 use std::time::Instant;
 
 /// One message in this many (by sequence) has its apply time measured (two clock reads).
@@ -106,6 +107,7 @@ struct Inner {
     recorders: Arc<Recorders>,
     positions: Positions,
     snapshots: Arc<SnapshotStats>,
+    #[cfg(feature = "net")]
     net: OnceLock<Arc<crate::net::Counters>>,
     started: Instant,
 }
@@ -177,7 +179,8 @@ pub struct MetricsSnapshot {
     /// Size of the last snapshot's state, bytes.
     pub snapshot_state_bytes: u64,
     /// The network server's counters, once a server serves the engine.
-    pub net: Option<NetStats>,
+    #[cfg(feature = "net")]
+    pub net: Option<crate::net::NetStats>,
 }
 
 impl MetricsSnapshot {
@@ -197,17 +200,20 @@ impl Metrics {
             recorders,
             positions,
             snapshots,
+            #[cfg(feature = "net")]
             net: OnceLock::new(),
             started: Instant::now(),
         }))
     }
 
     /// The network server's counters, shown from now on (the first server only).
+    #[cfg(feature = "net")]
     pub(crate) fn attach_net(&self, counters: Arc<crate::net::Counters>) {
         let _ = self.0.net.set(counters);
     }
 
     /// The snapshot counters (the network thread answers snapshot requests from them).
+    #[cfg(feature = "net")]
     pub(crate) fn snapshot_stats(&self) -> &Arc<SnapshotStats> {
         &self.0.snapshots
     }
@@ -250,6 +256,7 @@ impl Metrics {
             snapshot_capture_max_ns: load(&s.max_pause_ns),
             snapshot_write_ns: load(&s.last_write_ns),
             snapshot_state_bytes: load(&s.last_state_bytes),
+            #[cfg(feature = "net")]
             net: inner.net.get().map(|c| c.snapshot()),
         }
     }

@@ -110,7 +110,7 @@ fn response_body(kind: u16, payload: &[u8]) -> Value {
 impl App for Typed<Bookstore> {
     const NAME: &'static str = "bookstore";
 
-    fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), keel::net::Invalid> {
+    fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), keel::service::Invalid> {
         Request::validate(kind, version, payload)
     }
 

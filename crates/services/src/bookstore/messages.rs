@@ -336,7 +336,7 @@ keel::commands! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel::net::Invalid;
+    use keel::service::Invalid;
     use keel::Command as _;
 
     fn decode(kind: u16, version: u16, payload: &[u8]) -> Result<Request, Invalid> {

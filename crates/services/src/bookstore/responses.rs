@@ -7,7 +7,7 @@
 //! its response kind (`Bookstore::write_reply`, `write_rejection`).
 
 use super::state::Order;
-use keel::net::Invalid;
+use keel::service::Invalid;
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 use std::borrow::Cow;

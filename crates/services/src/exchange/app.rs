@@ -167,7 +167,7 @@ fn describe_payload(response: &Response<'_>) -> Value {
 impl App for Typed<Exchange> {
     const NAME: &'static str = "exchange";
 
-    fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), keel::net::Invalid> {
+    fn validate(kind: u16, version: u16, payload: &[u8]) -> Result<(), keel::service::Invalid> {
         <Request as keel::Command>::validate(kind, version, payload)
     }
 

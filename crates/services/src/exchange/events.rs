@@ -2,7 +2,7 @@
 
 use super::messages::{OrderType, Side};
 use keel::engine::Output;
-use keel::net::Invalid;
+use keel::service::Invalid;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Response kind of every order and admin message: a [`Report`].
