@@ -125,7 +125,8 @@ impl std::fmt::Debug for Metrics {
 }
 
 /// The engine's figures at one moment ([`Metrics::read`]). Sequences are journal positions;
-/// durations are in nanoseconds.
+/// durations are in nanoseconds. An engine over its own [`JournalSink`](super::JournalSink)
+/// (`Engine::start_with_sink`) leaves the journal's sync and preparation times empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MetricsSnapshot {
