@@ -27,15 +27,16 @@ pub fn run_stats(args: &StatsArgs) -> Result<(), String> {
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
         .map_err(|e| format!("{}: not a Prometheus exposition: {e}", args.connect))?;
     let figures = figures(&Figures(&scrape));
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&figures).unwrap_or_default()
-        );
+    let text = if args.json {
+        serde_json::to_string_pretty(&figures).unwrap_or_default() + "\n"
     } else {
-        print!("{}", table(&figures));
+        table(&figures)
+    };
+    // A closed pipe (`keel stats | head`) ends the output, not the process with a panic.
+    match std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// `GET http://ADDR/metrics`.
