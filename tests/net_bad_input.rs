@@ -143,7 +143,7 @@ fn invalid_requests_are_refused_and_the_session_stays_open() {
         (99, 1, &[0; 8], ErrorCode::UNKNOWN_KIND),
         (0, 1, &[0; 8], ErrorCode::UNKNOWN_KIND),
         (
-            keel::engine::CONTROL_SNAPSHOT,
+            keel::engine::CONTROL_SNAPSHOT + 1,
             1,
             &[],
             ErrorCode::UNKNOWN_KIND,

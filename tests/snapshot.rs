@@ -255,7 +255,7 @@ fn on_demand_snapshot_is_named_by_its_sequence_and_its_pause_is_measured() {
     }
     let seq = engine.request_snapshot().unwrap();
     assert_eq!(seq, 11);
-    let stats = engine.snapshot_stats().unwrap();
+    let metrics = engine.metrics();
     engine.shutdown().unwrap();
     let store = SnapshotStore::open(&dir.path().join("snapshots"), 3).unwrap();
     let files = store.list().unwrap();
@@ -263,7 +263,7 @@ fn on_demand_snapshot_is_named_by_its_sequence_and_its_pause_is_measured() {
         files.iter().map(|f| f.sequence).collect::<Vec<_>>(),
         vec![11]
     );
-    use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(stats.written.load(Relaxed), 1);
-    assert!(stats.max_pause_ns.load(Relaxed) > 0);
+    let stats = metrics.read();
+    assert_eq!(stats.snapshots_written, 1);
+    assert!(stats.snapshot_capture_max_ns > 0);
 }

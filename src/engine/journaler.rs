@@ -2,6 +2,7 @@
 //! per batch (group commit), then advances its sequence, which gates the business logic.
 
 use super::message::Envelope;
+use super::metrics::JournalCounters;
 use super::wake::WakeSlot;
 use crate::journal::{
     DurableWaker, FlushPolicy, JournalError, JournalSyncHandle, JournalWriter, Record,
@@ -103,12 +104,14 @@ pub(crate) enum Ended {
 /// Runs the journaler until the ring closes (then syncs) or halts. On a journal error the
 /// ring is halted and the error returned: nothing after the last good batch is ever applied.
 /// `releases` is set when this stage's sequence gates the responses (apply-ahead without a
-/// group-commit syncer): it is woken after each batch, once the sequence has advanced.
+/// group-commit syncer): it is woken after each batch, once the sequence has advanced. The
+/// size of each batch goes to `counters`.
 pub(crate) fn run<J: JournalSink>(
     mut journal: J,
     mut input: Consumer<Envelope>,
     interval: Option<Duration>,
     releases: Option<Arc<WakeSlot>>,
+    counters: &JournalCounters,
 ) -> Result<Ended, JournalError> {
     loop {
         let deadline = interval.map(|i| Instant::now() + i);
@@ -123,7 +126,8 @@ pub(crate) fn run<J: JournalSink>(
         match poll {
             // `process_batch` stored our sequence (Release) before returning: the responses
             // up to it are releasable now.
-            Ok(Poll::Batch(_)) => {
+            Ok(Poll::Batch(records)) => {
+                counters.batch_records.record_owned(records);
                 if let Some(responses) = &releases {
                     responses.wake();
                 }

@@ -10,10 +10,11 @@ use super::message::{
     Envelope, Message, ResponseHeader, ResponseSlot, Status, CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
     NO_REPLY_SLOT,
 };
+use super::metrics::{LogicCounters, APPLY_SAMPLE_EVERY};
 use super::processor::{Outcome, Output, Processor};
 use super::reply_board::ReplyBoard;
 use super::wake::WakeSlot;
-use crate::ring::{Consumer, Halted, Poll, Producer};
+use crate::ring::{Consumer, Gauge, Halted, Poll, Producer};
 use crate::snapshot::{SnapshotJob, SnapshotSender};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -77,7 +78,11 @@ pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("processor panicked")
 }
 
-fn fill_response<P: Processor>(processor: &mut P, envelope: &Envelope, slot: &mut ResponseSlot) {
+fn fill_response<P: Processor>(
+    processor: &mut P,
+    envelope: &Envelope,
+    slot: &mut ResponseSlot,
+) -> Applied {
     let message = envelope.message();
     let applied = apply_message(processor, &message, &mut slot.payload);
     slot.len = applied.len as u32;
@@ -89,6 +94,7 @@ fn fill_response<P: Processor>(processor: &mut P, envelope: &Envelope, slot: &mu
         reason: applied.reason,
         kind: applied.kind,
     };
+    applied
 }
 
 /// Where responses go.
@@ -105,6 +111,14 @@ pub(crate) enum Responses {
 }
 
 impl Responses {
+    /// The output ring's fill gauge (none without an output ring).
+    pub(crate) fn output_gauge(&self) -> Option<Gauge> {
+        match self {
+            Responses::Ring(output, _) => Some(output.gauge()),
+            _ => None,
+        }
+    }
+
     /// The response receiver was dropped unread: nobody will ever free room in the output
     /// ring, so from now on responses are discarded (and the ring is closed). Allocates the
     /// scratch buffer once, here, not per message.
@@ -131,12 +145,17 @@ pub(crate) struct Snapshots {
 }
 
 impl Snapshots {
-    /// Serializes the state (the only snapshot work on this thread) and hands it over.
-    fn capture<P: Processor>(&mut self, processor: &P, sequence: u64, wait: bool) {
+    /// Serializes the state (the only snapshot work on this thread) and hands it over;
+    /// `wait`: for room (a requested snapshot, or the last one at shutdown), and the
+    /// outcome of a `requested` one is recorded for whoever asked.
+    fn capture<P: Processor>(&mut self, processor: &P, sequence: u64, wait: bool, requested: bool) {
         let start = Instant::now();
         let mut state = Vec::with_capacity(self.size_hint_bytes);
         if let Err(error) = processor.save_state(&mut state) {
             tracing::error!(sequence, %error, "snapshot capture failed");
+            if requested {
+                self.sender.stats().record_requested(sequence, false);
+            }
             return;
         }
         self.size_hint_bytes = state.len() + state.len() / 8;
@@ -145,6 +164,7 @@ impl Snapshots {
             schema_version: processor.schema_version(),
             state_hash: processor.state_hash(),
             state,
+            requested,
         };
         self.sender
             .stats()
@@ -156,6 +176,8 @@ impl Snapshots {
         };
         if handed_over {
             self.last_sequence = sequence;
+        } else if requested {
+            self.sender.stats().record_requested(sequence, false);
         }
     }
 
@@ -163,14 +185,14 @@ impl Snapshots {
     #[inline]
     fn after<P: Processor>(&mut self, processor: &P, sequence: u64, kind: u16) {
         if kind == CONTROL_SNAPSHOT {
-            self.capture(processor, sequence, true);
+            self.capture(processor, sequence, true, true);
         } else if self.interval_messages != 0 && sequence.is_multiple_of(self.interval_messages) {
-            self.capture(processor, sequence, false);
+            self.capture(processor, sequence, false, false);
         }
     }
 }
 
-/// Applies one envelope and routes its response.
+/// Applies one envelope and routes its response; returns how it went.
 #[inline]
 fn handle<P: Processor>(
     processor: &mut P,
@@ -178,26 +200,30 @@ fn handle<P: Processor>(
     envelope: &Envelope,
     sequence: u64,
     end_of_batch: bool,
-) -> Result<(), Halted> {
+) -> Result<Applied, Halted> {
     debug_assert_eq!(envelope.header.sequence, sequence);
     if let Responses::Board(board, scratch) = responses {
-        match envelope.reply_slot {
-            NO_REPLY_SLOT => {
-                apply_message(processor, &envelope.message(), scratch);
+        return Ok(match envelope.reply_slot {
+            NO_REPLY_SLOT => apply_message(processor, &envelope.message(), scratch),
+            index => {
+                let mut applied = NOT_APPLIED;
+                board.answer(index, |slot| {
+                    applied = fill_response(processor, envelope, slot)
+                });
+                applied
             }
-            index => board.answer(index, |slot| fill_response(processor, envelope, slot)),
-        }
-        return Ok(());
+        });
     }
+    let mut applied = NOT_APPLIED;
     if let Responses::Ring(output, _) = responses {
         // Written now, published at the end of the batch (one Release store per batch).
-        match output.write(|slot, _| fill_response(processor, envelope, slot)) {
+        match output.write(|slot, _| applied = fill_response(processor, envelope, slot)) {
             Ok(written) => {
                 debug_assert_eq!(written, sequence, "one response per message");
                 if end_of_batch {
                     output.flush();
                 }
-                return Ok(());
+                return Ok(applied);
             }
             // Only a full ring checks this (one load), never the path of a message with room.
             Err(Halted) if output.is_abandoned() => responses.abandoned(sequence),
@@ -205,34 +231,50 @@ fn handle<P: Processor>(
         }
     }
     if let Responses::Discard(scratch) = responses {
-        apply_message(processor, &envelope.message(), scratch);
+        applied = apply_message(processor, &envelope.message(), scratch);
     }
-    Ok(())
+    Ok(applied)
 }
+
+/// What [`handle`] reports before the message is applied (and for one never applied: the
+/// output ring halted).
+const NOT_APPLIED: Applied = Applied {
+    status: Status::Accepted,
+    reason: 0,
+    kind: 0,
+    len: 0,
+};
 
 /// Runs the business logic until the input ring closes or halts; returns the processor.
 /// Dropping the output producer on return closes the output ring. `published` is woken after
 /// each batch: its responses are out (in apply-ahead mode they may still wait for the journal,
 /// whose stage then wakes it again; waking here too covers a journal that got there first).
+/// Outcomes and the sampled apply times go to `counters`.
 pub(crate) fn run<P: Processor>(
     mut processor: P,
     mut input: Consumer<Envelope>,
     mut responses: Responses,
     mut snapshots: Option<Snapshots>,
-    published: Arc<WakeSlot>,
+    (published, counters): (Arc<WakeSlot>, &LogicCounters),
 ) -> P {
     let owner = std::thread::current().id();
     loop {
         let poll = input.process_batch(None, |envelope, sequence, end_of_batch| {
             // The single-writer principle, checked: only this thread touches the state.
             debug_assert_eq!(std::thread::current().id(), owner);
-            handle(
+            let sampled = (sequence & (APPLY_SAMPLE_EVERY - 1) == 0).then(Instant::now);
+            let applied = handle(
                 &mut processor,
                 &mut responses,
                 envelope,
                 sequence,
                 end_of_batch,
             )?;
+            if let Some(started) = sampled {
+                let ns = started.elapsed().as_nanos() as u64;
+                counters.apply_ns.record_owned(ns);
+            }
+            counters.record(applied.status, applied.reason);
             if let Some(snapshots) = snapshots.as_mut() {
                 snapshots.after(&processor, sequence, envelope.header.kind);
             }
@@ -256,7 +298,7 @@ pub(crate) fn run<P: Processor>(
         .as_mut()
         .filter(|s| s.on_shutdown && s.last_sequence < applied)
     {
-        s.capture(&processor, applied, true);
+        s.capture(&processor, applied, true, false);
     }
     processor
 }

@@ -14,6 +14,7 @@ mod journal_gate;
 mod journaler;
 mod logic;
 mod message;
+mod metrics;
 mod processor;
 mod recovery;
 mod reply_board;
@@ -33,6 +34,7 @@ pub(crate) use message::{Envelope, ResponseSlot};
 pub use message::{
     Message, MessageHeader, Response, ResponseHeader, Status, CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
 };
+pub use metrics::{Log2Histogram, Metrics, MetricsSnapshot};
 pub use processor::{Outcome, Output, OutputFull, Processor};
 pub use recovery::{message_of, Recovered};
 pub use responses::ResponseReceiver;
@@ -40,11 +42,12 @@ pub use submit::{now_ns, Submission, SubmitError, Submitter};
 pub use wake::{WakeHook, WakeHookAlreadySet};
 
 use crate::error::Error;
-use crate::journal::{DurableWaker, JournalError, JournalWriter};
+use crate::journal::{DurableWaker, JournalError, JournalWriter, RealIo};
 use crate::ring::{Consumer, Gauge, MultiProducer, RingBuilder, Sequence, Signal};
-use crate::snapshot::{SnapshotStats, SnapshotStore, SnapshotWriter};
+use crate::snapshot::{SnapshotStore, SnapshotWriter};
 use journal_gate::{JournalGate, JournalerExit};
 use logic::{Responses, Snapshots};
+use metrics::{Positions, Recorders, TimedIo};
 use reply_board::{ReplyBoard, StageExit};
 use slots::{SlotSource, Slots};
 use std::sync::Arc;
@@ -66,6 +69,7 @@ pub struct Engine<P: Processor> {
     gauge: Gauge,
     recovered: Recovered,
     snapshot_writer: Option<SnapshotWriter>,
+    metrics: Metrics,
 }
 
 impl<P: Processor> Engine<P> {
@@ -75,10 +79,12 @@ impl<P: Processor> Engine<P> {
         config.validate()?;
         let slots = Slots::allocate_in_background(&config)?;
         let open_started = Instant::now();
+        let recorders = Arc::new(Recorders::default());
+        let io = Arc::new(TimedIo::new(Arc::new(RealIo), recorders.clone()));
         let mut journal_config = config.journal_config();
         journal_config.service_name = processor.name().to_owned();
         journal_config.service_schema_version = processor.schema_version();
-        let opening = JournalWriter::begin_open(&journal_config)?;
+        let opening = JournalWriter::begin_open_with_io(&journal_config, io)?;
         let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
             .with_max_state_bytes(config.snapshot_max_state_bytes);
         // Judge the snapshots before the journal is modified (torn tail cut, orphans removed):
@@ -103,7 +109,8 @@ impl<P: Processor> Engine<P> {
         // Under the writer's lock: this run's session ids differ from every earlier run's.
         let session_epoch = session_epoch::advance(&config.journal_dir)?;
         let slots = slots.wait()?;
-        let mut engine = Self::launch(config, processor, journal, recovered, store, slots)?;
+        let parts = (journal, recorders);
+        let mut engine = Self::launch(config, processor, parts, recovered, store, slots)?;
         if let Some(submitter) = engine.submitter.as_mut() {
             submitter.set_session_epoch(session_epoch);
         }
@@ -126,13 +133,14 @@ impl<P: Processor> Engine<P> {
             ..Recovered::default()
         };
         let slots = Slots::allocate(&config)?;
-        Self::launch(config, processor, journal, recovered, store, slots)
+        let parts = (journal, Arc::default());
+        Self::launch(config, processor, parts, recovered, store, slots)
     }
 
     fn launch<J: JournalSink>(
         config: Config,
         processor: P,
-        mut journal: J,
+        (mut journal, recorders): (J, Arc<Recorders>),
         recovered: Recovered,
         store: SnapshotStore,
         slots: Slots,
@@ -164,10 +172,21 @@ impl<P: Processor> Engine<P> {
         let gauge = input.gauge();
         let (responses, receiver, board) =
             build_responses(&config, last, signal, &journaled, &wake, output_slots);
+        let metrics = Metrics::new(
+            recorders.clone(),
+            Positions {
+                input: gauge.clone(),
+                journaled: journal_input.sequence(),
+                durable: journaled.clone(),
+                applied: applied.clone(),
+                output: responses.output_gauge(),
+            },
+            snapshot_writer.stats(),
+        );
         let journaler = spawn_journaler(
             &config,
             &cores,
-            (journal, journal_input),
+            (journal, journal_input, recorders.clone()),
             journaler_releases,
             (exit, StageExit(board.clone())),
         )?;
@@ -179,11 +198,14 @@ impl<P: Processor> Engine<P> {
             responses,
             snapshots,
             wake,
+            recorders,
             exit: StageExit(board),
         };
         let logic = spawn_logic(&config, cores, processor, parts)?;
         Ok(Engine {
-            submitter: Some(Submitter::new(input, config.max_message_bytes)),
+            submitter: Some(
+                Submitter::new(input, config.max_message_bytes).with_metrics(metrics.clone()),
+            ),
             responses: receiver,
             client,
             journaler: Some(journaler),
@@ -193,6 +215,7 @@ impl<P: Processor> Engine<P> {
             gauge,
             recovered,
             snapshot_writer: Some(snapshot_writer),
+            metrics,
         })
     }
 
@@ -273,9 +296,10 @@ impl<P: Processor> Engine<P> {
         self.submitter().request_snapshot()
     }
 
-    /// Snapshot counters: written, last sequence, capture pause, write time.
-    pub fn snapshot_stats(&self) -> Option<std::sync::Arc<SnapshotStats>> {
-        self.snapshot_writer.as_ref().map(SnapshotWriter::stats)
+    /// A read-only handle on the engine's counters (positions, batch sizes, sync and apply
+    /// times, rejections, snapshots, and the network server's once one serves the engine).
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 
     /// The last journaled sequence (durable under the flush policy).
@@ -382,7 +406,7 @@ fn snapshot_plan(config: &Config, recovered: &Recovered, writer: &SnapshotWriter
 fn spawn_journaler<J: JournalSink>(
     config: &Config,
     cores: &Cores,
-    (journal, input): (J, Consumer<Envelope>),
+    (journal, input, recorders): (J, Consumer<Envelope>, Arc<Recorders>),
     releases: Option<Arc<WakeSlot>>,
     (exit, stage_exit): (Arc<JournalerExit>, StageExit),
 ) -> Result<JoinHandle<Result<(), JournalError>>, Error> {
@@ -392,7 +416,8 @@ fn spawn_journaler<J: JournalSink>(
         let _ended = stage_exit;
         let _on_panic = exit.guard();
         cores.pin_current(core, "journaler");
-        let ended = journaler::run(journal, input, interval, releases);
+        let counters = &recorders.journal;
+        let ended = journaler::run(journal, input, interval, releases, counters);
         match ended {
             Ok(journaler::Ended::Synced) => exit.synced(),
             _ => exit.stopped(),
@@ -485,6 +510,7 @@ struct LogicParts {
     responses: Responses,
     snapshots: Option<Snapshots>,
     wake: Arc<WakeSlot>,
+    recorders: Arc<Recorders>,
     exit: StageExit,
 }
 
@@ -512,9 +538,16 @@ fn spawn_logic<P: Processor>(
             responses,
             snapshots,
             wake,
+            recorders,
             ..
         } = parts;
-        logic::run(processor, input, responses, snapshots, wake)
+        logic::run(
+            processor,
+            input,
+            responses,
+            snapshots,
+            (wake, &recorders.logic),
+        )
     })?;
     let _ = ready.recv();
     Ok(logic)

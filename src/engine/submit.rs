@@ -156,6 +156,9 @@ pub struct Submitter {
     scratch: Box<[u8]>,
     /// The engine's restart epoch (0 when it has none), for the session ids a server hands out.
     session_epoch: u64,
+    /// The engine's metrics, for a server that takes this submitter (it adds its own).
+    #[cfg_attr(not(feature = "net"), allow(dead_code))]
+    metrics: Option<super::Metrics>,
 }
 
 impl Submitter {
@@ -165,6 +168,7 @@ impl Submitter {
             max_message_bytes,
             scratch: vec![0; max_message_bytes].into(),
             session_epoch: 0,
+            metrics: None,
         }
     }
 
@@ -177,6 +181,20 @@ impl Submitter {
     /// (0 for an engine over another journal sink).
     pub(crate) fn session_epoch(&self) -> u64 {
         self.session_epoch
+    }
+
+    /// The same, carrying the engine's metrics.
+    pub(crate) fn with_metrics(self, metrics: super::Metrics) -> Self {
+        Submitter {
+            metrics: Some(metrics),
+            ..self
+        }
+    }
+
+    /// The engine's metrics (`None` for a submitter not made by an engine).
+    #[cfg(feature = "net")]
+    pub(crate) fn metrics(&self) -> Option<&super::Metrics> {
+        self.metrics.as_ref()
     }
 
     /// Publishes one message, waiting while the ring is full (back-pressure). Returns its

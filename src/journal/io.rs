@@ -41,6 +41,9 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes the file at `path`.
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Told after each spare segment was prepared (allocated, filled, mapped, pre-faulted),
+    /// with how long that took: an engine's metrics count it. Provided: does nothing.
+    fn segment_prepared(&self, _elapsed: std::time::Duration) {}
 }
 
 /// Size of each write of a zero fill. Where the page cache holds a file in large folios

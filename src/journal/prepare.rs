@@ -215,6 +215,7 @@ pub(crate) fn prepare_spare(io: &dyn SegmentIo, spec: &SpareSpec<'_>) -> io::Res
         }
     }
     let map = MappedSegment::map(file, spec.prep == SegmentPrep::HugePages)?;
+    io.segment_prepared(started.elapsed());
     tracing::debug!(
         elapsed = ?started.elapsed(), len_bytes = spec.len_bytes, prep = %spec.prep,
         "journal spare segment prepared"

@@ -10,15 +10,18 @@
 //! senders. The output ring is drained every turn regardless, so the business logic never waits
 //! on the network, and a client that does not read is cut off at its output limit.
 
+use super::admin::{self, Refusal, SnapshotRequest};
 use super::config::Limits;
 use super::frame::{self, ErrorCode, Frame, Hello, Request};
 use super::session::{Conn, Phase, Session, Sessions};
 use super::stats::{Count, Counters};
 use crate::engine::{
     Response, ResponseReceiver, Submission, SubmitError, Submitter, CONTROL_KIND_MIN,
+    CONTROL_SNAPSHOT,
 };
 use crate::ring::Poll as RingPoll;
 use crate::service::Invalid;
+use crate::snapshot::SnapshotStats;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io::{self, Read, Write};
@@ -114,6 +117,8 @@ struct Ingress<'a> {
     validate: &'a Validator,
     limits: &'a Limits,
     counters: &'a Counters,
+    /// The snapshot asked for over the network and not answered yet.
+    snapshot: &'a mut Option<SnapshotRequest>,
 }
 
 pub(crate) struct NetThread {
@@ -127,6 +132,9 @@ pub(crate) struct NetThread {
     validate: Validator,
     limits: Limits,
     counters: Arc<Counters>,
+    /// The engine's snapshot counters (snapshot requests are answered from them).
+    snapshots: Option<Arc<SnapshotStats>>,
+    snapshot: Option<SnapshotRequest>,
     stage: Stage,
     /// The input ring was full at the last attempt.
     blocked: bool,
@@ -153,6 +161,7 @@ impl NetThread {
     /// Allocates every session buffer (on the calling thread, before serving).
     pub(crate) fn new(parts: Parts) -> Self {
         let now = Instant::now();
+        let snapshots = (parts.submitter.metrics()).map(|m| m.snapshot_stats().clone());
         let next_tick = now + parts.limits.timer_tick;
         let sessions = Sessions::new(&parts.limits, now, parts.submitter.session_epoch());
         NetThread {
@@ -166,6 +175,8 @@ impl NetThread {
             validate: parts.validate,
             limits: parts.limits,
             counters: parts.counters,
+            snapshots,
+            snapshot: None,
             stage: Stage::Running,
             blocked: false,
             unblocked_at: now,
@@ -193,6 +204,7 @@ impl NetThread {
         loop {
             let now = Instant::now();
             self.drain_responses(now);
+            self.answer_snapshot();
             self.flush_dirty();
             self.advance_stage(now);
             if let Stage::Final { deadline } = self.stage {
@@ -219,16 +231,31 @@ impl NetThread {
             return false;
         }
         let (sessions, limits, counters) = (&mut self.sessions, &self.limits, &*self.counters);
-        match self
-            .responses
-            .try_poll(|r| route(sessions, limits, counters, &r, now))
-        {
+        // The engine's answer to a snapshot request is not sent: `answer_snapshot` answers
+        // once the snapshot is durable.
+        let held = self.snapshot.map(|s| s.sequence);
+        match self.responses.try_poll(|r| {
+            if Some(r.header.sequence) != held {
+                route(sessions, limits, counters, &r, now);
+            }
+        }) {
             RingPoll::Batch(n) => n > 0,
             RingPoll::Timeout => false,
             RingPoll::Closed | RingPoll::Halted => {
                 self.output_closed = true;
                 false
             }
+        }
+    }
+
+    /// Answers the snapshot request in flight once the snapshot is durable or failed.
+    fn answer_snapshot(&mut self) {
+        let (Some(request), Some(stats)) = (self.snapshot, &self.snapshots) else {
+            return;
+        };
+        let (sessions, limits, counters) = (&mut self.sessions, &self.limits, &*self.counters);
+        if admin::answer_snapshot(request, stats, sessions, limits, counters) {
+            self.snapshot = None;
         }
     }
 
@@ -400,6 +427,7 @@ impl NetThread {
                 validate: &self.validate,
                 limits: &self.limits,
                 counters: &self.counters,
+                snapshot: &mut self.snapshot,
             };
             match handle_frame(&mut ingress, conn, frame) {
                 Step::Done => {
@@ -566,6 +594,7 @@ impl NetThread {
         match self.stage {
             Stage::Running if self.blocked => BLOCKED_SLEEP,
             _ if !self.sessions.ready.is_empty() => Duration::ZERO,
+            _ if self.snapshot.is_some() => until_tick.min(admin::SNAPSHOT_POLL),
             Stage::Draining => DRAIN_SLEEP,
             Stage::Final { deadline } => until_tick.min(deadline.saturating_duration_since(now)),
             Stage::Running => until_tick,
@@ -708,6 +737,9 @@ fn submit(ingress: &mut Ingress<'_>, conn: &mut Conn, request: &Request<'_>) -> 
         version,
         payload,
     } = *request;
+    if kind == CONTROL_SNAPSHOT {
+        return snapshot_step(ingress, conn, request);
+    }
     let checked = if kind >= CONTROL_KIND_MIN {
         Err((
             ErrorCode::UNKNOWN_KIND,
@@ -747,6 +779,21 @@ fn submit(ingress: &mut Ingress<'_>, conn: &mut Conn, request: &Request<'_>) -> 
             )
         }
         Err(_) => Step::EngineStopped,
+    }
+}
+
+/// Submits a snapshot request (an admin request), or refuses it.
+fn snapshot_step(ingress: &mut Ingress<'_>, conn: &mut Conn, request: &Request<'_>) -> Step {
+    match admin::request_snapshot(ingress.submitter, ingress.snapshot, conn, request) {
+        Ok(()) => {
+            ingress.counters.bump(Count::Requests);
+            Step::Done
+        }
+        Err(Refusal::Error(code, text)) => {
+            refuse(ingress, conn, code, request.correlation_id, text)
+        }
+        Err(Refusal::Full) => Step::Blocked,
+        Err(Refusal::Stopped) => Step::EngineStopped,
     }
 }
 

@@ -136,6 +136,10 @@ impl ErrorCode {
     pub const UNDECODABLE: ErrorCode = ErrorCode(34);
     /// The payload exceeds the engine's message limit.
     pub const PAYLOAD_TOO_LARGE: ErrorCode = ErrorCode(35);
+    /// A snapshot request while another one is still being written.
+    pub const SNAPSHOT_BUSY: ErrorCode = ErrorCode(36);
+    /// The requested snapshot could not be written (the server's log says why).
+    pub const SNAPSHOT_FAILED: ErrorCode = ErrorCode(37);
 
     /// Whether the server closes the connection after sending it.
     pub fn is_fatal(self) -> bool {
@@ -158,16 +162,18 @@ impl ErrorCode {
             "SLOW_CONSUMER",
             "SERVER_STOPPING",
         ];
-        const REQUEST_NAMES: [&str; 4] = [
+        const REQUEST_NAMES: [&str; 6] = [
             "UNKNOWN_KIND",
             "UNSUPPORTED_VERSION",
             "UNDECODABLE",
             "PAYLOAD_TOO_LARGE",
+            "SNAPSHOT_BUSY",
+            "SNAPSHOT_FAILED",
         ];
         let n = usize::from(self.0);
         match n {
             1..=11 => NAMES[n],
-            32..=35 => REQUEST_NAMES[n - 32],
+            32..=37 => REQUEST_NAMES[n - 32],
             _ => NAMES[0],
         }
     }

@@ -14,6 +14,7 @@
 //! stop, stop the server first ([`Server::shutdown`] or a [`StopHandle`] plus [`Server::wait`]),
 //! then the engine.
 
+mod admin;
 mod client;
 mod config;
 mod event_loop;
@@ -28,4 +29,5 @@ pub use client::{
 pub use config::{accept_all, decodes_as, NetConfig};
 pub use frame::{ErrorCode, Welcome};
 pub use server::{Server, StopHandle};
+pub(crate) use stats::Counters;
 pub use stats::NetStats;

@@ -244,6 +244,9 @@ impl Listening {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let max_connections = limits.max_connections;
         let counters = Arc::new(Counters::default());
+        if let Some(metrics) = submitter.metrics() {
+            metrics.attach_net(counters.clone());
+        }
         let thread = NetThread::new(Parts {
             poll,
             listener,

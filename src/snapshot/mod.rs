@@ -20,7 +20,7 @@ pub use store::{
     DEFAULT_SNAPSHOT_MAX_STATE_BYTES, QUARANTINE_DIR,
 };
 pub(crate) use writer::JournalBinding;
-pub use writer::SnapshotStats;
+pub(crate) use writer::SnapshotStats;
 pub(crate) use writer::{SnapshotJob, SnapshotSender, SnapshotWriter};
 
 use crate::codec::{self, CodecError};

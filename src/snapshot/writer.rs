@@ -25,6 +25,8 @@ pub struct SnapshotJob {
     pub state_hash: u64,
     /// The encoded state.
     pub state: Vec<u8>,
+    /// Asked for (a snapshot control message): its outcome is recorded for the asker.
+    pub requested: bool,
 }
 
 /// Counters about snapshots, readable from any thread.
@@ -46,9 +48,32 @@ pub struct SnapshotStats {
     pub skipped: AtomicU64,
     /// Writes that failed (logged).
     pub failed: AtomicU64,
+    /// The outcome of the newest requested snapshot: `sequence << 1 | written` (0: none yet).
+    requested_outcome: AtomicU64,
 }
 
 impl SnapshotStats {
+    /// Records how a requested snapshot ended (the newest sequence wins).
+    pub(crate) fn record_requested(&self, sequence: u64, written: bool) {
+        let outcome = (sequence << 1) | u64::from(written);
+        self.requested_outcome.fetch_max(outcome, Ordering::Release);
+    }
+
+    /// How the requested snapshot at `sequence` ended: `Some(true)` written (durable),
+    /// `Some(false)` failed, `None` not yet known. A later requested snapshot's outcome
+    /// replaces it; then `Some(true)` if a snapshot at or after `sequence` was written.
+    #[cfg(feature = "net")]
+    pub(crate) fn requested_outcome(&self, sequence: u64) -> Option<bool> {
+        let outcome = self.requested_outcome.load(Ordering::Acquire);
+        match (outcome >> 1).cmp(&sequence) {
+            std::cmp::Ordering::Less => None,
+            std::cmp::Ordering::Equal => Some(outcome & 1 == 1),
+            std::cmp::Ordering::Greater => {
+                Some(self.last_sequence.load(Ordering::Relaxed) >= sequence)
+            }
+        }
+    }
+
     /// Records a capture pause.
     pub fn record_pause(&self, pause_ns: u64) {
         self.last_pause_ns.store(pause_ns, Ordering::Relaxed);
@@ -141,6 +166,7 @@ fn write_loop(
             )?;
             store.prune().map(|_| path)
         });
+        let result_ok = result.is_ok();
         match result {
             Ok(path) => {
                 let ns = start.elapsed().as_nanos() as u64;
@@ -153,6 +179,9 @@ fn write_loop(
                 tracing::info!(path = %path.display(), bytes = job.state.len(), write_ms = ns / 1_000_000, "snapshot written");
             }
             Err(e) => log_failure(stats, job.sequence, &e),
+        }
+        if job.requested {
+            stats.record_requested(job.sequence, result_ok);
         }
     }
 }

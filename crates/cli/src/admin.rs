@@ -1,8 +1,10 @@
-//! `keel admin`: operator actions on a stopped server's data directory.
+//! `keel admin`: operator actions: on a stopped server's data directory (`accept-loss`), and
+//! on a running server (`snapshot`).
 
 use clap::{Args, Subcommand};
-use keel::engine::{accept_loss, Config};
+use keel::engine::{accept_loss, Config, CONTROL_SNAPSHOT};
 use keel::error::Error;
+use keel::net::{Client, ReplyStatus};
 use std::path::PathBuf;
 
 /// `keel admin …`
@@ -20,6 +22,32 @@ pub enum AdminCommand {
     ///
     /// Example: keel admin accept-loss --data-dir /var/lib/keel
     AcceptLoss(AcceptLossArgs),
+    /// Ask a running server to take a snapshot now, and wait until it is durable.
+    ///
+    /// The request is journaled like any message, so the snapshot holds everything sent
+    /// before it. Prints the snapshot's sequence (its file is SNAPSHOT_DIR/<sequence>.snap).
+    /// When the server has a token, give it (--token-file, KEEL_TOKEN or --token).
+    ///
+    /// Example: keel admin snapshot --connect 127.0.0.1:7700 --token-file /etc/keel/token
+    Snapshot(SnapshotArgs),
+}
+
+/// Flags of `keel admin snapshot`.
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotArgs {
+    /// The server's address (its --listen).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub connect: String,
+    /// Read the shared secret from the first line of this file (`--token` wins over it, and
+    /// it over the KEEL_TOKEN environment variable).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// The shared secret itself (visible to `ps`: prefer --token-file or KEEL_TOKEN).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Print one JSON object instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `keel admin accept-loss`.
@@ -31,9 +59,43 @@ pub struct AcceptLossArgs {
 }
 
 /// Runs a `keel admin` command.
-pub fn run_admin(command: &AdminCommand) -> Result<(), Error> {
+pub fn run_admin(command: &AdminCommand) -> Result<(), String> {
     match command {
-        AdminCommand::AcceptLoss(args) => run_accept_loss(args),
+        AdminCommand::AcceptLoss(args) => run_accept_loss(args).map_err(|e| e.to_string()),
+        AdminCommand::Snapshot(args) => run_snapshot(args),
+    }
+}
+
+/// Sends a snapshot request and waits for the answer (once the snapshot is durable).
+fn run_snapshot(args: &SnapshotArgs) -> Result<(), String> {
+    let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())
+        .map_err(|e| e.to_string())?;
+    let mut client = Client::connect(&args.connect, token.as_ref().map(String::as_bytes))
+        .map_err(|e| format!("connecting to {}: {e}", args.connect))?;
+    let reply = client
+        .request(CONTROL_SNAPSHOT, 1, &[])
+        .map_err(|e| format!("snapshot request to {}: {e}", args.connect))?;
+    match reply.status {
+        ReplyStatus::Accepted => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "snapshot_sequence": reply.sequence })
+                );
+            } else {
+                println!("snapshot at sequence {} is durable", reply.sequence);
+            }
+            Ok(())
+        }
+        ReplyStatus::Refused(code) => Err(format!(
+            "the server refused the snapshot: {}: {}",
+            code.name(),
+            String::from_utf8_lossy(&reply.payload)
+        )),
+        _ => Err(format!(
+            "unexpected answer to a snapshot request (sequence {})",
+            reply.sequence
+        )),
     }
 }
 

@@ -22,6 +22,10 @@ pub struct ClientArgs {
     /// Shared secret, if the server requires one.
     #[arg(long)]
     pub token: Option<String>,
+    /// Read the shared secret from the first line of this file (`--token` wins over it, and
+    /// it over the KEEL_TOKEN environment variable).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
     /// Print the response as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -47,7 +51,9 @@ fn client<A: App>(args: &ClientArgs) -> Result<i32, String> {
         return Ok(if args.help_commands { 0 } else { 2 });
     }
     let command = A::parse_command(&args.words)?;
-    let token = args.token.as_ref().map(String::as_bytes);
+    let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())
+        .map_err(|e| e.to_string())?;
+    let token = token.as_ref().map(String::as_bytes);
     let mut client = Client::connect(&args.connect, token).map_err(|e| e.to_string())?;
     let reply = client
         .request(command.kind, command.version, &command.payload)

@@ -7,8 +7,14 @@
 
 mod admin;
 mod client;
+mod config_file;
 mod engine_args;
+mod exposition;
+mod metrics_http;
 mod serve;
+mod stats;
+mod status_log;
+mod token;
 
 use admin::{run_admin, AdminCommand};
 use clap::{Args, Parser, Subcommand};
@@ -16,6 +22,7 @@ use client::{run_client, ClientArgs};
 use keel::ring::WaitStrategy;
 use keel_bench::{pingpong, ring, BenchError, PinRequest};
 use serve::{run_serve, ServeArgs};
+use stats::{run_stats, StatsArgs};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -31,6 +38,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve an app over TCP (the default: the bookstore on 127.0.0.1:7700).
+    #[command(args_override_self = true)]
     Serve(ServeArgs),
     /// Send one command to a running server and print the response.
     Client(ClientArgs),
@@ -39,9 +47,11 @@ enum Command {
     /// Benchmarks of keel's ring against its peers, side by side in one run.
     /// With no subcommand: the canonical bookstore pipeline workload.
     Bench(BenchRoot),
-    /// Operator actions on a stopped server's data (accept-loss).
+    /// Operator actions: on a stopped server's data (accept-loss), on a running one (snapshot).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Print a running server's figures (from its `keel serve --metrics-listen` address).
+    Stats(StatsArgs),
 }
 
 /// `keel bench [SUBCOMMAND]`
@@ -156,15 +166,25 @@ fn power_of_two(s: &str) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
+    let args = match config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("keel: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
+    // A server logs its progress (info); the other commands only warnings. RUST_LOG overrides.
+    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if serving { "info" } else { "warn" })
+            }),
         )
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         None => run_serve(&ServeArgs::parse_defaults()).map_err(|e| e.to_string()),
         Some(Command::Serve(args)) => run_serve(&args).map_err(|e| e.to_string()),
@@ -178,7 +198,8 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Replay(args)) => return keel_replay::main(&args),
-        Some(Command::Admin(command)) => run_admin(&command).map_err(|e| e.to_string()),
+        Some(Command::Admin(command)) => run_admin(&command),
+        Some(Command::Stats(args)) => run_stats(&args),
         Some(Command::Bench(BenchRoot { command: None })) => {
             keel_bench::commands::run_default().map_err(|e| e.to_string())
         }

@@ -4,6 +4,8 @@
 //! SIGHUP to its SIGINT handler.
 
 use super::engine_args::{AppName, EngineArgs};
+use crate::metrics_http::MetricsEndpoint;
+use crate::status_log::StatusLog;
 use clap::Args;
 use keel::engine::Engine;
 use keel::error::Error;
@@ -13,6 +15,7 @@ use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
 use keel_services::App;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Flags of `keel serve`.
@@ -36,6 +39,20 @@ pub struct ServeArgs {
     /// Per-session limit of unsent response bytes before a slow client is disconnected.
     #[arg(long, default_value_t = 256 << 10)]
     pub output_limit_bytes: usize,
+    /// Read the shared secret from the first line of this file (`--token` wins over it, and
+    /// it over the KEEL_TOKEN environment variable).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (off unless given).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log one info line of rates, lags and fsync p99 this often (e.g. 10s, 500ms; 0: never).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::status_log::parse_interval)]
+    pub stats_interval: Duration,
+    /// Read flags from this TOML file first: each key is a flag's name without the dashes
+    /// (max-connections = 512); flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Engine limits and choices.
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -77,16 +94,30 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Error> {
 
 fn serve<A: App>(args: &ServeArgs) -> Result<(), Error> {
     let config = args.engine.config();
+    let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
     std::fs::create_dir_all(&config.journal_dir)?;
     // Recovery first: the port is bound only once the engine is live.
     let mut engine = Engine::start(config.clone(), A::default())?;
-    let server = Server::start(args.net_config(), &mut engine, A::validate)?;
+    let mut net = args.net_config();
+    net.token = token.map(String::into_bytes);
+    let server = Server::start(net, &mut engine, A::validate)?;
+    let endpoint = args
+        .metrics_listen
+        .map(|addr| MetricsEndpoint::start(addr, engine.metrics()))
+        .transpose()
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    let status = StatusLog::start(engine.metrics(), Some(args.stats_interval))?;
     let stop = server.stop_handle();
     if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
         tracing::warn!(error = %e, "could not install the SIGINT/SIGTERM/SIGHUP handler");
     }
     print_banner::<A>(args, &server, &engine, &config);
+    if let Some(endpoint) = &endpoint {
+        eprintln!("  metrics: http://{}/metrics", endpoint.local_addr());
+    }
     let stats = server.wait()?;
+    drop((status, endpoint));
     eprintln!("stopping: {stats:?}");
     let state = engine.shutdown()?;
     eprintln!("stopped cleanly; state hash {:#018x}", state.state_hash());

@@ -322,9 +322,9 @@ fn snapshots_under_every_flush_policy_are_bound_and_restored() {
                 };
                 engine.submitter().submit(to, &command.payload).unwrap();
             }
-            let stats = engine.snapshot_stats().unwrap();
+            let metrics = engine.metrics();
             let hash = engine.shutdown().unwrap().state_hash();
-            let written = stats.written.load(std::sync::atomic::Ordering::Relaxed);
+            let written = metrics.read().snapshots_written;
             assert!(written >= 2, "{flush:?} {mode:?}: {written} snapshots");
             let engine = Engine::start(cfg, Typed::new(Bookstore::default())).unwrap();
             assert!(engine.recovered().snapshot_sequence > 0);

@@ -816,9 +816,9 @@ fn a_power_cut_under_none_never_leaves_a_snapshot_beyond_the_durable_journal() {
         };
         let mut run = start_with(config, Fault::None, 0);
         assert_eq!(drive(&mut run, 21, 1_000, 300), 1_000);
-        let stats = run.engine.snapshot_stats().unwrap();
+        let metrics = run.engine.metrics();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while stats.written.load(SeqCst) < 3 {
+        while metrics.read().snapshots_written < 3 {
             assert!(Instant::now() < deadline, "snapshots were not written");
             thread::sleep(Duration::from_millis(1));
         }
