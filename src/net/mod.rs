@@ -17,6 +17,7 @@
 mod client;
 mod config;
 mod event_loop;
+mod foreign;
 pub mod frame;
 mod server;
 mod session;

@@ -47,8 +47,8 @@ pub struct BenchEngineArgs {
     /// Keep the journal and snapshots in DIR (default: a temporary directory, removed after).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Journal flush policy: none | batch | interval:MS.
-    #[arg(long, default_value = "batch")]
+    /// Journal flush policy: none | batch | interval:DURATION (e.g. interval:5ms).
+    #[arg(long, default_value = "batch", value_parser = keel_services::units::flush_policy)]
     pub flush: FlushPolicy,
     /// How the engine and harness threads wait: spin | yield | park | phased (park: on a
     /// shared 2-core machine, yielding threads delay each other by milliseconds).
@@ -58,10 +58,11 @@ pub struct BenchEngineArgs {
     #[arg(long, default_value = "durable")]
     pub mode: ApplyMode,
     /// Input and output ring slots (power of two).
-    #[arg(long, default_value_t = 1 << 16)]
+    #[arg(long, value_name = "SLOTS", default_value_t = 1 << 16)]
     pub ring_capacity: usize,
-    /// Journal segment file size, bytes.
-    #[arg(long, default_value_t = 256 << 20)]
+    /// Journal segment file size (e.g. 64MiB, 1G).
+    #[arg(long = "segment-size", alias = "segment-size-bytes", value_name = "SIZE",
+          value_parser = keel_services::units::bytes, default_value = "256MiB")]
     pub segment_size_bytes: u64,
     /// How new journal segments are prepared: auto | zeroed | huge-pages | allocated.
     #[arg(long, default_value_t = SegmentPrep::default())]

@@ -17,8 +17,10 @@ pub enum AdminCommand {
     /// DATA_DIR/snapshots/quarantine/ (never deleted; no restart reads it) and lets the
     /// journal continue where it ends. Run `keel replay verify --data-dir DIR` first to see
     /// what is lost. The server must be stopped.
-    ///
-    /// Example: keel admin accept-loss --data-dir /var/lib/keel
+    #[command(
+        after_help = "Examples:\n  keel replay verify --data-dir /var/lib/keel\n  \
+                            keel admin accept-loss --data-dir /var/lib/keel"
+    )]
     AcceptLoss(AcceptLossArgs),
 }
 

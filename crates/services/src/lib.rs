@@ -4,6 +4,7 @@
 
 pub mod bookstore;
 pub mod exchange;
+pub mod units;
 
 use keel::engine::{Message, Processor, Response};
 use keel::net::Invalid;
