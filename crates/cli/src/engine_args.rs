@@ -11,11 +11,11 @@ use std::path::PathBuf;
 /// The sizes an engine starts from (`--preset`); any size flag given overrides its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Preset {
-    /// `Config::default()`: rings of 4096 slots, 16 MiB segments (under 128 MiB resident and
-    /// on disk when empty).
+    /// Small (the engine's default config): rings of 4096 slots, 16MiB segments (under 128 MiB
+    /// resident and on disk when empty).
     #[default]
     Default,
-    /// `Config::production(dir)`: rings of 65536 slots, 256 MiB segments (about 850 MiB
+    /// The engine's production config: rings of 65536 slots, 256MiB segments (about 850 MiB
     /// resident and 512 MiB on disk when empty).
     Production,
 }

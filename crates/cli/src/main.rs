@@ -12,6 +12,8 @@ mod client_session;
 mod completions;
 mod engine_args;
 mod help;
+#[cfg(test)]
+mod help_tests;
 mod messages;
 mod serve;
 

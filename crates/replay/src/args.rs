@@ -22,7 +22,7 @@ pub struct ReplayArgs {
     #[arg(long, global = true)]
     pub no_progress: bool,
     /// Response buffer for each replayed message; match the server's --max-response-size
-    /// (the default is the engine's default `Config::max_response_bytes`).
+    /// (the default is the server's default).
     #[arg(long = "max-response-size", alias = "max-response-bytes", global = true,
           value_name = "SIZE", value_parser = keel_services::units::bytes_usize,
           default_value = "4KiB")]
