@@ -352,7 +352,10 @@ fn net_runs<A: App>(args: &NetArgs) -> Result<(), Failure> {
     use super::net_load::{run, LocalServer, NetSpec};
     let l = &args.load;
     let local = match args.connect {
-        Some(_) => None,
+        Some(addr) => {
+            super::reach::check(addr, args.token.as_deref())?;
+            None
+        }
         None => Some(LocalServer::<A>::start(&args.engine, l.seed)?),
     };
     let addr = args

@@ -167,15 +167,39 @@ impl DataDir {
                 (std::env::temp_dir().join(name), true)
             }
         };
-        std::fs::create_dir_all(&path)?;
+        std::fs::create_dir_all(&path).map_err(|e| Self::cannot_create(&path, temporary, e))?;
         Ok(DataDir { path, temporary })
     }
 
     /// A sub-directory `name` of this one (created).
     pub fn sub(&self, name: &str) -> std::io::Result<PathBuf> {
         let p = self.path.join(name);
-        std::fs::create_dir_all(&p)?;
+        std::fs::create_dir_all(&p).map_err(|e| Self::cannot_create(&p, self.temporary, e))?;
         Ok(p)
+    }
+
+    /// The error of a directory that cannot be created, naming it and the flag that chose it.
+    fn cannot_create(path: &Path, temporary: bool, e: std::io::Error) -> std::io::Error {
+        let what = if temporary {
+            "temporary directory"
+        } else {
+            "--data-dir"
+        };
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound => " (a parent directory is missing or read-only)",
+            std::io::ErrorKind::PermissionDenied => " (choose a directory you can write)",
+            _ => "",
+        };
+        let text = e.to_string();
+        let text = text
+            .split(" (os error")
+            .next()
+            .unwrap_or(&text)
+            .to_lowercase();
+        std::io::Error::new(
+            e.kind(),
+            format!("{what} {}: cannot create it: {text}{hint}", path.display()),
+        )
     }
 
     /// The directory.

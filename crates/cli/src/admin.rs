@@ -2,7 +2,6 @@
 
 use clap::{Args, Subcommand};
 use keel::engine::{accept_loss, Config};
-use keel::error::Error;
 use std::path::PathBuf;
 
 /// `keel admin …`
@@ -32,16 +31,30 @@ pub struct AcceptLossArgs {
     pub data_dir: PathBuf,
 }
 
-/// Runs a `keel admin` command.
-pub fn run_admin(command: &AdminCommand) -> Result<(), Error> {
+/// Runs a `keel admin` command; the error is the sentence to print.
+pub fn run_admin(command: &AdminCommand) -> Result<(), String> {
     match command {
         AdminCommand::AcceptLoss(args) => run_accept_loss(args),
     }
 }
 
-fn run_accept_loss(args: &AcceptLossArgs) -> Result<(), Error> {
+fn run_accept_loss(args: &AcceptLossArgs) -> Result<(), String> {
     let config = Config::with_data_dir(&args.data_dir);
-    let done = accept_loss(&config)?;
+    if let Err(e) = std::fs::metadata(&config.journal_dir) {
+        return Err(format!(
+            "--data-dir {}: no journal at {} ({}) — give the directory `keel serve --data-dir` \
+             used",
+            args.data_dir.display(),
+            config.journal_dir.display(),
+            e.to_string()
+                .split(" (os error")
+                .next()
+                .unwrap_or_default()
+                .to_lowercase()
+        ));
+    }
+    let done =
+        accept_loss(&config).map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
     if done.is_empty() {
         println!(
             "nothing to accept: the journal in {} (ending at sequence {}) vouches for every \
