@@ -21,6 +21,9 @@ pub struct CompletionsArgs {
     /// The shell to write the script for.
     #[arg(value_enum)]
     pub shell: ShellName,
+    /// Whose commands `keel client` completes.
+    #[arg(long, value_enum, default_value_t = crate::engine_args::AppName::Bookstore)]
+    pub app: crate::engine_args::AppName,
 }
 
 /// Writes the completion script for `command` (the whole `keel` command) to `out`.
@@ -31,4 +34,16 @@ pub fn write(shell: ShellName, command: &mut clap::Command, out: &mut dyn std::i
         ShellName::Fish => Shell::Fish,
     };
     clap_complete::generate(shell, command, "keel", out);
+}
+
+/// Prints the script on standard output; a closed pipe (`| head`) is not an error.
+pub fn print(shell: ShellName, command: &mut clap::Command) -> Result<(), String> {
+    let mut script = Vec::new();
+    write(shell, command, &mut script);
+    match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("writing the completion script: {e}"))
+        }
+        _ => Ok(()),
+    }
 }

@@ -103,4 +103,5 @@ pub const COMPLETIONS: &str = "\
 Examples:
   keel completions bash > ~/.local/share/bash-completion/completions/keel
   keel completions zsh > \"${fpath[1]}/_keel\"
-  keel completions fish > ~/.config/fish/completions/keel.fish";
+  keel completions fish > ~/.config/fish/completions/keel.fish
+  keel completions bash --app exchange                 complete the exchange's client commands";

@@ -143,6 +143,10 @@ fn old_spellings_are_hidden_aliases_of_the_new_ones() {
     ]);
     assert_eq!(new, (Some(9), Some(3), 64));
     assert_eq!(old, new);
+}
+
+#[test]
+fn old_journal_and_serve_spellings_still_work() {
     let journal = |args: &[&str]| match parse(args).command {
         Some(Command::Bench(BenchRoot {
             command: Some(BenchCommand::Journal(j)),

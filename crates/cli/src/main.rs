@@ -206,9 +206,7 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => return keel_replay::main(&args),
         Some(Command::Admin(command)) => run_admin(&command),
         Some(Command::Completions(args)) => {
-            let app = client_commands::app_in_args(&std::env::args_os().collect::<Vec<_>>());
-            completions::write(args.shell, &mut command_for(app), &mut std::io::stdout());
-            Ok(())
+            completions::print(args.shell, &mut command_for(args.app))
         }
         Some(Command::Bench(BenchRoot { command: None })) => {
             keel_bench::commands::run_default().map_err(|e| e.to_string())
