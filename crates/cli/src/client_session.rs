@@ -99,8 +99,13 @@ impl<W: Write> Session<'_, W> {
             Ok(command) => command,
             Err(e) => {
                 self.worst = self.worst.max(1);
-                let first = e.lines().next().unwrap_or_default();
-                return self.print_error(first);
+                // Piped: one line per command line. On a terminal: the service's whole text.
+                let text = if self.interactive {
+                    e.as_str()
+                } else {
+                    e.lines().next().unwrap_or_default()
+                };
+                return self.print_error(text);
             }
         };
         let reply = self
