@@ -295,9 +295,9 @@ fn a_client_reaching_an_http_server_says_so() {
         s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
             .unwrap();
     });
-    let e = Client::connect(addr, None)
-        .err()
-        .expect("not a keel server");
+    let Err(e) = Client::connect(addr, None) else {
+        panic!("an HTTP server is not a keel server");
+    };
     server.join().unwrap();
     let text = e.to_string();
     assert!(text.contains("answered in HTTP"), "{text}");
