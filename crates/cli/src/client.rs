@@ -57,7 +57,7 @@ fn client<A: App>(args: &ClientArgs, words: Option<Vec<String>>) -> Result<i32, 
     if args.json {
         println!("{}", answer.json());
     } else {
-        println!("{} at sequence {}", answer.label, reply.sequence);
+        println!("{}", answer.headline());
         println!(
             "{}",
             serde_json::to_string_pretty(&answer.body).unwrap_or_default()
@@ -102,6 +102,15 @@ impl Answer {
             code,
             body,
             sequence: reply.sequence,
+        }
+    }
+
+    /// `accepted at sequence 12`; a refusal has no sequence.
+    pub fn headline(&self) -> String {
+        if self.sequence == 0 {
+            self.label.clone()
+        } else {
+            format!("{} at sequence {}", self.label, self.sequence)
         }
     }
 

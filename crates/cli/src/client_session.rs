@@ -118,12 +118,9 @@ impl<W: Write> Session<'_, W> {
             answer.json().to_string()
         } else if self.interactive {
             let body = serde_json::to_string_pretty(&answer.body).unwrap_or_default();
-            format!("{} at sequence {}\n{body}", answer.label, answer.sequence)
+            format!("{}\n{body}", answer.headline())
         } else {
-            format!(
-                "{} at sequence {}: {}",
-                answer.label, answer.sequence, answer.body
-            )
+            format!("{}: {}", answer.headline(), answer.body)
         };
         writeln!(self.out, "{text}").map_err(|e| format!("writing standard output: {e}"))
     }

@@ -154,16 +154,16 @@ pub fn listen_failed(addr: SocketAddr, e: &io::Error) -> String {
 /// The network layer's counters as the sentences `keel serve` prints when it stops.
 pub fn net_summary(s: &NetStats) -> String {
     let mut out = format!(
-        "served {} connection{} ({} refused: server full), {} request{}, {} response{}",
+        "served {} connection{}, {} request{}, {} response{}",
         s.accepted,
         plural(s.accepted),
-        s.rejected,
         s.requests,
         plural(s.requests),
         s.responses,
         plural(s.responses)
     );
     let problems = [
+        (s.rejected, "connections refused (server full)"),
         (s.refused, "requests refused before the engine"),
         (s.responses_dropped, "responses dropped (session gone)"),
         (s.protocol_errors, "protocol errors"),
@@ -181,7 +181,7 @@ pub fn net_summary(s: &NetStats) -> String {
     let listed: Vec<String> = problems
         .iter()
         .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}"))
+        .map(|(n, what)| format!("{what}: {n}"))
         .collect();
     if !listed.is_empty() {
         out.push_str("; ");
@@ -240,7 +240,7 @@ mod tests {
         let text = net_summary(&stats);
         assert_eq!(
             text,
-            "served 24 connections (0 refused: server full), 1 request, 1 response; 2 timeouts"
+            "served 24 connections, 1 request, 1 response; timeouts: 2"
         );
     }
 }

@@ -110,7 +110,7 @@ fn piped_commands_get_one_response_line_each_and_http_gets_a_clear_answer() {
         .iter()
         .find(|l| l.starts_with("stopping: "))
         .expect("a stop summary");
-    assert!(summary.contains("1 non-keel client"), "{summary}");
+    assert!(summary.contains("answered and closed: 1"), "{summary}");
     assert!(
         !summary.contains('{') && !summary.contains("NetStats"),
         "{summary}"
