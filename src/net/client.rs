@@ -198,7 +198,18 @@ fn unexpected(frame: Frame<'_>) -> ClientError {
             code: e.code,
             message: String::from_utf8_lossy(e.text).into_owned(),
         },
-        other => ClientError::Protocol(format!("unexpected frame {other:?}")),
+        other => {
+            let name = match other {
+                Frame::Hello(_) => "HELLO",
+                Frame::Request(_) => "REQUEST",
+                Frame::Ping(_) => "PING",
+                Frame::Welcome(_) => "WELCOME",
+                Frame::Response(_) => "RESPONSE",
+                Frame::Pong(_) => "PONG",
+                _ => "unknown",
+            };
+            ClientError::Protocol(format!("unexpected {name} frame"))
+        }
     }
 }
 

@@ -122,7 +122,17 @@ impl<W: Write> Session<'_, W> {
         } else {
             format!("{}: {}", answer.headline(), answer.body)
         };
-        writeln!(self.out, "{text}").map_err(|e| format!("writing standard output: {e}"))
+        self.write_line(&text)
+    }
+
+    /// Writes one line; a closed pipe (`keel client | head -1`) ends the output quietly.
+    fn write_line(&mut self, text: &str) -> Result<(), String> {
+        match writeln!(self.out, "{text}") {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(format!("writing standard output: {e}"))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn print_error(&mut self, text: &str) -> Result<(), String> {
@@ -131,7 +141,7 @@ impl<W: Write> Session<'_, W> {
         } else {
             format!("error: {text}")
         };
-        writeln!(self.out, "{line}").map_err(|e| format!("writing standard output: {e}"))
+        self.write_line(&line)
     }
 }
 
