@@ -247,3 +247,59 @@ fn idle_slowloris_and_silent_connections_time_out() {
     let stats = bench.finish(0);
     assert_eq!(stats.timeouts, 3);
 }
+
+/// Sends `bytes` on a fresh connection and returns everything the server answers before
+/// closing.
+fn answer_to(addr: SocketAddr, bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut s = raw(addr);
+    s.write_all(bytes).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn http_and_tls_clients_get_a_plain_answer_before_the_handshake_only() {
+    let (bench, _dir) = start(net_config());
+    let addr = bench.node.addr;
+    let http = answer_to(addr, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(http.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{http}");
+    assert!(http.contains("keel's binary protocol"), "{http}");
+    let tls = answer_to(
+        addr,
+        &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc],
+    );
+    assert!(tls.starts_with("This is a keel server."), "{tls}");
+    // After the handshake the same bytes are only an oversized frame of a keel client.
+    expect_fatal(
+        addr,
+        true,
+        b"GET / HTTP/1.1\r\n\r\n",
+        ErrorCode::FRAME_TOO_LARGE,
+    );
+    let stats = bench.finish(0);
+    assert_eq!(stats.foreign_protocol, 2);
+    assert_eq!(stats.protocol_errors, 1);
+}
+
+#[test]
+fn a_client_reaching_an_http_server_says_so() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut hello = [0u8; 64];
+        let _ = s.read(&mut hello);
+        s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+    });
+    let Err(e) = Client::connect(addr, None) else {
+        panic!("an HTTP server is not a keel server");
+    };
+    server.join().unwrap();
+    let text = e.to_string();
+    assert!(text.contains("answered in HTTP"), "{text}");
+    assert!(!text.contains("exceeds"), "{text}");
+}

@@ -70,13 +70,5 @@ pub fn accept_loss(config: &Config) -> Result<LossAccepted, Error> {
 }
 
 fn describe(vouch: &Vouch) -> String {
-    match vouch {
-        Vouch::BeyondEnd { journal_end } => {
-            format!("beyond the journal's end at {journal_end}")
-        }
-        Vouch::Forked { recorded, journal } => format!(
-            "of another history (recorded chain value {recorded:#010x}, journal {journal:#010x})"
-        ),
-        other => format!("{other:?}"),
-    }
+    vouch.to_string()
 }

@@ -125,7 +125,7 @@ impl JournalBinding for JournalGate {
             ChainAt::Holds(chain) => Ok(chain),
             other => Err(SnapshotError::NotJournaled {
                 sequence,
-                reason: format!("the journal does not hold it ({other:?})"),
+                reason: format!("the journal does not hold it ({other})"),
             }),
         }
     }

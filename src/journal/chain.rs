@@ -26,6 +26,20 @@ pub enum ChainAt {
     },
 }
 
+impl std::fmt::Display for ChainAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChainAt::Holds(chain) => write!(f, "holds it, chain value {chain:#010x}"),
+            ChainAt::BeyondEnd { last_sequence } => {
+                write!(f, "it ends at sequence {last_sequence}")
+            }
+            ChainAt::BeforeStart { first_sequence } => {
+                write!(f, "it starts at sequence {first_sequence}")
+            }
+        }
+    }
+}
+
 /// The chain value of the journal in `dir` at `sequence`. Read-only and lock-free, so it
 /// works on a journal a live writer appends to (for sequences it has published). Records
 /// before `sequence` in its segment are stepped over without hashing their payloads, and the

@@ -15,6 +15,7 @@
 //! # let _ = reply; Ok(()) }
 //! ```
 
+use super::foreign::Foreign;
 use super::frame::{self, ErrorCode, Frame, Request, Welcome};
 use crate::engine::{Response, ResponseHeader, Status};
 use std::io::{self, Read, Write};
@@ -197,7 +198,18 @@ fn unexpected(frame: Frame<'_>) -> ClientError {
             code: e.code,
             message: String::from_utf8_lossy(e.text).into_owned(),
         },
-        other => ClientError::Protocol(format!("unexpected frame {other:?}")),
+        other => {
+            let name = match other {
+                Frame::Hello(_) => "HELLO",
+                Frame::Request(_) => "REQUEST",
+                Frame::Ping(_) => "PING",
+                Frame::Welcome(_) => "WELCOME",
+                Frame::Response(_) => "RESPONSE",
+                Frame::Pong(_) => "PONG",
+                _ => "unknown",
+            };
+            ClientError::Protocol(format!("unexpected {name} frame"))
+        }
     }
 }
 
@@ -323,8 +335,11 @@ impl ClientReceiver {
     fn next_frame(&mut self) -> Result<(usize, usize), ClientError> {
         loop {
             let pending = &self.buf[self.start..self.end];
-            let framed = frame::frame_len(pending, self.max_frame_bytes)
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let framed = frame::frame_len(pending, self.max_frame_bytes).map_err(|e| {
+                let text =
+                    Foreign::detect(pending).map_or_else(|| e.to_string(), Foreign::server_text);
+                ClientError::Protocol(text)
+            })?;
             if let Some(total) = framed {
                 let at = self.start + frame::LEN_BYTES;
                 self.start += total;

@@ -12,6 +12,7 @@
 
 use super::admin::{self, Refusal, SnapshotRequest};
 use super::config::Limits;
+use super::foreign::Foreign;
 use super::frame::{self, ErrorCode, Frame, Hello, Request};
 use super::session::{Conn, Phase, Session, Sessions};
 use super::stats::{Count, Counters};
@@ -415,7 +416,13 @@ impl NetThread {
                     return Frames::NeedMore;
                 }
                 Err(e) => {
-                    self.fatal(slot, e.code(), frame_error_text(e), now);
+                    let foreign = (conn.phase == Phase::Handshake)
+                        .then(|| Foreign::detect(input.pending()))
+                        .flatten();
+                    match foreign {
+                        Some(foreign) => self.refuse_foreign(slot, foreign, now),
+                        None => self.fatal(slot, e.code(), frame_error_text(e), now),
+                    }
                     return Frames::Stop;
                 }
             };
@@ -511,6 +518,23 @@ impl NetThread {
         self.counters.bump(Count::for_error(code));
         self.sessions
             .close_with(slot, &self.limits, code, text, now);
+        self.sessions.slots[slot as usize].input.clear();
+    }
+
+    /// A client that speaks another protocol (HTTP, TLS, SSH): tell it in plain text (an HTTP
+    /// 400 for HTTP), log it, count it and close.
+    fn refuse_foreign(&mut self, slot: u32, foreign: Foreign, now: Instant) {
+        self.counters.bump(Count::ForeignProtocol);
+        let conn = &self.sessions.slots[slot as usize].conn;
+        let peer = conn.stream.as_ref().and_then(|s| s.peer_addr().ok());
+        tracing::warn!(
+            "a client speaking {} connected from {}; keel speaks its own protocol (docs/PROTOCOL.md): \
+             answered and closed",
+            foreign.name(),
+            peer.map_or_else(|| "an unknown address".to_string(), |p| p.to_string())
+        );
+        self.sessions
+            .close_with_bytes(slot, &self.limits, foreign.reply(), now);
         self.sessions.slots[slot as usize].input.clear();
     }
 

@@ -18,6 +18,7 @@ mod admin;
 mod client;
 mod config;
 mod event_loop;
+mod foreign;
 pub mod frame;
 mod server;
 mod session;

@@ -337,6 +337,29 @@ impl Sessions {
         c.close_deadline = now + limits.close_linger;
         self.mark_dirty(slot);
     }
+
+    /// Like [`Sessions::close_with`], but queues `bytes` as they are instead of an `ERROR`
+    /// frame: the plain-text notice for a client that speaks another protocol.
+    pub(crate) fn close_with_bytes(
+        &mut self,
+        slot: u32,
+        limits: &Limits,
+        bytes: &[u8],
+        now: Instant,
+    ) {
+        let c = &mut self.slots[slot as usize].conn;
+        if matches!(c.phase, Phase::Free | Phase::Closing) {
+            return;
+        }
+        c.output
+            .append(limits.output_capacity_bytes(), bytes.len(), |b| {
+                b.get_mut(..bytes.len())?.copy_from_slice(bytes);
+                Some(bytes.len())
+            });
+        c.phase = Phase::Closing;
+        c.close_deadline = now + limits.close_linger;
+        self.mark_dirty(slot);
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,9 @@ pub struct NetStats {
     pub closed_mid_frame: u64,
     /// Connections that failed with a socket error (reset, broken pipe).
     pub disconnects: u64,
+    /// Connections that spoke another protocol (HTTP, TLS, SSH): answered in plain text and
+    /// closed.
+    pub foreign_protocol: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -59,9 +62,10 @@ pub(crate) enum Count {
     Closed,
     ClosedMidFrame,
     Disconnects,
+    ForeignProtocol,
 }
 
-const COUNTS: usize = Count::Disconnects as usize + 1;
+const COUNTS: usize = Count::ForeignProtocol as usize + 1;
 
 impl Count {
     /// The counter a fatal error sent by the server adds to.
@@ -113,6 +117,7 @@ impl Counters {
             closed: g(Count::Closed),
             closed_mid_frame: g(Count::ClosedMidFrame),
             disconnects: g(Count::Disconnects),
+            foreign_protocol: g(Count::ForeignProtocol),
         }
     }
 }

@@ -57,6 +57,26 @@ impl Vouch {
     }
 }
 
+impl std::fmt::Display for Vouch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Vouch::Bound => f.write_str("bound to the journal"),
+            Vouch::Unreadable(reason) => write!(f, "unreadable: {reason}"),
+            Vouch::NoChainValue => f.write_str("written before snapshots recorded a chain value"),
+            Vouch::BeforeStart { first_sequence } => {
+                write!(f, "before the journal's start at {first_sequence}")
+            }
+            Vouch::BeyondEnd { journal_end } => {
+                write!(f, "beyond the journal's end at {journal_end}")
+            }
+            Vouch::Forked { recorded, journal } => write!(
+                f,
+                "of another history (recorded chain value {recorded:#010x}, journal {journal:#010x})"
+            ),
+        }
+    }
+}
+
 /// A snapshot file and what the journal says about it.
 #[derive(Debug, Clone)]
 pub struct Judged {

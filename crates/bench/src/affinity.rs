@@ -78,8 +78,8 @@ impl CoreSet {
                 }
                 known
             });
-            if core.is_some() && planned[..i].contains(&core) {
-                tracing::warn!("thread {thread:?} shares core {core:?} with another thread");
+            if let Some(id) = core.filter(|_| planned[..i].contains(&core)) {
+                tracing::warn!("thread {thread} shares core {id} with another thread");
             }
             planned.push(core);
         }

@@ -10,6 +10,7 @@ use keel::journal::SegmentPrep;
 use keel::Typed;
 use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
+use keel_services::units;
 use keel_services::App;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,11 +34,12 @@ pub struct LoadArgs {
     /// Offered rate, messages per second (0: closed loop, as fast as possible).
     #[arg(long, default_value_t = 100_000)]
     pub rate: u64,
-    /// Measured seconds (after the warm-up).
-    #[arg(long, default_value_t = 5.0)]
+    /// Measured time after the warm-up (e.g. 30s, 2m; a bare number is seconds).
+    #[arg(long, alias = "seconds", value_name = "DURATION", value_parser = units::seconds_f64,
+          default_value = "5s")]
     pub duration: f64,
-    /// Unrecorded warm-up seconds at the same rate.
-    #[arg(long, default_value_t = 1.0)]
+    /// Unrecorded warm-up at the same rate.
+    #[arg(long, value_name = "DURATION", value_parser = units::seconds_f64, default_value = "1s")]
     pub warmup: f64,
     /// Workload seed.
     #[arg(long, default_value_t = 42)]
@@ -45,8 +47,9 @@ pub struct LoadArgs {
     /// Raise the rate FROM:TO:STEP per second, one run per step; reports the knee.
     #[arg(long, value_name = "FROM:TO:STEP", value_parser = sweep_arg)]
     pub sweep: Option<Sweep>,
-    /// The p99 bound, microseconds, that defines the knee of a sweep.
-    #[arg(long, default_value_t = 1000.0)]
+    /// The p99 bound that defines the knee of a sweep (e.g. 500us, 2ms; a bare number is µs).
+    #[arg(long = "p99-bound", alias = "p99-bound-us", value_name = "DURATION",
+          value_parser = units::micros_f64, default_value = "1ms")]
     pub p99_bound_us: f64,
     /// Write `.hgrm` files, `percentiles.svg` and `report.json` into DIR.
     #[arg(long, value_name = "DIR")]
@@ -173,8 +176,8 @@ pub fn finish(report: LoadReport, load: &LoadArgs) -> Result<(), Failure> {
 /// `keel bench journal`
 #[derive(Debug, Clone, Args)]
 pub struct JournalArgs {
-    /// Journal flush policy: none | batch | interval:MS.
-    #[arg(long, default_value = "batch")]
+    /// Journal flush policy: none | batch | interval:DURATION (e.g. interval:5ms).
+    #[arg(long, default_value = "batch", value_parser = units::flush_policy)]
     pub flush: keel::journal::FlushPolicy,
     /// How the appending thread waits for durable acknowledgements (as the business logic
     /// does in the engine): spin | yield | park | phased.
@@ -184,20 +187,28 @@ pub struct JournalArgs {
     /// 0: closed loop, batches back to back.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    /// Payload sizes, bytes.
-    #[arg(long, value_delimiter = ',', default_values_t = [64usize, 256])]
+    /// Payload sizes, comma-separated (e.g. 64,256,1KiB).
+    #[arg(long, value_name = "SIZES", value_delimiter = ',', value_parser = units::bytes_usize,
+          default_value = "64,256")]
     pub payload: Vec<usize>,
-    /// Records per batch (one `end_batch` each).
-    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 256, 4096])]
+    /// Records per batch (one `end_batch` each), comma-separated.
+    #[arg(
+        long,
+        value_name = "COUNTS",
+        value_delimiter = ',',
+        default_value = "1,16,256,4096"
+    )]
     pub batch: Vec<usize>,
     /// Most records per case.
     #[arg(long, default_value_t = 2_000_000)]
     pub messages: u64,
-    /// Most seconds per case.
-    #[arg(long, default_value_t = 2.0)]
+    /// Most time per case (e.g. 2s, 500ms).
+    #[arg(long = "duration", alias = "seconds", value_name = "DURATION",
+          value_parser = units::seconds_f64, default_value = "2s")]
     pub seconds: f64,
-    /// Journal segment file size, bytes.
-    #[arg(long, default_value_t = 256 << 20)]
+    /// Journal segment file size (e.g. 64MiB, 1G).
+    #[arg(long = "segment-size", alias = "segment-size-bytes", value_name = "SIZE",
+          value_parser = units::bytes, default_value = "256MiB")]
     pub segment_size_bytes: u64,
     /// How new segments are prepared: auto (zeroed when the flush policy syncs,
     /// huge-pages under none) | zeroed (zeros written and synced ahead of use, 16 KiB pages:
@@ -254,8 +265,8 @@ pub struct RecoveryArgs {
     /// Use a trivial processor that only counts (raw replay speed).
     #[arg(long)]
     pub no_op: bool,
-    /// Payload bytes of each no-op message.
-    #[arg(long, default_value_t = 64)]
+    /// Payload size of each no-op message (e.g. 64, 1KiB).
+    #[arg(long, value_name = "SIZE", value_parser = units::bytes_usize, default_value = "64")]
     pub payload: usize,
     /// Workload seed.
     #[arg(long, default_value_t = 42)]
@@ -341,7 +352,10 @@ fn net_runs<A: App>(args: &NetArgs) -> Result<(), Failure> {
     use super::net_load::{run, LocalServer, NetSpec};
     let l = &args.load;
     let local = match args.connect {
-        Some(_) => None,
+        Some(addr) => {
+            super::reach::check(addr, args.token.as_deref())?;
+            None
+        }
         None => Some(LocalServer::<A>::start(&args.engine, l.seed)?),
     };
     let addr = args
@@ -405,11 +419,12 @@ pub struct CompareArgs {
     /// latency from each message's intended send time (default: closed loop; 0: closed loop).
     #[arg(long)]
     pub rate: Option<u64>,
-    /// Measured seconds per pipeline (open loop, after the warm-up).
-    #[arg(long, default_value_t = 5.0)]
+    /// Measured time per pipeline (open loop, after the warm-up; e.g. 10s).
+    #[arg(long, alias = "seconds", value_name = "DURATION", value_parser = units::seconds_f64,
+          default_value = "5s")]
     pub duration: f64,
-    /// Unrecorded warm-up seconds at the same rate (open loop).
-    #[arg(long, default_value_t = 1.0)]
+    /// Unrecorded warm-up at the same rate (open loop).
+    #[arg(long, value_name = "DURATION", value_parser = units::seconds_f64, default_value = "1s")]
     pub warmup: f64,
     /// Workload seed.
     #[arg(long, default_value_t = 42)]

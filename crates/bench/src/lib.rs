@@ -29,6 +29,7 @@ pub mod net_load;
 pub mod output;
 pub mod pipeline;
 pub mod plot;
+mod reach;
 pub mod recovery;
 pub mod rig;
 pub mod schedule;

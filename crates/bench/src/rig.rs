@@ -47,8 +47,8 @@ pub struct BenchEngineArgs {
     /// Keep the journal and snapshots in DIR (default: a temporary directory, removed after).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Journal flush policy: none | batch | interval:MS.
-    #[arg(long, default_value = "batch")]
+    /// Journal flush policy: none | batch | interval:DURATION (e.g. interval:5ms).
+    #[arg(long, default_value = "batch", value_parser = keel_services::units::flush_policy)]
     pub flush: FlushPolicy,
     /// How the engine and harness threads wait: spin | yield | park | phased (park: on a
     /// shared 2-core machine, yielding threads delay each other by milliseconds).
@@ -58,10 +58,11 @@ pub struct BenchEngineArgs {
     #[arg(long, default_value = "durable")]
     pub mode: ApplyMode,
     /// Input and output ring slots (power of two).
-    #[arg(long, default_value_t = 1 << 16)]
+    #[arg(long, value_name = "SLOTS", default_value_t = 1 << 16)]
     pub ring_capacity: usize,
-    /// Journal segment file size, bytes.
-    #[arg(long, default_value_t = 256 << 20)]
+    /// Journal segment file size (e.g. 64MiB, 1G).
+    #[arg(long = "segment-size", alias = "segment-size-bytes", value_name = "SIZE",
+          value_parser = keel_services::units::bytes, default_value = "256MiB")]
     pub segment_size_bytes: u64,
     /// How new journal segments are prepared: auto | zeroed | huge-pages | allocated.
     #[arg(long, default_value_t = SegmentPrep::default())]
@@ -166,15 +167,39 @@ impl DataDir {
                 (std::env::temp_dir().join(name), true)
             }
         };
-        std::fs::create_dir_all(&path)?;
+        std::fs::create_dir_all(&path).map_err(|e| Self::cannot_create(&path, temporary, e))?;
         Ok(DataDir { path, temporary })
     }
 
     /// A sub-directory `name` of this one (created).
     pub fn sub(&self, name: &str) -> std::io::Result<PathBuf> {
         let p = self.path.join(name);
-        std::fs::create_dir_all(&p)?;
+        std::fs::create_dir_all(&p).map_err(|e| Self::cannot_create(&p, self.temporary, e))?;
         Ok(p)
+    }
+
+    /// The error of a directory that cannot be created, naming it and the flag that chose it.
+    fn cannot_create(path: &Path, temporary: bool, e: std::io::Error) -> std::io::Error {
+        let what = if temporary {
+            "temporary directory"
+        } else {
+            "--data-dir"
+        };
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound => " (a parent directory is missing or read-only)",
+            std::io::ErrorKind::PermissionDenied => " (choose a directory you can write)",
+            _ => "",
+        };
+        let text = e.to_string();
+        let text = text
+            .split(" (os error")
+            .next()
+            .unwrap_or(&text)
+            .to_lowercase();
+        std::io::Error::new(
+            e.kind(),
+            format!("{what} {}: cannot create it: {text}{hint}", path.display()),
+        )
     }
 
     /// The directory.

@@ -3,7 +3,6 @@
 
 use clap::{Args, Subcommand};
 use keel::engine::{accept_loss, Config, CONTROL_SNAPSHOT};
-use keel::error::Error;
 use keel::net::{Client, ReplyStatus};
 use std::path::PathBuf;
 
@@ -19,16 +18,20 @@ pub enum AdminCommand {
     /// DATA_DIR/snapshots/quarantine/ (never deleted; no restart reads it) and lets the
     /// journal continue where it ends. Run `keel replay verify --data-dir DIR` first to see
     /// what is lost. The server must be stopped.
-    ///
-    /// Example: keel admin accept-loss --data-dir /var/lib/keel
+    #[command(
+        after_help = "Examples:\n  keel replay verify --data-dir /var/lib/keel\n  \
+                            keel admin accept-loss --data-dir /var/lib/keel"
+    )]
     AcceptLoss(AcceptLossArgs),
     /// Ask a running server to take a snapshot now, and wait until it is durable.
     ///
     /// The request is journaled like any message, so the snapshot holds everything sent
     /// before it. Prints the snapshot's sequence (its file is SNAPSHOT_DIR/<sequence>.snap).
     /// When the server has a token, give it (--token-file, KEEL_TOKEN or --token).
-    ///
-    /// Example: keel admin snapshot --connect 127.0.0.1:7700 --token-file /etc/keel/token
+    #[command(
+        after_help = "Examples:\n  keel admin snapshot --connect 127.0.0.1:7700\n  \
+                            keel admin snapshot --connect 127.0.0.1:7700 --token-file /etc/keel/token"
+    )]
     Snapshot(SnapshotArgs),
 }
 
@@ -58,10 +61,10 @@ pub struct AcceptLossArgs {
     pub data_dir: PathBuf,
 }
 
-/// Runs a `keel admin` command.
+/// Runs a `keel admin` command; the error is the sentence to print.
 pub fn run_admin(command: &AdminCommand) -> Result<(), String> {
     match command {
-        AdminCommand::AcceptLoss(args) => run_accept_loss(args).map_err(|e| e.to_string()),
+        AdminCommand::AcceptLoss(args) => run_accept_loss(args),
         AdminCommand::Snapshot(args) => run_snapshot(args),
     }
 }
@@ -71,7 +74,7 @@ fn run_snapshot(args: &SnapshotArgs) -> Result<(), String> {
     let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())
         .map_err(|e| e.to_string())?;
     let mut client = Client::connect(&args.connect, token.as_ref().map(String::as_bytes))
-        .map_err(|e| format!("connecting to {}: {e}", args.connect))?;
+        .map_err(|e| crate::messages::connect_failed(&args.connect, &e))?;
     let reply = client
         .request(CONTROL_SNAPSHOT, 1, &[])
         .map_err(|e| format!("snapshot request to {}: {e}", args.connect))?;
@@ -99,9 +102,23 @@ fn run_snapshot(args: &SnapshotArgs) -> Result<(), String> {
     }
 }
 
-fn run_accept_loss(args: &AcceptLossArgs) -> Result<(), Error> {
+fn run_accept_loss(args: &AcceptLossArgs) -> Result<(), String> {
     let config = Config::with_data_dir(&args.data_dir);
-    let done = accept_loss(&config)?;
+    if let Err(e) = std::fs::metadata(&config.journal_dir) {
+        return Err(format!(
+            "--data-dir {}: no journal at {} ({}) — give the directory `keel serve --data-dir` \
+             used",
+            args.data_dir.display(),
+            config.journal_dir.display(),
+            e.to_string()
+                .split(" (os error")
+                .next()
+                .unwrap_or_default()
+                .to_lowercase()
+        ));
+    }
+    let done =
+        accept_loss(&config).map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
     if done.is_empty() {
         println!(
             "nothing to accept: the journal in {} (ending at sequence {}) vouches for every \

@@ -1,9 +1,10 @@
-//! `keel client`: send one command from the shell and print the response.
+//! `keel client`: send one command from the shell and print the response, or (with no
+//! command) many, one per line, from a prompt or standard input (`client_session`).
 
 use super::engine_args::AppName;
+use crate::{client_session, messages};
 use clap::Args;
-use keel::engine::Status;
-use keel::net::{Client, ReplyStatus};
+use keel::net::{Client, OwnedReply, ReplyStatus};
 use keel::Typed;
 use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
@@ -17,7 +18,7 @@ pub struct ClientArgs {
     #[arg(long, value_enum, default_value_t = AppName::Bookstore)]
     pub app: AppName,
     /// Server address.
-    #[arg(long, default_value = "127.0.0.1:7700")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
     pub connect: String,
     /// Shared secret, if the server requires one.
     #[arg(long)]
@@ -26,74 +27,122 @@ pub struct ClientArgs {
     /// it over the KEEL_TOKEN environment variable).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<std::path::PathBuf>,
-    /// Print the response as one JSON object.
+    /// Print each response as one JSON object (one per line).
     #[arg(long)]
     pub json: bool,
-    /// List the app's commands and exit.
-    #[arg(long)]
+    /// List the app's commands and exit (the same list as `keel client --help`).
+    #[arg(long, hide = true)]
     pub help_commands: bool,
-    /// The command and its arguments, e.g. `order 7 3 1 1999`.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub words: Vec<String>,
 }
 
-/// Runs `keel client`; returns the process exit code (0 accepted, 1 rejected or failed).
-pub fn run_client(args: &ClientArgs) -> Result<i32, String> {
+/// Runs `keel client` with the command `words` (none: a session of many commands); returns
+/// the process exit code (0 accepted, 1 rejected or failed).
+pub fn run_client(args: &ClientArgs, words: Option<Vec<String>>) -> Result<i32, String> {
     match args.app {
-        AppName::Bookstore => client::<Typed<Bookstore>>(args),
-        AppName::Exchange => client::<Typed<Exchange>>(args),
+        AppName::Bookstore => client::<Typed<Bookstore>>(args, words),
+        AppName::Exchange => client::<Typed<Exchange>>(args, words),
     }
 }
 
-fn client<A: App>(args: &ClientArgs) -> Result<i32, String> {
-    if args.help_commands || args.words.is_empty() {
+fn client<A: App>(args: &ClientArgs, words: Option<Vec<String>>) -> Result<i32, String> {
+    if args.help_commands {
         println!("{} commands:\n{}", A::NAME, A::command_help());
-        return Ok(if args.help_commands { 0 } else { 2 });
+        return Ok(0);
     }
-    let command = A::parse_command(&args.words)?;
+    let mut client = connect(args)?;
+    let Some(words) = words else {
+        return client_session::run::<A>(args, &mut client);
+    };
+    let command = A::parse_command(&words)?;
+    let reply = client
+        .request(command.kind, command.version, &command.payload)
+        .map_err(|e| messages::request_failed(&args.connect, &e))?;
+    let answer = Answer::of::<A>(command.kind, &reply, client.session_id());
+    if args.json {
+        println!("{}", answer.json());
+    } else {
+        println!("{}", answer.headline());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer.body).unwrap_or_default()
+        );
+    }
+    Ok(answer.code)
+}
+
+/// Connects to `--connect` with the token (`--token`, `--token-file` or `KEEL_TOKEN`); the
+/// error names the address and the likely cause.
+pub fn connect(args: &ClientArgs) -> Result<Client, String> {
     let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())
         .map_err(|e| e.to_string())?;
     let token = token.as_ref().map(String::as_bytes);
-    let mut client = Client::connect(&args.connect, token).map_err(|e| e.to_string())?;
-    let reply = client
-        .request(command.kind, command.version, &command.payload)
-        .map_err(|e| e.to_string())?;
-    let body = reply
-        .as_response(client.session_id())
-        .map(|r| A::describe_response(command.kind, &r))
-        .unwrap_or_else(|| json!(String::from_utf8_lossy(&reply.payload)));
-    let (label, code) = match reply.status {
-        ReplyStatus::Accepted => ("accepted".to_string(), 0),
-        ReplyStatus::Rejected(reason) => (format!("rejected (reason {reason})"), 1),
-        ReplyStatus::Failed => (format!("{:?}", Status::Failed).to_lowercase(), 1),
-        ReplyStatus::Refused(code) => (format!("refused by the server: {code:?}"), 1),
-    };
-    if args.json {
-        let out = match body {
-            Value::Object(_) => body,
-            // No response to describe (refused before the engine): the same shape, with the
-            // server's error in `error`.
+    Client::connect(&args.connect, token).map_err(|e| messages::connect_failed(&args.connect, &e))
+}
+
+/// One reply, described for a person: status label, exit code, body.
+pub struct Answer {
+    /// `accepted`, `rejected (reason 3)`, `failed`, `refused by the server: …`.
+    pub label: String,
+    /// 0 accepted, 1 otherwise.
+    pub code: i32,
+    /// The service's description of the response.
+    pub body: Value,
+    /// The reply's sequence.
+    pub sequence: u64,
+    /// The request's correlation id, echoed by the server.
+    pub correlation_id: u64,
+}
+
+impl Answer {
+    /// Describes `reply` to a request of `kind`.
+    pub fn of<A: App>(kind: u16, reply: &OwnedReply, session_id: u64) -> Answer {
+        let body = reply
+            .as_response(session_id)
+            .map(|r| A::describe_response(kind, &r))
+            .unwrap_or_else(|| json!(String::from_utf8_lossy(&reply.payload)));
+        let (label, code) = match reply.status {
+            ReplyStatus::Accepted => ("accepted".to_string(), 0),
+            ReplyStatus::Rejected(reason) => (format!("rejected (reason {reason})"), 1),
+            ReplyStatus::Failed => ("failed (the service panicked)".to_string(), 1),
+            ReplyStatus::Refused(code) => (messages::refused(code), 1),
+        };
+        Answer {
+            label,
+            code,
+            body,
+            sequence: reply.sequence,
+            correlation_id: reply.correlation_id,
+        }
+    }
+
+    /// `accepted at sequence 12`; a refusal has no sequence.
+    pub fn headline(&self) -> String {
+        if self.sequence == 0 {
+            self.label.clone()
+        } else {
+            format!("{} at sequence {}", self.label, self.sequence)
+        }
+    }
+
+    /// The answer as one JSON object, in the one JSON shape (docs/PROTOCOL.md): a request
+    /// refused before the engine has no response to describe, so the server's error goes in
+    /// `error`.
+    pub fn json(&self) -> Value {
+        match &self.body {
+            Value::Object(_) => self.body.clone(),
             other => json!({
-                "sequence": reply.sequence,
-                "correlation_id": reply.correlation_id,
+                "sequence": self.sequence,
+                "correlation_id": self.correlation_id,
                 "request": Value::Null,
                 "status": "refused",
                 "reason": Value::Null,
                 "reason_code": 0,
                 "response": Value::Null,
                 "error": match other.as_str() {
-                    Some(text) if !text.is_empty() => format!("{label}: {text}"),
-                    _ => label,
+                    Some(text) if !text.is_empty() => format!("{}: {text}", self.label),
+                    _ => self.label.clone(),
                 },
             }),
-        };
-        println!("{out}");
-    } else {
-        println!("{label} at sequence {}", reply.sequence);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&body).unwrap_or_default()
-        );
+        }
     }
-    Ok(code)
 }

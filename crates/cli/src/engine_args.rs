@@ -5,16 +5,17 @@ use keel::engine::{ApplyMode, Config, Pinning};
 use keel::journal::{FlushPolicy, SegmentPrep};
 use keel::ring::WaitStrategy;
 pub use keel_bench::AppName;
+use keel_services::units;
 use std::path::PathBuf;
 
 /// The sizes an engine starts from (`--preset`); any size flag given overrides its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Preset {
-    /// `Config::default()`: rings of 4096 slots, 16 MiB segments (under 128 MiB resident and
-    /// on disk when empty).
+    /// Small (the engine's default config): rings of 4096 slots, 16MiB segments (under 128 MiB
+    /// resident and on disk when empty).
     #[default]
     Default,
-    /// `Config::production(dir)`: rings of 65536 slots, 256 MiB segments (about 850 MiB
+    /// The engine's production config: rings of 65536 slots, 256MiB segments (about 850 MiB
     /// resident and 512 MiB on disk when empty).
     Production,
 }
@@ -30,8 +31,8 @@ pub struct EngineArgs {
     /// 65536, segments 256 MiB). Size flags override it.
     #[arg(long, value_enum, default_value_t = Preset::Default)]
     pub preset: Preset,
-    /// Journal flush policy: none | batch | interval:MS.
-    #[arg(long, default_value = "batch")]
+    /// Journal flush policy: none | batch | interval:DURATION (e.g. interval:5ms).
+    #[arg(long, default_value = "batch", value_parser = units::flush_policy)]
     pub flush: FlushPolicy,
     /// Wait strategy of the engine threads: spin | yield | park | phased.
     #[arg(long, default_value = "phased")]
@@ -40,20 +41,22 @@ pub struct EngineArgs {
     #[arg(long, default_value = "durable")]
     pub mode: ApplyMode,
     /// Input ring slots (power of two) [default: from --preset: 4096 | 65536].
-    #[arg(long)]
+    #[arg(long, value_name = "SLOTS")]
     pub ring_capacity: Option<usize>,
     /// Output ring slots (power of two) [default: from --preset: 4096 | 65536].
-    #[arg(long)]
+    #[arg(long, value_name = "SLOTS")]
     pub output_ring_capacity: Option<usize>,
-    /// Largest message payload accepted, bytes.
-    #[arg(long, default_value_t = 1024)]
+    /// Largest message payload accepted (e.g. 1KiB, 4096).
+    #[arg(long = "max-message-size", alias = "max-message-bytes", value_name = "SIZE",
+          value_parser = units::bytes_usize, default_value = "1KiB")]
     pub max_message_bytes: usize,
-    /// Largest response payload, bytes.
-    #[arg(long, default_value_t = 4096)]
+    /// Largest response payload.
+    #[arg(long = "max-response-size", alias = "max-response-bytes", value_name = "SIZE",
+          value_parser = units::bytes_usize, default_value = "4KiB")]
     pub max_response_bytes: usize,
-    /// Journal segment file size, bytes [default: from --preset: 16777216 (16 MiB) |
-    /// 268435456 (256 MiB)].
-    #[arg(long)]
+    /// Journal segment file size (e.g. 64MiB, 1G) [default: from --preset: 16MiB | 256MiB].
+    #[arg(long = "segment-size", alias = "segment-size-bytes", value_name = "SIZE",
+          value_parser = units::bytes)]
     pub segment_size_bytes: Option<u64>,
     /// How new journal segments are prepared: auto (zeroed when the flush policy syncs,
     /// huge-pages under none) | zeroed (zeros written and synced ahead of use, 16 KiB pages:
@@ -68,21 +71,23 @@ pub struct EngineArgs {
     /// Snapshots kept on disk.
     #[arg(long, default_value_t = 3)]
     pub snapshot_retain: usize,
-    /// Largest snapshot state restored at startup, bytes (a larger one is skipped unread).
-    #[arg(long, default_value_t = keel::snapshot::DEFAULT_SNAPSHOT_MAX_STATE_BYTES)]
+    /// Largest snapshot state restored at startup (a larger one is skipped unread).
+    #[arg(long = "snapshot-max-state-size", alias = "snapshot-max-state-bytes",
+          value_name = "SIZE", value_parser = units::bytes,
+          default_value = "16GiB")]
     pub snapshot_max_state_bytes: u64,
     /// Make the state's reserved memory resident at start, on the business-logic thread (no
     /// page faults on the message path; the bookstore's default limits take ~1.6 GB).
     #[arg(long)]
     pub prefault_state: bool,
     /// Pin the journaler thread to this core id.
-    #[arg(long)]
+    #[arg(long, value_name = "CORE")]
     pub pin_journaler: Option<usize>,
     /// Pin the business-logic thread to this core id.
-    #[arg(long)]
+    #[arg(long, value_name = "CORE")]
     pub pin_logic: Option<usize>,
-    /// Pin the network thread to this core id (`keel serve`; `NetConfig::net_core`).
-    #[arg(long)]
+    /// Pin the network thread to this core id.
+    #[arg(long, value_name = "CORE")]
     pub pin_net: Option<usize>,
 }
 
@@ -150,5 +155,28 @@ mod tests {
             "a size flag overrides the preset"
         );
         assert_eq!(mixed.output_ring_capacity, 1 << 16);
+    }
+
+    #[test]
+    fn sizes_take_units_and_the_old_byte_flags_still_work() {
+        let c = config(&["--segment-size", "4M", "--max-message-size", "2KiB"]);
+        assert_eq!((c.segment_size_bytes, c.max_message_bytes), (4 << 20, 2048));
+        let old = config(&[
+            "--segment-size-bytes",
+            "1048576",
+            "--max-message-bytes",
+            "512",
+        ]);
+        assert_eq!(
+            (old.segment_size_bytes, old.max_message_bytes),
+            (1 << 20, 512)
+        );
+        let flush = config(&["--flush", "interval:2s"]);
+        assert_eq!(flush.flush, FlushPolicy::IntervalMs(2000));
+        assert_eq!(
+            units::format_bytes(keel::snapshot::DEFAULT_SNAPSHOT_MAX_STATE_BYTES),
+            "16GiB",
+            "the help default of --snapshot-max-state-size"
+        );
     }
 }

@@ -7,9 +7,16 @@
 
 mod admin;
 mod client;
+mod client_commands;
+mod client_session;
+mod completions;
 mod config_file;
 mod engine_args;
 mod exposition;
+mod help;
+#[cfg(test)]
+mod help_tests;
+mod messages;
 mod metrics_http;
 mod serve;
 mod stats;
@@ -17,7 +24,7 @@ mod status_log;
 mod token;
 
 use admin::{run_admin, AdminCommand};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use client::{run_client, ClientArgs};
 use keel::ring::WaitStrategy;
 use keel_bench::{pingpong, ring, BenchError, PinRequest};
@@ -28,7 +35,7 @@ use std::process::ExitCode;
 
 /// keel: an LMAX-style single-writer engine.
 #[derive(Debug, Parser)]
-#[command(name = "keel", version, about)]
+#[command(name = "keel", version, about, after_help = help::KEEL)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -38,20 +45,28 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve an app over TCP (the default: the bookstore on 127.0.0.1:7700).
-    #[command(args_override_self = true)]
+    #[command(args_override_self = true, after_help = help::SERVE)]
     Serve(ServeArgs),
-    /// Send one command to a running server and print the response.
+    /// Send commands to a running server: one as arguments, or many, one per line, from a
+    /// prompt or standard input.
+    #[command(after_help = help::CLIENT)]
     Client(ClientArgs),
     /// Inspect, verify and re-run recorded journals (read-only).
+    #[command(after_help = help::REPLAY)]
     Replay(keel_replay::ReplayArgs),
     /// Benchmarks of keel's ring against its peers, side by side in one run.
     /// With no subcommand: the canonical bookstore pipeline workload.
+    #[command(after_help = help::BENCH)]
     Bench(BenchRoot),
     /// Operator actions: on a stopped server's data (accept-loss), on a running one (snapshot).
-    #[command(subcommand)]
+    #[command(subcommand, after_help = help::ADMIN)]
     Admin(AdminCommand),
     /// Print a running server's figures (from its `keel serve --metrics-listen` address).
+    #[command(after_help = help::STATS)]
     Stats(StatsArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    #[command(after_help = help::COMPLETIONS)]
+    Completions(completions::CompletionsArgs),
 }
 
 /// `keel bench [SUBCOMMAND]`
@@ -65,19 +80,26 @@ struct BenchRoot {
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// One producer → one consumer throughput (u64, batching on), verified, median of runs.
+    #[command(after_help = help::BENCH_RING)]
     Ring(RingArgs),
     /// Round-trip latency over two rings, percentiles from an HdrHistogram.
+    #[command(after_help = help::BENCH_PINGPONG)]
     Pingpong(PingPongArgs),
     /// In-process pipeline, open loop at --rate (latency from intended send time) or closed
     /// loop (--rate 0); verified against a replay of its journal.
+    #[command(after_help = help::BENCH_PIPELINE)]
     Pipeline(keel_bench::commands::PipelineArgs),
     /// Journal append throughput (msgs/s, MB/s) and durable-ack latency per batch size.
+    #[command(after_help = help::BENCH_JOURNAL)]
     Journal(keel_bench::commands::JournalArgs),
     /// Replay speed, snapshot write/load time and restart time of an N-message journal.
+    #[command(after_help = help::BENCH_RECOVERY)]
     Recovery(keel_bench::commands::RecoveryArgs),
     /// Open-loop load over TCP against `keel serve` (--connect) or an in-process server.
+    #[command(after_help = help::BENCH_NET)]
     Net(keel_bench::commands::NetArgs),
     /// The same workload through keel, the disruptor crate and crossbeam (+ a plain journal).
+    #[command(after_help = help::BENCH_COMPARE)]
     Compare(keel_bench::commands::CompareArgs),
 }
 
@@ -119,8 +141,9 @@ struct RingArgs {
     /// Messages per run.
     #[arg(long, default_value_t = 100_000_000)]
     messages: u64,
-    /// Ring (and queue) capacity, a power of two.
-    #[arg(long, default_value_t = 65_536, value_parser = power_of_two)]
+    /// Ring (and queue) slots, a power of two.
+    #[arg(long = "ring-capacity", alias = "ring-size", value_name = "SLOTS",
+          default_value_t = 65_536, value_parser = power_of_two)]
     ring_size: usize,
     /// Messages the producer publishes per claim (1 = no producer batching).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
@@ -147,14 +170,17 @@ fn contender(s: &str) -> Result<ring::Contender, String> {
 struct PingPongArgs {
     #[command(flatten)]
     common: CommonBenchArgs,
-    /// Measured round trips per contender [default: 2,000,000; 100,000 with park/phased].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Measured round trips (messages) per contender [default: 2000000; 100000 with
+    /// park/phased].
+    #[arg(long = "messages", alias = "iterations", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
     iterations: Option<u64>,
-    /// Unrecorded round trips first [default: 200,000, at most --iterations].
-    #[arg(long)]
+    /// Unrecorded round trips first [default: 200000, at most --messages].
+    #[arg(long = "warmup-messages", alias = "warmup", value_name = "N")]
     warmup: Option<u64>,
-    /// Capacity of each ring, a power of two.
-    #[arg(long, default_value_t = 1024, value_parser = power_of_two)]
+    /// Slots of each ring, a power of two.
+    #[arg(long = "ring-capacity", alias = "ring-size", value_name = "SLOTS",
+          default_value_t = 1024, value_parser = power_of_two)]
     ring_size: usize,
 }
 
@@ -173,7 +199,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cli = Cli::parse_from(args);
+    let (cli, words) = parse_args(args);
     // A server logs its progress (info); the other commands only warnings. RUST_LOG overrides.
     let serving = matches!(cli.command, None | Some(Command::Serve(_)));
     tracing_subscriber::fmt()
@@ -186,10 +212,10 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
-        None => run_serve(&ServeArgs::parse_defaults()).map_err(|e| e.to_string()),
-        Some(Command::Serve(args)) => run_serve(&args).map_err(|e| e.to_string()),
+        None => run_serve(&ServeArgs::parse_defaults()),
+        Some(Command::Serve(args)) => run_serve(&args),
         Some(Command::Client(args)) => {
-            return match run_client(&args) {
+            return match run_client(&args, words) {
                 Ok(code) => ExitCode::from(code as u8),
                 Err(e) => {
                     eprintln!("keel: error: {e}");
@@ -200,6 +226,9 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => return keel_replay::main(&args),
         Some(Command::Admin(command)) => run_admin(&command),
         Some(Command::Stats(args)) => run_stats(&args),
+        Some(Command::Completions(args)) => {
+            completions::print(args.shell, &mut command_for(args.app))
+        }
         Some(Command::Bench(BenchRoot { command: None })) => {
             keel_bench::commands::run_default().map_err(|e| e.to_string())
         }
@@ -232,6 +261,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The whole `keel` command, with `app`'s commands as `keel client` subcommands.
+fn command_for(app: engine_args::AppName) -> clap::Command {
+    Cli::command().mut_subcommand("client", |c| client_commands::add_to(c, app))
+}
+
+/// Parses the command line; for `keel client CMD …` also returns the command's words.
+fn parse_args(args: Vec<std::ffi::OsString>) -> (Cli, Option<Vec<String>>) {
+    let mut matches = command_for(client_commands::app_in_args(&args)).get_matches_from(args);
+    if matches.subcommand_name() == Some("client") {
+        let (_, mut client) = matches.remove_subcommand().expect("the client subcommand");
+        let words = client_commands::take_words(&mut client);
+        let args = ClientArgs::from_arg_matches_mut(&mut client).unwrap_or_else(|e| e.exit());
+        let cli = Cli {
+            command: Some(Command::Client(args)),
+        };
+        return (cli, words);
+    }
+    let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit());
+    (cli, None)
 }
 
 fn run_bench_ring(args: RingArgs) -> Result<(), BenchError> {

@@ -4,15 +4,16 @@
 //! SIGHUP to its SIGINT handler.
 
 use super::engine_args::{AppName, EngineArgs};
+use crate::messages;
 use crate::metrics_http::MetricsEndpoint;
 use crate::status_log::StatusLog;
 use clap::Args;
 use keel::engine::Engine;
-use keel::error::Error;
 use keel::net::{NetConfig, Server};
 use keel::Typed;
 use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
+use keel_services::units;
 use keel_services::App;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,11 +34,13 @@ pub struct ServeArgs {
     /// Shared secret clients must present in their handshake.
     #[arg(long)]
     pub token: Option<String>,
-    /// Close connections idle for this many seconds (0: never).
-    #[arg(long, default_value_t = 60)]
+    /// Close connections idle this long (e.g. 90s, 5m; 0: never).
+    #[arg(long = "idle-timeout", alias = "idle-timeout-secs", value_name = "DURATION",
+          value_parser = units::whole_seconds, default_value = "60s")]
     pub idle_timeout_secs: u64,
-    /// Per-session limit of unsent response bytes before a slow client is disconnected.
-    #[arg(long, default_value_t = 256 << 10)]
+    /// Per-session limit of unsent responses before a slow client is disconnected.
+    #[arg(long = "output-limit", alias = "output-limit-bytes", value_name = "SIZE",
+          value_parser = units::bytes_usize, default_value = "256KiB")]
     pub output_limit_bytes: usize,
     /// Read the shared secret from the first line of this file (`--token` wins over it, and
     /// it over the KEEL_TOKEN environment variable).
@@ -84,30 +87,37 @@ impl ServeArgs {
     }
 }
 
-/// Runs `keel serve` until SIGINT, SIGTERM or SIGHUP, then shuts down cleanly.
-pub fn run_serve(args: &ServeArgs) -> Result<(), Error> {
+/// Runs `keel serve` until SIGINT, SIGTERM or SIGHUP, then shuts down cleanly. The error is
+/// the sentence to print (naming the path or address concerned).
+pub fn run_serve(args: &ServeArgs) -> Result<(), String> {
     match args.app {
         AppName::Bookstore => serve::<Typed<Bookstore>>(args),
         AppName::Exchange => serve::<Typed<Exchange>>(args),
     }
 }
 
-fn serve<A: App>(args: &ServeArgs) -> Result<(), Error> {
+fn serve<A: App>(args: &ServeArgs) -> Result<(), String> {
     let config = args.engine.config();
     let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())
-        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
-    std::fs::create_dir_all(&config.journal_dir)?;
+        .map_err(|e| e.to_string())?;
+    let data_dir = &args.engine.data_dir;
+    for dir in [&config.journal_dir, &config.snapshot_dir] {
+        std::fs::create_dir_all(dir).map_err(|e| messages::data_dir_failed(data_dir, dir, &e))?;
+    }
     // Recovery first: the port is bound only once the engine is live.
-    let mut engine = Engine::start(config.clone(), A::default())?;
+    let mut engine = Engine::start(config.clone(), A::default())
+        .map_err(|e| messages::engine_failed(data_dir, &e))?;
     let mut net = args.net_config();
     net.token = token.map(String::into_bytes);
-    let server = Server::start(net, &mut engine, A::validate)?;
+    let server = Server::start(net, &mut engine, A::validate)
+        .map_err(|e| messages::listen_failed(args.listen, &e))?;
     let endpoint = args
         .metrics_listen
         .map(|addr| MetricsEndpoint::start(addr, engine.metrics()))
         .transpose()
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
-    let status = StatusLog::start(engine.metrics(), Some(args.stats_interval))?;
+        .map_err(|e| format!("--metrics-listen: {e}"))?;
+    let status = StatusLog::start(engine.metrics(), Some(args.stats_interval))
+        .map_err(|e| format!("starting the stats log: {e}"))?;
     let stop = server.stop_handle();
     if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
         tracing::warn!(error = %e, "could not install the SIGINT/SIGTERM/SIGHUP handler");
@@ -116,10 +126,14 @@ fn serve<A: App>(args: &ServeArgs) -> Result<(), Error> {
     if let Some(endpoint) = &endpoint {
         eprintln!("  metrics: http://{}/metrics", endpoint.local_addr());
     }
-    let stats = server.wait()?;
+    let stats = server
+        .wait()
+        .map_err(|e| format!("the network thread failed: {e}"))?;
     drop((status, endpoint));
-    eprintln!("stopping: {stats:?}");
-    let state = engine.shutdown()?;
+    eprintln!("stopping: {}", messages::net_summary(&stats));
+    let state = engine
+        .shutdown()
+        .map_err(|e| format!("stopping the engine: {e}"))?;
     eprintln!("stopped cleanly; state hash {:#018x}", state.state_hash());
     Ok(())
 }
@@ -137,12 +151,15 @@ fn print_banner<A: App>(
         server.local_addr()
     );
     eprintln!(
-        "  journal {} | snapshots {} | flush {} | wait {} | mode {:?}",
+        "  journal {} | snapshots {} | flush {} | wait {} | mode {}",
         config.journal_dir.display(),
         config.snapshot_dir.display(),
         config.flush,
         config.wait,
-        config.mode
+        match config.mode {
+            keel::engine::ApplyMode::ApplyAhead => "apply-ahead",
+            _ => "durable",
+        }
     );
     eprintln!(
         "  recovered: snapshot at {}, {} messages replayed, last sequence {}",
@@ -159,8 +176,10 @@ fn print_banner<A: App>(
             .unwrap_or("")
     );
     eprintln!(
-        "  all commands: keel client --app {} --help-commands",
-        A::NAME
+        "  all commands: keel client --app {} --help; a session: keel client --app {} --connect {}",
+        A::NAME,
+        A::NAME,
+        server.local_addr()
     );
     eprintln!("  stop: Ctrl-C (drains, syncs the journal, writes a snapshot)");
     let _ = args;

@@ -2,11 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::examples;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
-
-/// Default response buffer: the engine's default `Config::max_response_bytes`, so a replay
-/// runs the processor with the same limit as the live engine did by default.
-const DEFAULT_MAX_RESPONSE_BYTES: usize = 4096;
 
 /// `keel replay`: inspect and replay a recorded journal, read-only.
 #[derive(Debug, Clone, Args)]
@@ -25,8 +22,11 @@ pub struct ReplayArgs {
     /// never with --json).
     #[arg(long, global = true)]
     pub no_progress: bool,
-    /// Response buffer for each replayed message; match the engine's `max_response_bytes`.
-    #[arg(long, global = true, value_name = "BYTES", default_value_t = DEFAULT_MAX_RESPONSE_BYTES)]
+    /// Response buffer for each replayed message; match the server's --max-response-size
+    /// (the default is the server's default).
+    #[arg(long = "max-response-size", alias = "max-response-bytes", global = true,
+          value_name = "SIZE", value_parser = keel_services::units::bytes_usize,
+          default_value = "4KiB")]
     pub max_response_bytes: usize,
     /// What to do.
     #[command(subcommand)]
@@ -36,9 +36,9 @@ pub struct ReplayArgs {
 /// The applications `keel replay` knows by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AppName {
-    /// `keel_services::bookstore::Bookstore`.
+    /// Books, prices, stock and orders.
     Bookstore,
-    /// `keel_services::exchange::Exchange`.
+    /// Limit order books, accounts and pre-trade risk.
     Exchange,
 }
 
@@ -76,21 +76,29 @@ impl DataArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum ReplayCommand {
     /// Segments, sequence and time range, message counts by kind, snapshots, format versions.
+    #[command(after_help = examples::INFO)]
     Info,
     /// Check every record and snapshot; exit 0 sound, 3 torn tail, 4 journal corrupted,
     /// 5 snapshot unusable, 6 locked by a live writer.
+    #[command(after_help = examples::VERIFY)]
     Verify,
     /// Decoded messages, one per line, with sequence and timestamp.
+    #[command(after_help = examples::DUMP)]
     Dump(DumpArgs),
     /// Rebuild the state after a sequence; print its summary and hash, and answer a query.
+    #[command(after_help = examples::STATE)]
     State(StateArgs),
     /// The first sequence after which a condition holds, replaying forward.
+    #[command(after_help = examples::FIND)]
     Find(FindArgs),
     /// Re-run messages through the current code and print (or save) their outputs.
+    #[command(after_help = examples::OUTPUTS)]
     Outputs(OutputsArgs),
     /// Compare outputs (or state hashes) with another journal copy or a saved outputs file.
+    #[command(after_help = examples::DIFF)]
     Diff(DiffArgs),
     /// Determinism: full replay and each snapshot + tail give the same hash and outputs.
+    #[command(after_help = examples::CHECK)]
     Check,
 }
 

@@ -84,8 +84,8 @@ pub enum ReplayError {
     /// Reading the journal failed, or it is corrupted (the error names file, offset, sequence).
     #[error(transparent)]
     Journal(#[from] JournalError),
-    /// Reading a file or directory failed.
-    #[error("{path}: {source}")]
+    /// Reading a file or directory failed (the text names the path and a likely cause).
+    #[error("{path}: {}", explain(source))]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -187,4 +187,24 @@ pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ReplayError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// An I/O error as words, with the likely cause for the common kinds.
+fn explain(e: &io::Error) -> String {
+    let hint = match e.kind() {
+        io::ErrorKind::NotFound => {
+            " — is --data-dir (or --journal) a keel data directory? `keel serve --data-dir DIR` \
+             writes DIR/journal and DIR/snapshots"
+        }
+        io::ErrorKind::PermissionDenied => " — run as a user who may read it",
+        io::ErrorKind::NotADirectory => " — give the directory, not a file in it",
+        _ => "",
+    };
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    let text: String = chars
+        .next()
+        .map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect());
+    format!("{text}{hint}")
 }

@@ -186,7 +186,7 @@ pub(crate) fn restore_bound<A: App>(
     match &judged[0].vouch {
         vouch if vouch.is_usable() => restore(file),
         Vouch::Unreadable(reason) => Err(reason.clone()),
-        other => Err(format!("the journal does not vouch for it ({other:?})")),
+        other => Err(format!("the journal does not vouch for it ({other})")),
     }
 }
 

@@ -83,6 +83,7 @@ mod check;
 mod ctx;
 mod dump;
 mod error;
+mod examples;
 mod files;
 mod find;
 mod info;

@@ -81,7 +81,7 @@ fn report_json(report: &VerifyReport) -> Value {
         } => {
             json!({"state": "torn", "segment": segment.display().to_string(), "offset": offset})
         }
-        other => json!({"state": format!("{other:?}")}),
+        _ => json!({"state": "unknown"}),
     };
     json!({
         "segments": report.segment_count,

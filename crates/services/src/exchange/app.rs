@@ -41,7 +41,10 @@ fn side(words: &[String], i: usize) -> Result<Side, String> {
     match words.get(i).map(String::as_str) {
         Some("buy" | "b") => Ok(Side::Buy),
         Some("sell" | "s") => Ok(Side::Sell),
-        other => Err(format!("side must be buy or sell, not {other:?}\n\n{HELP}")),
+        Some(other) => Err(format!(
+            "side must be buy or sell, not \"{other}\"\n\n{HELP}"
+        )),
+        None => Err(format!("missing SIDE (buy or sell)\n\n{HELP}")),
     }
 }
 
