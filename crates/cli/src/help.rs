@@ -91,10 +91,9 @@ Examples:
   keel admin accept-loss --data-dir /var/lib/keel
   keel admin snapshot --connect 127.0.0.1:7700 --token-file /etc/keel/token";
 
-/// `keel stats`.
+/// `keel stats` (against `keel serve --metrics-listen ADDR`).
 pub const STATS: &str = "\
 Examples:
-  keel serve --metrics-listen 127.0.0.1:9100 &
   keel stats --connect 127.0.0.1:9100
   keel stats --connect 127.0.0.1:9100 --json";
 
