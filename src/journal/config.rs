@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::error::JournalError;
+use super::retention::JournalRetention;
 use super::format::{
     segment_holds, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_SEGMENT_SIZE_BYTES, MAX_SEGMENT_SIZE_BYTES,
     MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES,
@@ -155,6 +156,9 @@ pub struct JournalConfig {
     pub max_payload_bytes: u32,
     /// How each new segment is prepared (existing segments are used as they are).
     pub segment_prep: SegmentPrep,
+    /// What happens to segments no retained snapshot needs any more (applied by the engine's
+    /// snapshot thread; the writer itself never removes a segment). Default `Keep`.
+    pub retention: JournalRetention,
 }
 
 impl JournalConfig {
@@ -166,6 +170,7 @@ impl JournalConfig {
             flush: FlushPolicy::Batch,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             segment_prep: SegmentPrep::default(),
+            retention: JournalRetention::Keep,
         }
     }
 

@@ -14,6 +14,7 @@ use super::format::{
     MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES, RECORD_HEADER_SIZE, RECORD_MAGIC,
     SEGMENT_HEADER_SIZE,
 };
+use super::retention::RetiredHistory;
 use super::segment::SegmentView;
 
 /// What a read-only [`verify`] found.
@@ -29,6 +30,8 @@ pub struct VerifyReport {
     pub record_count: u64,
     /// How the journal ends.
     pub tail: TailState,
+    /// What keel's journal retention retired before the journal's start, if anything.
+    pub retired: Option<RetiredHistory>,
 }
 
 /// How a journal that is not corrupted ends.
@@ -79,6 +82,8 @@ pub(crate) struct Scan {
     pub(crate) end: ScanEnd,
     /// Segments left unsealed by a crash during rollover, each continued by its successor.
     pub(crate) unsealed: Vec<Unsealed>,
+    /// The retention marker: what keel retired before the journal's start.
+    pub(crate) retired: Option<RetiredHistory>,
 }
 
 /// A segment whose records end cleanly without an end marker, followed by a successor that
@@ -188,6 +193,7 @@ impl Scan {
             last_sequence: self.chain.next_sequence - 1,
             record_count: self.record_count,
             tail,
+            retired: self.retired.clone(),
         })
     }
 }
@@ -195,13 +201,14 @@ impl Scan {
 /// Scans every segment of `dir`, oldest first. Never modifies anything. A journal ending at a
 /// sealed segment is returned (`ScanEnd::Sealed`), for the caller to refuse or accept.
 pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
+    let retired = RetiredHistory::read(dir)?;
     let segments = list_segments(dir)?;
     let mut walks = walk_each(&segments).into_iter();
     let mut found = Found::default();
     for index in 0..segments.len() {
         let (view, walked) = walks.next().expect("one walk per segment")?;
         if let Some(end) = found.add(&segments, index, &view, walked)? {
-            return Ok(found.into_scan(segments, end));
+            return Ok(found.into_scan(segments, end, retired));
         }
     }
     let end = if segments.is_empty() {
@@ -211,7 +218,7 @@ pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
             marker_offset: found.marker_offset,
         }
     };
-    Ok(found.into_scan(segments, end))
+    Ok(found.into_scan(segments, end, retired))
 }
 
 /// What a scan has established so far, segment by segment.
@@ -306,8 +313,14 @@ impl Found {
         }))
     }
 
-    fn into_scan(self, segments: Vec<SegmentFile>, end: ScanEnd) -> Scan {
+    fn into_scan(
+        self,
+        segments: Vec<SegmentFile>,
+        end: ScanEnd,
+        retired: Option<RetiredHistory>,
+    ) -> Scan {
         Scan {
+            retired,
             segments,
             record_count: self.record_count,
             chain: self.chain.unwrap_or(Chain::GENESIS),
@@ -753,6 +766,12 @@ impl fmt::Display for VerifyReport {
         )?;
         if let Some(first) = self.first_sequence {
             write!(f, ", sequences {first}..={}", self.last_sequence)?;
+        }
+        if let Some(retired) = &self.retired {
+            write!(f, ", 1..={} retired", retired.last_retired())?;
+            if let Some(archive) = &retired.archive {
+                write!(f, " (archived to {})", archive.display())?;
+            }
         }
         match &self.tail {
             TailState::Empty => write!(f, ", empty"),

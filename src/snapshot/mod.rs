@@ -19,7 +19,7 @@ pub use store::{
     file_name, load_file, LoadedSnapshot, SnapshotFile, SnapshotStore,
     DEFAULT_SNAPSHOT_MAX_STATE_BYTES, QUARANTINE_DIR,
 };
-pub(crate) use writer::JournalBinding;
+pub(crate) use writer::{JournalBinding, Retention};
 pub use writer::SnapshotStats;
 pub(crate) use writer::{SnapshotJob, SnapshotSender, SnapshotWriter};
 
