@@ -343,7 +343,177 @@ fn copy_durably(from: &Path, to: &Path) -> Result<(), JournalError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::config::{FlushPolicy, JournalConfig, SegmentPrep};
+    use super::super::format::Record;
+    use super::super::reader::JournalReader;
+    use super::super::recovery::verify;
+    use super::super::writer::JournalWriter;
     use super::*;
+
+    /// A journal of 16 KiB segments holding `records` records of 200 bytes (about 70 per
+    /// segment); returns its segment files.
+    fn journal(dir: &Path, records: u64) -> Vec<SegmentFile> {
+        let mut cfg = JournalConfig::new(dir);
+        cfg.segment_size_bytes = 16 << 10;
+        cfg.max_payload_bytes = 1024;
+        cfg.flush = FlushPolicy::Batch;
+        cfg.segment_prep = SegmentPrep::Allocated;
+        let mut writer = JournalWriter::open(&cfg).unwrap();
+        let payload = [7u8; 200];
+        for sequence in writer.last_sequence() + 1..=records {
+            let record = Record {
+                sequence,
+                timestamp_ns: sequence,
+                session_id: 1,
+                correlation_id: sequence,
+                kind: 1,
+                version: 1,
+                payload: &payload,
+            };
+            writer.append(&record).unwrap();
+            writer.end_batch().unwrap();
+        }
+        writer.sync().unwrap();
+        drop(writer);
+        list_segments(dir).unwrap()
+    }
+
+    fn first_read(dir: &Path) -> u64 {
+        let mut reader = JournalReader::open(dir).unwrap();
+        reader.next().unwrap().expect("a record").sequence
+    }
+
+    #[test]
+    fn delete_retires_whole_segments_before_the_sequence_and_keeps_the_one_holding_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let segments = journal(dir, 1000);
+        assert!(segments.len() > 8, "{}", segments.len());
+        let keep_from = segments[5].first_sequence + 3;
+        let done = retire_before(dir, &JournalRetention::Delete, keep_from).unwrap();
+        assert_eq!(done.segments, 5);
+        assert_eq!(done.first_sequence, segments[5].first_sequence);
+        let left = list_segments(dir).unwrap();
+        assert_eq!(left[0].first_sequence, segments[5].first_sequence);
+        let report = verify(dir).unwrap();
+        assert_eq!(report.first_sequence, Some(segments[5].first_sequence));
+        assert_eq!(report.last_sequence, 1000);
+        let marker = report.retired.expect("a retention marker");
+        assert_eq!(marker.first_sequence, segments[5].first_sequence);
+        assert_eq!(marker.archive, None);
+        assert_eq!(first_read(dir), segments[5].first_sequence);
+        // Idempotent, and the active segment never goes.
+        let again = retire_before(dir, &JournalRetention::Delete, keep_from).unwrap();
+        assert_eq!(again.segments, 0);
+        retire_before(dir, &JournalRetention::Delete, u64::MAX).unwrap();
+        assert_eq!(list_segments(dir).unwrap().len(), 1);
+        assert_eq!(verify(dir).unwrap().last_sequence, 1000);
+        // Keep never touches anything.
+        let kept = tempfile::tempdir().unwrap();
+        let all = journal(kept.path(), 500);
+        let none = retire_before(kept.path(), &JournalRetention::Keep, u64::MAX).unwrap();
+        assert_eq!(none.segments, 0);
+        assert_eq!(list_segments(kept.path()).unwrap(), all);
+    }
+
+    #[test]
+    fn a_crash_at_any_step_of_a_pass_leaves_a_readable_journal_and_the_next_pass_finishes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let segments = journal(dir, 1000);
+        let kept = &segments[6];
+        // Crash right after the marker: nothing removed yet.
+        let marker = RetiredHistory {
+            first_sequence: kept.first_sequence,
+            chain_in: chain_in_of(kept).unwrap(),
+            archive: None,
+        };
+        marker.write(dir).unwrap();
+        assert_eq!(verify(dir).unwrap().first_sequence, Some(1));
+        assert_eq!(first_read(dir), 1);
+        // Crash after half of the segments: the oldest ones went first.
+        for seg in &segments[..3] {
+            fs::remove_file(&seg.path).unwrap();
+        }
+        let report = verify(dir).unwrap();
+        assert_eq!(report.first_sequence, Some(segments[3].first_sequence));
+        assert_eq!(report.last_sequence, 1000);
+        assert_eq!(first_read(dir), segments[3].first_sequence);
+        // The writer opens on it, and the next pass finishes.
+        let mut cfg = JournalConfig::new(dir);
+        cfg.segment_size_bytes = 16 << 10;
+        cfg.max_payload_bytes = 1024;
+        drop(JournalWriter::open(&cfg).unwrap());
+        let done = retire_before(dir, &JournalRetention::Delete, kept.first_sequence).unwrap();
+        assert_eq!(done.segments, 3);
+        assert_eq!(first_read(dir), kept.first_sequence);
+    }
+
+    #[test]
+    fn archive_moves_segments_and_a_copy_left_by_a_crash_is_finished_not_duplicated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let archive = tmp.path().join("archive");
+        let segments = journal(&dir, 1000);
+        // A cross-device move interrupted after the copy, before the unlink.
+        fs::create_dir_all(&archive).unwrap();
+        let name = segments[0].path.file_name().unwrap();
+        fs::copy(&segments[0].path, archive.join(name)).unwrap();
+        let policy = JournalRetention::Archive(archive.clone());
+        let keep_from = segments[4].first_sequence;
+        let done = retire_before(&dir, &policy, keep_from).unwrap();
+        assert_eq!(done.segments, 4);
+        let archived = list_segments(&archive).unwrap();
+        let names = |s: &[SegmentFile]| -> Vec<u64> { s.iter().map(|s| s.first_sequence).collect() };
+        assert_eq!(names(&archived), names(&segments[..4]));
+        assert_eq!(list_segments(&dir).unwrap()[0].first_sequence, keep_from);
+        let marker = RetiredHistory::read(&dir).unwrap().unwrap();
+        assert_eq!(marker.archive.as_deref(), Some(archive.as_path()));
+        // Archive and journal read as one chain.
+        let mut reader = JournalReader::open_with_archive(&dir, &archive).unwrap();
+        let mut expected = 1;
+        while let Some(record) = reader.next().unwrap() {
+            assert_eq!(record.sequence, expected);
+            expected += 1;
+        }
+        assert_eq!(expected, 1001);
+    }
+
+    #[test]
+    fn archive_refuses_to_replace_another_journals_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, archive) = (tmp.path().join("journal"), tmp.path().join("archive"));
+        let segments = journal(&dir, 600);
+        fs::create_dir_all(&archive).unwrap();
+        let name = segments[0].path.file_name().unwrap();
+        fs::write(archive.join(name), b"another journal's segment").unwrap();
+        let policy = JournalRetention::Archive(archive.clone());
+        let err = retire_before(&dir, &policy, segments[2].first_sequence).unwrap_err();
+        assert!(err.to_string().contains("different segment"), "{err}");
+        assert_eq!(list_segments(&dir).unwrap(), segments);
+        assert_eq!(fs::read(archive.join(name)).unwrap(), b"another journal's segment");
+    }
+
+    #[test]
+    fn an_emptied_journal_whose_history_was_retired_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let segments = journal(dir, 600);
+        retire_before(dir, &JournalRetention::Delete, 600).unwrap();
+        for seg in list_segments(dir).unwrap() {
+            fs::remove_file(seg.path).unwrap();
+        }
+        let mut cfg = JournalConfig::new(dir);
+        cfg.segment_size_bytes = 16 << 10;
+        cfg.max_payload_bytes = 1024;
+        let err = JournalWriter::open(&cfg).unwrap_err();
+        let last = segments.last().unwrap().first_sequence - 1;
+        assert!(
+            matches!(err, JournalError::HistoryRetired { last_retired, .. } if last_retired == last),
+            "{err}"
+        );
+        assert!(list_segments(dir).unwrap().is_empty(), "nothing was created");
+    }
 
     #[test]
     fn retention_parses_and_displays() {
