@@ -178,6 +178,8 @@ fn write_loop(
     stats: &SnapshotStats,
     retention: &Retention,
 ) {
+    // A pass at start finishes one a crash interrupted, and applies a policy just chosen.
+    retention.run(store, stats);
     for job in receiver {
         let start = Instant::now();
         let result = journal.bind(job.sequence).and_then(|chain| {
@@ -193,6 +195,8 @@ fn write_loop(
         match result {
             Ok(path) => {
                 let ns = start.elapsed().as_nanos() as u64;
+                // Before the counters: a host that sees `last_sequence` sees the pass done.
+                retention.run(store, stats);
                 stats.written.fetch_add(1, Ordering::Relaxed);
                 stats.last_sequence.store(job.sequence, Ordering::Relaxed);
                 stats.last_write_ns.store(ns, Ordering::Relaxed);
@@ -200,7 +204,6 @@ fn write_loop(
                     .last_state_bytes
                     .store(job.state.len() as u64, Ordering::Relaxed);
                 tracing::info!(path = %path.display(), bytes = job.state.len(), write_ms = ns / 1_000_000, "snapshot written");
-                retention.run(store, stats);
             }
             Err(e) => log_failure(stats, job.sequence, &e),
         }
