@@ -116,7 +116,7 @@ fn delete_keeps_the_journal_bounded_over_many_snapshots() {
     let dir = tmp.path();
     let mut engine = start(dir, JournalRetention::Delete);
     let stats = engine.snapshot_stats().expect("a snapshot thread");
-    let (rounds, per_round) = (40u64, 2_000u64);
+    let (rounds, per_round) = (100u64, 2_000u64);
     let mut most = 0;
     for round in 0..rounds {
         submit(&mut engine, round * per_round..(round + 1) * per_round);
