@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::error::JournalError;
-use super::retention::JournalRetention;
 use super::format::{
     segment_holds, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_SEGMENT_SIZE_BYTES, MAX_SEGMENT_SIZE_BYTES,
     MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES,
 };
+use super::retention::JournalRetention;
 
 /// When appended records are made durable. See `docs/journal_format.md` for the guarantees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

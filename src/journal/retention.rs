@@ -108,7 +108,11 @@ impl RetiredHistory {
         let mut b = vec![0u8; MARKER_HEADER_BYTES];
         b[..8].copy_from_slice(MARKER_MAGIC);
         b[M_VERSION..M_VERSION + 2].copy_from_slice(&MARKER_VERSION.to_le_bytes());
-        let flags = if self.archive.is_some() { FLAG_ARCHIVED } else { 0 };
+        let flags = if self.archive.is_some() {
+            FLAG_ARCHIVED
+        } else {
+            0
+        };
         b[M_FLAGS..M_FLAGS + 2].copy_from_slice(&flags.to_le_bytes());
         b[M_PATH_BYTES..M_PATH_BYTES + 4].copy_from_slice(&(path.len() as u32).to_le_bytes());
         b[M_FIRST_SEQUENCE..M_FIRST_SEQUENCE + 8]
@@ -129,7 +133,9 @@ impl RetiredHistory {
         let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
         let version = u16_at(M_VERSION);
         if version != MARKER_VERSION {
-            return Err(format!("retention marker version {version} is not supported"));
+            return Err(format!(
+                "retention marker version {version} is not supported"
+            ));
         }
         let path_bytes = u32_at(M_PATH_BYTES) as usize;
         if path_bytes > MAX_PATH_BYTES || b.len() != MARKER_HEADER_BYTES + path_bytes {
@@ -464,7 +470,8 @@ mod tests {
         let done = retire_before(&dir, &policy, keep_from).unwrap();
         assert_eq!(done.segments, 4);
         let archived = list_segments(&archive).unwrap();
-        let names = |s: &[SegmentFile]| -> Vec<u64> { s.iter().map(|s| s.first_sequence).collect() };
+        let names =
+            |s: &[SegmentFile]| -> Vec<u64> { s.iter().map(|s| s.first_sequence).collect() };
         assert_eq!(names(&archived), names(&segments[..4]));
         assert_eq!(list_segments(&dir).unwrap()[0].first_sequence, keep_from);
         let marker = RetiredHistory::read(&dir).unwrap().unwrap();
@@ -491,7 +498,10 @@ mod tests {
         let err = retire_before(&dir, &policy, segments[2].first_sequence).unwrap_err();
         assert!(err.to_string().contains("different segment"), "{err}");
         assert_eq!(list_segments(&dir).unwrap(), segments);
-        assert_eq!(fs::read(archive.join(name)).unwrap(), b"another journal's segment");
+        assert_eq!(
+            fs::read(archive.join(name)).unwrap(),
+            b"another journal's segment"
+        );
     }
 
     #[test]
@@ -512,7 +522,10 @@ mod tests {
             matches!(err, JournalError::HistoryRetired { last_retired, .. } if last_retired == last),
             "{err}"
         );
-        assert!(list_segments(dir).unwrap().is_empty(), "nothing was created");
+        assert!(
+            list_segments(dir).unwrap().is_empty(),
+            "nothing was created"
+        );
     }
 
     #[test]

@@ -504,7 +504,9 @@ impl JournalOpening {
                  accepting the loss as instructed and starting an empty journal"
             );
             self.io.remove(&marker).map_err(file_io(&marker))?;
-            self.io.sync_dir(&self.cfg.dir).map_err(file_io(&self.cfg.dir))?;
+            self.io
+                .sync_dir(&self.cfg.dir)
+                .map_err(file_io(&self.cfg.dir))?;
         }
         self.apply()
     }

@@ -85,14 +85,15 @@ impl Retention {
         if self.policy == JournalRetention::Keep {
             return;
         }
-        let result = store
-            .list()
-            .map_err(|e| e.to_string())
-            .and_then(|files| match files.first() {
-                Some(oldest) => retire_before(&self.journal_dir, &self.policy, oldest.sequence)
-                    .map_err(|e| e.to_string()),
-                None => Ok(Retired::default()),
-            });
+        let result =
+            store
+                .list()
+                .map_err(|e| e.to_string())
+                .and_then(|files| match files.first() {
+                    Some(oldest) => retire_before(&self.journal_dir, &self.policy, oldest.sequence)
+                        .map_err(|e| e.to_string()),
+                    None => Ok(Retired::default()),
+                });
         match result {
             Ok(retired) => {
                 stats
@@ -129,9 +130,7 @@ impl SnapshotWriter {
         let s2 = stats.clone();
         let handle = std::thread::Builder::new()
             .name("keel-snapshot".into())
-            .spawn(move || {
-                write_loop(&store, &mut journal, &receiver, &s2, &retention)
-            })?;
+            .spawn(move || write_loop(&store, &mut journal, &receiver, &s2, &retention))?;
         Ok(SnapshotWriter {
             sender: Some(sender),
             handle: Some(handle),

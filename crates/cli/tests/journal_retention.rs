@@ -148,7 +148,12 @@ fn delete_keeps_the_journal_bounded_over_many_snapshots() {
         written.last_sequence
     );
     assert!(bytes <= 8 * SEGMENT_BYTES, "{bytes} bytes of journal");
-    assert_eq!(stats.retention_failed.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        stats
+            .retention_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }
 
 #[test]
@@ -156,7 +161,10 @@ fn a_restart_after_retention_starts_from_the_snapshot() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     run(dir, JournalRetention::Delete, 0..20_000);
-    let first = verify(&dir.join("journal")).unwrap().first_sequence.unwrap();
+    let first = verify(&dir.join("journal"))
+        .unwrap()
+        .first_sequence
+        .unwrap();
     assert!(first > 1, "retention retired nothing");
     let mut engine = start(dir, JournalRetention::Delete);
     let recovered = engine.recovered();
@@ -175,7 +183,10 @@ fn snapshots_removed_after_retention_refuse_the_start_with_the_retired_range() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     run(dir, JournalRetention::Delete, 0..20_000);
-    let first = verify(&dir.join("journal")).unwrap().first_sequence.unwrap();
+    let first = verify(&dir.join("journal"))
+        .unwrap()
+        .first_sequence
+        .unwrap();
     for snapshot in snapshots(dir) {
         fs::remove_file(snapshot).unwrap();
     }
@@ -200,7 +211,10 @@ fn snapshots_removed_after_retention_refuse_the_start_with_the_retired_range() {
     let (code, out) = keel(&["replay", "verify"], dir);
     assert_eq!(code, 9, "{out}");
     assert!(out.contains("HISTORY LOST"), "{out}");
-    assert!(out.contains("retired by journal retention (deleted)"), "{out}");
+    assert!(
+        out.contains("retired by journal retention (deleted)"),
+        "{out}"
+    );
 
     // Every segment deleted too: the journal would restart at 1 and is refused before any
     // file is created; accepting the loss starts an empty journal.
@@ -233,8 +247,14 @@ fn archive_moves_segments_and_keel_replay_reads_them_transparently() {
     let archive = tmp.path().join("archive");
     run(&dir, JournalRetention::Archive(archive.clone()), 0..20_000);
     let archived = fs::read_dir(&archive).unwrap().count();
-    let first = verify(&dir.join("journal")).unwrap().first_sequence.unwrap();
-    assert!(archived >= 5 && first > 1, "{archived} archived, journal from {first}");
+    let first = verify(&dir.join("journal"))
+        .unwrap()
+        .first_sequence
+        .unwrap();
+    assert!(
+        archived >= 5 && first > 1,
+        "{archived} archived, journal from {first}"
+    );
     // info: the whole history, from sequence 1, and the retired range.
     let (code, out, err) = keel_output(&["replay", "info", "--json"], &dir);
     assert_eq!(code, 0, "{out}{err}");
@@ -283,7 +303,11 @@ fn a_retention_pass_interrupted_half_way_recovers() {
     let engine = start(&crashed, JournalRetention::Keep);
     assert_eq!(engine.shutdown().unwrap().state_hash(), hash);
     // The next pass finishes the job.
-    drop(start(&crashed, JournalRetention::Delete).shutdown().unwrap());
+    drop(
+        start(&crashed, JournalRetention::Delete)
+            .shutdown()
+            .unwrap(),
+    );
     assert_eq!(segments(&crashed).len(), kept.len());
     let engine = start(&crashed, JournalRetention::Delete);
     assert_eq!(engine.shutdown().unwrap().state_hash(), hash);

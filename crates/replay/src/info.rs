@@ -7,7 +7,10 @@ use serde_json::{json, Value};
 
 use super::ctx::{Ctx, Progress};
 use super::error::{Exit, ReplayError};
-use super::files::{open_reader, retired_json, retired_text, list_segments, list_snapshots, read_snapshot, SegmentInfo, SnapFile};
+use super::files::{
+    list_segments, list_snapshots, open_reader, read_snapshot, retired_json, retired_text,
+    SegmentInfo, SnapFile,
+};
 use super::time::format_ns;
 use keel::engine::{message_of, CONTROL_KIND_MIN, CONTROL_SNAPSHOT};
 use keel::journal::{JournalError, Record};

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::ctx::{Ctx, Progress};
 use super::error::ReplayError;
-use super::files::{open_reader, list_segments, list_snapshots, restore_bound};
+use super::files::{list_segments, list_snapshots, open_reader, restore_bound};
 use keel::engine::{
     apply_message, message_of, Applied, Message, Response, ResponseHeader, Status, CONTROL_KIND_MIN,
 };

@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 
 use super::ctx::Ctx;
 use super::error::{Exit, ReplayError};
-use super::files::{open_reader, retired_json, retired_text, list_segments, list_snapshots, restore, SnapFile};
+use super::files::{
+    list_segments, list_snapshots, open_reader, restore, retired_json, retired_text, SnapFile,
+};
 use super::info::text;
 use keel::journal::{self, JournalError, RetiredHistory, TailState, VerifyReport};
 use keel::snapshot::{self, SnapshotFile, Vouch};
