@@ -204,7 +204,10 @@ pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
     let retired = RetiredHistory::read(dir)?;
     let segments = list_segments(dir)?;
     let mut walks = walk_each(&segments).into_iter();
-    let mut found = Found::default();
+    let mut found = Found {
+        retired_chain: retired.as_ref().map(|r| (r.first_sequence, r.chain_in)),
+        ..Found::default()
+    };
     for index in 0..segments.len() {
         let (view, walked) = walks.next().expect("one walk per segment")?;
         if let Some(end) = found.add(&segments, index, &view, walked)? {
@@ -230,6 +233,8 @@ struct Found {
     unsealed: Vec<Unsealed>,
     /// Offset of the end marker of the last segment added, when it is sealed.
     marker_offset: usize,
+    /// The retention marker's first kept sequence and the chain value it recorded there.
+    retired_chain: Option<(u64, u32)>,
 }
 
 impl Found {
@@ -258,6 +263,18 @@ impl Found {
                 return Ok(Some(ScanEnd::HeaderTorn { segment: index }));
             }
         };
+        // The segment where retention says the kept journal starts must continue the history
+        // it retired: its chain-in value is the one the marker recorded.
+        if let Some((_, recorded)) = self
+            .retired_chain
+            .filter(|&(first, chain)| first == header.first_sequence && chain != header.prev_crc)
+        {
+            let reason = CorruptionReason::ChainBreak {
+                expected: recorded,
+                found: header.prev_crc,
+            };
+            return Err(corrupted(&seg.path, 0, header.first_sequence, reason));
+        }
         // The walk started from this same header's chain; now that the header is known to
         // link to the previous segment, its result stands.
         let walked = walked.expect("a header that checks against the chain decodes alone")?;

@@ -487,6 +487,25 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_journal_that_does_not_continue_the_retired_history_is_corruption() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let segments = journal(dir, 600);
+        retire_before(dir, &JournalRetention::Delete, segments[3].first_sequence).unwrap();
+        let mut marker = RetiredHistory::read(dir).unwrap().unwrap();
+        marker.chain_in ^= 1;
+        marker.write(dir).unwrap();
+        let err = verify(dir).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                JournalError::Corrupted { segment, offset: 0, .. } if *segment == segments[3].path
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn archive_refuses_to_replace_another_journals_segment() {
         let tmp = tempfile::tempdir().unwrap();
         let (dir, archive) = (tmp.path().join("journal"), tmp.path().join("archive"));
