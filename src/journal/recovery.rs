@@ -784,12 +784,7 @@ impl fmt::Display for VerifyReport {
         if let Some(first) = self.first_sequence {
             write!(f, ", sequences {first}..={}", self.last_sequence)?;
         }
-        if let Some(retired) = &self.retired {
-            write!(f, ", 1..={} retired", retired.last_retired())?;
-            if let Some(archive) = &retired.archive {
-                write!(f, " (archived to {})", archive.display())?;
-            }
-        }
+
         match &self.tail {
             TailState::Empty => write!(f, ", empty"),
             TailState::Clean { segment, offset } => {
