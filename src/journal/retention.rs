@@ -292,6 +292,12 @@ fn absolute(path: &Path) -> PathBuf {
 /// same segment (same size and header: a copy a crash left before its unlink).
 fn archive_one(dir: &Path, seg: &SegmentFile, archive: &Path) -> Result<(), JournalError> {
     fs::create_dir_all(archive).map_err(file_io(archive))?;
+    if fs::canonicalize(archive).ok() == fs::canonicalize(dir).ok() {
+        return Err(JournalError::Retention {
+            path: archive.to_owned(),
+            reason: "the archive directory is the journal directory; nothing was moved".into(),
+        });
+    }
     let name = seg.path.file_name().expect("a segment file has a name");
     let target = archive.join(name);
     check_replaceable(&seg.path, &target)?;
@@ -513,6 +519,12 @@ mod tests {
         fs::create_dir_all(&archive).unwrap();
         let name = segments[0].path.file_name().unwrap();
         fs::write(archive.join(name), b"another journal's segment").unwrap();
+        let itself = JournalRetention::Archive(dir.clone());
+        let err = retire_before(&dir, &itself, segments[2].first_sequence).unwrap_err();
+        assert!(
+            err.to_string().contains("is the journal directory"),
+            "{err}"
+        );
         let policy = JournalRetention::Archive(archive.clone());
         let err = retire_before(&dir, &policy, segments[2].first_sequence).unwrap_err();
         assert!(err.to_string().contains("different segment"), "{err}");
