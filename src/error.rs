@@ -86,17 +86,26 @@ pub enum RecoveryError {
         /// Last sequence the writer recovered.
         recovered: u64,
     },
-    /// The journal starts after the sequence recovery needs: older segments were removed and
-    /// no usable snapshot covers them.
+    /// The journal starts after the sequence recovery needs, and no usable snapshot covers the
+    /// records before its start (they were retired by journal retention, or removed): the
+    /// journal alone no longer rebuilds the state, so nothing is replayed from the middle.
     #[error(
-        "recovery needs sequence {needed} but the journal continues at {found} (older \
-         segments removed, and no usable snapshot covers them)"
+        "refusing to start: recovery needs sequence {needed} (no usable snapshot covers the \
+         records before it), but the journal in {} starts at {found}: {history}. The journal \
+         alone no longer rebuilds the state, and nothing was replayed. Restore a snapshot \
+         taken at sequence {} or later into the snapshot directory, or put the segments \
+         holding sequences {needed}..{found} back into the journal directory",
+        journal_dir.display(), found.saturating_sub(1)
     )]
     JournalGap {
         /// The sequence recovery needs next.
         needed: u64,
-        /// The sequence the journal has there.
+        /// The sequence the journal has there (its first).
         found: u64,
+        /// The journal directory.
+        journal_dir: std::path::PathBuf,
+        /// What happened to the records before `found`, from the retention marker.
+        history: String,
     },
 }
 

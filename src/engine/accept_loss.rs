@@ -7,6 +7,8 @@
 //! - moves every snapshot the journal cannot vouch for into `snapshots/quarantine/` (never
 //!   deleted; no later restart lists it), and
 //! - when the successor segment is missing, lets the journal continue at the sealed end;
+//! - when journal retention retired the history and no segment is left, removes the
+//!   retention marker, so the journal starts empty;
 //! - logs each decision at `warn`.
 //!
 //! The torn tail, if any, is cut as a normal start would. Nothing else changes: a journal
@@ -29,12 +31,15 @@ pub struct LossAccepted {
     pub sealed_end: Option<PathBuf>,
     /// The journal's last sequence, where the engine will continue.
     pub journal_end: u64,
+    /// The journal had no segments left after journal retention had retired its history up
+    /// to this sequence: that history is given up, and the journal starts empty.
+    pub retired_given_up: Option<u64>,
 }
 
 impl LossAccepted {
     /// Whether there was anything to accept.
     pub fn is_empty(&self) -> bool {
-        self.quarantined.is_empty() && self.sealed_end.is_none()
+        self.quarantined.is_empty() && self.sealed_end.is_none() && self.retired_given_up.is_none()
     }
 }
 
@@ -46,6 +51,10 @@ pub fn accept_loss(config: &Config) -> Result<LossAccepted, Error> {
     let opening = JournalWriter::begin_open(&config.journal_config())?;
     let journal_end = opening.last_sequence();
     let sealed_end = opening.missing_successor().map(|p| p.to_path_buf());
+    let retired_given_up = opening
+        .retired()
+        .filter(|_| opening.first_sequence().is_none())
+        .map(|retired| retired.last_retired());
     let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?;
     let judged = judge(&store.list()?, &config.journal_dir, journal_end)?;
     if let Some(segment) = &sealed_end {
@@ -66,6 +75,7 @@ pub fn accept_loss(config: &Config) -> Result<LossAccepted, Error> {
         quarantined,
         sealed_end,
         journal_end,
+        retired_given_up,
     })
 }
 

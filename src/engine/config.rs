@@ -1,6 +1,6 @@
 //! `Config`: every limit of the engine, set once at start. Nothing grows after `start()`.
 
-use crate::journal::{FlushPolicy, JournalConfig, SegmentPrep};
+use crate::journal::{FlushPolicy, JournalConfig, JournalRetention, SegmentPrep};
 use crate::ring::WaitStrategy;
 use std::path::PathBuf;
 
@@ -142,8 +142,14 @@ pub struct Config {
     pub discard_responses: bool,
     /// Take a snapshot every this many messages (0: only on shutdown and on request).
     pub snapshot_interval_messages: u64,
-    /// Snapshots kept on disk (older ones are deleted after a new one is written).
+    /// Snapshots kept on disk (older ones are deleted after a new one is written). The oldest
+    /// one kept also bounds journal retention (`journal_retention`).
     pub snapshot_retain: usize,
+    /// What happens to journal segments wholly before the oldest retained snapshot once a
+    /// snapshot is durable: kept (the default), moved to a directory, or deleted. Applied on
+    /// the snapshot thread, to keel's own journal only (not to a sink given to
+    /// `Engine::start_with_sink`). See `docs/OPERATIONS.md`, "Retention".
+    pub journal_retention: JournalRetention,
     /// Take a snapshot when the engine shuts down cleanly.
     pub snapshot_on_shutdown: bool,
     /// Largest snapshot state restored at startup. A snapshot file holding more is skipped
@@ -184,6 +190,7 @@ impl Default for Config {
             discard_responses: false,
             snapshot_interval_messages: 1_000_000,
             snapshot_retain: 3,
+            journal_retention: JournalRetention::Keep,
             snapshot_on_shutdown: true,
             snapshot_max_state_bytes: DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
             prefault_state: false,
@@ -249,6 +256,7 @@ impl Config {
             segment_prep: self.segment_prep,
             service_name: String::new(),
             service_schema_version: 0,
+            retention: self.journal_retention.clone(),
         }
     }
 

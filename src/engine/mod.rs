@@ -44,7 +44,7 @@ pub use wake::{WakeHook, WakeHookAlreadySet};
 use crate::error::Error;
 use crate::journal::{DurableWaker, JournalError, JournalWriter, RealIo};
 use crate::ring::{Consumer, Gauge, MultiProducer, RingBuilder, Sequence, Signal};
-use crate::snapshot::{SnapshotStore, SnapshotWriter};
+use crate::snapshot::{Retention, SnapshotStore, SnapshotWriter};
 use journal_gate::{JournalGate, JournalerExit};
 use logic::{Responses, Snapshots};
 use metrics::{Positions, Recorders, TimedIo};
@@ -119,13 +119,15 @@ impl<P: Processor> Engine<P> {
 
     /// Starts the pipeline over any [`JournalSink`] without replaying anything: `processor`
     /// must already hold the state as of `last_sequence`, the last sequence in `journal`.
+    /// `Config::journal_retention` is not applied: the sink owns its files.
     pub fn start_with_sink<J: JournalSink>(
-        config: Config,
+        mut config: Config,
         processor: P,
         journal: J,
         last_sequence: u64,
     ) -> Result<Self, Error> {
         config.validate()?;
+        config.journal_retention = crate::journal::JournalRetention::Keep;
         let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
             .with_max_state_bytes(config.snapshot_max_state_bytes);
         let recovered = Recovered {
@@ -163,7 +165,11 @@ impl<P: Processor> Engine<P> {
             journal_dir: config.journal_dir.clone(),
             exit: exit.clone(),
         };
-        let snapshot_writer = SnapshotWriter::spawn(store, gate)?;
+        let retention = Retention {
+            journal_dir: config.journal_dir.clone(),
+            policy: config.journal_retention.clone(),
+        };
+        let snapshot_writer = SnapshotWriter::spawn(store, gate, retention)?;
         let snapshots = Some(snapshot_plan(&config, &recovered, &snapshot_writer));
         // What the journal has made durable: the syncer's sequence under group commit, else
         // the journaler's own (it advances after `end_batch` applied the policy).

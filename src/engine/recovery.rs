@@ -7,7 +7,7 @@ use super::logic::{apply_message, panic_text};
 use super::message::{Message, MessageHeader};
 use super::processor::Processor;
 use crate::error::{Error, RecoveryError};
-use crate::journal::{JournalReader, Record};
+use crate::journal::{JournalReader, Record, RetiredHistory};
 use crate::snapshot::{
     judge, Judged, SnapshotError, SnapshotFile, SnapshotStore, StateError, UnboundSnapshot, Vouch,
 };
@@ -189,6 +189,36 @@ pub fn message_of<'a>(record: &Record<'a>) -> Message<'a> {
     }
 }
 
+/// What happened to the records before `first_held`, the journal's first sequence, as its
+/// retention marker tells it.
+pub(crate) fn retired_history(journal_dir: &Path, first_held: u64) -> String {
+    match RetiredHistory::read(journal_dir) {
+        Ok(Some(retired)) => {
+            let to = retired.archive.as_ref().map_or_else(
+                || "deleted".to_owned(),
+                |dir| format!("moved to the archive {}", dir.display()),
+            );
+            let mut text = format!(
+                "journal retention retired sequences 1..={} ({to})",
+                retired.last_retired()
+            );
+            if first_held > retired.first_sequence {
+                text += &format!(
+                    ", and the segments holding {}..{first_held} are missing too (keel did \
+                     not retire them)",
+                    retired.first_sequence
+                );
+            }
+            text
+        }
+        Ok(None) => format!(
+            "the segments holding 1..{first_held} are missing, and keel did not retire them (no \
+             retention marker)"
+        ),
+        Err(err) => format!("the retention marker is unreadable ({err})"),
+    }
+}
+
 /// Replays sequences `first..=last` into `processor`, checking contiguity as it goes.
 pub(crate) fn replay_range<P: Processor>(
     config: &Config,
@@ -214,9 +244,12 @@ pub(crate) fn replay_range<P: Processor>(
         if record.sequence != expected {
             // The reader validates contiguity within the journal, but the journal may start
             // after `expected`: older segments were removed and no snapshot covers them.
+            let found = record.sequence;
             let gap = RecoveryError::JournalGap {
                 needed: expected,
-                found: record.sequence,
+                found,
+                journal_dir: config.journal_dir.clone(),
+                history: retired_history(&config.journal_dir, found),
             };
             return Err(gap.into());
         }

@@ -9,6 +9,7 @@ use super::format::{
     segment_holds, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_SEGMENT_SIZE_BYTES, MAX_SEGMENT_SIZE_BYTES,
     MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES, SERVICE_NAME_BYTES,
 };
+use super::retention::JournalRetention;
 
 /// When appended records are made durable. See `docs/journal_format.md` for the guarantees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -161,6 +162,9 @@ pub struct JournalConfig {
     pub service_name: String,
     /// Schema version of the service's state, recorded in each new segment's header.
     pub service_schema_version: u32,
+    /// What happens to segments no retained snapshot needs any more (applied by the engine's
+    /// snapshot thread; the writer itself never removes a segment). Default `Keep`.
+    pub retention: JournalRetention,
 }
 
 impl JournalConfig {
@@ -174,6 +178,7 @@ impl JournalConfig {
             segment_prep: SegmentPrep::default(),
             service_name: String::new(),
             service_schema_version: 0,
+            retention: JournalRetention::Keep,
         }
     }
 

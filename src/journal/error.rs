@@ -96,6 +96,27 @@ pub enum JournalError {
         /// The service opening the journal.
         expected: String,
     },
+    /// Journal retention could not retire a segment, or its marker is unreadable.
+    #[error("journal retention: {path}: {reason}")]
+    Retention {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The journal has no segments, but keel retired its history before a sequence: starting
+    /// empty would discard that history. See `docs/fault_model.md`, "Retention".
+    #[error(
+        "refusing to open: the journal in {dir} holds no segments, but its retention marker says sequences 1..={last_retired} were retired ({where_to}) after snapshots covered them; the journal alone cannot rebuild that state. Restore the journal's segments and snapshots, or accept the loss with `keel admin accept-loss`"
+    )]
+    HistoryRetired {
+        /// The journal directory.
+        dir: PathBuf,
+        /// The last retired sequence.
+        last_retired: u64,
+        /// Where the retired segments went.
+        where_to: String,
+    },
     /// An earlier sync or write failed; the writer refuses to continue. Reopen to recover.
     #[error("journal writer stopped after an earlier failure ({cause}); reopen to recover")]
     Poisoned {

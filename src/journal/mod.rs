@@ -10,7 +10,7 @@
 //! Module map: `format` (byte maps, pure encode/check), `segment` (the mmap, the only `unsafe`),
 //! `io` (the injectable I/O seam), `dir` (names, listing, lock), `prepare` (background spare
 //! segment), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus
-//! corruption), `writer`, `reader`.
+//! corruption), `retention` (retiring old segments, the retention marker), `writer`, `reader`.
 
 mod chain;
 mod commit;
@@ -22,6 +22,7 @@ mod io;
 mod prepare;
 mod reader;
 mod recovery;
+mod retention;
 mod segment;
 mod sync_handle;
 mod writer;
@@ -37,6 +38,8 @@ pub use format::{record_size_bytes, Record, SegmentHeader, FORMAT_VERSION, SEGME
 pub use io::{RealIo, SegmentIo};
 pub use reader::JournalReader;
 pub use recovery::{verify, TailState, VerifyReport};
+pub(crate) use retention::{retire_before, Retired};
+pub use retention::{JournalRetention, RetiredHistory};
 pub use segment::SegmentSync;
 pub use sync_handle::JournalSyncHandle;
 pub use writer::{JournalOpening, JournalWriter};

@@ -18,6 +18,8 @@ use super::segment::SegmentView;
 #[derive(Debug)]
 pub struct JournalReader {
     dir: PathBuf,
+    /// An archive directory whose segments precede the journal's (journal retention).
+    archive: Option<PathBuf>,
     current: Option<Current>,
     /// Records below this sequence are validated but not returned (set by `seek`).
     skip_below: u64,
@@ -55,6 +57,7 @@ impl JournalReader {
         }
         let mut reader = Self {
             dir: dir.to_owned(),
+            archive: None,
             current: None,
             skip_below: 0,
         };
@@ -62,11 +65,50 @@ impl JournalReader {
         Ok(reader)
     }
 
+    /// Like [`JournalReader::open`], reading the segments journal retention moved to
+    /// `archive` too, as if they were still in `dir`: the archived history and the journal are
+    /// one chain, validated across the boundary. A segment in both places is read from `dir`.
+    /// An archive that does not exist holds nothing.
+    pub fn open_with_archive(dir: &Path, archive: &Path) -> Result<JournalReader, JournalError> {
+        let mut reader = Self::open(dir)?;
+        reader.archive = Some(archive.to_owned());
+        reader.seek(0)?;
+        Ok(reader)
+    }
+
+    /// Segment files of the journal and of its archive, oldest first.
+    fn listing(&self) -> Result<Vec<SegmentFile>, JournalError> {
+        let mut segments = list_segments(&self.dir)?;
+        if let Some(archive) = self.archive.as_deref().filter(|a| a.is_dir()) {
+            let held: std::collections::HashSet<u64> =
+                segments.iter().map(|s| s.first_sequence).collect();
+            let archived = list_segments(archive)?;
+            segments.extend(
+                archived
+                    .into_iter()
+                    .filter(|s| !held.contains(&s.first_sequence)),
+            );
+            segments.sort_by_key(|s| s.first_sequence);
+        }
+        Ok(segments)
+    }
+
+    /// Where the segment starting at `first_sequence` is: the journal directory, else the
+    /// archive when it holds it.
+    fn locate(&self, first_sequence: u64) -> PathBuf {
+        let name = segment_file_name(first_sequence);
+        let path = self.dir.join(&name);
+        match &self.archive {
+            Some(archive) if !path.exists() && archive.join(&name).exists() => archive.join(name),
+            _ => path,
+        }
+    }
+
     /// Positions at the first record with a sequence `>= sequence` (present or future).
     pub fn seek(&mut self, sequence: u64) -> Result<(), JournalError> {
         self.skip_below = sequence;
         self.current = None;
-        let segments = list_segments(&self.dir)?;
+        let segments = self.listing()?;
         let pick = segments.iter().rev().find(|s| s.first_sequence <= sequence);
         match pick.or(segments.first()) {
             Some(seg) => self.enter(seg.clone(), None).map(|_| ()),
@@ -159,7 +201,7 @@ impl JournalReader {
         check_end_marker(&cur.seg, offset, next_sequence)?;
         let next = SegmentFile {
             first_sequence: next_sequence,
-            path: self.dir.join(segment_file_name(next_sequence)),
+            path: self.locate(next_sequence),
         };
         let Some(view) = open_view(&next.path)? else {
             let reason = CorruptionReason::SuccessorMissing { next_sequence };
@@ -251,7 +293,7 @@ impl JournalReader {
     }
 
     fn segments_after(&self, first_sequence: u64) -> Result<Vec<SegmentFile>, JournalError> {
-        let mut segments = list_segments(&self.dir)?;
+        let mut segments = self.listing()?;
         segments.retain(|s| s.first_sequence > first_sequence);
         Ok(segments)
     }

@@ -14,6 +14,7 @@ use super::format::{
     FORMAT_VERSION_UNNAMED, MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES,
     RECORD_HEADER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
 };
+use super::retention::RetiredHistory;
 use super::segment::SegmentView;
 
 /// What a read-only [`verify`] found.
@@ -29,6 +30,8 @@ pub struct VerifyReport {
     pub record_count: u64,
     /// How the journal ends.
     pub tail: TailState,
+    /// What keel's journal retention retired before the journal's start, if anything.
+    pub retired: Option<RetiredHistory>,
 }
 
 /// How a journal that is not corrupted ends.
@@ -81,6 +84,8 @@ pub(crate) struct Scan {
     pub(crate) unsealed: Vec<Unsealed>,
     /// The newest valid segment header naming a service: the file and the name.
     pub(crate) service: Option<(PathBuf, String)>,
+    /// The retention marker: what keel retired before the journal's start.
+    pub(crate) retired: Option<RetiredHistory>,
 }
 
 impl Scan {
@@ -207,6 +212,7 @@ impl Scan {
             last_sequence: self.chain.next_sequence - 1,
             record_count: self.record_count,
             tail,
+            retired: self.retired.clone(),
         })
     }
 }
@@ -214,13 +220,17 @@ impl Scan {
 /// Scans every segment of `dir`, oldest first. Never modifies anything. A journal ending at a
 /// sealed segment is returned (`ScanEnd::Sealed`), for the caller to refuse or accept.
 pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
+    let retired = RetiredHistory::read(dir)?;
     let segments = list_segments(dir)?;
     let mut walks = walk_each(&segments).into_iter();
-    let mut found = Found::default();
+    let mut found = Found {
+        retired_chain: retired.as_ref().map(|r| (r.first_sequence, r.chain_in)),
+        ..Found::default()
+    };
     for index in 0..segments.len() {
         let (view, walked) = walks.next().expect("one walk per segment")?;
         if let Some(end) = found.add(&segments, index, &view, walked)? {
-            return Ok(found.into_scan(segments, end));
+            return Ok(found.into_scan(segments, end, retired));
         }
     }
     let end = if segments.is_empty() {
@@ -230,7 +240,7 @@ pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
             marker_offset: found.marker_offset,
         }
     };
-    Ok(found.into_scan(segments, end))
+    Ok(found.into_scan(segments, end, retired))
 }
 
 /// What a scan has established so far, segment by segment.
@@ -244,6 +254,8 @@ struct Found {
     marker_offset: usize,
     /// The newest header naming a service.
     service: Option<(PathBuf, String)>,
+    /// The retention marker's first kept sequence and the chain value it recorded there.
+    retired_chain: Option<(u64, u32)>,
 }
 
 impl Found {
@@ -272,6 +284,18 @@ impl Found {
                 return Ok(Some(ScanEnd::HeaderTorn { segment: index }));
             }
         };
+        // The segment where retention says the kept journal starts must continue the history
+        // it retired: its chain-in value is the one the marker recorded.
+        if let Some((_, recorded)) = self
+            .retired_chain
+            .filter(|&(first, chain)| first == header.first_sequence && chain != header.prev_crc)
+        {
+            let reason = CorruptionReason::ChainBreak {
+                expected: recorded,
+                found: header.prev_crc,
+            };
+            return Err(corrupted(&seg.path, 0, header.first_sequence, reason));
+        }
         // The walk started from this same header's chain; now that the header is known to
         // link to the previous segment, its result stands.
         let walked = walked.expect("a header that checks against the chain decodes alone")?;
@@ -330,8 +354,14 @@ impl Found {
         }))
     }
 
-    fn into_scan(self, segments: Vec<SegmentFile>, end: ScanEnd) -> Scan {
+    fn into_scan(
+        self,
+        segments: Vec<SegmentFile>,
+        end: ScanEnd,
+        retired: Option<RetiredHistory>,
+    ) -> Scan {
         Scan {
+            retired,
             segments,
             record_count: self.record_count,
             chain: self.chain.unwrap_or(Chain::GENESIS),
@@ -783,6 +813,7 @@ impl fmt::Display for VerifyReport {
         if let Some(first) = self.first_sequence {
             write!(f, ", sequences {first}..={}", self.last_sequence)?;
         }
+
         match &self.tail {
             TailState::Empty => write!(f, ", empty"),
             TailState::Clean { segment, offset } => {

@@ -15,6 +15,7 @@ use super::format::{
 use super::io::{RealIo, SegmentIo};
 use super::prepare::{prepare_spare, Preparer, Spare, SpareSpec};
 use super::recovery::{scan, Scan, ScanEnd, Unsealed};
+use super::retention::{RetiredHistory, RETIRED_FILE_NAME};
 use super::segment::MappedSegment;
 use super::sync_handle::JournalSyncHandle;
 use crate::ring::Sequence;
@@ -460,7 +461,30 @@ impl JournalOpening {
     /// every file as it was.
     pub fn finish(self) -> Result<JournalWriter, JournalError> {
         self.scan.refuse_missing_successor()?;
+        self.refuse_empty_after_retirement()?;
         self.apply()
+    }
+
+    /// What keel's journal retention retired before the journal's start (the retention
+    /// marker), if anything.
+    pub fn retired(&self) -> Option<&RetiredHistory> {
+        self.scan.retired.as_ref()
+    }
+
+    /// A journal without segments whose retention marker says history was retired would
+    /// restart at sequence 1 and silently discard that history: `HistoryRetired`.
+    fn refuse_empty_after_retirement(&self) -> Result<(), JournalError> {
+        match (&self.scan.end, &self.scan.retired) {
+            (ScanEnd::Empty, Some(retired)) => Err(JournalError::HistoryRetired {
+                dir: self.cfg.dir.clone(),
+                last_retired: retired.last_retired(),
+                where_to: retired.archive.as_ref().map_or_else(
+                    || "deleted".to_owned(),
+                    |dir| format!("archived to {}", dir.display()),
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Like [`JournalOpening::finish`], but when the successor of a sealed last segment is
@@ -475,6 +499,18 @@ impl JournalOpening {
                 "journal: the segment after this sealed one is missing; accepting the loss as \
                  instructed and continuing after the sealed segment"
             );
+        }
+        if self.refuse_empty_after_retirement().is_err() {
+            let marker = self.cfg.dir.join(RETIRED_FILE_NAME);
+            tracing::error!(
+                marker = %marker.display(),
+                "journal: no segments left after retention retired the history before them; \
+                 accepting the loss as instructed and starting an empty journal"
+            );
+            self.io.remove(&marker).map_err(file_io(&marker))?;
+            self.io
+                .sync_dir(&self.cfg.dir)
+                .map_err(file_io(&self.cfg.dir))?;
         }
         self.apply()
     }

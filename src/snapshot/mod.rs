@@ -19,8 +19,8 @@ pub use store::{
     file_name, load_file, LoadedSnapshot, SnapshotFile, SnapshotStore,
     DEFAULT_SNAPSHOT_MAX_STATE_BYTES, QUARANTINE_DIR,
 };
-pub(crate) use writer::JournalBinding;
 pub(crate) use writer::SnapshotStats;
+pub(crate) use writer::{JournalBinding, Retention};
 pub(crate) use writer::{SnapshotJob, SnapshotSender, SnapshotWriter};
 
 use crate::codec::{self, CodecError};

@@ -8,6 +8,8 @@
 
 use super::store::SnapshotStore;
 use super::SnapshotError;
+use crate::journal::{retire_before, JournalRetention, Retired};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender as Sender, TrySendError};
 use std::sync::Arc;
@@ -50,6 +52,10 @@ pub struct SnapshotStats {
     pub failed: AtomicU64,
     /// The outcome of the newest requested snapshot: `sequence << 1 | written` (0: none yet).
     requested_outcome: AtomicU64,
+    /// Journal segments retired (moved or deleted) by journal retention.
+    pub segments_retired: AtomicU64,
+    /// Retention passes that failed (logged; the segments stay and the next pass retries).
+    pub retention_failed: AtomicU64,
 }
 
 impl SnapshotStats {
@@ -88,6 +94,46 @@ pub(crate) trait JournalBinding: Send + 'static {
     fn bind(&mut self, sequence: u64) -> Result<u32, SnapshotError>;
 }
 
+/// Journal retention as the snapshot thread applies it, after each snapshot is published
+/// and old ones are pruned (`journal::retire_before`).
+#[derive(Debug, Clone)]
+pub(crate) struct Retention {
+    /// The journal directory.
+    pub(crate) journal_dir: PathBuf,
+    /// The policy (`Keep` does nothing).
+    pub(crate) policy: JournalRetention,
+}
+
+impl Retention {
+    /// Retires the segments wholly before the oldest snapshot `store` retains.
+    fn run(&self, store: &SnapshotStore, stats: &SnapshotStats) {
+        if self.policy == JournalRetention::Keep {
+            return;
+        }
+        let result =
+            store
+                .list()
+                .map_err(|e| e.to_string())
+                .and_then(|files| match files.first() {
+                    Some(oldest) => retire_before(&self.journal_dir, &self.policy, oldest.sequence)
+                        .map_err(|e| e.to_string()),
+                    None => Ok(Retired::default()),
+                });
+        match result {
+            Ok(retired) => {
+                stats
+                    .segments_retired
+                    .fetch_add(retired.segments as u64, Ordering::Relaxed);
+            }
+            Err(error) => {
+                stats.retention_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, policy = %self.policy,
+                    "journal retention failed; the segments stay, the next snapshot retries");
+            }
+        }
+    }
+}
+
 /// The running snapshot thread and the sending end used by the business logic.
 pub struct SnapshotWriter {
     sender: Option<Sender<SnapshotJob>>,
@@ -97,18 +143,19 @@ pub struct SnapshotWriter {
 
 impl SnapshotWriter {
     /// Starts the snapshot thread writing into `store`, each snapshot once `journal` holds
-    /// its sequence durably. At most one capture waits while another is being written; more
-    /// are skipped (counted), never queued without bound.
+    /// its sequence durably, then applying `retention`. At most one capture waits while
+    /// another is being written; more are skipped (counted), never queued without bound.
     pub(crate) fn spawn(
         store: SnapshotStore,
         mut journal: impl JournalBinding,
+        retention: Retention,
     ) -> std::io::Result<Self> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let stats = Arc::new(SnapshotStats::default());
         let s2 = stats.clone();
         let handle = std::thread::Builder::new()
             .name("keel-snapshot".into())
-            .spawn(move || write_loop(&store, &mut journal, &receiver, &s2))?;
+            .spawn(move || write_loop(&store, &mut journal, &receiver, &s2, &retention))?;
         Ok(SnapshotWriter {
             sender: Some(sender),
             handle: Some(handle),
@@ -153,7 +200,10 @@ fn write_loop(
     journal: &mut impl JournalBinding,
     receiver: &Receiver<SnapshotJob>,
     stats: &SnapshotStats,
+    retention: &Retention,
 ) {
+    // A pass at start finishes one a crash interrupted, and applies a policy just chosen.
+    retention.run(store, stats);
     for job in receiver {
         let start = Instant::now();
         let result = journal.bind(job.sequence).and_then(|chain| {
@@ -170,6 +220,8 @@ fn write_loop(
         match result {
             Ok(path) => {
                 let ns = start.elapsed().as_nanos() as u64;
+                // Before the counters: a host that sees `last_sequence` sees the pass done.
+                retention.run(store, stats);
                 stats.written.fetch_add(1, Ordering::Relaxed);
                 stats.last_sequence.store(job.sequence, Ordering::Relaxed);
                 stats.last_write_ns.store(ns, Ordering::Relaxed);

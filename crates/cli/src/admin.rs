@@ -136,6 +136,12 @@ fn run_accept_loss(args: &AcceptLossArgs) -> Result<(), String> {
             done.journal_end
         );
     }
+    if let Some(last) = done.retired_given_up {
+        println!(
+            "accepted: the journal had no segments left after retention retired sequences \
+             1..={last}; that history is given up and the journal starts empty"
+        );
+    }
     for (from, to, why) in &done.quarantined {
         println!("quarantined {} ({why}) -> {}", from.display(), to.display());
     }

@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueEnum};
 use keel::engine::{ApplyMode, Config, Pinning};
-use keel::journal::{FlushPolicy, SegmentPrep};
+use keel::journal::{FlushPolicy, JournalRetention, SegmentPrep};
 use keel::ring::WaitStrategy;
 pub use keel_bench::AppName;
 use keel_services::units;
@@ -71,6 +71,11 @@ pub struct EngineArgs {
     /// Snapshots kept on disk.
     #[arg(long, default_value_t = 3)]
     pub snapshot_retain: usize,
+    /// What happens to journal segments wholly before the oldest retained snapshot, once a
+    /// snapshot is durable: keep | archive:DIR (moved into DIR; `keel replay` reads them
+    /// there) | delete. See docs/OPERATIONS.md, "Retention".
+    #[arg(long, default_value = "keep")]
+    pub journal_retention: JournalRetention,
     /// Largest snapshot state restored at startup (a larger one is skipped unread).
     #[arg(long = "snapshot-max-state-size", alias = "snapshot-max-state-bytes",
           value_name = "SIZE", value_parser = units::bytes,
@@ -115,6 +120,7 @@ impl EngineArgs {
         config.mode = self.mode;
         config.snapshot_interval_messages = self.snapshot_interval_messages;
         config.snapshot_retain = self.snapshot_retain;
+        config.journal_retention = self.journal_retention.clone();
         config.snapshot_max_state_bytes = self.snapshot_max_state_bytes;
         config.prefault_state = self.prefault_state;
         config.pinning = Pinning {

@@ -226,7 +226,11 @@ fn encode_snapshots(e: &mut DescriptorEncoder, m: &MetricsSnapshot) -> Result_ {
         seconds(m.snapshot_write_ns),
     )?;
     let help = "Size of the last snapshot's state.";
-    gauge(e, "snapshot_state_bytes", help, m.snapshot_state_bytes)
+    gauge(e, "snapshot_state_bytes", help, m.snapshot_state_bytes)?;
+    let help = "Journal segments retired (archived or deleted) by journal retention.";
+    counter(e, "journal_segments_retired", help, m.segments_retired)?;
+    let help = "Journal retention passes that failed (the next pass retries).";
+    counter(e, "journal_retention_failed", help, m.retention_failed)
 }
 
 fn encode_net(e: &mut DescriptorEncoder, n: &NetStats) -> Result_ {

@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 use super::args::DumpArgs;
 use super::ctx::Ctx;
 use super::error::{Exit, ReplayError};
-use super::files::list_segments;
+use super::files::{list_segments, open_reader};
 use super::info::name_in;
 use super::time::{format_ns, parse_time};
 use keel::engine::{message_of, Message, MessageHeader, CONTROL_KIND_MIN, CONTROL_SNAPSHOT};
-use keel::journal::{JournalError, JournalReader, Record};
+use keel::journal::{JournalError, Record};
 use keel_services::App;
 
 /// The filters of one dump.
@@ -176,7 +176,7 @@ fn print_stretch<A: App>(
     to: u64,
     printed: &mut u64,
 ) -> Result<(), ReplayError> {
-    let mut reader = JournalReader::open(&ctx.journal)?;
+    let mut reader = open_reader(&ctx.journal)?;
     reader.seek(start)?;
     while let Some(record) = reader.next()? {
         if record.sequence > to || args.limit.is_some_and(|l| *printed >= l) {

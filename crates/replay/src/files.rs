@@ -10,12 +10,62 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::error::{io_at, ReplayError};
-use keel::journal::{SegmentHeader, SEGMENT_HEADER_SIZE};
+use keel::journal::{JournalReader, RetiredHistory, SegmentHeader, SEGMENT_HEADER_SIZE};
 use keel::snapshot::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use keel::snapshot::{
     load_file, read_header_of, LoadedSnapshot, SnapshotError, SnapshotFile, SnapshotHeader, Vouch,
 };
 use keel_services::App;
+
+/// Opens a reader on the journal in `dir` that also reads, transparently, the segments journal
+/// retention moved to the archive directory its retention marker names (when that directory
+/// exists): the archived history and the journal are then one validated chain.
+pub(crate) fn open_reader(dir: &Path) -> Result<JournalReader, ReplayError> {
+    let reader = match archive_of(dir)? {
+        Some(archive) => JournalReader::open_with_archive(dir, &archive)?,
+        None => JournalReader::open(dir)?,
+    };
+    Ok(reader)
+}
+
+/// The archive directory the retention marker of the journal in `dir` names, if it exists.
+pub(crate) fn archive_of(dir: &Path) -> Result<Option<PathBuf>, ReplayError> {
+    Ok(RetiredHistory::read(dir)?
+        .and_then(|retired| retired.archive)
+        .filter(|archive| archive.is_dir()))
+}
+
+/// What journal retention retired before the journal in `dir` starts, as JSON: the range, the
+/// policy, and the archive with the segments it holds (`None` when nothing was retired).
+pub(crate) fn retired_json(dir: &Path) -> Result<Option<serde_json::Value>, ReplayError> {
+    let Some(retired) = RetiredHistory::read(dir)? else {
+        return Ok(None);
+    };
+    let archived = match archive_of(dir)? {
+        Some(archive) => list_segments(&archive)?.len(),
+        None => 0,
+    };
+    Ok(Some(serde_json::json!({
+        "first_retained": retired.first_sequence,
+        "last_retired": retired.last_retired(),
+        "policy": if retired.archive.is_some() { "archive" } else { "delete" },
+        "archive": retired.archive.as_ref().map(|a| a.display().to_string()),
+        "archived_segments": archived,
+    })))
+}
+
+/// One line about a retired range (from [`retired_json`]).
+pub(crate) fn retired_text(retired: &serde_json::Value) -> String {
+    let last = &retired["last_retired"];
+    match retired["archive"].as_str() {
+        Some(archive) => format!(
+            "sequences 1..={last} retired by journal retention, archived to {archive} \
+             ({} segment files there, read transparently)",
+            retired["archived_segments"]
+        ),
+        None => format!("sequences 1..={last} retired by journal retention (deleted)"),
+    }
+}
 
 /// One segment file of a journal and what its header says.
 #[derive(Debug, Clone)]

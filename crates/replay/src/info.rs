@@ -7,10 +7,13 @@ use serde_json::{json, Value};
 
 use super::ctx::{Ctx, Progress};
 use super::error::{Exit, ReplayError};
-use super::files::{list_segments, list_snapshots, read_snapshot, SegmentInfo, SnapFile};
+use super::files::{
+    list_segments, list_snapshots, open_reader, read_snapshot, retired_json, retired_text,
+    SegmentInfo, SnapFile,
+};
 use super::time::format_ns;
 use keel::engine::{message_of, CONTROL_KIND_MIN, CONTROL_SNAPSHOT};
-use keel::journal::{JournalError, JournalReader, Record};
+use keel::journal::{JournalError, Record};
 use keel_services::App;
 
 /// What one pass over the records found.
@@ -49,7 +52,7 @@ pub(crate) fn name_in(description: &Value) -> Option<&str> {
 
 fn scan<A: App>(ctx: &Ctx<'_>) -> Result<Scan, ReplayError> {
     let mut scan = Scan::default();
-    let mut reader = JournalReader::open(&ctx.journal)?;
+    let mut reader = open_reader(&ctx.journal)?;
     let progress = ctx.progress_bar("reading", 0, None);
     loop {
         let record = match reader.next() {
@@ -137,7 +140,12 @@ fn snapshot_json(f: &SnapFile) -> Value {
     })
 }
 
-fn journal_json(ctx: &Ctx<'_>, segments: &[SegmentInfo], scan: &Scan) -> Value {
+fn journal_json(
+    ctx: &Ctx<'_>,
+    segments: &[SegmentInfo],
+    scan: &Scan,
+    retired: Option<Value>,
+) -> Value {
     let versions = |f: fn(&keel::journal::SegmentHeader) -> u16| {
         let mut v: Vec<u16> = segments
             .iter()
@@ -166,6 +174,7 @@ fn journal_json(ctx: &Ctx<'_>, segments: &[SegmentInfo], scan: &Scan) -> Value {
         "last_timestamp": scan.first.map(|_| time(scan.last_ns)),
         "kinds": kinds,
         "corruption": scan.corruption,
+        "retired": retired,
     })
 }
 
@@ -179,7 +188,7 @@ pub(crate) fn run<A: App>(ctx: &mut Ctx<'_>) -> Result<Exit, ReplayError> {
         .collect();
     let doc = json!({
         "app": A::NAME,
-        "journal": journal_json(ctx, &segments, &scan),
+        "journal": journal_json(ctx, &segments, &scan, retired_json(&ctx.journal)?),
         "snapshots": {
             "dir": ctx.snapshots.display().to_string(),
             "files": snapshots,
@@ -219,6 +228,9 @@ fn print_text(out: &mut dyn Write, doc: &Value) -> Result<(), ReplayError> {
     }
     let segments = j["segments"].as_array().map_or(&[][..], Vec::as_slice);
     writeln!(out, "  segments {}", segments.len())?;
+    if !j["retired"].is_null() {
+        writeln!(out, "  retired  {}", retired_text(&j["retired"]))?;
+    }
     for s in segments {
         write!(
             out,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::ctx::{Ctx, Progress};
 use super::error::ReplayError;
-use super::files::{list_segments, list_snapshots, restore_bound};
+use super::files::{list_segments, list_snapshots, open_reader, restore_bound};
 use keel::engine::{
     apply_message, message_of, Applied, Message, Response, ResponseHeader, Status, CONTROL_KIND_MIN,
 };
@@ -87,7 +87,7 @@ impl<A: App> Replay<A> {
         app: A,
         applied: u64,
     ) -> Result<Self, ReplayError> {
-        let mut reader = JournalReader::open(journal)?;
+        let mut reader = open_reader(journal)?;
         reader.seek(applied + 1)?;
         Ok(Replay {
             app,
@@ -229,7 +229,7 @@ fn advance<'a, A: App>(
 
 /// The timestamp of record `sequence` (0 when the journal does not hold it).
 pub(crate) fn timestamp_of(journal: &Path, sequence: u64) -> Result<u64, ReplayError> {
-    let mut reader = JournalReader::open(journal)?;
+    let mut reader = open_reader(journal)?;
     reader.seek(sequence)?;
     Ok(reader
         .next()?
@@ -266,7 +266,7 @@ pub(crate) fn best_snapshot<A: App>(
 pub(crate) fn last_sequence(dir: &Path) -> Result<u64, ReplayError> {
     let segments = list_segments(dir)?;
     for segment in segments.iter().rev() {
-        let mut reader = JournalReader::open(dir)?;
+        let mut reader = open_reader(dir)?;
         reader.seek(segment.first_sequence)?;
         let mut last = None;
         while let Some(record) = reader.next()? {

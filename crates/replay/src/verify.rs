@@ -15,9 +15,11 @@ use serde_json::{json, Value};
 
 use super::ctx::Ctx;
 use super::error::{Exit, ReplayError};
-use super::files::{list_segments, list_snapshots, restore, SnapFile};
+use super::files::{
+    list_segments, list_snapshots, open_reader, restore, retired_json, retired_text, SnapFile,
+};
 use super::info::text;
-use keel::journal::{self, JournalError, JournalReader, TailState, VerifyReport};
+use keel::journal::{self, JournalError, RetiredHistory, TailState, VerifyReport};
 use keel::snapshot::{self, SnapshotFile, Vouch};
 use keel_services::App;
 
@@ -68,6 +70,10 @@ impl Problem {
 struct JournalResult {
     summary: Value,
     last: Option<u64>,
+    /// The journal's first sequence (`None`: no segments, or unknown).
+    first: Option<u64>,
+    /// What journal retention retired before it.
+    retired: Option<RetiredHistory>,
 }
 
 fn report_json(report: &VerifyReport) -> Value {
@@ -122,9 +128,17 @@ fn check_journal(ctx: &Ctx<'_>, problems: &mut Vec<Problem>) -> Result<JournalRe
         Ok(report) => {
             problems.extend(torn_problem(&report));
             let last = Some(report.last_sequence);
+            let mut summary = report_json(&report);
+            summary["retired"] = retired_json(&ctx.journal)?.unwrap_or(Value::Null);
+            if report.retired.is_some() {
+                let text = format!("{report}; {}", retired_text(&summary["retired"]));
+                summary["summary"] = json!(text);
+            }
             Ok(JournalResult {
-                summary: report_json(&report),
+                summary,
                 last,
+                first: report.first_sequence,
+                retired: report.retired.clone(),
             })
         }
         Err(err @ JournalError::Corrupted { .. }) => {
@@ -136,6 +150,8 @@ fn check_journal(ctx: &Ctx<'_>, problems: &mut Vec<Problem>) -> Result<JournalRe
             Ok(JournalResult {
                 summary,
                 last: None,
+                first: None,
+                retired: None,
             })
         }
         Err(JournalError::Locked { dir }) => check_locked(&dir, problems),
@@ -154,7 +170,7 @@ fn check_locked(dir: &Path, problems: &mut Vec<Problem>) -> Result<JournalResult
                  but a torn tail cannot be told from the writer's end; stop it for a full verify"
             .into(),
     });
-    let mut reader = JournalReader::open(dir)?;
+    let mut reader = open_reader(dir)?;
     let (mut records, mut last) = (0u64, None);
     loop {
         match reader.next() {
@@ -176,7 +192,12 @@ fn check_locked(dir: &Path, problems: &mut Vec<Problem>) -> Result<JournalResult
         "tail": {"state": "live"},
         "summary": format!("{records} records read while a writer is live"),
     });
-    Ok(JournalResult { summary, last })
+    Ok(JournalResult {
+        summary,
+        last,
+        first: None,
+        retired: None,
+    })
 }
 
 /// After corruption in `damaged`, reads each later stretch of segments for more damage.
@@ -194,7 +215,7 @@ fn read_on_after(
         let Some(next) = segments.iter().find(|s| s.first_sequence > first) else {
             break;
         };
-        let mut reader = JournalReader::open(dir)?;
+        let mut reader = open_reader(dir)?;
         reader.seek(next.first_sequence)?;
         after = None;
         loop {
@@ -322,6 +343,54 @@ fn binding_problem(file: &SnapFile, vouch: &Vouch) -> Option<Problem> {
     })
 }
 
+/// When the journal no longer starts at sequence 1 (journal retention retired the records
+/// before it, or they are missing), recovery needs a usable snapshot at or after the
+/// sequence before its start: without one it refuses to start (`history_lost`). Likewise a
+/// journal without segments whose history was retired.
+fn rebuild_problem(ctx: &Ctx<'_>, journal: &JournalResult, snapshots: &[Value]) -> Option<Problem> {
+    let needed = match (journal.first, &journal.retired) {
+        (Some(first), _) if first > 1 => first - 1,
+        (None, Some(retired)) if journal.last == Some(0) => retired.last_retired(),
+        _ => return None,
+    };
+    let covered = snapshots.iter().any(|s| {
+        s["status"]["valid"] == true
+            && matches!(s["journal"].as_str(), Some("bound" | "no_chain_value"))
+            && s["sequence"].as_u64().is_some_and(|seq| seq >= needed)
+    });
+    if covered {
+        return None;
+    }
+    let history = match (&journal.retired, retired_json(&ctx.journal).ok().flatten()) {
+        (Some(retired), Some(json)) => {
+            let mut text = retired_text(&json);
+            if let Some(first) = journal.first.filter(|&f| f > retired.first_sequence) {
+                text += &format!(
+                    ", and the segments holding {}..{first} are missing too (keel did not \
+                     retire them)",
+                    retired.first_sequence
+                );
+            }
+            text
+        }
+        _ => format!(
+            "the segments holding 1..={needed} are missing, and keel did not retire them (no \
+             retention marker)"
+        ),
+    };
+    Some(Problem {
+        severity: "history_lost",
+        file: Some(ctx.journal.display().to_string()),
+        offset: None,
+        sequence: Some(needed + 1),
+        reason: format!(
+            "{history}; no usable snapshot at sequence {needed} or later: the journal alone \
+             no longer rebuilds the state, and recovery refuses to start (restore such a \
+             snapshot, or put the segments back into the journal directory)"
+        ),
+    })
+}
+
 /// One word for the JSON report.
 fn vouch_text(vouch: &Vouch) -> &'static str {
     match vouch {
@@ -351,6 +420,7 @@ pub(crate) fn run<A: App>(ctx: &mut Ctx<'_>) -> Result<Exit, ReplayError> {
     let mut problems = Vec::new();
     let journal = check_journal(ctx, &mut problems)?;
     let snapshots = check_snapshots::<A>(ctx, journal.last, &mut problems)?;
+    problems.extend(rebuild_problem(ctx, &journal, &snapshots));
     let exit = problems.iter().fold(Exit::Ok, |e, p| e.max(p.exit()));
     let doc = json!({
         "verdict": verdict(exit),
@@ -390,6 +460,7 @@ fn print_text(out: &mut dyn Write, dir: &Path, doc: &Value) -> Result<(), Replay
             Some("torn_tail") => "TORN TAIL",
             Some("snapshot") => "BAD SNAPSHOT",
             Some("locked") => "LOCKED",
+            Some("history_lost") => "HISTORY LOST",
             _ => "warning",
         };
         write!(out, "{label}: {}", text(&p["file"]))?;

@@ -179,6 +179,10 @@ pub struct MetricsSnapshot {
     pub snapshot_write_ns: u64,
     /// Size of the last snapshot's state, bytes.
     pub snapshot_state_bytes: u64,
+    /// Journal segments retired (archived or deleted) by journal retention.
+    pub segments_retired: u64,
+    /// Journal retention passes that failed (logged; the next pass retries).
+    pub retention_failed: u64,
     /// The network server's counters, once a server serves the engine.
     #[cfg(feature = "net")]
     pub net: Option<crate::net::NetStats>,
@@ -257,6 +261,8 @@ impl Metrics {
             snapshot_capture_max_ns: load(&s.max_pause_ns),
             snapshot_write_ns: load(&s.last_write_ns),
             snapshot_state_bytes: load(&s.last_state_bytes),
+            segments_retired: load(&s.segments_retired),
+            retention_failed: load(&s.retention_failed),
             #[cfg(feature = "net")]
             net: inner.net.get().map(|c| c.snapshot()),
         }
