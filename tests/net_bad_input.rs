@@ -4,6 +4,10 @@
 mod net_support;
 
 use keel::net::frame::{self, ErrorCode};
+
+/// Frame types as docs/PROTOCOL.md gives them: a client's ping, a server's pong.
+const PING: u8 = 0x03;
+const PONG: u8 = 0x83;
 use keel::net::{Client, NetConfig, NetStats, ReplyStatus};
 use net_support::*;
 use std::io::Write;
@@ -102,14 +106,14 @@ fn malformed_frames_close_only_their_connection() {
     expect_fatal(
         addr,
         true,
-        &[3, 0, 0, 0, frame::PING, 1, 2],
+        &[3, 0, 0, 0, PING, 1, 2],
         ErrorCode::MALFORMED,
     );
     // A server-to-client frame type from a client.
     expect_fatal(
         addr,
         true,
-        &[9, 0, 0, 0, frame::PONG, 0, 0, 0, 0, 0, 0, 0, 0],
+        &[9, 0, 0, 0, PONG, 0, 0, 0, 0, 0, 0, 0, 0],
         ErrorCode::MALFORMED,
     );
     let mut hello = [0u8; 64];
@@ -125,7 +129,7 @@ fn malformed_frames_close_only_their_connection() {
     expect_fatal(
         addr,
         false,
-        &[9, 0, 0, 0, frame::PING, 0, 0, 0, 0, 0, 0, 0, 0],
+        &[9, 0, 0, 0, PING, 0, 0, 0, 0, 0, 0, 0, 0],
         ErrorCode::NOT_HANDSHAKEN,
     );
     let stats = bench.finish(0);

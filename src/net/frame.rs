@@ -20,19 +20,19 @@ pub(crate) const MAX_TOKEN_BYTES: usize = 256;
 pub const MAX_ERROR_TEXT_BYTES: usize = 200;
 
 /// Frame type: client hello.
-pub const HELLO: u8 = 0x01;
+pub(crate) const HELLO: u8 = 0x01;
 /// Frame type: client request.
 pub(crate) const REQUEST: u8 = 0x02;
 /// Frame type: client ping.
-pub const PING: u8 = 0x03;
+pub(crate) const PING: u8 = 0x03;
 /// Frame type: server welcome.
 pub(crate) const WELCOME: u8 = 0x81;
 /// Frame type: server response.
 pub(crate) const RESPONSE: u8 = 0x82;
 /// Frame type: server pong.
-pub const PONG: u8 = 0x83;
+pub(crate) const PONG: u8 = 0x83;
 /// Frame type: server error.
-pub const ERROR: u8 = 0x84;
+pub(crate) const ERROR: u8 = 0x84;
 
 // HELLO body: magic[4] | protocol_version u16 | token_len u16 | token.
 const HELLO_MAGIC: usize = 0;
