@@ -82,6 +82,9 @@ pub struct JournalCase {
     /// Time from a batch's first append (open loop: its first record's intended time) until
     /// it is durable, nanoseconds.
     pub ack_latency: Percentiles,
+    /// The whole distribution of `ack_latency`.
+    #[serde(skip)]
+    pub ack_recorder: LatencyRecorder,
 }
 
 /// The whole result.
@@ -165,6 +168,7 @@ fn run_case(
         record_mb_per_sec: rate * record_bytes / 1e6,
         payload_mb_per_sec: rate * payload_bytes as f64 / 1e6,
         ack_latency: load.acks.recorder.summary(),
+        ack_recorder: load.acks.recorder,
     })
 }
 

@@ -69,6 +69,8 @@ enum BenchCommand {
     Net(keel_bench::commands::NetArgs),
     /// The same workload through keel, the disruptor crate and crossbeam (+ a plain journal).
     Compare(keel_bench::commands::CompareArgs),
+    /// Overlay the latency of saved runs (the .hgrm files `--out` wrote) in one percentile plot.
+    Plot(keel_bench::report::plot_command::PlotArgs),
 }
 
 /// Flags shared by the benchmarks.
@@ -146,6 +148,8 @@ struct PingPongArgs {
     /// Capacity of each ring, a power of two.
     #[arg(long, default_value_t = 1024, value_parser = power_of_two)]
     ring_size: usize,
+    #[command(flatten)]
+    save: keel_bench::report::saved::OutArgs,
 }
 
 fn power_of_two(s: &str) -> Result<usize, String> {
@@ -202,7 +206,12 @@ fn main() -> ExitCode {
         })) => run_bench_ring(args).map_err(|e| e.to_string()),
         Some(Command::Bench(BenchRoot {
             command: Some(BenchCommand::Pingpong(args)),
-        })) => run_bench_pingpong(args).map_err(|e| e.to_string()),
+        })) => run_bench_pingpong(args),
+        Some(Command::Bench(BenchRoot {
+            command: Some(BenchCommand::Plot(args)),
+        })) => keel_bench::report::plot_command::run_plot(&args)
+            .map(|written| eprint!("{}", keel_bench::report::saved::wrote_line(&written)))
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -239,7 +248,7 @@ fn run_bench_ring(args: RingArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-fn run_bench_pingpong(args: PingPongArgs) -> Result<(), BenchError> {
+fn run_bench_pingpong(args: PingPongArgs) -> Result<(), String> {
     let wait = args.common.wait;
     let iterations = args
         .iterations
@@ -253,7 +262,8 @@ fn run_bench_pingpong(args: PingPongArgs) -> Result<(), BenchError> {
         wait,
         pins: args.common.pins(),
     };
-    let report = pingpong::run(&bench)?;
+    let report = pingpong::run(&bench).map_err(|e| e.to_string())?;
+    let written = report.save(&args.save).map_err(|e| e.to_string())?;
     if args.common.json {
         println!(
             "{}",
@@ -262,5 +272,6 @@ fn run_bench_pingpong(args: PingPongArgs) -> Result<(), BenchError> {
     } else {
         print!("{}", report.table());
     }
+    eprint!("{}", keel_bench::report::saved::wrote_line(&written));
     Ok(())
 }
