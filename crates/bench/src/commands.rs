@@ -528,6 +528,9 @@ pub struct CompareArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// `--out DIR` (with `--rate`: a .hgrm per pipeline) and `--log-y`.
+    #[command(flatten)]
+    pub save: OutArgs,
     /// Engine choices (flush and wait apply to all three pipelines).
     #[command(flatten)]
     pub engine: BenchEngineArgs,
@@ -556,14 +559,26 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
             }
             AppName::Exchange => super::compare_open::run::<Typed<Exchange>>(&args.engine, &spec)?,
         };
-        return print_report(&report, args.json, || report.table());
+        let written = report.save(&args.save)?;
+        print_report(&report, args.json, || report.table())?;
+        eprint!("{}", saved::wrote_line(&written));
+        return Ok(());
     }
     use super::compare::run;
     let report = match args.app {
         AppName::Bookstore => run::<Typed<Bookstore>>(&args.engine, args.messages, args.seed)?,
         AppName::Exchange => run::<Typed<Exchange>>(&args.engine, args.messages, args.seed)?,
     };
-    print_report(&report, args.json, || report.table())
+    let saving = Saving {
+        title: "keel bench compare (closed loop)",
+        runs: &[],
+        report: &report,
+        settings: serde_json::json!({ "messages": args.messages, "seed": args.seed }),
+    };
+    let written = saved::save(&args.save, &saving)?;
+    print_report(&report, args.json, || report.table())?;
+    eprint!("{}", saved::wrote_line(&written));
+    Ok(())
 }
 
 fn print_report<R: serde::Serialize>(

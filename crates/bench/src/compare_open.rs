@@ -23,6 +23,7 @@ use super::latency::{percentile_cells, LatencyRecorder, Percentiles, PERCENTILE_
 use super::peers::YieldNow;
 use super::pipeline::{self, PipelineSpec, CLOSED_LOOP_BATCH};
 use super::report::ratio::{self, Better};
+use super::report::saved::{self, OutArgs, SavedRun, Saving};
 use super::report::Table;
 use super::rig::{BenchEngineArgs, DataDir, Failure};
 use super::schedule::{drive_open_loop, Schedule, Window};
@@ -100,6 +101,9 @@ pub struct OpenLoopContender {
     pub keel_over_this: KeelOverThis,
     /// How it was checked.
     pub verified: String,
+    /// The whole latency distribution.
+    #[serde(skip)]
+    pub recorder: LatencyRecorder,
 }
 
 /// keel's figures ÷ this pipeline's.
@@ -256,6 +260,7 @@ fn run_keel<A: App>(
         offered_per_sec: spec.rate,
         achieved_per_sec: run.achieved_per_sec,
         recorded: run.recorded,
+        recorder: run.recorder,
         latency: run
             .latency
             .ok_or_else(|| Failure::new("keel's open-loop run recorded no latency"))?,
@@ -291,6 +296,7 @@ fn peer_contender(
         achieved_per_sec: window.recorded() as f64 / span_s,
         recorded: peer.recorder.count(),
         latency: peer.recorder.summary(),
+        recorder: peer.recorder,
         keel_over_this: KeelOverThis::SELF,
         verified: format!("outcomes = reference ({} accepted)", peer.outcomes.accepted),
     };
@@ -440,6 +446,41 @@ fn contender_row(c: &OpenLoopContender) -> Vec<String> {
     row.push(cells.join(" / "));
     row.push(c.verified.clone());
     row
+}
+
+impl OpenLoopCompareReport {
+    /// `--out`: one `.hgrm` per pipeline (keel and its peers), `report.json` and the plot.
+    pub fn save(&self, out: &OutArgs) -> Result<Vec<std::path::PathBuf>, Failure> {
+        const NAMES: [&str; 3] = ["keel", "disruptor", "crossbeam"];
+        let runs: Vec<SavedRun<'_>> = self
+            .contenders
+            .iter()
+            .zip(NAMES)
+            .map(|(c, name)| SavedRun {
+                name,
+                legend: &c.name,
+                recorder: &c.recorder,
+            })
+            .collect();
+        let title = format!(
+            "keel bench compare --app {} --rate {} (flush {}, wait {})",
+            self.app, self.offered_per_sec, self.run_info.flush, self.run_info.wait
+        );
+        let settings = serde_json::json!({
+            "app": self.app,
+            "rate_per_sec": self.offered_per_sec,
+            "duration_s": self.duration_s,
+            "warmup_s": self.warmup_s,
+            "seed": self.seed,
+        });
+        let saving = Saving {
+            title: &title,
+            runs: &runs,
+            report: self,
+            settings,
+        };
+        saved::save(out, &saving)
+    }
 }
 
 #[cfg(test)]

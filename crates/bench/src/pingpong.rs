@@ -298,12 +298,8 @@ impl PingPongReport {
         let header = [
             "name", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean", "count", "RT/s",
         ];
-        let ratios = [
-            ratio::header("keel", "p50", Better::Lower),
-            ratio::header("keel", "p99.9", Better::Lower),
-        ];
-        let ratios = ratios.iter().map(String::as_str).collect::<Vec<_>>();
-        let mut t = Table::new(&[&header[..], &ratios[..]].concat());
+        let ratios = ratio::header("keel", "p50 / p99.9", Better::Lower);
+        let mut t = Table::new(&[&header[..], &[ratios.as_str()]].concat());
         for r in &self.results {
             let p = &r.rtt;
             let mut row = vec![r.name.to_string()];
@@ -314,8 +310,11 @@ impl PingPongReport {
             row.push(format!("{:.1}", p.mean_ns));
             row.push(p.count.to_string());
             row.push(format!("{:.2}M", r.round_trips_per_s / 1e6));
-            row.push(ratio::cell(r.keel_over_this_p50));
-            row.push(ratio::cell(r.keel_over_this_p999));
+            row.push(format!(
+                "{} / {}",
+                ratio::cell(r.keel_over_this_p50),
+                ratio::cell(r.keel_over_this_p999)
+            ));
             t.row(row);
         }
         format!(

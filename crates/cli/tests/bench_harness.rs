@@ -200,6 +200,7 @@ fn smoke_compare_tallies_match_the_reference() {
         warmup: 0.0,
         seed: 3,
         json: true,
+        save: Default::default(),
         engine: tiny_engine(),
     };
     assert!(args.open_loop().is_none(), "no --rate: closed loop");
@@ -308,6 +309,8 @@ fn recovery_bench_refuses_a_directory_that_already_holds_a_journal() {
 /// against the reference; the report's structure, not its speed.
 #[test]
 fn smoke_compare_open_loop_reports_three_peers_on_one_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().to_str().unwrap();
     let out = keel(&[
         "bench",
         "compare",
@@ -326,9 +329,16 @@ fn smoke_compare_open_loop_reports_three_peers_on_one_schedule() {
         "--segment-size-bytes",
         "4194304",
         "--json",
+        "--out",
+        saved,
     ]);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["mode"], "open-loop");
+    for name in ["keel", "disruptor", "crossbeam"] {
+        let text = std::fs::read_to_string(dir.path().join(format!("{name}.hgrm"))).unwrap();
+        assert_eq!(hgrm::parse(&text).unwrap().total_count, 1500, "{name}");
+    }
+    assert!(dir.path().join("percentiles.png").exists());
     assert_eq!(json["offered_per_sec"], 5000);
     let contenders = json["contenders"].as_array().unwrap();
     assert_eq!(contenders.len(), 3, "keel, disruptor, crossbeam");

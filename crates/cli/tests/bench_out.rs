@@ -2,6 +2,8 @@
 //! plots), `keel bench plot` over saved runs, and tables that print no unmeasured figure.
 //! Tiny runs, parking or yielding waits, nothing pinned; no timing is asserted.
 
+mod serve_support;
+
 use keel_bench::hgrm;
 use std::path::Path;
 
@@ -236,4 +238,55 @@ fn closed_loop_prints_no_latency_and_journal_saves_ack_latency() {
         report_json(&j)["settings"]["batch"],
         serde_json::json!([1, 16])
     );
+}
+
+/// Against a remote server the client states what it knows (its machine, the address, the
+/// load) under its own labels, and no engine setting it cannot know.
+#[test]
+fn net_connect_prints_the_client_side_only() {
+    let data = tempfile::tempdir().unwrap();
+    let mut served = serve_support::spawn(serve_support::bookstore(data.path()));
+    let addr = served.addr.to_string();
+    let out = data.path().join("out");
+    let run = |json: bool| {
+        let mut args = vec![
+            "bench",
+            "net",
+            "--connect",
+            &addr,
+            "--connections",
+            "1",
+            "--rate",
+            "1000",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+            "--wait",
+            "park",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if json {
+            args.push("--json");
+        }
+        keel(&args).0
+    };
+    let table = run(false);
+    let json: serde_json::Value = serde_json::from_str(&run(true)).unwrap();
+    let _ = served.child.kill();
+    let _ = served.child.wait();
+    assert!(table.contains("client: cpu: "), "{table}");
+    assert!(
+        table.contains(&format!("server: {addr} (remote")),
+        "{table}"
+    );
+    for unknown in ["flush:", "segments:", "journal:", "pinning:"] {
+        assert!(!table.contains(unknown), "{unknown} in {table}");
+    }
+    assert!(json["run_info"].is_null());
+    assert_eq!(json["client"]["server"], addr.as_str());
+    assert_eq!(json["client"]["connections"], 1);
+    check_hgrm(&out, "net-rate-1000.hgrm", 200);
+    assert_eq!(report_json(&out)["settings"]["server"], addr.as_str());
 }
