@@ -91,10 +91,8 @@ const ENGINE: [&str; 8] = [
     "4194304",
 ];
 
-#[test]
-fn pipeline_and_pingpong_save_runs_and_plot_overlays_them() {
-    let tmp = tempfile::tempdir().unwrap();
-    let a = tmp.path().join("a");
+/// `keel bench pipeline --sweep … --out a`, checked.
+fn save_pipeline_sweep(a: &Path) {
     let mut args = vec![
         "bench",
         "pipeline",
@@ -114,10 +112,10 @@ fn pipeline_and_pingpong_save_runs_and_plot_overlays_them() {
         stderr.contains("wrote ") && stderr.contains("percentiles.png"),
         "{stderr}"
     );
-    check_hgrm(&a, "rate-1000.hgrm", 200);
-    check_hgrm(&a, "rate-2000.hgrm", 400);
-    check_plots(&a, &["pipeline (1,000/s)", "pipeline (2,000/s)"]);
-    let json = report_json(&a);
+    check_hgrm(a, "rate-1000.hgrm", 200);
+    check_hgrm(a, "rate-2000.hgrm", 400);
+    check_plots(a, &["pipeline (1,000/s)", "pipeline (2,000/s)"]);
+    let json = report_json(a);
     assert!(json["command"].as_str().unwrap().contains("--sweep"));
     assert_eq!(
         json["settings"]["rates_per_sec"],
@@ -126,8 +124,10 @@ fn pipeline_and_pingpong_save_runs_and_plot_overlays_them() {
     assert_eq!(json["hgrm"][0]["file"], "rate-1000.hgrm");
     assert_eq!(json["report"]["runs"][1]["latency"]["count"], 400);
     assert_eq!(json["report"]["run_info"]["flush"], "none");
+}
 
-    let b = tmp.path().join("b");
+/// `keel bench pingpong --out b --log-y`, checked.
+fn save_pingpong(b: &Path) {
     keel(&[
         "bench",
         "pingpong",
@@ -143,16 +143,26 @@ fn pipeline_and_pingpong_save_runs_and_plot_overlays_them() {
         "--log-y",
     ]);
     for name in ["keel", "disruptor-crate", "crossbeam-arrayqueue"] {
-        check_hgrm(&b, &format!("{name}.hgrm"), 2000);
+        check_hgrm(b, &format!("{name}.hgrm"), 2000);
     }
-    check_plots(&b, &["keel (keel yield)", "disruptor-crate (yield_now)"]);
-    let peers = report_json(&b);
+    check_plots(b, &["keel (keel yield)", "disruptor-crate (yield_now)"]);
+    let peers = report_json(b);
     let results = peers["report"]["results"].as_array().unwrap();
     assert_eq!(results.len(), 3, "keel and both peers");
     assert_eq!(results[0]["keel_over_this_p50"], 1.0);
     assert!(results[1]["keel_over_this_p999"].as_f64().unwrap() > 0.0);
+}
 
-    let c = tmp.path().join("c");
+#[test]
+fn pipeline_and_pingpong_save_runs_and_plot_overlays_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    save_pipeline_sweep(&a);
+    save_pingpong(&b);
     let (_, stderr) = keel(&[
         "bench",
         "plot",
