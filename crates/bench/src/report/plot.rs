@@ -191,7 +191,8 @@ impl Axes {
             .map(|p| x_of(p.percentile))
             .fold(1.0, f64::max);
         // One decade past the last finite percentile: room for each line's step to its max.
-        let decades = (last_x.log10().floor() as i32 + 1).max(2);
+        // (A tolerance: 1/(1 - 0.999) comes out a hair under 1000.)
+        let decades = ((last_x.log10() + 1e-9).floor() as i32 + 1).max(2);
         let unit = if max_us >= 10_000.0 {
             Unit::Millis
         } else {
