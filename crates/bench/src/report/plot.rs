@@ -1,6 +1,6 @@
 //! The HdrHistogram plotter's percentile plot, as SVG and PNG: latency against percentile on
 //! a log scale of 1/(1-p), so 0%, 90%, 99%, 99.9%, ... are evenly spaced; one line per
-//! distribution, with a legend.
+//! distribution, with a legend under the plot (never over a line).
 //!
 //! Nothing is clipped: the x axis runs one decade past the last finite percentile of any
 //! series and each line ends at its maximum on the right edge (marked with a dot); the y axis
@@ -296,6 +296,11 @@ where
     register_font()?;
     let axes = Axes::of(plot).ok_or(PlotError::Empty)?;
     root.fill(&WHITE).map_err(draw_err)?;
+    let rows = plot.series.len().div_ceil(LEGEND_COLUMNS) as u32;
+    let legend_px = rows * LEGEND_ROW_PX + 10;
+    let (root, legend) = root.split_vertically(HEIGHT_PX.saturating_sub(legend_px));
+    draw_legend(&legend, plot.series)?;
+    let root = &root;
     let x_ticks: Vec<f64> = (0..=axes.x_max.log10().round() as i32)
         .map(|k| 10f64.powi(k))
         .collect();
@@ -361,23 +366,43 @@ where
         let end = line.last().copied();
         chart
             .draw_series(LineSeries::new(line, color.stroke_width(2)))
-            .map_err(draw_err)?
-            .label(s.label.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .map_err(draw_err)?;
         chart
             .draw_series(end.map(|p| Circle::new(p, 4, color.filled())))
             .map_err(draw_err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_err)
+    Ok(())
+}
+
+/// Legend entries per row under the plot.
+const LEGEND_COLUMNS: usize = 3;
+/// Height of one legend row, pixels.
+const LEGEND_ROW_PX: u32 = 22;
+
+/// The legend under the plot: a stroke of each line's colour and its label, row by row.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Series],
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let column_px = (WIDTH_PX as i32 - 100) / LEGEND_COLUMNS as i32;
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let x = 100 + (i % LEGEND_COLUMNS) as i32 * column_px;
+        let y = 5 + (i / LEGEND_COLUMNS) as i32 * LEGEND_ROW_PX as i32 + 8;
+        let stroke = PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3));
+        area.draw(&stroke).map_err(draw_err)?;
+        let style =
+            TextStyle::from(("sans-serif", 14)).pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Left,
+                plotters::style::text_anchor::VPos::Center,
+            ));
+        area.draw(&Text::new(s.label.clone(), (x + 32, y), style))
+            .map_err(draw_err)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
