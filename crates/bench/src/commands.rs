@@ -268,45 +268,6 @@ pub fn run_journal(args: &JournalArgs) -> Result<(), Failure> {
         segment_prep: args.segment_prep,
         data_dir: args.data_dir.clone(),
     })?;
-    let written = save_journal(args, &report)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serializes")
-        );
-    } else {
-        print!("{}", report.table());
-    }
-    eprint!("{}", saved::wrote_line(&written));
-    Ok(())
-}
-
-/// `bench journal --out`: one `.hgrm` of durable-ack latency per (payload, batch) case.
-fn save_journal(
-    args: &JournalArgs,
-    report: &super::journal::JournalReport,
-) -> Result<Vec<PathBuf>, Failure> {
-    let named: Vec<(String, String)> = report
-        .cases
-        .iter()
-        .map(|c| {
-            let legend = format!("{} B, batch {}", c.payload_bytes, c.batch);
-            (format!("ack-p{}-b{}", c.payload_bytes, c.batch), legend)
-        })
-        .collect();
-    let runs: Vec<SavedRun<'_>> = named
-        .iter()
-        .zip(&report.cases)
-        .map(|((name, legend), c)| SavedRun {
-            name,
-            legend,
-            recorder: &c.ack_recorder,
-        })
-        .collect();
-    let title = format!(
-        "keel bench journal: durable-ack latency (flush {}, wait {})",
-        report.run_info.flush, report.run_info.wait
-    );
     let settings = serde_json::json!({
         "flush": args.flush.to_string(),
         "wait": args.wait.to_string(),
@@ -318,13 +279,17 @@ fn save_journal(
         "segment_size_bytes": args.segment_size_bytes,
         "segment_prep": args.segment_prep.to_string(),
     });
-    let saving = Saving {
-        title: &title,
-        runs: &runs,
-        report,
-        settings,
-    };
-    saved::save(&args.save, &saving)
+    let written = report.save(&args.save, settings)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializes")
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    eprint!("{}", saved::wrote_line(&written));
+    Ok(())
 }
 
 /// `keel bench recovery`
@@ -464,7 +429,14 @@ fn net_runs<A: App>(args: &NetArgs) -> Result<(), Failure> {
         .unwrap_or_else(std::env::temp_dir);
     let (run_info, client) = match args.connect {
         None => (Some(args.engine.run_info(&dir)), None),
-        Some(addr) => (None, Some(client_info(args, addr))),
+        Some(addr) => (
+            None,
+            Some(ClientInfo::detect(
+                addr,
+                args.connections,
+                args.engine.spin(),
+            )),
+        ),
     };
     let report = LoadReport {
         bench: "net".into(),
@@ -482,25 +454,6 @@ fn net_runs<A: App>(args: &NetArgs) -> Result<(), Failure> {
         .map_or_else(|| "in-process".to_string(), |a| a.to_string())
         .into();
     finish(&report, l, settings)
-}
-
-/// What the client of `bench net --connect` knows.
-fn client_info(args: &NetArgs, server: std::net::SocketAddr) -> ClientInfo {
-    let hw = super::report::Hardware::detect(
-        &super::affinity::CoreSet::detect(),
-        super::Pins::default(),
-    );
-    ClientInfo {
-        server: server.to_string(),
-        client_cpu_model: hw.cpu_model,
-        client_cores: hw.cores,
-        connections: args.connections,
-        send_wait: if args.engine.spin() {
-            "busy-wait between sends".into()
-        } else {
-            "sleep between sends".into()
-        },
-    }
 }
 
 /// `keel bench compare`

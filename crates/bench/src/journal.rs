@@ -18,6 +18,7 @@
 
 use super::disk::DiskBaseline;
 use super::latency::{micros, LatencyRecorder, Percentiles};
+use super::report::saved::{self, OutArgs, SavedRun, Saving};
 use super::report::Table;
 use super::rig::{DataDir, Failure};
 use super::schedule::{drive_open_loop, Schedule};
@@ -394,6 +395,45 @@ impl JournalReport {
         out.push_str("MB/s counts whole records (header + payload + padding).\n");
         out.push_str(&self.disk.line());
         out
+    }
+}
+
+impl JournalReport {
+    /// `--out`: one `.hgrm` of durable-ack latency per (payload, batch) case, `report.json`
+    /// (with `settings`) and the plot.
+    pub fn save(
+        &self,
+        out: &OutArgs,
+        settings: serde_json::Value,
+    ) -> Result<Vec<PathBuf>, Failure> {
+        let named: Vec<(String, String)> = self
+            .cases
+            .iter()
+            .map(|c| {
+                let legend = format!("{} B, batch {}", c.payload_bytes, c.batch);
+                (format!("ack-p{}-b{}", c.payload_bytes, c.batch), legend)
+            })
+            .collect();
+        let runs: Vec<SavedRun<'_>> = named
+            .iter()
+            .zip(&self.cases)
+            .map(|((name, legend), c)| SavedRun {
+                name,
+                legend,
+                recorder: &c.ack_recorder,
+            })
+            .collect();
+        let title = format!(
+            "keel bench journal: durable-ack latency (flush {}, wait {})",
+            self.run_info.flush, self.run_info.wait
+        );
+        let saving = Saving {
+            title: &title,
+            runs: &runs,
+            report: self,
+            settings,
+        };
+        saved::save(out, &saving)
     }
 }
 

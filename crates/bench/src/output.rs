@@ -178,6 +178,26 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// This machine as the client of `server`, with `connections` senders that busy-wait
+    /// between sends when `spin`.
+    pub fn detect(server: std::net::SocketAddr, connections: u64, spin: bool) -> Self {
+        let hw = super::report::Hardware::detect(
+            &super::affinity::CoreSet::detect(),
+            super::Pins::default(),
+        );
+        ClientInfo {
+            server: server.to_string(),
+            client_cpu_model: hw.cpu_model,
+            client_cores: hw.cores,
+            connections,
+            send_wait: if spin {
+                "busy-wait between sends".into()
+            } else {
+                "sleep between sends".into()
+            },
+        }
+    }
+
     /// Two lines for the top of the table, labelled as the client's.
     pub fn lines(&self) -> String {
         format!(
