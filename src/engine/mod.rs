@@ -42,7 +42,7 @@ pub use submit::{now_ns, Submission, SubmitError, Submitter};
 pub use wake::{WakeHook, WakeHookAlreadySet};
 
 use crate::error::Error;
-use crate::journal::{DurableWaker, JournalError, JournalWriter, RealIo};
+use crate::journal::{DurableWaker, JournalError, JournalSyncHandle, JournalWriter, RealIo};
 use crate::ring::{Consumer, Gauge, MultiProducer, RingBuilder, Sequence, Signal};
 use crate::snapshot::{Retention, SnapshotStore, SnapshotWriter};
 use journal_gate::{JournalGate, JournalerExit};
@@ -157,19 +157,12 @@ impl<P: Processor> Engine<P> {
         let (input, clients, journal_input, logic_input) =
             build_input(&config, ring, last, &mut input_slots);
         let exit = Arc::new(JournalerExit::default());
-        let gate = JournalGate {
-            appended: journal_input.sequence(),
-            durable: durable.clone(),
-            flush: config.flush,
-            sync: journal.sync_handle(),
-            journal_dir: config.journal_dir.clone(),
-            exit: exit.clone(),
-        };
-        let retention = Retention {
-            journal_dir: config.journal_dir.clone(),
-            policy: config.journal_retention.clone(),
-        };
-        let snapshot_writer = SnapshotWriter::spawn(store, gate, retention)?;
+        let gate = (
+            journal_input.sequence(),
+            durable.clone(),
+            journal.sync_handle(),
+        );
+        let snapshot_writer = spawn_snapshot_writer(&config, store, gate, exit.clone())?;
         let snapshots = Some(snapshot_plan(&config, &recovered, &snapshot_writer));
         // What the journal has made durable: the syncer's sequence under group commit, else
         // the journaler's own (it advances after `end_batch` applied the policy).
@@ -409,6 +402,33 @@ fn snapshot_plan(config: &Config, recovered: &Recovered, writer: &SnapshotWriter
 
 /// Starts the journaler thread over `journal` and its input consumer; it records how it ended
 /// in `exit` (for the snapshot thread) and tells the reply board, a panic included.
+/// The snapshot thread, gated on the journal (`appended`, `durable`, its sync handle) and
+/// applying the journal retention policy after each snapshot.
+fn spawn_snapshot_writer(
+    config: &Config,
+    store: SnapshotStore,
+    (appended, durable, sync): (
+        Arc<Sequence>,
+        Option<Arc<Sequence>>,
+        Option<JournalSyncHandle>,
+    ),
+    exit: Arc<JournalerExit>,
+) -> Result<SnapshotWriter, Error> {
+    let gate = JournalGate {
+        appended,
+        durable,
+        flush: config.flush,
+        sync,
+        journal_dir: config.journal_dir.clone(),
+        exit,
+    };
+    let retention = Retention {
+        journal_dir: config.journal_dir.clone(),
+        policy: config.journal_retention.clone(),
+    };
+    Ok(SnapshotWriter::spawn(store, gate, retention)?)
+}
+
 fn spawn_journaler<J: JournalSink>(
     config: &Config,
     cores: &Cores,

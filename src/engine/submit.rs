@@ -179,6 +179,7 @@ impl Submitter {
 
     /// The restart epoch, advanced durably each time an engine opens its journal
     /// (0 for an engine over another journal sink).
+    #[cfg(feature = "net")]
     pub(crate) fn session_epoch(&self) -> u64 {
         self.session_epoch
     }

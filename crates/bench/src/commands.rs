@@ -1,8 +1,9 @@
 //! The `keel bench` subcommands of the engine-level harness: flags and entry points
 //! (`pipeline`, `net`, `journal`, `recovery`, `compare`, and the no-argument default).
 
-use super::output::{parse_sweep, Knee, LatencyRun, LoadReport};
+use super::output::{parse_sweep, ClientInfo, Knee, LatencyRun, LoadReport};
 use super::pipeline::{self, PipelineSpec};
+use super::report::saved::{self, OutArgs, SavedRun, Saving};
 use super::rig::{BenchEngineArgs, Failure};
 use clap::Args;
 use clap::ValueEnum;
@@ -51,9 +52,9 @@ pub struct LoadArgs {
     #[arg(long = "p99-bound", alias = "p99-bound-us", value_name = "DURATION",
           value_parser = units::micros_f64, default_value = "1ms")]
     pub p99_bound_us: f64,
-    /// Write `.hgrm` files, `percentiles.svg` and `report.json` into DIR.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
+    /// `--out DIR` and `--log-y`.
+    #[command(flatten)]
+    pub save: OutArgs,
     /// Print one JSON object instead of a table (and no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -101,7 +102,7 @@ pub fn run_default() -> Result<(), Failure> {
             seed: 42,
             sweep: None,
             p99_bound_us: 1000.0,
-            out: None,
+            save: OutArgs::default(),
             json: false,
         },
         messages: 4_000_000,
@@ -138,38 +139,74 @@ fn pipeline_runs<A: App>(args: &PipelineArgs) -> Result<(), Failure> {
         .data_dir
         .clone()
         .unwrap_or_else(std::env::temp_dir);
-    finish(
-        LoadReport {
-            bench: "pipeline".into(),
-            app: A::NAME.into(),
-            seed: l.seed,
-            run_info: args.engine.run_info(&dir),
-            knee: l.sweep.as_ref().map(|_| Knee::find(&runs, l.p99_bound_us)),
-            runs,
-        },
-        l,
-    )
+    let report = LoadReport {
+        bench: "pipeline".into(),
+        app: A::NAME.into(),
+        seed: l.seed,
+        run_info: Some(args.engine.run_info(&dir)),
+        client: None,
+        knee: l.sweep.as_ref().map(|_| Knee::find(&runs, l.p99_bound_us)),
+        runs,
+    };
+    let mut settings = load_settings(l);
+    settings["closed_loop_messages"] = args.messages.into();
+    finish(&report, l, settings)
+}
+
+/// The load flags, for `report.json`.
+fn load_settings(l: &LoadArgs) -> serde_json::Value {
+    serde_json::json!({
+        "app": l.app.to_possible_value().map(|v| v.get_name().to_string()),
+        "rates_per_sec": l.rates(),
+        "duration_s": l.duration,
+        "warmup_s": l.warmup,
+        "seed": l.seed,
+        "p99_bound_us": l.sweep.as_ref().map(|_| l.p99_bound_us),
+    })
 }
 
 /// Prints the report (table or JSON) and writes `--out`.
-pub fn finish(report: LoadReport, load: &LoadArgs) -> Result<(), Failure> {
-    if let Some(dir) = &load.out {
-        report.write_out(dir)?;
-    }
+pub fn finish(
+    report: &LoadReport,
+    load: &LoadArgs,
+    settings: serde_json::Value,
+) -> Result<(), Failure> {
+    let title = match (&report.run_info, &report.client) {
+        (Some(info), _) => format!(
+            "keel bench {} --app {} (flush {}, wait {})",
+            report.bench, report.app, info.flush, info.wait
+        ),
+        (None, Some(client)) => format!(
+            "keel bench {} --app {} --connect {}",
+            report.bench, report.app, client.server
+        ),
+        (None, None) => format!("keel bench {} --app {}", report.bench, report.app),
+    };
+    let named = report.saved_runs();
+    let runs: Vec<SavedRun<'_>> = named
+        .iter()
+        .map(|(name, legend, recorder)| SavedRun {
+            name,
+            legend,
+            recorder,
+        })
+        .collect();
+    let saving = Saving {
+        title: &title,
+        runs: &runs,
+        report,
+        settings,
+    };
+    let written = saved::save(&load.save, &saving)?;
     if load.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).expect("report serializes")
+            serde_json::to_string_pretty(report).expect("report serializes")
         );
     } else {
         print!("{}", report.table());
-        if let Some(dir) = &load.out {
-            println!(
-                "wrote {}/percentiles.svg, *.hgrm, report.json",
-                dir.display()
-            );
-        }
     }
+    eprint!("{}", saved::wrote_line(&written));
     Ok(())
 }
 
@@ -223,6 +260,9 @@ pub struct JournalArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// `--out DIR` (a .hgrm of ack latency per case) and `--log-y`.
+    #[command(flatten)]
+    pub save: OutArgs,
 }
 
 /// `keel bench journal`: append throughput and durable-ack latency.
@@ -239,6 +279,18 @@ pub fn run_journal(args: &JournalArgs) -> Result<(), Failure> {
         segment_prep: args.segment_prep,
         data_dir: args.data_dir.clone(),
     })?;
+    let settings = serde_json::json!({
+        "flush": args.flush.to_string(),
+        "wait": args.wait.to_string(),
+        "rate_per_sec": (args.rate > 0).then_some(args.rate),
+        "payload_bytes": args.payload,
+        "batch": args.batch,
+        "messages": args.messages,
+        "seconds": args.seconds,
+        "segment_size_bytes": args.segment_size_bytes,
+        "segment_prep": args.segment_prep.to_string(),
+    });
+    let written = report.save(&args.save, settings)?;
     if args.json {
         println!(
             "{}",
@@ -247,6 +299,7 @@ pub fn run_journal(args: &JournalArgs) -> Result<(), Failure> {
     } else {
         print!("{}", report.table());
     }
+    eprint!("{}", saved::wrote_line(&written));
     Ok(())
 }
 
@@ -388,22 +441,33 @@ fn net_runs<A: App>(args: &NetArgs) -> Result<(), Failure> {
         .data_dir
         .clone()
         .unwrap_or_else(std::env::temp_dir);
-    let mut run_info = args.engine.run_info(&dir);
-    if let Some(addr) = args.connect {
-        run_info.journal_dir = format!("remote server {addr}");
-        run_info.journal_device = "unknown (remote)".into();
-    }
-    finish(
-        LoadReport {
-            bench: "net".into(),
-            app: A::NAME.into(),
-            seed: l.seed,
-            run_info,
-            knee: l.sweep.as_ref().map(|_| Knee::find(&runs, l.p99_bound_us)),
-            runs,
-        },
-        l,
-    )
+    let (run_info, client) = match args.connect {
+        None => (Some(args.engine.run_info(&dir)), None),
+        Some(addr) => (
+            None,
+            Some(ClientInfo::detect(
+                addr,
+                args.connections,
+                args.engine.spin(),
+            )),
+        ),
+    };
+    let report = LoadReport {
+        bench: "net".into(),
+        app: A::NAME.into(),
+        seed: l.seed,
+        run_info,
+        client,
+        knee: l.sweep.as_ref().map(|_| Knee::find(&runs, l.p99_bound_us)),
+        runs,
+    };
+    let mut settings = load_settings(l);
+    settings["connections"] = args.connections.into();
+    settings["server"] = args
+        .connect
+        .map_or_else(|| "in-process".to_string(), |a| a.to_string())
+        .into();
+    finish(&report, l, settings)
 }
 
 /// `keel bench compare`
@@ -432,6 +496,9 @@ pub struct CompareArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// `--out DIR` (with `--rate`: a .hgrm per pipeline) and `--log-y`.
+    #[command(flatten)]
+    pub save: OutArgs,
     /// Engine choices (flush and wait apply to all three pipelines).
     #[command(flatten)]
     pub engine: BenchEngineArgs,
@@ -460,14 +527,26 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
             }
             AppName::Exchange => super::compare_open::run::<Typed<Exchange>>(&args.engine, &spec)?,
         };
-        return print_report(&report, args.json, || report.table());
+        let written = report.save(&args.save)?;
+        print_report(&report, args.json, || report.table())?;
+        eprint!("{}", saved::wrote_line(&written));
+        return Ok(());
     }
     use super::compare::run;
     let report = match args.app {
         AppName::Bookstore => run::<Typed<Bookstore>>(&args.engine, args.messages, args.seed)?,
         AppName::Exchange => run::<Typed<Exchange>>(&args.engine, args.messages, args.seed)?,
     };
-    print_report(&report, args.json, || report.table())
+    let saving = Saving {
+        title: "keel bench compare (closed loop)",
+        runs: &[],
+        report: &report,
+        settings: serde_json::json!({ "messages": args.messages, "seed": args.seed }),
+    };
+    let written = saved::save(&args.save, &saving)?;
+    print_report(&report, args.json, || report.table())?;
+    eprint!("{}", saved::wrote_line(&written));
+    Ok(())
 }
 
 fn print_report<R: serde::Serialize>(

@@ -15,6 +15,7 @@
 use super::completion_clock::CompletionClock;
 use super::peers::YieldNow;
 use super::pipeline::{self, PipelineSpec};
+use super::report::ratio::{self, Better};
 use super::report::Table;
 use super::rig::{BenchEngineArgs, DataDir, Failure, Feed};
 use super::sysinfo::RunInfo;
@@ -226,8 +227,8 @@ pub struct Contender {
     pub name: String,
     /// Workload messages per second, closed loop.
     pub msgs_per_sec: f64,
-    /// Throughput relative to keel.
-    pub ratio_to_keel: f64,
+    /// keel's throughput ÷ this one's (higher is better for keel).
+    pub keel_over_this: f64,
     /// How it was checked.
     pub verified: String,
 }
@@ -290,7 +291,7 @@ pub fn run<A: App>(
         contenders.push(Contender {
             name: name.into(),
             msgs_per_sec: rate,
-            ratio_to_keel: rate / contenders[0].msgs_per_sec,
+            keel_over_this: ratio::over(contenders[0].msgs_per_sec, rate),
             verified: format!("outcomes = reference ({} accepted)", outcomes.accepted),
         });
     }
@@ -337,7 +338,7 @@ fn run_keel<A: App>(
     Ok(Contender {
         name: "keel (ring + mmap journal + engine)".into(),
         msgs_per_sec: run.achieved_per_sec,
-        ratio_to_keel: 1.0,
+        keel_over_this: 1.0,
         verified: format!("state hash = replay {:#x}", v.replay_state_hash),
     })
 }
@@ -514,12 +515,13 @@ impl CompareReport {
             self.messages,
             self.run_info.lines()
         );
-        let mut t = Table::new(&["pipeline", "msgs/s", "vs keel", "verified"]);
+        let header = ratio::header("keel", "msgs/s", Better::Higher);
+        let mut t = Table::new(&["pipeline", "msgs/s", &header, "verified"]);
         for c in &self.contenders {
             t.row(vec![
                 c.name.clone(),
                 format!("{:.0}", c.msgs_per_sec),
-                format!("{:.2}x", c.ratio_to_keel),
+                ratio::cell(c.keel_over_this),
                 c.verified.clone(),
             ]);
         }

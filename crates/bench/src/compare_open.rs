@@ -22,6 +22,8 @@ use super::completion_clock::CompletionClock;
 use super::latency::{percentile_cells, LatencyRecorder, Percentiles, PERCENTILE_HEADERS};
 use super::peers::YieldNow;
 use super::pipeline::{self, PipelineSpec, CLOSED_LOOP_BATCH};
+use super::report::ratio::{self, Better};
+use super::report::saved::{self, OutArgs, SavedRun, Saving};
 use super::report::Table;
 use super::rig::{BenchEngineArgs, DataDir, Failure};
 use super::schedule::{drive_open_loop, Schedule, Window};
@@ -95,33 +97,44 @@ pub struct OpenLoopContender {
     pub recorded: u64,
     /// Latency from intended send time to completion, nanoseconds.
     pub latency: Percentiles,
-    /// This pipeline's figure divided by keel's (latency: > 1 is slower than keel).
-    pub vs_keel: VsKeel,
+    /// keel's figures ÷ this pipeline's.
+    pub keel_over_this: KeelOverThis,
     /// How it was checked.
     pub verified: String,
+    /// The whole latency distribution.
+    #[serde(skip)]
+    pub recorder: LatencyRecorder,
 }
 
-/// Ratios to keel's figures (this / keel).
+/// keel's figures ÷ this pipeline's.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct VsKeel {
-    /// Median latency ratio.
+pub struct KeelOverThis {
+    /// Median latency, keel ÷ this (lower is better for keel).
     pub p50: f64,
-    /// p99 latency ratio.
+    /// p99 latency, keel ÷ this (lower is better for keel).
     pub p99: f64,
-    /// p99.9 latency ratio.
+    /// p99.9 latency, keel ÷ this (lower is better for keel).
     pub p999: f64,
-    /// Achieved throughput ratio.
+    /// Achieved throughput, keel ÷ this (higher is better for keel).
     pub achieved: f64,
 }
 
-impl VsKeel {
-    fn of(c: &OpenLoopContender, keel: &OpenLoopContender) -> VsKeel {
-        let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
-        VsKeel {
-            p50: ratio(c.latency.p50_ns, keel.latency.p50_ns),
-            p99: ratio(c.latency.p99_ns, keel.latency.p99_ns),
-            p999: ratio(c.latency.p999_ns, keel.latency.p999_ns),
-            achieved: c.achieved_per_sec / keel.achieved_per_sec.max(f64::MIN_POSITIVE),
+impl KeelOverThis {
+    /// keel against itself: every ratio 1.
+    const SELF: KeelOverThis = KeelOverThis {
+        p50: 1.0,
+        p99: 1.0,
+        p999: 1.0,
+        achieved: 1.0,
+    };
+
+    fn of(c: &OpenLoopContender, keel: &OpenLoopContender) -> KeelOverThis {
+        let over = |keel: u64, this: u64| ratio::over(keel as f64, this as f64);
+        KeelOverThis {
+            p50: over(keel.latency.p50_ns, c.latency.p50_ns),
+            p99: over(keel.latency.p99_ns, c.latency.p99_ns),
+            p999: over(keel.latency.p999_ns, c.latency.p999_ns),
+            achieved: ratio::over(keel.achieved_per_sec, c.achieved_per_sec),
         }
     }
 }
@@ -247,13 +260,11 @@ fn run_keel<A: App>(
         offered_per_sec: spec.rate,
         achieved_per_sec: run.achieved_per_sec,
         recorded: run.recorded,
-        latency: run.latency,
-        vs_keel: VsKeel {
-            p50: 1.0,
-            p99: 1.0,
-            p999: 1.0,
-            achieved: 1.0,
-        },
+        recorder: run.recorder,
+        latency: run
+            .latency
+            .ok_or_else(|| Failure::new("keel's open-loop run recorded no latency"))?,
+        keel_over_this: KeelOverThis::SELF,
         verified: format!(
             "outcomes = reference, state hash = replay {:#x}",
             v.replay_state_hash
@@ -285,10 +296,11 @@ fn peer_contender(
         achieved_per_sec: window.recorded() as f64 / span_s,
         recorded: peer.recorder.count(),
         latency: peer.recorder.summary(),
-        vs_keel: keel.vs_keel,
+        recorder: peer.recorder,
+        keel_over_this: KeelOverThis::SELF,
         verified: format!("outcomes = reference ({} accepted)", peer.outcomes.accepted),
     };
-    c.vs_keel = VsKeel::of(&c, keel);
+    c.keel_over_this = KeelOverThis::of(&c, keel);
     Ok(c)
 }
 
@@ -401,11 +413,12 @@ impl OpenLoopCompareReport {
             self.warmup_s,
             self.run_info.lines()
         );
+        let ratios = ratio::header("keel", "p50/p99/p99.9", Better::Lower);
         let mut t = Table::new(
             &[
                 &["pipeline", "offered/s", "achieved/s"][..],
                 &PERCENTILE_HEADERS,
-                &["p50/p99/p99.9 vs keel", "verified"],
+                &[&ratios, "verified"],
             ]
             .concat(),
         );
@@ -422,16 +435,52 @@ impl OpenLoopCompareReport {
 }
 
 fn contender_row(c: &OpenLoopContender) -> Vec<String> {
-    let v = &c.vs_keel;
+    let v = &c.keel_over_this;
     let mut row = vec![
         c.name.clone(),
         c.offered_per_sec.to_string(),
         format!("{:.0}", c.achieved_per_sec),
     ];
     row.extend(percentile_cells(&c.latency));
-    row.push(format!("{:.2}x / {:.2}x / {:.2}x", v.p50, v.p99, v.p999));
+    let cells = [v.p50, v.p99, v.p999].map(ratio::cell);
+    row.push(cells.join(" / "));
     row.push(c.verified.clone());
     row
+}
+
+impl OpenLoopCompareReport {
+    /// `--out`: one `.hgrm` per pipeline (keel and its peers), `report.json` and the plot.
+    pub fn save(&self, out: &OutArgs) -> Result<Vec<std::path::PathBuf>, Failure> {
+        const NAMES: [&str; 3] = ["keel", "disruptor", "crossbeam"];
+        let runs: Vec<SavedRun<'_>> = self
+            .contenders
+            .iter()
+            .zip(NAMES)
+            .map(|(c, name)| SavedRun {
+                name,
+                legend: &c.name,
+                recorder: &c.recorder,
+            })
+            .collect();
+        let title = format!(
+            "keel bench compare --app {} --rate {} (flush {}, wait {})",
+            self.app, self.offered_per_sec, self.run_info.flush, self.run_info.wait
+        );
+        let settings = serde_json::json!({
+            "app": self.app,
+            "rate_per_sec": self.offered_per_sec,
+            "duration_s": self.duration_s,
+            "warmup_s": self.warmup_s,
+            "seed": self.seed,
+        });
+        let saving = Saving {
+            title: &title,
+            runs: &runs,
+            report: self,
+            settings,
+        };
+        saved::save(out, &saving)
+    }
 }
 
 #[cfg(test)]

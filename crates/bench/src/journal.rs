@@ -18,6 +18,7 @@
 
 use super::disk::DiskBaseline;
 use super::latency::{micros, LatencyRecorder, Percentiles};
+use super::report::saved::{self, OutArgs, SavedRun, Saving};
 use super::report::Table;
 use super::rig::{DataDir, Failure};
 use super::schedule::{drive_open_loop, Schedule};
@@ -82,6 +83,9 @@ pub struct JournalCase {
     /// Time from a batch's first append (open loop: its first record's intended time) until
     /// it is durable, nanoseconds.
     pub ack_latency: Percentiles,
+    /// The whole distribution of `ack_latency`.
+    #[serde(skip)]
+    pub ack_recorder: LatencyRecorder,
 }
 
 /// The whole result.
@@ -165,6 +169,7 @@ fn run_case(
         record_mb_per_sec: rate * record_bytes / 1e6,
         payload_mb_per_sec: rate * payload_bytes as f64 / 1e6,
         ack_latency: load.acks.recorder.summary(),
+        ack_recorder: load.acks.recorder,
     })
 }
 
@@ -390,6 +395,45 @@ impl JournalReport {
         out.push_str("MB/s counts whole records (header + payload + padding).\n");
         out.push_str(&self.disk.line());
         out
+    }
+}
+
+impl JournalReport {
+    /// `--out`: one `.hgrm` of durable-ack latency per (payload, batch) case, `report.json`
+    /// (with `settings`) and the plot.
+    pub fn save(
+        &self,
+        out: &OutArgs,
+        settings: serde_json::Value,
+    ) -> Result<Vec<PathBuf>, Failure> {
+        let named: Vec<(String, String)> = self
+            .cases
+            .iter()
+            .map(|c| {
+                let legend = format!("{} B, batch {}", c.payload_bytes, c.batch);
+                (format!("ack-p{}-b{}", c.payload_bytes, c.batch), legend)
+            })
+            .collect();
+        let runs: Vec<SavedRun<'_>> = named
+            .iter()
+            .zip(&self.cases)
+            .map(|((name, legend), c)| SavedRun {
+                name,
+                legend,
+                recorder: &c.ack_recorder,
+            })
+            .collect();
+        let title = format!(
+            "keel bench journal: durable-ack latency (flush {}, wait {})",
+            self.run_info.flush, self.run_info.wait
+        );
+        let saving = Saving {
+            title: &title,
+            runs: &runs,
+            report: self,
+            settings,
+        };
+        saved::save(out, &saving)
     }
 }
 

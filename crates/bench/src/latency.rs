@@ -53,6 +53,12 @@ impl LatencyRecorder {
         &self.hist
     }
 
+    /// The percentiles, or `None` when nothing was recorded (a figure never measured is not
+    /// reported as 0).
+    pub fn measured(&self) -> Option<Percentiles> {
+        (self.count() > 0).then(|| self.summary())
+    }
+
     /// p50 .. max, mean and count (all zero when empty).
     pub fn summary(&self) -> Percentiles {
         let h = &self.hist;
@@ -106,6 +112,14 @@ pub fn percentile_cells(l: &Percentiles) -> [String; 6] {
         l.p50_ns, l.p90_ns, l.p99_ns, l.p999_ns, l.p9999_ns, l.max_ns,
     ]
     .map(micros)
+}
+
+/// [`percentile_cells`], or `-` in every column when nothing was measured.
+pub fn percentile_cells_or_dash(l: Option<&Percentiles>) -> [String; 6] {
+    l.map_or_else(
+        || std::array::from_fn(|_| "-".to_string()),
+        percentile_cells,
+    )
 }
 
 /// `ns` as microseconds with 1–3 decimals, for tables.

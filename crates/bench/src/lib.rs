@@ -28,7 +28,6 @@ pub mod latency;
 pub mod net_load;
 pub mod output;
 pub mod pipeline;
-pub mod plot;
 mod reach;
 pub mod recovery;
 pub mod rig;

@@ -149,7 +149,7 @@ fn to_run(rate: u64, window: Window, schedule: Schedule, all: Received) -> Laten
         offered_per_sec: rate,
         achieved_per_sec: window.recorded() as f64 / span_s,
         recorded: all.recorder.count(),
-        latency: all.recorder.summary(),
+        latency: all.recorder.measured(),
         accepted: all.accepted,
         rejected: all.rejected,
         failed: all.failed,

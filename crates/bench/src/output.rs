@@ -1,15 +1,13 @@
 //! Reports of the open-loop benchmarks: one [`LatencyRun`] per offered rate, a table, JSON,
-//! `.hgrm` files and a percentile plot under `--out`, the knee of a sweep, a progress bar.
+//! what `--out` saves, the knee of a sweep, a progress bar.
 
-use super::latency::{percentile_cells, LatencyRecorder, Percentiles, PERCENTILE_HEADERS};
-use super::report::Table;
-use super::rig::{Failure, Verified};
+use super::latency::{percentile_cells_or_dash, LatencyRecorder, Percentiles, PERCENTILE_HEADERS};
+use super::report::{progress::with_rate, Table};
+use super::rig::Verified;
 use super::sysinfo::RunInfo;
-use super::{hgrm, plot};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use std::io::IsTerminal as _;
-use std::path::Path;
 
 /// One run at one offered rate.
 #[derive(Debug, Clone, Serialize)]
@@ -22,8 +20,9 @@ pub struct LatencyRun {
     pub achieved_per_sec: f64,
     /// Messages recorded (warm-up excluded).
     pub recorded: u64,
-    /// Latency from intended send time to response, nanoseconds.
-    pub latency: Percentiles,
+    /// Latency from intended send time to response, nanoseconds; `None` (JSON `null`) when
+    /// not measured (a closed-loop run times throughput only).
+    pub latency: Option<Percentiles>,
     /// Responses with status accepted / rejected / failed (whole run).
     pub accepted: u64,
     /// Rejected by the business logic (expected for some workload messages).
@@ -51,7 +50,7 @@ pub struct Knee {
 impl Knee {
     /// The knee of `runs` (in increasing rate) for `bound_us`.
     pub fn find(runs: &[LatencyRun], bound_us: f64) -> Knee {
-        let over = |r: &LatencyRun| r.latency.p99_ns as f64 / 1e3 > bound_us;
+        let over = |r: &LatencyRun| r.latency.is_some_and(|l| l.p99_ns as f64 / 1e3 > bound_us);
         let first_over = runs.iter().position(over);
         let within = match first_over {
             Some(k) => runs[..k].last(),
@@ -74,8 +73,11 @@ pub struct LoadReport {
     pub app: String,
     /// Workload seed.
     pub seed: u64,
-    /// What it ran on.
-    pub run_info: RunInfo,
+    /// What it ran on; `None` when the server is remote (`bench net --connect`): its
+    /// settings are not known here.
+    pub run_info: Option<RunInfo>,
+    /// The load generator's side, when the server is remote.
+    pub client: Option<ClientInfo>,
     /// One per offered rate.
     pub runs: Vec<LatencyRun>,
     /// The knee, for sweeps.
@@ -89,7 +91,12 @@ impl LoadReport {
             "keel bench {} --app {} (seed {})\n",
             self.bench, self.app, self.seed
         );
-        out.push_str(&self.run_info.lines());
+        if let Some(info) = &self.run_info {
+            out.push_str(&info.lines());
+        }
+        if let Some(client) = &self.client {
+            out.push_str(&client.lines());
+        }
         let mut t = Table::new(
             &[
                 &["offered/s", "achieved/s", "msgs"][..],
@@ -103,38 +110,20 @@ impl LoadReport {
         }
         out.push_str(&t.render());
         if let Some(k) = &self.knee {
-            let rate = |r: Option<u64>| r.map_or("-".to_string(), |r| r.to_string());
-            out.push_str(&format!(
-                "knee (p99 > {} us): last within {} /s, first over {} /s\n",
-                k.p99_bound_us,
-                rate(k.last_within_per_sec),
-                rate(k.first_over_per_sec)
-            ));
+            out.push_str(&k.line());
         }
         out
     }
 
-    /// Writes `<label>.hgrm` per run, `percentiles.svg` with every run, and `report.json`.
-    pub fn write_out(&self, dir: &Path) -> Result<(), Failure> {
-        std::fs::create_dir_all(dir)?;
-        let mut series = Vec::new();
-        for r in &self.runs {
-            let text = hgrm::write(r.recorder.histogram(), 1e3);
-            std::fs::write(dir.join(format!("{}.hgrm", r.label)), &text)?;
-            let parsed = hgrm::parse(&text).map_err(Failure)?;
-            series.push(plot::Series {
-                label: format!("{} ({})", r.label, offered(r.offered_per_sec)),
-                points: parsed.points,
-            });
-        }
-        let title = format!(
-            "keel bench {} --app {} (flush {}, wait {})",
-            self.bench, self.app, self.run_info.flush, self.run_info.wait
-        );
-        plot::write_svg(&dir.join("percentiles.svg"), &title, &series).map_err(Failure)?;
-        let json = serde_json::to_string_pretty(self).expect("report serializes");
-        std::fs::write(dir.join("report.json"), json)?;
-        Ok(())
+    /// The runs as `--out` saves them.
+    pub fn saved_runs(&self) -> Vec<(String, String, &LatencyRecorder)> {
+        self.runs
+            .iter()
+            .map(|r| {
+                let legend = format!("{} ({})", self.bench, offered(r.offered_per_sec));
+                (r.label.clone(), legend, &r.recorder)
+            })
+            .collect()
     }
 }
 
@@ -142,7 +131,81 @@ fn offered(rate: u64) -> String {
     if rate == 0 {
         "closed loop".into()
     } else {
-        format!("{rate}/s")
+        format!("{}/s", HumanCount(rate))
+    }
+}
+
+impl Knee {
+    /// The knee as a sentence, e.g. `knee: p99 stayed within 1000 us up to 200,000/s
+    /// offered; over it from 300,000/s`.
+    pub fn line(&self) -> String {
+        let bound = self.p99_bound_us;
+        let rate = |r: u64| format!("{}/s", HumanCount(r));
+        match (self.last_within_per_sec, self.first_over_per_sec) {
+            (Some(within), Some(over)) => format!(
+                "knee: p99 stayed within {bound} us up to {} offered; over it from {}\n",
+                rate(within),
+                rate(over)
+            ),
+            (Some(within), None) => format!(
+                "knee: none in this sweep: p99 stayed within {bound} us at every rate, up to {} \
+                 offered\n",
+                rate(within)
+            ),
+            (None, Some(over)) => format!(
+                "knee: below this sweep: p99 was over {bound} us already at its first rate, {}\n",
+                rate(over)
+            ),
+            (None, None) => "knee: no run measured latency\n".into(),
+        }
+    }
+}
+
+/// What `bench net --connect` knows of a run against a remote server: this machine, the
+/// address and the load it offered; nothing of the server's settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientInfo {
+    /// The server's address.
+    pub server: String,
+    /// This (the client's) machine's CPU model.
+    pub client_cpu_model: String,
+    /// Cores the client may run on.
+    pub client_cores: usize,
+    /// Connections sharing the schedule.
+    pub connections: u64,
+    /// Whether the senders busy-wait between sends (`--wait spin`) or sleep.
+    pub send_wait: String,
+}
+
+impl ClientInfo {
+    /// This machine as the client of `server`, with `connections` senders that busy-wait
+    /// between sends when `spin`.
+    pub fn detect(server: std::net::SocketAddr, connections: u64, spin: bool) -> Self {
+        let hw = super::report::Hardware::detect(
+            &super::affinity::CoreSet::detect(),
+            super::Pins::default(),
+        );
+        ClientInfo {
+            server: server.to_string(),
+            client_cpu_model: hw.cpu_model,
+            client_cores: hw.cores,
+            connections,
+            send_wait: if spin {
+                "busy-wait between sends".into()
+            } else {
+                "sleep between sends".into()
+            },
+        }
+    }
+
+    /// Two lines for the top of the table, labelled as the client's.
+    pub fn lines(&self) -> String {
+        format!(
+            "client: cpu: {} | cores: {} | {} connection(s), senders {}\n\
+             server: {} (remote: its flush policy, wait strategy, pinning and disk are not \
+             known here)\n",
+            self.client_cpu_model, self.client_cores, self.connections, self.send_wait, self.server
+        )
     }
 }
 
@@ -154,10 +217,10 @@ fn row(r: &LatencyRun) -> Vec<String> {
     };
     let mut row = vec![
         offered(r.offered_per_sec),
-        format!("{:.0}", r.achieved_per_sec),
+        HumanCount(r.achieved_per_sec.round() as u64).to_string(),
         r.recorded.to_string(),
     ];
-    row.extend(percentile_cells(l));
+    row.extend(percentile_cells_or_dash(l.as_ref()));
     row.push(verified);
     row
 }
@@ -168,8 +231,8 @@ pub fn progress(total: u64, quiet: bool, what: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len}, {rate} ({eta})")
+        .map_or_else(|_| ProgressStyle::default_bar(), with_rate);
     bar.set_style(style);
     bar.set_message(what.to_string());
     bar

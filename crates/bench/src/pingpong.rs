@@ -8,7 +8,10 @@
 
 use super::affinity::CoreSet;
 use super::latency::{LatencyRecorder, Percentiles};
+use super::report::ratio::{self, Better};
+use super::report::saved::{self, OutArgs, SavedRun, Saving};
 use super::report::{Hardware, Table};
+use super::rig::Failure;
 use super::{peers, BenchError, Idle, PinRequest, Pins};
 use keel::ring::{Consumer, Halted, Poll, Producer, RingBuilder, WaitStrategy};
 use serde::Serialize;
@@ -261,10 +264,13 @@ pub struct LatencyResult {
     pub round_trips_per_s: f64,
     /// Messages handed between the threads per second: two per round trip (ping and pong).
     pub throughput_msgs_per_s: f64,
-    /// This contender's p50 divided by keel's (above 1 means slower than keel).
-    pub p50_vs_keel: f64,
-    /// This contender's p99.9 divided by keel's (above 1 means slower than keel).
-    pub p999_vs_keel: f64,
+    /// keel's p50 ÷ this contender's (lower is better for keel: below 1, keel is faster).
+    pub keel_over_this_p50: f64,
+    /// keel's p99.9 ÷ this contender's (lower is better for keel).
+    pub keel_over_this_p999: f64,
+    /// The whole round-trip distribution.
+    #[serde(skip)]
+    pub histogram: LatencyRecorder,
 }
 
 /// The result of `keel bench pingpong`, printable as a table or JSON.
@@ -292,7 +298,8 @@ impl PingPongReport {
         let header = [
             "name", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean", "count", "RT/s",
         ];
-        let mut t = Table::new(&[&header[..], &["p50 vs keel", "p99.9 vs keel"]].concat());
+        let ratios = ratio::header("keel", "p50 / p99.9", Better::Lower);
+        let mut t = Table::new(&[&header[..], &[ratios.as_str()]].concat());
         for r in &self.results {
             let p = &r.rtt;
             let mut row = vec![r.name.to_string()];
@@ -303,8 +310,11 @@ impl PingPongReport {
             row.push(format!("{:.1}", p.mean_ns));
             row.push(p.count.to_string());
             row.push(format!("{:.2}M", r.round_trips_per_s / 1e6));
-            row.push(format!("{:.2}x", r.p50_vs_keel));
-            row.push(format!("{:.2}x", r.p999_vs_keel));
+            row.push(format!(
+                "{} / {}",
+                ratio::cell(r.keel_over_this_p50),
+                ratio::cell(r.keel_over_this_p999)
+            ));
             t.row(row);
         }
         format!(
@@ -346,7 +356,7 @@ pub fn run(bench: &PingPongBench) -> Result<PingPongReport, BenchError> {
         measured.push((contender, trips));
     }
     let keel = measured[0].1.histogram.summary();
-    let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
+    let over = |keel: u64, this: u64| ratio::over(keel as f64, this as f64);
     let results = measured
         .into_iter()
         .map(|(c, trips)| {
@@ -358,8 +368,9 @@ pub fn run(bench: &PingPongBench) -> Result<PingPongReport, BenchError> {
                 rtt,
                 round_trips_per_s,
                 throughput_msgs_per_s: 2.0 * round_trips_per_s,
-                p50_vs_keel: ratio(rtt.p50_ns, keel.p50_ns),
-                p999_vs_keel: ratio(rtt.p999_ns, keel.p999_ns),
+                keel_over_this_p50: over(keel.p50_ns, rtt.p50_ns),
+                keel_over_this_p999: over(keel.p999_ns, rtt.p999_ns),
+                histogram: trips.histogram,
             }
         })
         .collect();
@@ -372,6 +383,42 @@ pub fn run(bench: &PingPongBench) -> Result<PingPongReport, BenchError> {
         hardware: Hardware::detect(&cores, pins),
         results,
     })
+}
+
+impl PingPongReport {
+    /// `--out`: one `.hgrm` of round-trip times per contender, `report.json` and the plot.
+    pub fn save(&self, out: &OutArgs) -> Result<Vec<std::path::PathBuf>, Failure> {
+        let legends: Vec<String> = self
+            .results
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.waits))
+            .collect();
+        let runs: Vec<SavedRun<'_>> = self
+            .results
+            .iter()
+            .zip(&legends)
+            .map(|(r, legend)| SavedRun {
+                name: r.name,
+                legend,
+                recorder: &r.histogram,
+            })
+            .collect();
+        let title = format!("keel bench pingpong: round-trip time (wait {})", self.wait);
+        let settings = serde_json::json!({
+            "iterations": self.iterations,
+            "warmup": self.warmup,
+            "ring_size": self.ring_size,
+            "wait": self.wait,
+            "pinning": self.hardware.pinning,
+        });
+        let saving = Saving {
+            title: &title,
+            runs: &runs,
+            report: self,
+            settings,
+        };
+        saved::save(out, &saving)
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,12 @@
-//! What every benchmark report states: the hardware it ran on, medians, and a plain-text table.
+//! What every benchmark report states: the hardware it ran on, medians, and a plain-text table;
+//! ratios ([`ratio`]), progress bars ([`progress`]), and what `--out` writes ([`saved`]: `.hgrm`
+//! files, `report.json`, the percentile [`plot`]), and `keel bench plot` ([`plot_command`]).
+
+pub mod plot;
+pub mod plot_command;
+pub mod progress;
+pub mod ratio;
+pub mod saved;
 
 use super::affinity::CoreSet;
 use super::Pins;

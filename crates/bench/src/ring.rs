@@ -8,6 +8,7 @@
 //! alike, and the report gives each one's median.
 
 use super::affinity::CoreSet;
+use super::report::ratio::{self, Better};
 use super::report::{median, millions, Hardware, Table};
 use super::{peers, BenchError, Idle, PinRequest, Pins};
 use disruptor::{BusySpinWithSpinLoopHint, Producer as _, Sleep};
@@ -259,9 +260,9 @@ pub struct ContenderResult {
     pub waits: String,
     /// Median over the repetitions.
     pub throughput_msgs_per_s: f64,
-    /// `throughput / the first contender's throughput` (normally keel = 1.0; below 1 means
-    /// slower than keel).
-    pub ratio_vs_keel: f64,
+    /// The first contender's throughput (normally keel's) ÷ this one's: higher is better for
+    /// keel (above 1, keel moved more).
+    pub keel_over_this: f64,
     /// Every repetition's throughput, in run order.
     pub runs_msgs_per_s: Vec<f64>,
 }
@@ -287,8 +288,9 @@ pub struct RingReport {
     pub hardware: Hardware,
     /// Median throughput per contender.
     pub throughput_msgs_per_s: BTreeMap<&'static str, f64>,
-    /// Median throughput per contender divided by the first contender's (normally keel).
-    pub ratio_vs_keel: BTreeMap<&'static str, f64>,
+    /// The first contender's (normally keel's) median throughput ÷ each contender's: higher is
+    /// better for keel.
+    pub keel_over_this: BTreeMap<&'static str, f64>,
     /// Details per contender, keel first.
     pub results: Vec<ContenderResult>,
 }
@@ -296,9 +298,11 @@ pub struct RingReport {
 impl RingReport {
     /// The report as a text table with a hardware line.
     pub fn table(&self) -> String {
-        let mut t = Table::new(&["name", "median msgs/s", "vs keel", "waits"]);
+        let first = self.results.first().map_or("keel", |r| r.name);
+        let header = ratio::header(first, "msgs/s", Better::Higher);
+        let mut t = Table::new(&["name", "median msgs/s", &header, "waits"]);
         for r in &self.results {
-            let ratio = format!("{:.2}x", r.ratio_vs_keel);
+            let ratio = ratio::cell(r.keel_over_this);
             t.row(vec![
                 r.name.into(),
                 millions(r.throughput_msgs_per_s),
@@ -371,7 +375,7 @@ fn report(bench: &RingBench, hardware: Hardware, runs: Vec<Vec<f64>>) -> RingRep
                 name: c.name(),
                 waits: c.waits(bench.wait),
                 throughput_msgs_per_s: rate,
-                ratio_vs_keel: rate / keel,
+                keel_over_this: ratio::over(keel, rate),
                 runs_msgs_per_s: runs,
             }
         })
@@ -389,7 +393,7 @@ fn report(bench: &RingBench, hardware: Hardware, runs: Vec<Vec<f64>>) -> RingRep
             .iter()
             .map(|r| (r.name, r.throughput_msgs_per_s))
             .collect(),
-        ratio_vs_keel: results.iter().map(|r| (r.name, r.ratio_vs_keel)).collect(),
+        keel_over_this: results.iter().map(|r| (r.name, r.keel_over_this)).collect(),
         results,
     }
 }

@@ -101,6 +101,8 @@ enum BenchCommand {
     /// The same workload through keel, the disruptor crate and crossbeam (+ a plain journal).
     #[command(after_help = help::BENCH_COMPARE)]
     Compare(keel_bench::commands::CompareArgs),
+    /// Overlay the latency of saved runs (the .hgrm files `--out` wrote) in one percentile plot.
+    Plot(keel_bench::report::plot_command::PlotArgs),
 }
 
 /// Flags shared by the benchmarks.
@@ -182,6 +184,8 @@ struct PingPongArgs {
     #[arg(long = "ring-capacity", alias = "ring-size", value_name = "SLOTS",
           default_value_t = 1024, value_parser = power_of_two)]
     ring_size: usize,
+    #[command(flatten)]
+    save: keel_bench::report::saved::OutArgs,
 }
 
 fn power_of_two(s: &str) -> Result<usize, String> {
@@ -200,17 +204,7 @@ fn main() -> ExitCode {
         }
     };
     let (cli, words) = parse_args(args);
-    // A server logs its progress (info); the other commands only warnings. RUST_LOG overrides.
-    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(if serving { "info" } else { "warn" })
-            }),
-        )
-        .init();
+    init_logging(matches!(cli.command, None | Some(Command::Serve(_))));
     let result = match cli.command {
         None => run_serve(&ServeArgs::parse_defaults()),
         Some(Command::Serve(args)) => run_serve(&args),
@@ -229,30 +223,7 @@ fn main() -> ExitCode {
         Some(Command::Completions(args)) => {
             completions::print(args.shell, &mut command_for(args.app))
         }
-        Some(Command::Bench(BenchRoot { command: None })) => {
-            keel_bench::commands::run_default().map_err(|e| e.to_string())
-        }
-        Some(Command::Bench(BenchRoot {
-            command: Some(BenchCommand::Pipeline(args)),
-        })) => keel_bench::commands::run_pipeline(&args).map_err(|e| e.to_string()),
-        Some(Command::Bench(BenchRoot {
-            command: Some(BenchCommand::Compare(args)),
-        })) => keel_bench::commands::run_compare(&args).map_err(|e| e.to_string()),
-        Some(Command::Bench(BenchRoot {
-            command: Some(BenchCommand::Net(args)),
-        })) => keel_bench::commands::run_net(&args).map_err(|e| e.to_string()),
-        Some(Command::Bench(BenchRoot {
-            command: Some(BenchCommand::Journal(args)),
-        })) => keel_bench::commands::run_journal(&args).map_err(|e| e.to_string()),
-        Some(Command::Bench(BenchRoot {
-            command: Some(BenchCommand::Recovery(args)),
-        })) => keel_bench::commands::run_recovery(&args).map_err(|e| e.to_string()),
-        Some(Command::Bench(BenchRoot {
-            command: Some(BenchCommand::Ring(args)),
-        })) => run_bench_ring(args).map_err(|e| e.to_string()),
-        Some(Command::Bench(BenchRoot {
-            command: Some(BenchCommand::Pingpong(args)),
-        })) => run_bench_pingpong(args).map_err(|e| e.to_string()),
+        Some(Command::Bench(BenchRoot { command })) => run_bench(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -260,6 +231,47 @@ fn main() -> ExitCode {
             eprintln!("keel: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr: a server its progress (info), the other commands only warnings.
+/// `RUST_LOG` overrides.
+fn init_logging(serving: bool) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if serving { "info" } else { "warn" })
+            }),
+        )
+        .init();
+}
+
+/// Runs `keel bench [SUBCOMMAND]` (none: the canonical pipeline workload).
+fn run_bench(command: Option<BenchCommand>) -> Result<(), String> {
+    match command {
+        None => keel_bench::commands::run_default().map_err(|e| e.to_string()),
+        Some(BenchCommand::Pipeline(args)) => {
+            keel_bench::commands::run_pipeline(&args).map_err(|e| e.to_string())
+        }
+        Some(BenchCommand::Compare(args)) => {
+            keel_bench::commands::run_compare(&args).map_err(|e| e.to_string())
+        }
+        Some(BenchCommand::Net(args)) => {
+            keel_bench::commands::run_net(&args).map_err(|e| e.to_string())
+        }
+        Some(BenchCommand::Journal(args)) => {
+            keel_bench::commands::run_journal(&args).map_err(|e| e.to_string())
+        }
+        Some(BenchCommand::Recovery(args)) => {
+            keel_bench::commands::run_recovery(&args).map_err(|e| e.to_string())
+        }
+        Some(BenchCommand::Ring(args)) => run_bench_ring(args).map_err(|e| e.to_string()),
+        Some(BenchCommand::Pingpong(args)) => run_bench_pingpong(args),
+        Some(BenchCommand::Plot(args)) => keel_bench::report::plot_command::run_plot(&args)
+            .map(|written| eprint!("{}", keel_bench::report::saved::wrote_line(&written)))
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -310,7 +322,7 @@ fn run_bench_ring(args: RingArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-fn run_bench_pingpong(args: PingPongArgs) -> Result<(), BenchError> {
+fn run_bench_pingpong(args: PingPongArgs) -> Result<(), String> {
     let wait = args.common.wait;
     let iterations = args
         .iterations
@@ -324,7 +336,8 @@ fn run_bench_pingpong(args: PingPongArgs) -> Result<(), BenchError> {
         wait,
         pins: args.common.pins(),
     };
-    let report = pingpong::run(&bench)?;
+    let report = pingpong::run(&bench).map_err(|e| e.to_string())?;
+    let written = report.save(&args.save).map_err(|e| e.to_string())?;
     if args.common.json {
         println!(
             "{}",
@@ -333,5 +346,6 @@ fn run_bench_pingpong(args: PingPongArgs) -> Result<(), BenchError> {
     } else {
         print!("{}", report.table());
     }
+    eprint!("{}", keel_bench::report::saved::wrote_line(&written));
     Ok(())
 }

@@ -115,7 +115,7 @@ fn run_at(rate: u64, p99_ns: u64) -> LatencyRun {
         offered_per_sec: rate,
         achieved_per_sec: rate as f64,
         recorded: 1,
-        latency: recorder.summary(),
+        latency: recorder.measured(),
         accepted: 1,
         rejected: 0,
         failed: 0,
@@ -143,6 +143,15 @@ fn knee_is_the_first_rate_over_the_bound() {
     );
     assert_eq!(parse_sweep("100:300:100").unwrap(), vec![100, 200, 300]);
     assert!(parse_sweep("0:10:1").is_err() && parse_sweep("5:1:1").is_err());
+    let line = Knee::find(&runs, 100.0).line();
+    assert_eq!(
+        line,
+        "knee: p99 stayed within 100 us up to 200/s offered; over it from 300/s\n"
+    );
+    assert!(Knee::find(&runs, 10.0)
+        .line()
+        .contains("already at its first rate, 100/s"));
+    assert!(Knee::find(&runs, 1e6).line().contains("none in this sweep"));
 }
 
 fn tiny_engine() -> BenchEngineArgs {
@@ -169,12 +178,16 @@ fn smoke_pipeline_open_and_closed_loop_verify_against_replay() {
     let open = pipeline::run::<Typed<Bookstore>>(&spec).unwrap();
     assert_eq!(open.recorded, 1_500);
     assert_eq!(open.accepted + open.rejected, 2_000);
-    assert!(open.verified.is_some() && open.latency.max_ns > 0);
+    assert!(open.verified.is_some() && open.latency.unwrap().max_ns > 0);
     spec.rate = 0;
     let closed = pipeline::run::<Typed<Bookstore>>(&spec).unwrap();
     let v = closed.verified.unwrap();
     assert_eq!(v.journaled_messages, 20_000 + 1_000, "workload plus setup");
     assert!(closed.achieved_per_sec > 0.0);
+    assert!(
+        closed.latency.is_none(),
+        "a closed-loop run measures no latency"
+    );
 }
 
 #[test]
@@ -187,6 +200,7 @@ fn smoke_compare_tallies_match_the_reference() {
         warmup: 0.0,
         seed: 3,
         json: true,
+        save: Default::default(),
         engine: tiny_engine(),
     };
     assert!(args.open_loop().is_none(), "no --rate: closed loop");
@@ -295,6 +309,8 @@ fn recovery_bench_refuses_a_directory_that_already_holds_a_journal() {
 /// against the reference; the report's structure, not its speed.
 #[test]
 fn smoke_compare_open_loop_reports_three_peers_on_one_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().to_str().unwrap();
     let out = keel(&[
         "bench",
         "compare",
@@ -313,14 +329,21 @@ fn smoke_compare_open_loop_reports_three_peers_on_one_schedule() {
         "--segment-size-bytes",
         "4194304",
         "--json",
+        "--out",
+        saved,
     ]);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["mode"], "open-loop");
+    for name in ["keel", "disruptor", "crossbeam"] {
+        let text = std::fs::read_to_string(dir.path().join(format!("{name}.hgrm"))).unwrap();
+        assert_eq!(hgrm::parse(&text).unwrap().total_count, 1500, "{name}");
+    }
+    assert!(dir.path().join("percentiles.png").exists());
     assert_eq!(json["offered_per_sec"], 5000);
     let contenders = json["contenders"].as_array().unwrap();
     assert_eq!(contenders.len(), 3, "keel, disruptor, crossbeam");
     assert!(contenders[0]["name"].as_str().unwrap().starts_with("keel"));
-    assert_eq!(contenders[0]["vs_keel"]["p99"], 1.0);
+    assert_eq!(contenders[0]["keel_over_this"]["p99"], 1.0);
     for c in contenders {
         assert_eq!(c["offered_per_sec"], 5000, "{c}");
         assert_eq!(
@@ -344,7 +367,7 @@ fn smoke_compare_open_loop_reports_three_peers_on_one_schedule() {
         );
         assert_eq!(at("count"), 1500);
         for ratio in ["p50", "p99", "p999", "achieved"] {
-            assert!(c["vs_keel"][ratio].as_f64().unwrap() > 0.0, "{c}");
+            assert!(c["keel_over_this"][ratio].as_f64().unwrap() > 0.0, "{c}");
         }
     }
 }

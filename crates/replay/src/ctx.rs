@@ -74,16 +74,15 @@ impl<'o> Ctx<'o> {
                     ProgressDrawTarget::stderr(),
                 );
                 let style = ProgressStyle::with_template(
-                    "{msg} [{bar:40}] {pos}/{len} messages, {per_sec}, eta {eta}",
+                    "{msg} [{bar:40}] {pos}/{len} messages, {rate}, eta {eta}",
                 );
-                bar.set_style(style.unwrap_or_else(|_| ProgressStyle::default_bar()));
+                bar.set_style(style.map_or_else(|_| ProgressStyle::default_bar(), with_rate));
                 bar
             }
             None => {
                 let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-                let style =
-                    ProgressStyle::with_template("{spinner} {msg} {pos} messages, {per_sec}");
-                bar.set_style(style.unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                let style = ProgressStyle::with_template("{spinner} {msg} {pos} messages, {rate}");
+                bar.set_style(style.map_or_else(|_| ProgressStyle::default_spinner(), with_rate));
                 bar
             }
         };
@@ -94,6 +93,18 @@ impl<'o> Ctx<'o> {
             start,
         }
     }
+}
+
+/// `style` with a `{rate}` key: messages per second rounded, `245,206/s` (indicatif's
+/// `{per_sec}` prints four decimals).
+fn with_rate(style: ProgressStyle) -> ProgressStyle {
+    style.with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let rate = indicatif::HumanCount(state.per_sec().round() as u64);
+            let _ = write!(w, "{rate}/s");
+        },
+    )
 }
 
 /// A progress bar (or nothing). Update it every few thousand messages, not every one.
