@@ -15,7 +15,7 @@ mod common;
 use common::{to, Summer, ADD};
 use keel::engine::Submitter;
 use keel::ring::Poll;
-use keel::{Config, Engine, FlushPolicy, Processor, Response, WaitStrategy};
+use keel::{ApplyMode, Config, Engine, FlushPolicy, Processor, Response, WaitStrategy};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,11 +30,11 @@ const SEGMENT_SIZE_BYTES: u64 = 128 << 10;
 /// A snapshot every this many messages.
 const SNAPSHOT_INTERVAL_MESSAGES: u64 = 5_000;
 
-fn run(flush: FlushPolicy) {
+fn run(flush: FlushPolicy, mode: ApplyMode) {
     let payload = 1u64.to_le_bytes();
     count_per_message(
-        &format!("{flush}"),
-        flush,
+        &format!("{flush}, {mode:?}"),
+        (flush, mode),
         Summer::default(),
         move |submitter, i| {
             submitter.submit(to(ADD, i), &payload).unwrap();
@@ -59,7 +59,7 @@ fn segment_files(dir: &Path) -> u64 {
 /// and snapshots.
 fn count_per_message<P: Processor>(
     what: &str,
-    flush: FlushPolicy,
+    (flush, mode): (FlushPolicy, ApplyMode),
     processor: P,
     mut submit_one: impl FnMut(&mut Submitter, u64),
     mut read: impl FnMut(&Response<'_>) + Send + 'static,
@@ -76,6 +76,7 @@ fn count_per_message<P: Processor>(
         config.snapshot_interval_messages = SNAPSHOT_INTERVAL_MESSAGES;
         config.wait = WaitStrategy::Yield;
         config.flush = flush;
+        config.mode = mode;
         config
     };
     let journal_dir = cfg.journal_dir.clone();
@@ -136,8 +137,9 @@ fn count_per_message<P: Processor>(
 
 #[test]
 fn no_allocation_per_message() {
-    run(FlushPolicy::None);
-    run(FlushPolicy::Batch);
+    run(FlushPolicy::None, ApplyMode::Durable);
+    run(FlushPolicy::Batch, ApplyMode::Durable);
+    run(FlushPolicy::Batch, ApplyMode::ApplyAhead);
 }
 
 /// A typed service whose commands and reply have no heap fields: decoding the command,
@@ -210,7 +212,7 @@ fn typed_run(flush: FlushPolicy) {
     use typed::{Add, CounterCommand};
     count_per_message(
         &format!("typed, {flush}"),
-        flush,
+        (flush, ApplyMode::Durable),
         keel::Typed::new(typed::Counter::default()),
         |submitter, i| {
             let add = CounterCommand::Add(Add {
