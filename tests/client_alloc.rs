@@ -1,7 +1,9 @@
 //! No heap allocation per message on the in-process client path (`Producers::Multi`): claim →
 //! input ring → journal → business logic → reply board → caller, from several threads at once
-//! (calls and tickets, byte-level and typed), counted by a global allocator after warm-up. The journal's
-//! spare-segment preparer and the snapshot writer are off that path and not counted.
+//! (calls and tickets, byte-level and typed), counted by a global allocator after warm-up. Each
+//! counted window spans journal segment rollovers (small segments) and periodic snapshots. The
+//! journal's spare-segment preparer and the snapshot writer work off that path and are not
+//! counted (`alloc_support`).
 
 mod alloc_support;
 
@@ -89,6 +91,26 @@ impl Service for Sum {
 }
 
 const CALLERS: usize = 2;
+/// Small segments: a rollover every ~1,500 messages.
+const SEGMENT_SIZE_BYTES: u64 = 128 << 10;
+/// A snapshot every this many messages.
+const SNAPSHOT_INTERVAL_MESSAGES: u64 = 2_000;
+
+fn segment_files(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+            })
+            .count() as u64
+    })
+}
+
+fn snapshots_taken<P: Processor>(engine: &Engine<P>) -> u64 {
+    let metrics = engine.metrics().read();
+    metrics.snapshots_written + metrics.snapshots_skipped
+}
 
 /// `count` typed calls, then `count` typed tickets decoded as they come.
 fn typed_traffic<'c>(client: &'c Client, count: u64, window: &mut Vec<Ticket<'c>>) {
@@ -134,10 +156,13 @@ fn run<P: Processor>(processor: P, traffic: Traffic, flush: FlushPolicy) {
     let mut config = Config::with_data_dir(dir.path());
     config.producers = Producers::Multi;
     config.ring_capacity = 1024;
-    config.segment_size_bytes = 64 << 20;
+    config.segment_size_bytes = SEGMENT_SIZE_BYTES;
+    config.snapshot_interval_messages = SNAPSHOT_INTERVAL_MESSAGES;
     config.wait = WaitStrategy::PARK;
     config.flush = flush;
+    let journal_dir = config.journal_dir.clone();
     let engine = Engine::start(config, processor).unwrap();
+    let (mut segments, mut snapshots) = (0, 0);
     // Warm-up: every lazily initialised thing is touched once, on every thread.
     let phase = Barrier::new(CALLERS + 1);
     let allocations = thread::scope(|s| {
@@ -154,16 +179,23 @@ fn run<P: Processor>(processor: P, traffic: Traffic, flush: FlushPolicy) {
             });
         }
         phase.wait();
+        (segments, snapshots) = (segment_files(&journal_dir), snapshots_taken(&engine));
         alloc_support::arm();
         phase.wait();
         phase.wait();
-        alloc_support::disarm()
+        alloc_support::disarm_by_thread()
     });
+    let (allocations, by_thread) = allocations;
+    let rollovers = segment_files(&journal_dir) - segments;
+    let snapshots = snapshots_taken(&engine) - snapshots;
     engine.shutdown().unwrap();
+    println!("{flush}: {allocations} allocations ({by_thread}), {rollovers} rollovers, {snapshots} snapshots");
+    assert!(rollovers >= 10, "only {rollovers} rollovers in the window");
+    assert!(snapshots >= 10, "only {snapshots} snapshots in the window");
     assert_eq!(
         allocations,
         0,
-        "{allocations} allocations for {} messages with {flush}",
+        "{allocations} allocations for {} messages with {flush} ({by_thread})",
         CALLERS * 20_000
     );
 }
@@ -176,6 +208,7 @@ fn no_allocation_per_message_on_the_client_path() {
 
 #[test]
 fn no_allocation_per_message_on_the_typed_client_path() {
+    run(Typed::new(Sum::default()), typed_traffic, FlushPolicy::None);
     run(
         Typed::new(Sum::default()),
         typed_traffic,

@@ -145,14 +145,23 @@ pub(crate) struct Snapshots {
 }
 
 impl Snapshots {
-    /// Serializes the state (the only snapshot work on this thread) and hands it over;
+    /// Serializes the state (the only snapshot work on this thread) into a reused capture
+    /// buffer and hands it over;
     /// `wait`: for room (a requested snapshot, or the last one at shutdown), and the
     /// outcome of a `requested` one is recorded for whoever asked.
     fn capture<P: Processor>(&mut self, processor: &P, sequence: u64, wait: bool, requested: bool) {
         let start = Instant::now();
-        let mut state = Vec::with_capacity(self.size_hint_bytes);
+        // A reused buffer: no allocation unless the state outgrew it (or, for a snapshot that
+        // waits, while the writer still holds both kept buffers).
+        let mut state = match self.sender.take_buffer() {
+            Some(buffer) => buffer,
+            None if !wait => return self.sender.skip(sequence),
+            None => Vec::new(),
+        };
+        state.reserve(self.size_hint_bytes);
         if let Err(error) = processor.save_state(&mut state) {
             tracing::error!(sequence, %error, "snapshot capture failed");
+            self.sender.give_buffer(state);
             if requested {
                 self.sender.stats().record_requested(sequence, false);
             }

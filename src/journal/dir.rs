@@ -25,9 +25,57 @@ pub(crate) struct SegmentFile {
     pub(crate) path: PathBuf,
 }
 
+/// Bytes in a segment file name.
+const NAME_BYTES: usize = NAME_DIGITS + SEGMENT_SUFFIX.len();
+
 /// `00000000000000000001.seg` for sequence 1.
 pub(crate) fn segment_file_name(first_sequence: u64) -> String {
-    format!("{first_sequence:0NAME_DIGITS$}{SEGMENT_SUFFIX}")
+    segment_name_bytes(first_sequence).as_str().to_owned()
+}
+
+/// A segment file name formatted on the stack (no allocation).
+struct NameBytes([u8; NAME_BYTES]);
+
+impl NameBytes {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("digits and an ASCII suffix")
+    }
+}
+
+fn segment_name_bytes(first_sequence: u64) -> NameBytes {
+    let mut name = [0u8; NAME_BYTES];
+    let mut rest = first_sequence;
+    for digit in name[..NAME_DIGITS].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    name[NAME_DIGITS..].copy_from_slice(SEGMENT_SUFFIX.as_bytes());
+    NameBytes(name)
+}
+
+/// The path of a segment in one directory, in a buffer sized once: naming the next segment
+/// at a rollover does not allocate.
+#[derive(Debug)]
+pub(crate) struct SegmentPath {
+    path: PathBuf,
+}
+
+impl SegmentPath {
+    /// A buffer for the segment paths of `dir` (allocated here, once).
+    pub(crate) fn new(dir: &Path) -> Self {
+        let mut path = PathBuf::with_capacity(dir.as_os_str().len() + 1 + NAME_BYTES);
+        path.push(dir);
+        path.push(segment_name_bytes(0).as_str());
+        Self { path }
+    }
+
+    /// The path of the segment whose first sequence is `first_sequence`.
+    pub(crate) fn of(&mut self, first_sequence: u64) -> &Path {
+        // Same length as the name it replaces: within the capacity reserved in `new`.
+        self.path
+            .set_file_name(segment_name_bytes(first_sequence).as_str());
+        &self.path
+    }
 }
 
 /// The first sequence declared by a segment file name, if it is one.
@@ -131,6 +179,14 @@ mod tests {
     #[test]
     fn names_round_trip_and_sort() {
         assert_eq!(segment_file_name(1), "00000000000000000001.seg");
+        let mut path = SegmentPath::new(Path::new("/j"));
+        let capacity = path.path.capacity();
+        assert_eq!(path.of(7), Path::new("/j/00000000000000000007.seg"));
+        assert_eq!(path.path.capacity(), capacity, "named in place");
+        assert_eq!(
+            path.of(u64::MAX).file_name().unwrap(),
+            format!("{}.seg", u64::MAX).as_str()
+        );
         assert_eq!(
             parse_segment_name(&segment_file_name(u64::MAX)),
             Some(u64::MAX)

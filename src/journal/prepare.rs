@@ -12,8 +12,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
 use super::config::SegmentPrep;
@@ -34,14 +34,85 @@ enum Job {
 }
 
 /// Handle to the preparer thread. At most one spare is requested or waiting at a time.
+///
+/// Nothing here allocates on the writer's thread after `start`: the spare is created on the
+/// preparer thread and handed over through [`SpareSlot`], made at start; jobs go through a
+/// bounded channel whose buffer is allocated at start and that never fills (at most a retire,
+/// a prepare and a barrier are queued: each rollover first takes the spare prepared after the
+/// previous rollover's jobs), so a send never blocks.
 #[derive(Debug)]
 pub(crate) struct Preparer {
     jobs: Option<SyncSender<Job>>,
     spare_path: PathBuf,
     io: Arc<dyn SegmentIo>,
-    spares: Receiver<io::Result<Spare>>,
+    spares: Arc<SpareSlot>,
     requested: bool,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Where the preparer thread leaves a spare (or why it has none) for the writer: one slot,
+/// a mutex and a condition variable, so the handover allocates nothing, waiting included.
+#[derive(Debug, Default)]
+pub(crate) struct SpareSlot {
+    state: Mutex<SlotState>,
+    filled: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    spare: Option<io::Result<Spare>>,
+    /// The preparer thread has exited: no spare will come.
+    closed: bool,
+}
+
+impl SpareSlot {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // A panic while holding the lock leaves the state consistent (one assignment).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Leaves a spare (the slot is empty: at most one is requested at a time).
+    fn put(&self, spare: io::Result<Spare>) {
+        let mut state = self.lock();
+        debug_assert!(state.spare.is_none(), "one spare at a time");
+        state.spare = Some(spare);
+        drop(state);
+        self.filled.notify_one();
+    }
+
+    /// Marks the thread gone (it will put nothing more) and wakes a waiting writer.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.filled.notify_one();
+    }
+
+    /// The spare if it is there, without waiting.
+    fn try_take(&self) -> Option<io::Result<Spare>> {
+        self.lock().spare.take()
+    }
+
+    /// Waits for the spare; an error if the thread is gone without leaving one.
+    fn take(&self) -> io::Result<Spare> {
+        let mut state = self.lock();
+        loop {
+            if let Some(spare) = state.spare.take() {
+                return spare;
+            }
+            if state.closed {
+                return Err(thread_gone());
+            }
+            state = self.filled.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Closes the slot when the preparer thread ends, however it ends (a panic included).
+struct CloseOnExit(Arc<SpareSlot>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// Jobs that can queue up before `send` blocks (rollovers are far rarer than this drains).
@@ -57,8 +128,9 @@ impl Preparer {
         io: Arc<dyn SegmentIo>,
     ) -> io::Result<Self> {
         let (jobs, job_rx) = mpsc::sync_channel(JOB_QUEUE_LEN);
-        let (spare_tx, spares) = mpsc::sync_channel(1);
+        let spares = Arc::new(SpareSlot::default());
         let (path, thread_io) = (spare_path.clone(), Arc::clone(&io));
+        let slot = CloseOnExit(Arc::clone(&spares));
         let thread = thread::Builder::new()
             .name("keel-journal-prep".into())
             .spawn(move || {
@@ -67,7 +139,7 @@ impl Preparer {
                     len_bytes: segment_size_bytes,
                     prep,
                 };
-                run(&job_rx, &spare_tx, &spec, &*thread_io);
+                run(&job_rx, &slot.0, &spec, &*thread_io);
             })?;
         let thread = Some(thread);
         Ok(Self {
@@ -91,13 +163,12 @@ impl Preparer {
     /// Takes the spare, waiting for it if it is not ready (logged: rollover should not wait).
     pub(crate) fn take(&mut self) -> io::Result<Spare> {
         self.request();
-        let spare = match self.spares.try_recv() {
-            Ok(spare) => spare,
-            Err(TryRecvError::Empty) => {
+        let spare = match self.spares.try_take() {
+            Some(spare) => spare,
+            None => {
                 tracing::warn!("journal rollover waits for the spare segment to be prepared");
-                self.spares.recv().map_err(|_| thread_gone())?
+                self.spares.take()
             }
-            Err(TryRecvError::Disconnected) => Err(thread_gone()),
         };
         self.requested = false;
         spare
@@ -132,9 +203,7 @@ impl Drop for Preparer {
             let _ = thread.join();
         }
         // An unused spare is only allocated space: leave the directory with segments alone.
-        while let Ok(spare) = self.spares.try_recv() {
-            drop(spare);
-        }
+        drop(self.spares.try_take());
         if let Err(err) = self.io.remove(&self.spare_path) {
             if err.kind() != io::ErrorKind::NotFound {
                 tracing::warn!("journal: could not remove the spare segment: {err}");
@@ -155,21 +224,11 @@ pub(crate) struct SpareSpec<'a> {
     pub(crate) prep: SegmentPrep,
 }
 
-fn run(
-    jobs: &Receiver<Job>,
-    spares: &SyncSender<io::Result<Spare>>,
-    spec: &SpareSpec<'_>,
-    io: &dyn SegmentIo,
-) {
+fn run(jobs: &Receiver<Job>, spares: &SpareSlot, spec: &SpareSpec<'_>, io: &dyn SegmentIo) {
     let mut retire_error: Option<io::Error> = None;
     for job in jobs {
         match job {
-            Job::Prepare => {
-                let spare = prepare_spare(io, spec);
-                if spares.send(spare).is_err() {
-                    return;
-                }
-            }
+            Job::Prepare => spares.put(prepare_spare(io, spec)),
             Job::Retire { segment, sync } => {
                 if let Err(err) = retire(io, segment, sync) {
                     tracing::error!("journal: fdatasync of a retired segment failed: {err}");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::commit::{Committer, DurableWaker};
 use super::config::{FlushPolicy, JournalConfig};
-use super::dir::{remove_spares, segment_file_name, DirLock, SPARE_FILE_NAME};
+use super::dir::{remove_spares, segment_file_name, DirLock, SegmentPath, SPARE_FILE_NAME};
 use super::error::{file_io, is_disk_full, Damage, JournalError};
 use super::format::{
     check_entry, encode_end_marker, encode_record, record_size_bytes, Chain, Record, SegmentHeader,
@@ -24,6 +24,8 @@ use crate::ring::Sequence;
 #[derive(Debug)]
 pub struct JournalWriter {
     dir: PathBuf,
+    /// The next segment's path, formatted at rollover into a buffer sized at open.
+    segment_path: SegmentPath,
     flush: FlushPolicy,
     max_payload_bytes: u32,
     segment_size_bytes: u64,
@@ -387,9 +389,10 @@ impl JournalWriter {
         if let Err(err) = synced {
             return Err(self.poison(file_io(&spare_path)(err)));
         }
-        let path = self.dir.join(segment_file_name(next));
-        if let Err(err) = rename_new(&*self.io, &spare_path, &path) {
-            return Err(self.poison(file_io(&path)(err)));
+        let path = self.segment_path.of(next);
+        if let Err(err) = rename_new(&*self.io, &spare_path, path) {
+            let err = file_io(path)(err);
+            return Err(self.poison(err));
         }
         if let Err(err) = self.io.sync_dir(&self.dir) {
             return Err(self.poison(file_io(&self.dir)(err)));
@@ -552,6 +555,7 @@ impl JournalOpening {
             next_sequence = chain.next_sequence, "journal writer open"
         );
         Ok(JournalWriter {
+            segment_path: SegmentPath::new(&cfg.dir),
             dir: cfg.dir,
             flush: cfg.flush,
             max_payload_bytes: cfg.max_payload_bytes,

@@ -12,7 +12,7 @@ use crate::journal::{retire_before, JournalRetention, Retired};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender as Sender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -134,11 +134,60 @@ impl Retention {
     }
 }
 
+/// Captures the business logic may have handed over and not yet had back: one waiting, one
+/// being written. As many capture buffers are kept for reuse.
+const CAPTURE_BUFFERS: usize = 2;
+/// Capacity each capture buffer starts with; one grows when a state outgrows it.
+const INITIAL_CAPTURE_BYTES: usize = 4096;
+
+/// The buffers states are captured into, reused: the business logic takes one to capture
+/// into, and the snapshot thread gives it back once it is written. Made at start; the logic
+/// thread allocates for a capture only when the state has outgrown the buffer (the state's
+/// largest size so far), never per message. Up to [`CAPTURE_BUFFERS`] of them stay
+/// allocated, each as large as the largest state captured into it.
+#[derive(Debug)]
+pub(crate) struct CaptureBuffers {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl CaptureBuffers {
+    fn new() -> Self {
+        let mut free = Vec::with_capacity(CAPTURE_BUFFERS);
+        free.resize_with(CAPTURE_BUFFERS, || {
+            Vec::with_capacity(INITIAL_CAPTURE_BYTES)
+        });
+        Self {
+            free: Mutex::new(free),
+        }
+    }
+
+    fn free(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        // Pushes and pops only: a panic cannot leave the list half-changed.
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A free buffer, empty; `None` when every kept one is still handed over.
+    fn take(&self) -> Option<Vec<u8>> {
+        self.free().pop()
+    }
+
+    /// Gives a buffer back for reuse (dropped if as many as are kept are already free: one
+    /// made for a requested snapshot while both kept ones were busy).
+    fn give(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let mut free = self.free();
+        if free.len() < CAPTURE_BUFFERS {
+            free.push(buffer);
+        }
+    }
+}
+
 /// The running snapshot thread and the sending end used by the business logic.
 pub struct SnapshotWriter {
     sender: Option<Sender<SnapshotJob>>,
     handle: Option<JoinHandle<()>>,
     stats: Arc<SnapshotStats>,
+    buffers: Arc<CaptureBuffers>,
 }
 
 impl SnapshotWriter {
@@ -152,14 +201,19 @@ impl SnapshotWriter {
     ) -> std::io::Result<Self> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let stats = Arc::new(SnapshotStats::default());
-        let s2 = stats.clone();
+        let buffers = Arc::new(CaptureBuffers::new());
+        let (s2, b2) = (stats.clone(), buffers.clone());
         let handle = std::thread::Builder::new()
             .name("keel-snapshot".into())
-            .spawn(move || write_loop(&store, &mut journal, &receiver, &s2, &retention))?;
+            .spawn(move || {
+                let stats = (&*s2, &*b2);
+                write_loop(&store, &mut journal, &receiver, stats, &retention);
+            })?;
         Ok(SnapshotWriter {
             sender: Some(sender),
             handle: Some(handle),
             stats,
+            buffers,
         })
     }
 
@@ -168,6 +222,7 @@ impl SnapshotWriter {
         SnapshotSender {
             sender: self.sender.clone().expect("writer running"),
             stats: self.stats.clone(),
+            buffers: self.buffers.clone(),
         }
     }
 
@@ -199,7 +254,7 @@ fn write_loop(
     store: &SnapshotStore,
     journal: &mut impl JournalBinding,
     receiver: &Receiver<SnapshotJob>,
-    stats: &SnapshotStats,
+    (stats, buffers): (&SnapshotStats, &CaptureBuffers),
     retention: &Retention,
 ) {
     // A pass at start finishes one a crash interrupted, and applies a policy just chosen.
@@ -235,6 +290,7 @@ fn write_loop(
         if job.requested {
             stats.record_requested(job.sequence, result_ok);
         }
+        buffers.give(job.state);
     }
 }
 
@@ -248,6 +304,7 @@ fn log_failure(stats: &SnapshotStats, sequence: u64, error: &SnapshotError) {
 pub struct SnapshotSender {
     sender: Sender<SnapshotJob>,
     stats: Arc<SnapshotStats>,
+    buffers: Arc<CaptureBuffers>,
 }
 
 impl SnapshotSender {
@@ -257,15 +314,34 @@ impl SnapshotSender {
         match self.sender.try_send(job) {
             Ok(()) => true,
             Err(TrySendError::Full(job)) => {
-                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    sequence = job.sequence,
-                    "snapshot skipped: previous one still being written"
-                );
+                self.skip(job.sequence);
+                self.buffers.give(job.state);
                 false
             }
             Err(TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    /// Counts and logs a capture at `sequence` skipped because the writer is still busy with
+    /// earlier ones.
+    pub fn skip(&self, sequence: u64) {
+        self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            sequence,
+            "snapshot skipped: previous one still being written"
+        );
+    }
+
+    /// A capture buffer to serialize a state into (empty, with the capacity of the largest
+    /// state captured into it), or `None` while the writer still holds every kept buffer:
+    /// one capture waiting and one being written.
+    pub fn take_buffer(&self) -> Option<Vec<u8>> {
+        self.buffers.take()
+    }
+
+    /// Gives back a capture buffer that was not handed over (a failed capture).
+    pub fn give_buffer(&self, buffer: Vec<u8>) {
+        self.buffers.give(buffer);
     }
 
     /// Hands a capture over, waiting for room (shutdown and explicit requests).

@@ -117,6 +117,7 @@ mod ladder;
 mod messages;
 mod orders;
 mod risk;
+mod saved;
 mod state;
 mod workload;
 
@@ -198,6 +199,8 @@ pub struct Exchange {
     events: Vec<Event>,
     /// A book query's bids and asks, gathered here to be encoded.
     depth: [[DepthLevel; MAX_QUERY_DEPTH as usize]; 2],
+    /// Where the state hash encodes the state (kept: hashing does not allocate).
+    hash_scratch: saved::HashScratch,
 }
 
 impl Default for Exchange {
@@ -224,6 +227,7 @@ impl Exchange {
             index: OrderIndex::default(),
             events: Vec::with_capacity(256),
             depth: [[DEPTH_ZERO; MAX_QUERY_DEPTH as usize]; 2],
+            hash_scratch: saved::HashScratch::default(),
         }
     }
 
