@@ -3,8 +3,8 @@
 //! The ping thread stamps the clock, publishes its round-trip index `i` into the ping ring and
 //! waits for the echo thread to publish the same value into the pong ring; the round-trip time
 //! goes into a [`LatencyRecorder`] (warm-up round trips excluded). Every echo is checked: a
-//! wrong value fails the run. This is the shape of the LMAX `PingPongSequencedLatencyTest` and of
-//! the Java peer in `shared/peers/java-disruptor/PingPongLatency.java`.
+//! wrong value fails the run. This is the shape of the LMAX `PingPongSequencedLatencyTest`, which
+//! the Java Disruptor peer in docs/BENCHMARKS.md runs.
 
 use super::affinity::CoreSet;
 use super::latency::{LatencyRecorder, Percentiles};
