@@ -17,6 +17,7 @@ mod message;
 mod metrics;
 mod processor;
 mod recovery;
+mod replica;
 mod reply_board;
 mod responses;
 mod session_epoch;
@@ -69,13 +70,39 @@ pub struct Engine<P: Processor> {
     gauge: Gauge,
     recovered: Recovered,
     snapshot_writer: Option<SnapshotWriter>,
+    /// The snapshot replica's thread (`Engine::start_with_replica`).
+    replica: Option<JoinHandle<()>>,
     metrics: Metrics,
 }
 
 impl<P: Processor> Engine<P> {
     /// Opens the journal in `config.journal_dir`, replays it into `processor`, and starts the
     /// pipeline. `processor` must be in its initial (empty) state.
-    pub fn start(config: Config, mut processor: P) -> Result<Self, Error> {
+    pub fn start(config: Config, processor: P) -> Result<Self, Error> {
+        Self::open(config, processor, None)
+    }
+
+    /// Like [`Engine::start`], with a snapshot replica: `replica` builds a second processor in
+    /// its initial state (called once, on the replica's own thread). That processor starts
+    /// from the snapshot recovery restored and follows the journal on its own thread, and
+    /// every snapshot (interval, request, shutdown) is taken from it at the same sequences,
+    /// with the same bytes and the same binding to the journal. The business-logic thread
+    /// then never pauses to capture a state (`snapshot_capture_ns` stays 0). It costs a
+    /// second copy of the state in memory and a second apply of every message on another
+    /// core; a replica that falls behind delays only its snapshots. See docs/SNAPSHOTS.md.
+    pub fn start_with_replica(
+        config: Config,
+        processor: P,
+        replica: impl FnOnce() -> P + Send + 'static,
+    ) -> Result<Self, Error> {
+        Self::open(config, processor, Some(Box::new(replica)))
+    }
+
+    fn open(
+        config: Config,
+        mut processor: P,
+        replica: Option<replica::MakeReplica<P>>,
+    ) -> Result<Self, Error> {
         config.validate()?;
         let slots = Slots::allocate_in_background(&config)?;
         let open_started = Instant::now();
@@ -109,8 +136,14 @@ impl<P: Processor> Engine<P> {
         // Under the writer's lock: this run's session ids differ from every earlier run's.
         let session_epoch = session_epoch::advance(&config.journal_dir)?;
         let slots = slots.wait()?;
+        let replica = replica.map(|make| {
+            let restored = recovered.snapshot_sequence;
+            let snapshot = judged.into_iter().find(|j| j.file.sequence == restored);
+            (make, replica_start(&config, &store, snapshot))
+        });
         let parts = (journal, recorders);
-        let mut engine = Self::launch(config, processor, parts, recovered, store, slots)?;
+        let mut engine =
+            Self::launch(config, processor, parts, (recovered, replica), store, slots)?;
         if let Some(submitter) = engine.submitter.as_mut() {
             submitter.set_session_epoch(session_epoch);
         }
@@ -136,14 +169,14 @@ impl<P: Processor> Engine<P> {
         };
         let slots = Slots::allocate(&config)?;
         let parts = (journal, Arc::default());
-        Self::launch(config, processor, parts, recovered, store, slots)
+        Self::launch(config, processor, parts, (recovered, None), store, slots)
     }
 
     fn launch<J: JournalSink>(
         config: Config,
         processor: P,
         (mut journal, recorders): (J, Arc<Recorders>),
-        recovered: Recovered,
+        (recovered, replica): (Recovered, Option<Replica<P>>),
         store: SnapshotStore,
         slots: Slots,
     ) -> Result<Self, Error> {
@@ -170,7 +203,15 @@ impl<P: Processor> Engine<P> {
             policy: config.journal_retention.clone(),
         };
         let snapshot_writer = SnapshotWriter::spawn(store, gate, retention)?;
-        let snapshots = Some(snapshot_plan(&config, &recovered, &snapshot_writer));
+        let plan = snapshot_plan(&config, &recovered, &snapshot_writer);
+        let replica_position = replica.as_ref().map(|_| Arc::new(Sequence::new(0)));
+        let (snapshots, replica) = match (replica, &replica_position) {
+            (Some(replica), Some(position)) => {
+                let at = (exit.clone(), position.clone());
+                (None, Some(spawn_replica(replica, plan, at)?))
+            }
+            _ => (Some(plan), None),
+        };
         // What the journal has made durable: the syncer's sequence under group commit, else
         // the journaler's own (it advances after `end_batch` applied the policy).
         let journaled = durable.unwrap_or_else(|| journal_input.sequence());
@@ -186,6 +227,7 @@ impl<P: Processor> Engine<P> {
                 durable: journaled.clone(),
                 applied: applied.clone(),
                 output: responses.output_gauge(),
+                replica: replica_position,
             },
             snapshot_writer.stats(),
         );
@@ -221,6 +263,7 @@ impl<P: Processor> Engine<P> {
             gauge,
             recovered,
             snapshot_writer: Some(snapshot_writer),
+            replica,
             metrics,
         })
     }
@@ -341,6 +384,11 @@ impl<P: Processor> Engine<P> {
         }
         let journal_result = self.journaler.take().map(JoinHandle::join);
         let logic_result = self.logic.take().map(JoinHandle::join);
+        // The journaler has ended: the replica applies the rest of the journal, takes the
+        // shutdown snapshot, and drops its sender, so the writer below can finish.
+        if let Some(Err(_)) = self.replica.take().map(JoinHandle::join) {
+            tracing::error!("the snapshot replica panicked; the journal holds everything");
+        }
         if let Some(writer) = self.snapshot_writer.take() {
             writer.finish();
         }
@@ -391,6 +439,38 @@ fn wire_wakes<J: JournalSink>(
     (wake, None)
 }
 
+/// A snapshot replica to start: its processor's maker and where it starts.
+type Replica<P> = (replica::MakeReplica<P>, replica::ReplicaStart);
+
+/// Where a snapshot replica starts: `snapshot`, the one recovery restored (`None`: none).
+fn replica_start(
+    config: &Config,
+    store: &SnapshotStore,
+    snapshot: Option<crate::snapshot::Judged>,
+) -> replica::ReplicaStart {
+    replica::ReplicaStart {
+        store: store.clone(),
+        snapshot,
+        journal_dir: config.journal_dir.clone(),
+        max_response_bytes: config.max_response_bytes,
+        prefault: config.prefault_state,
+    }
+}
+
+/// Starts the snapshot replica's thread, taking the snapshots `plan` describes; it follows
+/// the journal until the journaler has ended (`exit`) and publishes how far it applied in
+/// `position`.
+fn spawn_replica<P: Processor>(
+    (make, start): Replica<P>,
+    mut plan: Snapshots,
+    (exit, position): (Arc<JournalerExit>, Arc<Sequence>),
+) -> Result<JoinHandle<()>, Error> {
+    plan.replica = true;
+    spawn("keel-replica", move || {
+        replica::run(make, start, plan, exit, position)
+    })
+}
+
 /// When and where the business logic captures snapshots, after `recovered`.
 fn snapshot_plan(config: &Config, recovered: &Recovered, writer: &SnapshotWriter) -> Snapshots {
     Snapshots {
@@ -404,6 +484,7 @@ fn snapshot_plan(config: &Config, recovered: &Recovered, writer: &SnapshotWriter
             recovered.snapshot_sequence
         },
         size_hint_bytes: 4096,
+        replica: false,
     }
 }
 
