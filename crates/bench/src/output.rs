@@ -90,8 +90,14 @@ impl LoadReport {
             self.bench, self.app, self.seed
         );
         out.push_str(&self.run_info.lines());
+        // Runs that took snapshots (`--snapshot-mode`) say who took them, first.
+        let snapshot_mode =
+            |r: &LatencyRun| r.label.split_once("-snapshots-").map(|(_, m)| m.to_owned());
+        let with_modes = self.runs.iter().any(|r| snapshot_mode(r).is_some());
+        let first: &[&str] = if with_modes { &["snapshots"] } else { &[] };
         let mut t = Table::new(
             &[
+                first,
                 &["offered/s", "achieved/s", "msgs"][..],
                 &PERCENTILE_HEADERS,
                 &["verified"],
@@ -99,7 +105,11 @@ impl LoadReport {
             .concat(),
         );
         for r in &self.runs {
-            t.row(row(r));
+            let mut cells = row(r);
+            if with_modes {
+                cells.insert(0, snapshot_mode(r).unwrap_or_else(|| "none".into()));
+            }
+            t.row(cells);
         }
         out.push_str(&t.render());
         if let Some(k) = &self.knee {
