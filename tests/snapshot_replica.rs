@@ -23,9 +23,12 @@ use std::time::{Duration, Instant};
 struct Tracked {
     kv: Kv,
     every: u64,
-    live_states: Option<Arc<Mutex<Vec<(u64, Vec<u8>)>>>>,
+    live_states: Option<States>,
     gate: Option<Arc<Gate>>,
 }
+
+/// The live processor's saved states: (sequence, bytes).
+type States = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
 
 /// A gate the replica waits at while closed.
 #[derive(Default)]
@@ -174,7 +177,7 @@ fn replayed_to(dir: &Path, sequence: u64) -> Kv {
     state
 }
 
-fn live(every: u64) -> (Tracked, Arc<Mutex<Vec<(u64, Vec<u8>)>>>) {
+fn live(every: u64) -> (Tracked, States) {
     let states = Arc::new(Mutex::new(Vec::new()));
     let tracked = Tracked {
         every,

@@ -43,7 +43,7 @@ pub use submit::{now_ns, Submission, SubmitError, Submitter};
 pub use wake::{WakeHook, WakeHookAlreadySet};
 
 use crate::error::Error;
-use crate::journal::{DurableWaker, JournalError, JournalWriter, RealIo};
+use crate::journal::{DurableWaker, JournalError, JournalSyncHandle, JournalWriter, RealIo};
 use crate::ring::{Consumer, Gauge, MultiProducer, RingBuilder, Sequence, Signal};
 use crate::snapshot::{Retention, SnapshotStore, SnapshotWriter};
 use journal_gate::{JournalGate, JournalerExit};
@@ -190,28 +190,14 @@ impl<P: Processor> Engine<P> {
         let (input, clients, journal_input, logic_input) =
             build_input(&config, ring, last, &mut input_slots);
         let exit = Arc::new(JournalerExit::default());
-        let gate = JournalGate {
-            appended: journal_input.sequence(),
-            durable: durable.clone(),
-            flush: config.flush,
-            sync: journal.sync_handle(),
-            journal_dir: config.journal_dir.clone(),
-            exit: exit.clone(),
-        };
-        let retention = Retention {
-            journal_dir: config.journal_dir.clone(),
-            policy: config.journal_retention.clone(),
-        };
-        let snapshot_writer = SnapshotWriter::spawn(store, gate, retention)?;
+        let journal_now = (
+            journal_input.sequence(),
+            durable.clone(),
+            journal.sync_handle(),
+        );
+        let snapshot_writer = spawn_snapshot_writer(&config, store, journal_now, &exit)?;
         let plan = snapshot_plan(&config, &recovered, &snapshot_writer);
-        let replica_position = replica.as_ref().map(|_| Arc::new(Sequence::new(0)));
-        let (snapshots, replica) = match (replica, &replica_position) {
-            (Some(replica), Some(position)) => {
-                let at = (exit.clone(), position.clone());
-                (None, Some(spawn_replica(replica, plan, at)?))
-            }
-            _ => (Some(plan), None),
-        };
+        let (snapshots, replica) = snapshot_taker(plan, replica, &exit)?;
         // What the journal has made durable: the syncer's sequence under group commit, else
         // the journaler's own (it advances after `end_batch` applied the policy).
         let journaled = durable.unwrap_or_else(|| journal_input.sequence());
@@ -227,7 +213,7 @@ impl<P: Processor> Engine<P> {
                 durable: journaled.clone(),
                 applied: applied.clone(),
                 output: responses.output_gauge(),
-                replica: replica_position,
+                replica: replica.as_ref().map(|(_, position)| position.clone()),
             },
             snapshot_writer.stats(),
         );
@@ -263,7 +249,7 @@ impl<P: Processor> Engine<P> {
             gauge,
             recovered,
             snapshot_writer: Some(snapshot_writer),
-            replica,
+            replica: replica.map(|(thread, _)| thread),
             metrics,
         })
     }
@@ -439,8 +425,39 @@ fn wire_wakes<J: JournalSink>(
     (wake, None)
 }
 
+/// Starts the snapshot thread: it writes into `store` what it is handed once the journal
+/// holds it durably (the journaler's appended and the journal's durable sequences, its sync
+/// handle, and how the journaler ended), then applies `config`'s journal retention.
+fn spawn_snapshot_writer(
+    config: &Config,
+    store: SnapshotStore,
+    (appended, durable, sync): (
+        Arc<Sequence>,
+        Option<Arc<Sequence>>,
+        Option<JournalSyncHandle>,
+    ),
+    exit: &Arc<JournalerExit>,
+) -> Result<SnapshotWriter, Error> {
+    let gate = JournalGate {
+        appended,
+        durable,
+        flush: config.flush,
+        sync,
+        journal_dir: config.journal_dir.clone(),
+        exit: exit.clone(),
+    };
+    let retention = Retention {
+        journal_dir: config.journal_dir.clone(),
+        policy: config.journal_retention.clone(),
+    };
+    Ok(SnapshotWriter::spawn(store, gate, retention)?)
+}
+
 /// A snapshot replica to start: its processor's maker and where it starts.
 type Replica<P> = (replica::MakeReplica<P>, replica::ReplicaStart);
+
+/// A running snapshot replica: its thread and the last sequence it applied.
+type ReplicaThread = (JoinHandle<()>, Arc<Sequence>);
 
 /// Where a snapshot replica starts: `snapshot`, the one recovery restored (`None`: none).
 fn replica_start(
@@ -455,6 +472,21 @@ fn replica_start(
         max_response_bytes: config.max_response_bytes,
         prefault: config.prefault_state,
     }
+}
+
+/// Who takes the snapshots `plan` describes: the business logic (the returned `Some`), or the
+/// snapshot replica, whose thread this starts (returned with its applied position).
+fn snapshot_taker<P: Processor>(
+    plan: Snapshots,
+    replica: Option<Replica<P>>,
+    exit: &Arc<JournalerExit>,
+) -> Result<(Option<Snapshots>, Option<ReplicaThread>), Error> {
+    let Some(replica) = replica else {
+        return Ok((Some(plan), None));
+    };
+    let position = Arc::new(Sequence::new(0));
+    let thread = spawn_replica(replica, plan, (exit.clone(), position.clone()))?;
+    Ok((None, Some((thread, position))))
 }
 
 /// Starts the snapshot replica's thread, taking the snapshots `plan` describes; it follows
