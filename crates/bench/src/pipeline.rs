@@ -42,9 +42,9 @@ pub enum SnapshotMode {
     /// No snapshots.
     #[default]
     None,
-    /// The business-logic thread captures each one (`Engine::start`): a pause of the live path.
+    /// The business-logic thread captures each one: a pause of the live path.
     Live,
-    /// A replica following the journal takes them (`Engine::start_with_replica`).
+    /// A second processor following the journal on its own thread takes them.
     Replica,
 }
 
