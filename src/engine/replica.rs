@@ -62,6 +62,7 @@ pub(crate) fn run<P: Processor>(
     exit: Arc<JournalerExit>,
     position: Arc<Sequence>,
 ) {
+    lower_priority();
     let mut processor = make();
     if start.prefault {
         processor.prefault();
@@ -130,4 +131,24 @@ fn restore<P: Processor>(processor: &mut P, start: &ReplicaStart) -> Result<u64,
         return Err(ReplicaError::Restore { expected, restored });
     }
     Ok(restored)
+}
+
+/// The replica's thread's scheduling priority (`nice`): where cores are shared, the live
+/// threads win them and the replica takes what they leave (it falls behind, and only its
+/// snapshots are later).
+const REPLICA_NICE: i32 = 10;
+
+/// Lowers this thread's priority to [`REPLICA_NICE`] (Linux: per thread). Best effort: a
+/// refusal is logged and the replica runs at the normal priority.
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours; on
+    // Linux PRIO_PROCESS with a thread id sets that thread's nice value only.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, REPLICA_NICE)
+    };
+    if result != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::debug!(%error, "snapshot replica: priority not lowered");
+    }
 }
