@@ -50,6 +50,16 @@ impl JournalerExit {
         // Pairs with the Release stores above: what the journaler did before is visible.
         self.0.load(Ordering::Acquire)
     }
+
+    /// How the journaler ended: `None` while it runs, `Some(true)` after its final sync of
+    /// everything it appended, `Some(false)` without it. Everything it appended before is
+    /// visible to the caller once this returns `Some`.
+    pub(crate) fn ended(&self) -> Option<bool> {
+        match self.get() {
+            RUNNING => None,
+            state => Some(state == SYNCED),
+        }
+    }
 }
 
 /// Records `stopped` on drop unless the journaler recorded its end first.

@@ -135,13 +135,15 @@ impl Responses {
     }
 }
 
-/// When and where the business logic captures snapshots.
+/// When and where snapshots are captured: by the business logic, or by the snapshot replica
+/// (`replica`), whose captures pause nothing live and so are not recorded as pauses.
 pub(crate) struct Snapshots {
     pub(crate) sender: SnapshotSender,
     pub(crate) interval_messages: u64,
     pub(crate) on_shutdown: bool,
     pub(crate) last_sequence: u64,
     pub(crate) size_hint_bytes: usize,
+    pub(crate) replica: bool,
 }
 
 impl Snapshots {
@@ -149,7 +151,13 @@ impl Snapshots {
     /// buffer and hands it over;
     /// `wait`: for room (a requested snapshot, or the last one at shutdown), and the
     /// outcome of a `requested` one is recorded for whoever asked.
-    fn capture<P: Processor>(&mut self, processor: &P, sequence: u64, wait: bool, requested: bool) {
+    pub(crate) fn capture<P: Processor>(
+        &mut self,
+        processor: &P,
+        sequence: u64,
+        wait: bool,
+        requested: bool,
+    ) {
         let start = Instant::now();
         // A reused buffer: no allocation unless the state outgrew it (or, for a snapshot that
         // waits, while the writer still holds both kept buffers).
@@ -175,9 +183,12 @@ impl Snapshots {
             state,
             requested,
         };
-        self.sender
-            .stats()
-            .record_pause(start.elapsed().as_nanos() as u64);
+        let capture_ns = start.elapsed().as_nanos() as u64;
+        if self.replica {
+            self.sender.stats().record_replica_capture(capture_ns);
+        } else {
+            self.sender.stats().record_pause(capture_ns);
+        }
         let handed_over = if wait {
             self.sender.send(job)
         } else {
@@ -192,7 +203,7 @@ impl Snapshots {
 
     /// After `sequence` was applied: capture if it asked for one or the interval is due.
     #[inline]
-    fn after<P: Processor>(&mut self, processor: &P, sequence: u64, kind: u16) {
+    pub(crate) fn after<P: Processor>(&mut self, processor: &P, sequence: u64, kind: u16) {
         if kind == CONTROL_SNAPSHOT {
             self.capture(processor, sequence, true, true);
         } else if self.interval_messages != 0 && sequence.is_multiple_of(self.interval_messages) {

@@ -17,6 +17,7 @@ mod message;
 mod metrics;
 mod processor;
 mod recovery;
+mod replica;
 mod reply_board;
 mod responses;
 mod session_epoch;
@@ -69,13 +70,39 @@ pub struct Engine<P: Processor> {
     gauge: Gauge,
     recovered: Recovered,
     snapshot_writer: Option<SnapshotWriter>,
+    /// The snapshot replica's thread (`Engine::start_with_replica`).
+    replica: Option<JoinHandle<()>>,
     metrics: Metrics,
 }
 
 impl<P: Processor> Engine<P> {
     /// Opens the journal in `config.journal_dir`, replays it into `processor`, and starts the
     /// pipeline. `processor` must be in its initial (empty) state.
-    pub fn start(config: Config, mut processor: P) -> Result<Self, Error> {
+    pub fn start(config: Config, processor: P) -> Result<Self, Error> {
+        Self::open(config, processor, None)
+    }
+
+    /// Like [`Engine::start`], with a snapshot replica: `replica` builds a second processor in
+    /// its initial state (called once, on the replica's own thread). That processor starts
+    /// from the snapshot recovery restored and follows the journal on its own thread, and
+    /// every snapshot (interval, request, shutdown) is taken from it at the same sequences,
+    /// with the same bytes and the same binding to the journal. The business-logic thread
+    /// then never pauses to capture a state (`snapshot_capture_ns` stays 0). It costs a
+    /// second copy of the state in memory and a second apply of every message on another
+    /// core; a replica that falls behind delays only its snapshots. See docs/SNAPSHOTS.md.
+    pub fn start_with_replica(
+        config: Config,
+        processor: P,
+        replica: impl FnOnce() -> P + Send + 'static,
+    ) -> Result<Self, Error> {
+        Self::open(config, processor, Some(Box::new(replica)))
+    }
+
+    fn open(
+        config: Config,
+        mut processor: P,
+        replica: Option<replica::MakeReplica<P>>,
+    ) -> Result<Self, Error> {
         config.validate()?;
         let slots = Slots::allocate_in_background(&config)?;
         let open_started = Instant::now();
@@ -109,8 +136,14 @@ impl<P: Processor> Engine<P> {
         // Under the writer's lock: this run's session ids differ from every earlier run's.
         let session_epoch = session_epoch::advance(&config.journal_dir)?;
         let slots = slots.wait()?;
+        let replica = replica.map(|make| {
+            let restored = recovered.snapshot_sequence;
+            let snapshot = judged.into_iter().find(|j| j.file.sequence == restored);
+            (make, replica_start(&config, &store, snapshot))
+        });
         let parts = (journal, recorders);
-        let mut engine = Self::launch(config, processor, parts, recovered, store, slots)?;
+        let mut engine =
+            Self::launch(config, processor, parts, (recovered, replica), store, slots)?;
         if let Some(submitter) = engine.submitter.as_mut() {
             submitter.set_session_epoch(session_epoch);
         }
@@ -136,14 +169,14 @@ impl<P: Processor> Engine<P> {
         };
         let slots = Slots::allocate(&config)?;
         let parts = (journal, Arc::default());
-        Self::launch(config, processor, parts, recovered, store, slots)
+        Self::launch(config, processor, parts, (recovered, None), store, slots)
     }
 
     fn launch<J: JournalSink>(
         config: Config,
         processor: P,
         (mut journal, recorders): (J, Arc<Recorders>),
-        recovered: Recovered,
+        (recovered, replica): (Recovered, Option<Replica<P>>),
         store: SnapshotStore,
         slots: Slots,
     ) -> Result<Self, Error> {
@@ -157,13 +190,14 @@ impl<P: Processor> Engine<P> {
         let (input, clients, journal_input, logic_input) =
             build_input(&config, ring, last, &mut input_slots);
         let exit = Arc::new(JournalerExit::default());
-        let gate = (
+        let journal_now = (
             journal_input.sequence(),
             durable.clone(),
             journal.sync_handle(),
         );
-        let snapshot_writer = spawn_snapshot_writer(&config, store, gate, exit.clone())?;
-        let snapshots = Some(snapshot_plan(&config, &recovered, &snapshot_writer));
+        let snapshot_writer = spawn_snapshot_writer(&config, store, journal_now, &exit)?;
+        let plan = snapshot_plan(&config, &recovered, &snapshot_writer);
+        let (snapshots, replica) = snapshot_taker(plan, replica, &exit)?;
         // What the journal has made durable: the syncer's sequence under group commit, else
         // the journaler's own (it advances after `end_batch` applied the policy).
         let journaled = durable.unwrap_or_else(|| journal_input.sequence());
@@ -179,6 +213,7 @@ impl<P: Processor> Engine<P> {
                 durable: journaled.clone(),
                 applied: applied.clone(),
                 output: responses.output_gauge(),
+                replica: replica.as_ref().map(|(_, position)| position.clone()),
             },
             snapshot_writer.stats(),
         );
@@ -214,6 +249,7 @@ impl<P: Processor> Engine<P> {
             gauge,
             recovered,
             snapshot_writer: Some(snapshot_writer),
+            replica: replica.map(|(thread, _)| thread),
             metrics,
         })
     }
@@ -334,6 +370,11 @@ impl<P: Processor> Engine<P> {
         }
         let journal_result = self.journaler.take().map(JoinHandle::join);
         let logic_result = self.logic.take().map(JoinHandle::join);
+        // The journaler has ended: the replica applies the rest of the journal, takes the
+        // shutdown snapshot, and drops its sender, so the writer below can finish.
+        if let Some(Err(_)) = self.replica.take().map(JoinHandle::join) {
+            tracing::error!("the snapshot replica panicked; the journal holds everything");
+        }
         if let Some(writer) = self.snapshot_writer.take() {
             writer.finish();
         }
@@ -384,6 +425,84 @@ fn wire_wakes<J: JournalSink>(
     (wake, None)
 }
 
+/// Starts the snapshot thread: it writes into `store` what it is handed once the journal
+/// holds it durably (the journaler's appended and the journal's durable sequences, its sync
+/// handle, and how the journaler ended), then applies `config`'s journal retention.
+fn spawn_snapshot_writer(
+    config: &Config,
+    store: SnapshotStore,
+    (appended, durable, sync): (
+        Arc<Sequence>,
+        Option<Arc<Sequence>>,
+        Option<JournalSyncHandle>,
+    ),
+    exit: &Arc<JournalerExit>,
+) -> Result<SnapshotWriter, Error> {
+    let gate = JournalGate {
+        appended,
+        durable,
+        flush: config.flush,
+        sync,
+        journal_dir: config.journal_dir.clone(),
+        exit: exit.clone(),
+    };
+    let retention = Retention {
+        journal_dir: config.journal_dir.clone(),
+        policy: config.journal_retention.clone(),
+    };
+    Ok(SnapshotWriter::spawn(store, gate, retention)?)
+}
+
+/// A snapshot replica to start: its processor's maker and where it starts.
+type Replica<P> = (replica::MakeReplica<P>, replica::ReplicaStart);
+
+/// A running snapshot replica: its thread and the last sequence it applied.
+type ReplicaThread = (JoinHandle<()>, Arc<Sequence>);
+
+/// Where a snapshot replica starts: `snapshot`, the one recovery restored (`None`: none).
+fn replica_start(
+    config: &Config,
+    store: &SnapshotStore,
+    snapshot: Option<crate::snapshot::Judged>,
+) -> replica::ReplicaStart {
+    replica::ReplicaStart {
+        store: store.clone(),
+        snapshot,
+        journal_dir: config.journal_dir.clone(),
+        max_response_bytes: config.max_response_bytes,
+        prefault: config.prefault_state,
+    }
+}
+
+/// Who takes the snapshots `plan` describes: the business logic (the returned `Some`), or the
+/// snapshot replica, whose thread this starts (returned with its applied position).
+fn snapshot_taker<P: Processor>(
+    plan: Snapshots,
+    replica: Option<Replica<P>>,
+    exit: &Arc<JournalerExit>,
+) -> Result<(Option<Snapshots>, Option<ReplicaThread>), Error> {
+    let Some(replica) = replica else {
+        return Ok((Some(plan), None));
+    };
+    let position = Arc::new(Sequence::new(0));
+    let thread = spawn_replica(replica, plan, (exit.clone(), position.clone()))?;
+    Ok((None, Some((thread, position))))
+}
+
+/// Starts the snapshot replica's thread, taking the snapshots `plan` describes; it follows
+/// the journal until the journaler has ended (`exit`) and publishes how far it applied in
+/// `position`.
+fn spawn_replica<P: Processor>(
+    (make, start): Replica<P>,
+    mut plan: Snapshots,
+    (exit, position): (Arc<JournalerExit>, Arc<Sequence>),
+) -> Result<JoinHandle<()>, Error> {
+    plan.replica = true;
+    spawn("keel-replica", move || {
+        replica::run(make, start, plan, exit, position)
+    })
+}
+
 /// When and where the business logic captures snapshots, after `recovered`.
 fn snapshot_plan(config: &Config, recovered: &Recovered, writer: &SnapshotWriter) -> Snapshots {
     Snapshots {
@@ -397,38 +516,12 @@ fn snapshot_plan(config: &Config, recovered: &Recovered, writer: &SnapshotWriter
             recovered.snapshot_sequence
         },
         size_hint_bytes: 4096,
+        replica: false,
     }
 }
 
 /// Starts the journaler thread over `journal` and its input consumer; it records how it ended
 /// in `exit` (for the snapshot thread) and tells the reply board, a panic included.
-/// The snapshot thread, gated on the journal (`appended`, `durable`, its sync handle) and
-/// applying the journal retention policy after each snapshot.
-fn spawn_snapshot_writer(
-    config: &Config,
-    store: SnapshotStore,
-    (appended, durable, sync): (
-        Arc<Sequence>,
-        Option<Arc<Sequence>>,
-        Option<JournalSyncHandle>,
-    ),
-    exit: Arc<JournalerExit>,
-) -> Result<SnapshotWriter, Error> {
-    let gate = JournalGate {
-        appended,
-        durable,
-        flush: config.flush,
-        sync,
-        journal_dir: config.journal_dir.clone(),
-        exit,
-    };
-    let retention = Retention {
-        journal_dir: config.journal_dir.clone(),
-        policy: config.journal_retention.clone(),
-    };
-    Ok(SnapshotWriter::spawn(store, gate, retention)?)
-}
-
 fn spawn_journaler<J: JournalSink>(
     config: &Config,
     cores: &Cores,

@@ -42,6 +42,9 @@ pub struct SnapshotStats {
     pub last_pause_ns: AtomicU64,
     /// Longest business-logic pause of any capture, ns.
     pub max_pause_ns: AtomicU64,
+    /// Time the snapshot replica's last capture took on its own thread, ns (no pause of the
+    /// business logic).
+    pub last_replica_capture_ns: AtomicU64,
     /// Time the last write took (file, fsync, rename, dir fsync), ns.
     pub last_write_ns: AtomicU64,
     /// Size of the last snapshot's state, bytes.
@@ -84,6 +87,12 @@ impl SnapshotStats {
     pub fn record_pause(&self, pause_ns: u64) {
         self.last_pause_ns.store(pause_ns, Ordering::Relaxed);
         self.max_pause_ns.fetch_max(pause_ns, Ordering::Relaxed);
+    }
+
+    /// Records a capture by the snapshot replica (its own thread; nothing live paused).
+    pub(crate) fn record_replica_capture(&self, capture_ns: u64) {
+        self.last_replica_capture_ns
+            .store(capture_ns, Ordering::Relaxed);
     }
 }
 

@@ -2,7 +2,7 @@
 //! (`pipeline`, `net`, `journal`, `recovery`, `compare`, and the no-argument default).
 
 use super::output::{parse_sweep, ClientInfo, Knee, LatencyRun, LoadReport};
-use super::pipeline::{self, PipelineSpec};
+use super::pipeline::{self, PipelineSnapshots, PipelineSpec, SnapshotMode};
 use super::report::saved::{self, OutArgs, SavedRun, Saving};
 use super::rig::{BenchEngineArgs, Failure};
 use clap::Args;
@@ -86,6 +86,14 @@ pub struct PipelineArgs {
     /// Messages of a closed-loop run (`--rate 0`), pre-encoded before timing.
     #[arg(long, default_value_t = 4_000_000)]
     pub messages: u64,
+    /// Take a snapshot every N messages (0: none), as `keel serve` does.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub snapshot_interval_messages: u64,
+    /// Who takes them: live (the business-logic thread pauses to capture) | replica (a
+    /// second processor following the journal) | none. Comma-separated: one run of each,
+    /// in turn, at every rate (e.g. none,live,replica).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "live")]
+    pub snapshot_mode: Vec<SnapshotMode>,
     /// Engine choices.
     #[command(flatten)]
     pub engine: BenchEngineArgs,
@@ -106,6 +114,8 @@ pub fn run_default() -> Result<(), Failure> {
             json: false,
         },
         messages: 4_000_000,
+        snapshot_interval_messages: 0,
+        snapshot_mode: vec![SnapshotMode::Live],
         engine: BenchEngineArgs::default(),
     };
     run_pipeline(&args)
@@ -122,17 +132,32 @@ pub fn run_pipeline(args: &PipelineArgs) -> Result<(), Failure> {
 fn pipeline_runs<A: App>(args: &PipelineArgs) -> Result<(), Failure> {
     let l = &args.load;
     let mut runs: Vec<LatencyRun> = Vec::new();
+    let modes = match args.snapshot_interval_messages {
+        0 => &[SnapshotMode::None][..],
+        _ => &args.snapshot_mode[..],
+    };
     for rate in l.rates() {
-        let spec = PipelineSpec {
-            rate,
-            duration: Duration::from_secs_f64(l.duration),
-            warmup: Duration::from_secs_f64(l.warmup),
-            messages: args.messages,
-            seed: l.seed,
-            engine: args.engine.clone(),
-            quiet: l.json,
-        };
-        runs.push(pipeline::run::<A>(&spec)?);
+        for &mode in modes {
+            let snapshots = PipelineSnapshots {
+                mode,
+                interval_messages: args.snapshot_interval_messages,
+            };
+            let spec = PipelineSpec {
+                rate,
+                duration: Duration::from_secs_f64(l.duration),
+                warmup: Duration::from_secs_f64(l.warmup),
+                messages: args.messages,
+                seed: l.seed,
+                engine: args.engine.clone(),
+                quiet: l.json,
+                snapshots,
+            };
+            let mut run = pipeline::run::<A>(&spec)?;
+            if snapshots.interval_messages != 0 {
+                run.label = format!("{}-snapshots-{}", run.label, mode.name());
+            }
+            runs.push(run);
+        }
     }
     let dir = args
         .engine

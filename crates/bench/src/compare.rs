@@ -325,6 +325,7 @@ fn run_keel<A: App>(
     seed: u64,
 ) -> Result<Contender, Failure> {
     let spec = PipelineSpec {
+        snapshots: Default::default(),
         rate: 0,
         duration: Duration::ZERO,
         warmup: Duration::ZERO,

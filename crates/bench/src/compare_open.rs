@@ -234,6 +234,7 @@ fn run_keel<A: App>(
     expected: &Reference,
 ) -> Result<OpenLoopContender, Failure> {
     let run = pipeline::run::<A>(&PipelineSpec {
+        snapshots: Default::default(),
         rate: spec.rate,
         duration: spec.duration,
         warmup: spec.warmup,

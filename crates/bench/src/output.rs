@@ -97,8 +97,14 @@ impl LoadReport {
         if let Some(client) = &self.client {
             out.push_str(&client.lines());
         }
+        // Runs that took snapshots (`--snapshot-mode`) say who took them, first.
+        let snapshot_mode =
+            |r: &LatencyRun| r.label.split_once("-snapshots-").map(|(_, m)| m.to_owned());
+        let with_modes = self.runs.iter().any(|r| snapshot_mode(r).is_some());
+        let first: &[&str] = if with_modes { &["snapshots"] } else { &[] };
         let mut t = Table::new(
             &[
+                first,
                 &["offered/s", "achieved/s", "msgs"][..],
                 &PERCENTILE_HEADERS,
                 &["verified"],
@@ -106,7 +112,11 @@ impl LoadReport {
             .concat(),
         );
         for r in &self.runs {
-            t.row(row(r));
+            let mut cells = row(r);
+            if with_modes {
+                cells.insert(0, snapshot_mode(r).unwrap_or_else(|| "none".into()));
+            }
+            t.row(cells);
         }
         out.push_str(&t.render());
         if let Some(k) = &self.knee {

@@ -32,6 +32,86 @@ pub struct PipelineSpec {
     pub engine: BenchEngineArgs,
     /// Hide the progress bar.
     pub quiet: bool,
+    /// Snapshots during the run (default: none).
+    pub snapshots: PipelineSnapshots,
+}
+
+/// Who takes the snapshots of a pipeline run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SnapshotMode {
+    /// No snapshots.
+    #[default]
+    None,
+    /// The business-logic thread captures each one: a pause of the live path.
+    Live,
+    /// A second processor following the journal on its own thread takes them.
+    Replica,
+}
+
+impl SnapshotMode {
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            SnapshotMode::None => "none",
+            SnapshotMode::Live => "live",
+            SnapshotMode::Replica => "replica",
+        }
+    }
+}
+
+/// Snapshots during a pipeline run: who takes them, and every how many messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PipelineSnapshots {
+    /// Who.
+    pub mode: SnapshotMode,
+    /// Every this many messages (0: none, whatever the mode).
+    pub interval_messages: u64,
+}
+
+impl PipelineSnapshots {
+    /// Whether the run takes any.
+    pub fn any(&self) -> bool {
+        self.mode != SnapshotMode::None && self.interval_messages != 0
+    }
+
+    /// Sets `config`'s snapshot interval (no snapshot at shutdown: off the clock anyway).
+    fn configure(&self, config: &mut keel::engine::Config) {
+        config.snapshot_interval_messages = if self.any() {
+            self.interval_messages
+        } else {
+            0
+        };
+        config.snapshot_on_shutdown = false;
+    }
+
+    /// Starts the engine for app `A`, with a snapshot replica in `Replica` mode.
+    fn start<A: App>(&self, config: keel::engine::Config) -> Result<Engine<A>, Failure> {
+        Ok(match self.mode {
+            SnapshotMode::Replica if self.any() => {
+                Engine::start_with_replica(config, A::default(), A::default)?
+            }
+            _ => Engine::start(config, A::default())?,
+        })
+    }
+
+    /// One line on stderr: how many snapshots, and what they cost whom.
+    fn report(&self, m: &keel::engine::MetricsSnapshot) {
+        if !self.any() {
+            return;
+        }
+        eprintln!(
+            "snapshots ({} every {}): {} written, {} skipped, {} failed, {} MB each; \
+             business-logic pause max {:.1} ms; replica capture {:.1} ms",
+            self.mode.name(),
+            self.interval_messages,
+            m.snapshots_written,
+            m.snapshots_skipped,
+            m.snapshots_failed,
+            m.snapshot_state_bytes / 1_000_000,
+            m.snapshot_capture_max_ns as f64 / 1e6,
+            m.replica_capture_ns as f64 / 1e6,
+        );
+    }
 }
 
 /// Counts of response statuses.
@@ -60,10 +140,12 @@ pub fn run<A: App>(spec: &PipelineSpec) -> Result<LatencyRun, Failure> {
     // The state's reserved memory is made resident before the first message (off the
     // clock), as a deployment that wants no page faults on the message path would.
     config.prefault_state = true;
+    spec.snapshots.configure(&mut config);
     if spec.rate == 0 {
         return closed_loop::<A>(spec, config);
     }
-    let mut engine = Engine::start(config.clone(), A::default())?;
+    let mut engine = spec.snapshots.start::<A>(config.clone())?;
+    let metrics = engine.metrics();
     let mut submitter = engine.take_submitter().expect("fresh engine");
     let mut receiver = engine.take_responses().expect("fresh engine");
     let last = submit_setup::<A>(&mut submitter, spec.seed)?;
@@ -75,6 +157,7 @@ pub fn run<A: App>(spec: &PipelineSpec) -> Result<LatencyRun, Failure> {
     }
     let (mut run, tally) = open_loop::<A>(spec, submitter, receiver)?;
     let state = engine.shutdown()?;
+    spec.snapshots.report(&metrics.read());
     run.verified = Some(verify::<A>(&config, state.state_hash())?);
     check_failed(&tally)?;
     Ok(run)
@@ -240,7 +323,8 @@ fn closed_loop<A: App>(
 ) -> Result<LatencyRun, Failure> {
     config.discard_responses = true;
     let feed = Arc::new(Feed::build::<A>(spec.seed, 0, spec.messages));
-    let mut engine = Engine::start(config.clone(), A::default())?;
+    let mut engine = spec.snapshots.start::<A>(config.clone())?;
+    let metrics = engine.metrics();
     let mut submitter = engine.take_submitter().expect("fresh engine");
     let setup_last = submit_setup::<A>(&mut submitter, spec.seed)?;
     while engine.applied_sequence() < setup_last {
@@ -278,6 +362,7 @@ fn closed_loop<A: App>(
             .map_err(|_| Failure::new("producer thread panicked"))??;
     }
     let state = engine.shutdown()?;
+    spec.snapshots.report(&metrics.read());
     let verified = verify::<A>(&config, state.state_hash())?;
     Ok(LatencyRun {
         label: "closed-loop".into(),

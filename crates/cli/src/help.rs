@@ -59,7 +59,8 @@ pub const BENCH_PIPELINE: &str = "\
 Examples:
   keel bench pipeline --rate 100000 --duration 10s
   keel bench pipeline --rate 0 --messages 2000000          closed loop
-  keel bench pipeline --sweep 50000:400000:50000 --p99-bound 500us --out results/";
+  keel bench pipeline --sweep 50000:400000:50000 --p99-bound 500us --out results/
+  keel bench pipeline --snapshot-interval-messages 200000 --snapshot-mode none,live,replica";
 
 /// `keel bench journal`.
 pub const BENCH_JOURNAL: &str = "\

@@ -8,7 +8,7 @@ use keel_bench::commands::CompareArgs;
 use keel_bench::hgrm;
 use keel_bench::latency::LatencyRecorder;
 use keel_bench::output::{parse_sweep, Knee, LatencyRun};
-use keel_bench::pipeline::{self, PipelineSpec};
+use keel_bench::pipeline::{self, PipelineSnapshots, PipelineSpec, SnapshotMode};
 use keel_bench::rig::BenchEngineArgs;
 use keel_bench::schedule::{corrected_latency_ns, Schedule, Window};
 use keel_services::bookstore::Bookstore;
@@ -174,6 +174,7 @@ fn smoke_pipeline_open_and_closed_loop_verify_against_replay() {
         seed: 7,
         engine: tiny_engine(),
         quiet: true,
+        snapshots: PipelineSnapshots::default(),
     };
     let open = pipeline::run::<Typed<Bookstore>>(&spec).unwrap();
     assert_eq!(open.recorded, 1_500);
@@ -188,6 +189,29 @@ fn smoke_pipeline_open_and_closed_loop_verify_against_replay() {
         closed.latency.is_none(),
         "a closed-loop run measures no latency"
     );
+}
+
+#[test]
+fn smoke_pipeline_with_live_and_replica_snapshots_verifies_against_replay() {
+    for mode in [SnapshotMode::Live, SnapshotMode::Replica] {
+        for rate in [5_000, 0] {
+            let spec = PipelineSpec {
+                rate,
+                duration: Duration::from_millis(300),
+                warmup: Duration::from_millis(100),
+                messages: 20_000,
+                seed: 7,
+                engine: tiny_engine(),
+                quiet: true,
+                snapshots: PipelineSnapshots {
+                    mode,
+                    interval_messages: 500,
+                },
+            };
+            let run = pipeline::run::<Typed<Bookstore>>(&spec).unwrap();
+            assert!(run.verified.is_some(), "{mode:?} at {rate}/s");
+        }
+    }
 }
 
 #[test]

@@ -101,6 +101,8 @@ pub(crate) struct Positions {
     pub(crate) durable: Arc<Sequence>,
     pub(crate) applied: Arc<Sequence>,
     pub(crate) output: Option<Gauge>,
+    /// The snapshot replica's last applied sequence, when the engine has one.
+    pub(crate) replica: Option<Arc<Sequence>>,
 }
 
 struct Inner {
@@ -171,7 +173,14 @@ pub struct MetricsSnapshot {
     pub snapshots_skipped: u64,
     /// Sequence of the newest snapshot written.
     pub snapshot_sequence: u64,
-    /// Business-logic pause of the last snapshot capture, ns.
+    /// Last sequence the snapshot replica applied (0 without a replica; see
+    /// [`Engine::start_with_replica`](super::Engine::start_with_replica)). `applied` less this
+    /// is how far it is behind.
+    pub replica_applied: u64,
+    /// Time the snapshot replica's last capture took on its own thread, ns (it pauses nothing
+    /// live; 0 without a replica).
+    pub replica_capture_ns: u64,
+    /// Business-logic pause of the last snapshot capture, ns (0 with a snapshot replica).
     pub snapshot_capture_ns: u64,
     /// Longest business-logic pause of any snapshot capture, ns.
     pub snapshot_capture_max_ns: u64,
@@ -257,6 +266,8 @@ impl Metrics {
             snapshots_failed: load(&s.failed),
             snapshots_skipped: load(&s.skipped),
             snapshot_sequence: load(&s.last_sequence),
+            replica_applied: p.replica.as_ref().map_or(0, |r| r.load_acquire()),
+            replica_capture_ns: load(&s.last_replica_capture_ns),
             snapshot_capture_ns: load(&s.last_pause_ns),
             snapshot_capture_max_ns: load(&s.max_pause_ns),
             snapshot_write_ns: load(&s.last_write_ns),
