@@ -103,12 +103,7 @@ fn malformed_frames_close_only_their_connection() {
     expect_fatal(addr, false, &oversized, ErrorCode::FRAME_TOO_LARGE);
     expect_fatal(addr, true, &[0, 0, 0, 0], ErrorCode::MALFORMED);
     expect_fatal(addr, true, &[1, 0, 0, 0, 0x7f], ErrorCode::MALFORMED);
-    expect_fatal(
-        addr,
-        true,
-        &[3, 0, 0, 0, PING, 1, 2],
-        ErrorCode::MALFORMED,
-    );
+    expect_fatal(addr, true, &[3, 0, 0, 0, PING, 1, 2], ErrorCode::MALFORMED);
     // A server-to-client frame type from a client.
     expect_fatal(
         addr,

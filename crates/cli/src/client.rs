@@ -81,7 +81,7 @@ pub fn connect(args: &ClientArgs) -> Result<Client, String> {
 
 /// One reply, described for a person: status label, exit code, body.
 pub struct Answer {
-    /// `accepted`, `rejected (reason 3)`, `failed`, `refused by the server: …`.
+    /// `accepted`, `rejected: price-changed (reason 3)`, `failed`, `refused by the server: …`.
     pub label: String,
     /// 0 accepted, 1 otherwise.
     pub code: i32,
@@ -102,7 +102,10 @@ impl Answer {
             .unwrap_or_else(|| json!(String::from_utf8_lossy(&reply.payload)));
         let (label, code) = match reply.status {
             ReplyStatus::Accepted => ("accepted".to_string(), 0),
-            ReplyStatus::Rejected(reason) => (format!("rejected (reason {reason})"), 1),
+            ReplyStatus::Rejected(code) => match body["reason"].as_str() {
+                Some(name) => (format!("rejected: {name} (reason {code})"), 1),
+                None => (format!("rejected (reason {code})"), 1),
+            },
             ReplyStatus::Failed => ("failed (the service panicked)".to_string(), 1),
             ReplyStatus::Refused(code) => (messages::refused(code), 1),
         };
