@@ -10,6 +10,7 @@ use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
 use keel_services::App;
 use serde_json::{json, Value};
+use std::io::Write;
 
 /// Flags of `keel client`.
 #[derive(Debug, Clone, Args)]
@@ -46,7 +47,7 @@ pub fn run_client(args: &ClientArgs, words: Option<Vec<String>>) -> Result<i32, 
 
 fn client<A: App>(args: &ClientArgs, words: Option<Vec<String>>) -> Result<i32, String> {
     if args.help_commands {
-        println!("{} commands:\n{}", A::NAME, A::command_help());
+        print_line(&format!("{} commands:\n{}", A::NAME, A::command_help()))?;
         return Ok(0);
     }
     let mut client = connect(args)?;
@@ -58,16 +59,29 @@ fn client<A: App>(args: &ClientArgs, words: Option<Vec<String>>) -> Result<i32, 
         .request(command.kind, command.version, &command.payload)
         .map_err(|e| messages::request_failed(&args.connect, &e))?;
     let answer = Answer::of::<A>(command.kind, &reply, client.session_id());
-    if args.json {
-        println!("{}", answer.json());
+    let text = if args.json {
+        answer.json().to_string()
     } else {
-        println!("{}", answer.headline());
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&answer.body).unwrap_or_default()
-        );
-    }
+        let body = serde_json::to_string_pretty(&answer.body).unwrap_or_default();
+        format!("{}\n{body}", answer.headline())
+    };
+    print_line(&text)?;
     Ok(answer.code)
+}
+
+/// Writes `text` and a line end to `out`: `Ok(true)` when written, `Ok(false)` when the
+/// reader has gone (`keel client … | head -1`): a closed pipe ends the output quietly.
+pub fn write_line(out: &mut impl Write, text: &str) -> Result<bool, String> {
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(format!("writing standard output: {e}")),
+    }
+}
+
+/// [`write_line`] on standard output.
+fn print_line(text: &str) -> Result<bool, String> {
+    write_line(&mut std::io::stdout().lock(), text)
 }
 
 /// Connects to `--connect` with the token (`--token`, `--token-file` or `KEEL_TOKEN`); the
