@@ -218,37 +218,39 @@ fn bookstore_json_and_text_spell_every_enum_value_in_kebab_case() {
     );
 }
 
-#[test]
-fn exchange_json_and_text_spell_every_enum_value_in_kebab_case() {
-    let commands = [
-        "add-instrument 1 1 100",
-        "add-instrument 1 1 100",
-        "add-instrument 2 0 100",
-        "deposit 1 1000000",
-        "deposit 2 1000000",
-        "deposit 3 0",
-        "withdraw 1 10",
-        "withdraw 9 10",
-        "deposit-position 2 1 100",
-        "withdraw-position 2 1 1",
-        "place 1 1 buy 100 5",
-        "place 1 1 buy 100 5 gtc 42",
-        "place 1 1 buy 100 5 gtc 42",
-        "place 2 1 sell 100 3 ioc",
-        "place 2 1 sell 99 10 ioc",
-        "place 2 1 sell 100 500 fok",
-        "place 2 1 sell 0 1 market",
-        "place 1 1 buy 0 5",
-        "place-v1 1 1 buy 90 1",
-        "move 1 42 95",
-        "reduce 1 42 1",
-        "cancel 1 42",
-        "cancel 1 42",
-        "cancel 2 1",
-        "book 1",
-        "balance 1",
-    ];
-    let dir = record::<ExchangeApp>(&commands, &[(99, 1, b"?"), (1, 1, b"bad")], 1_000);
+const EXCHANGE_COMMANDS: [&str; 26] = [
+    "add-instrument 1 1 100",
+    "add-instrument 1 1 100",
+    "add-instrument 2 0 100",
+    "deposit 1 1000000",
+    "deposit 2 1000000",
+    "deposit 3 0",
+    "withdraw 1 10",
+    "withdraw 9 10",
+    "deposit-position 2 1 100",
+    "withdraw-position 2 1 1",
+    "place 1 1 buy 100 5",
+    "place 1 1 buy 100 5 gtc 42",
+    "place 1 1 buy 100 5 gtc 42",
+    "place 2 1 sell 100 3 ioc",
+    "place 2 1 sell 99 10 ioc",
+    "place 2 1 sell 100 500 fok",
+    "place 2 1 sell 0 1 market",
+    "place 1 1 buy 0 5",
+    "place-v1 1 1 buy 90 1",
+    "move 1 42 95",
+    "reduce 1 42 1",
+    "cancel 1 42",
+    "cancel 1 42",
+    "cancel 2 1",
+    "book 1",
+    "balance 1",
+];
+
+/// The exchange's Rust variant spellings: reasons, sides, order types, cancel reasons, and
+/// every request and event the journal in `dir` (recorded from [`EXCHANGE_COMMANDS`]) holds,
+/// as decoded by the exchange itself.
+fn exchange_variants(dir: &Path) -> BTreeSet<String> {
     let mut variants: BTreeSet<String> = BTreeSet::new();
     let reasons = exchange::RejectReason::ALL.iter();
     variants.extend(reasons.map(|r| variant(format!("{r:?}"))));
@@ -263,14 +265,13 @@ fn exchange_json_and_text_spell_every_enum_value_in_kebab_case() {
         format!("{:?}", CancelReason::Unfilled),
     ];
     variants.extend(small.into_iter().map(variant));
-    // Every request and every event the journal holds, as decoded by the exchange itself.
-    for words in commands {
+    for words in EXCHANGE_COMMANDS {
         let words: Vec<String> = words.split_whitespace().map(str::to_owned).collect();
         let c = ExchangeApp::parse_command(&words).unwrap();
         let request = exchange::Request::decode(c.kind, c.version, &c.payload).unwrap();
         variants.insert(variant(format!("{request:?}")));
     }
-    let outputs = replay_out::<ExchangeApp>(dir.path(), &["--json", "outputs"]);
+    let outputs = replay_out::<ExchangeApp>(dir, &["--json", "outputs"]);
     for line in outputs.lines() {
         let line: replay::OutputLine = serde_json::from_str(line).unwrap();
         if line.kind != RESPONSE_EVENTS || line.payload.is_empty() {
@@ -284,6 +285,14 @@ fn exchange_json_and_text_spell_every_enum_value_in_kebab_case() {
         let events = report.events.iter();
         variants.extend(events.map(|e| variant(format!("{e:?}"))));
     }
+    variants
+}
+
+#[test]
+fn exchange_json_and_text_spell_every_enum_value_in_kebab_case() {
+    let raw: [(u16, u16, &[u8]); 2] = [(99, 1, b"?"), (1, 1, b"bad")];
+    let dir = record::<ExchangeApp>(&EXCHANGE_COMMANDS, &raw, 1_000);
+    let variants = exchange_variants(dir.path());
     for name in [
         "Trade",
         "Cancelled",
