@@ -132,6 +132,11 @@ fn check_outputs<A: App>(dir: &Path, queries: &[&[&str]], variants: &BTreeSet<St
                 .collect(),
         };
         assert!(!documents.is_empty(), "{context}: no output");
+        for d in &documents {
+            if let Some(summary) = d["state"]["state_hash"].as_str() {
+                assert_eq!(d["state_hash"], summary, "{context}: one hash spelling");
+            }
+        }
         let mut strings = Vec::new();
         documents
             .iter()
