@@ -136,6 +136,12 @@ fn check_outputs<A: App>(dir: &Path, queries: &[&[&str]], variants: &BTreeSet<St
             if let Some(summary) = d["state"]["state_hash"].as_str() {
                 assert_eq!(d["state_hash"], summary, "{context}: one hash spelling");
             }
+            // A `reason` is a name, its number a `reason_code` (as in every response).
+            let query_reason = &d["query"]["reason"];
+            assert!(
+                query_reason.is_null() || query_reason.is_string(),
+                "{context}"
+            );
         }
         let mut strings = Vec::new();
         documents
