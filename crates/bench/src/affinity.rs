@@ -45,6 +45,16 @@ impl CoreSet {
         &self.ids
     }
 
+    /// The usable core ids as a person reads them: `0, 1, 2` (`none` when empty).
+    fn listed(&self) -> String {
+        let ids: Vec<String> = self.ids.iter().map(usize::to_string).collect();
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
+        }
+    }
+
     /// Whether `id` is one of the usable cores.
     pub fn contains(&self, id: usize) -> bool {
         self.ids.contains(&id)
@@ -71,9 +81,9 @@ impl CoreSet {
                 let known = self.contains(id);
                 if !known {
                     tracing::warn!(
-                        "core {id} for thread {thread:?} is not usable (usable: {:?}); \
+                        "core {id} for thread {thread} is not usable (usable: {}); \
                          leaving it unpinned",
-                        self.ids
+                        self.listed()
                     );
                 }
                 known
@@ -118,6 +128,12 @@ mod tests {
             two.plan(&[("a", None), ("b", Some(1))]),
             vec![None, Some(1)]
         );
+    }
+
+    #[test]
+    fn usable_cores_are_listed_for_people() {
+        assert_eq!(CoreSet::from_ids(vec![0, 1, 3]).listed(), "0, 1, 3");
+        assert_eq!(CoreSet::from_ids(Vec::new()).listed(), "none");
     }
 
     #[test]

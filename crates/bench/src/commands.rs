@@ -410,7 +410,11 @@ pub struct NetArgs {
     /// Client connections sharing the schedule.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub connections: u64,
-    /// Handshake token of the server.
+    /// Read the server's shared secret from the first line of this file (`--token` wins over
+    /// it, and it over the KEEL_TOKEN environment variable).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// The server's shared secret itself (visible to `ps`: prefer --token-file or KEEL_TOKEN).
     #[arg(long)]
     pub token: Option<String>,
     /// Engine choices of the in-process server.
@@ -429,9 +433,11 @@ pub fn run_net(args: &NetArgs) -> Result<(), Failure> {
 fn net_runs<A: App>(args: &NetArgs) -> Result<(), Failure> {
     use super::net_load::{run, LocalServer, NetSpec};
     let l = &args.load;
+    let token = keel_services::token::resolve(args.token.as_deref(), args.token_file.as_deref())
+        .map_err(|e| Failure::new(e.to_string()))?;
     let local = match args.connect {
         Some(addr) => {
-            super::reach::check(addr, args.token.as_deref())?;
+            super::reach::check(addr, token.as_deref())?;
             None
         }
         None => Some(LocalServer::<A>::start(&args.engine, l.seed)?),
@@ -449,7 +455,7 @@ fn net_runs<A: App>(args: &NetArgs) -> Result<(), Failure> {
             duration: Duration::from_secs_f64(l.duration),
             warmup: Duration::from_secs_f64(l.warmup),
             seed: l.seed,
-            token: args.token.as_ref().map(|t| t.as_bytes().to_vec()),
+            token: token.as_ref().map(|t| t.as_bytes().to_vec()),
             spin: args.engine.spin(),
             quiet: l.json,
         };

@@ -144,6 +144,21 @@ pub struct Outcomes {
     pub failed: u64,
 }
 
+impl std::fmt::Display for Outcomes {
+    /// `998 accepted, 2 rejected, 0 failed`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Outcomes {
+            accepted,
+            rejected,
+            failed,
+        } = self;
+        write!(
+            f,
+            "{accepted} accepted, {rejected} rejected, {failed} failed"
+        )
+    }
+}
+
 /// What a peer's logic stage reports when it is dropped.
 pub(super) struct Finished {
     /// Every message's outcome.
@@ -284,7 +299,7 @@ pub fn run<A: App>(
     ] {
         if outcomes != reference {
             return Err(Failure(format!(
-                "WRONG RESULT: {name}: {outcomes:?} != reference {reference:?}"
+                "WRONG RESULT: {name}: {outcomes}, but the reference gives {reference}"
             )));
         }
         let rate = feed.len() as f64 / secs;

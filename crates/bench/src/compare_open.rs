@@ -250,7 +250,7 @@ fn run_keel<A: App>(
     };
     if got != expected.workload {
         return Err(Failure(format!(
-            "WRONG RESULT: keel: {got:?} != reference {:?}",
+            "WRONG RESULT: keel: {got}, but the reference gives {}",
             expected.workload
         )));
     }
@@ -283,7 +283,7 @@ fn peer_contender(
 ) -> Result<OpenLoopContender, Failure> {
     if peer.outcomes != expected.all {
         return Err(Failure(format!(
-            "WRONG RESULT: {name}: {:?} != reference {:?}",
+            "WRONG RESULT: {name}: {}, but the reference gives {}",
             peer.outcomes, expected.all
         )));
     }
@@ -489,6 +489,16 @@ mod tests {
     use super::*;
     use keel::Typed;
     use keel_services::bookstore::Bookstore;
+
+    #[test]
+    fn outcomes_read_as_words() {
+        let o = Outcomes {
+            accepted: 998,
+            rejected: 2,
+            failed: 0,
+        };
+        assert_eq!(o.to_string(), "998 accepted, 2 rejected, 0 failed");
+    }
 
     #[test]
     fn bench_reference_splits_setup_from_workload() {

@@ -19,7 +19,7 @@ pub fn check(addr: SocketAddr, token: Option<&str>) -> Result<(), Failure> {
                 .to_string()
         }
         ClientError::Server { code, .. } if *code == ErrorCode::UNAUTHORIZED => {
-            format!("{e} — pass the server's token with --token")
+            format!("{e} — pass the server's token with --token-file, KEEL_TOKEN or --token")
         }
         _ => e.to_string(),
     };

@@ -26,7 +26,7 @@ pub enum AdminCommand {
     /// Ask a running server to take a snapshot now, and wait until it is durable.
     ///
     /// The request is journaled like any message, so the snapshot holds everything sent
-    /// before it. Prints the snapshot's sequence (its file is SNAPSHOT_DIR/<sequence>.snap).
+    /// before it. Prints the snapshot's sequence (its file is `SNAPSHOT_DIR/<sequence>.snap`).
     /// When the server has a token, give it (--token-file, KEEL_TOKEN or --token).
     #[command(
         after_help = "Examples:\n  keel admin snapshot --connect 127.0.0.1:7700\n  \

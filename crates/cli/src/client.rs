@@ -10,6 +10,7 @@ use keel_services::bookstore::Bookstore;
 use keel_services::exchange::Exchange;
 use keel_services::App;
 use serde_json::{json, Value};
+use std::io::Write;
 
 /// Flags of `keel client`.
 #[derive(Debug, Clone, Args)]
@@ -46,7 +47,7 @@ pub fn run_client(args: &ClientArgs, words: Option<Vec<String>>) -> Result<i32, 
 
 fn client<A: App>(args: &ClientArgs, words: Option<Vec<String>>) -> Result<i32, String> {
     if args.help_commands {
-        println!("{} commands:\n{}", A::NAME, A::command_help());
+        print_line(&format!("{} commands:\n{}", A::NAME, A::command_help()))?;
         return Ok(0);
     }
     let mut client = connect(args)?;
@@ -58,16 +59,29 @@ fn client<A: App>(args: &ClientArgs, words: Option<Vec<String>>) -> Result<i32, 
         .request(command.kind, command.version, &command.payload)
         .map_err(|e| messages::request_failed(&args.connect, &e))?;
     let answer = Answer::of::<A>(command.kind, &reply, client.session_id());
-    if args.json {
-        println!("{}", answer.json());
+    let text = if args.json {
+        answer.json().to_string()
     } else {
-        println!("{}", answer.headline());
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&answer.body).unwrap_or_default()
-        );
-    }
+        let body = serde_json::to_string_pretty(&answer.body).unwrap_or_default();
+        format!("{}\n{body}", answer.headline())
+    };
+    print_line(&text)?;
     Ok(answer.code)
+}
+
+/// Writes `text` and a line end to `out`: `Ok(true)` when written, `Ok(false)` when the
+/// reader has gone (`keel client … | head -1`): a closed pipe ends the output quietly.
+pub fn write_line(out: &mut impl Write, text: &str) -> Result<bool, String> {
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(format!("writing standard output: {e}")),
+    }
+}
+
+/// [`write_line`] on standard output.
+fn print_line(text: &str) -> Result<bool, String> {
+    write_line(&mut std::io::stdout().lock(), text)
 }
 
 /// Connects to `--connect` with the token (`--token`, `--token-file` or `KEEL_TOKEN`); the
@@ -81,7 +95,7 @@ pub fn connect(args: &ClientArgs) -> Result<Client, String> {
 
 /// One reply, described for a person: status label, exit code, body.
 pub struct Answer {
-    /// `accepted`, `rejected (reason 3)`, `failed`, `refused by the server: …`.
+    /// `accepted`, `rejected: price-changed (reason 3)`, `failed`, `refused by the server: …`.
     pub label: String,
     /// 0 accepted, 1 otherwise.
     pub code: i32,
@@ -102,7 +116,10 @@ impl Answer {
             .unwrap_or_else(|| json!(String::from_utf8_lossy(&reply.payload)));
         let (label, code) = match reply.status {
             ReplyStatus::Accepted => ("accepted".to_string(), 0),
-            ReplyStatus::Rejected(reason) => (format!("rejected (reason {reason})"), 1),
+            ReplyStatus::Rejected(code) => match body["reason"].as_str() {
+                Some(name) => (format!("rejected: {name} (reason {code})"), 1),
+                None => (format!("rejected (reason {code})"), 1),
+            },
             ReplyStatus::Failed => ("failed (the service panicked)".to_string(), 1),
             ReplyStatus::Refused(code) => (messages::refused(code), 1),
         };

@@ -4,9 +4,11 @@
 //! end of input) leaves. Otherwise it reads standard input and prints exactly one line per
 //! command line (blank lines and `#` comments are skipped): the response, as JSON with
 //! `--json`, or an `error: …` line for a line that does not parse. The exit status is 0 when
-//! every command was accepted, 1 when any was rejected or did not parse.
+//! every command was accepted, 1 when any was rejected or did not parse. A closed output
+//! (`keel client … | head -1`) ends the session: no further command is sent, and the status
+//! covers the commands answered.
 
-use crate::client::{Answer, ClientArgs};
+use crate::client::{write_line, Answer, ClientArgs};
 use crate::messages;
 use keel::net::Client;
 use keel_services::App;
@@ -64,11 +66,14 @@ pub fn run<A: App>(args: &ClientArgs, client: &mut Client) -> Result<i32, String
         if read == 0 {
             break;
         }
-        match classify(&line) {
-            Line::Skip => {}
+        let open = match classify(&line) {
+            Line::Skip => true,
             Line::Quit => break,
-            Line::Help => session.help::<A>(),
+            Line::Help => session.help::<A>()?,
             Line::Command(words) => session.command::<A>(&words)?,
+        };
+        if !open {
+            break;
         }
     }
     Ok(session.worst)
@@ -83,18 +88,20 @@ struct Session<'a, W: Write> {
 }
 
 impl<W: Write> Session<'_, W> {
-    fn help<A: App>(&mut self) {
-        let _ = writeln!(
-            self.out,
+    /// Prints the command list; `Ok(false)` when the output is closed.
+    fn help<A: App>(&mut self) -> Result<bool, String> {
+        let text = format!(
             "{} commands:\n{}\nhelp                                      this list\n\
              quit                                      leave (or Ctrl-D)",
             A::NAME,
             A::command_help()
         );
+        write_line(&mut self.out, &text)
     }
 
     /// Sends one command and prints one answer; only a lost connection is an error.
-    fn command<A: App>(&mut self, words: &[String]) -> Result<(), String> {
+    /// `Ok(false)` when the output is closed: the session sends nothing more.
+    fn command<A: App>(&mut self, words: &[String]) -> Result<bool, String> {
         let command = match A::parse_command(words) {
             Ok(command) => command,
             Err(e) => {
@@ -122,26 +129,16 @@ impl<W: Write> Session<'_, W> {
         } else {
             format!("{}: {}", answer.headline(), answer.body)
         };
-        self.write_line(&text)
+        write_line(&mut self.out, &text)
     }
 
-    /// Writes one line; a closed pipe (`keel client | head -1`) ends the output quietly.
-    fn write_line(&mut self, text: &str) -> Result<(), String> {
-        match writeln!(self.out, "{text}") {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                Err(format!("writing standard output: {e}"))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn print_error(&mut self, text: &str) -> Result<(), String> {
+    fn print_error(&mut self, text: &str) -> Result<bool, String> {
         let line = if self.args.json {
             json!({ "error": text }).to_string()
         } else {
             format!("error: {text}")
         };
-        self.write_line(&line)
+        write_line(&mut self.out, &line)
     }
 }
 

@@ -21,13 +21,13 @@ mod metrics_http;
 mod serve;
 mod stats;
 mod status_log;
-mod token;
 
 use admin::{run_admin, AdminCommand};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use client::{run_client, ClientArgs};
 use keel::ring::WaitStrategy;
 use keel_bench::{pingpong, ring, BenchError, PinRequest};
+use keel_services::token;
 use serve::{run_serve, ServeArgs};
 use stats::{run_stats, StatsArgs};
 use std::io::IsTerminal;

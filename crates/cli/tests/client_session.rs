@@ -155,3 +155,86 @@ fn errors_name_the_address_or_path_and_a_likely_cause() {
         "{err}"
     );
 }
+
+/// Sends a query and returns its sequence: one more than the messages journaled before it.
+fn next_sequence(addr: std::net::SocketAddr) -> u64 {
+    let mut client = keel::net::Client::connect(addr, None).unwrap();
+    let words = ["book".to_string(), "1".to_string()];
+    let c =
+        <keel::Typed<keel_services::bookstore::Bookstore> as keel_services::App>::parse_command(
+            &words,
+        )
+        .unwrap();
+    client
+        .request(c.kind, c.version, &c.payload)
+        .unwrap()
+        .sequence
+}
+
+#[test]
+fn a_closed_output_pipe_ends_the_client_quietly_and_sends_nothing_more() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = serve_support::spawn(serve_support::bookstore(&tmp.path().join("data")));
+    let addr = served.addr.to_string();
+
+    // One command, its output already closed (`keel client book 1 | true`): no panic, the
+    // command's own status.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = keel()
+        .args([
+            "client",
+            "--connect",
+            &addr,
+            "add-book",
+            "1",
+            "1999",
+            "5",
+            "Dune",
+        ])
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(next_sequence(served.addr), 2, "the one command was sent");
+
+    // A session whose reader leaves after the first line (`… | head -1`): the command in
+    // flight when it left is the last one sent; the 50 after it never reach the server.
+    let mut child = keel()
+        .args(["client", "--connect", &addr, "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    stdin.write_all(b"book 1\n").unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.contains("\"accepted\""), "{first}");
+    drop(stdout);
+    stdin.write_all(b"book 1\n").unwrap();
+    // The client stops reading once its write fails: later writes may fail too.
+    for _ in 0..50 {
+        if stdin.write_all(b"book 1\n").is_err() {
+            break;
+        }
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // 1 the add-book, 2 the first probe, 3 and 4 the session's two commands.
+    assert_eq!(
+        next_sequence(served.addr),
+        5,
+        "no command after the closed pipe"
+    );
+    stop(served);
+}

@@ -29,7 +29,7 @@ fn evaluate<A: App>(ctx: &Ctx<'_>, replay: &mut Replay<A>, query: &Query) -> Val
         "words": query.words,
         "evaluated_as_sequence": replay.applied + 1,
         "status": status_name(answer.header.status),
-        "reason": answer.header.reason,
+        "reason_code": answer.header.reason,
         "response": response,
         "changed_state": before != after,
         "state_hash_after": format!("{after:#018x}"),

@@ -19,20 +19,32 @@ use serde_json::{json, Map, Value};
 
 /// `name` in kebab-case: `PriceChanged` and `price_changed` both give `price-changed`.
 pub fn kebab(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c == '_' || c == ' ' {
-            out.push('-');
-        } else if c.is_ascii_uppercase() {
-            if i > 0 && !out.ends_with('-') {
-                out.push('-');
+    Kebab(name).to_string()
+}
+
+/// Displays a name in kebab-case without allocating (`Kebab("PriceChanged")` shows
+/// `price-changed`): what the services' hand-written `Serialize` impls write.
+#[derive(Debug, Clone, Copy)]
+pub struct Kebab<'a>(pub &'a str);
+
+impl std::fmt::Display for Kebab<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        let mut after_dash = true;
+        for c in self.0.chars() {
+            if c == '_' || c == ' ' || c == '-' {
+                f.write_char('-')?;
+                after_dash = true;
+                continue;
             }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
+            if c.is_ascii_uppercase() && !after_dash {
+                f.write_char('-')?;
+            }
+            f.write_char(c.to_ascii_lowercase())?;
+            after_dash = false;
         }
+        Ok(())
     }
-    out
 }
 
 /// Fields whose string values name a variant of a fixed set, written in kebab-case.
@@ -153,6 +165,27 @@ mod tests {
         assert_eq!(kebab("place_order"), "place-order");
         assert_eq!(kebab("add-book"), "add-book");
         assert_eq!(kebab("Book"), "book");
+    }
+
+    #[test]
+    fn the_services_enums_serialize_in_kebab_case_themselves() {
+        use crate::bookstore::{OrderStatus, RejectReason as BookstoreReason};
+        use crate::exchange::{CancelReason, Event, OrderType, RejectReason, Side};
+        assert_eq!(Kebab("FokUnfillable").to_string(), "fok-unfillable");
+        assert_eq!(json!(OrderStatus::Open), json!("open"));
+        assert_eq!(json!(BookstoreReason::UnknownBook), json!("unknown-book"));
+        assert_eq!(json!(RejectReason::InvalidPrice), json!("invalid-price"));
+        assert_eq!(json!(Side::Buy), json!("buy"));
+        assert_eq!(json!(OrderType::Gtc), json!("gtc"));
+        assert_eq!(json!(CancelReason::Unfilled), json!("unfilled"));
+        let rejected = Event::Rejected {
+            order_id: 1,
+            reason: RejectReason::NotOrderOwner,
+        };
+        assert_eq!(
+            json!(rejected),
+            json!({"rejected": {"order_id": 1, "reason": "not-order-owner"}})
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod bookstore;
 pub mod exchange;
 pub mod json;
+pub mod token;
 pub mod units;
 
 use keel::engine::{Message, Processor, Response};

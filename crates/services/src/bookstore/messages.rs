@@ -28,6 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The bookstore's message kinds (the `kind` of a message header). Stable numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[repr(u16)]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// Lists a new book: [`AddBook`].
     AddBook = 1,

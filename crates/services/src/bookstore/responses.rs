@@ -17,6 +17,7 @@ use std::fmt;
 /// they are journaled outcomes and reach clients, so never renumber; only append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[repr(u32)]
+#[serde(rename_all = "kebab-case")]
 pub enum RejectReason {
     /// No book with that id.
     UnknownBook = 1,
@@ -127,6 +128,7 @@ impl RejectReason {
 /// How to decode a response payload (the response header's `kind`). Stable numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[repr(u16)]
+#[serde(rename_all = "kebab-case")]
 pub enum ResponseKind {
     /// No payload.
     None = 0,
@@ -225,6 +227,7 @@ pub struct OrderCancelled {
 /// Whether an order still stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u8)]
+#[serde(rename_all = "kebab-case")]
 pub enum OrderStatus {
     /// Placed and not cancelled.
     Open = 0,

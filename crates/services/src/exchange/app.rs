@@ -251,7 +251,7 @@ impl App for Typed<Exchange> {
             "accounts": exchange.account_ids().count(),
             "open_orders": exchange.open_orders(),
             "total_cash": exchange.total_cash(),
-            "state_hash": format!("{:016x}", self.state_hash()),
+            "state_hash": format!("{:#018x}", self.state_hash()),
         })
     }
 

@@ -111,7 +111,7 @@ impl From<Invalid> for RejectReason {
 impl Serialize for RejectReason {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            s.serialize_str(self.name())
+            s.collect_str(&crate::json::Kebab(self.name()))
         } else {
             s.serialize_u32(*self as u32)
         }
@@ -128,6 +128,7 @@ impl<'de> Deserialize<'de> for RejectReason {
 
 /// Why an order left the book without trading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CancelReason {
     /// A cancel message.
     Requested,
@@ -152,6 +153,7 @@ pub struct TopOfBook {
 
 /// One thing that happened while applying a message, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Event {
     /// The message was refused; nothing changed.
     Rejected {
@@ -373,6 +375,7 @@ pub struct AccountViewRef<'a> {
 /// What an accepted message answers, borrowed from the exchange's state and written
 /// straight into the response (the exchange's `Service::Reply`).
 #[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Reply<'a> {
     /// An order or admin message's events: a [`Report`] under [`RESPONSE_EVENTS`].
     Events(&'a [Event]),

@@ -38,6 +38,7 @@ pub const ASSIGNED_ORDER_ID_BIT: u64 = 1 << 63;
 
 /// Buy or sell. Wire: `u32` variant index (Buy = 0, Sell = 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Side {
     /// Bid: pays cash, receives the instrument.
     Buy,
@@ -62,6 +63,7 @@ impl Side {
 
 /// How an order executes. Wire: `u32` variant index (Gtc = 0, Ioc = 1, Fok = 2, Market = 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OrderType {
     /// Limit order, good till cancelled: matches what it can, rests the remainder.
     Gtc,
@@ -207,6 +209,7 @@ keel::commands! {
     /// Any input message, decoded and upcast to its current version: the wire table (each
     /// kind's number and versions; the payload is the variant's struct).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
     pub enum Request {
         /// Lists an instrument.
         [KIND_ADD_INSTRUMENT] => AddInstrument(AddInstrument),

@@ -1,5 +1,7 @@
 //! Where a shared secret comes from, so it never has to be on the command line (where `ps`
-//! shows it): `--token` > `--token-file PATH` > the `KEEL_TOKEN` environment variable.
+//! shows it): `--token` > `--token-file PATH` > the `KEEL_TOKEN` environment variable. Shared
+//! by every `keel` command that connects to a server (`client`, `admin`, `bench net`) and by
+//! `keel serve`.
 
 use std::path::{Path, PathBuf};
 
