@@ -222,18 +222,19 @@ impl SegmentView {
         const LINE_WORDS: usize = 8;
         let words = self.map.len() / 8;
         let base = self.map.as_ptr().cast::<u64>();
-        // SAFETY: `i < words`, so the word is inside the mapping, and 8-aligned (page-aligned
-        // map); other threads only store to it atomically or not at all while it is mapped.
         let load = |i: usize| {
+            // SAFETY: callers pass `i < words`: the word is inside the mapping, alive as long
+            // as `&self`, and 8-aligned (page-aligned map). The load is atomic, the same kind
+            // of access `magic_acquire` makes to slots a live writer may be filling: at worst
+            // it sees old or new bytes, and the caller re-reads through `magic_acquire`.
             unsafe { AtomicU64::from_ptr(base.add(i).cast_mut()) }.load(Ordering::Relaxed)
         };
         let mut i = from.div_ceil(8);
         while i < words {
-            if i.is_multiple_of(LINE_WORDS) && i + LINE_WORDS <= words {
-                if (i..i + LINE_WORDS).fold(0, |acc, w| acc | load(w)) == 0 {
-                    i += LINE_WORDS;
-                    continue;
-                }
+            let whole_line = i.is_multiple_of(LINE_WORDS) && i + LINE_WORDS <= words;
+            if whole_line && (i..i + LINE_WORDS).fold(0, |acc, w| acc | load(w)) == 0 {
+                i += LINE_WORDS;
+                continue;
             }
             if load(i) != 0 {
                 return Some(i * 8);
