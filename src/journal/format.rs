@@ -271,6 +271,7 @@ pub fn magic_of(header: &[u8]) -> u32 {
 
 /// From the header of a published entry (`magic != 0`) and the bytes available to the end of the
 /// segment, the entry's total size. Checks magic and that the entry leaves room for the marker.
+#[inline]
 pub(crate) fn entry_size_bytes(header: &[u8], available_bytes: usize) -> Result<usize, Damage> {
     debug_assert!(header.len() >= RECORD_HEADER_SIZE);
     let payload_bytes = get_u32(header, R_PAYLOAD_BYTES);
@@ -318,6 +319,7 @@ pub(crate) fn check_entry(bytes: &[u8], chain: Chain) -> Result<Entry, Fault> {
 /// entries a reader steps over without returning them (seeking), so their payloads are never
 /// hashed; the first entry returned is fully checked and must chain to the stored CRC of the
 /// one before it.
+#[inline]
 pub(crate) fn check_entry_links(bytes: &[u8], chain: Chain) -> Result<Entry, Fault> {
     let sequence = get_u64(bytes, R_SEQUENCE);
     let prev_crc = get_u32(bytes, R_PREV_CRC);

@@ -10,8 +10,10 @@
 //! Module map: `format` (byte maps, pure encode/check), `segment` (the mmap, the only `unsafe`),
 //! `io` (the injectable I/O seam), `dir` (names, listing, lock), `prepare` (background spare
 //! segment), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus
-//! corruption), `retention` (retiring old segments, the retention marker), `writer`, `reader`.
+//! corruption), `retention` (retiring old segments, the retention marker), `writer`, `reader`,
+//! `ahead` (the reader's checksums computed ahead on a helper thread).
 
+mod ahead;
 mod chain;
 mod commit;
 mod config;

@@ -3,6 +3,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::ahead::ChecksumsAhead;
 
 use super::dir::{list_segments, segment_file_name, SegmentFile};
 use super::error::{file_io, CorruptionReason, Damage, JournalError};
@@ -23,18 +26,51 @@ pub struct JournalReader {
     current: Option<Current>,
     /// Records below this sequence are validated but not returned (set by `seek`).
     skip_below: u64,
+    /// Records up to this sequence were validated by the journal's open-time scan, under the
+    /// lock still held: their CRCs are not computed again (links are still checked).
+    verified_through: u64,
+    /// Whether a second core is there for checksums ahead ([`ChecksumsAhead`]).
+    ahead_allowed: bool,
 }
+
+/// Records a reader returns from one segment before it starts checksums ahead: short reads
+/// (a seek and one record, a tail follower's trickle) never start a thread.
+const AHEAD_AFTER_RECORDS: u32 = 4096;
 
 /// The segment being read.
 #[derive(Debug)]
 struct Current {
-    view: SegmentView,
+    view: Arc<SegmentView>,
     seg: SegmentFile,
     offset: usize,
     chain: Chain,
     /// From this offset on, a look-ahead found no valid data: stopping there is the end, not
     /// corruption. The writer only writes forward, so this stays true as it appends.
     clear_from: Option<usize>,
+    /// Records returned from this segment (up to [`AHEAD_AFTER_RECORDS`]).
+    returned: u32,
+    /// The helper checking this segment's CRCs ahead, once started.
+    ahead: Option<ChecksumsAhead>,
+}
+
+impl Current {
+    /// Whether the CRC of the entry at `offset` is already known good (checked ahead).
+    #[inline]
+    fn checked_ahead(&self, offset: usize) -> bool {
+        self.ahead.as_ref().is_some_and(|a| a.checked(offset))
+    }
+
+    /// Counts a returned record; after enough of them, starts checking ahead of `offset` (the
+    /// next entry) when allowed.
+    #[inline]
+    fn returned_one(&mut self, allowed: bool) {
+        if self.returned < AHEAD_AFTER_RECORDS {
+            self.returned += 1;
+            if self.returned == AHEAD_AFTER_RECORDS && allowed {
+                self.ahead = ChecksumsAhead::spawn(Arc::clone(&self.view), self.offset);
+            }
+        }
+    }
 }
 
 /// What one step of `next` found.
@@ -60,6 +96,8 @@ impl JournalReader {
             archive: None,
             current: None,
             skip_below: 0,
+            verified_through: 0,
+            ahead_allowed: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         };
         reader.seek(0)?;
         Ok(reader)
@@ -116,6 +154,15 @@ impl JournalReader {
         }
     }
 
+    /// Trusts the checksums of records up to `sequence`: the open-time scan of the writer that
+    /// holds the journal's lock (and keeps holding it while this reader runs) validated every
+    /// record up to its last one, CRCs included, so recovery does not hash them again. Every
+    /// record's sequence, `prev_crc` link, magic and length are still checked, and records
+    /// after `sequence` are checked in full.
+    pub(crate) fn trust_verified_through(&mut self, sequence: u64) {
+        self.verified_through = sequence;
+    }
+
     /// The chain after the last record read or stepped over (at a segment's start, the one its
     /// header states); `None` before a segment is entered.
     pub(crate) fn chain(&self) -> Option<Chain> {
@@ -161,6 +208,8 @@ impl JournalReader {
         let offset = cur.offset;
         let entry = if cur.chain.next_sequence < self.skip_below {
             step_over(&cur.view, offset, cur.chain)
+        } else if cur.chain.next_sequence <= self.verified_through || cur.checked_ahead(offset) {
+            skip_entry(&cur.view, offset, cur.chain)
         } else {
             read_entry(&cur.view, offset, cur.chain)
         };
@@ -178,6 +227,8 @@ impl JournalReader {
                 if sequence < self.skip_below {
                     return Ok(Step::Again);
                 }
+                // Recovery's records are trusted already: nothing to check ahead.
+                cur.returned_one(self.ahead_allowed && sequence > self.verified_through);
                 Ok(Step::Ready { offset, size_bytes })
             }
             Ok(Entry::End { next_sequence }) => self.follow_marker(offset, next_sequence),
@@ -243,11 +294,13 @@ impl JournalReader {
         };
         let offset = SEGMENT_HEADER_SIZE;
         self.current = Some(Current {
-            view,
+            view: Arc::new(view),
             seg,
             offset,
             chain,
             clear_from: None,
+            returned: 0,
+            ahead: None,
         });
         Ok(Step::Again)
     }

@@ -608,21 +608,25 @@ impl FaultAt<'_> {
 
 /// Reads and checks the entry at `offset` against `chain`. Safe on a live segment: the entry's
 /// bytes are viewed only once its magic word is published.
+#[inline]
 pub(crate) fn read_entry(view: &SegmentView, offset: usize, chain: Chain) -> Result<Entry, Fault> {
     read_entry_checked(view, offset, chain, check_entry)
 }
 
 /// [`read_entry`] without hashing the payload ([`check_entry_links`]): for entries a reader
 /// steps over while seeking.
+#[inline]
 pub(crate) fn skip_entry(view: &SegmentView, offset: usize, chain: Chain) -> Result<Entry, Fault> {
     read_entry_checked(view, offset, chain, check_entry_links)
 }
 
+/// Generic over `check` so that each use inlines it (replay calls this once per record).
+#[inline]
 fn read_entry_checked(
     view: &SegmentView,
     offset: usize,
     chain: Chain,
-    check: fn(&[u8], Chain) -> Result<Entry, Fault>,
+    check: impl Fn(&[u8], Chain) -> Result<Entry, Fault>,
 ) -> Result<Entry, Fault> {
     let available = view.len().saturating_sub(offset);
     if available < END_MARKER_SIZE {
@@ -733,6 +737,12 @@ fn scan_for_evidence(view: &SegmentView, from: usize, first_sequence: u64) -> Op
     let last = view.len().checked_sub(RECORD_HEADER_SIZE)?;
     let mut offset = from.next_multiple_of(RECORD_ALIGN_BYTES);
     while offset <= last {
+        // Zero words start nothing: skip them a cache line at a time (an unwritten segment
+        // tail is most of a segment).
+        offset = view.next_nonzero_word(offset)?;
+        if offset > last {
+            return None;
+        }
         let magic = view.magic_acquire(offset);
         if magic == RECORD_MAGIC || magic == END_MAGIC {
             let header = view.bytes(offset, RECORD_HEADER_SIZE);

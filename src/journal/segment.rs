@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use memmap2::{Advice, MmapOptions, MmapRaw};
@@ -212,6 +212,36 @@ impl SegmentView {
         let word = unsafe { AtomicU32::from_ptr(self.map.as_ptr().add(offset).cast_mut().cast()) };
         // Pairs with the Release store in `MappedSegment::publish`.
         word.load(Ordering::Acquire)
+    }
+
+    /// Offset of the first non-zero 8-aligned word at or after `from`, `None` if the rest of
+    /// the mapping is zero. Reads with relaxed atomic loads, a cache line per step, so it is
+    /// safe on a live segment and skips an unwritten tail fast; it is only a hint where
+    /// entries may start: the caller reads what it finds through [`Self::magic_acquire`].
+    pub(crate) fn next_nonzero_word(&self, from: usize) -> Option<usize> {
+        const LINE_WORDS: usize = 8;
+        let words = self.map.len() / 8;
+        let base = self.map.as_ptr().cast::<u64>();
+        let load = |i: usize| {
+            // SAFETY: callers pass `i < words`: the word is inside the mapping, alive as long
+            // as `&self`, and 8-aligned (page-aligned map). The load is atomic, the same kind
+            // of access `magic_acquire` makes to slots a live writer may be filling: at worst
+            // it sees old or new bytes, and the caller re-reads through `magic_acquire`.
+            unsafe { AtomicU64::from_ptr(base.add(i).cast_mut()) }.load(Ordering::Relaxed)
+        };
+        let mut i = from.div_ceil(8);
+        while i < words {
+            let whole_line = i.is_multiple_of(LINE_WORDS) && i + LINE_WORDS <= words;
+            if whole_line && (i..i + LINE_WORDS).fold(0, |acc, w| acc | load(w)) == 0 {
+                i += LINE_WORDS;
+                continue;
+            }
+            if load(i) != 0 {
+                return Some(i * 8);
+            }
+            i += 1;
+        }
+        None
     }
 
     /// Shared view of `[offset, offset + len)`. Callers view only immutable bytes: a published
