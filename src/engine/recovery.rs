@@ -96,7 +96,7 @@ pub(crate) fn restore_snapshot<P: Processor>(
     for judged in judged.iter().rev() {
         let file = &judged.file;
         if !judged.vouch.is_usable() {
-            tracing::warn!(path = %file.path.display(), verdict = ?judged.vouch,
+            tracing::warn!(path = %file.path.display(), verdict = %judged.vouch,
                 "the journal cannot vouch for this snapshot; falling back to an older one");
             continue;
         }
