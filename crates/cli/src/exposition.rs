@@ -227,6 +227,11 @@ fn encode_snapshots(e: &mut DescriptorEncoder, m: &MetricsSnapshot) -> Result_ {
     )?;
     let help = "Size of the last snapshot's state.";
     gauge(e, "snapshot_state_bytes", help, m.snapshot_state_bytes)?;
+    let help = "Last sequence the snapshot replica applied (0 without a replica).";
+    gauge(e, "snapshot_replica_applied", help, m.replica_applied)?;
+    let help = "The snapshot replica's last capture, on its own thread.";
+    let replica_capture = seconds(m.replica_capture_ns);
+    gauge(e, "snapshot_replica_capture_seconds", help, replica_capture)?;
     let help = "Journal segments retired (archived or deleted) by journal retention.";
     counter(e, "journal_segments_retired", help, m.segments_retired)?;
     let help = "Journal retention passes that failed (the next pass retries).";

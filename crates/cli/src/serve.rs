@@ -42,6 +42,11 @@ pub struct ServeArgs {
     #[arg(long = "output-limit", alias = "output-limit-bytes", value_name = "SIZE",
           value_parser = units::bytes_usize, default_value = "256KiB")]
     pub output_limit_bytes: usize,
+    /// Take snapshots from a replica that follows the journal on its own thread: the business
+    /// logic never pauses to capture its state. Costs a second copy of the state in memory
+    /// and a second apply of every message (docs/SNAPSHOTS.md).
+    #[arg(long)]
+    pub snapshot_replica: bool,
     /// Read the shared secret from the first line of this file (`--token` wins over it, and
     /// it over the KEEL_TOKEN environment variable).
     #[arg(long, value_name = "PATH")]
@@ -105,8 +110,12 @@ fn serve<A: App>(args: &ServeArgs) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| messages::data_dir_failed(data_dir, dir, &e))?;
     }
     // Recovery first: the port is bound only once the engine is live.
-    let mut engine = Engine::start(config.clone(), A::default())
-        .map_err(|e| messages::engine_failed(data_dir, &e))?;
+    let started = if args.snapshot_replica {
+        Engine::start_with_replica(config.clone(), A::default(), A::default)
+    } else {
+        Engine::start(config.clone(), A::default())
+    };
+    let mut engine = started.map_err(|e| messages::engine_failed(data_dir, &e))?;
     let mut net = args.net_config();
     net.token = token.map(String::into_bytes);
     let server = Server::start(net, &mut engine, A::validate)

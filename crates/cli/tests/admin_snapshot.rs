@@ -111,6 +111,49 @@ fn admin_snapshot_is_durable_holds_what_came_before_and_needs_the_token() {
 }
 
 #[test]
+fn a_snapshot_replica_serves_snapshot_requests_and_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut serve = serve_support::bookstore(&data);
+    serve.arg("--snapshot-replica").env("KEEL_TOKEN", TOKEN);
+    let mut served = serve_support::spawn(serve);
+    send_books(served.addr, 0..10);
+    // Taken by the replica once it has applied the request's sequence, durable when answered.
+    let sequence = snapshot_sequence(&admin_snapshot(served.addr, &[], Some(TOKEN)));
+    assert_eq!(sequence, 11);
+    assert!(snap_file(&data, sequence).exists());
+    let pid = served.child.id() as libc::pid_t;
+    // SAFETY: signalling our own child process by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(served.child.wait().unwrap().success());
+
+    // A plain restart recovers from the replica's snapshots: book 5 is listed already.
+    let mut serve = serve_support::bookstore(&data);
+    serve.env("KEEL_TOKEN", TOKEN);
+    let mut served = serve_support::spawn(serve);
+    let mut client = Client::connect(served.addr, Some(TOKEN.as_bytes())).unwrap();
+    let again = AddBook {
+        book: 5,
+        price_cents: 1_000,
+        stock: 3,
+        title: "book 5".into(),
+    }
+    .command();
+    let reply = client
+        .request(again.kind, again.version, &again.payload)
+        .unwrap();
+    assert!(
+        matches!(reply.status, ReplyStatus::Rejected(_)),
+        "{reply:?}"
+    );
+    drop(client);
+    let pid = served.child.id() as libc::pid_t;
+    // SAFETY: signalling our own child process by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(served.child.wait().unwrap().success());
+}
+
+#[test]
 fn a_snapshot_request_without_a_server_names_the_address() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
