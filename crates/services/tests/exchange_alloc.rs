@@ -20,15 +20,17 @@
 //! per-message event buffer only when one message produces more events than ever before, and
 //! an account's holdings only on its first position in an instrument.
 
+/// The counting allocator keel's own allocation tests use.
+#[path = "../../../tests/alloc_support/mod.rs"]
+mod alloc_support;
+
 use keel::engine::MessageHeader;
 use keel::ring::Poll;
 use keel::Typed;
 use keel::{Config, Engine, FlushPolicy, Message, Output, Processor, Submission, WaitStrategy};
 use keel_services::exchange::*;
 use keel_services::{App, Command};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,83 +40,14 @@ const MEASURED: u64 = 300_000;
 /// A snapshot every this many messages: several in the warm-up and in the window.
 const SNAPSHOT_INTERVAL_MESSAGES: u64 = 40_000;
 
-struct Counting;
-
-/// Which counter a thread's allocations go to (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    MessagePath,
-    Journaler,
-    OffPath,
-}
-
-thread_local! {
-    static ROLE: Cell<Option<Role>> = const { Cell::new(None) };
-}
-
-fn role() -> Role {
-    ROLE.with(|cell| {
-        cell.get().unwrap_or_else(|| {
-            let thread = std::thread::current();
-            let role = match thread.name().unwrap_or("") {
-                "keel-journal-prep" | "keel-snapshot" => Role::OffPath,
-                "keel-journaler" => Role::Journaler,
-                _ => Role::MessagePath,
-            };
-            cell.set(Some(role));
-            role
-        })
-    })
-}
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-/// Allocations on the message path.
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-/// Allocations on the journaler thread.
-static JOURNALER: AtomicU64 = AtomicU64::new(0);
-
-fn counted() {
-    if ARMED.load(Ordering::Relaxed) {
-        match role() {
-            Role::MessagePath => ALLOCATIONS.fetch_add(1, Ordering::Relaxed),
-            Role::Journaler => JOURNALER.fetch_add(1, Ordering::Relaxed),
-            Role::OffPath => 0,
-        };
-    }
-}
 /// The counter is global: the tests of this file take turns.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-// SAFETY: delegates every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        counted();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        counted();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations counted while `f` runs: (message path, journaler thread).
-fn count(f: impl FnOnce()) -> (u64, u64) {
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    JOURNALER.store(0, Ordering::SeqCst);
-    ARMED.store(true, Ordering::SeqCst);
+/// Allocations counted while `f` runs, and where they happened (the journaler apart).
+fn count(f: impl FnOnce()) -> (u64, String) {
+    alloc_support::arm();
     f();
-    ARMED.store(false, Ordering::SeqCst);
-    let path = ALLOCATIONS.swap(0, Ordering::SeqCst);
-    (path, JOURNALER.swap(0, Ordering::SeqCst))
+    alloc_support::disarm_by_thread()
 }
 
 fn workload(from: u64, to: u64) -> Vec<Command> {
@@ -221,24 +154,20 @@ fn the_engine_path_allocates_nothing_per_message_across_segment_rollovers() {
         m.snapshots_written + m.snapshots_skipped
     };
     let snapshots_before = snapshots_taken();
-    let (allocations, journaler) = count(|| submit_all(&mut engine, &measured, &received));
+    let (allocations, where_) = count(|| submit_all(&mut engine, &measured, &received));
     let rollovers = (segment_files(&journal_dir) - segments_before) as u64;
     let snapshots = snapshots_taken() - snapshots_before;
     engine.shutdown().unwrap();
     reader.join().unwrap();
-    println!(
-        "{allocations} + {journaler} (journaler) allocations, {rollovers} rollovers, \
-         {snapshots} snapshots"
-    );
+    println!("{allocations} allocations ({where_}), {rollovers} rollovers, {snapshots} snapshots");
     assert!(
         rollovers >= 3,
         "only {rollovers} segment rollovers in the window"
     );
     assert!(snapshots >= 3, "only {snapshots} snapshots in the window");
     assert_eq!(
-        (allocations, journaler),
-        (0, 0),
-        "allocations in {MEASURED} messages through the engine (journaler apart)"
+        allocations, 0,
+        "allocations in {MEASURED} messages through the engine ({where_})"
     );
 }
 
