@@ -77,12 +77,14 @@ impl ServeArgs {
         <Defaults as clap::Parser>::parse_from(["keel"]).serve
     }
 
-    fn net_config(&self) -> NetConfig {
+    /// The network settings, with the shared secret resolved from `--token`, `--token-file`
+    /// or `KEEL_TOKEN`.
+    fn net_config(&self, token: Option<String>) -> NetConfig {
         {
             let mut net = NetConfig::default();
             net.listen_addr = self.listen;
             net.max_connections = self.max_connections;
-            net.token = self.token.as_ref().map(|t| t.as_bytes().to_vec());
+            net.token = token.map(String::into_bytes);
             net.idle_timeout =
                 (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs));
             net.output_limit_bytes = self.output_limit_bytes;
@@ -116,9 +118,7 @@ fn serve<A: App>(args: &ServeArgs) -> Result<(), String> {
         Engine::start(config.clone(), A::default())
     };
     let mut engine = started.map_err(|e| messages::engine_failed(data_dir, &e))?;
-    let mut net = args.net_config();
-    net.token = token.map(String::into_bytes);
-    let server = Server::start(net, &mut engine, A::validate)
+    let server = Server::start(args.net_config(token), &mut engine, A::validate)
         .map_err(|e| messages::listen_failed(args.listen, &e))?;
     let endpoint = args
         .metrics_listen
