@@ -1,0 +1,1 @@
+//! The data plane: journal shipping, following, acknowledgements, commit and promotion.

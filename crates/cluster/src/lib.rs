@@ -1,0 +1,12 @@
+//! Hot standby replication and failover for keel (docs/REPLICATION.md).
+//!
+//! The leader ships its journal's records, byte-identical, to followers that validate, append
+//! and apply them; a client's reply leaves the leader when the acknowledgement policy holds.
+//! Leader election, terms and fencing come from openraft, on threads of their own: the engine's
+//! hot path never touches an async runtime.
+//!
+//! Module map: `election` (openraft: who leads, in which term), `data` (the data plane:
+//! shipping, following, acknowledgements, commit, promotion).
+
+pub mod data;
+pub mod election;
