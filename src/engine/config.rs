@@ -169,6 +169,19 @@ pub struct Config {
     /// unaffected: a message whose apply aborted the process is replayed like any other. No
     /// effect under `panic = "unwind"`. Default `false`.
     pub abort_on_processor_panic: bool,
+    /// An external commit gate (replication): a message is applied (durable mode), or its
+    /// response released (apply-ahead mode: output ring and [`Client`] replies), only once
+    /// both the local journal holds it durably and this sequence has reached it. The engine
+    /// never advances it; whoever does must wake the engine with
+    /// [`Engine::commit_gate_waker`]'s [`DurableWaker::advance`]. A gate ahead of the local
+    /// durable sequence is harmless (the smaller of the two applies). `None` (the default):
+    /// no gate. Startup replay is not gated: the whole journal is replayed. See
+    /// `docs/ARCHITECTURE.md`, "Commit gate".
+    ///
+    /// [`Client`]: crate::Client
+    /// [`Engine::commit_gate_waker`]: crate::Engine::commit_gate_waker
+    /// [`DurableWaker::advance`]: crate::journal::DurableWaker::advance
+    pub commit_gate: Option<std::sync::Arc<crate::ring::Sequence>>,
 }
 
 impl Default for Config {
@@ -195,6 +208,7 @@ impl Default for Config {
             snapshot_max_state_bytes: DEFAULT_SNAPSHOT_MAX_STATE_BYTES,
             prefault_state: false,
             abort_on_processor_panic: false,
+            commit_gate: None,
         }
     }
 }

@@ -9,7 +9,8 @@
 //! - When the journaler has ended after its final sync (shutdown), everything it appended.
 //!
 //! In apply-ahead mode a snapshot may be captured before the journaler appended its sequence;
-//! the wait covers that. If the journaler stops without the sequence, the snapshot is dropped.
+//! the wait covers that. With a commit gate (replication), a snapshot also waits for the gate
+//! to reach its sequence (the snapshot replica and apply-ahead mode apply beyond it). If the journaler stops without the sequence, the snapshot is dropped.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -83,6 +84,9 @@ pub(crate) struct JournalGate {
     pub(crate) appended: Arc<Sequence>,
     /// The journal's group-commit durable sequence, when it has one.
     pub(crate) durable: Option<Arc<Sequence>>,
+    /// The engine's commit gate (`Config::commit_gate`): a snapshot is bound only once the
+    /// gate has released its sequence, so no snapshot holds an uncommitted message.
+    pub(crate) commit: Option<Arc<Sequence>>,
     pub(crate) flush: FlushPolicy,
     pub(crate) sync: Option<JournalSyncHandle>,
     pub(crate) journal_dir: PathBuf,
@@ -93,6 +97,13 @@ impl JournalGate {
     /// Whether `sequence` is durable now, making it so through the sync handle if it was
     /// appended under a policy that does not sync it.
     fn durable_now(&self, sequence: u64, exit: u8) -> Result<bool, SnapshotError> {
+        if self
+            .commit
+            .as_ref()
+            .is_some_and(|gate| gate.load_acquire() < sequence)
+        {
+            return Ok(false);
+        }
         if self
             .durable
             .as_ref()

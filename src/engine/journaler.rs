@@ -101,7 +101,7 @@ pub(crate) enum Ended {
     Halted,
 }
 
-/// Runs the journaler until the ring closes (then syncs) or halts. On a journal error the
+/// Runs the journaler until the ring closes or halts (then syncs). On a journal error the
 /// ring is halted and the error returned: nothing after the last good batch is ever applied.
 /// `releases` is set when this stage's sequence gates the responses (apply-ahead without a
 /// group-commit syncer): it is woken after each batch, once the sequence has advanced. The
@@ -137,7 +137,11 @@ pub(crate) fn run<J: JournalSink>(
                 journal.sync().inspect_err(|_| input.halt())?;
                 return Ok(Ended::Synced);
             }
-            Ok(Poll::Halted) => return Ok(Ended::Halted),
+            // What was appended stays: make it durable (`Engine::halt`).
+            Ok(Poll::Halted) => {
+                journal.sync()?;
+                return Ok(Ended::Halted);
+            }
             Err(e) => {
                 input.halt();
                 return Err(e);

@@ -73,6 +73,10 @@ pub struct Engine<P: Processor> {
     /// The snapshot replica's thread (`Engine::start_with_replica`).
     replica: Option<JoinHandle<()>>,
     metrics: Metrics,
+    /// Wakes the threads gated on `Config::commit_gate` (none without a gate).
+    gate_waker: Option<DurableWaker>,
+    /// Halts the input and output rings (`Engine::halt`).
+    halts: Vec<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl<P: Processor> Engine<P> {
@@ -185,10 +189,12 @@ impl<P: Processor> Engine<P> {
         let signal = Arc::new(Signal::default());
         let durable = journal.durable();
         let (wake, journaler_releases) = wire_wakes(&config, &mut journal, &signal);
+        let gate_waker = commit_gate_waker(&config, &signal, &wake);
         let (mut input_slots, output_slots) = slots.into_parts();
         let ring = input_ring(&config, last, &signal, durable.as_ref());
         let (input, clients, journal_input, logic_input) =
             build_input(&config, ring, last, &mut input_slots);
+        let mut halts = vec![logic_input.halt_handle()];
         let exit = Arc::new(JournalerExit::default());
         let journal_now = (
             journal_input.sequence(),
@@ -205,6 +211,7 @@ impl<P: Processor> Engine<P> {
         let gauge = input.gauge();
         let (responses, receiver, board) =
             build_responses(&config, last, signal, &journaled, &wake, output_slots);
+        halts.extend(receiver.as_ref().map(ResponseReceiver::halt_handle));
         let metrics = Metrics::new(
             recorders.clone(),
             Positions {
@@ -251,6 +258,8 @@ impl<P: Processor> Engine<P> {
             snapshot_writer: Some(snapshot_writer),
             replica: replica.map(|(thread, _)| thread),
             metrics,
+            gate_waker,
+            halts,
         })
     }
 
@@ -337,9 +346,19 @@ impl<P: Processor> Engine<P> {
         self.metrics.clone()
     }
 
-    /// The last journaled sequence (durable under the flush policy).
+    /// The last journaled sequence (durable under the flush policy): the local journal's
+    /// position, never held back by `Config::commit_gate`. From another thread, read it
+    /// through [`Engine::metrics`] ([`Metrics::durable_sequence`]).
     pub fn journaled_sequence(&self) -> u64 {
         self.journaled.load_acquire()
+    }
+
+    /// The waker of `Config::commit_gate`: whoever advances the gate calls
+    /// [`DurableWaker::advance`] with it (or stores the gate and calls [`DurableWaker::wake`]),
+    /// which wakes the business logic and, in apply-ahead mode, the responses' owner. `None`
+    /// when the engine has no gate.
+    pub fn commit_gate_waker(&self) -> Option<DurableWaker> {
+        self.gate_waker.clone()
     }
 
     /// The last applied sequence.
@@ -357,6 +376,23 @@ impl<P: Processor> Engine<P> {
     /// drains every published message through journal and business logic, syncs the journal,
     /// joins the threads and returns the processor with its final state.
     pub fn shutdown(mut self) -> Result<P, Error> {
+        self.stop()
+    }
+
+    /// Stops at once, without waiting for what is published but not applied: the input and
+    /// output rings are halted, the journaler syncs what it has appended and ends, the
+    /// business logic ends after the message it is applying, and the processor comes back
+    /// with the state as of [`Metrics::applied_sequence`]. Everything journaled stays in the
+    /// journal (a later [`Engine::start`] replays it). For a replicated engine whose
+    /// `Config::commit_gate` will not release the rest (a deposed leader, a follower to be
+    /// truncated); it never waits on the gate. Responses not yet read are dropped, clients
+    /// still waiting get [`ClientError::Stopped`], no shutdown snapshot is taken, and a
+    /// snapshot not yet bound to the journal is dropped. In apply-ahead mode the processor
+    /// may hold messages the gate had not released: discard it unless the gate caught up.
+    pub fn halt(mut self) -> Result<P, Error> {
+        for halt in &self.halts {
+            halt();
+        }
         self.stop()
     }
 
@@ -425,6 +461,34 @@ fn wire_wakes<J: JournalSink>(
     (wake, None)
 }
 
+/// What releases a response in apply-ahead mode: the journal's sequence, and the commit gate
+/// when there is one. Nothing in durable mode (a response is released when written).
+fn release_gates(config: &Config, journaled: &Arc<Sequence>) -> Vec<Arc<Sequence>> {
+    match config.mode {
+        ApplyMode::Durable => Vec::new(),
+        ApplyMode::ApplyAhead => std::iter::once(journaled.clone())
+            .chain(config.commit_gate.clone())
+            .collect(),
+    }
+}
+
+/// Whom the holder of `config.commit_gate` wakes when it advances: the ring signal the
+/// business logic parks on, and in apply-ahead mode (where the gate releases responses) the
+/// responses' owner too. `None` without a gate.
+fn commit_gate_waker(
+    config: &Config,
+    signal: &Arc<Signal>,
+    wake: &Arc<WakeSlot>,
+) -> Option<DurableWaker> {
+    config.commit_gate.as_ref()?;
+    let waker = DurableWaker::new(signal.clone());
+    if config.mode == ApplyMode::ApplyAhead && !config.discard_responses {
+        let releases = wake.clone();
+        return Some(waker.with_hook(Arc::new(move || releases.wake())));
+    }
+    Some(waker)
+}
+
 /// Starts the snapshot thread: it writes into `store` what it is handed once the journal
 /// holds it durably (the journaler's appended and the journal's durable sequences, its sync
 /// handle, and how the journaler ended), then applies `config`'s journal retention.
@@ -441,6 +505,7 @@ fn spawn_snapshot_writer(
     let gate = JournalGate {
         appended,
         durable,
+        commit: config.commit_gate.clone(),
         flush: config.flush,
         sync,
         journal_dir: config.journal_dir.clone(),
@@ -546,14 +611,16 @@ fn spawn_journaler<J: JournalSink>(
 }
 
 /// The input ring: the journaler first, then the business logic, which (in durable mode) is
-/// gated on the journaler and on the journal's own durable sequence when it has one.
+/// gated on the journaler, on the journal's own durable sequence when it has one, and on the
+/// commit gate when there is one.
 fn input_ring(
     config: &Config,
     last: u64,
     signal: &Arc<Signal>,
     durable: Option<&Arc<Sequence>>,
 ) -> RingBuilder {
-    let durable: Vec<Arc<Sequence>> = durable.into_iter().cloned().collect();
+    let mut durable: Vec<Arc<Sequence>> = durable.into_iter().cloned().collect();
+    durable.extend(config.commit_gate.clone());
     let mut input = RingBuilder::new(config.ring_capacity)
         .wait_strategy(config.wait)
         .start_after(last)
@@ -612,8 +679,8 @@ fn build_responses(
         let (responses, receiver) = build_output(config, last, signal, journaled, wake, slots);
         return (responses, receiver, None);
     }
-    // Apply-ahead: a reply is released once the journal holds its message.
-    let gate = (config.mode == ApplyMode::ApplyAhead).then(|| journaled.clone());
+    // Apply-ahead: a reply is released once the journal (and the commit gate) hold its message.
+    let gate = release_gates(config, journaled);
     let count = reply_board::slots_for(config.ring_capacity);
     let board = Arc::new(ReplyBoard::new(count, slots, gate));
     let notify = board.clone();
@@ -690,13 +757,10 @@ fn build_output(
         .wait_strategy(config.wait)
         .start_after(last)
         .signal(signal);
-    // Apply-ahead: a response leaves only after its message is journaled. Output sequence ==
-    // input sequence (one response per message), so gating on the journaler's sequence is exact.
-    let gate: &[Arc<Sequence>] = match config.mode {
-        ApplyMode::Durable => &[],
-        ApplyMode::ApplyAhead => std::slice::from_ref(journaled),
-    };
-    output.add_consumer_gated(&[], gate);
+    // Apply-ahead: a response leaves only after its message is journaled (and committed).
+    // Output sequence == input sequence (one response per message), so gating on the
+    // journaler's sequence is exact.
+    output.add_consumer_gated(&[], &release_gates(config, journaled));
     let (producer, mut consumers) = output.build(|| slots.take());
     let consumer = consumers.pop().expect("response consumer");
     let receiver = ResponseReceiver::new(consumer, wake.clone(), config.max_response_bytes);

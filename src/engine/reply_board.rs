@@ -86,9 +86,10 @@ pub(crate) struct ReplyBoard {
     cells: Box<[ReplyCell]>,
     free: ArrayQueue<u32>,
     signal: Signal,
-    /// Apply-ahead mode: a reply is released once this (the journal's) sequence reaches its
-    /// message. `None` in durable mode: released when written.
-    release_gate: Option<Arc<Sequence>>,
+    /// Apply-ahead mode: a reply is released once these sequences (the journal's, and the
+    /// commit gate when there is one) all reach its message. Empty in durable mode: released
+    /// when written.
+    release_gates: Box<[Arc<Sequence>]>,
     /// Engine stages still running that may write or release replies (business logic and
     /// journaler); 0 once both ended: a reply not released by then never will be.
     running_stages: AtomicU32,
@@ -99,11 +100,11 @@ pub(crate) struct ReplyBoard {
 unsafe impl Sync for ReplyBoard {}
 
 impl ReplyBoard {
-    /// A board of `count` slots taken from `slots`; `release_gate` as on the field.
+    /// A board of `count` slots taken from `slots`; `release_gates` as on the field.
     pub(crate) fn new(
         count: usize,
         mut slots: SlotSource<ResponseSlot>,
-        release_gate: Option<Arc<Sequence>>,
+        release_gates: Vec<Arc<Sequence>>,
     ) -> Self {
         let free = ArrayQueue::new(count.max(1));
         for index in 0..count {
@@ -118,7 +119,7 @@ impl ReplyBoard {
                 .collect(),
             free,
             signal: Signal::default(),
-            release_gate,
+            release_gates: release_gates.into(),
             running_stages: AtomicU32::new(2),
         }
     }
@@ -184,9 +185,9 @@ impl ReplyBoard {
         let written = self.cells[index as usize].state.load(Ordering::Acquire) == READY;
         written
             && self
-                .release_gate
-                .as_ref()
-                .is_none_or(|gate| gate.load_acquire() >= sequence)
+                .release_gates
+                .iter()
+                .all(|gate| gate.load_acquire() >= sequence)
     }
 
     /// The released reply in `index`.
@@ -258,7 +259,7 @@ mod tests {
     use super::*;
 
     fn board(count: usize) -> ReplyBoard {
-        ReplyBoard::new(count, windows_for_tests(count, 8), None)
+        ReplyBoard::new(count, windows_for_tests(count, 8), Vec::new())
     }
 
     #[test]

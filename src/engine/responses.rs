@@ -25,6 +25,12 @@ pub struct ResponseReceiver {
 }
 
 impl ResponseReceiver {
+    /// Halts the output ring from any thread (`Engine::halt`): a business logic waiting for
+    /// room returns at once.
+    pub(crate) fn halt_handle(&self) -> Arc<dyn Fn() + Send + Sync> {
+        self.consumer.halt_handle()
+    }
+
     pub(crate) fn new(
         consumer: Consumer<ResponseSlot>,
         wake: Arc<WakeSlot>,

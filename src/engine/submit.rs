@@ -3,6 +3,7 @@
 
 use super::message::{Envelope, NO_REPLY_SLOT};
 use crate::codec::{self, CodecError};
+use crate::journal::Record;
 use crate::ring::{Gauge, Halted, MultiProducer, Producer, TryPublishError};
 use serde::Serialize;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,6 +29,15 @@ pub enum SubmitError {
     /// The message could not be encoded.
     #[error(transparent)]
     Encode(#[from] CodecError),
+    /// [`Submitter::submit_record`]: the record's sequence is not the one the ring assigns
+    /// next (a gap or a repeat in replicated input); nothing was published.
+    #[error("record {sequence} is out of sequence: the next sequence is {expected}")]
+    OutOfSequence {
+        /// The record's sequence.
+        sequence: u64,
+        /// The sequence the ring assigns next.
+        expected: u64,
+    },
 }
 
 /// Routing and typing of one submitted message.
@@ -113,6 +123,15 @@ impl Input {
                 *last = producer.try_publish_batch(1, fill)?;
                 Ok(*last)
             }
+        }
+    }
+
+    /// The sequence the next publish gets: exact with one producer; with several, as of now
+    /// (another producer may claim it first), and it reads the ring's cursor through a gauge.
+    fn next_sequence(&self) -> u64 {
+        match self {
+            Input::Single(producer) => producer.published() + 1,
+            Input::Multi(producer, _) => producer.gauge().published() + 1,
         }
     }
 
@@ -274,6 +293,41 @@ impl Submitter {
                 .map_err(|_| SubmitError::Stopped)?;
         }
         Ok(last)
+    }
+
+    /// Publishes a record received from a replication leader, keeping its `timestamp_ns`,
+    /// `session_id`, `correlation_id`, `kind`, `version` and payload, so this engine journals
+    /// it byte for byte as the leader did (same CRC, same chain) and applies it the same way.
+    /// Control kinds (from [`CONTROL_KIND_MIN`](super::CONTROL_KIND_MIN)) pass through like
+    /// any other. Waits for room like [`Submitter::submit`]. Refuses with
+    /// [`SubmitError::OutOfSequence`] unless `record.sequence` is the sequence the ring
+    /// assigns next (with `Producers::Multi` that check holds only while no [`Client`]
+    /// submits). The message gets no reply of its own with `Producers::Multi`.
+    ///
+    /// [`Client`]: super::Client
+    pub fn submit_record(&mut self, record: &Record<'_>) -> Result<u64, SubmitError> {
+        self.check(record.payload.len())?;
+        self.check_running()?;
+        let expected = self.producer.next_sequence();
+        if record.sequence != expected {
+            return Err(SubmitError::OutOfSequence {
+                sequence: record.sequence,
+                expected,
+            });
+        }
+        let to = Submission {
+            kind: record.kind,
+            version: record.version,
+            session_id: record.session_id,
+            correlation_id: record.correlation_id,
+        };
+        let (payload, timestamp_ns) = (record.payload, record.timestamp_ns);
+        self.producer
+            .publish(|slot, sequence| {
+                debug_assert_eq!(sequence, expected);
+                fill(slot, sequence, timestamp_ns, to, payload, NO_REPLY_SLOT)
+            })
+            .map_err(|_| SubmitError::Stopped)
     }
 
     /// Publishes a control message asking the business logic to snapshot right after it.

@@ -54,6 +54,25 @@ impl DurableWaker {
     }
 }
 
+impl DurableWaker {
+    /// Advances the commit `gate` to `to` (never backwards: a smaller `to` changes nothing),
+    /// then wakes everyone gated on it. Returns whether the gate moved. For the holder of an
+    /// engine's `Config::commit_gate`, with the waker from `Engine::commit_gate_waker`.
+    pub fn advance(&self, gate: &Sequence, to: u64) -> bool {
+        let mut current = gate.load_acquire();
+        while current < to {
+            match gate.compare_exchange_acq_rel(current, to) {
+                Ok(_) => {
+                    self.wake(gate);
+                    return true;
+                }
+                Err(seen) => current = seen,
+            }
+        }
+        false
+    }
+}
+
 impl From<Arc<Signal>> for DurableWaker {
     fn from(signal: Arc<Signal>) -> Self {
         DurableWaker::new(signal)

@@ -658,6 +658,16 @@ impl<T> Consumer<T> {
         halt(&self.shared);
     }
 
+    /// A handle that halts this ring from any thread (like [`Consumer::halt`]), for a stage
+    /// whose consumer lives on another thread.
+    pub(crate) fn halt_handle(&self) -> Arc<dyn Fn() + Send + Sync>
+    where
+        T: Send + Sync + 'static,
+    {
+        let shared = self.shared.clone();
+        Arc::new(move || halt(&shared))
+    }
+
     /// Tells the producer this consumer will read no more (its owner is going away): from now
     /// on the producer never waits for room, so it cannot block on a reader that is gone
     /// (rtrb's "abandoned"). Its waits return `Err(Halted)` and [`Producer::is_abandoned`]

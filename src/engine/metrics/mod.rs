@@ -232,6 +232,18 @@ impl Metrics {
         &self.0.snapshots
     }
 
+    /// The last sequence the local journal holds durably (under the flush policy), now: one
+    /// Acquire load, no allocation (a replication thread polls it to compute its commit).
+    /// Never held back by a commit gate.
+    pub fn durable_sequence(&self) -> u64 {
+        self.0.positions.durable.load_acquire()
+    }
+
+    /// The last sequence the business logic applied, now: one Acquire load.
+    pub fn applied_sequence(&self) -> u64 {
+        self.0.positions.applied.load_acquire()
+    }
+
     /// Every figure, now. Allocates the returned value (call it from a monitoring thread).
     pub fn read(&self) -> MetricsSnapshot {
         let inner = &*self.0;
