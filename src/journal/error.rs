@@ -117,6 +117,27 @@ pub enum JournalError {
         /// Where the retired segments went.
         where_to: String,
     },
+    /// `JournalWriter::truncate_after` was asked to cut before the journal's first sequence
+    /// (its oldest segment, or its retention marker): the history there is gone. Nothing was
+    /// modified.
+    #[error("cannot truncate after sequence {sequence}: the journal starts at {first_sequence}")]
+    TruncateBeforeStart {
+        /// The sequence after which the cut was asked.
+        sequence: u64,
+        /// The journal's first sequence.
+        first_sequence: u64,
+    },
+    /// A truncation (or finishing an interrupted one) found the segment that must keep the
+    /// record it cuts after unable to: damaged, or without the record.
+    #[error("cannot truncate after sequence {sequence} in {segment}: {reason}")]
+    Truncation {
+        /// The segment that should hold the record.
+        segment: PathBuf,
+        /// The sequence after which the cut was asked.
+        sequence: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// An earlier sync or write failed; the writer refuses to continue. Reopen to recover.
     #[error("journal writer stopped after an earlier failure ({cause}); reopen to recover")]
     Poisoned {

@@ -11,7 +11,8 @@
 //! `io` (the injectable I/O seam), `dir` (names, listing, lock), `prepare` (background spare
 //! segment), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus
 //! corruption), `retention` (retiring old segments, the retention marker), `writer`, `reader`,
-//! `ahead` (the reader's checksums computed ahead on a helper thread).
+//! `ahead` (the reader's checksums computed ahead on a helper thread), `truncate` (cutting a
+//! suffix off for replication).
 
 mod ahead;
 mod chain;
@@ -27,6 +28,7 @@ mod recovery;
 mod retention;
 mod segment;
 mod sync_handle;
+mod truncate;
 mod writer;
 
 pub(crate) use chain::{chain_at, ChainAt};

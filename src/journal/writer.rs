@@ -112,6 +112,8 @@ impl JournalWriter {
         cfg.validate()?;
         std::fs::create_dir_all(&cfg.dir).map_err(file_io(&cfg.dir))?;
         let lock = DirLock::exclusive(&cfg.dir)?;
+        // A truncation recorded but not finished (a crash during it) is finished first.
+        super::truncate::finish_pending(&cfg.dir)?;
         // Scan first: a refused open (corruption) leaves every file as it was.
         let scan = scan(&cfg.dir)?;
         scan.refuse_other_service(&cfg.service_name)?;
@@ -121,6 +123,26 @@ impl JournalWriter {
             lock,
             scan,
         })
+    }
+
+    /// Removes every record after `sequence` from the journal in `dir`, offline, and returns
+    /// how many it removed (replication: a node drops a suffix its cluster never committed).
+    /// Takes the directory lock a writer takes, so it fails with [`JournalError::Locked`]
+    /// while an engine, a writer or a `verify` has the journal open. Segments wholly after the
+    /// cut are deleted; the segment holding `sequence` keeps its records up to it and is
+    /// zeroed after them, so recovery sees a clean end and the next writer appends
+    /// `sequence + 1` with the chain value of `sequence`. Files and the directory are synced;
+    /// the cut is recorded first in `journal.truncating`, so a crash during it is finished by
+    /// the next open or truncation. Refuses with [`JournalError::TruncateBeforeStart`] when
+    /// `sequence + 1` is before the journal's first sequence (retired history); a `sequence`
+    /// at or after the journal's end removes nothing. The retention marker and the session
+    /// epoch file are left as they are. Snapshots after `sequence` are no longer bound to the
+    /// journal: move them aside with [`SnapshotStore::quarantine_after`]. See
+    /// `docs/journal_format.md`, "Truncation (replication)".
+    ///
+    /// [`SnapshotStore::quarantine_after`]: crate::snapshot::SnapshotStore::quarantine_after
+    pub fn truncate_after(dir: &Path, sequence: u64) -> Result<u64, JournalError> {
+        super::truncate::truncate_after(dir, sequence)
     }
 
     /// Sequence of the last record in the journal; 0 when empty. The next append is this + 1.

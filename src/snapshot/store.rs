@@ -146,6 +146,18 @@ impl SnapshotStore {
         Ok(target)
     }
 
+    /// Quarantines (see [`SnapshotStore::quarantine`]) every snapshot taken after `sequence`:
+    /// after `keel::journal::JournalWriter::truncate_after(dir, sequence)` they describe a
+    /// history the journal no longer holds. Nothing is deleted. Returns where they went,
+    /// oldest first.
+    pub fn quarantine_after(&self, sequence: u64) -> Result<Vec<PathBuf>, SnapshotError> {
+        let mut moved = Vec::new();
+        for file in self.list()?.iter().filter(|f| f.sequence > sequence) {
+            moved.push(self.quarantine(file)?);
+        }
+        Ok(moved)
+    }
+
     /// Every snapshot file, oldest first.
     pub fn list(&self) -> Result<Vec<SnapshotFile>, SnapshotError> {
         let mut found = Vec::new();
