@@ -321,3 +321,27 @@ fn apply_ahead_client_replies_wait_for_the_gate_and_halt_stops_the_waiters() {
         assert!(waiter.join().unwrap());
     });
 }
+
+#[test]
+fn snapshots_bind_only_at_sequences_the_gate_released_also_from_a_replica() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut config, gate) = gated(tmp.path(), ApplyMode::Durable);
+    config.snapshot_interval_messages = 4;
+    let store = keel::snapshot::SnapshotStore::open(&config.snapshot_dir, 10).unwrap();
+    let mut engine =
+        Engine::start_with_replica(config, Recorder::default(), Recorder::default).unwrap();
+    let waker = engine.commit_gate_waker().unwrap();
+    let metrics = engine.metrics();
+    let _discarded = engine.take_responses();
+    for i in 1..=10 {
+        engine.submitter().submit(to(1, 1, i), &[5]).unwrap();
+    }
+    assert!(wait_until(|| metrics.durable_sequence() == 10));
+    // The replica follows the journal past the gate and captures at 4 and 8; only 4 may bind.
+    waker.advance(&gate, 5);
+    let snapshots = || -> Vec<u64> { store.list().unwrap().iter().map(|f| f.sequence).collect() };
+    assert!(wait_until(|| snapshots() == [4]), "{:?}", snapshots());
+    let processor = engine.halt().unwrap();
+    assert_eq!(processor.applied, 5);
+    assert_eq!(snapshots(), [4], "nothing beyond the gate");
+}
