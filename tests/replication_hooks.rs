@@ -120,8 +120,12 @@ fn receive(rx: &mut ResponseReceiver, count: usize) -> Vec<u64> {
     got
 }
 
+/// One journal record, owned: sequence, timestamp, session, correlation, kind, version,
+/// payload.
+type Owned = (u64, u64, u64, u64, u16, u16, Vec<u8>);
+
 /// Every record of the journal in `dir`, owned.
-fn records(dir: &Path) -> Vec<(u64, u64, u64, u64, u16, u16, Vec<u8>)> {
+fn records(dir: &Path) -> Vec<Owned> {
     let mut reader = JournalReader::open(dir).unwrap();
     let mut out = Vec::new();
     while let Some(r) = reader.next().unwrap() {
