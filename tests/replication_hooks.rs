@@ -349,3 +349,18 @@ fn snapshots_bind_only_at_sequences_the_gate_released_also_from_a_replica() {
     assert_eq!(processor.applied, 5);
     assert_eq!(snapshots(), [4], "nothing beyond the gate");
 }
+
+#[test]
+fn a_gated_engine_dropped_with_messages_held_back_halts_instead_of_waiting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _gate) = gated(tmp.path(), ApplyMode::Durable);
+    let mut engine = Engine::start(config, Recorder::default()).unwrap();
+    let metrics = engine.metrics();
+    for i in 1..=3 {
+        engine.submitter().submit(to(1, 1, i), &[6]).unwrap();
+    }
+    assert!(wait_until(|| metrics.durable_sequence() == 3));
+    drop(engine);
+    let engine = Engine::start(self::config(tmp.path()), Recorder::default()).unwrap();
+    assert_eq!(engine.recovered_sequence(), 3);
+}

@@ -423,6 +423,11 @@ impl<P: Processor> Engine<P> {
 impl<P: Processor> Drop for Engine<P> {
     fn drop(&mut self) {
         if self.logic.is_some() {
+            // A gate may never release what is published: dropped, a gated engine halts
+            // (everything journaled stays) instead of waiting for it.
+            if self.gate_waker.is_some() {
+                self.halts.iter().for_each(|halt| halt());
+            }
             if let Err(e) = self.stop() {
                 tracing::error!(error = %e, "engine stopped with an error");
             }
