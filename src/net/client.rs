@@ -177,6 +177,7 @@ fn reply_of(frame: Frame<'_>) -> Result<Reply<'_>, ClientError> {
                 Status::Accepted => ReplyStatus::Accepted,
                 Status::Rejected => ReplyStatus::Rejected(r.reason),
                 Status::Failed => ReplyStatus::Failed,
+                Status::AlreadyAnswered => ReplyStatus::Refused(ErrorCode::ALREADY_ANSWERED),
             },
             kind: r.kind,
             payload: r.payload,

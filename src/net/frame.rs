@@ -140,6 +140,15 @@ impl ErrorCode {
     pub const SNAPSHOT_BUSY: ErrorCode = ErrorCode(36);
     /// The requested snapshot could not be written (the server's log says why).
     pub const SNAPSHOT_FAILED: ErrorCode = ErrorCode(37);
+    /// An exactly-once request id that was applied before, whose reply the server no longer
+    /// holds: not applied again (docs/PROTOCOL.md, "Exactly once").
+    pub const ALREADY_ANSWERED: ErrorCode = ErrorCode(38);
+    /// This server is not the cluster's leader and does not take requests; the text names the
+    /// leader's client address when known (`leader=HOST:PORT`).
+    pub const NOT_LEADER: ErrorCode = ErrorCode(39);
+    /// Another connection declared this connection's client id (the client reconnected):
+    /// this older one is closed.
+    pub const REPLACED: ErrorCode = ErrorCode(12);
 
     /// Whether the server closes the connection after sending it.
     pub fn is_fatal(self) -> bool {
@@ -148,7 +157,7 @@ impl ErrorCode {
 
     /// The name docs/PROTOCOL.md uses, or `"UNKNOWN"`.
     pub fn name(self) -> &'static str {
-        const NAMES: [&str; 12] = [
+        const NAMES: [&str; 13] = [
             "UNKNOWN",
             "FRAME_TOO_LARGE",
             "MALFORMED",
@@ -161,19 +170,22 @@ impl ErrorCode {
             "READ_TIMEOUT",
             "SLOW_CONSUMER",
             "SERVER_STOPPING",
+            "REPLACED",
         ];
-        const REQUEST_NAMES: [&str; 6] = [
+        const REQUEST_NAMES: [&str; 8] = [
             "UNKNOWN_KIND",
             "UNSUPPORTED_VERSION",
             "UNDECODABLE",
             "PAYLOAD_TOO_LARGE",
             "SNAPSHOT_BUSY",
             "SNAPSHOT_FAILED",
+            "ALREADY_ANSWERED",
+            "NOT_LEADER",
         ];
         let n = usize::from(self.0);
         match n {
-            1..=11 => NAMES[n],
-            32..=37 => REQUEST_NAMES[n - 32],
+            1..=12 => NAMES[n],
+            32..=39 => REQUEST_NAMES[n - 32],
             _ => NAMES[0],
         }
     }
