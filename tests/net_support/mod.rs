@@ -180,9 +180,18 @@ pub fn raw(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// A `HELLO` without a client id.
+pub fn hello(protocol_version: u16, token: &[u8]) -> frame::Hello<'_> {
+    frame::Hello {
+        protocol_version,
+        token,
+        client_id: 0,
+    }
+}
+
 pub fn send_hello(s: &mut TcpStream, version: u16, token: &[u8]) {
     let mut buf = [0u8; 512];
-    let n = frame::encode_hello(&mut buf, version, token).unwrap();
+    let n = frame::encode_hello(&mut buf, &hello(version, token)).unwrap();
     s.write_all(&buf[..n]).unwrap();
 }
 
