@@ -7,11 +7,16 @@
 //!
 //! Module map: `election` (openraft: who leads, in which term), `data` (the data plane:
 //! shipping, following, acknowledgements, commit, promotion), `node` (a cluster node: its
-//! engine and its role, driven by leadership reports).
+//! engine and its role, driven by leadership reports), `acceptor` (the cluster address: one
+//! acceptor routing each connection by its channel byte), `cluster` (a whole node: election,
+//! data plane and the client-facing server while leading).
 
+pub mod acceptor;
+pub mod cluster;
 pub mod data;
 pub mod election;
 pub mod node;
 
+pub use cluster::{Cluster, ClusterConfig, ClusterError, ClusterEvent};
 pub use data::AckPolicy;
 pub use node::{Leadership, LeaderHandle, Node, NodeConfig, NodeError, NodeStatus, Peer, Role};

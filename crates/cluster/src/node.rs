@@ -454,6 +454,28 @@ impl<P: Processor> Node<P> {
         }
     }
 
+    /// For a client-facing server: the engine's submitter and response receiver, while this
+    /// node leads `term` (checked under the role's lock, so a step-down cannot slip between).
+    /// The server then submits clients' messages itself; the commit gate still holds their
+    /// responses until the ack policy holds. `None` if this node does not lead `term` (or the
+    /// parts were taken already). A step-down halts the engine, which ends that server's
+    /// input and output; the follower's engine started next has its own parts.
+    pub fn take_client_parts(
+        &self,
+        term: u64,
+    ) -> Option<(keel::Submitter, keel::engine::ResponseReceiver)> {
+        let state = lock(&self.shared.state);
+        let leads = state.role == Role::Leader
+            && state.term == term
+            && state.run.as_ref().is_some_and(|run| run.running());
+        if !leads {
+            return None;
+        }
+        let parts = self.shared.local().take_client_parts();
+        drop(state);
+        parts
+    }
+
     /// The handle that submits while this node leads.
     pub fn leader_handle(&self) -> LeaderHandle<P> {
         LeaderHandle {

@@ -100,7 +100,11 @@ impl LeaderRun {
     }
 
     fn commit_loop<P: Processor>(&self, node: &Shared<P>) {
-        let (gate, waker) = node.local().gate_handle();
+        let (gate, waker, input) = {
+            let local = node.local();
+            let (gate, waker) = local.gate_handle();
+            (gate, waker, local.input_gauge().clone())
+        };
         let metrics = node.metrics();
         let mut matched = vec![0u64; self.matched.len()];
         while self.running() {
@@ -123,7 +127,10 @@ impl LeaderRun {
                     continue;
                 }
             }
-            if durable < self.published.load(Ordering::Acquire) {
+            // A client-facing server submits straight into the engine: its ring's position
+            // counts as published too.
+            let published = self.published.load(Ordering::Acquire).max(input.published());
+            if durable < published {
                 std::thread::sleep(Duration::from_micros(20));
             } else {
                 std::thread::park_timeout(COMMITTER_PARK);

@@ -4,13 +4,15 @@
 //! terms file.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use keel::engine::{Metrics, Response, SubmitError};
 use keel::journal::{DurableWaker, JournalWriter, Record};
-use keel::ring::Sequence;
+use keel::engine::ResponseReceiver;
+use keel::ring::{Gauge, Sequence};
 use keel::snapshot::SnapshotStore;
 use keel::{Config, Engine, Processor, Submission, Submitter};
 
@@ -49,7 +51,8 @@ pub struct Local<P: Processor> {
     sink: ResponseSink,
     engine: Option<Engine<P>>,
     submitter: Option<Submitter>,
-    pump: Option<JoinHandle<()>>,
+    pump: Option<Pump>,
+    input: Gauge,
     gate: Arc<Sequence>,
     waker: Option<DurableWaker>,
     metrics: Metrics,
@@ -70,20 +73,11 @@ impl<P: Processor> Local<P> {
         debug_assert_eq!(last_sequence, engine.recovered_sequence());
         let terms = Terms::open(&config.journal_dir, last_sequence)?;
         let submitter = engine.take_submitter();
-        let pump = engine.take_responses().map(|mut receiver| {
-            let sink = sink.clone();
-            std::thread::Builder::new()
-                .name("keel-data-responses".into())
-                .spawn(move || loop {
-                    let deadline = Some(Instant::now() + Duration::from_millis(50));
-                    let poll = receiver.poll(deadline, |r| sink(r));
-                    if matches!(poll, keel::ring::Poll::Closed | keel::ring::Poll::Halted) {
-                        return;
-                    }
-                })
-                .expect("spawn the response pump")
-        });
+        let pump = engine
+            .take_responses()
+            .map(|receiver| Pump::start(receiver, sink.clone()));
         Ok(Local {
+            input: engine.input_gauge().clone(),
             waker: engine.commit_gate_waker(),
             metrics: engine.metrics(),
             config,
@@ -117,6 +111,22 @@ impl<P: Processor> Local<P> {
     /// Term of the last term record held.
     pub fn last_term(&self) -> u64 {
         self.terms.last_term()
+    }
+
+    /// The engine's input ring positions (what was published into it, by whoever holds the
+    /// submitter).
+    pub fn input_gauge(&self) -> &Gauge {
+        &self.input
+    }
+
+    /// Hands the engine's submitter and response receiver to a client-facing server (a
+    /// leader that serves): the response pump stops first. `None` if either is gone (taken
+    /// already, or the engine is down). The next engine start (restart, truncation) has its
+    /// own again.
+    pub fn take_client_parts(&mut self) -> Option<(Submitter, ResponseReceiver)> {
+        let receiver = self.pump.take()?.stop()?;
+        let submitter = self.submitter.take()?;
+        Some((submitter, receiver))
     }
 
     /// The commit gate (its current value).
@@ -235,9 +245,46 @@ impl<P: Processor> Local<P> {
             None => None,
         };
         if let Some(pump) = self.pump.take() {
-            let _ = pump.join();
+            let _ = pump.stop();
         }
         Ok(processor)
+    }
+}
+
+/// Longest park of the response pump between looks at its stop flag.
+const PUMP_PARK: Duration = Duration::from_millis(2);
+
+/// The thread that hands the engine's responses to the sink until stopped (then it gives the
+/// receiver back) or the engine stops.
+struct Pump {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Option<ResponseReceiver>>,
+}
+
+impl Pump {
+    fn start(mut receiver: ResponseReceiver, sink: ResponseSink) -> Pump {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("keel-data-responses".into())
+            .spawn(move || loop {
+                if stopped.load(Ordering::Acquire) {
+                    return Some(receiver);
+                }
+                let deadline = Some(Instant::now() + PUMP_PARK);
+                let poll = receiver.poll(deadline, |r| sink(r));
+                if matches!(poll, keel::ring::Poll::Closed | keel::ring::Poll::Halted) {
+                    return None;
+                }
+            })
+            .expect("spawn the response pump");
+        Pump { stop, thread }
+    }
+
+    /// Stops the thread; the receiver back unless the engine's output ended.
+    fn stop(self) -> Option<ResponseReceiver> {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().ok().flatten()
     }
 }
 
