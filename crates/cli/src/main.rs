@@ -19,6 +19,7 @@ mod help_tests;
 mod messages;
 mod metrics_http;
 mod serve;
+mod serve_cluster;
 mod stats;
 mod status_log;
 

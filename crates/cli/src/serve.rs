@@ -61,6 +61,21 @@ pub struct ServeArgs {
     /// (max-connections = 512); flags given here override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// This node's id in its cluster (with --cluster).
+    #[arg(long, value_name = "N", requires = "cluster")]
+    pub node_id: Option<u64>,
+    /// Run as one node of a replicated cluster: every node's id and cluster address
+    /// (election and replication; clients keep using --listen), e.g.
+    /// 1=10.0.0.1:7710,2=10.0.0.2:7710,3=10.0.0.3:7710. This node leads or follows; only the
+    /// leader serves clients. See docs/REPLICATION.md.
+    #[arg(long, value_name = "ID=HOST:PORT,...", value_parser = crate::serve_cluster::parse_members,
+          requires = "node_id", conflicts_with_all = ["snapshot_replica", "metrics_listen"])]
+    pub cluster: Option<crate::serve_cluster::Members>,
+    /// With --cluster: when a client's reply may leave the leader: majority (durable on a
+    /// majority of nodes) | all (on every node) | leader (on the leader alone: a failover
+    /// may lose acknowledged messages).
+    #[arg(long, value_name = "POLICY", default_value = "majority", requires = "cluster")]
+    pub ack_policy: keel_cluster::AckPolicy,
     /// Engine limits and choices.
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -79,7 +94,7 @@ impl ServeArgs {
 
     /// The network settings, with the shared secret resolved from `--token`, `--token-file`
     /// or `KEEL_TOKEN`.
-    fn net_config(&self, token: Option<String>) -> NetConfig {
+    pub(crate) fn net_config(&self, token: Option<String>) -> NetConfig {
         {
             let mut net = NetConfig::default();
             net.listen_addr = self.listen;
@@ -104,6 +119,9 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), String> {
 }
 
 fn serve<A: App>(args: &ServeArgs) -> Result<(), String> {
+    if let (Some(members), Some(node_id)) = (&args.cluster, args.node_id) {
+        return crate::serve_cluster::serve::<A>(args, node_id, members);
+    }
     let config = args.engine.config();
     let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())
         .map_err(|e| e.to_string())?;

@@ -1,0 +1,118 @@
+//! `keel serve --node-id N --cluster 1=H:P,2=H:P,3=H:P`: one node of a replicated cluster
+//! (keel_cluster::Cluster). It serves clients on `--listen` only while it leads, writes its
+//! role events to `<data-dir>/cluster-events.jsonl`, and at shutdown prints the state hash of
+//! everything committed it applied, like a single node.
+
+use crate::messages;
+use crate::serve::ServeArgs;
+use keel_cluster::{Cluster, ClusterConfig};
+use keel_services::App;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+/// The events file's name in the data directory.
+pub const EVENTS_FILE: &str = "cluster-events.jsonl";
+
+/// `--cluster`: node id → cluster address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Members(pub BTreeMap<u64, SocketAddr>);
+
+/// Parses `1=HOST:PORT,2=HOST:PORT,...` (1 to 7 nodes, distinct ids).
+pub fn parse_members(s: &str) -> Result<Members, String> {
+    let mut members = BTreeMap::new();
+    for item in s.split(',').filter(|i| !i.trim().is_empty()) {
+        let (id, address) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?}: expected ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("{id:?}: a node id is a positive integer"))?;
+        if id == 0 {
+            return Err("node ids start at 1".into());
+        }
+        let address = address
+            .trim()
+            .to_socket_addrs()
+            .map_err(|e| format!("{address:?}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{address:?}: no address"))?;
+        if members.insert(id, address).is_some() {
+            return Err(format!("node {id} is listed twice"));
+        }
+    }
+    if members.is_empty() || members.len() > 7 {
+        return Err("a cluster has 1 to 7 nodes".into());
+    }
+    Ok(Members(members))
+}
+
+/// Runs the node until SIGINT, SIGTERM or SIGHUP, then stops it and prints its state hash.
+pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Result<(), String> {
+    if !members.0.contains_key(&node_id) {
+        return Err(format!("--node-id {node_id} is not one of --cluster's nodes"));
+    }
+    let config = args.engine.config();
+    let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())
+        .map_err(|e| e.to_string())?;
+    let data_dir = &args.engine.data_dir;
+    for dir in [&config.journal_dir, &config.snapshot_dir] {
+        std::fs::create_dir_all(dir).map_err(|e| messages::data_dir_failed(data_dir, dir, &e))?;
+    }
+    let mut cluster_config =
+        ClusterConfig::new(node_id, members.0.clone(), config, args.net_config(token));
+    cluster_config.ack_policy = args.ack_policy;
+    cluster_config.events_path = Some(data_dir.join(EVENTS_FILE));
+    let validate: keel_cluster::cluster::Validate = Arc::new(A::validate);
+    let cluster = Cluster::start(cluster_config, A::default, validate)
+        .map_err(|e| format!("starting cluster node {node_id}: {e}"))?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = stop.send(());
+    }) {
+        tracing::warn!(error = %e, "could not install the SIGINT/SIGTERM/SIGHUP handler");
+    }
+    eprintln!(
+        "keel serve: {} node {node_id} of {} (cluster address {}, ack policy {}); serves \
+         clients on {} while it leads",
+        A::NAME,
+        members.0.len(),
+        cluster.cluster_addr(),
+        args.ack_policy,
+        args.listen
+    );
+    eprintln!(
+        "  events: {} | stop: Ctrl-C",
+        data_dir.join(EVENTS_FILE).display()
+    );
+    let _ = stopped.recv();
+    let status = cluster.node().status();
+    let (state, stats) = cluster
+        .shutdown()
+        .map_err(|e| format!("stopping the node: {e}"))?;
+    eprintln!("stopping: {}", messages::net_summary(&stats));
+    match state {
+        Some(state) => eprintln!(
+            "stopped cleanly; state hash {:#018x} at sequence {}",
+            state.state_hash(),
+            status.applied
+        ),
+        None => eprintln!("stopped; the engine was down"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_parse() {
+        let m = parse_members("1=127.0.0.1:7710,2=127.0.0.1:7711").unwrap();
+        assert_eq!(m.0.len(), 2);
+        assert!(parse_members("1=127.0.0.1:1,1=127.0.0.1:2").is_err());
+        assert!(parse_members("0=127.0.0.1:1").is_err());
+        assert!(parse_members("x").is_err());
+    }
+}
