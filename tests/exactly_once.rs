@@ -48,6 +48,13 @@ fn restart(dir: &Path, addr: SocketAddr, config: impl Fn(&Path) -> keel::Config)
     Node::start(config(dir), net, Counter::default())
 }
 
+/// A window covering the client's whole pipeline: every resent request finds its reply.
+fn wide_window(dir: &Path) -> keel::Config {
+    let mut config = engine_config(dir);
+    (config.dedup_clients, config.dedup_window) = (16, 512);
+    config
+}
+
 #[test]
 fn requests_resent_after_a_replaced_connection_and_a_restart_apply_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,7 +62,7 @@ fn requests_resent_after_a_replaced_connection_and_a_restart_apply_once() {
         delay: Duration::from_micros(300),
         ..Counter::default()
     };
-    let node = Node::start(engine_config(dir.path()), net_config(), slow);
+    let node = Node::start(wide_window(dir.path()), net_config(), slow);
     let addr = node.addr;
     let mut client = exactly_once(&[addr], 77);
     const N: u64 = 300;
@@ -78,7 +85,7 @@ fn requests_resent_after_a_replaced_connection_and_a_restart_apply_once() {
     intruder.close();
     // Kill the node mid-stream and start it again on the same journal and port.
     node.stop();
-    let node = restart(dir.path(), addr, engine_config);
+    let node = restart(dir.path(), addr, wide_window);
     take(&mut client, (N - 110) as usize, &mut replies);
     let mut total = 0;
     let mut last_sequence = 0;
@@ -90,8 +97,11 @@ fn requests_resent_after_a_replaced_connection_and_a_restart_apply_once() {
         assert!(reply.sequence > last_sequence);
         last_sequence = reply.sequence;
     }
+    // Requests were resent and journaled again, and none applied twice.
+    let journaled = node.engine.journaled_sequence();
     let (state, _) = node.stop();
     assert_eq!((state.total, state.applied), (N * (N + 1) / 2, N));
+    assert!(journaled > N, "resent requests journaled: {journaled}");
 }
 
 #[test]
