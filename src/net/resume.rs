@@ -328,9 +328,7 @@ fn reach(
         };
         match Client::connect_as(addr, resume.token.as_deref(), resume.client_id) {
             Ok(client) => return Ok((client, index)),
-            Err(error) if error.code().is_some_and(|code| !reconnects(code)) => {
-                return Err(error)
-            }
+            Err(error) if error.code().is_some_and(|code| !reconnects(code)) => return Err(error),
             Err(error) => last = Some(error),
         }
     }

@@ -21,7 +21,12 @@ pub struct ClientArgs {
     /// Server address; a cluster's client addresses separated by commas (the client finds
     /// the leader, follows its redirects, and after a lost connection or a failover resends
     /// what was not answered, with the same ids).
-    #[arg(long, value_name = "ADDR,...", value_delimiter = ',', default_value = "127.0.0.1:7700")]
+    #[arg(
+        long,
+        value_name = "ADDR,...",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7700"
+    )]
     pub connect: Vec<String>,
     /// Exactly-once client id (1 to 2^63-1); a duplicate of an answered request is never
     /// applied twice. Default: a random one. A later process reusing an id continues with
