@@ -48,6 +48,13 @@ fn restart(dir: &Path, addr: SocketAddr, config: impl Fn(&Path) -> keel::Config)
     Node::start(config(dir), net, Counter::default())
 }
 
+/// A window covering the client's whole pipeline: every resent request finds its reply.
+fn wide_window(dir: &Path) -> keel::Config {
+    let mut config = engine_config(dir);
+    (config.dedup_clients, config.dedup_window) = (16, 512);
+    config
+}
+
 #[test]
 fn requests_resent_after_a_replaced_connection_and_a_restart_apply_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,7 +62,7 @@ fn requests_resent_after_a_replaced_connection_and_a_restart_apply_once() {
         delay: Duration::from_micros(300),
         ..Counter::default()
     };
-    let node = Node::start(engine_config(dir.path()), net_config(), slow);
+    let node = Node::start(wide_window(dir.path()), net_config(), slow);
     let addr = node.addr;
     let mut client = exactly_once(&[addr], 77);
     const N: u64 = 300;
@@ -65,7 +72,7 @@ fn requests_resent_after_a_replaced_connection_and_a_restart_apply_once() {
     }
     client.flush().unwrap();
     let mut replies = Vec::new();
-    let mut take = |client: &mut Client, n: usize, replies: &mut Vec<OwnedReply>| {
+    let take = |client: &mut Client, n: usize, replies: &mut Vec<OwnedReply>| {
         for _ in 0..n {
             replies.push(client.recv().expect("answer").owned());
         }
@@ -78,7 +85,7 @@ fn requests_resent_after_a_replaced_connection_and_a_restart_apply_once() {
     intruder.close();
     // Kill the node mid-stream and start it again on the same journal and port.
     node.stop();
-    let node = restart(dir.path(), addr, engine_config);
+    let node = restart(dir.path(), addr, wide_window);
     take(&mut client, (N - 110) as usize, &mut replies);
     let mut total = 0;
     let mut last_sequence = 0;
@@ -90,8 +97,11 @@ fn requests_resent_after_a_replaced_connection_and_a_restart_apply_once() {
         assert!(reply.sequence > last_sequence);
         last_sequence = reply.sequence;
     }
+    // Requests were resent and journaled again, and none applied twice.
+    let journaled = node.engine.journaled_sequence();
     let (state, _) = node.stop();
     assert_eq!((state.total, state.applied), (N * (N + 1) / 2, N));
+    assert!(journaled > N, "resent requests journaled: {journaled}");
 }
 
 #[test]
@@ -103,7 +113,11 @@ fn deduplication_survives_restart_from_a_snapshot_and_from_a_full_replay() {
     assert_eq!(client.session_id(), 1 << 63 | 5);
     let first = add_as(&mut client, 10, 5);
     let second = add_as(&mut client, 11, 7);
-    assert_eq!(add_as(&mut client, 10, 5), first, "a duplicate on the same connection");
+    assert_eq!(
+        add_as(&mut client, 10, 5),
+        first,
+        "a duplicate on the same connection"
+    );
     client.close();
     let (state, _) = node.stop(); // takes a snapshot on shutdown
     assert_eq!(state.total, 12);
@@ -147,24 +161,46 @@ fn a_duplicate_beyond_the_window_is_refused_not_applied() {
         add_as(&mut client, id, id);
     }
     let refused = add_as(&mut client, 1, 1);
-    assert_eq!(refused.status, ReplyStatus::Refused(ErrorCode::ALREADY_ANSWERED));
+    assert_eq!(
+        refused.status,
+        ReplyStatus::Refused(ErrorCode::ALREADY_ANSWERED)
+    );
     assert_eq!(total_of(&add_as(&mut client, 4, 4)), 10, "still held");
     // A reply larger than dedup_reply_bytes is not held: its duplicate is refused too.
-    client.queue_with_id(5, BIG, 1, &100u32.to_le_bytes()).unwrap();
+    client
+        .queue_with_id(5, BIG, 1, &100u32.to_le_bytes())
+        .unwrap();
     assert_eq!(client.recv().unwrap().payload.len(), 100);
-    client.queue_with_id(5, BIG, 1, &100u32.to_le_bytes()).unwrap();
+    client
+        .queue_with_id(5, BIG, 1, &100u32.to_le_bytes())
+        .unwrap();
     let reply = client.recv().unwrap();
-    assert_eq!(reply.status, ReplyStatus::Refused(ErrorCode::ALREADY_ANSWERED));
+    assert_eq!(
+        reply.status,
+        ReplyStatus::Refused(ErrorCode::ALREADY_ANSWERED)
+    );
     client.close();
     let (state, _) = node.stop();
-    assert_eq!((state.total, state.applied), (10, 5), "nothing applied twice");
+    assert_eq!(
+        (state.total, state.applied),
+        (10, 5),
+        "nothing applied twice"
+    );
 }
 
 #[test]
 fn a_follower_redirects_and_the_client_follows() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Node::start(engine_config(dir_a.path()), net_config(), Counter::default());
-    let b = Node::start(engine_config(dir_b.path()), net_config(), Counter::default());
+    let a = Node::start(
+        engine_config(dir_a.path()),
+        net_config(),
+        Counter::default(),
+    );
+    let b = Node::start(
+        engine_config(dir_b.path()),
+        net_config(),
+        Counter::default(),
+    );
     let gate = a.server.leadership();
     assert!(gate.is_leader(), "a server alone leads");
     gate.set_leader(Some(b.addr));
@@ -209,7 +245,8 @@ fn a_version_1_client_is_served_without_a_client_id() {
     assert_eq!(welcome.protocol_version, 1);
     assert_eq!(welcome.session_id >> 63, 0);
     use std::io::Write;
-    s.write_all(&request_bytes(1, ADD, 1, &4u64.to_le_bytes())).unwrap();
+    s.write_all(&request_bytes(1, ADD, 1, &4u64.to_le_bytes()))
+        .unwrap();
     let body = read_frame(&mut s).expect("response");
     assert!(matches!(frame::decode(&body), Ok(Frame::Response(r)) if r.correlation_id == 1));
     drop(s);

@@ -654,4 +654,37 @@ mod tests {
         }
         assert_eq!(n, 16);
     }
+
+    /// Instructions per message of the table, under cachegrind (docs/engine.md, "What it
+    /// costs"): `KEEL_DEDUP_COST=MODE,N` with MODE `plain` (no client id: `apply_message`
+    /// only), `fresh` (a new request of one of 64 clients) or `replay` (a duplicate answered
+    /// from the window); run with N and 2N, the difference over N is one message.
+    #[test]
+    #[ignore = "a cachegrind probe, run by hand"]
+    fn cost_probe() {
+        let spec = std::env::var("KEEL_DEDUP_COST").unwrap_or_else(|_| "fresh,1000".into());
+        let (mode, n) = spec.split_once(',').expect("MODE,N");
+        let n: u64 = n.parse().expect("N");
+        let (mut p, mut t) = (Sum::default(), DedupTable::new(DedupLimits {
+            clients: 1024,
+            window: 8,
+            reply_bytes: 256,
+        }));
+        let mut buf = [0u8; 64];
+        for seq in 1..=n {
+            let (session_id, correlation_id) = match mode {
+                "plain" => (seq, seq),
+                "fresh" => (CLIENT_SESSION_FLAG | (seq % 64 + 1), seq),
+                _ => (CLIENT_SESSION_FLAG | 1, 1),
+            };
+            let header = MessageHeader {
+                sequence: seq,
+                session_id,
+                correlation_id,
+                ..MessageHeader::default()
+            };
+            let message = Message { header, payload: &[1] };
+            std::hint::black_box(apply_once(&mut p, &mut t, &message, &mut buf));
+        }
+    }
 }

@@ -89,11 +89,6 @@ impl Invalid {
     }
 }
 
-/// A validator that accepts every request (the business logic sees everything).
-pub fn accept_all(_kind: u16, _version: u16, _payload: &[u8]) -> Result<(), Invalid> {
-    Ok(())
-}
-
 /// Checks that `payload` decodes exactly as a `T` with keel's codec: a building block for
 /// application validators.
 pub fn decodes_as<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<(), Invalid> {

@@ -29,7 +29,7 @@ mod stats;
 pub use client::{
     Client, ClientError, ClientReceiver, ClientSender, OwnedReply, Reply, ReplyStatus,
 };
-pub use config::{accept_all, decodes_as, NetConfig};
+pub use config::{decodes_as, NetConfig};
 pub use frame::{ErrorCode, Welcome};
 pub use leader::LeaderGate;
 pub use server::{Server, StopHandle};

@@ -78,7 +78,7 @@ impl Client {
     /// [`Client::random_client_id`]). The client then keeps every request until it is
     /// answered; when the connection fails, or the server answers `NOT_LEADER`, it reconnects
     /// (to the leader the redirect names, else the next address; at most 40 attempts per call,
-    /// with backoff from 5 ms to 500 ms) and resends them with the same ids, in order. Request
+    /// with backoff from 5 ms to 500 ms; this first connection makes two rounds over `addrs`) and resends them with the same ids, in order. Request
     /// ids start at the current time in nanoseconds, so a process that reuses its client id
     /// continues above the ids of its predecessor. Replies keep coming in request order; a
     /// resent request the server applied before is answered with its original reply, or
@@ -102,7 +102,9 @@ impl Client {
             head: 0,
             pending: VecDeque::new(),
         };
-        let (mut client, current) = reach(&resume, 0, None)?;
+        // One round over the addresses, twice: a refused start fails fast.
+        let attempts = 2 * resume.addrs.len() as u32;
+        let (mut client, current) = reach(&resume, 0, None, attempts)?;
         client.resume = Some(Box::new(Resume { current, ..resume }));
         let first_id = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -255,7 +257,7 @@ impl Client {
             Some(_) => resume.current,
             None => resume.current + 1,
         };
-        let result = reach(&resume, next, leader).and_then(|(mut fresh, current)| {
+        let result = reach(&resume, next, leader, MAX_ATTEMPTS).and_then(|(mut fresh, current)| {
             fresh.sender.buf.clear();
             fresh
                 .sender
@@ -289,7 +291,10 @@ impl Client {
 fn reconnects(code: ErrorCode) -> bool {
     !matches!(
         code,
-        ErrorCode::UNAUTHORIZED | ErrorCode::UNSUPPORTED_PROTOCOL | ErrorCode::MALFORMED
+        ErrorCode::UNAUTHORIZED
+            | ErrorCode::UNSUPPORTED_PROTOCOL
+            | ErrorCode::MALFORMED
+            | ErrorCode::FRAME_TOO_LARGE
     )
 }
 
@@ -298,16 +303,18 @@ fn is_timeout(error: &ClientError) -> bool {
         if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
 }
 
-/// Connects to `leader`, else to the addresses from index `from` on (cycling), with backoff;
-/// the client returned remembers which index answered.
+/// Connects to `leader`, else to the addresses from index `from` on (cycling), with backoff,
+/// in at most `attempts` attempts; returns the client and the index of the address that
+/// answered. A refusal that another attempt cannot cure (`UNAUTHORIZED`) ends it at once.
 fn reach(
     resume: &Resume,
     from: usize,
     leader: Option<SocketAddr>,
+    attempts: u32,
 ) -> Result<(Client, usize), ClientError> {
     let mut backoff = FIRST_BACKOFF;
     let mut last = None;
-    for attempt in 0..MAX_ATTEMPTS {
+    for attempt in 0..attempts {
         if attempt > 0 {
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -321,6 +328,7 @@ fn reach(
         };
         match Client::connect_as(addr, resume.token.as_deref(), resume.client_id) {
             Ok(client) => return Ok((client, index)),
+            Err(error) if error.code().is_some_and(|code| !reconnects(code)) => return Err(error),
             Err(error) => last = Some(error),
         }
     }

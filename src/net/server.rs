@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 /// receiver, and sets the receiver's wake hook to its own waker.
 ///
 /// ```no_run
-/// # use keel::net::{accept_all, NetConfig, Server};
+/// # use keel::net::{NetConfig, Server};
 /// # use keel::{Config, Engine, Message, Outcome, Output, Processor};
 /// # #[derive(Default)] struct App;
 /// # impl Processor for App {
@@ -33,6 +33,7 @@ use std::thread::JoinHandle;
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut engine = Engine::start(Config::default(), App)?; // recovers, then runs
+/// let accept_all = |_: u16, _: u16, _: &[u8]| Ok(()); // or the app's validator
 /// let server = Server::start(NetConfig::default(), &mut engine, accept_all)?; // binds, serves
 /// let stop = server.stop_handle(); // e.g. moved into a Ctrl-C handler: `stop.stop()`
 /// # stop.stop();
