@@ -145,13 +145,17 @@ pub(crate) struct Shared<P: Processor> {
     pub(crate) peers: Vec<Peer>,
     pub(crate) policy: AckPolicy,
     pub(crate) client_address: String,
+    /// The engine's journal directory (shippers read it without the engine's lock).
+    pub(crate) journal_dir: std::path::PathBuf,
+    /// Records a follower is sent beyond what it may apply (half its ring).
+    pub(crate) window: u64,
     local: Mutex<Local<P>>,
     metrics: Mutex<Metrics>,
     state: Mutex<State>,
     fence: AtomicU64,
     follow_generation: AtomicU64,
-    /// The term this node leads (0: it does not).
-    leading_term: AtomicU64,
+    /// The term this node leads (0: it does not); shared with the response filter.
+    leading_term: Arc<AtomicU64>,
     fed: AtomicU64,
     commit: AtomicU64,
     stopping: AtomicBool,
@@ -304,20 +308,39 @@ impl<P: Processor> LeaderHandle<P> {
         if to.kind >= keel::engine::CONTROL_KIND_MIN {
             return Err(NodeError::ControlKind(to.kind));
         }
-        let state = lock(&self.shared.state);
-        let run = match (&state.role, &state.run) {
-            (Role::Leader, Some(run)) if run.running() => run.clone(),
-            _ => {
-                return Err(NodeError::NotLeader {
-                    leader: state.leader,
-                })
+        let run = {
+            let state = lock(&self.shared.state);
+            match (&state.role, &state.run) {
+                (Role::Leader, Some(run)) if run.running() => run.clone(),
+                _ => {
+                    return Err(NodeError::NotLeader {
+                        leader: state.leader,
+                    })
+                }
             }
         };
-        let sequence = self.shared.local().submit(to, payload)?;
-        drop(state);
-        run.published.fetch_max(sequence, Ordering::AcqRel);
-        run.poke();
-        Ok(sequence)
+        // Never block holding the engine's lock: a full ring waits on the gate, and a
+        // deposition needs the lock to halt the engine.
+        let mut backoff = Duration::from_micros(10);
+        loop {
+            if !run.running() {
+                return Err(NodeError::NotLeader { leader: None });
+            }
+            match self.shared.local().try_submit(to, payload) {
+                Ok(sequence) => {
+                    self.shared.set_fed(sequence);
+                    run.published.fetch_max(sequence, Ordering::AcqRel);
+                    run.poke();
+                    return Ok(sequence);
+                }
+                Err(SubmitError::Full) => {
+                    run.poke();
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Whether this node leads now.
@@ -378,13 +401,23 @@ impl<P: Processor> Node<P> {
         responses: ResponseSink,
     ) -> Result<Self, NodeError> {
         let make: MakeProcessor<P> = Arc::new(make);
-        let local = Local::start(config.engine.clone(), make, responses)?;
+        let leading_term = Arc::new(AtomicU64::new(0));
+        let leads = leading_term.clone();
+        // A follower's engine answers no one: only a leader's responses go out.
+        let filtered: ResponseSink = Arc::new(move |response| {
+            if leads.load(Ordering::Acquire) != 0 {
+                responses(response);
+            }
+        });
+        let local = Local::start(config.engine.clone(), make, filtered)?;
         let (events, rx) = channel();
         let shared = Arc::new(Shared {
             id: config.id,
             peers: config.peers,
             policy: config.ack_policy,
             client_address: config.client_address,
+            journal_dir: config.engine.journal_dir.clone(),
+            window: (config.engine.ring_capacity / 2) as u64,
             metrics: Mutex::new(local.metrics().clone()),
             fence: AtomicU64::new(local.last_term()),
             fed: AtomicU64::new(local.end().0),
@@ -397,7 +430,7 @@ impl<P: Processor> Node<P> {
                 run: None,
             }),
             follow_generation: AtomicU64::new(0),
-            leading_term: AtomicU64::new(0),
+            leading_term,
             commit: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             events: Mutex::new(events),

@@ -30,7 +30,7 @@ const ACK_HEARTBEAT: Duration = Duration::from_millis(50);
 pub(crate) fn serve<P: Processor>(node: &Arc<Shared<P>>, stream: TcpStream) -> Result<(), DataError> {
     let mut reader = FrameReader::new(stream.try_clone()?, Some(POLL))?;
     let writer = Arc::new(Mutex::new(FrameWriter::new(stream.try_clone()?)?));
-    let (term, leader_id) = read_hello(&mut reader)?;
+    let (term, leader_id, term_start) = read_hello(&mut reader)?;
     let generation = match node.begin_follow(term, leader_id, &stream) {
         Ok(generation) => generation,
         Err(fence) => {
@@ -48,6 +48,8 @@ pub(crate) fn serve<P: Processor>(node: &Arc<Shared<P>>, stream: TcpStream) -> R
         term,
         generation,
         acker: acker.thread().clone(),
+        floor: term_start.saturating_sub(1),
+        known_commit: 0,
     };
     let result = session.run(&mut reader);
     stop.store(true, Ordering::Release);
@@ -62,13 +64,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn read_hello(reader: &mut FrameReader) -> Result<(u64, u64), DataError> {
+fn read_hello(reader: &mut FrameReader) -> Result<(u64, u64, u64), DataError> {
     let deadline = Instant::now() + REPLY_TIMEOUT;
     loop {
         match reader.read_frame()? {
             Some(Frame::Hello {
-                term, leader_id, ..
-            }) => return Ok((term, leader_id)),
+                term,
+                leader_id,
+                term_start,
+                ..
+            }) => return Ok((term, leader_id, term_start)),
             Some(_) => return Err(DataError::Protocol("the first frame must be HELLO")),
             None if Instant::now() >= deadline => return Err(DataError::Timeout("HELLO")),
             None => {}
@@ -107,6 +112,12 @@ struct Session<'a, P: Processor> {
     term: u64,
     generation: u64,
     acker: std::thread::Thread,
+    /// Records up to here are earlier terms' history in the leader's journal: applied as
+    /// soon as held (the ring must drain for the leader's term record to arrive; a node
+    /// whose history later diverges is reset by TRUNCATE).
+    floor: u64,
+    /// The leader's commit, as last received.
+    known_commit: u64,
 }
 
 impl<P: Processor> Session<'_, P> {
@@ -150,10 +161,11 @@ impl<P: Processor> Session<'_, P> {
         if !self.node.is_following(self.generation) {
             return Err(DataError::Superseded);
         }
+        local.advance_gate(commit.max(self.floor));
         append_checked(&mut local, count, records)?;
         self.node.set_fed(local.end().0);
-        local.advance_gate(commit);
         drop(local);
+        self.known_commit = self.known_commit.max(commit);
         self.node.note_commit(commit);
         self.acker.unpark();
         Ok(())
@@ -161,7 +173,8 @@ impl<P: Processor> Session<'_, P> {
 
     fn on_commit(&mut self, term: u64, commit: u64) -> Result<(), DataError> {
         self.check_term(term)?;
-        self.node.local().advance_gate(commit);
+        self.node.local().advance_gate(commit.max(self.floor));
+        self.known_commit = self.known_commit.max(commit);
         self.node.note_commit(commit);
         Ok(())
     }
@@ -180,7 +193,7 @@ impl<P: Processor> Session<'_, P> {
     fn on_truncate(&mut self, after: u64) -> Result<(), DataError> {
         {
             let mut local = self.node.local();
-            let commit = local.gate().min(local.end().0);
+            let commit = self.known_commit.min(local.end().0);
             if after < commit {
                 return Err(DataError::BelowCommit { after, commit });
             }

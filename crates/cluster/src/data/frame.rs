@@ -28,7 +28,7 @@ mod kind {
 
 /// Fixed body sizes (docs/REPLICATION.md byte maps). HELLO and RECORDS are variable: these are
 /// their fixed parts.
-const HELLO_FIXED_BYTES: usize = 2 * size_of::<u64>() + size_of::<u16>();
+const HELLO_FIXED_BYTES: usize = 3 * size_of::<u64>() + size_of::<u16>();
 const POSITION_BYTES: usize = 3 * size_of::<u64>() + size_of::<u32>();
 const SEQUENCE_BYTES: usize = size_of::<u64>();
 const CHAIN_BYTES: usize = size_of::<u64>() + size_of::<u8>() + size_of::<u64>();
@@ -37,7 +37,7 @@ const COMMIT_BYTES: usize = 2 * size_of::<u64>();
 const ACK_BYTES: usize = 3 * size_of::<u64>();
 
 // Why: docs/REPLICATION.md states these sizes; a change here is a wire format change.
-const _: () = assert!(HELLO_FIXED_BYTES == 18 && POSITION_BYTES == 28 && CHAIN_BYTES == 17);
+const _: () = assert!(HELLO_FIXED_BYTES == 26 && POSITION_BYTES == 28 && CHAIN_BYTES == 17);
 const _: () = assert!(RECORDS_FIXED_BYTES == 20 && COMMIT_BYTES == 16 && ACK_BYTES == 24);
 // Why: the address length travels as a u16 and stays short.
 const _: () = assert!(MAX_ADDRESS_BYTES <= u16::MAX as usize);
@@ -62,6 +62,9 @@ pub enum Frame<'a> {
         term: u64,
         /// The leader's node id.
         leader_id: u64,
+        /// Sequence of the leader's term record (0 while it is promoting): records before it
+        /// are earlier terms' history, which the follower may apply as soon as it holds them.
+        term_start: u64,
         /// The leader's client address (for redirects); may be empty.
         client_address: &'a str,
     },
@@ -331,7 +334,8 @@ fn decode_body(k: u8, body: &[u8]) -> Result<Frame<'_>, FrameError> {
 
 fn decode_hello(body: &[u8]) -> Result<Frame<'_>, FrameError> {
     let mut f = at_least(kind::HELLO, body, HELLO_FIXED_BYTES)?;
-    let (term, leader_id, len) = (f.u64(), f.u64(), f.u16() as usize);
+    let (term, leader_id, term_start) = (f.u64(), f.u64(), f.u64());
+    let len = f.u16() as usize;
     let rest = f.rest();
     if rest.len() != len {
         return Err(FrameError::BadLength {
@@ -347,6 +351,7 @@ fn decode_hello(body: &[u8]) -> Result<Frame<'_>, FrameError> {
     Ok(Frame::Hello {
         term,
         leader_id,
+        term_start,
         client_address,
     })
 }
@@ -371,10 +376,11 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
         Frame::Hello {
             term,
             leader_id,
+            term_start,
             client_address,
         } => {
             let address = &client_address.as_bytes()[..client_address.len().min(MAX_ADDRESS_BYTES)];
-            put(out, &[term, leader_id]);
+            put(out, &[term, leader_id, term_start]);
             out.extend_from_slice(&(address.len() as u16).to_le_bytes());
             out.extend_from_slice(address);
         }
@@ -499,6 +505,7 @@ mod tests {
             Frame::Hello {
                 term: 3,
                 leader_id: 2,
+                term_start: 40,
                 client_address: "127.0.0.1:7000",
             },
             Frame::Position {

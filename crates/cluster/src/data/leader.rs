@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
+use keel::journal::DurableWaker;
+use keel::ring::Sequence;
 use keel::Processor;
 
 use super::commit::commit_of;
@@ -42,6 +44,7 @@ impl LeaderRun {
         node: &Arc<Shared<P>>,
         term: u64,
         term_start: u64,
+        gate: (Arc<Sequence>, Option<DurableWaker>),
     ) -> Arc<LeaderRun> {
         let run = Arc::new(LeaderRun {
             term,
@@ -56,7 +59,7 @@ impl LeaderRun {
         });
         let committer = {
             let (node, run) = (node.clone(), run.clone());
-            spawn("keel-data-commit", move || run.commit_loop(&node))
+            spawn("keel-data-commit", move || run.commit_loop(&node, gate))
         };
         let _ = run.committer.set(committer.thread().clone());
         let mut threads = vec![committer];
@@ -99,12 +102,13 @@ impl LeaderRun {
         }
     }
 
-    fn commit_loop<P: Processor>(&self, node: &Shared<P>) {
-        let (gate, waker, input) = {
-            let local = node.local();
-            let (gate, waker) = local.gate_handle();
-            (gate, waker, local.input_gauge().clone())
-        };
+    fn commit_loop<P: Processor>(
+        &self,
+        node: &Shared<P>,
+        (gate, waker): (Arc<Sequence>, Option<DurableWaker>),
+    ) {
+        // What a client-facing server publishes straight into the engine's ring.
+        let input = node.local().input_gauge().clone();
         let metrics = node.metrics();
         let mut matched = vec![0u64; self.matched.len()];
         while self.running() {

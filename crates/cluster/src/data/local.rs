@@ -165,10 +165,11 @@ impl<P: Processor> Local<P> {
         Ok(())
     }
 
-    /// Submits a client's message (leader only; the caller checks).
-    pub fn submit(&mut self, to: Submission, payload: &[u8]) -> Result<u64, SubmitError> {
+    /// Submits a client's message if the ring has room now (leader only; the caller checks,
+    /// and retries on `Full` without holding the lock around this engine).
+    pub fn try_submit(&mut self, to: Submission, payload: &[u8]) -> Result<u64, SubmitError> {
         let submitter = self.submitter.as_mut().ok_or(SubmitError::Stopped)?;
-        submitter.submit(to, payload)
+        submitter.try_submit(to, payload)
     }
 
     /// Appends this term's term record (term, leader id) and records it in the terms file;

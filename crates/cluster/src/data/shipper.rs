@@ -53,7 +53,7 @@ pub(crate) fn run<P: Processor>(node: &Arc<Shared<P>>, run: &Arc<LeaderRun>, ind
 pub(crate) fn connect<P: Processor>(
     node: &Shared<P>,
     address: std::net::SocketAddr,
-    term: u64,
+    (term, term_start): (u64, u64),
 ) -> Result<(FrameReader, FrameWriter, Frame<'static>), DataError> {
     let mut stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?;
     stream.write_all(&[CHANNEL_DATA])?;
@@ -62,6 +62,7 @@ pub(crate) fn connect<P: Processor>(
     writer.send(&Frame::Hello {
         term,
         leader_id: node.id,
+        term_start,
         client_address: &node.client_address,
     })?;
     let answer = expect(&mut reader, |f| match f {
@@ -131,7 +132,7 @@ pub(crate) fn probe(
 
 fn session<P: Processor>(node: &Arc<Shared<P>>, run: &Arc<LeaderRun>, index: usize) -> Result<(), DataError> {
     let peer = &node.peers[index];
-    let (mut reader, mut writer, position) = connect(node, peer.address, run.term)?;
+    let (mut reader, mut writer, position) = connect(node, peer.address, (run.term, run.term_start))?;
     let Frame::Position {
         last_sequence,
         chain,
@@ -141,7 +142,7 @@ fn session<P: Processor>(node: &Arc<Shared<P>>, run: &Arc<LeaderRun>, index: usi
     else {
         unreachable!("connect returns a POSITION")
     };
-    let dir = node.local().journal_dir().to_owned();
+    let dir = node.journal_dir.clone();
     let (local_last, _) = log::end_of(&dir)?;
     let common = common_prefix(&dir, local_last, (last_sequence, chain), |s| {
         probe(&mut reader, &mut writer, s)
@@ -178,7 +179,7 @@ fn ship<P: Processor>(
     (reader, mut writer): (FrameReader, FrameWriter),
     common: u64,
 ) -> Result<(), DataError> {
-    let dir = node.local().journal_dir().to_owned();
+    let dir = node.journal_dir.clone();
     let mut cursor = LogCursor::open(&dir, common + 1)?;
     let shipped = Arc::new(std::sync::atomic::AtomicU64::new(common));
     let broken = Arc::new(AtomicBool::new(false));
@@ -191,9 +192,11 @@ fn ship<P: Processor>(
         }
         let commit = run.commit.load(Ordering::Acquire);
         frame::begin_records(&mut buf, run.term, commit);
+        // The follower's ring must drain: ship no further than it may apply plus a window.
+        let limit = commit.max(run.term_start - 1) + node.window;
         let mut count = 0u32;
         let read = loop {
-            if buf.len() >= BATCH_BYTES {
+            if buf.len() >= BATCH_BYTES || cursor.next_sequence() > limit {
                 break Ok(());
             }
             match cursor.next_into(&mut buf) {

@@ -83,14 +83,14 @@ fn catch_up<P: Processor>(node: &Arc<Shared<P>>, term: u64) -> Result<(), DataEr
     if !still || node.fence() > term || node.stopping.load(Ordering::Acquire) {
         return Err(DataError::Superseded);
     }
-    let term_start = {
+    let (term_start, gate) = {
         let mut local = node.local();
         let start = local.append_term_record(term, node.id)?;
         node.set_fed(start);
-        start
+        (start, local.gate_handle())
     };
     state.role = Role::Leader;
-    state.run = Some(LeaderRun::start(node, term, term_start));
+    state.run = Some(LeaderRun::start(node, term, term_start, gate));
     node.leading_term.store(term, Ordering::Release);
     Ok(())
 }
@@ -102,7 +102,7 @@ fn gather<P: Processor>(node: &Arc<Shared<P>>, term: u64) -> Vec<Answer> {
         let asks: Vec<_> = node
             .peers
             .iter()
-            .map(|peer| scope.spawn(move || connect(node, peer.address, term)))
+            .map(|peer| scope.spawn(move || connect(node, peer.address, (term, 0))))
             .collect();
         asks.into_iter()
             .filter_map(|ask| ask.join().ok()?.ok())
@@ -157,6 +157,9 @@ fn pull<P: Processor>(node: &Arc<Shared<P>>, term: u64, mut source: Answer) -> R
                 ..
             } if t == term => {
                 let mut local = node.local();
+                // Earlier terms' history from the most complete node: applied as held (this
+                // node's ring must drain; see the follower's floor).
+                local.advance_gate(local.end().0 + u64::from(count));
                 Some(append_checked(&mut local, count, records).map(|()| {
                     node.set_fed(local.end().0);
                     None
