@@ -1,7 +1,8 @@
 //! openraft's log and vote, persisted in two atomically replaced files (`vote`, `log`).
 //!
 //! The log holds openraft's own entries only: a blank entry per new leader and the membership
-//! entries, so it stays a few hundred bytes and each change rewrites it whole. The vote is
+//! entries, and a snapshot every few hundred entries purges it: it stays a few KiB and each
+//! change rewrites it whole. The vote is
 //! fsynced before `save_vote` returns, which is before openraft answers the vote request: a
 //! node never grants two votes in one term, even across a crash.
 //!

@@ -74,8 +74,10 @@ pub struct ElectionConfig {
     pub data_dir: PathBuf,
     /// Interval of the leader's heartbeats.
     pub heartbeat_ms: u64,
-    /// A follower that hears no leader for a random time in
-    /// `[election_timeout_min_ms, election_timeout_max_ms)` starts an election.
+    /// A follower that has heard no leader for `election_timeout_max_ms` (openraft's leader
+    /// lease: until then it also refuses other candidates) plus a random time in
+    /// `[election_timeout_min_ms, election_timeout_max_ms)` starts an election. A vote request
+    /// (including the voter's fsync) and a connect get `election_timeout_min_ms` to finish.
     pub election_timeout_min_ms: u64,
     /// See `election_timeout_min_ms`.
     pub election_timeout_max_ms: u64,
@@ -86,7 +88,8 @@ pub struct ElectionConfig {
 }
 
 impl ElectionConfig {
-    /// Defaults: heartbeat every 50 ms, election timeout 300–600 ms.
+    /// Defaults: heartbeat every 50 ms, election timeout 150–300 ms, so a follower starts an
+    /// election 450–600 ms after its leader's last heartbeat.
     pub fn new(
         node_id: u64,
         peers: BTreeMap<u64, SocketAddr>,
@@ -97,8 +100,8 @@ impl ElectionConfig {
             peers,
             data_dir: data_dir.into(),
             heartbeat_ms: 50,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
             snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES,
             log_kept_after_snapshot: LOG_KEPT_AFTER_SNAPSHOT,
         }
