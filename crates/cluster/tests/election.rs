@@ -90,6 +90,25 @@ fn agreement(nodes: &[&Node], within: Duration) -> Option<(u64, u64)> {
     None
 }
 
+/// Waits (parked, bounded) until a node reports a term above `term`: an election began.
+fn first_campaign(nodes: &[&Node], term: u64, within: Duration) -> Option<u64> {
+    let deadline = Instant::now() + within;
+    let max_rounds = within.as_millis() / 5 + 1;
+    for _ in 0..max_rounds {
+        let seen: Vec<Leadership> = nodes.iter().map(|n| n.election().leadership()).collect();
+        if let Some(l) = seen.iter().find(|l| l.term > term) {
+            return Some(l.term);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        nodes[0]
+            .election()
+            .wait_for_change(&seen[0], Duration::from_millis(5));
+    }
+    None
+}
+
 fn running(nodes: &[Node]) -> Vec<&Node> {
     nodes.iter().filter(|n| n.election.is_some()).collect()
 }
@@ -123,12 +142,13 @@ fn failover_then_old_leader_rejoins_as_follower() {
 
     let stopped = Instant::now();
     nodes[old].election.take().unwrap().shutdown();
-    let shutdown_took = stopped.elapsed();
+    let campaign = first_campaign(&running(&nodes), term, AGREE_WITHIN);
+    let detected = stopped.elapsed();
     let (new_term, new_leader) =
         agreement(&running(&nodes), AGREE_WITHIN).expect("a new leader within 10 s");
     eprintln!(
-        "failover: leader {leader} (term {term}) shut down in {shutdown_took:?}; leader {new_leader} \
-         (term {new_term}) agreed {:?} after the shutdown began",
+        "failover: leader {leader} (term {term}) shut down; a vote for term {campaign:?} after \
+         {detected:?}; leader {new_leader} (term {new_term}) agreed after {:?}",
         stopped.elapsed()
     );
     assert_ne!(new_leader, leader);

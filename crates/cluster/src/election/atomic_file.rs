@@ -8,6 +8,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,11 +24,13 @@ pub(crate) const FORMAT_VERSION: u32 = 1;
 pub(crate) const MAX_BODY_BYTES: usize = 16 << 20;
 const _: () = assert!(MAX_BODY_BYTES <= u32::MAX as usize);
 
-/// One atomically replaced file: its path and the magic that names its role.
+/// One atomically replaced file: its path and the magic that names its role. Clones share
+/// one write lock: writers take turns, and each writes the value as it is when its turn comes.
 #[derive(Debug, Clone)]
 pub(crate) struct AtomicFile {
     path: PathBuf,
     magic: [u8; 8],
+    writing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AtomicFile {
@@ -35,6 +38,22 @@ impl AtomicFile {
         Self {
             path: dir.join(name),
             magic,
+            writing: Arc::default(),
+        }
+    }
+
+    /// Replaces the file with `value()` taken under the write lock, so the last write holds
+    /// the newest value; the write and its fsyncs run on the runtime's blocking pool.
+    pub(crate) async fn replace_with(
+        &self,
+        encode: impl FnOnce() -> Result<Vec<u8>, StorageError>,
+    ) -> Result<(), StorageError> {
+        let _turn = self.writing.lock().await;
+        let bytes = encode()?;
+        let file = self.clone();
+        match tokio::task::spawn_blocking(move || file.write(&bytes)).await {
+            Ok(result) => result,
+            Err(e) => Err(StorageError::Interrupted(e.to_string())),
         }
     }
 
@@ -76,7 +95,8 @@ impl AtomicFile {
     }
 
     /// Replaces the file with `bytes` (from [`Self::encode`]): durable when this returns.
-    pub(crate) fn write(&self, bytes: &[u8]) -> Result<(), StorageError> {
+    /// Blocking, and not serialized with other writers: [`Self::replace_with`] is both.
+    fn write(&self, bytes: &[u8]) -> Result<(), StorageError> {
         let tmp = self.path.with_extension("tmp");
         let mut f = OpenOptions::new()
             .write(true)

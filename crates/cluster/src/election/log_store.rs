@@ -1,7 +1,8 @@
 //! openraft's log and vote, persisted in two atomically replaced files (`vote`, `log`).
 //!
 //! The log holds openraft's own entries only: a blank entry per new leader and the membership
-//! entries, so it stays a few hundred bytes and each change rewrites it whole. The vote is
+//! entries, and a snapshot every few hundred entries purges it: it stays a few KiB and each
+//! change rewrites it whole. The vote is
 //! fsynced before `save_vote` returns, which is before openraft answers the vote request: a
 //! node never grants two votes in one term, even across a crash.
 //!
@@ -102,20 +103,10 @@ impl LogStore {
     }
 
     async fn write_log(&self) -> Result<(), RaftStorageError> {
-        let bytes = self
-            .encode_log()
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        write_blocking(self.log_file.clone(), bytes)
+        self.log_file
+            .replace_with(|| self.encode_log())
             .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
-    }
-}
-
-/// Writes `bytes` to `file` on the runtime's blocking pool, so an fsync never stalls a worker.
-pub(crate) async fn write_blocking(file: AtomicFile, bytes: Vec<u8>) -> Result<(), StorageError> {
-    match tokio::task::spawn_blocking(move || file.write(&bytes)).await {
-        Ok(result) => result,
-        Err(e) => Err(StorageError::Interrupted(e.to_string())),
     }
 }
 
@@ -155,12 +146,9 @@ impl RaftLogStorage<Types> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), RaftStorageError> {
-        let bytes = self
-            .vote_file
-            .encode(vote)
-            .map_err(|e| StorageIOError::write_vote(&e))?;
         self.lock().vote = Some(*vote);
-        write_blocking(self.vote_file.clone(), bytes)
+        self.vote_file
+            .replace_with(|| self.vote_file.encode(vote))
             .await
             .map_err(|e| StorageIOError::write_vote(&e).into())
     }

@@ -20,6 +20,8 @@ mod network;
 mod observe;
 mod server;
 mod state_machine;
+#[cfg(test)]
+mod tests;
 mod types;
 
 use std::collections::BTreeMap;
@@ -43,14 +45,15 @@ use state_machine::StateMachine;
 use types::Raft;
 
 /// What the node does with a data plane connection ([`CHANNEL_DATA`], channel byte already
-/// read) accepted by [`Election::serve`]. It runs on the election runtime's blocking pool and
-/// should hand the stream off (to a thread of the data plane) rather than serve it there.
+/// read, blocking mode) accepted by [`Election::serve`]. Each call runs on a new thread
+/// (`keel-data-conn`) that is the data plane's: it may serve the connection until it ends.
+/// [`Election::shutdown`] does not wait for these threads.
 pub type DataHandler = Box<dyn Fn(TcpStream) + Send + Sync>;
 
 /// Worker threads of the election runtime (openraft's tasks are light; file writes go to the
 /// blocking pool).
 const WORKER_THREADS: usize = 2;
-/// Threads of the runtime's blocking pool (fsyncs, data plane handoffs).
+/// Threads of the runtime's blocking pool (the election files' writes and fsyncs).
 const MAX_BLOCKING_THREADS: usize = 4;
 /// Openraft builds a snapshot (two log ids) after this many log entries and then purges the
 /// log up to [`LOG_KEPT_AFTER_SNAPSHOT`] entries behind it: the log file stays small.
@@ -71,15 +74,22 @@ pub struct ElectionConfig {
     pub data_dir: PathBuf,
     /// Interval of the leader's heartbeats.
     pub heartbeat_ms: u64,
-    /// A follower that hears no leader for a random time in
-    /// `[election_timeout_min_ms, election_timeout_max_ms)` starts an election.
+    /// A follower that has heard no leader for `election_timeout_max_ms` (openraft's leader
+    /// lease: until then it also refuses other candidates) plus a random time in
+    /// `[election_timeout_min_ms, election_timeout_max_ms)` starts an election. A vote request
+    /// (including the voter's fsync) and a connect get `election_timeout_min_ms` to finish.
     pub election_timeout_min_ms: u64,
     /// See `election_timeout_min_ms`.
     pub election_timeout_max_ms: u64,
+    /// Log entries after which openraft snapshots (fixed; lowered by this crate's tests).
+    snapshot_every_entries: u64,
+    /// Entries kept behind a snapshot when the log is purged.
+    log_kept_after_snapshot: u64,
 }
 
 impl ElectionConfig {
-    /// Defaults: heartbeat every 50 ms, election timeout 300–600 ms.
+    /// Defaults: heartbeat every 50 ms, election timeout 150–300 ms, so a follower starts an
+    /// election 450–600 ms after its leader's last heartbeat.
     pub fn new(
         node_id: u64,
         peers: BTreeMap<u64, SocketAddr>,
@@ -90,8 +100,10 @@ impl ElectionConfig {
             peers,
             data_dir: data_dir.into(),
             heartbeat_ms: 50,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
+            snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES,
+            log_kept_after_snapshot: LOG_KEPT_AFTER_SNAPSHOT,
         }
     }
 
@@ -118,8 +130,8 @@ impl ElectionConfig {
             heartbeat_interval: hb,
             election_timeout_min: min,
             election_timeout_max: max,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
-            max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: self.log_kept_after_snapshot,
             ..Default::default()
         };
         config
@@ -240,8 +252,13 @@ impl Election {
         let stored_term = log.vote().map_or(0, |v| v.leader_id().term);
         let state = StateMachine::open(dir)?;
         let runtime = build_runtime(config.node_id)?;
-        let min = Duration::from_millis(config.election_timeout_min_ms);
-        let network = Network::new(min, min / 2);
+        // Connects are bounded by the shortest election timeout; an unreachable peer is tried
+        // again after two heartbeats (a restarted peer hears its leader before it times out).
+        let connect_timeout = Duration::from_millis(config.election_timeout_min_ms);
+        let network = Network::new(
+            connect_timeout,
+            Duration::from_millis(2 * config.heartbeat_ms),
+        );
         let node_id = config.node_id;
         let raft = runtime
             .block_on(Raft::new(

@@ -113,9 +113,14 @@ async fn route(mut stream: TcpStream, raft: Raft, data: Arc<DataHandler>) {
                 Ok(s) if s.set_nonblocking(false).is_ok() => s,
                 _ => return,
             };
-            // The handler is expected to hand the stream off quickly; on the blocking pool a
-            // slow one does not stall the election.
-            let _ = tokio::task::spawn_blocking(move || data(stream)).await;
+            // A thread of its own: the handler may serve the connection right there without
+            // holding up the election's runtime.
+            let spawned = std::thread::Builder::new()
+                .name("keel-data-conn".to_string())
+                .spawn(move || data(stream));
+            if let Err(e) = spawned {
+                tracing::warn!("cluster address: no thread for a data plane connection: {e}");
+            }
         }
         other => {
             tracing::warn!("cluster address: unknown channel byte {other:#04x}, connection closed")

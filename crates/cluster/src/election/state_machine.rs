@@ -12,7 +12,6 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::atomic_file::AtomicFile;
-use super::log_store::write_blocking;
 use super::types::{Entry, RaftStorageError, SmState, Snapshot, SnapshotMeta, Types};
 use super::StorageError;
 
@@ -50,13 +49,8 @@ impl StateMachine {
     }
 
     async fn persist(&self) -> Result<(), RaftStorageError> {
-        let bytes = {
-            let state = self.lock();
-            self.file
-                .encode(&*state)
-                .map_err(|e| StorageIOError::write_state_machine(&e))?
-        };
-        write_blocking(self.file.clone(), bytes)
+        self.file
+            .replace_with(|| self.file.encode(&*self.lock()))
             .await
             .map_err(|e| StorageIOError::write_state_machine(&e).into())
     }
