@@ -22,6 +22,7 @@ pub mod compare;
 mod completion_clock;
 pub mod compare_open;
 pub mod disk;
+pub mod failover;
 pub mod hgrm;
 pub mod journal;
 pub mod latency;

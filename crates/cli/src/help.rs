@@ -20,7 +20,8 @@ pub const SERVE: &str = "\
 Examples:
   keel serve
   keel serve --app exchange --listen 0.0.0.0:7800 --data-dir /var/lib/keel-exchange
-  keel serve --preset production --segment-size 64MiB --flush interval:5ms --idle-timeout 5m";
+  keel serve --preset production --segment-size 64MiB --flush interval:5ms --idle-timeout 5m
+  keel serve --node-id 1 --cluster 1=127.0.0.1:7710,2=127.0.0.1:7711,3=127.0.0.1:7712 --listen 127.0.0.1:7700 --data-dir n1";
 
 /// `keel client`.
 pub const CLIENT: &str = "\
@@ -53,6 +54,13 @@ pub const BENCH_PINGPONG: &str = "\
 Examples:
   keel bench pingpong
   keel bench pingpong --messages 500000 --ring-capacity 256 --wait park --no-pin";
+
+/// `keel bench failover`.
+pub const BENCH_FAILOVER: &str = "\
+Examples:
+  keel bench failover --nodes 3 --failovers 10 --json
+  keel bench failover --nodes 1,3 --failovers 0 --rate 20000 --closed-loop --duration 10s
+  keel bench failover --failovers 3 --ack-policy all --out /tmp/failover";
 
 /// `keel bench pipeline`.
 pub const BENCH_PIPELINE: &str = "\

@@ -102,6 +102,10 @@ enum BenchCommand {
     /// The same workload through keel, the disruptor crate and crossbeam (+ a plain journal).
     #[command(after_help = help::BENCH_COMPARE)]
     Compare(keel_bench::commands::CompareArgs),
+    /// A local cluster of `keel serve --cluster` processes: kill the leader again and again
+    /// under exactly-once load; report losses, duplicates, failover times and state hashes.
+    #[command(after_help = help::BENCH_FAILOVER)]
+    Failover(keel_bench::failover::FailoverArgs),
     /// Overlay the latency of saved runs (the .hgrm files `--out` wrote) in one percentile plot.
     Plot(keel_bench::report::plot_command::PlotArgs),
 }
@@ -268,6 +272,11 @@ fn run_bench(command: Option<BenchCommand>) -> Result<(), String> {
         Some(BenchCommand::Recovery(args)) => {
             keel_bench::commands::run_recovery(&args).map_err(|e| e.to_string())
         }
+        Some(BenchCommand::Failover(args)) => std::env::current_exe()
+            .map_err(|e| format!("finding the keel executable: {e}"))
+            .and_then(|exe| {
+                keel_bench::failover::run_failover(&args, exe).map_err(|e| e.to_string())
+            }),
         Some(BenchCommand::Ring(args)) => run_bench_ring(args).map_err(|e| e.to_string()),
         Some(BenchCommand::Pingpong(args)) => run_bench_pingpong(args),
         Some(BenchCommand::Plot(args)) => keel_bench::report::plot_command::run_plot(&args)
