@@ -245,6 +245,24 @@ fn vote_term_never_goes_back_across_restarts() {
     assert!(term >= last);
 }
 
+#[test]
+fn a_node_refuses_a_cluster_other_than_the_one_it_was_formed_with() {
+    let root = tempfile::tempdir().unwrap();
+    let (peers, mut nodes) = cluster(1, root.path());
+    agreement(&running(&nodes), AGREE_WITHIN).expect("a leader within 10 s");
+    nodes[0].election.take().unwrap().shutdown();
+    let mut other = peers.clone();
+    other.insert(2, addresses(1)[&1]);
+    let refused = Election::start(ElectionConfig::new(1, other, &nodes[0].dir));
+    assert!(matches!(
+        refused,
+        Err(keel_cluster::election::ElectionError::MembershipMismatch { .. })
+    ));
+    // With the cluster it was formed with, it starts again.
+    nodes[0].election = Some(start(1, &peers, &nodes[0].dir));
+    agreement(&running(&nodes), AGREE_WITHIN).expect("a leader within 10 s");
+}
+
 /// The cluster address carries both planes: `serve` hands `b'D'` connections to the data
 /// plane's callback, and an acceptor owned by the caller can route `b'R'` connections itself.
 #[test]

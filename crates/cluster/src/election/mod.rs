@@ -177,6 +177,15 @@ pub enum ElectionError {
     /// openraft refused to start or to form the cluster.
     #[error("openraft: {0}")]
     Openraft(String),
+    /// The election's files hold a different cluster than `peers` (membership changes are not
+    /// supported: every node must be started with the cluster it was formed with).
+    #[error("the election directory holds the cluster {stored}, started with {configured}")]
+    MembershipMismatch {
+        /// The stored membership, as `id=address,...`.
+        stored: String,
+        /// The configured one.
+        configured: String,
+    },
     /// The listener given to [`Election::serve`] could not be used.
     #[error("cluster listener: {0}")]
     Listener(io::Error),
@@ -281,9 +290,17 @@ impl Election {
                 )
             })
             .collect();
-        match runtime.block_on(raft.initialize(members)) {
-            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(ElectionError::Openraft(e.to_string())),
+        let formed = match runtime.block_on(raft.initialize(members.clone())) {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                same_membership(&runtime, &raft, &members, raft_wait(&config))
+            }
+            Err(e) => Err(ElectionError::Openraft(e.to_string())),
+        };
+        if let Err(e) = formed {
+            let _ = runtime
+                .block_on(async { tokio::time::timeout(SHUTDOWN_TIMEOUT, raft.shutdown()).await });
+            runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+            return Err(e);
         }
         let observed = Arc::new(Observed::new(node_id, stored_term));
         runtime.spawn(observe::mirror(raft.metrics(), Arc::clone(&observed)));
@@ -367,6 +384,46 @@ impl Drop for Election {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// How long [`Election::start`] waits for openraft to report the membership it holds.
+fn raft_wait(config: &ElectionConfig) -> Duration {
+    Duration::from_millis(config.election_timeout_max_ms)
+}
+
+/// Refuses to run when the membership openraft holds (from this node's log) is not `peers`:
+/// openraft would follow its stored membership and ignore the configured one. A node that holds
+/// no membership yet (it will learn it from the leader) passes.
+fn same_membership(
+    runtime: &tokio::runtime::Runtime,
+    raft: &Raft,
+    configured: &BTreeMap<u64, BasicNode>,
+    wait: Duration,
+) -> Result<(), ElectionError> {
+    let has_members =
+        |m: &openraft::RaftMetrics<u64, BasicNode>| m.membership_config.nodes().next().is_some();
+    let Ok(metrics) = runtime.block_on(raft.wait(Some(wait)).metrics(has_members, "membership"))
+    else {
+        return Ok(());
+    };
+    let stored: BTreeMap<u64, BasicNode> = metrics
+        .membership_config
+        .nodes()
+        .map(|(id, node)| (*id, node.clone()))
+        .collect();
+    if stored == *configured {
+        return Ok(());
+    }
+    let show = |m: &BTreeMap<u64, BasicNode>| {
+        m.iter()
+            .map(|(id, n)| format!("{id}={}", n.addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    Err(ElectionError::MembershipMismatch {
+        stored: show(&stored),
+        configured: show(configured),
+    })
 }
 
 fn build_runtime(node_id: u64) -> Result<tokio::runtime::Runtime, ElectionError> {
