@@ -91,6 +91,7 @@ fn catch_up<P: Processor>(node: &Arc<Shared<P>>, term: u64) -> Result<(), DataEr
     };
     state.role = Role::Leader;
     state.run = Some(LeaderRun::start(node, term, term_start, gate));
+    node.answers_after.store(term_start, Ordering::Release);
     node.leading_term.store(term, Ordering::Release);
     Ok(())
 }
