@@ -334,7 +334,7 @@ impl<P: Processor> LeaderHandle<P> {
                 Ok(sequence) => {
                     self.shared.set_fed(sequence);
                     run.published.fetch_max(sequence, Ordering::AcqRel);
-                    run.poke();
+                    run.poke_all();
                     return Ok(sequence);
                 }
                 Err(SubmitError::Full) => {

@@ -218,8 +218,9 @@ fn ship<P: Processor>(
                 commit,
             })
         } else {
+            // Submissions unpark this thread; the timeout covers records that come otherwise.
             idle = (idle * 2).clamp(Duration::from_micros(20), IDLE_MAX);
-            std::thread::sleep(idle);
+            std::thread::park_timeout(idle);
             continue;
         };
         if let Err(e) = sent {
