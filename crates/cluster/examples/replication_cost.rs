@@ -36,7 +36,9 @@ impl Processor for Tally {
         Ok(())
     }
     fn load_state(&mut self, _: u32, bytes: &[u8]) -> Result<(), StateError> {
-        let b: [u8; 8] = bytes.try_into().map_err(|_| StateError::Invalid("8 bytes".into()))?;
+        let b: [u8; 8] = bytes
+            .try_into()
+            .map_err(|_| StateError::Invalid("8 bytes".into()))?;
         self.0 = u64::from_le_bytes(b);
         Ok(())
     }
@@ -55,7 +57,11 @@ struct Setup {
     _root: tempfile::TempDir,
 }
 
-fn accept(listener: TcpListener, data: Arc<Mutex<Option<DataAcceptor<Tally>>>>, stop: Arc<AtomicBool>) {
+fn accept(
+    listener: TcpListener,
+    data: Arc<Mutex<Option<DataAcceptor<Tally>>>>,
+    stop: Arc<AtomicBool>,
+) {
     listener.set_nonblocking(true).expect("nonblocking");
     std::thread::spawn(move || {
         while !stop.load(Ordering::Acquire) {
@@ -78,14 +84,22 @@ fn setup(n: usize, policy: AckPolicy) -> Setup {
     let root = tempfile::tempdir().expect("tempdir");
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-    let addresses: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().expect("addr")).collect();
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let addresses: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr"))
+        .collect();
     let mut nodes = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let id = i as u64 + 1;
         let peers = (0..n)
             .filter(|j| *j != i)
-            .map(|j| Peer { id: j as u64 + 1, address: addresses[j] })
+            .map(|j| Peer {
+                id: j as u64 + 1,
+                address: addresses[j],
+            })
             .collect();
         let mut engine = keel::Config::with_data_dir(root.path().join(format!("node{id}")));
         engine.ring_capacity = 4096;
@@ -104,20 +118,32 @@ fn setup(n: usize, policy: AckPolicy) -> Setup {
         nodes.push(node);
     }
     for node in &nodes {
-        node.on_leadership(Leadership { term: 1, leader: Some(1) });
+        node.on_leadership(Leadership {
+            term: 1,
+            leader: Some(1),
+        });
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while nodes[0].role() != Role::Leader && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(nodes[0].role(), Role::Leader, "node 1 leads");
-    Setup { nodes, seen, stop, _root: root }
+    Setup {
+        nodes,
+        seen,
+        stop,
+        _root: root,
+    }
 }
 
 fn wait_seen(seen: &Seen, count: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while seen.count.load(Ordering::Acquire) < count {
-        assert!(Instant::now() < deadline, "responses stopped at {}", seen.count.load(Ordering::Acquire));
+        assert!(
+            Instant::now() < deadline,
+            "responses stopped at {}",
+            seen.count.load(Ordering::Acquire)
+        );
         std::hint::spin_loop();
         std::thread::yield_now();
     }
@@ -130,7 +156,11 @@ fn run(label: &str, n: usize, policy: AckPolicy, messages: u64, pings: u64) {
     let mut correlation = 0u64;
     let mut submit = || {
         correlation += 1;
-        let to = Submission { kind: 1, correlation_id: correlation, ..Submission::default() };
+        let to = Submission {
+            kind: 1,
+            correlation_id: correlation,
+            ..Submission::default()
+        };
         handle.submit(to, &payload).expect("leader accepts");
     };
     // Warm-up.
@@ -152,7 +182,9 @@ fn run(label: &str, n: usize, policy: AckPolicy, messages: u64, pings: u64) {
         latencies.push(t.elapsed().as_nanos() as u64);
     }
     latencies.sort_unstable();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1000.0;
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1000.0
+    };
     println!(
         "{label:<28} {:>10.0} msg/s   ack p50 {:>7.1} us   p99 {:>7.1} us",
         messages as f64 / elapsed.as_secs_f64(),
@@ -171,6 +203,12 @@ fn main() {
     let pings: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
     println!("{messages} messages (64-byte payloads) for throughput, {pings} one at a time for latency; flush batch (fdatasync per group commit)");
     run("1 node, ack leader", 1, AckPolicy::Leader, messages, pings);
-    run("3 nodes, ack majority", 3, AckPolicy::Majority, messages, pings);
+    run(
+        "3 nodes, ack majority",
+        3,
+        AckPolicy::Majority,
+        messages,
+        pings,
+    );
     run("3 nodes, ack all", 3, AckPolicy::All, messages, pings);
 }

@@ -14,4 +14,4 @@ pub mod election;
 pub mod node;
 
 pub use data::AckPolicy;
-pub use node::{Leadership, LeaderHandle, Node, NodeConfig, NodeError, NodeStatus, Peer, Role};
+pub use node::{LeaderHandle, Leadership, Node, NodeConfig, NodeError, NodeStatus, Peer, Role};

@@ -236,7 +236,10 @@ impl<P: Processor> Shared<P> {
         state.term = term;
         state.leader = Some(leader);
         let generation = self.follow_generation.fetch_add(1, Ordering::AcqRel) + 1;
-        if let Some(old) = state.follow_stream.replace(stream.try_clone().map_err(|_| fence)?) {
+        if let Some(old) = state
+            .follow_stream
+            .replace(stream.try_clone().map_err(|_| fence)?)
+        {
             let _ = old.shutdown(std::net::Shutdown::Both);
         }
         drop(state);
