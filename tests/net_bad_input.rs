@@ -141,6 +141,7 @@ fn invalid_requests_are_refused_and_the_session_stays_open() {
     let cases: [(u16, u16, &[u8], ErrorCode); 6] = [
         (99, 1, &[0; 8], ErrorCode::UNKNOWN_KIND),
         (0, 1, &[0; 8], ErrorCode::UNKNOWN_KIND),
+        // 0xFF02: the replication term record, journaled only by the cluster.
         (
             keel::engine::CONTROL_SNAPSHOT + 1,
             1,

@@ -120,8 +120,12 @@ fn receive(rx: &mut ResponseReceiver, count: usize) -> Vec<u64> {
     got
 }
 
+/// One journal record, owned: sequence, timestamp, session, correlation, kind, version,
+/// payload.
+type Owned = (u64, u64, u64, u64, u16, u16, Vec<u8>);
+
 /// Every record of the journal in `dir`, owned.
-fn records(dir: &Path) -> Vec<(u64, u64, u64, u64, u16, u16, Vec<u8>)> {
+fn records(dir: &Path) -> Vec<Owned> {
     let mut reader = JournalReader::open(dir).unwrap();
     let mut out = Vec::new();
     while let Some(r) = reader.next().unwrap() {
@@ -344,4 +348,19 @@ fn snapshots_bind_only_at_sequences_the_gate_released_also_from_a_replica() {
     let processor = engine.halt().unwrap();
     assert_eq!(processor.applied, 5);
     assert_eq!(snapshots(), [4], "nothing beyond the gate");
+}
+
+#[test]
+fn a_gated_engine_dropped_with_messages_held_back_halts_instead_of_waiting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _gate) = gated(tmp.path(), ApplyMode::Durable);
+    let mut engine = Engine::start(config, Recorder::default()).unwrap();
+    let metrics = engine.metrics();
+    for i in 1..=3 {
+        engine.submitter().submit(to(1, 1, i), &[6]).unwrap();
+    }
+    assert!(wait_until(|| metrics.durable_sequence() == 3));
+    drop(engine);
+    let engine = Engine::start(self::config(tmp.path()), Recorder::default()).unwrap();
+    assert_eq!(engine.recovered_sequence(), 3);
 }

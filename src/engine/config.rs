@@ -175,8 +175,13 @@ pub struct Config {
     /// never advances it; whoever does must wake the engine with
     /// [`Engine::commit_gate_waker`]'s [`DurableWaker::advance`]. A gate ahead of the local
     /// durable sequence is harmless (the smaller of the two applies). `None` (the default):
-    /// no gate. Startup replay is not gated: the whole journal is replayed. See
+    /// no gate. Startup replay is not gated: the whole journal is replayed.
+    /// [`Engine::shutdown`] drains everything published, so it waits for the gate to release
+    /// it; [`Engine::halt`] does not (and dropping a gated engine halts it). See
     /// `docs/ARCHITECTURE.md`, "Commit gate".
+    ///
+    /// [`Engine::shutdown`]: crate::Engine::shutdown
+    /// [`Engine::halt`]: crate::Engine::halt
     ///
     /// [`Client`]: crate::Client
     /// [`Engine::commit_gate_waker`]: crate::Engine::commit_gate_waker

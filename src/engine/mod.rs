@@ -185,37 +185,31 @@ impl<P: Processor> Engine<P> {
         slots: Slots,
     ) -> Result<Self, Error> {
         let last = recovered.last_sequence;
-        let cores = Cores::detect();
         let signal = Arc::new(Signal::default());
         let durable = journal.durable();
-        let (wake, journaler_releases) = wire_wakes(&config, &mut journal, &signal);
-        let gate_waker = commit_gate_waker(&config, &signal, &wake);
+        let (wake, journaler_releases, gate_waker) = wire_wakes(&config, &mut journal, &signal);
         let (mut input_slots, output_slots) = slots.into_parts();
         let ring = input_ring(&config, last, &signal, durable.as_ref());
         let (input, clients, journal_input, logic_input) =
             build_input(&config, ring, last, &mut input_slots);
-        let mut halts = vec![logic_input.halt_handle()];
         let exit = Arc::new(JournalerExit::default());
         let journal_now = (
             journal_input.sequence(),
             durable.clone(),
             journal.sync_handle(),
         );
-        let snapshot_writer = spawn_snapshot_writer(&config, store, journal_now, &exit)?;
-        let plan = snapshot_plan(&config, &recovered, &snapshot_writer);
-        let (snapshots, replica) = snapshot_taker(plan, replica, &exit)?;
-        // What the journal has made durable: the syncer's sequence under group commit, else
-        // the journaler's own (it advances after `end_batch` applied the policy).
+        let (snapshot_writer, snapshots, replica) =
+            start_snapshots(&config, store, (&recovered, replica), journal_now, &exit)?;
+        // Durable: the syncer's sequence under group commit, else the journaler's own.
         let journaled = durable.unwrap_or_else(|| journal_input.sequence());
         let applied = logic_input.sequence();
-        let gauge = input.gauge();
         let (responses, receiver, board) =
             build_responses(&config, last, signal, &journaled, &wake, output_slots);
-        halts.extend(receiver.as_ref().map(ResponseReceiver::halt_handle));
+        let halts = halt_handles(&logic_input, receiver.as_ref());
         let metrics = Metrics::new(
             recorders.clone(),
             Positions {
-                input: gauge.clone(),
+                input: input.gauge(),
                 journaled: journal_input.sequence(),
                 durable: journaled.clone(),
                 applied: applied.clone(),
@@ -226,7 +220,6 @@ impl<P: Processor> Engine<P> {
         );
         let journaler = spawn_journaler(
             &config,
-            &cores,
             (journal, journal_input, recorders.clone()),
             journaler_releases,
             (exit, StageExit(board.clone())),
@@ -242,8 +235,9 @@ impl<P: Processor> Engine<P> {
             recorders,
             exit: StageExit(board),
         };
-        let logic = spawn_logic(&config, cores, processor, parts)?;
+        let logic = spawn_logic(&config, processor, parts)?;
         Ok(Engine {
+            gauge: input.gauge(),
             submitter: Some(
                 Submitter::new(input, config.max_message_bytes).with_metrics(metrics.clone()),
             ),
@@ -253,7 +247,6 @@ impl<P: Processor> Engine<P> {
             logic: Some(logic),
             journaled,
             applied,
-            gauge,
             recovered,
             snapshot_writer: Some(snapshot_writer),
             replica: replica.map(|(thread, _)| thread),
@@ -430,6 +423,11 @@ impl<P: Processor> Engine<P> {
 impl<P: Processor> Drop for Engine<P> {
     fn drop(&mut self) {
         if self.logic.is_some() {
+            // A gate may never release what is published: dropped, a gated engine halts
+            // (everything journaled stays) instead of waiting for it.
+            if self.gate_waker.is_some() {
+                self.halts.iter().for_each(|halt| halt());
+            }
             if let Err(e) = self.stop() {
                 tracing::error!(error = %e, "engine stopped with an error");
             }
@@ -438,7 +436,7 @@ impl<P: Processor> Drop for Engine<P> {
 }
 
 /// Who wakes the responses' owner (the [`ResponseReceiver`]'s hook, through the returned
-/// slot). The business logic always does, after each batch it published. In apply-ahead mode a
+/// slot), and the commit gate's waker (`Config::commit_gate`). The business logic always does, after each batch it published. In apply-ahead mode a
 /// response also waits for its message to be journaled, so whoever advances that gate wakes
 /// too: the group-commit syncer when the journal has a durable sequence (via the
 /// [`DurableWaker`] installed here), else the journaler stage (the returned `Some`).
@@ -446,11 +444,12 @@ fn wire_wakes<J: JournalSink>(
     config: &Config,
     journal: &mut J,
     signal: &Arc<Signal>,
-) -> (Arc<WakeSlot>, Option<Arc<WakeSlot>>) {
+) -> (Arc<WakeSlot>, Option<Arc<WakeSlot>>, Option<DurableWaker>) {
     let wake = Arc::new(WakeSlot::default());
+    let gate_waker = commit_gate_waker(config, signal, &wake);
     let gated = config.mode == ApplyMode::ApplyAhead && !config.discard_responses;
     if journal.durable().is_none() {
-        return (wake.clone(), gated.then_some(wake));
+        return (wake.clone(), gated.then_some(wake), gate_waker);
     }
     let mut waker = DurableWaker::new(signal.clone());
     if gated {
@@ -458,7 +457,17 @@ fn wire_wakes<J: JournalSink>(
         waker = waker.with_hook(Arc::new(move || releases.wake()));
     }
     journal.set_durable_waker(waker);
-    (wake, None)
+    (wake, None, gate_waker)
+}
+
+/// What `Engine::halt` halts: the input ring (through the business logic's consumer) and the
+/// output ring when there is one (a business logic waiting for room there).
+fn halt_handles(
+    logic: &Consumer<Envelope>,
+    receiver: Option<&ResponseReceiver>,
+) -> Vec<Arc<dyn Fn() + Send + Sync>> {
+    let output = receiver.map(ResponseReceiver::halt_handle);
+    std::iter::once(logic.halt_handle()).chain(output).collect()
 }
 
 /// What releases a response in apply-ahead mode: the journal's sequence, and the commit gate
@@ -516,6 +525,25 @@ fn spawn_snapshot_writer(
         policy: config.journal_retention.clone(),
     };
     Ok(SnapshotWriter::spawn(store, gate, retention)?)
+}
+
+/// Starts the snapshot thread and whoever takes the snapshots (the business logic: the
+/// returned plan; or the replica, started here: its thread), after `recovered`.
+fn start_snapshots<P: Processor>(
+    config: &Config,
+    store: SnapshotStore,
+    (recovered, replica): (&Recovered, Option<Replica<P>>),
+    journal_now: (
+        Arc<Sequence>,
+        Option<Arc<Sequence>>,
+        Option<JournalSyncHandle>,
+    ),
+    exit: &Arc<JournalerExit>,
+) -> Result<(SnapshotWriter, Option<Snapshots>, Option<ReplicaThread>), Error> {
+    let writer = spawn_snapshot_writer(config, store, journal_now, exit)?;
+    let plan = snapshot_plan(config, recovered, &writer);
+    let (snapshots, replica) = snapshot_taker(plan, replica, exit)?;
+    Ok((writer, snapshots, replica))
 }
 
 /// A snapshot replica to start: its processor's maker and where it starts.
@@ -589,13 +617,12 @@ fn snapshot_plan(config: &Config, recovered: &Recovered, writer: &SnapshotWriter
 /// in `exit` (for the snapshot thread) and tells the reply board, a panic included.
 fn spawn_journaler<J: JournalSink>(
     config: &Config,
-    cores: &Cores,
     (journal, input, recorders): (J, Consumer<Envelope>, Arc<Recorders>),
     releases: Option<Arc<WakeSlot>>,
     (exit, stage_exit): (Arc<JournalerExit>, StageExit),
 ) -> Result<JoinHandle<Result<(), JournalError>>, Error> {
     let interval = journaler::tick_interval(config.flush);
-    let (cores, core) = (cores.clone(), config.pinning.journaler_core);
+    let (cores, core) = (Cores::detect(), config.pinning.journaler_core);
     spawn("keel-journaler", move || {
         let _ended = stage_exit;
         let _on_panic = exit.guard();
@@ -705,11 +732,11 @@ struct LogicParts {
 /// wait; `shutdown` reports it).
 fn spawn_logic<P: Processor>(
     config: &Config,
-    cores: Cores,
     processor: P,
     parts: LogicParts,
 ) -> Result<JoinHandle<P>, Error> {
-    let (core, prefault) = (config.pinning.logic_core, config.prefault_state);
+    let (cores, core) = (Cores::detect(), config.pinning.logic_core);
+    let prefault = config.prefault_state;
     let (prefaulted, ready) = std::sync::mpsc::sync_channel::<()>(1);
     let logic = spawn("keel-logic", move || {
         let _ended = parts.exit;
