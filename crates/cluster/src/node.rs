@@ -372,6 +372,15 @@ impl<P: Processor> Clone for DataAcceptor<P> {
 }
 
 impl<P: Processor> DataAcceptor<P> {
+    /// Serves a connection whose channel byte was `b'D'` (already read) on the calling
+    /// thread, until the session ends (for an acceptor that gives each connection a thread,
+    /// like the election's `DataHandler`).
+    pub fn serve(&self, stream: TcpStream) {
+        if let Err(e) = follower::serve(&self.shared, stream) {
+            tracing::debug!(error = %e, "data session ended");
+        }
+    }
+
     /// Serves a connection whose channel byte was `b'D'` (already read), on a thread of its
     /// own.
     pub fn accept(&self, stream: TcpStream) {

@@ -268,3 +268,50 @@ fn promotion_catches_up_from_the_most_complete_follower() {
     assert_eq!(states[0].count, 210);
     assert_eq!(states[0].state_hash(), states[1].state_hash());
 }
+
+#[test]
+fn deposed_leader_releases_nothing_more() {
+    let mut c = Cluster::new(3, AckPolicy::Majority);
+    c.elect(1, 1);
+    c.submit(1, 0, 10);
+    assert!(wait_until(LONG, || c.responses(1) == 10));
+    c.stop(2);
+    c.stop(3);
+    // Journaled on node 1 alone: withheld.
+    c.submit(1, 10, 10);
+    assert!(wait_until(LONG, || c.node(1).status().durable == 21));
+    // The election moves on without node 1: it stops at once and takes nothing more.
+    c.report(2, 2, &[1]);
+    assert!(wait_until(LONG, || c.node(1).role() == Role::Follower));
+    let refused = c
+        .node(1)
+        .leader_handle()
+        .submit(Default::default(), b"late");
+    assert!(matches!(
+        refused,
+        Err(keel_cluster::NodeError::NotLeader { .. })
+    ));
+    // Its followers return under the new leader; node 1's withheld messages are never answered.
+    c.start(2);
+    c.start(3);
+    c.report(2, 2, &[2, 3]);
+    assert!(wait_until(LONG, || c.node(2).role() == Role::Leader));
+    c.submit(2, 100, 5);
+    assert!(wait_until(LONG, || c.responses(2) == 5));
+    let last = last_of(&c, 2);
+    assert_same_journals(&c, &[2, 1, 3]);
+    c.wait_applied(&[1, 2, 3], last);
+    assert!(
+        !wait_until(QUIET, || c.responses(1) > 10),
+        "nothing more from node 1"
+    );
+    // Node 2's promotion heard node 1 (most complete) and took its 10 withheld messages into
+    // the new history: they are committed now, and still answered by no one (the client
+    // resends; deduplication is the request ids' job).
+    assert_eq!(c.responses(2), 5);
+    let states: Vec<_> = (1..=3).map(|id| c.stop(id).expect("a processor")).collect();
+    assert!(states.iter().all(|s| s.count == 25));
+    assert!(states
+        .iter()
+        .all(|s| s.state_hash() == states[0].state_hash()));
+}
