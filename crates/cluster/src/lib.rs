@@ -19,4 +19,4 @@ pub mod node;
 
 pub use cluster::{Cluster, ClusterConfig, ClusterError, ClusterEvent};
 pub use data::AckPolicy;
-pub use node::{Leadership, LeaderHandle, Node, NodeConfig, NodeError, NodeStatus, Peer, Role};
+pub use node::{LeaderHandle, Leadership, Node, NodeConfig, NodeError, NodeStatus, Peer, Role};

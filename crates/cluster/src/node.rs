@@ -154,8 +154,11 @@ pub(crate) struct Shared<P: Processor> {
     state: Mutex<State>,
     fence: AtomicU64,
     follow_generation: AtomicU64,
-    /// The term this node leads (0: it does not); shared with the response filter.
+    /// The term this node leads (0: it does not).
     leading_term: Arc<AtomicU64>,
+    /// Responses to messages after this sequence go out (`u64::MAX` unless leading: the
+    /// leader's term record).
+    answers_after: Arc<AtomicU64>,
     fed: AtomicU64,
     commit: AtomicU64,
     stopping: AtomicBool,
@@ -233,7 +236,10 @@ impl<P: Processor> Shared<P> {
         state.term = term;
         state.leader = Some(leader);
         let generation = self.follow_generation.fetch_add(1, Ordering::AcqRel) + 1;
-        if let Some(old) = state.follow_stream.replace(stream.try_clone().map_err(|_| fence)?) {
+        if let Some(old) = state
+            .follow_stream
+            .replace(stream.try_clone().map_err(|_| fence)?)
+        {
             let _ = old.shutdown(std::net::Shutdown::Both);
         }
         drop(state);
@@ -258,6 +264,7 @@ impl<P: Processor> Shared<P> {
             return None;
         }
         self.leading_term.store(0, Ordering::Release);
+        self.answers_after.store(u64::MAX, Ordering::Release);
         state.role = Role::Follower;
         let run = state.run.take();
         if let Some(run) = &run {
@@ -330,7 +337,7 @@ impl<P: Processor> LeaderHandle<P> {
                 Ok(sequence) => {
                     self.shared.set_fed(sequence);
                     run.published.fetch_max(sequence, Ordering::AcqRel);
-                    run.poke();
+                    run.poke_all();
                     return Ok(sequence);
                 }
                 Err(SubmitError::Full) => {
@@ -365,6 +372,15 @@ impl<P: Processor> Clone for DataAcceptor<P> {
 }
 
 impl<P: Processor> DataAcceptor<P> {
+    /// Serves a connection whose channel byte was `b'D'` (already read) on the calling
+    /// thread, until the session ends (for an acceptor that gives each connection a thread,
+    /// like the election's `DataHandler`).
+    pub fn serve(&self, stream: TcpStream) {
+        if let Err(e) = follower::serve(&self.shared, stream) {
+            tracing::debug!(error = %e, "data session ended");
+        }
+    }
+
     /// Serves a connection whose channel byte was `b'D'` (already read), on a thread of its
     /// own.
     pub fn accept(&self, stream: TcpStream) {
@@ -402,10 +418,12 @@ impl<P: Processor> Node<P> {
     ) -> Result<Self, NodeError> {
         let make: MakeProcessor<P> = Arc::new(make);
         let leading_term = Arc::new(AtomicU64::new(0));
-        let leads = leading_term.clone();
-        // A follower's engine answers no one: only a leader's responses go out.
+        let answers_after = Arc::new(AtomicU64::new(u64::MAX));
+        let after = answers_after.clone();
+        // A follower's engine answers no one, and a leader answers only the messages it
+        // took from clients (after its term record), not the history it caught up on.
         let filtered: ResponseSink = Arc::new(move |response| {
-            if leads.load(Ordering::Acquire) != 0 {
+            if response.header.sequence > after.load(Ordering::Acquire) {
                 responses(response);
             }
         });
@@ -431,6 +449,7 @@ impl<P: Processor> Node<P> {
             }),
             follow_generation: AtomicU64::new(0),
             leading_term,
+            answers_after,
             commit: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             events: Mutex::new(events),

@@ -17,7 +17,9 @@ pub(crate) fn common_prefix(
     (remote_last, remote_chain): (u64, u32),
     mut probe: impl FnMut(u64) -> Result<ChainStatus, DataError>,
 ) -> Result<u64, DataError> {
-    if remote_last <= local_last && log::chain_at(dir, remote_last)? == ChainStatus::Holds(remote_chain) {
+    if remote_last <= local_last
+        && log::chain_at(dir, remote_last)? == ChainStatus::Holds(remote_chain)
+    {
         return Ok(remote_last);
     }
     let mut agree = |s: u64| -> Result<bool, DataError> {

@@ -27,7 +27,10 @@ pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 const ACK_HEARTBEAT: Duration = Duration::from_millis(50);
 
 /// Serves one data connection a leader opened (its channel byte already read).
-pub(crate) fn serve<P: Processor>(node: &Arc<Shared<P>>, stream: TcpStream) -> Result<(), DataError> {
+pub(crate) fn serve<P: Processor>(
+    node: &Arc<Shared<P>>,
+    stream: TcpStream,
+) -> Result<(), DataError> {
     let mut reader = FrameReader::new(stream.try_clone()?, Some(POLL))?;
     let writer = Arc::new(Mutex::new(FrameWriter::new(stream.try_clone()?)?));
     let (term, leader_id, term_start) = read_hello(&mut reader)?;
@@ -155,7 +158,13 @@ impl<P: Processor> Session<'_, P> {
         Ok(())
     }
 
-    fn on_records(&mut self, term: u64, commit: u64, count: u32, records: &[u8]) -> Result<(), DataError> {
+    fn on_records(
+        &mut self,
+        term: u64,
+        commit: u64,
+        count: u32,
+        records: &[u8],
+    ) -> Result<(), DataError> {
         self.check_term(term)?;
         let mut local = self.node.local();
         if !self.node.is_following(self.generation) {
@@ -241,7 +250,9 @@ pub(crate) fn append_checked<P: Processor>(
     if records.is_empty() {
         Ok(())
     } else {
-        Err(DataError::Protocol("RECORDS holds more bytes than its count"))
+        Err(DataError::Protocol(
+            "RECORDS holds more bytes than its count",
+        ))
     }
 }
 

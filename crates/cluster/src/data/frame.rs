@@ -584,10 +584,7 @@ mod tests {
 
     #[test]
     fn bad_frames_are_typed_errors() {
-        assert_eq!(
-            decode(&[1, 0, 0, 0, 42]),
-            Err(FrameError::UnknownType(42))
-        );
+        assert_eq!(decode(&[1, 0, 0, 0, 42]), Err(FrameError::UnknownType(42)));
         assert!(matches!(
             decode(&[2, 0, 0, 0, kind::ACK, 0]),
             Err(FrameError::BadLength { .. })

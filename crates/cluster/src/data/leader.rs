@@ -35,6 +35,8 @@ pub(crate) struct LeaderRun {
     /// The last sequence clients submitted (wakes the committer's short waits).
     pub(crate) published: AtomicU64,
     committer: OnceLock<Thread>,
+    /// The shippers' threads, woken when a message is submitted.
+    shippers: OnceLock<Vec<Thread>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -55,6 +57,7 @@ impl LeaderRun {
             commit: AtomicU64::new(0),
             published: AtomicU64::new(term_start),
             committer: OnceLock::new(),
+            shippers: OnceLock::new(),
             threads: Mutex::new(Vec::new()),
         });
         let committer = {
@@ -69,6 +72,9 @@ impl LeaderRun {
                 shipper::run(&node, &r, index)
             }));
         }
+        let _ = run
+            .shippers
+            .set(threads[1..].iter().map(|t| t.thread().clone()).collect());
         *run.threads.lock().expect("fresh") = threads;
         run
     }
@@ -84,7 +90,7 @@ impl LeaderRun {
         let _held = self.advancing.lock().unwrap_or_else(|p| p.into_inner());
         self.running.store(false, Ordering::Release);
         drop(_held);
-        self.poke();
+        self.poke_all();
     }
 
     /// Waits for the committer and the shippers to end.
@@ -98,6 +104,14 @@ impl LeaderRun {
     /// Wakes the committer (an ack arrived, a message was submitted).
     pub(crate) fn poke(&self) {
         if let Some(t) = self.committer.get() {
+            t.unpark();
+        }
+    }
+
+    /// Wakes the shippers and the committer (a message was submitted).
+    pub(crate) fn poke_all(&self) {
+        self.poke();
+        for t in self.shippers.get().into_iter().flatten() {
             t.unpark();
         }
     }

@@ -64,7 +64,11 @@ pub struct Local<P: Processor> {
 
 impl<P: Processor> Local<P> {
     /// Starts the engine over `config`'s journal (recovering it) with a fresh commit gate.
-    pub fn start(config: Config, make: MakeProcessor<P>, sink: ResponseSink) -> Result<Self, DataError> {
+    pub fn start(
+        config: Config,
+        make: MakeProcessor<P>,
+        sink: ResponseSink,
+    ) -> Result<Self, DataError> {
         let gate = Arc::new(Sequence::new(0));
         let mut gated = config.clone();
         gated.commit_gate = Some(gate.clone());
@@ -189,7 +193,10 @@ impl<P: Processor> Local<P> {
             first_sequence: sequence,
         })?;
         let published = submitter.submit(to, &payload)?;
-        assert_eq!(published, sequence, "the submitter is the ring's only producer");
+        assert_eq!(
+            published, sequence,
+            "the submitter is the ring's only producer"
+        );
         Ok(sequence)
     }
 
@@ -226,7 +233,11 @@ impl<P: Processor> Local<P> {
         let store = SnapshotStore::open(&self.config.snapshot_dir, self.config.snapshot_retain)?;
         let moved = store.quarantine_after(sequence)?;
         if !moved.is_empty() {
-            tracing::warn!(?moved, sequence, "snapshots beyond the truncation quarantined");
+            tracing::warn!(
+                ?moved,
+                sequence,
+                "snapshots beyond the truncation quarantined"
+            );
         }
         self.terms.cut_after(sequence)?;
         self.reopen()

@@ -125,14 +125,22 @@ pub(crate) fn probe(
 ) -> Result<ChainStatus, DataError> {
     writer.send(&Frame::Probe { sequence })?;
     expect(reader, |f| match f {
-        Frame::Chain { sequence: s, status } if s == sequence => Some(status),
+        Frame::Chain {
+            sequence: s,
+            status,
+        } if s == sequence => Some(status),
         _ => None,
     })
 }
 
-fn session<P: Processor>(node: &Arc<Shared<P>>, run: &Arc<LeaderRun>, index: usize) -> Result<(), DataError> {
+fn session<P: Processor>(
+    node: &Arc<Shared<P>>,
+    run: &Arc<LeaderRun>,
+    index: usize,
+) -> Result<(), DataError> {
     let peer = &node.peers[index];
-    let (mut reader, mut writer, position) = connect(node, peer.address, (run.term, run.term_start))?;
+    let (mut reader, mut writer, position) =
+        connect(node, peer.address, (run.term, run.term_start))?;
     let Frame::Position {
         last_sequence,
         chain,
@@ -149,7 +157,12 @@ fn session<P: Processor>(node: &Arc<Shared<P>>, run: &Arc<LeaderRun>, index: usi
     })?;
     let mut durable = durable;
     if common < last_sequence {
-        tracing::info!(peer = peer.id, common, last_sequence, "follower diverges: truncating it");
+        tracing::info!(
+            peer = peer.id,
+            common,
+            last_sequence,
+            "follower diverges: truncating it"
+        );
         writer.send(&Frame::Truncate {
             after_sequence: common,
         })?;
@@ -183,7 +196,13 @@ fn ship<P: Processor>(
     let mut cursor = LogCursor::open(&dir, common + 1)?;
     let shipped = Arc::new(std::sync::atomic::AtomicU64::new(common));
     let broken = Arc::new(AtomicBool::new(false));
-    let acks = spawn_ack_reader(node.clone(), run.clone(), index, reader, (shipped.clone(), broken.clone()));
+    let acks = spawn_ack_reader(
+        node.clone(),
+        run.clone(),
+        index,
+        reader,
+        (shipped.clone(), broken.clone()),
+    );
     let mut buf = Vec::with_capacity(2 * BATCH_BYTES);
     let (mut sent_commit, mut last_send, mut idle) = (0u64, Instant::now(), Duration::ZERO);
     let result = loop {
@@ -218,8 +237,9 @@ fn ship<P: Processor>(
                 commit,
             })
         } else {
+            // Submissions unpark this thread; the timeout covers records that come otherwise.
             idle = (idle * 2).clamp(Duration::from_micros(20), IDLE_MAX);
-            std::thread::sleep(idle);
+            std::thread::park_timeout(idle);
             continue;
         };
         if let Err(e) = sent {

@@ -75,7 +75,11 @@ fn catch_up<P: Processor>(node: &Arc<Shared<P>>, term: u64) -> Result<(), DataEr
         .filter(|a| (a.last_term, a.last_sequence) > own)
         .max_by_key(|a| (a.last_term, a.last_sequence));
     if let Some(source) = best {
-        tracing::info!(term, source_last = source.last_sequence, "catching up before serving");
+        tracing::info!(
+            term,
+            source_last = source.last_sequence,
+            "catching up before serving"
+        );
         pull(node, term, source)?;
     }
     let mut state = lock(&node.state);
@@ -91,6 +95,7 @@ fn catch_up<P: Processor>(node: &Arc<Shared<P>>, term: u64) -> Result<(), DataEr
     };
     state.role = Role::Leader;
     state.run = Some(LeaderRun::start(node, term, term_start, gate));
+    node.answers_after.store(term_start, Ordering::Release);
     node.leading_term.store(term, Ordering::Release);
     Ok(())
 }
@@ -127,7 +132,11 @@ fn gather<P: Processor>(node: &Arc<Shared<P>>, term: u64) -> Vec<Answer> {
 
 /// Makes this node's journal the source's: truncates its own divergent suffix, then pulls
 /// and appends the source's records after the common prefix.
-fn pull<P: Processor>(node: &Arc<Shared<P>>, term: u64, mut source: Answer) -> Result<(), DataError> {
+fn pull<P: Processor>(
+    node: &Arc<Shared<P>>,
+    term: u64,
+    mut source: Answer,
+) -> Result<(), DataError> {
     let (dir, own_last) = {
         let local = node.local();
         (local.journal_dir().to_owned(), local.end().0)
@@ -137,7 +146,11 @@ fn pull<P: Processor>(node: &Arc<Shared<P>>, term: u64, mut source: Answer) -> R
         probe(reader, writer, s)
     })?;
     if common < own_last {
-        tracing::warn!(common, own_last, "promotion: truncating this node's divergent suffix");
+        tracing::warn!(
+            common,
+            own_last,
+            "promotion: truncating this node's divergent suffix"
+        );
         let mut local = node.local();
         local.truncate_after(common)?;
         node.engine_restarted(&local);
@@ -171,7 +184,9 @@ fn pull<P: Processor>(node: &Arc<Shared<P>>, term: u64, mut source: Answer) -> R
         if let Some(last) = done {
             let own = node.local().end().0;
             if own != last {
-                return Err(DataError::Protocol("the pull ended short of the source's end"));
+                return Err(DataError::Protocol(
+                    "the pull ended short of the source's end",
+                ));
             }
             return Ok(());
         }

@@ -192,7 +192,9 @@ impl Cluster {
     pub fn stop(&mut self, id: u64) -> Option<Tally> {
         let n = &mut self.nodes[id as usize - 1];
         *n.current.lock().expect("lock") = None;
-        n.node.take().and_then(|node| node.shutdown().expect("clean stop"))
+        n.node
+            .take()
+            .and_then(|node| node.shutdown().expect("clean stop"))
     }
 
     pub fn node(&self, id: u64) -> &Node<Tally> {
@@ -200,7 +202,10 @@ impl Cluster {
     }
 
     pub fn responses(&self, id: u64) -> u64 {
-        self.nodes[id as usize - 1].responses.count.load(Ordering::Acquire)
+        self.nodes[id as usize - 1]
+            .responses
+            .count
+            .load(Ordering::Acquire)
     }
 
     /// Tells every running node in `to` that `leader` leads `term`.
@@ -248,7 +253,11 @@ impl Cluster {
         for id in ids {
             let node = self.node(*id);
             let ok = wait_until(LONG, || node.status().applied >= sequence);
-            assert!(ok, "node {id} applies up to {sequence}: {:?}", node.status());
+            assert!(
+                ok,
+                "node {id} applies up to {sequence}: {:?}",
+                node.status()
+            );
         }
     }
 
