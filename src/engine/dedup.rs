@@ -665,11 +665,14 @@ mod tests {
         let spec = std::env::var("KEEL_DEDUP_COST").unwrap_or_else(|_| "fresh,1000".into());
         let (mode, n) = spec.split_once(',').expect("MODE,N");
         let n: u64 = n.parse().expect("N");
-        let (mut p, mut t) = (Sum::default(), DedupTable::new(DedupLimits {
-            clients: 1024,
-            window: 8,
-            reply_bytes: 256,
-        }));
+        let (mut p, mut t) = (
+            Sum::default(),
+            DedupTable::new(DedupLimits {
+                clients: 1024,
+                window: 8,
+                reply_bytes: 256,
+            }),
+        );
         let mut buf = [0u8; 64];
         for seq in 1..=n {
             let (session_id, correlation_id) = match mode {
@@ -683,7 +686,10 @@ mod tests {
                 correlation_id,
                 ..MessageHeader::default()
             };
-            let message = Message { header, payload: &[1] };
+            let message = Message {
+                header,
+                payload: &[1],
+            };
             std::hint::black_box(apply_once(&mut p, &mut t, &message, &mut buf));
         }
     }
