@@ -253,3 +253,36 @@ fn a_version_1_client_is_served_without_a_client_id() {
     let (state, _) = node.stop();
     assert_eq!(state.total, 4);
 }
+
+/// The snapshot replica applies through the same table: its shutdown snapshot carries it, and
+/// an engine restarted from that snapshot answers an old request id without applying it.
+#[test]
+fn the_snapshot_replica_snapshots_the_table() {
+    use keel::engine::{Engine, Submission};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = engine_config(dir.path());
+    config.discard_responses = true;
+    let submit = |engine: &mut Engine<Counter>, request_id: u64, value: u64| {
+        let to = Submission {
+            kind: ADD,
+            version: 1,
+            session_id: 1 << 63 | 9,
+            correlation_id: request_id,
+        };
+        engine.submitter().submit(to, &value.to_le_bytes()).unwrap()
+    };
+    let mut engine =
+        Engine::start_with_replica(config.clone(), Counter::default(), Counter::default).unwrap();
+    submit(&mut engine, 1, 10);
+    submit(&mut engine, 2, 20);
+    submit(&mut engine, 1, 10); // a duplicate: not applied
+    let state = engine.shutdown().unwrap();
+    assert_eq!((state.total, state.applied), (30, 2));
+    let mut engine = Engine::start(config, Counter::default()).unwrap();
+    let recovered = engine.recovered();
+    assert_eq!((recovered.snapshot_sequence, recovered.replayed), (3, 0));
+    submit(&mut engine, 2, 20); // still a duplicate after the restart
+    submit(&mut engine, 3, 5);
+    let state = engine.shutdown().unwrap();
+    assert_eq!((state.total, state.applied), (35, 3));
+}

@@ -97,6 +97,8 @@ pub(crate) struct DedupTable {
     payloads: Box<[u8]>,
     /// Open addressing, linear probing: entry numbers, `NONE` when empty.
     index: Vec<u32>,
+    /// `64 - log2(index.len())`: the hash's top bits pick the home slot.
+    shift: u32,
     used: u32,
     most_recent: u32,
     least_recent: u32,
@@ -178,6 +180,7 @@ impl DedupTable {
             replies: vec![Reply::default(); limits.clients * window],
             payloads: vec![0; limits.clients * window * limits.reply_bytes].into(),
             index: vec![NONE; index_slots],
+            shift: 64 - index_slots.max(1).trailing_zeros(),
             used: 0,
             most_recent: NONE,
             least_recent: NONE,
@@ -198,7 +201,7 @@ impl DedupTable {
     #[inline]
     fn home(&self, client_id: u64) -> usize {
         let mixed = client_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (mixed >> (64 - self.index.len().trailing_zeros())) as usize
+        (mixed >> self.shift) as usize
     }
 
     /// The index slot holding `client_id`, or the empty slot where it would go.
@@ -263,6 +266,12 @@ impl DedupTable {
     /// The entry of `client_id`, made the most recently active at `sequence`; a new one
     /// (evicting the least recently active client when full) if it is not tracked.
     fn touch(&mut self, client_id: u64, sequence: u64) -> usize {
+        let recent = self.most_recent;
+        if recent != NONE && self.entries[recent as usize].client_id == client_id {
+            // The same client again (a pipeline): already first in the recency list.
+            self.entries[recent as usize].last_active = sequence;
+            return recent as usize;
+        }
         let (at, found) = self.probe(client_id);
         let e = if found {
             let e = self.index[at];
@@ -322,7 +331,11 @@ impl DedupTable {
         let entry = &mut self.entries[e];
         let at = e * window + entry.head as usize;
         entry.highest = request_id;
-        entry.head = ((entry.head as usize + 1) % window) as u32;
+        entry.head = if entry.head as usize + 1 == window {
+            0
+        } else {
+            entry.head + 1
+        };
         entry.count = (entry.count + 1).min(window as u32);
         let held = applied.len <= self.limits.reply_bytes;
         self.replies[at] = Reply {
@@ -657,7 +670,8 @@ mod tests {
 
     /// Instructions per message of the table, under cachegrind (docs/engine.md, "What it
     /// costs"): `KEEL_DEDUP_COST=MODE,N` with MODE `plain` (no client id: `apply_message`
-    /// only), `fresh` (a new request of one of 64 clients) or `replay` (a duplicate answered
+    /// only), `fresh` (a new request of one of 64 clients), `one` (a new request of a single
+    /// client) or `replay` (a duplicate answered
     /// from the window); run with N and 2N, the difference over N is one message.
     #[test]
     #[ignore = "a cachegrind probe, run by hand"]
@@ -665,16 +679,20 @@ mod tests {
         let spec = std::env::var("KEEL_DEDUP_COST").unwrap_or_else(|_| "fresh,1000".into());
         let (mode, n) = spec.split_once(',').expect("MODE,N");
         let n: u64 = n.parse().expect("N");
-        let (mut p, mut t) = (Sum::default(), DedupTable::new(DedupLimits {
-            clients: 1024,
-            window: 8,
-            reply_bytes: 256,
-        }));
+        let (mut p, mut t) = (
+            Sum::default(),
+            DedupTable::new(DedupLimits {
+                clients: 1024,
+                window: 8,
+                reply_bytes: 256,
+            }),
+        );
         let mut buf = [0u8; 64];
         for seq in 1..=n {
             let (session_id, correlation_id) = match mode {
                 "plain" => (seq, seq),
                 "fresh" => (CLIENT_SESSION_FLAG | (seq % 64 + 1), seq),
+                "one" => (CLIENT_SESSION_FLAG | 1, seq),
                 _ => (CLIENT_SESSION_FLAG | 1, 1),
             };
             let header = MessageHeader {
@@ -683,7 +701,10 @@ mod tests {
                 correlation_id,
                 ..MessageHeader::default()
             };
-            let message = Message { header, payload: &[1] };
+            let message = Message {
+                header,
+                payload: &[1],
+            };
             std::hint::black_box(apply_once(&mut p, &mut t, &message, &mut buf));
         }
     }

@@ -185,24 +185,22 @@ impl Client {
 
     /// `recv` for an exactly-once client (see [`Client::connect_exactly_once`]).
     pub(super) fn recv_resumable(&mut self) -> Result<Reply<'_>, ClientError> {
-        for _ in 0..MAX_ATTEMPTS * 4 {
+        // Stale answers consume input, so they end; reconnections are counted.
+        let mut reconnects = 0u32;
+        loop {
             self.flush_resumable()?;
             let (at, len) = match self.receiver.next_frame() {
                 Ok(frame) => frame,
                 Err(error) if is_timeout(&error) => return Err(error),
                 Err(error) => {
-                    self.reconnect(None, error)?;
+                    self.reconnect_again(&mut reconnects, None, error)?;
                     continue;
                 }
             };
             if self.receiver.buf[at] == frame::PONG {
                 continue;
             }
-            let next = match self.receiver.decode(at, len) {
-                Ok(frame) => self.classify(&frame),
-                Err(error) => return Err(error),
-            };
-            let answered = match next {
+            let answered = match self.classify(&self.receiver.decode(at, len)?) {
                 Next::Deliver(id) => id,
                 Next::Stale => continue,
                 Next::Redirect(leader) => {
@@ -210,7 +208,7 @@ impl Client {
                         code: ErrorCode::NOT_LEADER,
                         message: "not the leader".into(),
                     };
-                    self.reconnect(leader, error)?;
+                    self.reconnect_again(&mut reconnects, leader, error)?;
                     continue;
                 }
             };
@@ -219,7 +217,25 @@ impl Client {
             self.in_flight = resume.pending.len() as u64;
             return reply_of(self.receiver.decode(at, len)?);
         }
-        Err(ClientError::Protocol("too many stale answers".into()))
+    }
+
+    /// One more reconnection within one call: at most [`MAX_ATTEMPTS`] of them, each after a
+    /// pause that grows with their number (two servers that name each other as leader during
+    /// a change of leader are not hammered).
+    fn reconnect_again(
+        &mut self,
+        reconnects: &mut u32,
+        leader: Option<SocketAddr>,
+        error: ClientError,
+    ) -> Result<(), ClientError> {
+        *reconnects += 1;
+        if *reconnects > MAX_ATTEMPTS {
+            return Err(error);
+        }
+        if *reconnects > 1 {
+            std::thread::sleep((FIRST_BACKOFF * *reconnects).min(MAX_BACKOFF));
+        }
+        self.reconnect(leader, error)
     }
 
     /// What `frame` means for the oldest request in flight. A fatal error is delivered (as

@@ -289,9 +289,56 @@ mod tests {
         assert_eq!(state, b"some state bytes");
     }
 
+    /// A format 3 file with an exactly-once section (5 bytes and its CRC32C) after the state.
+    fn sample_with_dedup() -> Vec<u8> {
+        let state = b"some state bytes".to_vec();
+        let mut dedup = b"table".to_vec();
+        let crc = crc32c::crc32c(&dedup);
+        dedup.extend_from_slice(&crc.to_le_bytes());
+        let header = SnapshotHeader {
+            codec_id: crate::codec::CODEC_ID,
+            schema_version: 3,
+            sequence: 42,
+            state_hash: 1,
+            state_len: state.len() as u64,
+            state_crc: crc32c::crc32c(&state),
+            format_version: FORMAT_VERSION,
+            journal_chain: Some(7),
+            dedup_len: dedup.len() as u32,
+        };
+        let mut file = encode_header(&header).to_vec();
+        file.extend_from_slice(&state);
+        file.extend_from_slice(&dedup);
+        file
+    }
+
+    /// A format 2 file: format 3 with the word at offset 48 reserved (zero).
+    fn sample_v2() -> Vec<u8> {
+        let mut file = sample();
+        file[FORMAT_OFFSET..CODEC_OFFSET].copy_from_slice(&FORMAT_VERSION_NO_DEDUP.to_le_bytes());
+        let crc = crc32c::crc32c(&file[..HEADER_CRC_OFFSET]);
+        file[HEADER_CRC_OFFSET..HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
+        file
+    }
+
+    #[test]
+    fn the_exactly_once_section_follows_the_state_and_format_2_has_none() {
+        let file = sample_with_dedup();
+        let (h, state) = decode(&file).unwrap();
+        assert_eq!(state, b"some state bytes");
+        assert_eq!(&dedup_section(&h, &file)[..5], b"table");
+        let file = sample_v2();
+        let (h, state) = decode(&file).unwrap();
+        assert_eq!(
+            (h.format_version, h.dedup_len),
+            (FORMAT_VERSION_NO_DEDUP, 0)
+        );
+        assert_eq!(state, b"some state bytes");
+    }
+
     #[test]
     fn every_flipped_bit_and_every_truncation_is_refused() {
-        for file in [sample(), sample_v1()] {
+        for file in [sample(), sample_v1(), sample_v2(), sample_with_dedup()] {
             refuses_every_flip_and_truncation(&file);
         }
     }
