@@ -73,8 +73,8 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// Node `node_id` of `members`, the `majority` ack policy, election defaults (heartbeat
-    /// 50 ms, timeout 300–600 ms).
+    /// Node `node_id` of `members`, the `majority` ack policy, the election's default
+    /// heartbeat and timeouts ([`ElectionConfig::new`]).
     pub fn new(
         node_id: u64,
         members: BTreeMap<u64, SocketAddr>,

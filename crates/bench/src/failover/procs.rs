@@ -32,6 +32,8 @@ pub struct Procs {
     exe: PathBuf,
     nodes: Vec<NodeSpec>,
     extra: Vec<String>,
+    /// Per node, a `--cluster` list of its own (peers reached through proxies, say).
+    lists: Vec<Option<String>>,
     children: Vec<Option<Child>>,
 }
 
@@ -63,6 +65,7 @@ impl Procs {
             exe: exe.to_owned(),
             nodes,
             extra,
+            lists: vec![None; n],
             children: (0..n).map(|_| None).collect(),
         })
     }
@@ -77,7 +80,14 @@ impl Procs {
         self.nodes.iter().map(|n| n.client).collect()
     }
 
-    fn members(&self) -> String {
+    /// Gives node `index` its own `--cluster` list (its own entry must stay its cluster
+    /// address: it binds it). For tests that put proxies between the nodes.
+    pub fn set_cluster_list(&mut self, index: usize, list: String) {
+        self.lists[index] = Some(list);
+    }
+
+    /// The `--cluster` list every node gets unless given its own.
+    pub fn members(&self) -> String {
         self.nodes
             .iter()
             .map(|n| format!("{}={}", n.id, n.cluster))
@@ -96,7 +106,10 @@ impl Procs {
         let child = Command::new(&self.exe)
             .arg("serve")
             .args(["--node-id", &node.id.to_string()])
-            .args(["--cluster", &self.members()])
+            .args([
+                "--cluster",
+                &self.lists[index].clone().unwrap_or_else(|| self.members()),
+            ])
             .args(["--listen", &node.client.to_string()])
             .arg("--data-dir")
             .arg(&node.dir)
