@@ -306,6 +306,14 @@ impl NetThread {
 
     /// Serves the ready sessions round robin, one read each per turn, until the ring is full.
     fn serve_input(&mut self, now: Instant) {
+        let published = self.submitter.as_ref().map_or(0, Submitter::published);
+        self.serve_sessions(now);
+        if self.submitter.as_ref().map_or(0, Submitter::published) != published {
+            self.leader.submitted();
+        }
+    }
+
+    fn serve_sessions(&mut self, now: Instant) {
         let was_blocked = std::mem::replace(&mut self.blocked, false);
         let mut budget = self.sessions.ready.len();
         while budget > 0 {

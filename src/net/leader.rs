@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Whether this server is the leader of its cluster, shared between the network thread and
 /// whoever knows (the cluster's election). A server starts as the leader (a server alone is
@@ -28,6 +28,17 @@ struct Inner {
     /// Set while another node leads (or none is known); read once per request.
     follower: AtomicBool,
     leader: Mutex<Option<SocketAddr>>,
+    /// Called after each round of the network thread that submitted requests.
+    submitted: OnceLock<SubmitHook>,
+}
+
+/// A hook of [`LeaderGate::on_submitted`].
+struct SubmitHook(Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for SubmitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubmitHook")
+    }
 }
 
 impl LeaderGate {
@@ -55,6 +66,22 @@ impl LeaderGate {
             return None;
         }
         *self.0.leader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets `hook`, called by the network thread after each round in which it submitted
+    /// requests into the engine (once per round, not per request): a replicated leader wakes
+    /// its shippers and its commit with it. The first hook set stays; returns whether this
+    /// one was set.
+    pub fn on_submitted(&self, hook: Arc<dyn Fn() + Send + Sync>) -> bool {
+        self.0.submitted.set(SubmitHook(hook)).is_ok()
+    }
+
+    /// Runs the submit hook, if one is set.
+    #[inline]
+    pub(crate) fn submitted(&self) {
+        if let Some(hook) = self.0.submitted.get() {
+            (hook.0)();
+        }
     }
 
     /// The `NOT_LEADER` text, written into `buf` (no allocation); returns its length.

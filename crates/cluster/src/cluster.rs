@@ -42,6 +42,9 @@ use crate::node::{Leadership, Node, NodeConfig, NodeError, Peer, Role};
 const ROLE_POLL: Duration = Duration::from_millis(1);
 /// How long the watcher parks before looking at the stop flag again.
 const WATCH_PARK: Duration = Duration::from_millis(100);
+/// Attempts to find the client address free before a server takes the engine's parts.
+const BIND_ATTEMPTS: u32 = 50;
+const BIND_PAUSE: Duration = Duration::from_millis(20);
 /// Longest wait for a stopped server's thread to end.
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -454,9 +457,23 @@ fn start_server<P: Processor>(
     net: &NetConfig,
     validate: &Validate,
 ) -> Option<Server> {
+    // The parts are lost if the server cannot bind: make sure it can (the previous owner of
+    // the port, e.g. this node's server of an earlier term, may still be closing).
+    let free = (0..BIND_ATTEMPTS).any(|_| {
+        let ok = std::net::TcpListener::bind(net.listen_addr).is_ok();
+        if !ok {
+            std::thread::sleep(BIND_PAUSE);
+        }
+        ok
+    });
+    if !free {
+        tracing::error!(address = %net.listen_addr, term, "the client address stays taken");
+        return None;
+    }
     let (submitter, responses) = node.take_client_parts(term)?;
     let mut net = net.clone();
     net.leadership = keel::net::LeaderGate::default();
+    net.leadership.on_submitted(node.submit_waker());
     let validate = validate.clone();
     match Server::start_with(net, submitter, responses, move |k, v, p| validate(k, v, p)) {
         Ok(server) => Some(server),

@@ -528,6 +528,19 @@ impl<P: Processor> Node<P> {
         parts
     }
 
+    /// What a client-facing server calls after it submitted messages itself (see
+    /// [`Node::take_client_parts`]): wakes this term's committer and shippers, as
+    /// [`LeaderHandle::submit`] does. Holds the node's shared state, not the node.
+    pub fn submit_waker(&self) -> std::sync::Arc<dyn Fn() + Send + Sync> {
+        let shared = self.shared.clone();
+        std::sync::Arc::new(move || {
+            let run = lock(&shared.state).run.clone();
+            if let Some(run) = run {
+                run.poke_all();
+            }
+        })
+    }
+
     /// The handle that submits while this node leads.
     pub fn leader_handle(&self) -> LeaderHandle<P> {
         LeaderHandle {

@@ -35,6 +35,9 @@ pub(crate) struct LeaderRun {
     /// The last sequence clients submitted (wakes the committer's short waits).
     pub(crate) published: AtomicU64,
     committer: OnceLock<Thread>,
+    /// Counts [`LeaderRun::poke_all`] calls: a shipper that sees it move looks at the journal
+    /// again soon (the records submitted may not be written yet when it is woken).
+    pub(crate) submissions: AtomicU64,
     /// The shippers' threads, woken when a message is submitted.
     shippers: OnceLock<Vec<Thread>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -57,6 +60,7 @@ impl LeaderRun {
             commit: AtomicU64::new(0),
             published: AtomicU64::new(term_start),
             committer: OnceLock::new(),
+            submissions: AtomicU64::new(0),
             shippers: OnceLock::new(),
             threads: Mutex::new(Vec::new()),
         });
@@ -110,6 +114,7 @@ impl LeaderRun {
 
     /// Wakes the shippers and the committer (a message was submitted).
     pub(crate) fn poke_all(&self) {
+        self.submissions.fetch_add(1, Ordering::AcqRel);
         self.poke();
         for t in self.shippers.get().into_iter().flatten() {
             t.unpark();

@@ -205,6 +205,7 @@ fn ship<P: Processor>(
     );
     let mut buf = Vec::with_capacity(2 * BATCH_BYTES);
     let (mut sent_commit, mut last_send, mut idle) = (0u64, Instant::now(), Duration::ZERO);
+    let mut seen_submissions = run.submissions.load(Ordering::Acquire);
     let result = loop {
         if !run.running() || broken.load(Ordering::Acquire) {
             break Ok(());
@@ -238,6 +239,11 @@ fn ship<P: Processor>(
             })
         } else {
             // Submissions unpark this thread; the timeout covers records that come otherwise.
+            let submissions = run.submissions.load(Ordering::Acquire);
+            if submissions != seen_submissions {
+                // Woken by a submission: its records come within microseconds.
+                (seen_submissions, idle) = (submissions, Duration::ZERO);
+            }
             idle = (idle * 2).clamp(Duration::from_micros(20), IDLE_MAX);
             std::thread::park_timeout(idle);
             continue;
