@@ -74,7 +74,12 @@ pub struct ServeArgs {
     /// With --cluster: when a client's reply may leave the leader: majority (durable on a
     /// majority of nodes) | all (on every node) | leader (on the leader alone: a failover
     /// may lose acknowledged messages).
-    #[arg(long, value_name = "POLICY", default_value = "majority", requires = "cluster")]
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "majority",
+        requires = "cluster"
+    )]
     pub ack_policy: keel_cluster::AckPolicy,
     /// Engine limits and choices.
     #[command(flatten)]

@@ -51,7 +51,9 @@ pub fn parse_members(s: &str) -> Result<Members, String> {
 /// Runs the node until SIGINT, SIGTERM or SIGHUP, then stops it and prints its state hash.
 pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Result<(), String> {
     if !members.0.contains_key(&node_id) {
-        return Err(format!("--node-id {node_id} is not one of --cluster's nodes"));
+        return Err(format!(
+            "--node-id {node_id} is not one of --cluster's nodes"
+        ));
     }
     let config = args.engine.config();
     let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())

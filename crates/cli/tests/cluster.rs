@@ -122,7 +122,10 @@ fn a_resent_request_gets_its_original_reply_after_a_failover() {
     let mut client = Client::connect_exactly_once(&addrs, None, client_id).unwrap();
     let add = book(0, 10);
     assert_eq!(
-        client.request(add.kind, add.version, &add.payload).unwrap().status,
+        client
+            .request(add.kind, add.version, &add.payload)
+            .unwrap()
+            .status,
         ReplyStatus::Accepted
     );
     let order = PlaceOrder {
@@ -190,7 +193,8 @@ fn a_follower_restarted_from_an_empty_disk_catches_up() {
     let mut procs = three_nodes(tmp.path());
     let (leader, term) = wait_for_leader(&procs, 0, WITHIN).expect("a leader");
     let addrs = procs.client_addrs();
-    let mut client = Client::connect_exactly_once(&addrs, None, Client::random_client_id()).unwrap();
+    let mut client =
+        Client::connect_exactly_once(&addrs, None, Client::random_client_id()).unwrap();
     for b in 0..50 {
         let c = book(b, 100);
         client.request(c.kind, c.version, &c.payload).unwrap();
@@ -317,80 +321,124 @@ fn is_timeout(e: &keel::net::ClientError) -> bool {
         if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
 }
 
-#[test]
-fn an_isolated_old_leader_acknowledges_nothing_after_its_term() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut procs = Procs::plan(&exe(), tmp.path(), 3, Vec::new()).unwrap();
-    let real: Vec<SocketAddr> = procs.nodes().iter().map(|n| n.cluster).collect();
-    // proxies[i][j]: node i's way to node j.
-    let proxies: Vec<Vec<Option<Proxy>>> = (0..3)
-        .map(|i| {
-            (0..3)
-                .map(|j| (i != j).then(|| Proxy::start(real[j])))
-                .collect()
-        })
-        .collect();
-    for (i, row) in proxies.iter().enumerate() {
-        let list: Vec<String> = (0..3)
-            .map(|j| match &row[j] {
-                Some(p) => format!("{}={}", j + 1, p.addr),
-                None => format!("{}={}", j + 1, real[j]),
+/// Proxies between every two nodes: `proxies[i][j]` is node i's way to node j.
+struct Mesh {
+    proxies: Vec<Vec<Option<Proxy>>>,
+}
+
+impl Mesh {
+    /// Puts a proxy on every path of `procs`' nodes (before they start).
+    fn between(procs: &mut Procs) -> Mesh {
+        let real: Vec<SocketAddr> = procs.nodes().iter().map(|n| n.cluster).collect();
+        let n = real.len();
+        let proxies: Vec<Vec<Option<Proxy>>> = (0..n)
+            .map(|i| {
+                real.iter()
+                    .enumerate()
+                    .map(|(j, to)| (i != j).then(|| Proxy::start(*to)))
+                    .collect()
             })
             .collect();
-        procs.set_cluster_list(i, list.join(","));
+        for (i, row) in proxies.iter().enumerate() {
+            let list: Vec<String> = row
+                .iter()
+                .zip(&real)
+                .enumerate()
+                .map(|(j, (proxy, addr))| match proxy {
+                    Some(p) => format!("{}={}", j + 1, p.addr),
+                    None => format!("{}={addr}", j + 1),
+                })
+                .collect();
+            procs.set_cluster_list(i, list.join(","));
+        }
+        Mesh { proxies }
     }
-    for index in 0..3 {
-        procs.start(index).unwrap();
-    }
-    let (old, term) = wait_for_leader(&procs, 0, WITHIN).expect("a leader");
-    let old_addr = procs.nodes()[old].client;
-    let mut client = Client::connect(old_addr, None).unwrap();
-    let first = book(0, 10);
-    let reply = client.request(first.kind, first.version, &first.payload).unwrap();
-    assert_eq!(reply.status, ReplyStatus::Accepted);
 
-    // Cut every path to and from the old leader; its clients still reach it.
-    let isolate = |cut: bool| {
-        for i in 0..3 {
-            for j in 0..3 {
-                if let Some(p) = proxies[i][j].as_ref().filter(|_| i == old || j == old) {
-                    if cut {
-                        p.cut();
-                    } else {
-                        p.heal();
+    /// Cuts (or heals) every path to and from `node`.
+    fn isolate(&self, node: usize, cut: bool) {
+        for (i, row) in self.proxies.iter().enumerate() {
+            for (j, proxy) in row.iter().enumerate() {
+                match proxy {
+                    Some(p) if i == node || j == node => {
+                        if cut {
+                            p.cut();
+                        } else {
+                            p.heal();
+                        }
                     }
+                    _ => {}
                 }
             }
         }
-    };
-    isolate(true);
-    let late = book(1, 10);
-    client.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    client.send(late.kind, late.version, &late.payload).unwrap();
-    let (_, new_term) = wait_for_leader(&procs, term, WITHIN).expect("the others elect");
-    assert!(new_term > term);
-    // Through the new term and a while after it, the old leader acknowledges nothing.
+    }
+}
+
+/// Reads answers on `client` for a while: none may acknowledge a request.
+fn assert_no_acknowledgement(client: &mut Client) {
     for _ in 0..10 {
         match client.recv() {
             Ok(reply) => assert!(
-                !matches!(reply.status, ReplyStatus::Accepted | ReplyStatus::Rejected(_)),
+                !matches!(
+                    reply.status,
+                    ReplyStatus::Accepted | ReplyStatus::Rejected(_)
+                ),
                 "an isolated old leader acknowledged a request: {reply:?}"
             ),
             Err(e) if is_timeout(&e) => {}
             Err(_) => break, // closed: no acknowledgement either
         }
     }
+}
+
+#[test]
+fn an_isolated_old_leader_acknowledges_nothing_after_its_term() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut procs = Procs::plan(&exe(), tmp.path(), 3, Vec::new()).unwrap();
+    let mesh = Mesh::between(&mut procs);
+    for index in 0..3 {
+        procs.start(index).unwrap();
+    }
+    let (old, term) = wait_for_leader(&procs, 0, WITHIN).expect("a leader");
+    let mut client = Client::connect(procs.nodes()[old].client, None).unwrap();
+    let first = book(0, 10);
+    let reply = client
+        .request(first.kind, first.version, &first.payload)
+        .unwrap();
+    assert_eq!(reply.status, ReplyStatus::Accepted);
+
+    // Every path to and from the old leader is cut; its clients still reach it.
+    mesh.isolate(old, true);
+    let late = book(1, 10);
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    client.send(late.kind, late.version, &late.payload).unwrap();
+    let (_, new_term) = wait_for_leader(&procs, term, WITHIN).expect("the others elect");
+    assert!(new_term > term);
+    // Through the new term and a while after it, the old leader acknowledges nothing.
+    assert_no_acknowledgement(&mut client);
     client.close();
-    isolate(false);
+    mesh.isolate(old, false);
     assert!(
         wait_following(&procs, old, new_term, WITHIN),
         "the old leader rejoins as a follower"
     );
     let addrs = procs.client_addrs();
-    assert_eq!(stock_of(&addrs, 0), Some(10), "the acknowledged book is kept");
-    assert_eq!(stock_of(&addrs, 1), None, "the unacknowledged book is nowhere");
+    assert_eq!(
+        stock_of(&addrs, 0),
+        Some(10),
+        "the acknowledged book is kept"
+    );
+    assert_eq!(
+        stock_of(&addrs, 1),
+        None,
+        "the unacknowledged book is nowhere"
+    );
     let end = journal_end(&procs.nodes()[(old + 1) % 3].dir);
-    assert!(wait_journals_equal(&procs, end), "the old leader's suffix was replaced");
+    assert!(
+        wait_journals_equal(&procs, end),
+        "the old leader's suffix was replaced"
+    );
     thread::sleep(Duration::from_millis(500));
     let states = stop_and_states(&mut procs);
     assert!(states.iter().all(|s| *s == states[0]), "{states:?}");

@@ -92,6 +92,9 @@ fn dispatch(mut stream: TcpStream, raft: &Route, data: &Route) {
     match channel[0] {
         CHANNEL_RAFT => raft(stream),
         CHANNEL_DATA => data(stream),
-        other => tracing::debug!(channel = other, "cluster connection with an unknown channel"),
+        other => tracing::debug!(
+            channel = other,
+            "cluster connection with an unknown channel"
+        ),
     }
 }

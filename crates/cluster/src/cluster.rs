@@ -179,10 +179,16 @@ impl EventLog {
             "{{\"unix_ns\":{unix_ns},\"event\":\"{}\",\"term\":{term},\"leader\":{leader}}}\n",
             event.name()
         );
-        let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut file = file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = file.write_all(line.as_bytes());
     }
 }
+
+/// What the server thread hands back when it ends: the server of the term it still led (asked
+/// to stop; it ends once the engine halts) and the counters of the servers it ran.
+type Served = (Option<(u64, Server)>, NetStats);
 
 /// The request check of the client-facing server.
 pub type Validate = Arc<dyn Fn(u16, u16, &[u8]) -> Result<(), Invalid> + Send + Sync>;
@@ -194,7 +200,7 @@ pub struct Cluster<P: Processor> {
     acceptor: Option<Acceptor>,
     stop: Arc<AtomicBool>,
     watcher: Option<JoinHandle<()>>,
-    serving: Option<JoinHandle<(Option<(u64, Server)>, NetStats)>>,
+    serving: Option<JoinHandle<Served>>,
 }
 
 impl<P: Processor> Cluster<P> {
@@ -260,10 +266,9 @@ impl<P: Processor> Cluster<P> {
 
     /// The acceptor's address (the cluster address).
     pub fn cluster_addr(&self) -> SocketAddr {
-        self.acceptor.as_ref().map_or_else(
-            || SocketAddr::from(([0, 0, 0, 0], 0)),
-            Acceptor::local_addr,
-        )
+        self.acceptor
+            .as_ref()
+            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), Acceptor::local_addr)
     }
 
     /// Stops serving, the watcher, the acceptor, the node (its engine halts: the state is
@@ -420,7 +425,7 @@ fn serve_while_leading<P: Processor>(
     validate: &Validate,
     events: &EventLog,
     stop: &AtomicBool,
-) -> (Option<(u64, Server)>, NetStats) {
+) -> Served {
     let mut total = NetStats::default();
     let mut current: Option<(u64, Server)> = None;
     while !stop.load(Ordering::Acquire) {

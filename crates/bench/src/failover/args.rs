@@ -60,8 +60,12 @@ pub struct FailoverArgs {
 
 fn kill_window(s: &str) -> Result<(u64, u64), String> {
     let (low, high) = s.split_once(':').ok_or("expected MIN:MAX (ms)")?;
-    let low: u64 = low.parse().map_err(|_| format!("{low:?} is not a number"))?;
-    let high: u64 = high.parse().map_err(|_| format!("{high:?} is not a number"))?;
+    let low: u64 = low
+        .parse()
+        .map_err(|_| format!("{low:?} is not a number"))?;
+    let high: u64 = high
+        .parse()
+        .map_err(|_| format!("{high:?} is not a number"))?;
     if low > high {
         return Err("MIN must not exceed MAX".into());
     }
@@ -110,7 +114,10 @@ pub fn run_failover(args: &FailoverArgs, exe: PathBuf) -> Result<(), Failure> {
         };
         println!("{}", text.expect("the report serializes"));
     }
-    if reports.iter().any(|r| r.lost > 0 || r.duplicated > 0 || !r.hashes_equal) {
+    if reports
+        .iter()
+        .any(|r| r.lost > 0 || r.duplicated > 0 || !r.hashes_equal)
+    {
         return Err(Failure::new(
             "WRONG RESULT: acknowledged requests lost, requests applied twice, or nodes differ",
         ));

@@ -52,7 +52,10 @@ pub fn check_journal<A: App>(journal_dir: &Path) -> Result<JournalCheck, Failure
         if record.kind >= CONTROL_KIND_MIN {
             continue;
         }
-        let key = (record.session_id & !CLIENT_SESSION_FLAG, record.correlation_id);
+        let key = (
+            record.session_id & !CLIENT_SESSION_FLAG,
+            record.correlation_id,
+        );
         let count = seen.entry(key).or_insert(0);
         *count += 1;
         if *count > 1 {

@@ -209,7 +209,10 @@ fn open(addrs: &[SocketAddr], client_id: u64, result: &mut ClientResult) -> Opti
 }
 
 /// Runs `clients` clients on threads until `stop`; their results.
-pub fn run<A: App>(lanes: Vec<Lane>, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<ClientResult>> {
+pub fn run<A: App>(
+    lanes: Vec<Lane>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<ClientResult>> {
     lanes
         .into_iter()
         .map(|lane| {

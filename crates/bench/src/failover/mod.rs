@@ -140,7 +140,7 @@ pub fn run<A: App>(spec: &FailoverSpec) -> Result<FailoverReport, Failure> {
     for index in 0..spec.nodes {
         procs.start(index)?;
     }
-    let (_, mut term) = wait_for_leader(&procs, 0, LEADER_WITHIN)
+    let (_, term) = wait_for_leader(&procs, 0, LEADER_WITHIN)
         .ok_or_else(|| Failure::new("no leader within 30 s of the start"))?;
     let addrs = procs.client_addrs();
     load::setup::<A>(&addrs, spec.seed).map_err(|e| Failure(format!("setup: {e}")))?;
@@ -158,30 +158,11 @@ pub fn run<A: App>(spec: &FailoverSpec) -> Result<FailoverReport, Failure> {
         })
         .collect();
     let clients = load::run::<A>(lanes, &stop);
-    let mut kills = Vec::new();
-    let mut rng = spec.seed | 1;
     std::thread::sleep(spec.warmup);
     if spec.failovers == 0 {
         std::thread::sleep(spec.duration);
     }
-    for _ in 0..spec.failovers {
-        let (low, high) = spec.kill_after_ms;
-        let wait = low + next(&mut rng) % (high.saturating_sub(low) + 1);
-        std::thread::sleep(Duration::from_millis(wait));
-        let Some((leader, leader_term)) = wait_for_leader(&procs, term.saturating_sub(1), LEADER_WITHIN)
-        else {
-            break;
-        };
-        let kill_ns = unix_ns();
-        procs.kill(leader);
-        kills.push((kill_ns, leader_term));
-        let Some((_, next_term)) = wait_for_leader(&procs, leader_term, LEADER_WITHIN) else {
-            break;
-        };
-        term = next_term;
-        procs.start(leader)?;
-        wait_following(&procs, leader, term, REJOIN_WITHIN);
-    }
+    let kills = kill_leaders(spec, &mut procs, term)?;
     let measured_for = started.elapsed().saturating_sub(spec.warmup);
     stop.store(true, Ordering::Release);
     let results: Vec<ClientResult> = clients
@@ -198,6 +179,37 @@ pub fn run<A: App>(spec: &FailoverSpec) -> Result<FailoverReport, Failure> {
         data_dir: spec.out.as_ref().map(|_| root.clone()),
         ..report
     })
+}
+
+/// Kills the serving leader `spec.failovers` times, each time waiting (bounded) for the next
+/// leader and for the killed node's return as a follower; the kills' (time, term).
+fn kill_leaders(
+    spec: &FailoverSpec,
+    procs: &mut Procs,
+    mut term: u64,
+) -> Result<Vec<(u64, u64)>, Failure> {
+    let mut kills = Vec::new();
+    let mut rng = spec.seed | 1;
+    for _ in 0..spec.failovers {
+        let (low, high) = spec.kill_after_ms;
+        let wait = low + next(&mut rng) % (high.saturating_sub(low) + 1);
+        std::thread::sleep(Duration::from_millis(wait));
+        let Some((leader, leader_term)) =
+            wait_for_leader(procs, term.saturating_sub(1), LEADER_WITHIN)
+        else {
+            break;
+        };
+        let kill_ns = unix_ns();
+        procs.kill(leader);
+        kills.push((kill_ns, leader_term));
+        let Some((_, next_term)) = wait_for_leader(procs, leader_term, LEADER_WITHIN) else {
+            break;
+        };
+        term = next_term;
+        procs.start(leader)?;
+        wait_following(procs, leader, term, REJOIN_WITHIN);
+    }
+    Ok(kills)
 }
 
 fn report<A: App>(
@@ -291,7 +303,12 @@ impl FailoverReport {
         let hashes: Vec<String> = self
             .node_states
             .iter()
-            .map(|n| format!("node {}: {} at {}", n.node, n.state_hash, n.applied_sequence))
+            .map(|n| {
+                format!(
+                    "node {}: {} at {}",
+                    n.node, n.state_hash, n.applied_sequence
+                )
+            })
             .collect();
         format!(
             "nodes {} | rate {} | acknowledged {} | lost {} | duplicated {} | resent {} | \

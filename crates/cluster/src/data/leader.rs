@@ -152,7 +152,10 @@ impl LeaderRun {
             }
             // A client-facing server submits straight into the engine: its ring's position
             // counts as published too.
-            let published = self.published.load(Ordering::Acquire).max(input.published());
+            let published = self
+                .published
+                .load(Ordering::Acquire)
+                .max(input.published());
             if durable < published {
                 std::thread::sleep(Duration::from_micros(20));
             } else {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use keel::engine::ResponseReceiver;
 use keel::engine::{Metrics, Response, SubmitError};
 use keel::journal::{DurableWaker, JournalWriter, Record};
-use keel::engine::ResponseReceiver;
 use keel::ring::{Gauge, Sequence};
 use keel::snapshot::SnapshotStore;
 use keel::{Config, Engine, Processor, Submission, Submitter};
