@@ -254,16 +254,17 @@ pub fn wait_for_leader(procs: &Procs, above: u64, within: Duration) -> Option<(u
     None
 }
 
-/// Waits (bounded) until node `index`'s last event is `following` in a term of at least
-/// `term`.
+/// Waits (bounded) until node `index`'s last event (a `stopped-serving` aside: a deposed
+/// leader's server stops after it follows) is `following` in a term of at least `term`.
 pub fn wait_following(procs: &Procs, index: usize, term: u64, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let events = read_events(&procs.nodes()[index].dir);
-        if events
-            .last()
-            .is_some_and(|e| e.kind == EventKind::Following && e.term >= term)
-        {
+        let last = events
+            .iter()
+            .rev()
+            .find(|e| e.kind != EventKind::StoppedServing);
+        if last.is_some_and(|e| e.kind == EventKind::Following && e.term >= term) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
