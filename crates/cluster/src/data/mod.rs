@@ -13,7 +13,7 @@ pub(crate) mod common;
 pub(crate) mod follower;
 pub mod frame;
 pub(crate) mod leader;
-pub mod local;
+pub(crate) mod local;
 pub mod log;
 pub mod record;
 pub(crate) mod shipper;
@@ -21,6 +21,9 @@ pub mod terms;
 pub mod wire;
 
 pub use commit::{AckPolicy, ParseAckPolicyError};
+pub use local::{
+    decode_term_record, MakeProcessor, ResponseSink, TERM_RECORD_BYTES, TERM_RECORD_KIND,
+};
 
 /// Why a data-plane step failed.
 #[derive(Debug, thiserror::Error)]
