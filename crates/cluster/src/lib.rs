@@ -6,7 +6,12 @@
 //! hot path never touches an async runtime.
 //!
 //! Module map: `election` (openraft: who leads, in which term), `data` (the data plane:
-//! shipping, following, acknowledgements, commit, promotion).
+//! shipping, following, acknowledgements, commit, promotion), `node` (a cluster node: its
+//! engine and its role, driven by leadership reports).
 
 pub mod data;
 pub mod election;
+pub mod node;
+
+pub use data::AckPolicy;
+pub use node::{LeaderHandle, Leadership, Node, NodeConfig, NodeError, NodeStatus, Peer, Role};

@@ -1,1 +1,102 @@
-//! The data plane: journal shipping, following, acknowledgements, commit and promotion.
+//! The data plane: journal shipping, following, acknowledgements, commit and promotion, on
+//! std threads and std TCP (docs/REPLICATION.md, "Data plane").
+//!
+//! Module map: `frame` (the wire frames, pure), `wire` (frames over a TCP stream), `record`
+//! (journal records as journaled bytes), `log` (reading a node's journal for shipping and
+//! probing), `terms` (the terms file), `commit` (ack policies), `local` (the node's engine as
+//! the data plane drives it), `common` (finding the common prefix of two journals), `follower`
+//! (a follower's side of a leader's connection), `shipper` (a leader's side, one per
+//! follower), `leader` (the leader's commit and its shippers).
+
+pub mod commit;
+pub(crate) mod common;
+pub(crate) mod follower;
+pub mod frame;
+pub(crate) mod leader;
+pub(crate) mod local;
+pub mod log;
+pub mod record;
+pub(crate) mod shipper;
+pub mod terms;
+pub mod wire;
+
+pub use commit::{AckPolicy, ParseAckPolicyError};
+pub use local::{
+    decode_term_record, MakeProcessor, ResponseSink, TERM_RECORD_BYTES, TERM_RECORD_KIND,
+};
+
+/// Why a data-plane step failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// The engine failed to start, halt or take input.
+    #[error(transparent)]
+    Engine(#[from] keel::Error),
+    /// The engine refused a record.
+    #[error(transparent)]
+    Submit(#[from] keel::engine::SubmitError),
+    /// Truncating the journal failed.
+    #[error(transparent)]
+    Journal(#[from] keel::journal::JournalError),
+    /// Quarantining snapshots failed.
+    #[error(transparent)]
+    Snapshot(#[from] keel::snapshot::SnapshotError),
+    /// Reading the journal failed.
+    #[error(transparent)]
+    Log(#[from] log::LogError),
+    /// The terms file could not be read or written.
+    #[error("terms file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The connection failed.
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+    /// A received record is malformed.
+    #[error(transparent)]
+    Record(#[from] record::RecordError),
+    /// A received record does not continue this journal.
+    #[error("record {sequence} does not continue the journal (next {next}, chain {chain:#010x}, record's prev_crc {prev_crc:#010x})")]
+    Discontinuous {
+        /// The record's sequence.
+        sequence: u64,
+        /// The sequence expected.
+        next: u64,
+        /// This journal's chain value.
+        chain: u32,
+        /// The record's `prev_crc`.
+        prev_crc: u32,
+    },
+    /// The peer broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+    /// The peer's term is stale (it leads no more) or this node's is.
+    #[error("stale term {term} (fence {fence})")]
+    StaleTerm {
+        /// The term presented.
+        term: u64,
+        /// The fence it failed.
+        fence: u64,
+    },
+    /// Asked to remove committed records.
+    #[error("truncation after {after} is below the commit {commit}")]
+    BelowCommit {
+        /// The requested truncation point.
+        after: u64,
+        /// The known commit.
+        commit: u64,
+    },
+    /// The peer needs records this journal no longer holds (snapshot transfer: not yet).
+    #[error("the journal starts at {first_sequence}: records before it need a snapshot transfer")]
+    NeedsSnapshot {
+        /// The journal's first sequence.
+        first_sequence: u64,
+    },
+    /// A bounded wait ran out.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    /// The engine is not running (halted between restarts).
+    #[error("engine stopped")]
+    EngineStopped,
+    /// Superseded: a newer term or a shutdown ended this step.
+    #[error("superseded")]
+    Superseded,
+}
