@@ -330,7 +330,7 @@ fn records_frame(term: u64, sequence: u64, prev_crc: u32, flip: Option<usize>) -
     let mut frame_bytes = Vec::new();
     frame::begin_records(&mut frame_bytes, term, 0);
     let at = frame_bytes.len();
-    keel_cluster::data::record::encode(&mut frame_bytes, &record, prev_crc);
+    record.encode_to(&mut frame_bytes, prev_crc);
     if let Some(flip) = flip {
         frame_bytes[at + flip] ^= 1;
     }
