@@ -89,7 +89,11 @@ fn flood_once(addr: SocketAddr) -> (u64, u64) {
         };
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut hello = [0u8; 64];
-        let n = frame::encode_hello(&mut hello, frame::PROTOCOL_VERSION, b"").unwrap();
+        let n = frame::encode_hello(
+            &mut hello,
+            &net_support::hello(frame::PROTOCOL_VERSION, b""),
+        )
+        .unwrap();
         if s.write_all(&hello[..n]).is_ok() {
             streams.push(s);
         }

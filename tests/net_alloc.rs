@@ -37,6 +37,17 @@ fn traffic(client: &mut keel::net::Client, n: u64) {
 
 #[test]
 fn no_allocation_per_message_on_the_network_path() {
+    no_allocation_per_message(false);
+}
+
+/// The same with an exactly-once client: the engine's deduplication table (check, record,
+/// snapshot section) and the client's resend buffer allocate nothing per message either.
+#[test]
+fn no_allocation_per_message_with_exactly_once() {
+    no_allocation_per_message(true);
+}
+
+fn no_allocation_per_message(exactly_once: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = engine_config(dir.path());
     config.segment_size_bytes = 128 << 10;
@@ -48,7 +59,11 @@ fn no_allocation_per_message_on_the_network_path() {
         let m = metrics.read();
         m.snapshots_written + m.snapshots_skipped
     };
-    let mut client = node.client();
+    let mut client = if exactly_once {
+        keel::net::Client::connect_exactly_once(&[node.addr], None, 11).unwrap()
+    } else {
+        node.client()
+    };
     traffic(&mut client, 3_000);
     let (segments, snapshots) = (segment_files(&journal_dir), snapshots_taken());
     alloc_support::arm();

@@ -112,11 +112,15 @@ fn malformed_frames_close_only_their_connection() {
         ErrorCode::MALFORMED,
     );
     let mut hello = [0u8; 64];
-    let n = frame::encode_hello(&mut hello, frame::PROTOCOL_VERSION, b"").unwrap();
+    let n = frame::encode_hello(
+        &mut hello,
+        &net_support::hello(frame::PROTOCOL_VERSION, b""),
+    )
+    .unwrap();
     expect_fatal(addr, true, &hello[..n], ErrorCode::MALFORMED); // a second HELLO
     hello[5] = b'X';
     expect_fatal(addr, false, &hello[..n], ErrorCode::UNSUPPORTED_PROTOCOL); // bad magic
-    let n = frame::encode_hello(&mut hello, 99, b"").unwrap();
+    let n = frame::encode_hello(&mut hello, &net_support::hello(99, b"")).unwrap();
     expect_fatal(addr, false, &hello[..n], ErrorCode::UNSUPPORTED_PROTOCOL);
     // Requests and pings before the handshake.
     let request = request_bytes(1, ADD, 1, &5u64.to_le_bytes());

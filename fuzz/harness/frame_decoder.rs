@@ -36,7 +36,7 @@ pub fn run(data: &[u8]) {
 fn check_round_trip(decoded: &Frame<'_>) {
     let mut buf = vec![0u8; 1 << 17];
     let n = match *decoded {
-        Frame::Hello(h) => frame::encode_hello(&mut buf, h.protocol_version, h.token),
+        Frame::Hello(h) => frame::encode_hello(&mut buf, &h),
         Frame::Request(r) => frame::encode_request(&mut buf, &r),
         Frame::Ping(nonce) => frame::encode_ping(&mut buf, false, nonce),
         Frame::Pong(nonce) => frame::encode_ping(&mut buf, true, nonce),

@@ -187,6 +187,18 @@ pub struct Config {
     /// [`Engine::commit_gate_waker`]: crate::Engine::commit_gate_waker
     /// [`DurableWaker::advance`]: crate::journal::DurableWaker::advance
     pub commit_gate: Option<std::sync::Arc<crate::ring::Sequence>>,
+    /// Exactly-once: clients whose progress the engine tracks at once (0: exactly-once off,
+    /// every message applied). Past it, the least recently active client is forgotten, and a
+    /// request it resends afterwards is applied again. See docs/engine.md, "Exactly once".
+    pub dedup_clients: usize,
+    /// Exactly-once: replies kept per client; a duplicate of an older request is refused with
+    /// `Status::AlreadyAnswered` instead of answered.
+    pub dedup_window: usize,
+    /// Exactly-once: the largest reply payload kept; a duplicate of a request whose reply was
+    /// larger is refused with `Status::AlreadyAnswered`. The table costs about
+    /// `dedup_clients * dedup_window * (dedup_reply_bytes + 32)` bytes, allocated at start (and
+    /// again for a snapshot replica).
+    pub dedup_reply_bytes: usize,
 }
 
 impl Default for Config {
@@ -214,6 +226,9 @@ impl Default for Config {
             prefault_state: false,
             abort_on_processor_panic: false,
             commit_gate: None,
+            dedup_clients: 1024,
+            dedup_window: 8,
+            dedup_reply_bytes: 256,
         }
     }
 }
@@ -265,6 +280,15 @@ impl Config {
         input + output
     }
 
+    /// The limits of the exactly-once table.
+    pub(crate) fn dedup_limits(&self) -> super::dedup::DedupLimits {
+        super::dedup::DedupLimits {
+            clients: self.dedup_clients,
+            window: self.dedup_window,
+            reply_bytes: self.dedup_reply_bytes,
+        }
+    }
+
     /// The journal writer's configuration these limits describe.
     pub fn journal_config(&self) -> JournalConfig {
         JournalConfig {
@@ -300,6 +324,16 @@ impl Config {
             isize::MAX as u64,
         )?;
         check_panic_strategy(cfg!(panic = "unwind"), self.abort_on_processor_panic)?;
+        in_range("dedup_clients", self.dedup_clients as u64, 0, 1 << 24)?;
+        in_range("dedup_window", self.dedup_window as u64, 1, 1 << 16)?;
+        let table_bytes = (self.dedup_clients * self.dedup_window) as u64;
+        let reply_max = (1u64 << 34) / table_bytes.max(1);
+        in_range(
+            "dedup_reply_bytes",
+            self.dedup_reply_bytes as u64,
+            0,
+            reply_max,
+        )?;
         if self.producers == Producers::Multi && self.discard_responses {
             return Err(ConfigError::Incompatible {
                 settings: "discard_responses with producers = Multi",

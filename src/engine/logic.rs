@@ -6,6 +6,7 @@
 //! response equals its message's sequence; apply-ahead mode relies on this to hold responses
 //! until the journaler has passed them.
 
+use super::dedup::{apply_once, DedupTable};
 use super::message::{
     Envelope, Message, ResponseHeader, ResponseSlot, Status, CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
     NO_REPLY_SLOT,
@@ -79,15 +80,16 @@ pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
 }
 
 fn fill_response<P: Processor>(
-    processor: &mut P,
+    (processor, dedup): (&mut P, &mut DedupTable),
     envelope: &Envelope,
     slot: &mut ResponseSlot,
 ) -> Applied {
     let message = envelope.message();
-    let applied = apply_message(processor, &message, &mut slot.payload);
+    let answer = apply_once(processor, dedup, &message, &mut slot.payload);
+    let applied = answer.applied;
     slot.len = applied.len as u32;
     slot.header = ResponseHeader {
-        sequence: message.header.sequence,
+        sequence: answer.sequence,
         session_id: message.header.session_id,
         correlation_id: message.header.correlation_id,
         status: applied.status,
@@ -153,7 +155,7 @@ impl Snapshots {
     /// outcome of a `requested` one is recorded for whoever asked.
     pub(crate) fn capture<P: Processor>(
         &mut self,
-        processor: &P,
+        (processor, dedup): (&P, &DedupTable),
         sequence: u64,
         wait: bool,
         requested: bool,
@@ -175,12 +177,15 @@ impl Snapshots {
             }
             return;
         }
+        let state_len = state.len();
+        dedup.encode(&mut state);
         self.size_hint_bytes = state.len() + state.len() / 8;
         let job = SnapshotJob {
             sequence,
             schema_version: processor.schema_version(),
             state_hash: processor.state_hash(),
             state,
+            state_len,
             requested,
         };
         let capture_ns = start.elapsed().as_nanos() as u64;
@@ -203,11 +208,16 @@ impl Snapshots {
 
     /// After `sequence` was applied: capture if it asked for one or the interval is due.
     #[inline]
-    pub(crate) fn after<P: Processor>(&mut self, processor: &P, sequence: u64, kind: u16) {
+    pub(crate) fn after<P: Processor>(
+        &mut self,
+        state: (&P, &DedupTable),
+        sequence: u64,
+        kind: u16,
+    ) {
         if kind == CONTROL_SNAPSHOT {
-            self.capture(processor, sequence, true, true);
+            self.capture(state, sequence, true, true);
         } else if self.interval_messages != 0 && sequence.is_multiple_of(self.interval_messages) {
-            self.capture(processor, sequence, false, false);
+            self.capture(state, sequence, false, false);
         }
     }
 }
@@ -215,7 +225,7 @@ impl Snapshots {
 /// Applies one envelope and routes its response; returns how it went.
 #[inline]
 fn handle<P: Processor>(
-    processor: &mut P,
+    (processor, dedup): (&mut P, &mut DedupTable),
     responses: &mut Responses,
     envelope: &Envelope,
     sequence: u64,
@@ -224,11 +234,11 @@ fn handle<P: Processor>(
     debug_assert_eq!(envelope.header.sequence, sequence);
     if let Responses::Board(board, scratch) = responses {
         return Ok(match envelope.reply_slot {
-            NO_REPLY_SLOT => apply_message(processor, &envelope.message(), scratch),
+            NO_REPLY_SLOT => apply_once(processor, dedup, &envelope.message(), scratch).applied,
             index => {
                 let mut applied = NOT_APPLIED;
                 board.answer(index, |slot| {
-                    applied = fill_response(processor, envelope, slot)
+                    applied = fill_response((processor, dedup), envelope, slot)
                 });
                 applied
             }
@@ -237,7 +247,8 @@ fn handle<P: Processor>(
     let mut applied = NOT_APPLIED;
     if let Responses::Ring(output, _) = responses {
         // Written now, published at the end of the batch (one Release store per batch).
-        match output.write(|slot, _| applied = fill_response(processor, envelope, slot)) {
+        let state = (&mut *processor, &mut *dedup);
+        match output.write(|slot, _| applied = fill_response(state, envelope, slot)) {
             Ok(written) => {
                 debug_assert_eq!(written, sequence, "one response per message");
                 if end_of_batch {
@@ -251,7 +262,7 @@ fn handle<P: Processor>(
         }
     }
     if let Responses::Discard(scratch) = responses {
-        applied = apply_message(processor, &envelope.message(), scratch);
+        applied = apply_once(processor, dedup, &envelope.message(), scratch).applied;
     }
     Ok(applied)
 }
@@ -271,7 +282,7 @@ const NOT_APPLIED: Applied = Applied {
 /// whose stage then wakes it again; waking here too covers a journal that got there first).
 /// Outcomes and the sampled apply times go to `counters`.
 pub(crate) fn run<P: Processor>(
-    mut processor: P,
+    (mut processor, mut dedup): (P, DedupTable),
     mut input: Consumer<Envelope>,
     mut responses: Responses,
     mut snapshots: Option<Snapshots>,
@@ -284,7 +295,7 @@ pub(crate) fn run<P: Processor>(
             debug_assert_eq!(std::thread::current().id(), owner);
             let sampled = (sequence & (APPLY_SAMPLE_EVERY - 1) == 0).then(Instant::now);
             let applied = handle(
-                &mut processor,
+                (&mut processor, &mut dedup),
                 &mut responses,
                 envelope,
                 sequence,
@@ -296,7 +307,7 @@ pub(crate) fn run<P: Processor>(
             }
             counters.record(applied.status, applied.reason);
             if let Some(snapshots) = snapshots.as_mut() {
-                snapshots.after(&processor, sequence, envelope.header.kind);
+                snapshots.after((&processor, &dedup), sequence, envelope.header.kind);
             }
             if end_of_batch {
                 published.wake();
@@ -318,7 +329,7 @@ pub(crate) fn run<P: Processor>(
         .as_mut()
         .filter(|s| s.on_shutdown && s.last_sequence < applied)
     {
-        s.capture(&processor, applied, true, false);
+        s.capture((&processor, &dedup), applied, true, false);
     }
     processor
 }

@@ -84,6 +84,9 @@ pub enum Status {
     Rejected = 1,
     /// The processor panicked while applying it. Replay reproduces the same outcome.
     Failed = 2,
+    /// Not applied: an exactly-once client's request id that was applied before, whose reply
+    /// the engine no longer holds (docs/engine.md, "Exactly once"). State is unchanged.
+    AlreadyAnswered = 3,
 }
 
 /// Everything about a response except its payload.

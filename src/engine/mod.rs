@@ -10,6 +10,7 @@ mod accept_loss;
 mod affinity;
 mod client;
 mod config;
+mod dedup;
 mod journal_gate;
 mod journaler;
 mod logic;
@@ -46,6 +47,8 @@ use crate::error::Error;
 use crate::journal::{DurableWaker, JournalError, JournalSyncHandle, JournalWriter, RealIo};
 use crate::ring::{Consumer, Gauge, MultiProducer, RingBuilder, Sequence, Signal};
 use crate::snapshot::{Retention, SnapshotStore, SnapshotWriter};
+use dedup::DedupTable;
+pub(crate) use dedup::CLIENT_SESSION_FLAG;
 use journal_gate::{JournalGate, JournalerExit};
 use logic::{Responses, Snapshots};
 use metrics::{Positions, Recorders, TimedIo};
@@ -124,9 +127,11 @@ impl<P: Processor> Engine<P> {
         let judged = recovery::bind_snapshots(&store, &config.journal_dir, last)?;
         let journal = opening.finish()?;
         let journal_open = open_started.elapsed();
+        let mut dedup = DedupTable::new(config.dedup_limits());
+        let state = (&mut processor, &mut dedup);
         let recovered = Recovered {
             journal_open,
-            ..recovery::recover(&config, &store, &judged, &mut processor, last)?
+            ..recovery::recover(&config, &store, &judged, state, last)?
         };
         tracing::info!(
             snapshot = recovered.snapshot_sequence,
@@ -146,8 +151,14 @@ impl<P: Processor> Engine<P> {
             (make, replica_start(&config, &store, snapshot))
         });
         let parts = (journal, recorders);
-        let mut engine =
-            Self::launch(config, processor, parts, (recovered, replica), store, slots)?;
+        let mut engine = Self::launch(
+            config,
+            (processor, dedup),
+            parts,
+            (recovered, replica),
+            store,
+            slots,
+        )?;
         if let Some(submitter) = engine.submitter.as_mut() {
             submitter.set_session_epoch(session_epoch);
         }
@@ -173,12 +184,14 @@ impl<P: Processor> Engine<P> {
         };
         let slots = Slots::allocate(&config)?;
         let parts = (journal, Arc::default());
-        Self::launch(config, processor, parts, (recovered, None), store, slots)
+        let dedup = DedupTable::new(config.dedup_limits());
+        let state = (processor, dedup);
+        Self::launch(config, state, parts, (recovered, None), store, slots)
     }
 
     fn launch<J: JournalSink>(
         config: Config,
-        processor: P,
+        processor: (P, DedupTable),
         (mut journal, recorders): (J, Arc<Recorders>),
         (recovered, replica): (Recovered, Option<Replica<P>>),
         store: SnapshotStore,
@@ -564,6 +577,7 @@ fn replica_start(
         journal_dir: config.journal_dir.clone(),
         max_response_bytes: config.max_response_bytes,
         prefault: config.prefault_state,
+        dedup: config.dedup_limits(),
     }
 }
 
@@ -732,7 +746,7 @@ struct LogicParts {
 /// wait; `shutdown` reports it).
 fn spawn_logic<P: Processor>(
     config: &Config,
-    processor: P,
+    (processor, dedup): (P, DedupTable),
     parts: LogicParts,
 ) -> Result<JoinHandle<P>, Error> {
     let (cores, core) = (Cores::detect(), config.pinning.logic_core);
@@ -755,7 +769,7 @@ fn spawn_logic<P: Processor>(
             ..
         } = parts;
         logic::run(
-            processor,
+            (processor, dedup),
             input,
             responses,
             snapshots,

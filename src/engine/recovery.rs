@@ -3,7 +3,8 @@
 //! reproduces state and outcomes exactly.
 
 use super::config::Config;
-use super::logic::{apply_message, panic_text};
+use super::dedup::{apply_once, DedupTable};
+use super::logic::panic_text;
 use super::message::{Message, MessageHeader};
 use super::processor::Processor;
 use crate::error::{Error, RecoveryError};
@@ -38,13 +39,13 @@ pub(crate) fn recover<P: Processor>(
     config: &Config,
     store: &SnapshotStore,
     judged: &[Judged],
-    processor: &mut P,
+    (processor, dedup): (&mut P, &mut DedupTable),
     last: u64,
 ) -> Result<Recovered, Error> {
     let started = Instant::now();
-    let snapshot_sequence = restore_snapshot(store, judged, processor)?;
+    let snapshot_sequence = restore_snapshot(store, judged, (processor, dedup))?;
     let snapshot_load = started.elapsed();
-    let replayed = replay_range(config, processor, snapshot_sequence + 1, last)?;
+    let replayed = replay_range(config, (processor, dedup), snapshot_sequence + 1, last)?;
     Ok(Recovered {
         snapshot_sequence,
         replayed,
@@ -79,11 +80,13 @@ pub(crate) fn bind_snapshots(
 /// Tries the snapshots the journal vouches for, newest first; corrupt, unreadable or
 /// oversized ones, states the processor refuses, and states whose `load_state` panics are
 /// skipped with a warning, as are snapshots from before the journal's start. A format 1
-/// snapshot (no chain value) at or before the journal's end is restored unverified. Returns the restored sequence, or 0 when none was usable (full replay).
+/// snapshot (no chain value) at or before the journal's end is restored unverified. Returns
+/// the restored sequence, or 0 when none was usable (full replay). `dedup` is restored from
+/// the same snapshot (empty for a full replay or a snapshot from before format 3).
 pub(crate) fn restore_snapshot<P: Processor>(
     store: &SnapshotStore,
     judged: &[Judged],
-    processor: &mut P,
+    (processor, dedup): (&mut P, &mut DedupTable),
 ) -> Result<u64, Error> {
     if judged.is_empty() {
         return Ok(0);
@@ -104,7 +107,7 @@ pub(crate) fn restore_snapshot<P: Processor>(
             tracing::warn!(path = %file.path.display(),
                 "format 1 snapshot (no journal chain value): restored unverified, as before");
         }
-        match load_one(store, file, processor, blank.as_deref()) {
+        match load_one(store, file, (processor, dedup), blank.as_deref()) {
             Ok(()) => return Ok(file.sequence),
             Err(LoadError::Skip(e)) => {
                 tracing::warn!(path = %file.path.display(), error = %e,
@@ -113,6 +116,7 @@ pub(crate) fn restore_snapshot<P: Processor>(
             Err(LoadError::Fatal(e)) => return Err(e),
         }
     }
+    let _ = dedup.decode(&[]);
     Ok(0)
 }
 
@@ -124,11 +128,18 @@ enum LoadError {
 fn load_one<P: Processor>(
     store: &SnapshotStore,
     file: &SnapshotFile,
-    processor: &mut P,
+    (processor, dedup): (&mut P, &mut DedupTable),
     blank: Option<&[u8]>,
 ) -> Result<(), LoadError> {
     let snapshot = store.load(file).map_err(LoadError::Skip)?;
     let h = snapshot.header;
+    // Before the state: a section that does not decode leaves the processor untouched.
+    dedup.decode(snapshot.dedup()).map_err(|reason| {
+        LoadError::Skip(SnapshotError::Corrupted {
+            path: file.path.clone(),
+            reason,
+        })
+    })?;
     load_state_caught(processor, h.schema_version, snapshot.state(), blank)?;
     if h.schema_version == processor.schema_version() && processor.state_hash() != h.state_hash {
         // The state decoded but is not the state it claims to be: the processor's state_hash
@@ -224,7 +235,7 @@ pub(crate) fn retired_history(journal_dir: &Path, first_held: u64) -> String {
 /// `JournalReader::trust_verified_through`).
 pub(crate) fn replay_range<P: Processor>(
     config: &Config,
-    processor: &mut P,
+    (processor, dedup): (&mut P, &mut DedupTable),
     first: u64,
     last: u64,
 ) -> Result<u64, Error> {
@@ -259,7 +270,7 @@ pub(crate) fn replay_range<P: Processor>(
             };
             return Err(gap.into());
         }
-        apply_message(processor, &message_of(&record), &mut scratch);
+        apply_once(processor, dedup, &message_of(&record), &mut scratch);
         expected += 1;
     }
     Ok(last - first + 1)

@@ -3,7 +3,7 @@
 //! (`Engine::start_with_replica`, docs/SNAPSHOTS.md).
 //!
 //! The replica starts from the snapshot startup recovery restored (none: the initial state),
-//! then applies every journaled record after it with the same [`apply_message`] as live apply
+//! then applies every journaled record after it with the same `apply_once` (exactly-once table, then `apply_message`) as live apply
 //! and recovery: the same journal gives the same state, so its snapshot at sequence S is the
 //! live state at S, byte for byte. It captures at the same sequences the business logic would
 //! (every `snapshot_interval_messages`, on a snapshot request, at shutdown) and hands each
@@ -11,8 +11,9 @@
 //! retention are unchanged. It reads the journal's files, never its rings: a replica that
 //! falls behind delays its own snapshots, never the live path.
 
+use super::dedup::{apply_once, DedupLimits, DedupTable};
 use super::journal_gate::JournalerExit;
-use super::logic::{apply_message, Snapshots};
+use super::logic::Snapshots;
 use super::processor::Processor;
 use super::recovery::{message_of, restore_snapshot};
 use crate::journal::{JournalError, JournalReader};
@@ -36,6 +37,7 @@ pub(crate) struct ReplicaStart {
     pub(crate) journal_dir: PathBuf,
     pub(crate) max_response_bytes: usize,
     pub(crate) prefault: bool,
+    pub(crate) dedup: DedupLimits,
 }
 
 /// Why the replica stopped taking snapshots before the journal ended.
@@ -67,7 +69,9 @@ pub(crate) fn run<P: Processor>(
     if start.prefault {
         processor.prefault();
     }
-    if let Err(error) = follow(&mut processor, &start, &mut snapshots, &exit, &position) {
+    let mut dedup = DedupTable::new(start.dedup);
+    let state = (&mut processor, &mut dedup);
+    if let Err(error) = follow(state, &start, &mut snapshots, &exit, &position) {
         let stats = snapshots.sender.stats();
         stats
             .failed
@@ -78,20 +82,20 @@ pub(crate) fn run<P: Processor>(
     }
     let last = position.load_acquire();
     if exit.ended() == Some(true) && snapshots.on_shutdown && snapshots.last_sequence < last {
-        snapshots.capture(&processor, last, true, false);
+        snapshots.capture((&processor, &dedup), last, true, false);
     }
 }
 
 /// Restores the start snapshot, then applies the journal after it until the journaler ended
 /// and the journal is read to its end.
 fn follow<P: Processor>(
-    processor: &mut P,
+    (processor, dedup): (&mut P, &mut DedupTable),
     start: &ReplicaStart,
     snapshots: &mut Snapshots,
     exit: &JournalerExit,
     position: &Sequence,
 ) -> Result<(), ReplicaError> {
-    let from = restore(processor, start)?;
+    let from = restore((processor, dedup), start)?;
     position.store_release(from);
     let mut reader = JournalReader::open(&start.journal_dir)?;
     reader.seek(from + 1)?;
@@ -108,9 +112,9 @@ fn follow<P: Processor>(
                 });
             }
             let message = message_of(&record);
-            apply_message(processor, &message, &mut scratch);
+            apply_once(processor, dedup, &message, &mut scratch);
             position.store_release(expected);
-            snapshots.after(processor, expected, message.header.kind);
+            snapshots.after((processor, dedup), expected, message.header.kind);
             expected += 1;
         }
         if ended {
@@ -121,12 +125,15 @@ fn follow<P: Processor>(
 }
 
 /// Restores the snapshot recovery restored; returns its sequence (0: none).
-fn restore<P: Processor>(processor: &mut P, start: &ReplicaStart) -> Result<u64, ReplicaError> {
+fn restore<P: Processor>(
+    state: (&mut P, &mut DedupTable),
+    start: &ReplicaStart,
+) -> Result<u64, ReplicaError> {
     let Some(judged) = &start.snapshot else {
         return Ok(0);
     };
     let expected = judged.file.sequence;
-    let restored = restore_snapshot(&start.store, std::slice::from_ref(judged), processor)?;
+    let restored = restore_snapshot(&start.store, std::slice::from_ref(judged), state)?;
     if restored != expected {
         return Err(ReplicaError::Restore { expected, restored });
     }

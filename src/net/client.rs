@@ -17,6 +17,7 @@
 
 use super::foreign::Foreign;
 use super::frame::{self, ErrorCode, Frame, Request, Welcome};
+use super::resume::Resume;
 use crate::engine::{Response, ResponseHeader, Status};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -168,7 +169,7 @@ impl<'a> Reply<'a> {
     }
 }
 
-fn reply_of(frame: Frame<'_>) -> Result<Reply<'_>, ClientError> {
+pub(super) fn reply_of(frame: Frame<'_>) -> Result<Reply<'_>, ClientError> {
     match frame {
         Frame::Response(r) => Ok(Reply {
             correlation_id: r.correlation_id,
@@ -177,6 +178,7 @@ fn reply_of(frame: Frame<'_>) -> Result<Reply<'_>, ClientError> {
                 Status::Accepted => ReplyStatus::Accepted,
                 Status::Rejected => ReplyStatus::Rejected(r.reason),
                 Status::Failed => ReplyStatus::Failed,
+                Status::AlreadyAnswered => ReplyStatus::Refused(ErrorCode::ALREADY_ANSWERED),
             },
             kind: r.kind,
             payload: r.payload,
@@ -216,9 +218,9 @@ fn unexpected(frame: Frame<'_>) -> ClientError {
 /// The sending half: frames requests into a buffer and writes them out.
 #[derive(Debug)]
 pub struct ClientSender {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    next_correlation: u64,
+    pub(super) stream: TcpStream,
+    pub(super) buf: Vec<u8>,
+    pub(super) next_correlation: u64,
     max_payload_bytes: usize,
 }
 
@@ -296,8 +298,8 @@ impl ClientSender {
 /// The receiving half: reads and decodes the server's frames.
 #[derive(Debug)]
 pub struct ClientReceiver {
-    stream: TcpStream,
-    buf: Box<[u8]>,
+    pub(super) stream: TcpStream,
+    pub(super) buf: Box<[u8]>,
     start: usize,
     end: usize,
     max_frame_bytes: usize,
@@ -332,7 +334,7 @@ impl ClientReceiver {
     }
 
     /// Position and length (type byte onwards) of the next complete frame.
-    fn next_frame(&mut self) -> Result<(usize, usize), ClientError> {
+    pub(super) fn next_frame(&mut self) -> Result<(usize, usize), ClientError> {
         loop {
             let pending = &self.buf[self.start..self.end];
             let framed = frame::frame_len(pending, self.max_frame_bytes).map_err(|e| {
@@ -349,7 +351,7 @@ impl ClientReceiver {
         }
     }
 
-    fn decode(&self, at: usize, len: usize) -> Result<Frame<'_>, ClientError> {
+    pub(super) fn decode(&self, at: usize, len: usize) -> Result<Frame<'_>, ClientError> {
         frame::decode(&self.buf[at..at + len]).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
@@ -388,25 +390,39 @@ impl ClientReceiver {
 /// sender and a receiver that can be.
 #[derive(Debug)]
 pub struct Client {
-    sender: ClientSender,
-    receiver: ClientReceiver,
-    welcome: Welcome,
-    in_flight: u64,
+    pub(super) sender: ClientSender,
+    pub(super) receiver: ClientReceiver,
+    pub(super) welcome: Welcome,
+    pub(super) in_flight: u64,
+    /// Exactly-once: where to reconnect and what to resend (`Client::connect_exactly_once`).
+    pub(super) resume: Option<Box<Resume>>,
 }
 
 impl Client {
     /// Connects, sends `HELLO` with `token` (if any) and waits for `WELCOME`. A refusal by the
     /// server (`UNAUTHORIZED`, `TOO_MANY_CONNECTIONS`, ...) is `Err(ClientError::Server)`.
     pub fn connect(addr: impl ToSocketAddrs, token: Option<&[u8]>) -> Result<Client, ClientError> {
+        Client::connect_as(addr, token, 0)
+    }
+
+    /// Like [`Client::connect`], declaring `client_id` in `HELLO` (protocol 2; 0: none). The
+    /// server journals this connection's requests under the client id, so a request resent
+    /// with the same correlation id on a later connection is applied at most once. This call
+    /// alone does not resend anything: [`Client::connect_exactly_once`] does.
+    pub fn connect_as(
+        addr: impl ToSocketAddrs,
+        token: Option<&[u8]>,
+        client_id: u64,
+    ) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         let mut hello = [0u8; frame::LEN_BYTES + frame::MIN_MAX_FRAME_BYTES];
-        let n = frame::encode_hello(
-            &mut hello,
-            frame::PROTOCOL_VERSION,
-            token.unwrap_or_default(),
-        )
-        .ok_or(ClientError::TooLarge {
+        let declared = frame::Hello {
+            protocol_version: frame::PROTOCOL_VERSION,
+            token: token.unwrap_or_default(),
+            client_id,
+        };
+        let n = frame::encode_hello(&mut hello, &declared).ok_or(ClientError::TooLarge {
             len: token.map_or(0, <[u8]>::len),
             max: frame::MAX_TOKEN_BYTES,
         })?;
@@ -448,6 +464,7 @@ impl Client {
             receiver,
             welcome,
             in_flight: 0,
+            resume: None,
         })
     }
 
@@ -468,8 +485,9 @@ impl Client {
 
     /// Buffers a request; returns its correlation id. See [`ClientSender::queue`].
     pub fn queue(&mut self, kind: u16, version: u16, payload: &[u8]) -> Result<u64, ClientError> {
-        let id = self.sender.queue(kind, version, payload)?;
-        self.in_flight += 1;
+        let id = self.sender.next_correlation;
+        self.queue_with_id(id, kind, version, payload)?;
+        self.sender.next_correlation = id + 1;
         Ok(id)
     }
 
@@ -481,6 +499,9 @@ impl Client {
         version: u16,
         payload: &[u8],
     ) -> Result<(), ClientError> {
+        if self.resume.is_some() {
+            return self.queue_resumable(correlation_id, kind, version, payload);
+        }
         self.sender
             .queue_with_id(correlation_id, kind, version, payload)?;
         self.in_flight += 1;
@@ -490,17 +511,23 @@ impl Client {
     /// Sends a request now (with everything queued before it); returns its correlation id.
     pub fn send(&mut self, kind: u16, version: u16, payload: &[u8]) -> Result<u64, ClientError> {
         let id = self.queue(kind, version, payload)?;
-        self.sender.flush()?;
+        self.flush()?;
         Ok(id)
     }
 
     /// Writes everything queued.
     pub fn flush(&mut self) -> Result<(), ClientError> {
+        if self.resume.is_some() {
+            return self.flush_resumable();
+        }
         self.sender.flush()
     }
 
     /// Flushes, then waits for the next answer.
     pub fn recv(&mut self) -> Result<Reply<'_>, ClientError> {
+        if self.resume.is_some() {
+            return self.recv_resumable();
+        }
         self.sender.flush()?;
         let reply = self.receiver.recv()?;
         self.in_flight = self.in_flight.saturating_sub(1);

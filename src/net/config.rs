@@ -40,6 +40,11 @@ pub struct NetConfig {
     pub timer_tick: Duration,
     /// Core id the network thread is pinned to (`None`: not pinned).
     pub net_core: Option<usize>,
+    /// Whether the server takes requests or redirects them to the cluster's leader
+    /// (`NOT_LEADER`). Default: a new gate, leader (a server alone leads itself). Set a clone
+    /// before `Server::start` to start as a follower; [`crate::net::Server::leadership`]
+    /// returns it.
+    pub leadership: super::LeaderGate,
 }
 
 impl NetConfig {
@@ -68,6 +73,7 @@ impl Default for NetConfig {
             token: None,
             timer_tick: Duration::from_millis(50),
             net_core: None,
+            leadership: super::LeaderGate::default(),
         }
     }
 }
@@ -81,11 +87,6 @@ impl Invalid {
             Invalid::Undecodable => ErrorCode::UNDECODABLE,
         }
     }
-}
-
-/// A validator that accepts every request (the business logic sees everything).
-pub fn accept_all(_kind: u16, _version: u16, _payload: &[u8]) -> Result<(), Invalid> {
-    Ok(())
 }
 
 /// Checks that `payload` decodes exactly as a `T` with keel's codec: a building block for

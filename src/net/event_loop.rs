@@ -14,11 +14,12 @@ use super::admin::{self, Refusal, SnapshotRequest};
 use super::config::Limits;
 use super::foreign::Foreign;
 use super::frame::{self, ErrorCode, Frame, Hello, Request};
+use super::leader::LeaderGate;
 use super::session::{Conn, Phase, Session, Sessions};
 use super::stats::{Count, Counters};
 use crate::engine::{
-    Response, ResponseReceiver, Submission, SubmitError, Submitter, CONTROL_KIND_MIN,
-    CONTROL_SNAPSHOT,
+    Response, ResponseReceiver, Status, Submission, SubmitError, Submitter, CLIENT_SESSION_FLAG,
+    CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
 };
 use crate::ring::Poll as RingPoll;
 use crate::service::Invalid;
@@ -94,6 +95,8 @@ enum Serve {
 /// What handling one frame decided.
 enum Step {
     Done,
+    /// A handshake that declared this exactly-once client id.
+    Claimed(u64),
     Blocked,
     Fatal(ErrorCode, &'static str),
     EngineStopped,
@@ -120,6 +123,7 @@ struct Ingress<'a> {
     counters: &'a Counters,
     /// The snapshot asked for over the network and not answered yet.
     snapshot: &'a mut Option<SnapshotRequest>,
+    leader: &'a LeaderGate,
 }
 
 pub(crate) struct NetThread {
@@ -136,6 +140,7 @@ pub(crate) struct NetThread {
     /// The engine's snapshot counters (snapshot requests are answered from them).
     snapshots: Option<Arc<SnapshotStats>>,
     snapshot: Option<SnapshotRequest>,
+    leader: LeaderGate,
     stage: Stage,
     /// The input ring was full at the last attempt.
     blocked: bool,
@@ -156,6 +161,7 @@ pub(crate) struct Parts {
     pub(crate) validate: Validator,
     pub(crate) limits: Limits,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) leader: LeaderGate,
 }
 
 impl NetThread {
@@ -178,6 +184,7 @@ impl NetThread {
             counters: parts.counters,
             snapshots,
             snapshot: None,
+            leader: parts.leader,
             stage: Stage::Running,
             blocked: false,
             unblocked_at: now,
@@ -435,13 +442,18 @@ impl NetThread {
                 limits: &self.limits,
                 counters: &self.counters,
                 snapshot: &mut self.snapshot,
+                leader: &self.leader,
             };
-            match handle_frame(&mut ingress, conn, frame) {
-                Step::Done => {
+            let step = handle_frame(&mut ingress, conn, frame);
+            match step {
+                Step::Done | Step::Claimed(_) => {
                     input.consume(used);
                     (conn.partial_since, conn.last_activity) = (None, now);
                     if !conn.output.is_empty() {
                         self.sessions.mark_dirty(slot);
+                    }
+                    if let Step::Claimed(client) = step {
+                        self.sessions.claim(slot, client, &self.limits, now);
                     }
                 }
                 Step::Blocked => return Frames::Blocked,
@@ -688,8 +700,13 @@ fn route(
     };
     let conn = &mut sessions.slots[slot].conn;
     let size = frame::RESPONSE_OVERHEAD_BYTES + r.payload.len();
-    let encode = |buf: &mut [u8]| frame::encode_response(buf, &r.header, r.payload);
-    if conn.output.append(limits.output_limit_bytes, size, encode) {
+    let appended = if r.header.status == Status::AlreadyAnswered {
+        already_answered(conn, limits, r.header.correlation_id)
+    } else {
+        let encode = |buf: &mut [u8]| frame::encode_response(buf, &r.header, r.payload);
+        conn.output.append(limits.output_limit_bytes, size, encode)
+    };
+    if appended {
         conn.last_activity = now;
         counters.bump(Count::Responses);
         sessions.mark_dirty(slot as u32);
@@ -699,6 +716,13 @@ fn route(
         let text = "output limit exceeded: the client does not read its responses";
         sessions.close_with(slot as u32, limits, ErrorCode::SLOW_CONSUMER, text, now);
     }
+}
+
+/// The engine's refusal of a duplicate whose reply it no longer holds, as the wire says it.
+#[cold]
+fn already_answered(conn: &mut Conn, limits: &Limits, correlation: u64) -> bool {
+    let text = "applied before; its reply is no longer held";
+    conn.push_error(limits, ErrorCode::ALREADY_ANSWERED, correlation, text)
 }
 
 /// The protocol state machine for one frame.
@@ -728,11 +752,14 @@ fn handle_frame(ingress: &mut Ingress<'_>, conn: &mut Conn, frame: Frame<'_>) ->
 
 fn handshake(ingress: &mut Ingress<'_>, conn: &mut Conn, hello: &Hello<'_>) -> Step {
     let limits = ingress.limits;
-    if hello.protocol_version != frame::PROTOCOL_VERSION {
+    if !(1..=frame::PROTOCOL_VERSION).contains(&hello.protocol_version) {
         return Step::Fatal(
             ErrorCode::UNSUPPORTED_PROTOCOL,
-            "this server speaks protocol 1",
+            "this server speaks protocols 1 and 2",
         );
+    }
+    if hello.client_id & CLIENT_SESSION_FLAG != 0 {
+        return Step::Fatal(ErrorCode::MALFORMED, "client id must be below 2^63");
     }
     if limits
         .token
@@ -741,7 +768,9 @@ fn handshake(ingress: &mut Ingress<'_>, conn: &mut Conn, hello: &Hello<'_>) -> S
     {
         return Step::Fatal(ErrorCode::UNAUTHORIZED, "token rejected");
     }
-    let welcome = limits.welcome(conn.id);
+    conn.client = hello.client_id;
+    let mut welcome = limits.welcome(conn.journal_id());
+    welcome.protocol_version = hello.protocol_version;
     let size = frame::LEN_BYTES + frame::TYPE_BYTES + frame::WELCOME_BYTES;
     let encode = |buf: &mut [u8]| frame::encode_welcome(buf, &welcome);
     if !conn.output.append(limits.output_limit_bytes, size, encode) {
@@ -749,7 +778,10 @@ fn handshake(ingress: &mut Ingress<'_>, conn: &mut Conn, hello: &Hello<'_>) -> S
     }
     conn.phase = Phase::Open;
     ingress.counters.bump(Count::Handshakes);
-    Step::Done
+    match conn.client {
+        0 => Step::Done,
+        client => Step::Claimed(client),
+    }
 }
 
 /// Checks a request and publishes it into the input ring.
@@ -761,6 +793,9 @@ fn submit(ingress: &mut Ingress<'_>, conn: &mut Conn, request: &Request<'_>) -> 
         version,
         payload,
     } = *request;
+    if !ingress.leader.is_leader() {
+        return not_leader(ingress, conn, correlation_id);
+    }
     if kind == CONTROL_SNAPSHOT {
         return snapshot_step(ingress, conn, request);
     }
@@ -783,7 +818,7 @@ fn submit(ingress: &mut Ingress<'_>, conn: &mut Conn, request: &Request<'_>) -> 
     let to = Submission {
         kind,
         version,
-        session_id: conn.id,
+        session_id: conn.journal_id(),
         correlation_id,
     };
     match ingress.submitter.try_submit(to, payload) {
@@ -804,6 +839,15 @@ fn submit(ingress: &mut Ingress<'_>, conn: &mut Conn, request: &Request<'_>) -> 
         }
         Err(_) => Step::EngineStopped,
     }
+}
+
+/// Refuses a request while another node leads, naming it when known.
+#[cold]
+fn not_leader(ingress: &Ingress<'_>, conn: &mut Conn, correlation: u64) -> Step {
+    let mut text = [0u8; 96];
+    let n = ingress.leader.refusal_text(&mut text);
+    let text = std::str::from_utf8(&text[..n]).unwrap_or("not the leader");
+    refuse(ingress, conn, ErrorCode::NOT_LEADER, correlation, text)
 }
 
 /// Submits a snapshot request (an admin request), or refuses it.

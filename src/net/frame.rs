@@ -10,8 +10,11 @@ use crate::engine::{ResponseHeader, Status};
 pub const LEN_BYTES: usize = 4;
 /// Bytes of the frame type that follows the length prefix.
 pub(crate) const TYPE_BYTES: usize = 1;
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks (and the newest it accepts; version 1 clients are
+/// served too, without exactly-once).
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The first protocol version whose `HELLO` carries a client id.
+pub(crate) const CLIENT_ID_VERSION: u16 = 2;
 /// First four bytes of every `HELLO` body.
 pub(crate) const MAGIC: [u8; 4] = *b"KEEL";
 /// Longest shared-secret token a `HELLO` may carry.
@@ -40,6 +43,8 @@ const HELLO_VERSION: usize = HELLO_MAGIC + MAGIC.len();
 const HELLO_TOKEN_LEN: usize = HELLO_VERSION + 2;
 /// Fixed part of a `HELLO` body.
 pub(crate) const HELLO_HEADER_BYTES: usize = HELLO_TOKEN_LEN + 2;
+/// Bytes of the client id that ends a version 2 `HELLO` body, after the token.
+pub(crate) const HELLO_CLIENT_ID_BYTES: usize = 8;
 
 // REQUEST body: correlation_id u64 | kind u16 | version u16 | payload.
 const REQ_CORRELATION: usize = 0;
@@ -90,7 +95,8 @@ pub(crate) const RESPONSE_OVERHEAD_BYTES: usize = LEN_BYTES + TYPE_BYTES + RESPO
 pub(crate) const MAX_ERROR_FRAME_BYTES: usize =
     LEN_BYTES + TYPE_BYTES + ERROR_HEADER_BYTES + MAX_ERROR_TEXT_BYTES;
 /// The smallest `max_frame_bytes` a server may use: any valid `HELLO` must fit.
-pub(crate) const MIN_MAX_FRAME_BYTES: usize = TYPE_BYTES + HELLO_HEADER_BYTES + MAX_TOKEN_BYTES;
+pub(crate) const MIN_MAX_FRAME_BYTES: usize =
+    TYPE_BYTES + HELLO_HEADER_BYTES + MAX_TOKEN_BYTES + HELLO_CLIENT_ID_BYTES;
 
 // The sizes docs/PROTOCOL.md states; a change here is a protocol change.
 const _: () = assert!(HELLO_HEADER_BYTES == 8);
@@ -98,7 +104,7 @@ const _: () = assert!(REQUEST_HEADER_BYTES == 12);
 const _: () = assert!(WELCOME_BYTES == 32);
 const _: () = assert!(RESPONSE_HEADER_BYTES == 24);
 const _: () = assert!(ERROR_HEADER_BYTES == 12);
-const _: () = assert!(MIN_MAX_FRAME_BYTES == 265);
+const _: () = assert!(MIN_MAX_FRAME_BYTES == 273 && HELLO_CLIENT_ID_BYTES == 8);
 
 /// An error code carried by an `ERROR` frame. A newtype, not an enum, so a client can hold
 /// codes from a newer server: codes below 32 are fatal, codes from 32 are request-level.
@@ -140,6 +146,15 @@ impl ErrorCode {
     pub const SNAPSHOT_BUSY: ErrorCode = ErrorCode(36);
     /// The requested snapshot could not be written (the server's log says why).
     pub const SNAPSHOT_FAILED: ErrorCode = ErrorCode(37);
+    /// An exactly-once request id that was applied before, whose reply the server no longer
+    /// holds: not applied again (docs/PROTOCOL.md, "Exactly once").
+    pub const ALREADY_ANSWERED: ErrorCode = ErrorCode(38);
+    /// This server is not the cluster's leader and does not take requests; the text names the
+    /// leader's client address when known (`leader=HOST:PORT`).
+    pub const NOT_LEADER: ErrorCode = ErrorCode(39);
+    /// Another connection declared this connection's client id (the client reconnected):
+    /// this older one is closed.
+    pub const REPLACED: ErrorCode = ErrorCode(12);
 
     /// Whether the server closes the connection after sending it.
     pub fn is_fatal(self) -> bool {
@@ -148,7 +163,7 @@ impl ErrorCode {
 
     /// The name docs/PROTOCOL.md uses, or `"UNKNOWN"`.
     pub fn name(self) -> &'static str {
-        const NAMES: [&str; 12] = [
+        const NAMES: [&str; 13] = [
             "UNKNOWN",
             "FRAME_TOO_LARGE",
             "MALFORMED",
@@ -161,19 +176,22 @@ impl ErrorCode {
             "READ_TIMEOUT",
             "SLOW_CONSUMER",
             "SERVER_STOPPING",
+            "REPLACED",
         ];
-        const REQUEST_NAMES: [&str; 6] = [
+        const REQUEST_NAMES: [&str; 8] = [
             "UNKNOWN_KIND",
             "UNSUPPORTED_VERSION",
             "UNDECODABLE",
             "PAYLOAD_TOO_LARGE",
             "SNAPSHOT_BUSY",
             "SNAPSHOT_FAILED",
+            "ALREADY_ANSWERED",
+            "NOT_LEADER",
         ];
         let n = usize::from(self.0);
         match n {
-            1..=11 => NAMES[n],
-            32..=37 => REQUEST_NAMES[n - 32],
+            1..=12 => NAMES[n],
+            32..=39 => REQUEST_NAMES[n - 32],
             _ => NAMES[0],
         }
     }
@@ -230,13 +248,16 @@ impl FrameError {
     }
 }
 
-/// `HELLO`: protocol version and token.
+/// `HELLO`: protocol version, token, and (from version 2) the client id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello<'a> {
     /// Protocol version the client speaks.
     pub protocol_version: u16,
     /// Shared secret (may be empty).
     pub token: &'a [u8],
+    /// The client's stable id for exactly-once (version 2; 0: none, and always 0 in a version
+    /// 1 `HELLO`, which has no such field). Below 2^63.
+    pub client_id: u64,
 }
 
 /// `WELCOME`: the session and the limits in force.
@@ -360,18 +381,34 @@ fn begin(buf: &mut [u8], frame_type: u8, body_len: usize) -> Option<(&mut [u8], 
     Some((&mut buf[LEN_BYTES + TYPE_BYTES..total], total))
 }
 
-/// Encodes a `HELLO`. `None` if `buf` is too small or the token longer than
-/// `MAX_TOKEN_BYTES`.
-pub fn encode_hello(buf: &mut [u8], protocol_version: u16, token: &[u8]) -> Option<usize> {
+/// Encodes a `HELLO`: from protocol version 2 with the client id after the token (a version
+/// 1 `HELLO` has none, and `client_id` is ignored). `None` if `buf` is too small or the token
+/// longer than `MAX_TOKEN_BYTES`.
+pub fn encode_hello(buf: &mut [u8], hello: &Hello<'_>) -> Option<usize> {
+    let token = hello.token;
     if token.len() > MAX_TOKEN_BYTES {
         return None;
     }
-    let (body, total) = begin(buf, HELLO, HELLO_HEADER_BYTES + token.len())?;
+    let id_bytes = hello_client_id_bytes(hello.protocol_version);
+    let (body, total) = begin(buf, HELLO, HELLO_HEADER_BYTES + token.len() + id_bytes)?;
     body[HELLO_MAGIC..HELLO_VERSION].copy_from_slice(&MAGIC);
-    put_u16(body, HELLO_VERSION, protocol_version);
+    put_u16(body, HELLO_VERSION, hello.protocol_version);
     put_u16(body, HELLO_TOKEN_LEN, token.len() as u16);
-    body[HELLO_HEADER_BYTES..].copy_from_slice(token);
+    let id_at = HELLO_HEADER_BYTES + token.len();
+    body[HELLO_HEADER_BYTES..id_at].copy_from_slice(token);
+    if id_bytes != 0 {
+        put_u64(body, id_at, hello.client_id);
+    }
     Some(total)
+}
+
+/// Bytes of client id a `HELLO` of `protocol_version` ends with.
+fn hello_client_id_bytes(protocol_version: u16) -> usize {
+    if protocol_version >= CLIENT_ID_VERSION {
+        HELLO_CLIENT_ID_BYTES
+    } else {
+        0
+    }
 }
 
 /// Encodes a `REQUEST`. `None` if `buf` is too small.
@@ -511,15 +548,23 @@ fn decode_hello(body: &[u8]) -> Option<Result<Hello<'_>, FrameError>> {
         return None;
     }
     let token_len = usize::from(get_u16(body, HELLO_TOKEN_LEN));
-    if token_len > MAX_TOKEN_BYTES || body.len() != HELLO_HEADER_BYTES + token_len {
+    let protocol_version = get_u16(body, HELLO_VERSION);
+    let id_bytes = hello_client_id_bytes(protocol_version);
+    let id_at = HELLO_HEADER_BYTES + token_len;
+    if token_len > MAX_TOKEN_BYTES || body.len() != id_at + id_bytes {
         return None;
     }
     if body[HELLO_MAGIC..HELLO_VERSION] != MAGIC {
         return Some(Err(FrameError::BadMagic));
     }
     Some(Ok(Hello {
-        protocol_version: get_u16(body, HELLO_VERSION),
-        token: &body[HELLO_HEADER_BYTES..],
+        protocol_version,
+        token: &body[HELLO_HEADER_BYTES..id_at],
+        client_id: if id_bytes == 0 {
+            0
+        } else {
+            get_u64(body, id_at)
+        },
     }))
 }
 
@@ -595,10 +640,25 @@ mod tests {
     #[test]
     fn documented_example_bytes() {
         let mut buf = [0u8; 64];
-        let n = encode_hello(&mut buf, 1, b"").unwrap();
+        let v1 = Hello {
+            protocol_version: 1,
+            token: b"",
+            client_id: 0,
+        };
+        let n = encode_hello(&mut buf, &v1).unwrap();
         assert_eq!(
             &buf[..n],
             &[9, 0, 0, 0, 1, b'K', b'E', b'E', b'L', 1, 0, 0, 0]
+        );
+        let v2 = Hello {
+            protocol_version: 2,
+            client_id: 0x0102,
+            ..v1
+        };
+        let n = encode_hello(&mut buf, &v2).unwrap();
+        assert_eq!(
+            &buf[..n],
+            &[17, 0, 0, 0, 1, b'K', b'E', b'E', b'L', 2, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]
         );
         let payload = 5u64.to_le_bytes();
         let r = Request {
@@ -637,7 +697,12 @@ mod tests {
         let hello = [HELLO, b'K', b'E', b'E', b'X', 1, 0, 0, 0];
         assert_eq!(decode(&hello), Err(FrameError::BadMagic));
         assert_eq!(FrameError::BadMagic.code(), ErrorCode::UNSUPPORTED_PROTOCOL);
-        assert!(encode_hello(&mut [0u8; 512], 1, &[0; MAX_TOKEN_BYTES + 1]).is_none());
+        let long = Hello {
+            protocol_version: 1,
+            token: &[0; MAX_TOKEN_BYTES + 1],
+            client_id: 0,
+        };
+        assert!(encode_hello(&mut [0u8; 512], &long).is_none());
         assert!(encode_ping(&mut [0u8; 12], false, 1).is_none());
         assert_eq!(ErrorCode::SLOW_CONSUMER.name(), "SLOW_CONSUMER");
         assert_eq!(ErrorCode(999).name(), "UNKNOWN");
@@ -680,8 +745,9 @@ mod tests {
             nonce: u64, w in any::<(u64, u32, u32, u32, u32, u32)>(), code: u16, corr: u64,
         ) {
             let mut buf = vec![0u8; 600];
-            let n = encode_hello(&mut buf, version, &token).unwrap();
-            let hello = Hello { protocol_version: version, token: &token };
+            let client_id = if version >= 2 { corr } else { 0 };
+            let hello = Hello { protocol_version: version, token: &token, client_id };
+            let n = encode_hello(&mut buf, &hello).unwrap();
             prop_assert_eq!(round_trip(&buf[..n]), Frame::Hello(hello));
             let n = encode_ping(&mut buf, true, nonce).unwrap();
             prop_assert_eq!(round_trip(&buf[..n]), Frame::Pong(nonce));

@@ -19,6 +19,8 @@ mod client;
 mod config;
 mod event_loop;
 mod foreign;
+mod leader;
+mod resume;
 pub mod frame;
 mod server;
 mod session;
@@ -27,8 +29,9 @@ mod stats;
 pub use client::{
     Client, ClientError, ClientReceiver, ClientSender, OwnedReply, Reply, ReplyStatus,
 };
-pub use config::{accept_all, decodes_as, NetConfig};
+pub use config::{decodes_as, NetConfig};
 pub use frame::{ErrorCode, Welcome};
+pub use leader::LeaderGate;
 pub use server::{Server, StopHandle};
 pub(crate) use stats::Counters;
 pub use stats::NetStats;

@@ -2,6 +2,7 @@
 
 use super::config::{EngineSizes, Limits, NetConfig};
 use super::event_loop::{NetThread, Parts, Shared, Validator, LISTENER, WAKER};
+use super::leader::LeaderGate;
 use super::stats::{Counters, NetStats};
 use crate::engine::{Cores, Engine, Processor, ResponseReceiver, Submitter};
 use crate::service::Invalid;
@@ -21,7 +22,7 @@ use std::thread::JoinHandle;
 /// receiver, and sets the receiver's wake hook to its own waker.
 ///
 /// ```no_run
-/// # use keel::net::{accept_all, NetConfig, Server};
+/// # use keel::net::{NetConfig, Server};
 /// # use keel::{Config, Engine, Message, Outcome, Output, Processor};
 /// # #[derive(Default)] struct App;
 /// # impl Processor for App {
@@ -32,6 +33,7 @@ use std::thread::JoinHandle;
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut engine = Engine::start(Config::default(), App)?; // recovers, then runs
+/// let accept_all = |_: u16, _: u16, _: &[u8]| Ok(()); // or the app's validator
 /// let server = Server::start(NetConfig::default(), &mut engine, accept_all)?; // binds, serves
 /// let stop = server.stop_handle(); // e.g. moved into a Ctrl-C handler: `stop.stop()`
 /// # stop.stop();
@@ -44,6 +46,7 @@ pub struct Server {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
     counters: Arc<Counters>,
+    leadership: LeaderGate,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -55,6 +58,7 @@ struct Listening {
     limits: Limits,
     net_core: Option<usize>,
     local_addr: SocketAddr,
+    leadership: LeaderGate,
 }
 
 /// Stops a running [`Server`] from any thread (for example a Ctrl-C handler). Cheap to clone.
@@ -132,6 +136,13 @@ impl Server {
     /// The address the server listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The gate that decides whether this server takes requests or answers them with
+    /// `NOT_LEADER` naming the leader (`NetConfig::leadership`; default: leader). The cluster
+    /// flips it as leadership changes.
+    pub fn leadership(&self) -> LeaderGate {
+        self.leadership.clone()
     }
 
     /// A handle that stops the server from another thread.
@@ -219,6 +230,7 @@ impl Listening {
             limits,
             net_core: net.net_core,
             local_addr,
+            leadership: net.leadership.clone(),
         })
     }
 
@@ -237,6 +249,7 @@ impl Listening {
             limits,
             net_core,
             local_addr,
+            leadership,
         } = self;
         let waker = shared.clone();
         responses
@@ -256,6 +269,7 @@ impl Listening {
             validate,
             limits,
             counters: counters.clone(),
+            leader: leadership.clone(),
         });
         // The first caller fixed the set, before any engine thread pinned itself.
         let cores = Cores::detect();
@@ -274,6 +288,7 @@ impl Listening {
             local_addr,
             shared,
             counters,
+            leadership,
             thread: Some(handle),
         })
     }

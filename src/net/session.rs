@@ -7,8 +7,9 @@
 
 use super::config::Limits;
 use super::frame::{self, ErrorCode};
+use crate::engine::CLIENT_SESSION_FLAG;
 use mio::net::TcpStream;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 /// A byte buffer of fixed capacity used as a queue: bytes are appended at `end` and consumed
@@ -121,6 +122,10 @@ pub(crate) enum Phase {
 pub(crate) struct Conn {
     pub(crate) stream: Option<TcpStream>,
     pub(crate) id: u64,
+    /// The exactly-once client id it declared (0: none): its requests are journaled under
+    /// `CLIENT_SESSION_FLAG | client`, and their responses come back to whichever connection
+    /// holds the client id then.
+    pub(crate) client: u64,
     pub(crate) phase: Phase,
     pub(crate) output: ByteBuf,
     pub(crate) opened_at: Instant,
@@ -138,6 +143,16 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// The session id its requests are journaled under.
+    #[inline]
+    pub(crate) fn journal_id(&self) -> u64 {
+        if self.client != 0 {
+            CLIENT_SESSION_FLAG | self.client
+        } else {
+            self.id
+        }
+    }
+
     /// Queues an `ERROR` frame; `false` if it does not fit the output limit (fatal errors
     /// use the reserve beyond it).
     pub(crate) fn push_error(
@@ -177,7 +192,8 @@ pub(crate) struct SessionIds {
     max_serial: u64,
 }
 
-/// Bits above which a session id holds the restart epoch (its low 16 bits).
+/// Bits above which a session id holds the restart epoch (its low 15 bits; bit 63 is never
+/// set in a connection's id).
 const EPOCH_SHIFT: u32 = 48;
 
 impl SessionIds {
@@ -186,7 +202,8 @@ impl SessionIds {
         let slot_bits = u64::BITS - (slots.max(1) as u64 - 1).leading_zeros();
         debug_assert!(slot_bits <= 20);
         SessionIds {
-            base: (epoch & 0xFFFF) << EPOCH_SHIFT,
+            // 15 bits: bit 63 marks an exactly-once client's id (`CLIENT_SESSION_FLAG`).
+            base: (epoch & 0x7FFF) << EPOCH_SHIFT,
             slot_bits,
             serial: 0,
             max_serial: (1 << (EPOCH_SHIFT - slot_bits)) - 1,
@@ -218,6 +235,9 @@ pub(crate) struct Sessions {
     pub(crate) ready: VecDeque<u32>,
     pub(crate) dirty: Vec<u32>,
     ids: SessionIds,
+    /// Exactly-once client id → the slot of the connection that holds it (capacity reserved
+    /// at start: twice the slots, so inserting never allocates).
+    clients: HashMap<u64, u32>,
 }
 
 impl Sessions {
@@ -230,6 +250,7 @@ impl Sessions {
                 conn: Conn {
                     stream: None,
                     id: 0,
+                    client: 0,
                     phase: Phase::Free,
                     output: ByteBuf::with_capacity(limits.output_capacity_bytes()),
                     opened_at: now,
@@ -249,6 +270,7 @@ impl Sessions {
             ready: VecDeque::with_capacity(n),
             dirty: Vec::with_capacity(n),
             ids: SessionIds::new(epoch, n),
+            clients: HashMap::with_capacity(2 * n),
         }
     }
 
@@ -267,6 +289,7 @@ impl Sessions {
         debug_assert_eq!(session.conn.phase, Phase::Free);
         let c = &mut session.conn;
         c.id = id;
+        c.client = 0;
         c.stream = Some(stream);
         c.phase = Phase::Handshake;
         (c.opened_at, c.last_activity, c.partial_since) = (now, now, None);
@@ -285,16 +308,38 @@ impl Sessions {
         }
         c.phase = Phase::Free;
         c.id = 0;
+        if c.client != 0 && self.clients.get(&c.client) == Some(&slot) {
+            self.clients.remove(&c.client);
+        }
+        c.client = 0;
         self.free.push(slot);
         c.stream.take()
     }
 
-    /// The slot of the open session `id`, if it still exists.
+    /// The slot of the open session `id` (a connection's id, or an exactly-once client's
+    /// journaled one), if it still exists.
     #[inline]
     pub(crate) fn lookup_open(&self, id: u64) -> Option<usize> {
+        if id & CLIENT_SESSION_FLAG != 0 {
+            let slot = *self.clients.get(&(id & !CLIENT_SESSION_FLAG))? as usize;
+            let c = &self.slots[slot].conn;
+            return (c.phase == Phase::Open).then_some(slot);
+        }
         let slot = self.ids.slot_of(id);
         let c = &self.slots.get(slot)?.conn;
         (c.id == id && c.phase == Phase::Open).then_some(slot)
+    }
+
+    /// `slot`, just handshaken with client id `client`, now holds it; a connection that held
+    /// it before is closed with `REPLACED` (its client reconnected).
+    pub(crate) fn claim(&mut self, slot: u32, client: u64, limits: &Limits, now: Instant) {
+        let Some(old) = self.clients.insert(client, slot) else {
+            return;
+        };
+        if old != slot {
+            let text = "the same client id connected again; this connection is replaced";
+            self.close_with(old, limits, ErrorCode::REPLACED, text, now);
+        }
     }
 
     /// Puts `slot` on the ready queue unless it is there.

@@ -38,6 +38,10 @@ pub enum CallError<R> {
     /// another service, or of another build).
     #[error("the response does not decode: {0}")]
     Undecodable(#[source] CodecError),
+    /// An exactly-once request id applied before, whose reply the engine no longer holds
+    /// (docs/engine.md, "Exactly once"); it was not applied again.
+    #[error("applied before; its reply is no longer held")]
+    AlreadyAnswered,
     /// The command could not be submitted.
     #[error(transparent)]
     Submit(#[from] SubmitError),
@@ -76,6 +80,7 @@ where
         Status::Failed => Err(CallError::Failed(
             String::from_utf8_lossy(response.payload).into_owned(),
         )),
+        Status::AlreadyAnswered => Err(CallError::AlreadyAnswered),
     }
 }
 

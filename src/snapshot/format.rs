@@ -13,9 +13,14 @@
 //! |     32 |    8 | state_len        | bytes of state after the header                  |
 //! |     40 |    4 | state_crc        | CRC32C of the state bytes                        |
 //! |     44 |    4 | journal_chain    | the journal's chain value at `sequence`          |
-//! |     48 |    4 | reserved         | zero                                             |
+//! |     48 |    4 | dedup_len        | bytes of the exactly-once section after the state |
 //! |     52 |    4 | header_crc       | CRC32C of bytes 0..52                            |
 //! |     56 |    … | state            | `state_len` bytes                                |
+//! |      … |    … | exactly-once     | `dedup_len` bytes (its own CRC32C at its end)    |
+//!
+//! The exactly-once section is the engine's deduplication table (its byte map is in
+//! docs/SNAPSHOTS.md); `dedup_len` 0 means none. Format version 2 is the same with `dedup_len`
+//! reserved (zero): it is still read, with an empty table.
 //!
 //! `journal_chain` binds the snapshot to the history it was taken from: it is the CRC32C of the
 //! journal record `sequence` (the value the next record's `prev_crc` repeats), or the chain seed
@@ -29,7 +34,9 @@
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"KEELSNAP";
 /// Version of the layout this build writes.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
+/// The version before the exactly-once section (`dedup_len` reserved, zero): read.
+const FORMAT_VERSION_NO_DEDUP: u16 = 2;
 /// The version before the journal binding: read, never restored.
 pub const FORMAT_VERSION_UNBOUND: u16 = 1;
 
@@ -42,8 +49,8 @@ const HASH_OFFSET: usize = SEQUENCE_OFFSET + 8;
 const LEN_OFFSET: usize = HASH_OFFSET + 8;
 const STATE_CRC_OFFSET: usize = LEN_OFFSET + 8;
 const CHAIN_OFFSET: usize = STATE_CRC_OFFSET + 4;
-const RESERVED_OFFSET: usize = CHAIN_OFFSET + 4;
-const HEADER_CRC_OFFSET: usize = RESERVED_OFFSET + 4;
+const DEDUP_LEN_OFFSET: usize = CHAIN_OFFSET + 4;
+const HEADER_CRC_OFFSET: usize = DEDUP_LEN_OFFSET + 4;
 /// Size of the header; the state follows.
 pub const HEADER_BYTES: usize = HEADER_CRC_OFFSET + 4;
 
@@ -75,6 +82,8 @@ pub struct SnapshotHeader {
     pub state_crc: u32,
     /// The journal's chain value at `sequence` (`None`: a format 1 file, which has none).
     pub journal_chain: Option<u32>,
+    /// Bytes of the exactly-once section after the state (0: none; always 0 before format 3).
+    pub dedup_len: u32,
 }
 
 impl SnapshotHeader {
@@ -103,7 +112,8 @@ pub fn encode_header(header: &SnapshotHeader) -> [u8; HEADER_BYTES] {
     b[HASH_OFFSET..LEN_OFFSET].copy_from_slice(&header.state_hash.to_le_bytes());
     b[LEN_OFFSET..STATE_CRC_OFFSET].copy_from_slice(&header.state_len.to_le_bytes());
     b[STATE_CRC_OFFSET..CHAIN_OFFSET].copy_from_slice(&header.state_crc.to_le_bytes());
-    b[CHAIN_OFFSET..RESERVED_OFFSET].copy_from_slice(&chain.to_le_bytes());
+    b[CHAIN_OFFSET..DEDUP_LEN_OFFSET].copy_from_slice(&chain.to_le_bytes());
+    b[DEDUP_LEN_OFFSET..HEADER_CRC_OFFSET].copy_from_slice(&header.dedup_len.to_le_bytes());
     let crc = crc32c::crc32c(&b[..HEADER_CRC_OFFSET]);
     b[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
     b
@@ -133,11 +143,11 @@ pub fn decode_header(b: &[u8]) -> Result<SnapshotHeader, String> {
     }
     let format = u16_at(b, FORMAT_OFFSET);
     let (len, crc_at) = match format {
-        FORMAT_VERSION => (HEADER_BYTES, HEADER_CRC_OFFSET),
+        FORMAT_VERSION | FORMAT_VERSION_NO_DEDUP => (HEADER_BYTES, HEADER_CRC_OFFSET),
         FORMAT_VERSION_UNBOUND => (V1_HEADER_BYTES, V1_HEADER_CRC_OFFSET),
         other => {
             return Err(format!(
-                "format version {other}, this build reads {FORMAT_VERSION_UNBOUND} and \
+                "format version {other}, this build reads {FORMAT_VERSION_UNBOUND} to \
                  {FORMAT_VERSION}"
             ))
         }
@@ -151,8 +161,13 @@ pub fn decode_header(b: &[u8]) -> Result<SnapshotHeader, String> {
     if crc32c::crc32c(&b[..crc_at]) != u32_at(b, crc_at) {
         return Err("header checksum mismatch".into());
     }
-    let bound = format == FORMAT_VERSION;
-    if bound && u32_at(b, RESERVED_OFFSET) != 0 {
+    let bound = format != FORMAT_VERSION_UNBOUND;
+    let dedup_len = if format == FORMAT_VERSION {
+        u32_at(b, DEDUP_LEN_OFFSET)
+    } else {
+        0
+    };
+    if format == FORMAT_VERSION_NO_DEDUP && u32_at(b, DEDUP_LEN_OFFSET) != 0 {
         return Err("reserved header bytes are not zero".into());
     }
     let header = SnapshotHeader {
@@ -164,6 +179,7 @@ pub fn decode_header(b: &[u8]) -> Result<SnapshotHeader, String> {
         state_len: u64_at(b, LEN_OFFSET),
         state_crc: u32_at(b, STATE_CRC_OFFSET),
         journal_chain: bound.then(|| u32_at(b, CHAIN_OFFSET)),
+        dedup_len,
     };
     if header.codec_id != crate::codec::CODEC_ID {
         return Err(format!(
@@ -176,21 +192,42 @@ pub fn decode_header(b: &[u8]) -> Result<SnapshotHeader, String> {
 }
 
 /// Validates and decodes a whole snapshot file (pure): header checks, then the state length
-/// and CRC. Returns the header and the state bytes, or the reason it is unusable.
+/// and CRC. Returns the header and the state bytes, or the reason it is unusable. The
+/// exactly-once section after the state ([`dedup_section`]) is checked against the CRC32C
+/// that ends it.
 pub fn decode(file: &[u8]) -> Result<(SnapshotHeader, &[u8]), String> {
     let header = decode_header(file)?;
-    let state = &file[header.header_bytes()..];
-    if state.len() as u64 != header.state_len {
+    let body = &file[header.header_bytes()..];
+    let expected = header.state_len.checked_add(u64::from(header.dedup_len));
+    if Some(body.len() as u64) != expected {
         return Err(format!(
-            "state is {} bytes, header says {}",
-            state.len(),
-            header.state_len
+            "state and exactly-once section are {} bytes, header says {} and {}",
+            body.len(),
+            header.state_len,
+            header.dedup_len
         ));
     }
+    let state = &body[..header.state_len as usize];
     if crc32c::crc32c(state) != header.state_crc {
         return Err("state checksum mismatch".into());
     }
+    let dedup = dedup_section(&header, file);
+    if !dedup.is_empty() {
+        let crc_at = dedup
+            .len()
+            .checked_sub(4)
+            .ok_or("exactly-once section too short")?;
+        if crc32c::crc32c(&dedup[..crc_at]) != u32_at(dedup, crc_at) {
+            return Err("exactly-once section checksum mismatch".into());
+        }
+    }
     Ok((header, state))
+}
+
+/// The exactly-once section of a whole snapshot file `decode` accepted (empty: none).
+pub(crate) fn dedup_section<'a>(header: &SnapshotHeader, file: &'a [u8]) -> &'a [u8] {
+    let start = header.header_bytes() + header.state_len as usize;
+    &file[start..start + header.dedup_len as usize]
 }
 
 #[cfg(test)]
@@ -208,6 +245,7 @@ mod tests {
             state_crc: crc32c::crc32c(&state),
             format_version: FORMAT_VERSION,
             journal_chain: Some(0x1234_5678),
+            dedup_len: 0,
         };
         let mut file = encode_header(&header).to_vec();
         file.extend_from_slice(&state);
@@ -251,9 +289,56 @@ mod tests {
         assert_eq!(state, b"some state bytes");
     }
 
+    /// A format 3 file with an exactly-once section (5 bytes and its CRC32C) after the state.
+    fn sample_with_dedup() -> Vec<u8> {
+        let state = b"some state bytes".to_vec();
+        let mut dedup = b"table".to_vec();
+        let crc = crc32c::crc32c(&dedup);
+        dedup.extend_from_slice(&crc.to_le_bytes());
+        let header = SnapshotHeader {
+            codec_id: crate::codec::CODEC_ID,
+            schema_version: 3,
+            sequence: 42,
+            state_hash: 1,
+            state_len: state.len() as u64,
+            state_crc: crc32c::crc32c(&state),
+            format_version: FORMAT_VERSION,
+            journal_chain: Some(7),
+            dedup_len: dedup.len() as u32,
+        };
+        let mut file = encode_header(&header).to_vec();
+        file.extend_from_slice(&state);
+        file.extend_from_slice(&dedup);
+        file
+    }
+
+    /// A format 2 file: format 3 with the word at offset 48 reserved (zero).
+    fn sample_v2() -> Vec<u8> {
+        let mut file = sample();
+        file[FORMAT_OFFSET..CODEC_OFFSET].copy_from_slice(&FORMAT_VERSION_NO_DEDUP.to_le_bytes());
+        let crc = crc32c::crc32c(&file[..HEADER_CRC_OFFSET]);
+        file[HEADER_CRC_OFFSET..HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
+        file
+    }
+
+    #[test]
+    fn the_exactly_once_section_follows_the_state_and_format_2_has_none() {
+        let file = sample_with_dedup();
+        let (h, state) = decode(&file).unwrap();
+        assert_eq!(state, b"some state bytes");
+        assert_eq!(&dedup_section(&h, &file)[..5], b"table");
+        let file = sample_v2();
+        let (h, state) = decode(&file).unwrap();
+        assert_eq!(
+            (h.format_version, h.dedup_len),
+            (FORMAT_VERSION_NO_DEDUP, 0)
+        );
+        assert_eq!(state, b"some state bytes");
+    }
+
     #[test]
     fn every_flipped_bit_and_every_truncation_is_refused() {
-        for file in [sample(), sample_v1()] {
+        for file in [sample(), sample_v1(), sample_v2(), sample_with_dedup()] {
             refuses_every_flip_and_truncation(&file);
         }
     }

@@ -1,7 +1,8 @@
 //! `SnapshotStore`: snapshot files in one directory, written atomically, pruned to a count.
 
 use super::format::{
-    decode, decode_header, encode_header, SnapshotHeader, FORMAT_VERSION, HEADER_BYTES,
+    decode, decode_header, dedup_section, encode_header, SnapshotHeader, FORMAT_VERSION,
+    HEADER_BYTES,
 };
 use super::SnapshotError;
 use crate::codec::CODEC_ID;
@@ -39,7 +40,14 @@ pub struct LoadedSnapshot {
 impl LoadedSnapshot {
     /// The encoded state (checksummed against the header).
     pub fn state(&self) -> &[u8] {
-        &self.map[self.header.header_bytes()..]
+        let start = self.header.header_bytes();
+        &self.map[start..start + self.header.state_len as usize]
+    }
+
+    /// The engine's exactly-once section (format 3; empty when there is none), checked against
+    /// its CRC32C.
+    pub fn dedup(&self) -> &[u8] {
+        dedup_section(&self.header, &self.map)
     }
 }
 
@@ -104,6 +112,31 @@ impl SnapshotStore {
         state_hash: u64,
         state: &[u8],
     ) -> Result<PathBuf, SnapshotError> {
+        self.write_with_dedup(
+            sequence,
+            journal_chain,
+            (schema_version, state_hash),
+            state,
+            &[],
+        )
+    }
+
+    /// Like [`SnapshotStore::write`], with the engine's exactly-once section after the state
+    /// (`dedup`, as the engine encodes it; empty: none).
+    pub fn write_with_dedup(
+        &self,
+        sequence: u64,
+        journal_chain: u32,
+        (schema_version, state_hash): (u32, u64),
+        state: &[u8],
+        dedup: &[u8],
+    ) -> Result<PathBuf, SnapshotError> {
+        let dedup_len = u32::try_from(dedup.len()).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "exactly-once section over 4 GiB",
+            )
+        })?;
         let header = SnapshotHeader {
             format_version: FORMAT_VERSION,
             codec_id: CODEC_ID,
@@ -113,12 +146,14 @@ impl SnapshotStore {
             state_len: state.len() as u64,
             state_crc: crc32c::crc32c(state),
             journal_chain: Some(journal_chain),
+            dedup_len,
         };
         let final_path = self.dir.join(file_name(sequence));
         let temp_path = self.dir.join(format!("{sequence:020}{TEMP_SUFFIX}"));
         let mut file = File::create(&temp_path)?;
         file.write_all(&encode_header(&header))?;
         file.write_all(state)?;
+        file.write_all(dedup)?;
         file.sync_all()?;
         drop(file);
         fs::rename(&temp_path, &final_path)?;

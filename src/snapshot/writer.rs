@@ -25,8 +25,10 @@ pub struct SnapshotJob {
     pub schema_version: u32,
     /// State hash at capture.
     pub state_hash: u64,
-    /// The encoded state.
+    /// The encoded state, followed by the engine's exactly-once section.
     pub state: Vec<u8>,
+    /// Bytes of `state` that are the processor's state (the rest is the exactly-once section).
+    pub state_len: usize,
     /// Asked for (a snapshot control message): its outcome is recorded for the asker.
     pub requested: bool,
 }
@@ -271,12 +273,13 @@ fn write_loop(
     for job in receiver {
         let start = Instant::now();
         let result = journal.bind(job.sequence).and_then(|chain| {
-            let path = store.write(
+            let (state, dedup) = job.state.split_at(job.state_len);
+            let path = store.write_with_dedup(
                 job.sequence,
                 chain,
-                job.schema_version,
-                job.state_hash,
-                &job.state,
+                (job.schema_version, job.state_hash),
+                state,
+                dedup,
             )?;
             store.prune().map(|_| path)
         });

@@ -209,7 +209,7 @@ impl<A: App> Logic<A> {
         match applied.status {
             Status::Accepted => self.outcomes.accepted += 1,
             Status::Rejected => self.outcomes.rejected += 1,
-            Status::Failed => self.outcomes.failed += 1,
+            Status::Failed | Status::AlreadyAnswered => self.outcomes.failed += 1,
         }
         if let Some(clock) = &mut self.clock {
             clock.complete(e.sequence);

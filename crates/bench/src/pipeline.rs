@@ -128,7 +128,7 @@ impl Tally {
         match status {
             Status::Accepted => self.accepted += 1,
             Status::Rejected => self.rejected += 1,
-            Status::Failed => self.failed += 1,
+            Status::Failed | Status::AlreadyAnswered => self.failed += 1,
         }
     }
 }

@@ -18,9 +18,21 @@ pub struct ClientArgs {
     /// The service the server runs.
     #[arg(long, value_enum, default_value_t = AppName::Bookstore)]
     pub app: AppName,
-    /// Server address.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
-    pub connect: String,
+    /// Server address; a cluster's client addresses separated by commas (the client finds
+    /// the leader, follows its redirects, and after a lost connection or a failover resends
+    /// what was not answered, with the same ids).
+    #[arg(
+        long,
+        value_name = "ADDR,...",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7700"
+    )]
+    pub connect: Vec<String>,
+    /// Exactly-once client id (1 to 2^63-1); a duplicate of an answered request is never
+    /// applied twice. Default: a random one. A later process reusing an id continues with
+    /// higher request ids.
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..1 << 63))]
+    pub client_id: Option<u64>,
     /// Shared secret, if the server requires one.
     #[arg(long)]
     pub token: Option<String>,
@@ -57,7 +69,7 @@ fn client<A: App>(args: &ClientArgs, words: Option<Vec<String>>) -> Result<i32, 
     let command = A::parse_command(&words)?;
     let reply = client
         .request(command.kind, command.version, &command.payload)
-        .map_err(|e| messages::request_failed(&args.connect, &e))?;
+        .map_err(|e| messages::request_failed(&args.addresses(), &e))?;
     let answer = Answer::of::<A>(command.kind, &reply, client.session_id());
     let text = if args.json {
         answer.json().to_string()
@@ -90,7 +102,22 @@ pub fn connect(args: &ClientArgs) -> Result<Client, String> {
     let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())
         .map_err(|e| e.to_string())?;
     let token = token.as_ref().map(String::as_bytes);
-    Client::connect(&args.connect, token).map_err(|e| messages::connect_failed(&args.connect, &e))
+    let mut addrs = Vec::with_capacity(args.connect.len());
+    for text in &args.connect {
+        let resolved = std::net::ToSocketAddrs::to_socket_addrs(text.as_str())
+            .map_err(|e| messages::connect_failed(text, &e.into()))?;
+        addrs.extend(resolved.take(1));
+    }
+    let id = args.client_id.unwrap_or_else(Client::random_client_id);
+    Client::connect_exactly_once(&addrs, token, id)
+        .map_err(|e| messages::connect_failed(&args.addresses(), &e))
+}
+
+impl ClientArgs {
+    /// The addresses of `--connect`, as given (for messages).
+    pub fn addresses(&self) -> String {
+        self.connect.join(",")
+    }
 }
 
 /// One reply, described for a person: status label, exit code, body.

@@ -42,7 +42,7 @@ pub fn run<A: App>(args: &ClientArgs, client: &mut Client) -> Result<i32, String
     if interactive {
         eprintln!(
             "connected to {} ({}); one command per line, `help` lists them, `quit` leaves",
-            args.connect,
+            args.addresses(),
             A::NAME
         );
     }
@@ -118,7 +118,7 @@ impl<W: Write> Session<'_, W> {
         let reply = self
             .client
             .request(command.kind, command.version, &command.payload)
-            .map_err(|e| messages::request_failed(&self.args.connect, &e))?;
+            .map_err(|e| messages::request_failed(&self.args.addresses(), &e))?;
         let answer = Answer::of::<A>(command.kind, &reply, self.client.session_id());
         self.worst = self.worst.max(answer.code);
         let text = if self.args.json {

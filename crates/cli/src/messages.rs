@@ -93,6 +93,10 @@ pub fn code_meaning(code: ErrorCode) -> &'static str {
         ErrorCode::UNDECODABLE => "the server could not decode the request (wrong --app?)",
         ErrorCode::PAYLOAD_TOO_LARGE => "the request exceeds the server's --max-message-size",
         ErrorCode::SERVER_STOPPING => "the server is shutting down",
+        ErrorCode::ALREADY_ANSWERED => {
+            "applied before; its reply is no longer held (it was not applied again)"
+        }
+        ErrorCode::NOT_LEADER => "this node is not the cluster's leader (give every address)",
         _ => "see docs/PROTOCOL.md",
     }
 }

@@ -238,3 +238,28 @@ fn a_closed_output_pipe_ends_the_client_quietly_and_sends_nothing_more() {
     );
     stop(served);
 }
+
+#[test]
+fn the_client_takes_several_addresses_and_a_client_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = serve_support::spawn(serve_support::bookstore(&tmp.path().join("data")));
+    // An address nobody listens on, before the server's: the client moves on to the next.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let addrs = format!("{dead},{}", served.addr);
+    let args = ["--connect", &addrs, "--client-id", "7", "--json"];
+    let (code, out, err) = client(&args, "add-book 1 1999 10 The Hobbit\nbook 1\n");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    // The same client id again, in a new process: its request ids continue above the first
+    // process's, so its requests are new ones, applied.
+    let (code, out, err) = client(&args, "add-book 2 2001 10 Dune\n");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["status"], "accepted", "{out}");
+    let (code, _, err) = client(&["--connect", &addrs, "--client-id", "0", "book", "1"], "");
+    assert_eq!(code, 2, "an invalid client id is a usage error: {err}");
+    stop(served);
+}

@@ -109,11 +109,12 @@ impl Query {
     }
 }
 
-/// `accepted`, `rejected` or `failed`.
+/// `accepted`, `rejected`, `failed` or `already-answered`.
 pub(crate) fn status_name(status: Status) -> &'static str {
     match status {
         Status::Accepted => "accepted",
         Status::Rejected => "rejected",
         Status::Failed => "failed",
+        Status::AlreadyAnswered => "already-answered",
     }
 }

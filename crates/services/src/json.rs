@@ -136,6 +136,10 @@ pub fn response(
             let text = String::from_utf8_lossy(response.payload);
             ("failed", Value::Null, Value::Null, json!(text))
         }
+        Status::AlreadyAnswered => {
+            let text = "applied before; its reply is no longer held";
+            ("already-answered", Value::Null, Value::Null, json!(text))
+        }
     };
     kebab_named_fields(&mut payload);
     let reason_code = if h.status == Status::Rejected {

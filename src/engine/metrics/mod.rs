@@ -83,6 +83,8 @@ impl LogicCounters {
                 None => bump(&self.rejected_other),
             },
             Status::Failed => bump(&self.failed),
+            // A duplicate refused by the exactly-once table: nothing was applied.
+            Status::AlreadyAnswered => {}
         }
     }
 }
