@@ -58,11 +58,14 @@ fn wide_window(dir: &Path) -> keel::Config {
 #[test]
 fn requests_resent_after_a_replaced_connection_and_a_restart_apply_once() {
     let dir = tempfile::tempdir().unwrap();
-    let slow = Counter {
-        delay: Duration::from_micros(300),
+    // The business logic waits before the 51st message until the client's connection has
+    // been replaced: the answers it gives then go elsewhere, and the client must resend.
+    let pause = Pause::at(51);
+    let paused = Counter {
+        pause: Some(pause.clone()),
         ..Counter::default()
     };
-    let node = Node::start(wide_window(dir.path()), net_config(), slow);
+    let node = Node::start(wide_window(dir.path()), net_config(), paused);
     let addr = node.addr;
     let mut client = exactly_once(&[addr], 77);
     const N: u64 = 300;
@@ -71,22 +74,23 @@ fn requests_resent_after_a_replaced_connection_and_a_restart_apply_once() {
         ids.push(client.queue(ADD, 1, &value.to_le_bytes()).unwrap());
     }
     client.flush().unwrap();
-    let mut replies = Vec::new();
+    eventually("the business logic at its pause", || pause.reached());
+    // Another connection with the same client id replaces the client's (REPLACED): answers
+    // leaving the engine from now on go to it, and are lost to the client.
+    let intruder = declared(addr, 77);
+    pause.open();
     let take = |client: &mut Client, n: usize, replies: &mut Vec<OwnedReply>| {
         for _ in 0..n {
             replies.push(client.recv().expect("answer").owned());
         }
     };
-    take(&mut client, 10, &mut replies);
-    // Another connection with the same client id replaces the client's: the client's
-    // connection is closed (REPLACED), and answers routed meanwhile reach the intruder.
-    let intruder = declared(addr, 77);
-    take(&mut client, 100, &mut replies);
+    let mut replies = Vec::new();
+    take(&mut client, 150, &mut replies);
     intruder.close();
-    // Kill the node mid-stream and start it again on the same journal and port.
+    // Stop the node mid-stream and start it again on the same journal and port.
     node.stop();
     let node = restart(dir.path(), addr, wide_window);
-    take(&mut client, (N - 110) as usize, &mut replies);
+    take(&mut client, (N - 150) as usize, &mut replies);
     let mut total = 0;
     let mut last_sequence = 0;
     for (i, reply) in replies.iter().enumerate() {

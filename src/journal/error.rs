@@ -176,6 +176,10 @@ pub enum Damage {
     /// The segment header is missing, has a bad magic or a bad CRC.
     #[error("invalid segment header")]
     BadSegmentHeader,
+    /// A record whose checksum holds but whose reserved field or padding is not zero: not
+    /// the form a journal writes (a record received for replication).
+    #[error("record not in the form a journal writes (reserved field or padding not zero)")]
+    NotCanonical,
 }
 
 /// Why a journal is corrupted (as opposed to merely having a torn tail).

@@ -358,6 +358,49 @@ pub(crate) fn check_entry_links(bytes: &[u8], chain: Chain) -> Result<Entry, Fau
     })
 }
 
+impl<'a> Record<'a> {
+    /// Appends this record to `out` byte for byte as a journal holds it after a record whose
+    /// CRC is `prev_crc` (magic word included), and returns its CRC: how a replication leader
+    /// ships its journal. [`Record::split_checked`] reads it back.
+    pub fn encode_to(&self, out: &mut Vec<u8>, prev_crc: u32) -> u32 {
+        let start = out.len();
+        out.resize(start + record_size_bytes(self.payload.len()), 0);
+        let dst = &mut out[start..];
+        let crc = encode_record(dst, self, prev_crc);
+        put_u32(dst, R_MAGIC, RECORD_MAGIC);
+        crc
+    }
+
+    /// Splits the first record off `bytes` (as [`Record::encode_to`] wrote it) and checks it
+    /// on its own: magic word, length, CRC, and that it is in the one form a journal writes
+    /// (zero reserved field and padding), so journaling it again gives the same bytes.
+    /// Returns the record, the CRC it chains to (`prev_crc`), its own CRC and the bytes after
+    /// it; the sequence and the chain are the caller's to check.
+    pub fn split_checked(bytes: &'a [u8]) -> Result<(Record<'a>, u32, u32, &'a [u8]), Damage> {
+        if bytes.len() < RECORD_HEADER_SIZE {
+            return Err(Damage::BadLength { payload_bytes: 0 });
+        }
+        match magic_of(bytes) {
+            RECORD_MAGIC => {}
+            0 => return Err(Damage::Unwritten),
+            found => return Err(Damage::BadMagic { found }),
+        }
+        let payload_bytes = get_u32(bytes, R_PAYLOAD_BYTES);
+        let size = record_size_bytes(payload_bytes as usize);
+        if bytes.len() < size {
+            return Err(Damage::BadLength { payload_bytes });
+        }
+        let (entry, rest) = bytes.split_at(size);
+        check_crc(entry)?;
+        let padding = &entry[RECORD_HEADER_SIZE + payload_bytes as usize..];
+        if get_u32(entry, R_RESERVED) != 0 || padding.iter().any(|&b| b != 0) {
+            return Err(Damage::NotCanonical);
+        }
+        let links = (get_u32(entry, R_PREV_CRC), get_u32(entry, R_CRC));
+        Ok((decode_record(entry), links.0, links.1, rest))
+    }
+}
+
 /// Decodes the fields of a record already checked by [`check_entry`].
 #[inline]
 pub fn decode_record(bytes: &[u8]) -> Record<'_> {
@@ -604,6 +647,44 @@ mod tests {
         assert_eq!(
             SegmentHeader::decode(&[0u8; 64]),
             Err(Damage::BadSegmentHeader)
+        );
+    }
+
+    #[test]
+    fn shipped_records_split_back_and_refuse_damage() {
+        let mut out = Vec::new();
+        let first = out.len();
+        let crc1 = sample(b"hello").encode_to(&mut out, 99);
+        let crc2 = sample(b"").encode_to(&mut out, crc1);
+        assert_eq!(&out[first..], {
+            let (a, _) = encoded(&sample(b"hello"), 99);
+            let (b, _) = encoded(&sample(b""), crc1);
+            [a, b].concat()
+        });
+        let (rec, prev, crc, rest) = Record::split_checked(&out).expect("well formed");
+        assert_eq!((rec, prev, crc), (sample(b"hello"), 99, crc1));
+        let (rec, prev, crc, rest) = Record::split_checked(rest).expect("well formed");
+        assert_eq!((rec, prev, crc, rest.len()), (sample(b""), crc1, crc2, 0));
+        let cut = &out[..RECORD_HEADER_SIZE + 2];
+        assert_eq!(
+            Record::split_checked(cut).map(|r| r.0),
+            Err(Damage::BadLength { payload_bytes: 5 })
+        );
+        let mut flipped = out.clone();
+        flipped[R_SEQUENCE] ^= 1;
+        assert!(matches!(
+            Record::split_checked(&flipped),
+            Err(Damage::BadChecksum { .. })
+        ));
+        // A nonzero reserved field with a matching CRC: valid bytes, but not what a journal
+        // writes, so journaling the record again would not reproduce them.
+        let mut odd = out.clone();
+        put_u32(&mut odd, R_RESERVED, 1);
+        let crc = crc32c::crc32c(&odd[R_CRC_START..record_size_bytes(5)]);
+        put_u32(&mut odd, R_CRC, crc);
+        assert_eq!(
+            Record::split_checked(&odd).map(|r| r.0),
+            Err(Damage::NotCanonical)
         );
     }
 

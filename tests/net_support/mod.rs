@@ -30,6 +30,46 @@ pub struct Counter {
     pub applied: u64,
     pub delay: Duration,
     pub seen: Option<Arc<AtomicU64>>,
+    /// Holds the business logic before it applies message number `at` until opened.
+    pub pause: Option<Arc<Pause>>,
+}
+
+/// A point where the business logic waits (bounded) until the test opens it.
+#[derive(Debug, Default)]
+pub struct Pause {
+    pub at: u64,
+    reached: std::sync::atomic::AtomicBool,
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Pause {
+    pub fn at(at: u64) -> Arc<Pause> {
+        Arc::new(Pause {
+            at,
+            ..Pause::default()
+        })
+    }
+
+    pub fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    /// Whether the business logic has come to the pause.
+    pub fn reached(&self) -> bool {
+        self.reached.load(Ordering::Acquire)
+    }
+
+    fn wait(&self) {
+        self.reached.store(true, Ordering::Release);
+        let open = self.open.lock().unwrap();
+        let (open, _) = self
+            .opened
+            .wait_timeout_while(open, Duration::from_secs(20), |open| !*open)
+            .unwrap();
+        assert!(*open, "the pause was never opened");
+    }
 }
 
 impl Processor for Counter {
@@ -39,6 +79,9 @@ impl Processor for Counter {
         }
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
+        }
+        if let Some(pause) = self.pause.as_ref().filter(|p| p.at == self.applied + 1) {
+            pause.wait();
         }
         let payload = message.payload;
         let ok = match (message.header.kind, message.header.version) {

@@ -85,6 +85,17 @@ pub struct EngineArgs {
     /// page faults on the message path; the bookstore's default limits take ~1.6 GB).
     #[arg(long)]
     pub prefault_state: bool,
+    /// Exactly-once: clients tracked at once (0: off). Past it the least recently active is
+    /// forgotten. See docs/engine.md, "Exactly once".
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub dedup_clients: usize,
+    /// Exactly-once: replies kept per client (at least a client's requests in flight).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub dedup_window: usize,
+    /// Exactly-once: largest reply kept for a resent request.
+    #[arg(long = "dedup-reply-size", value_name = "SIZE", value_parser = units::bytes,
+          default_value = "256")]
+    pub dedup_reply_bytes: u64,
     /// Pin the journaler thread to this core id.
     #[arg(long, value_name = "CORE")]
     pub pin_journaler: Option<usize>,
@@ -123,6 +134,9 @@ impl EngineArgs {
         config.journal_retention = self.journal_retention.clone();
         config.snapshot_max_state_bytes = self.snapshot_max_state_bytes;
         config.prefault_state = self.prefault_state;
+        config.dedup_clients = self.dedup_clients;
+        config.dedup_window = self.dedup_window;
+        config.dedup_reply_bytes = self.dedup_reply_bytes as usize;
         config.pinning = Pinning {
             journaler_core: self.pin_journaler,
             logic_core: self.pin_logic,

@@ -122,6 +122,9 @@ pub enum NodeError {
     /// A node thread panicked.
     #[error("a node thread panicked")]
     Panicked,
+    /// The engine configuration cannot run a cluster node.
+    #[error("a cluster node needs {0}")]
+    Unsupported(&'static str),
 }
 
 /// Events for the node's control thread.
@@ -410,12 +413,19 @@ pub struct Node<P: Processor> {
 impl<P: Processor> Node<P> {
     /// Starts the node's engine (recovering its journal) as a follower waiting for a leader.
     /// `make` builds each engine start's processor; `responses` receives the engine's
-    /// responses (a leader's are the clients' replies).
+    /// responses (a leader's are the clients' replies; a follower's engine answers no one).
+    /// The engine must have `Producers::Single` and keep its responses.
     pub fn start(
         config: NodeConfig,
         make: impl Fn() -> P + Send + Sync + 'static,
         responses: ResponseSink,
     ) -> Result<Self, NodeError> {
+        if config.engine.producers != keel::Producers::Single || config.engine.discard_responses {
+            // The node feeds the engine through its one submitter and reads its responses.
+            return Err(NodeError::Unsupported(
+                "Producers::Single and responses not discarded",
+            ));
+        }
         let make: MakeProcessor<P> = Arc::new(make);
         let leading_term = Arc::new(AtomicU64::new(0));
         let answers_after = Arc::new(AtomicU64::new(u64::MAX));

@@ -315,3 +315,58 @@ fn deposed_leader_releases_nothing_more() {
         .iter()
         .all(|s| s.state_hash() == states[0].state_hash()));
 }
+
+/// RECORDS holding `record`, encoded after `prev_crc`, with one byte flipped at `flip`.
+fn records_frame(term: u64, sequence: u64, prev_crc: u32, flip: Option<usize>) -> Vec<u8> {
+    let record = keel::journal::Record {
+        sequence,
+        timestamp_ns: 1,
+        session_id: 0,
+        correlation_id: 77,
+        kind: 1,
+        version: 1,
+        payload: b"checked",
+    };
+    let mut frame_bytes = Vec::new();
+    frame::begin_records(&mut frame_bytes, term, 0);
+    let at = frame_bytes.len();
+    record.encode_to(&mut frame_bytes, prev_crc);
+    if let Some(flip) = flip {
+        frame_bytes[at + flip] ^= 1;
+    }
+    frame::finish_records(&mut frame_bytes, 1);
+    frame_bytes
+}
+
+#[test]
+fn follower_checks_every_record_before_feeding_it() {
+    let c = Cluster::new(3, AckPolicy::Majority);
+    c.elect(1, 1);
+    c.submit(1, 0, 5);
+    assert!(wait_until(LONG, || c.responses(1) == 5));
+    c.wait_applied(&[2], 6);
+    let ChainStatus::Holds(chain) = c.chain_at(2, 6) else {
+        panic!("node 2 holds 6")
+    };
+    // Each refused: a flipped payload byte (CRC), a broken chain, a sequence gap.
+    for (sequence, prev_crc, flip) in [(7, chain, Some(60)), (7, chain ^ 1, None), (8, chain, None)]
+    {
+        let (mut reader, mut writer) = hello(&c, 2, 5);
+        assert!(next_frame(&mut reader).starts_with("Position"));
+        writer
+            .send_raw(&records_frame(5, sequence, prev_crc, flip))
+            .expect("send");
+        let ended = wait_until(LONG, || {
+            !matches!(reader.read_frame(), Ok(None) | Ok(Some(Frame::Ack { .. })))
+        });
+        assert!(ended, "the session ends");
+        assert_eq!(c.node(2).status().last_sequence, 6);
+    }
+    // The same record, intact, continues the journal.
+    let (mut reader, mut writer) = hello(&c, 2, 5);
+    assert!(next_frame(&mut reader).starts_with("Position"));
+    writer
+        .send_raw(&records_frame(5, 7, chain, None))
+        .expect("send");
+    assert!(wait_until(LONG, || c.node(2).status().durable == 7));
+}

@@ -127,9 +127,9 @@ fn damages() -> Vec<(&'static str, Damage)> {
                 b[at] ^= 0x40
             })
         }),
-        ("format version 3", |p, _| {
+        ("format version 4", |p, _| {
             edit(p, |b| {
-                put(b, FORMAT_AT, &3u16.to_le_bytes());
+                put(b, FORMAT_AT, &4u16.to_le_bytes());
                 reseal(b)
             })
         }),

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use keel::journal::Record;
 use keel::Processor;
 
 use super::frame::{self, Frame};
 use super::local::Local;
 use super::log::{self, LogCursor};
-use super::record;
 use super::wire::{FrameReader, FrameWriter, BATCH_BYTES};
 use super::DataError;
 use crate::node::Shared;
@@ -234,17 +234,17 @@ pub(crate) fn append_checked<P: Processor>(
     mut records: &[u8],
 ) -> Result<(), DataError> {
     for _ in 0..count {
-        let (checked, bytes, rest) = record::split_checked(records)?;
+        let (record, prev_crc, crc, rest) = Record::split_checked(records)?;
         let (last, chain) = local.end();
-        if checked.sequence != last + 1 || checked.prev_crc != chain {
+        if record.sequence != last + 1 || prev_crc != chain {
             return Err(DataError::Discontinuous {
-                sequence: checked.sequence,
+                sequence: record.sequence,
                 next: last + 1,
                 chain,
-                prev_crc: checked.prev_crc,
+                prev_crc,
             });
         }
-        local.append_record(&record::decode(bytes), checked.crc)?;
+        local.append_record(&record, crc)?;
         records = rest;
     }
     if records.is_empty() {

@@ -133,11 +133,6 @@ impl<P: Processor> Local<P> {
         Some((submitter, receiver))
     }
 
-    /// The commit gate (its current value).
-    pub fn gate(&self) -> u64 {
-        self.gate.load_acquire()
-    }
-
     /// Advances the commit gate to `to` (never backwards) and wakes the engine.
     pub fn advance_gate(&self, to: u64) {
         if let Some(waker) = &self.waker {

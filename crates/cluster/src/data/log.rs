@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use keel::journal::{JournalError, JournalReader, SegmentHeader, SEGMENT_HEADER_SIZE};
 
 use super::frame::ChainStatus;
-use super::record;
 
 const SEGMENT_SUFFIX: &str = ".seg";
 const SEGMENT_NAME_DIGITS: usize = 20;
@@ -172,7 +171,7 @@ impl LogCursor {
             return Ok(None);
         };
         debug_assert_eq!(rec.sequence, self.next_sequence);
-        self.prev_crc = record::encode(out, &rec, self.prev_crc);
+        self.prev_crc = rec.encode_to(out, self.prev_crc);
         self.next_sequence = rec.sequence + 1;
         Ok(Some(rec.sequence))
     }

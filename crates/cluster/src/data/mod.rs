@@ -1,9 +1,8 @@
 //! The data plane: journal shipping, following, acknowledgements, commit and promotion, on
 //! std threads and std TCP (docs/REPLICATION.md, "Data plane").
 //!
-//! Module map: `frame` (the wire frames, pure), `wire` (frames over a TCP stream), `record`
-//! (journal records as journaled bytes), `log` (reading a node's journal for shipping and
-//! probing), `terms` (the terms file), `commit` (ack policies), `local` (the node's engine as
+//! Module map: `frame` (the wire frames, pure), `wire` (frames over a TCP stream), `log`
+//! (reading a node's journal for shipping, as journaled bytes, and probing), `terms` (the terms file), `commit` (ack policies), `local` (the node's engine as
 //! the data plane drives it), `common` (finding the common prefix of two journals), `follower`
 //! (a follower's side of a leader's connection), `shipper` (a leader's side, one per
 //! follower), `leader` (the leader's commit and its shippers).
@@ -13,14 +12,16 @@ pub(crate) mod common;
 pub(crate) mod follower;
 pub mod frame;
 pub(crate) mod leader;
-pub mod local;
+pub(crate) mod local;
 pub mod log;
-pub mod record;
 pub(crate) mod shipper;
 pub mod terms;
 pub mod wire;
 
 pub use commit::{AckPolicy, ParseAckPolicyError};
+pub use local::{
+    decode_term_record, MakeProcessor, ResponseSink, TERM_RECORD_BYTES, TERM_RECORD_KIND,
+};
 
 /// Why a data-plane step failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ pub enum DataError {
     Wire(#[from] wire::WireError),
     /// A received record is malformed.
     #[error(transparent)]
-    Record(#[from] record::RecordError),
+    Record(#[from] keel::journal::Damage),
     /// A received record does not continue this journal.
     #[error("record {sequence} does not continue the journal (next {next}, chain {chain:#010x}, record's prev_crc {prev_crc:#010x})")]
     Discontinuous {

@@ -262,12 +262,11 @@ impl Election {
         let state = StateMachine::open(dir)?;
         let runtime = build_runtime(config.node_id)?;
         // Connects are bounded by the shortest election timeout; an unreachable peer is tried
-        // again after two heartbeats (a restarted peer hears its leader before it times out).
+        // again every heartbeat: a restarted peer (whose vote may carry no leader lease) should
+        // hear its leader before its own election timeout.
         let connect_timeout = Duration::from_millis(config.election_timeout_min_ms);
-        let network = Network::new(
-            connect_timeout,
-            Duration::from_millis(2 * config.heartbeat_ms),
-        );
+        let backoff = Duration::from_millis(config.heartbeat_ms);
+        let network = Network::new(connect_timeout, backoff);
         let node_id = config.node_id;
         let raft = runtime
             .block_on(Raft::new(
