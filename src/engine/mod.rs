@@ -48,6 +48,7 @@ use crate::journal::{DurableWaker, JournalError, JournalSyncHandle, JournalWrite
 use crate::ring::{Consumer, Gauge, MultiProducer, RingBuilder, Sequence, Signal};
 use crate::snapshot::{Retention, SnapshotStore, SnapshotWriter};
 use dedup::DedupTable;
+#[cfg(feature = "net")]
 pub(crate) use dedup::CLIENT_SESSION_FLAG;
 use journal_gate::{JournalGate, JournalerExit};
 use logic::{Responses, Snapshots};
