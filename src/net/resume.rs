@@ -39,8 +39,8 @@ pub(crate) struct Resume {
 }
 
 impl Resume {
-    /// Forgets the requests up to request id `answered` (all of them before it were answered
-    /// or refused on a connection that is gone).
+    /// Forgets the requests up to request id `answered` (the oldest in flight: answers are
+    /// taken in request order).
     fn pop_through(&mut self, answered: Option<u64>) {
         let Some(answered) = answered else {
             return;
@@ -244,11 +244,16 @@ impl Client {
     fn classify(&self, frame: &Frame<'_>) -> Next {
         let resume = self.resume.as_ref().expect("exactly-once client");
         let oldest = resume.pending.front().map_or(u64::MAX, |&(id, _)| id);
+        // Answers are delivered in request order: only the oldest request's counts. After a
+        // reconnection the answers to the first submissions of later requests can arrive
+        // before the answers to the resent older ones (both are routed by client id); they
+        // are skipped, and each later request is answered again, in order, through its
+        // resend (from the engine's exactly-once window).
         let answer = |id: u64| {
-            if id < oldest {
-                Next::Stale
-            } else {
+            if id == oldest {
                 Next::Deliver(Some(id))
+            } else {
+                Next::Stale
             }
         };
         match *frame {
