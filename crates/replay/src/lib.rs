@@ -141,6 +141,7 @@ pub fn run_with<A: App>(args: &ReplayArgs, out: &mut dyn Write) -> Result<Exit, 
             "--max-response-bytes must be positive".into(),
         ));
     }
+    ctx.exactly_once()?;
     let exit = match &args.command {
         ReplayCommand::Info => info::run::<A>(&mut ctx),
         ReplayCommand::Verify => verify::run::<A>(&mut ctx),
