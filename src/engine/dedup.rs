@@ -735,8 +735,10 @@ mod tests {
 
     #[test]
     fn exactly_once_checks_its_limits_and_answers_a_resend_with_the_original() {
-        let mut config = crate::engine::Config::default();
-        config.dedup_window = 0;
+        let mut config = crate::engine::Config {
+            dedup_window: 0,
+            ..crate::engine::Config::default()
+        };
         assert!(ExactlyOnce::new(&config).is_err());
         config.dedup_window = 2;
         let (mut p, mut once) = (Sum::default(), ExactlyOnce::new(&config).unwrap());
