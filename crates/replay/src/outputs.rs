@@ -150,9 +150,12 @@ pub(crate) fn run_outputs<A: App>(
         } else if ctx.json {
             ctx.json_line(&line.to_json())?;
         } else {
+            let copy = line
+                .duplicate_of
+                .map_or(String::new(), |s| format!("  (resent: the reply of {s})"));
             writeln!(
                 ctx.out,
-                "{:>10}  {:<8}  reason {:<4}  {}",
+                "{:>10}  {:<8}  reason {:<4}  {}{copy}",
                 line.sequence, line.status, line.reason, line.response
             )?;
         }

@@ -316,3 +316,30 @@ fn the_default_limits_are_the_servers() {
         )
     );
 }
+
+/// What `keel replay` prints on such a journal (run by hand with `--nocapture`).
+#[test]
+#[ignore = "a demonstration, run by hand"]
+fn demo_exactly_once_output() {
+    let rec = record();
+    let dir = rec.dir.path().to_str().unwrap();
+    let (copy, _) = rec.copies[rec.copies.len() / 2];
+    let (from, to) = ((copy - 1).to_string(), (copy + 1).to_string());
+    println!("engine state hash {}", hex(rec.state_hash));
+    for words in [
+        &["state"][..],
+        &["state", "--full"],
+        &["--dedup-clients", "0", "state", "--full"],
+        &["outputs", "--from", &from, "--to", &to],
+        &["--json", "outputs", "--from", &from, "--to", &to],
+        &["check"],
+    ] {
+        println!("==== keel replay {}", words.join(" "));
+        let mut all = vec!["--data-dir", dir, "--no-progress"];
+        all.extend_from_slice(words);
+        let args = replay::parse_args(&all).unwrap();
+        let mut out = Vec::new();
+        let exit = replay::run_with::<Tally>(&args, &mut out).unwrap();
+        println!("{}(exit {})", String::from_utf8_lossy(&out), exit.code());
+    }
+}
