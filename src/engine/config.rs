@@ -289,6 +289,20 @@ impl Config {
         }
     }
 
+    /// Checks the exactly-once limits (`dedup_*`), as [`Config::validate`] does.
+    pub(crate) fn validate_dedup(&self) -> Result<(), ConfigError> {
+        in_range("dedup_clients", self.dedup_clients as u64, 0, 1 << 24)?;
+        in_range("dedup_window", self.dedup_window as u64, 1, 1 << 16)?;
+        let table_bytes = (self.dedup_clients * self.dedup_window) as u64;
+        let reply_max = (1u64 << 34) / table_bytes.max(1);
+        in_range(
+            "dedup_reply_bytes",
+            self.dedup_reply_bytes as u64,
+            0,
+            reply_max,
+        )
+    }
+
     /// The journal writer's configuration these limits describe.
     pub fn journal_config(&self) -> JournalConfig {
         JournalConfig {
@@ -324,16 +338,7 @@ impl Config {
             isize::MAX as u64,
         )?;
         check_panic_strategy(cfg!(panic = "unwind"), self.abort_on_processor_panic)?;
-        in_range("dedup_clients", self.dedup_clients as u64, 0, 1 << 24)?;
-        in_range("dedup_window", self.dedup_window as u64, 1, 1 << 16)?;
-        let table_bytes = (self.dedup_clients * self.dedup_window) as u64;
-        let reply_max = (1u64 << 34) / table_bytes.max(1);
-        in_range(
-            "dedup_reply_bytes",
-            self.dedup_reply_bytes as u64,
-            0,
-            reply_max,
-        )?;
+        self.validate_dedup()?;
         if self.producers == Producers::Multi && self.discard_responses {
             return Err(ConfigError::Incompatible {
                 settings: "discard_responses with producers = Multi",

@@ -148,6 +148,71 @@ pub(crate) fn apply_once<P: Processor>(
     }
 }
 
+/// The engine's exactly-once table, for code that applies journaled messages outside an
+/// engine, such as `keel replay`: the same table, changed by the same code in the same journal
+/// order, so a journal with resent requests rebuilds the state the engine had (docs/engine.md,
+/// "Exactly once").
+///
+/// Start it empty for a replay from the first message, or [`ExactlyOnce::restore`] it from the
+/// snapshot the replay starts from, then feed it every journaled message in order through
+/// [`ExactlyOnce::apply`]. Its limits should be the ones the journal was served with: other
+/// limits give the same result until a client is evicted or a reply leaves its window.
+#[derive(Debug)]
+pub struct ExactlyOnce {
+    table: DedupTable,
+}
+
+impl ExactlyOnce {
+    /// An empty table with `config`'s limits (`dedup_clients`, `dedup_window`,
+    /// `dedup_reply_bytes`; `dedup_clients` 0 turns it off), every byte allocated now. Errors
+    /// when a limit is outside the range [`Config::validate`] accepts.
+    ///
+    /// [`Config::validate`]: super::Config::validate
+    pub fn new(config: &super::Config) -> Result<Self, crate::error::ConfigError> {
+        config.validate_dedup()?;
+        Ok(ExactlyOnce {
+            table: DedupTable::new(config.dedup_limits()),
+        })
+    }
+
+    /// Replaces the table with the one `snapshot` carries, as recovery does: empty for a
+    /// snapshot from before format 3 or one taken with nothing tracked; fitted to this table's
+    /// limits when taken under others (the most recently active clients and newest replies
+    /// kept). A section that does not decode is [`SnapshotError::Corrupted`] and leaves the
+    /// table empty.
+    ///
+    /// [`SnapshotError::Corrupted`]: crate::snapshot::SnapshotError::Corrupted
+    pub fn restore(
+        &mut self,
+        snapshot: &crate::snapshot::LoadedSnapshot,
+    ) -> Result<(), crate::snapshot::SnapshotError> {
+        self.table.decode(snapshot.dedup()).map_err(|reason| {
+            crate::snapshot::SnapshotError::Corrupted {
+                path: snapshot.path.clone(),
+                reason,
+            }
+        })
+    }
+
+    /// Applies `message` at most once per (client, request id), exactly as the engine's
+    /// business logic does: a message not from an exactly-once client, a control message or a
+    /// new request goes through [`apply_message`]; a resent one is answered from the table
+    /// into `buf` without reaching `processor`. Returns what happened and the sequence the
+    /// reply names: the message's own, or for a resent request the original's (its
+    /// [`Applied`] then repeats the original reply, or is [`Status::AlreadyAnswered`] when that
+    /// reply is no longer held).
+    #[inline]
+    pub fn apply<P: Processor>(
+        &mut self,
+        processor: &mut P,
+        message: &Message<'_>,
+        buf: &mut [u8],
+    ) -> (Applied, u64) {
+        let answer = apply_once(processor, &mut self.table, message, buf);
+        (answer.applied, answer.sequence)
+    }
+}
+
 const NOT_APPLIED: Applied = Applied {
     status: Status::Accepted,
     reason: 0,
@@ -666,6 +731,35 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 16);
+    }
+
+    #[test]
+    fn exactly_once_checks_its_limits_and_answers_a_resend_with_the_original() {
+        let mut config = crate::engine::Config {
+            dedup_window: 0,
+            ..crate::engine::Config::default()
+        };
+        assert!(ExactlyOnce::new(&config).is_err());
+        config.dedup_window = 2;
+        let (mut p, mut once) = (Sum::default(), ExactlyOnce::new(&config).unwrap());
+        let mut buf = [0u8; 16];
+        let mut send = |p: &mut Sum, sequence, correlation_id| {
+            let header = MessageHeader {
+                sequence,
+                session_id: CLIENT_SESSION_FLAG | 9,
+                correlation_id,
+                ..MessageHeader::default()
+            };
+            let message = Message {
+                header,
+                payload: &[5],
+            };
+            once.apply(p, &message, &mut buf)
+        };
+        assert_eq!(send(&mut p, 1, 1).1, 1);
+        let (again, named) = send(&mut p, 2, 1);
+        assert_eq!((again.status, again.len, named), (Status::Accepted, 8, 1));
+        assert_eq!(p.0, 5, "applied once");
     }
 
     /// Instructions per message of the table, under cachegrind (docs/engine.md, "What it

@@ -30,6 +30,7 @@ pub use accept_loss::{accept_loss, LossAccepted};
 pub use affinity::Cores;
 pub use client::{Client, ClientError, Reply, Ticket};
 pub use config::{ApplyMode, Config, ConfigError, Pinning, Producers};
+pub use dedup::ExactlyOnce;
 pub use journaler::JournalSink;
 pub use logic::{apply_message, Applied};
 pub(crate) use message::{Envelope, ResponseSlot};

@@ -34,7 +34,7 @@
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"KEELSNAP";
 /// Version of the layout this build writes.
-pub const FORMAT_VERSION: u16 = 3;
+pub(crate) const FORMAT_VERSION: u16 = 3;
 /// The version before the exactly-once section (`dedup_len` reserved, zero): read.
 const FORMAT_VERSION_NO_DEDUP: u16 = 2;
 /// The version before the journal binding: read, never restored.
@@ -66,7 +66,8 @@ const _: () = assert!(V1_HEADER_BYTES == 48 && V1_HEADER_BYTES.is_multiple_of(8)
 /// The decoded header of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotHeader {
-    /// Layout version: [`FORMAT_VERSION`], or `FORMAT_VERSION_UNBOUND` for an old file.
+    /// Layout version: 3 for the layout written now, 2 (no exactly-once section) or 1 (no
+    /// journal chain value) for an older file.
     pub format_version: u16,
     /// Codec of the state bytes.
     pub codec_id: u16,

@@ -13,7 +13,7 @@ mod writer;
 
 pub use binding::UnboundSnapshot;
 pub use binding::{judge, Judged, Vouch};
-pub use format::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES};
+pub use format::{SnapshotHeader, HEADER_BYTES};
 pub use store::read_header_of;
 pub use store::{
     file_name, load_file, LoadedSnapshot, SnapshotFile, SnapshotStore,

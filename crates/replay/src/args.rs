@@ -28,6 +28,21 @@ pub struct ReplayArgs {
           value_name = "SIZE", value_parser = keel_services::units::bytes_usize,
           default_value = "4KiB")]
     pub max_response_bytes: usize,
+    /// Exactly-once: clients tracked at once (0: off). Replays apply resent requests as the
+    /// engine did, with its table; match the server's --dedup-* limits (the defaults are the
+    /// server's): with other limits a replay can differ from what the server did, but only
+    /// after a client was evicted or a reply left its window. See docs/engine.md, "Exactly
+    /// once".
+    #[arg(long, global = true, value_name = "N", default_value_t = 1024)]
+    pub dedup_clients: usize,
+    /// Exactly-once: replies kept per client; match the server's --dedup-window.
+    #[arg(long, global = true, value_name = "N", default_value_t = 8)]
+    pub dedup_window: usize,
+    /// Exactly-once: largest reply kept for a resent request; match the server's
+    /// --dedup-reply-size.
+    #[arg(long = "dedup-reply-size", global = true, value_name = "SIZE",
+          value_parser = keel_services::units::bytes, default_value = "256")]
+    pub dedup_reply_bytes: u64,
     /// What to do.
     #[command(subcommand)]
     pub command: ReplayCommand,

@@ -16,14 +16,14 @@ use super::ctx::Ctx;
 use super::error::{Exit, ReplayError};
 use super::files::{list_snapshots, restore_bound, SnapFile};
 use super::info::text;
-use super::replayer::{Flow, Replay, Step};
+use super::replayer::{empty_state, Flow, Replay, Step};
 use keel_services::App;
 
-/// A 64-bit hash of one message's output, sequence included.
+/// A 64-bit hash of one message's output, its sequence and the one its reply names included.
 fn output_digest(step: &Step<'_>) -> u64 {
     let a = &step.applied;
     let mut header = [0u8; 15];
-    header[..8].copy_from_slice(&step.record.sequence.to_le_bytes());
+    header[..8].copy_from_slice(&step.reply_sequence.to_le_bytes());
     header[8] = a.status as u8;
     header[9..13].copy_from_slice(&a.reason.to_le_bytes());
     header[13..15].copy_from_slice(&a.kind.to_le_bytes());
@@ -97,12 +97,12 @@ fn check_snapshot<A: App>(
                 recovery refuses to start (`keel replay verify` reports it)"}),
         ));
     };
-    let (app, _) = match restore_bound::<A>(file, &ctx.journal) {
-        Ok(restored) => restored,
+    let (app, once) = match restore_bound::<A>(file, &ctx.journal, &ctx.dedup) {
+        Ok(restored) => (restored.app, restored.once),
         Err(reason) => return Ok(merge(base, json!({"status": "unusable", "reason": reason}))),
     };
     let restored_hash = app.state_hash();
-    let mut tail = Replay::start(ctx, &ctx.journal, app, file.sequence)?;
+    let mut tail = Replay::start(ctx, &ctx.journal, (app, once), file.sequence)?;
     tail.show_progress(ctx, "snapshot + tail", Some(full.last));
     let (end, _) = replay_to_end(&mut tail, &[])?;
     let outputs_equal = end.outputs == full.outputs.wrapping_sub(prefix);
@@ -139,11 +139,11 @@ pub(crate) fn run<A: App>(ctx: &mut Ctx<'_>) -> Result<Exit, ReplayError> {
     let files = list_snapshots(&ctx.snapshots)?;
     let points: Vec<u64> = files.iter().map(|f| f.sequence).collect();
     let journal = ctx.journal.clone();
-    let mut first = Replay::start(ctx, &journal, A::default(), 0)?;
+    let mut first = Replay::<A>::start(ctx, &journal, empty_state(ctx)?, 0)?;
     first.show_progress(ctx, "full replay 1/2", None);
     let (full, seen) = replay_to_end(&mut first, &points)?;
     drop(first);
-    let mut second = Replay::start(ctx, &journal, A::default(), 0)?;
+    let mut second = Replay::<A>::start(ctx, &journal, empty_state(ctx)?, 0)?;
     second.show_progress(ctx, "full replay 2/2", Some(full.last));
     let (again, _) = replay_to_end(&mut second, &[])?;
     drop(second);

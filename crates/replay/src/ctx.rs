@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::args::ReplayArgs;
 use super::error::ReplayError;
+use keel::engine::{Config, ExactlyOnce};
 
 /// The settings and output of one `keel replay` command.
 pub(crate) struct Ctx<'o> {
@@ -22,6 +23,8 @@ pub(crate) struct Ctx<'o> {
     pub(crate) progress: bool,
     /// Response buffer size for each replayed message.
     pub(crate) max_response_bytes: usize,
+    /// The exactly-once limits (`--dedup-*`; only the `dedup_*` fields are set).
+    pub(crate) dedup: Config,
     /// Where results go (standard output in the `keel` command).
     pub(crate) out: &'o mut dyn Write,
     /// Warnings printed so far (also on standard error).
@@ -36,9 +39,17 @@ impl<'o> Ctx<'o> {
             json: args.json,
             progress: !args.json && !args.no_progress && std::io::stderr().is_terminal(),
             max_response_bytes: args.max_response_bytes,
+            dedup: dedup_limits(args),
             out,
             warnings: Vec::new(),
         }
+    }
+
+    /// An empty exactly-once table with the limits of `--dedup-*`, checked as the engine
+    /// checks them.
+    pub(crate) fn exactly_once(&self) -> Result<ExactlyOnce, ReplayError> {
+        ExactlyOnce::new(&self.dedup)
+            .map_err(|e| ReplayError::Usage(format!("exactly-once limits (--dedup-*): {e}")))
     }
 
     /// Prints a warning on standard error and remembers it (for JSON documents).
@@ -93,6 +104,15 @@ impl<'o> Ctx<'o> {
             start,
         }
     }
+}
+
+/// The engine's configuration with the exactly-once limits of `args`.
+fn dedup_limits(args: &ReplayArgs) -> Config {
+    let mut config = Config::default();
+    config.dedup_clients = args.dedup_clients;
+    config.dedup_window = args.dedup_window;
+    config.dedup_reply_bytes = usize::try_from(args.dedup_reply_bytes).unwrap_or(usize::MAX);
+    config
 }
 
 /// `style` with a `{rate}` key: messages per second rounded, `245,206/s` (indicatif's

@@ -21,7 +21,8 @@ Examples:
 pub const STATE: &str = "\
 Examples:
   keel replay state
-  keel replay state --at 5000 book 1";
+  keel replay state --at 5000 book 1
+  keel replay --dedup-window 64 state";
 
 /// `keel replay find`.
 pub const FIND: &str = "\

@@ -10,6 +10,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::error::{io_at, ReplayError};
+use keel::engine::{Config, ExactlyOnce};
 use keel::journal::{JournalReader, RetiredHistory, SegmentHeader, SEGMENT_HEADER_SIZE};
 use keel::snapshot::DEFAULT_SNAPSHOT_MAX_STATE_BYTES;
 use keel::snapshot::{
@@ -218,15 +219,22 @@ pub(crate) fn read_snapshot(file: &SnapFile) -> Result<SnapData, String> {
     })
 }
 
-/// Loads `file` into a fresh application state and checks its hash against the header (when
-/// the schema is the current one). Returns the state and the header, or why it is unusable.
+/// A state restored from a snapshot: the application, the engine's exactly-once table that
+/// goes with it, and the snapshot's header.
+pub(crate) struct Restored<A> {
+    pub(crate) app: A,
+    pub(crate) once: ExactlyOnce,
+    pub(crate) header: SnapshotHeader,
+}
+
 /// [`restore`], only if recovery would use the snapshot: the journal in `journal` holds its
 /// sequence with the chain value it recorded (or it is a format 1 snapshot at or before the
 /// journal's end, restored unverified as recovery does).
 pub(crate) fn restore_bound<A: App>(
     file: &SnapFile,
     journal: &Path,
-) -> Result<(A, SnapshotHeader), String> {
+    dedup: &Config,
+) -> Result<Restored<A>, String> {
     let listed = SnapshotFile {
         sequence: file.sequence,
         path: file.path.clone(),
@@ -234,15 +242,24 @@ pub(crate) fn restore_bound<A: App>(
     let judged = keel::snapshot::judge(&[listed], journal, u64::MAX)
         .map_err(|e| format!("the journal cannot be read at its sequence: {e}"))?;
     match &judged[0].vouch {
-        vouch if vouch.is_usable() => restore(file),
+        vouch if vouch.is_usable() => restore(file, dedup),
         Vouch::Unreadable(reason) => Err(reason.clone()),
         other => Err(format!("the journal does not vouch for it ({other})")),
     }
 }
 
-pub(crate) fn restore<A: App>(file: &SnapFile) -> Result<(A, SnapshotHeader), String> {
+/// Loads `file` into a fresh application state, as recovery does: its exactly-once section
+/// into a table with the limits of `dedup` (empty before format 3), then the state, whose hash
+/// is checked against the header (when the schema is the current one). Returns the restored
+/// state, or why it is unusable.
+pub(crate) fn restore<A: App>(file: &SnapFile, dedup: &Config) -> Result<Restored<A>, String> {
     let data = read_snapshot(file)?;
     let header = data.header;
+    let mut once = ExactlyOnce::new(dedup).map_err(|e| e.to_string())?;
+    once.restore(&data.loaded).map_err(|e| match e {
+        SnapshotError::Corrupted { reason, .. } => reason,
+        other => other.to_string(),
+    })?;
     let mut app = A::default();
     // A panic while restoring (a crafted state) makes the snapshot unusable, as at startup.
     let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -259,5 +276,5 @@ pub(crate) fn restore<A: App>(file: &SnapFile) -> Result<(A, SnapshotHeader), St
             header.state_hash
         ));
     }
-    Ok((app, header))
+    Ok(Restored { app, once, header })
 }

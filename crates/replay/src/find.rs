@@ -22,12 +22,12 @@ use serde_json::{json, Value};
 use super::args::FindArgs;
 use super::ctx::Ctx;
 use super::error::{Exit, ReplayError};
-use super::files::{list_snapshots, read_snapshot_header, restore_bound, SnapFile};
+use super::files::{list_snapshots, read_snapshot_header, restore_bound, Restored, SnapFile};
 use super::query::{Answer, Query};
 use super::replayer::{timestamp_of, Flow, Replay};
 use super::state::pretty;
 use super::time::format_ns;
-use keel::engine::{Status, CONTROL_KIND_MIN};
+use keel::engine::{ExactlyOnce, Status, CONTROL_KIND_MIN};
 use keel_services::App;
 
 /// A comparison of a response field with a value.
@@ -342,8 +342,9 @@ fn judge(
     })
 }
 
-/// Where the forward replay starts after bisecting: a restored snapshot.
-type Start<A> = Option<(A, u64)>;
+/// Where the forward replay starts after bisecting: a restored snapshot (the state, its
+/// exactly-once table and its sequence).
+type Start<A> = Option<((A, ExactlyOnce), u64)>;
 
 fn bisect<A: App>(
     ctx: &mut Ctx<'_>,
@@ -367,8 +368,8 @@ fn bisect_hash<A: App>(ctx: &mut Ctx<'_>, files: &[SnapFile], target: u64) -> St
         .iter()
         .position(|f| read_snapshot_header(f).is_ok_and(|h| h.state_hash == target))?;
     for file in files[..first].iter().rev() {
-        match restore_bound::<A>(file, &ctx.journal) {
-            Ok((app, _)) => return Some((app, file.sequence)),
+        match restore_bound::<A>(file, &ctx.journal, &ctx.dedup) {
+            Ok(r) => return Some(((r.app, r.once), file.sequence)),
             Err(reason) => ctx.warn(format!("{}: {reason}; skipped", file.path.display())),
         }
     }
@@ -385,21 +386,22 @@ fn bisect_monotone<A: App>(
     let mut best = None;
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let mut app = match restore_bound::<A>(&files[mid], &ctx.journal) {
-            Ok((app, _)) => app,
-            Err(reason) => {
-                ctx.warn(format!("{}: {reason}; skipped", files[mid].path.display()));
-                files.remove(mid);
-                hi -= 1;
-                continue;
-            }
-        };
+        let Restored { mut app, once, .. } =
+            match restore_bound::<A>(&files[mid], &ctx.journal, &ctx.dedup) {
+                Ok(restored) => restored,
+                Err(reason) => {
+                    ctx.warn(format!("{}: {reason}; skipped", files[mid].path.display()));
+                    files.remove(mid);
+                    hi -= 1;
+                    continue;
+                }
+            };
         let sequence = files[mid].sequence;
         let timestamp_ns = timestamp_of(&ctx.journal, sequence)?;
         if ev.holds(&mut app, sequence, timestamp_ns)?.is_some() {
             hi = mid;
         } else {
-            best = Some((app, sequence));
+            best = Some(((app, once), sequence));
             lo = mid + 1;
         }
     }
@@ -437,8 +439,8 @@ pub(crate) fn run<A: App>(ctx: &mut Ctx<'_>, args: &FindArgs) -> Result<Exit, Re
     }
     let mut bisected = None;
     if args.bisect {
-        if let Some((app, sequence)) = bisect::<A>(ctx, &mut ev, start, to)? {
-            replay = Replay::start(ctx, &journal, app, sequence)?;
+        if let Some((state, sequence)) = bisect::<A>(ctx, &mut ev, start, to)? {
+            replay = Replay::start(ctx, &journal, state, sequence)?;
             replay.snapshot = Some(sequence);
         }
         bisected = Some(replay.applied);

@@ -5,14 +5,18 @@
 //! is generic over the application ([`App`]) and never modifies what it reads: the journal is
 //! read with [`keel::journal::JournalReader`] (no lock, so a live journal can be read too),
 //! `verify` uses [`keel::journal::verify`] (a shared lock), and snapshot files are opened
-//! read-only. Replays go through [`keel::engine::apply_message`], the code path of live apply
-//! and startup recovery, with one response buffer allocated up front.
+//! read-only. Replays go through the engine's exactly-once table ([`keel::engine::ExactlyOnce`],
+//! restored from the snapshot a replay starts from) and [`keel::engine::apply_message`], the
+//! code path of live apply and startup recovery, with one response buffer allocated up front:
+//! a request resent by an exactly-once client is answered as the engine answered it, not
+//! applied twice.
 //!
 //! # Synopsis
 //!
 //! ```text
 //! keel replay [--app bookstore|exchange] [--data-dir DIR | --journal DIR --snapshots DIR]
-//!             [--json] [--no-progress] [--max-response-bytes BYTES] <COMMAND>
+//!             [--json] [--no-progress] [--max-response-bytes BYTES]
+//!             [--dedup-clients N] [--dedup-window N] [--dedup-reply-size SIZE] <COMMAND>
 //!
 //!   info                       segments, sequence and time range, counts by kind, snapshots,
 //!                              format version and codec
@@ -41,6 +45,16 @@
 //! live writer (`verify`), 7 difference (`diff`) or nondeterminism (`check`), 8 not found
 //! (`find`). Any command that reads into corruption stops with 4 and names file, offset,
 //! expected sequence and reason.
+//!
+//! # Exactly once
+//!
+//! The exactly-once table starts empty for a replay from sequence 1, and is restored from the
+//! snapshot a replay starts from (format 3; older ones carry none). Its limits default to the
+//! engine's; `--dedup-clients`, `--dedup-window` and `--dedup-reply-size` set them as
+//! `keel serve` does. A journal replayed with other limits than it was served with differs
+//! from what the engine did only after a client was evicted or a reply left its window. An
+//! output ([`OutputLine`]) of a resent request answered with its original reply names the
+//! sequence that applied it in `duplicate_of`.
 //!
 //! # Queries
 //!
@@ -141,6 +155,7 @@ pub fn run_with<A: App>(args: &ReplayArgs, out: &mut dyn Write) -> Result<Exit, 
             "--max-response-bytes must be positive".into(),
         ));
     }
+    ctx.exactly_once()?;
     let exit = match &args.command {
         ReplayCommand::Info => info::run::<A>(&mut ctx),
         ReplayCommand::Verify => verify::run::<A>(&mut ctx),

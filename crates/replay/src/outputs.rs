@@ -5,9 +5,11 @@
 //! lines: first a header `{"format":"keel-replay-outputs","version":1,"app":NAME,"from":SEQ}`,
 //! then one [`OutputLine`] per message, in sequence order, with fields in this order:
 //! `sequence`, `session_id`, `correlation_id`, `request_kind`, `status`
-//! (`accepted`/`rejected`/`failed`), `reason`, `kind` (response kind), `payload` (lowercase
-//! hex) and `response` (`App::describe_response`, for people). Two outputs are equal when all
-//! fields but `response` are.
+//! (`accepted`/`rejected`/`failed`/`already-answered`), `reason`, `kind` (response kind),
+//! `payload` (lowercase hex), `duplicate_of` (only for a request resent by an exactly-once
+//! client and answered with its original reply: the sequence that applied it) and `response`
+//! (`App::describe_response`, for people). Two outputs are equal when all fields but
+//! `response` are.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
@@ -46,7 +48,8 @@ pub struct OutputLine {
     pub correlation_id: u64,
     /// Kind of the message.
     pub request_kind: u16,
-    /// `accepted`, `rejected` or `failed`.
+    /// `accepted`, `rejected`, `failed`, or `already-answered` (a resent request whose reply
+    /// the exactly-once table no longer held).
     pub status: String,
     /// Rejection reason (0 unless rejected).
     pub reason: u32,
@@ -54,6 +57,11 @@ pub struct OutputLine {
     pub kind: u16,
     /// Response payload, lowercase hex.
     pub payload: String,
+    /// A request resent by an exactly-once client, answered with its original reply instead
+    /// of applied again: the sequence of the message that applied it (the sequence its
+    /// response names). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<u64>,
     /// The application's description of the response (not compared).
     #[serde(default)]
     pub response: Value,
@@ -71,6 +79,7 @@ impl OutputLine {
             reason: step.applied.reason,
             kind: step.applied.kind,
             payload: hex(step.payload),
+            duplicate_of: step.duplicate_of(),
             response: A::describe_response(r.kind, &step.response()),
         }
     }
@@ -87,6 +96,7 @@ impl OutputLine {
             && self.status == status_name(step.applied.status)
             && (self.reason, self.kind) == (step.applied.reason, step.applied.kind)
             && hex_eq(&self.payload, step.payload)
+            && self.duplicate_of == step.duplicate_of()
     }
 
     fn to_json(&self) -> Value {
@@ -140,9 +150,12 @@ pub(crate) fn run_outputs<A: App>(
         } else if ctx.json {
             ctx.json_line(&line.to_json())?;
         } else {
+            let copy = line
+                .duplicate_of
+                .map_or(String::new(), |s| format!("  (resent: the reply of {s})"));
             writeln!(
                 ctx.out,
-                "{:>10}  {:<8}  reason {:<4}  {}",
+                "{:>10}  {:<8}  reason {:<4}  {}{copy}",
                 line.sequence, line.status, line.reason, line.response
             )?;
         }
@@ -403,7 +416,7 @@ fn same_output(a: &Step<'_>, b: &Step<'_>) -> bool {
     let (x, y) = (&a.record, &b.record);
     (x.sequence, x.session_id, x.correlation_id, x.kind)
         == (y.sequence, y.session_id, y.correlation_id, y.kind)
-        && a.applied == b.applied
+        && (a.applied, a.reply_sequence) == (b.applied, b.reply_sequence)
         && a.payload == b.payload
 }
 

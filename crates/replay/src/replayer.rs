@@ -1,22 +1,28 @@
 //! Replaying a journal into an application: the best snapshot at or before a sequence, then the
-//! journal after it, message by message through `apply_message` — the same code path as live
-//! apply and startup recovery — with one response buffer allocated up front.
+//! journal after it, message by message through the engine's exactly-once table
+//! ([`ExactlyOnce`], restored from the snapshot with the state) and `apply_message` — the same
+//! code path as live apply and startup recovery, so a request resent by an exactly-once client
+//! is answered, not applied twice — with one response buffer allocated up front.
 
 use std::path::Path;
 
 use super::ctx::{Ctx, Progress};
 use super::error::ReplayError;
-use super::files::{list_segments, list_snapshots, open_reader, restore_bound};
+use super::files::{list_segments, list_snapshots, open_reader, restore_bound, Restored};
 use keel::engine::{
-    apply_message, message_of, Applied, Message, Response, ResponseHeader, Status, CONTROL_KIND_MIN,
+    message_of, Applied, ExactlyOnce, Message, Response, ResponseHeader, Status, CONTROL_KIND_MIN,
 };
 use keel::journal::{JournalReader, Record};
 use keel_services::App;
 
-/// One replayed message: the record, what applying it decided, and the response payload.
+/// One replayed message: the record, what applying it decided, the sequence its reply names
+/// and the response payload.
 pub(crate) struct Step<'a> {
     pub(crate) record: Record<'a>,
     pub(crate) applied: Applied,
+    /// The record's own sequence, or for a resent request answered from the exactly-once
+    /// table the sequence of the message that applied it.
+    pub(crate) reply_sequence: u64,
     pub(crate) payload: &'a [u8],
 }
 
@@ -28,24 +34,40 @@ impl Step<'_> {
 
     /// The response as the engine would have published it.
     pub(crate) fn response(&self) -> Response<'_> {
-        response_of(&self.record, &self.applied, self.payload)
+        response_of(
+            &self.record,
+            (&self.applied, self.reply_sequence),
+            self.payload,
+        )
+    }
+
+    /// For a resent request answered with its original reply: the sequence of the message
+    /// that applied it.
+    pub(crate) fn duplicate_of(&self) -> Option<u64> {
+        (self.reply_sequence != self.record.sequence).then_some(self.reply_sequence)
     }
 
     /// Whether the state may have changed. A rejected message leaves the state unchanged (an
-    /// engine invariant) and control messages never reach the processor.
+    /// engine invariant), control messages never reach the processor, and neither does a
+    /// resent request (answered from the exactly-once table, or `already-answered`).
     pub(crate) fn may_change_state(&self) -> bool {
-        self.applied.status != Status::Rejected && self.record.kind < CONTROL_KIND_MIN
+        !matches!(
+            self.applied.status,
+            Status::Rejected | Status::AlreadyAnswered
+        ) && self.record.kind < CONTROL_KIND_MIN
+            && self.duplicate_of().is_none()
     }
 }
 
-/// The response to `record`, as the engine builds it.
+/// The response to `record`, as the engine builds it: what applying it decided, and the
+/// sequence the reply names.
 pub(crate) fn response_of<'a>(
     record: &Record<'_>,
-    applied: &Applied,
+    (applied, reply_sequence): (&Applied, u64),
     payload: &'a [u8],
 ) -> Response<'a> {
     let header = ResponseHeader {
-        sequence: record.sequence,
+        sequence: reply_sequence,
         session_id: record.session_id,
         correlation_id: record.correlation_id,
         status: applied.status,
@@ -66,6 +88,8 @@ pub(crate) enum Flow {
 pub(crate) struct Replay<A: App> {
     /// The state.
     pub(crate) app: A,
+    /// The engine's exactly-once table that goes with it.
+    once: ExactlyOnce,
     /// Last sequence applied (or the snapshot's sequence; 0 for the empty state).
     pub(crate) applied: u64,
     /// Timestamp of record `applied` (0 when not known yet).
@@ -80,17 +104,19 @@ pub(crate) struct Replay<A: App> {
 }
 
 impl<A: App> Replay<A> {
-    /// Continues `app`, which holds the state after `applied`, with the journal in `journal`.
+    /// Continues `app` and its exactly-once table `once`, which hold the state after
+    /// `applied`, with the journal in `journal`.
     pub(crate) fn start(
         ctx: &Ctx<'_>,
         journal: &Path,
-        app: A,
+        (app, once): (A, ExactlyOnce),
         applied: u64,
     ) -> Result<Self, ReplayError> {
         let mut reader = open_reader(journal)?;
         reader.seek(applied + 1)?;
         Ok(Replay {
             app,
+            once,
             applied,
             timestamp_ns: 0,
             snapshot: None,
@@ -110,11 +136,11 @@ impl<A: App> Replay<A> {
         snapshots: Option<&Path>,
         at: u64,
     ) -> Result<Self, ReplayError> {
-        let (app, from) = match snapshots {
+        let (state, from) = match snapshots {
             Some(dir) => best_snapshot::<A>(ctx, journal, dir, at)?,
-            None => (A::default(), 0),
+            None => (empty_state(ctx)?, 0),
         };
-        let mut replay = Replay::start(ctx, journal, app, from)?;
+        let mut replay = Replay::start(ctx, journal, state, from)?;
         replay.snapshot = snapshots.is_some().then_some(from).filter(|&s| s > 0);
         if at > from {
             replay.show_progress(ctx, "rebuilding state", Some(at));
@@ -156,6 +182,7 @@ impl<A: App> Replay<A> {
     ) -> Result<(), ReplayError> {
         let Replay {
             app,
+            once,
             applied,
             timestamp_ns,
             replayed,
@@ -165,7 +192,7 @@ impl<A: App> Replay<A> {
             ..
         } = self;
         while to.is_none_or(|to| *applied < to) {
-            let Some(step) = advance(reader, app, buf, *applied + 1)? else {
+            let Some(step) = advance(reader, (app, once), buf, *applied + 1)? else {
                 break;
             };
             *applied = step.record.sequence;
@@ -185,7 +212,7 @@ impl<A: App> Replay<A> {
     pub(crate) fn step(&mut self) -> Result<Option<Step<'_>>, ReplayError> {
         let step = advance(
             &mut self.reader,
-            &mut self.app,
+            (&mut self.app, &mut self.once),
             &mut self.buf,
             self.applied + 1,
         )?;
@@ -201,10 +228,10 @@ impl<A: App> Replay<A> {
     }
 }
 
-/// Reads the next record, checks it is `expected`, and applies it.
+/// Reads the next record, checks it is `expected`, and applies it as the engine does.
 fn advance<'a, A: App>(
     reader: &'a mut JournalReader,
-    app: &mut A,
+    (app, once): (&mut A, &mut ExactlyOnce),
     buf: &'a mut [u8],
     expected: u64,
 ) -> Result<Option<Step<'a>>, ReplayError> {
@@ -218,11 +245,12 @@ fn advance<'a, A: App>(
             record.sequence
         )));
     }
-    let applied = apply_message(app, &message_of(&record), buf);
+    let (applied, reply_sequence) = once.apply(app, &message_of(&record), buf);
     let payload: &'a [u8] = buf;
     Ok(Some(Step {
         record,
         applied,
+        reply_sequence,
         payload: &payload[..applied.len],
     }))
 }
@@ -237,28 +265,33 @@ pub(crate) fn timestamp_of(journal: &Path, sequence: u64) -> Result<u64, ReplayE
         .map_or(0, |r| r.timestamp_ns))
 }
 
+/// The empty state: the application's initial state and an empty exactly-once table.
+pub(crate) fn empty_state<A: App>(ctx: &Ctx<'_>) -> Result<(A, ExactlyOnce), ReplayError> {
+    Ok((A::default(), ctx.exactly_once()?))
+}
+
 /// The newest usable snapshot of `dir` at or before `at` that `journal` vouches for,
-/// restored; or the empty state.
+/// restored with its exactly-once table; or the empty state.
 pub(crate) fn best_snapshot<A: App>(
     ctx: &mut Ctx<'_>,
     journal: &Path,
     dir: &Path,
     at: u64,
-) -> Result<(A, u64), ReplayError> {
+) -> Result<((A, ExactlyOnce), u64), ReplayError> {
     for file in list_snapshots(dir)?
         .iter()
         .rev()
         .filter(|f| f.sequence <= at)
     {
-        match restore_bound::<A>(file, journal) {
-            Ok((app, _)) => return Ok((app, file.sequence)),
+        match restore_bound::<A>(file, journal, &ctx.dedup) {
+            Ok(Restored { app, once, .. }) => return Ok(((app, once), file.sequence)),
             Err(reason) => ctx.warn(format!(
                 "snapshot {} is unusable ({reason}); using an older one",
                 file.path.display()
             )),
         }
     }
-    Ok((A::default(), 0))
+    Ok((empty_state(ctx)?, 0))
 }
 
 /// The last sequence of the journal (0 when empty), found by reading only its last non-empty

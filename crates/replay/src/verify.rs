@@ -253,9 +253,10 @@ fn check_snapshots<A: App>(
         if let Some(problem) = vouch.as_ref().and_then(|v| binding_problem(file, v)) {
             problems.push(problem);
         }
-        let status = match restore::<A>(file) {
-            Ok((_, header)) => {
-                json!({"valid": true, "state_hash": format!("{:#018x}", header.state_hash)})
+        let status = match restore::<A>(file, &ctx.dedup) {
+            Ok(restored) => {
+                let hash = restored.header.state_hash;
+                json!({"valid": true, "state_hash": format!("{hash:#018x}")})
             }
             Err(reason) => {
                 problems.push(Problem {
