@@ -252,16 +252,13 @@ impl ClientSender {
         if self.buf.len() + size > self.buf.capacity() {
             self.flush()?;
         }
-        let at = self.buf.len();
-        self.buf.resize(at + size, 0);
         let request = Request {
             correlation_id,
             kind,
             version,
             payload,
         };
-        let n = frame::encode_request(&mut self.buf[at..], &request).expect("sized above");
-        debug_assert_eq!(n, size);
+        append_request(&mut self.buf, &request);
         Ok(())
     }
 
@@ -583,4 +580,14 @@ impl Client {
     pub fn split(self) -> (ClientSender, ClientReceiver) {
         (self.sender, self.receiver)
     }
+}
+
+/// Appends `request` to `buf` as one `REQUEST` frame; returns the frame's size in bytes.
+pub(super) fn append_request(buf: &mut Vec<u8>, request: &Request<'_>) -> usize {
+    let size = frame::LEN_BYTES + frame::REQUEST_OVERHEAD_BYTES + request.payload.len();
+    let at = buf.len();
+    buf.resize(at + size, 0);
+    let n = frame::encode_request(&mut buf[at..], request).expect("sized above");
+    debug_assert_eq!(n, size);
+    size
 }

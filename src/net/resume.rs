@@ -6,7 +6,7 @@
 //! The unanswered requests are kept as their encoded `REQUEST` frames in one buffer that grows
 //! to the largest backlog and is then reused: no allocation per request.
 
-use super::client::{reply_of, Client, ClientError, Reply};
+use super::client::{append_request, reply_of, Client, ClientError, Reply};
 use super::frame::{self, ErrorCode, Frame, Request};
 use super::leader::leader_in;
 use std::collections::VecDeque;
@@ -154,16 +154,13 @@ impl Client {
             });
         }
         let resume = self.resume.as_mut().expect("exactly-once client");
-        let size = frame::LEN_BYTES + frame::REQUEST_OVERHEAD_BYTES + payload.len();
-        let at = resume.frames.len();
-        resume.frames.resize(at + size, 0);
         let request = Request {
             correlation_id,
             kind,
             version,
             payload,
         };
-        frame::encode_request(&mut resume.frames[at..], &request).expect("sized above");
+        let size = append_request(&mut resume.frames, &request);
         resume.pending.push_back((correlation_id, size));
         self.in_flight = resume.pending.len() as u64;
         if let Err(error) = self
