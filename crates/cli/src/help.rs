@@ -60,7 +60,7 @@ pub const BENCH_FAILOVER: &str = "\
 Examples:
   keel bench failover --nodes 3 --failovers 10 --json
   keel bench failover --nodes 1,3 --failovers 0 --rate 20000 --closed-loop --duration 10s
-  keel bench failover --failovers 3 --ack-policy all --out /tmp/failover";
+  keel bench failover --failovers 3 --ack-policy all --out failover-run";
 
 /// `keel bench pipeline`.
 pub const BENCH_PIPELINE: &str = "\
