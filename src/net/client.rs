@@ -242,12 +242,7 @@ impl ClientSender {
         version: u16,
         payload: &[u8],
     ) -> Result<(), ClientError> {
-        if payload.len() > self.max_payload_bytes {
-            return Err(ClientError::TooLarge {
-                len: payload.len(),
-                max: self.max_payload_bytes,
-            });
-        }
+        payload_fits(payload, self.max_payload_bytes)?;
         let size = frame::LEN_BYTES + frame::REQUEST_OVERHEAD_BYTES + payload.len();
         if self.buf.len() + size > self.buf.capacity() {
             self.flush()?;
@@ -580,6 +575,17 @@ impl Client {
     pub fn split(self) -> (ClientSender, ClientReceiver) {
         (self.sender, self.receiver)
     }
+}
+
+/// `TooLarge` when `payload` is over the server's `max` payload bytes.
+pub(super) fn payload_fits(payload: &[u8], max: usize) -> Result<(), ClientError> {
+    if payload.len() > max {
+        return Err(ClientError::TooLarge {
+            len: payload.len(),
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// Appends `request` to `buf` as one `REQUEST` frame; returns the frame's size in bytes.

@@ -6,7 +6,7 @@
 //! The unanswered requests are kept as their encoded `REQUEST` frames in one buffer that grows
 //! to the largest backlog and is then reused: no allocation per request.
 
-use super::client::{append_request, reply_of, Client, ClientError, Reply};
+use super::client::{append_request, payload_fits, reply_of, Client, ClientError, Reply};
 use super::frame::{self, ErrorCode, Frame, Request};
 use super::leader::leader_in;
 use std::collections::VecDeque;
@@ -146,13 +146,7 @@ impl Client {
         version: u16,
         payload: &[u8],
     ) -> Result<(), ClientError> {
-        let max = self.welcome.max_payload_bytes as usize;
-        if payload.len() > max {
-            return Err(ClientError::TooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
+        payload_fits(payload, self.welcome.max_payload_bytes as usize)?;
         let resume = self.resume.as_mut().expect("exactly-once client");
         let request = Request {
             correlation_id,

@@ -97,6 +97,20 @@ impl ServeArgs {
         <Defaults as clap::Parser>::parse_from(["keel"]).serve
     }
 
+    /// The engine's and the network's settings, with the shared secret resolved and the data
+    /// directories created (the error is the sentence to print).
+    pub(crate) fn prepare(&self) -> Result<(keel::engine::Config, NetConfig), String> {
+        let config = self.engine.config();
+        let token = crate::token::resolve(self.token.as_deref(), self.token_file.as_deref())
+            .map_err(|e| e.to_string())?;
+        let data_dir = &self.engine.data_dir;
+        for dir in [&config.journal_dir, &config.snapshot_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| messages::data_dir_failed(data_dir, dir, &e))?;
+        }
+        Ok((config, self.net_config(token)))
+    }
+
     /// The network settings, with the shared secret resolved from `--token`, `--token-file`
     /// or `KEEL_TOKEN`.
     pub(crate) fn net_config(&self, token: Option<String>) -> NetConfig {
@@ -127,13 +141,8 @@ fn serve<A: App>(args: &ServeArgs) -> Result<(), String> {
     if let (Some(members), Some(node_id)) = (&args.cluster, args.node_id) {
         return crate::serve_cluster::serve::<A>(args, node_id, members);
     }
-    let config = args.engine.config();
-    let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())
-        .map_err(|e| e.to_string())?;
+    let (config, net) = args.prepare()?;
     let data_dir = &args.engine.data_dir;
-    for dir in [&config.journal_dir, &config.snapshot_dir] {
-        std::fs::create_dir_all(dir).map_err(|e| messages::data_dir_failed(data_dir, dir, &e))?;
-    }
     // Recovery first: the port is bound only once the engine is live.
     let started = if args.snapshot_replica {
         Engine::start_with_replica(config.clone(), A::default(), A::default)
@@ -141,7 +150,7 @@ fn serve<A: App>(args: &ServeArgs) -> Result<(), String> {
         Engine::start(config.clone(), A::default())
     };
     let mut engine = started.map_err(|e| messages::engine_failed(data_dir, &e))?;
-    let server = Server::start(args.net_config(token), &mut engine, A::validate)
+    let server = Server::start(net, &mut engine, A::validate)
         .map_err(|e| messages::listen_failed(args.listen, &e))?;
     let endpoint = args
         .metrics_listen

@@ -55,15 +55,9 @@ pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Resul
             "--node-id {node_id} is not one of --cluster's nodes"
         ));
     }
-    let config = args.engine.config();
-    let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())
-        .map_err(|e| e.to_string())?;
+    let (config, net) = args.prepare()?;
     let data_dir = &args.engine.data_dir;
-    for dir in [&config.journal_dir, &config.snapshot_dir] {
-        std::fs::create_dir_all(dir).map_err(|e| messages::data_dir_failed(data_dir, dir, &e))?;
-    }
-    let mut cluster_config =
-        ClusterConfig::new(node_id, members.0.clone(), config, args.net_config(token));
+    let mut cluster_config = ClusterConfig::new(node_id, members.0.clone(), config, net);
     cluster_config.ack_policy = args.ack_policy;
     cluster_config.events_path = Some(data_dir.join(EVENTS_FILE));
     let validate: keel_cluster::cluster::Validate = Arc::new(A::validate);
