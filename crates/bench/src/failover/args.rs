@@ -50,6 +50,11 @@ pub struct FailoverArgs {
     /// The nodes' journal flush policy (none | batch | interval:DURATION).
     #[arg(long, default_value = "batch")]
     pub flush: String,
+    /// How the nodes' threads wait (spin | yield | park | phased; `keel serve --wait`). On a
+    /// machine with fewer cores than the nodes have busy threads, `park` leaves the cores to
+    /// the work instead of to spinning.
+    #[arg(long, default_value = "phased")]
+    pub wait: String,
     /// Keep the nodes' data directories (journals, events, logs) under DIR.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -97,6 +102,8 @@ pub fn run_failover(args: &FailoverArgs, exe: PathBuf) -> Result<(), Failure> {
                     args.ack_policy.clone(),
                     "--flush".into(),
                     args.flush.clone(),
+                    "--wait".into(),
+                    args.wait.clone(),
                 ],
             };
             let report = run::<Typed<Bookstore>>(&spec)?;

@@ -23,7 +23,7 @@ use serde::Serialize;
 pub use self::args::{run_failover, FailoverArgs};
 use self::check::{check_journal, failover_times, spread, FailoverTimes, Spread};
 use self::load::{ClientResult, Lane};
-use self::procs::{final_state, read_events, wait_following, wait_for_leader, Procs};
+use self::procs::{final_state, own_cpu_ms, read_events, wait_following, wait_for_leader, Procs};
 use crate::latency::{LatencyRecorder, Percentiles};
 use crate::rig::Failure;
 
@@ -78,6 +78,9 @@ pub struct NodeEnd {
     pub replay_once_hash: String,
     /// Answered requests its journal lacks.
     pub lost: u64,
+    /// CPU time the node process used while measured (after the warm-up), ms; cost runs
+    /// (`--failovers 0`) only, else 0.
+    pub cpu_ms: u64,
 }
 
 /// The result of one run.
@@ -119,6 +122,11 @@ pub struct FailoverReport {
     pub latency: Option<Percentiles>,
     /// Answers per second after the warm-up.
     pub throughput_per_sec: f64,
+    /// CPU time all node processes used per answer after the warm-up, µs (cores needed at a
+    /// rate R: `R * cpu_us_per_answer / 1e6`); cost runs (`--failovers 0`) only, else 0.
+    pub cpu_us_per_answer: f64,
+    /// CPU time the load generator used per answer after the warm-up, µs.
+    pub load_cpu_us_per_answer: f64,
     /// Client errors seen (each followed by a reconnect).
     pub client_errors: u64,
     /// Where the nodes' data is (when kept).
@@ -159,11 +167,17 @@ pub fn run<A: App>(spec: &FailoverSpec) -> Result<FailoverReport, Failure> {
         .collect();
     let clients = load::run::<A>(lanes, &stop);
     std::thread::sleep(spec.warmup);
+    let cpu_from = CpuMark::take(&procs);
     if spec.failovers == 0 {
         std::thread::sleep(spec.duration);
     }
     let kills = kill_leaders(spec, &mut procs, term)?;
     let measured_for = started.elapsed().saturating_sub(spec.warmup);
+    // A killed and restarted node's counter begins again: CPU time is a cost-run figure.
+    let cpu_used = match spec.failovers {
+        0 => cpu_from.used(&procs),
+        _ => CpuMark::unknown(procs.nodes().len()),
+    };
     stop.store(true, Ordering::Release);
     let results: Vec<ClientResult> = clients
         .into_iter()
@@ -171,7 +185,7 @@ pub fn run<A: App>(spec: &FailoverSpec) -> Result<FailoverReport, Failure> {
         .collect::<Result<_, _>>()?;
     std::thread::sleep(SETTLE);
     procs.stop_all(STOP_GRACE);
-    let report = report::<A>(spec, &procs, &results, &kills, measured_for)?;
+    let report = report::<A>(spec, &procs, &results, &kills, measured_for, &cpu_used)?;
     if spec.out.is_none() {
         let _ = std::fs::remove_dir_all(&root);
     }
@@ -218,13 +232,14 @@ fn report<A: App>(
     results: &[ClientResult],
     kills: &[(u64, u64)],
     measured_for: Duration,
+    cpu_used: &CpuMark,
 ) -> Result<FailoverReport, Failure> {
     let acknowledged: u64 = results.iter().map(|r| r.answered.len() as u64).sum();
     let mut node_states = Vec::new();
     let mut lost_any = std::collections::HashSet::new();
     let mut duplicated = 0;
     let mut resent = 0;
-    for node in procs.nodes() {
+    for (index, node) in procs.nodes().iter().enumerate() {
         let journal = check_journal::<A>(&node.dir.join("journal"))?;
         let mut lost = 0;
         for r in results {
@@ -247,6 +262,7 @@ fn report<A: App>(
             journal_last_sequence: journal.last_sequence,
             replay_once_hash: format!("{:#018x}", journal.once_hash),
             lost,
+            cpu_ms: cpu_used.nodes_ms[index].unwrap_or(0),
         });
     }
     let hashes_equal = node_states.windows(2).all(|w| {
@@ -262,6 +278,8 @@ fn report<A: App>(
         latency.merge(&r.measured);
     }
     let measured: u64 = results.iter().map(|r| r.measured_answers).sum();
+    let per_answer_us = |ms: u64| ms as f64 * 1e3 / measured.max(1) as f64;
+    let nodes_cpu_ms: u64 = cpu_used.nodes_ms.iter().flatten().sum();
     Ok(FailoverReport {
         nodes: spec.nodes,
         rate: spec.rate,
@@ -281,6 +299,8 @@ fn report<A: App>(
         node_states,
         latency: latency.measured(),
         throughput_per_sec: measured as f64 / measured_for.as_secs_f64().max(1e-3),
+        cpu_us_per_answer: per_answer_us(nodes_cpu_ms),
+        load_cpu_us_per_answer: per_answer_us(cpu_used.load_ms.unwrap_or(0)),
         client_errors: results.iter().map(|r| r.errors.len() as u64).sum(),
         data_dir: None,
     })
@@ -313,7 +333,8 @@ impl FailoverReport {
         format!(
             "nodes {} | rate {} | acknowledged {} | lost {} | duplicated {} | resent {} | \
              failovers {}\nfailover ms p50 {:.0} max {:.0} (detect p50 {:.0}, elect p50 {:.0}, \
-             promote p50 {:.0})\nlatency {lat} | throughput {:.0}/s\nhashes equal: {} ({})\n",
+             promote p50 {:.0})\nlatency {lat} | throughput {:.0}/s | cpu per answer: nodes \
+             {:.1} us, load {:.1} us\nhashes equal: {} ({})\n",
             self.nodes,
             self.rate,
             self.acknowledged,
@@ -327,9 +348,48 @@ impl FailoverReport {
             self.elect_ms.p50,
             self.promote_ms.p50,
             self.throughput_per_sec,
+            self.cpu_us_per_answer,
+            self.load_cpu_us_per_answer,
             self.hashes_equal,
             hashes.join("; ")
         )
+    }
+}
+
+/// CPU time per node process and of the load generator: a mark, then what was used since.
+struct CpuMark {
+    nodes_ms: Vec<Option<u64>>,
+    load_ms: Option<u64>,
+}
+
+impl CpuMark {
+    fn take(procs: &Procs) -> CpuMark {
+        CpuMark {
+            nodes_ms: (0..procs.nodes().len()).map(|i| procs.cpu_ms(i)).collect(),
+            load_ms: own_cpu_ms(),
+        }
+    }
+
+    fn unknown(nodes: usize) -> CpuMark {
+        CpuMark {
+            nodes_ms: vec![None; nodes],
+            load_ms: None,
+        }
+    }
+
+    /// What was used since this mark.
+    fn used(&self, procs: &Procs) -> CpuMark {
+        let now = CpuMark::take(procs);
+        let since = |from: Option<u64>, to: Option<u64>| to?.checked_sub(from?);
+        CpuMark {
+            nodes_ms: self
+                .nodes_ms
+                .iter()
+                .zip(&now.nodes_ms)
+                .map(|(a, b)| since(*a, *b))
+                .collect(),
+            load_ms: since(self.load_ms, now.load_ms),
+        }
     }
 }
 

@@ -130,6 +130,13 @@ impl Procs {
         self.children[index].is_some()
     }
 
+    /// CPU time node `index` has used so far (user + system, all its threads), ms; `None` when
+    /// it does not run or its `/proc` entry cannot be read.
+    pub fn cpu_ms(&self, index: usize) -> Option<u64> {
+        let child = self.children[index].as_ref()?;
+        process_cpu_ms(&format!("/proc/{}/stat", child.id()))
+    }
+
     /// SIGKILL to node `index`, and waits for it.
     pub fn kill(&mut self, index: usize) {
         if let Some(mut child) = self.children[index].take() {
@@ -171,6 +178,31 @@ impl Drop for Procs {
             let _ = child.wait();
         }
     }
+}
+
+/// CPU time of this process (the load generator), ms.
+pub fn own_cpu_ms() -> Option<u64> {
+    process_cpu_ms("/proc/self/stat")
+}
+
+/// `utime + stime` of a `/proc/PID/stat` file, ms.
+fn process_cpu_ms(stat: &str) -> Option<u64> {
+    let ticks = cpu_ticks(&std::fs::read_to_string(stat).ok()?)?;
+    // SAFETY: sysconf with a valid name has no preconditions.
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks_per_sec = u64::try_from(ticks_per_sec).ok().filter(|&t| t > 0)?;
+    Some(ticks * 1000 / ticks_per_sec)
+}
+
+/// `utime + stime` (clock ticks) of a `/proc/PID/stat` line.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name may hold spaces and parentheses: fields are counted after its last
+    // ')'. State is field 3; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// A node's role events, in file order.
@@ -288,4 +320,21 @@ pub fn final_state(dir: &Path) -> Option<(u64, u64)> {
         .parse()
         .ok()?;
     Some((hash, sequence))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_fields_14_and_15_after_the_command_name() {
+        let line = "4242 (keel (x) y) S 1 2 3 4 5 6 7 8 9 10 700 55 0 0 20 0 9";
+        assert_eq!(cpu_ticks(line), Some(755));
+        assert_eq!(cpu_ticks("4242 (keel) S 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_has_a_cpu_time() {
+        assert!(own_cpu_ms().is_some());
+    }
 }
