@@ -144,7 +144,8 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(file_io(&path))?;
-        let locked = fs4::fs_std::FileExt::try_lock_exclusive(&file).map_err(file_io(&path))?;
+        let locked = retry_contended(|| fs4::fs_std::FileExt::try_lock_exclusive(&file))
+            .map_err(file_io(&path))?;
         Self::held(locked, file, dir)
     }
 
@@ -157,7 +158,8 @@ impl DirLock {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(file_io(&path)(err)),
         };
-        let locked = fs4::fs_std::FileExt::try_lock_shared(&file).map_err(file_io(&path))?;
+        let locked = retry_contended(|| fs4::fs_std::FileExt::try_lock_shared(&file))
+            .map_err(file_io(&path))?;
         Self::held(locked, file, dir).map(Some)
     }
 
@@ -172,9 +174,43 @@ impl DirLock {
     }
 }
 
+/// Tries a lock again for a short while when someone else holds it. A lock this process held
+/// and released can look held for a moment: a child another thread of this process just
+/// forked shares the lock's open file until it `exec`s. Bounded: a lock really held by
+/// another writer is reported after `LOCK_RETRIES` tries, about 50 ms.
+fn retry_contended(mut try_lock: impl FnMut() -> io::Result<bool>) -> io::Result<bool> {
+    for _ in 1..LOCK_RETRIES {
+        if try_lock()? {
+            return Ok(true);
+        }
+        std::thread::sleep(LOCK_RETRY_PAUSE);
+    }
+    try_lock()
+}
+
+const LOCK_RETRIES: u32 = 10;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_freed_while_retrying_is_taken_and_a_held_one_is_refused() {
+        let mut tries = 0;
+        assert!(retry_contended(|| {
+            tries += 1;
+            Ok(tries == 3)
+        })
+        .unwrap());
+        let mut tries = 0;
+        assert!(!retry_contended(|| {
+            tries += 1;
+            Ok(false)
+        })
+        .unwrap());
+        assert_eq!(tries, LOCK_RETRIES);
+    }
 
     #[test]
     fn names_round_trip_and_sort() {
