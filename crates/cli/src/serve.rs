@@ -81,6 +81,19 @@ pub struct ServeArgs {
         requires = "cluster"
     )]
     pub ack_policy: keel_cluster::AckPolicy,
+    /// With --cluster: the election timeout range in ms. A follower that hears no leader for
+    /// MAX (the leader's lease), then a random time in MIN..MAX, starts an election, so a
+    /// failover is noticed MAX + MIN..2*MAX ms after the leader's last heartbeat (sent every
+    /// MIN/3 ms). Shorter fails over sooner; shorter than the network's and the machines'
+    /// pauses elects needlessly. Every node should use the same range.
+    #[arg(
+        long,
+        value_name = "MIN:MAX",
+        default_value = "150:300",
+        value_parser = crate::serve_cluster::parse_election_timeout,
+        requires = "cluster"
+    )]
+    pub election_timeout_ms: (u64, u64),
     /// Engine limits and choices.
     #[command(flatten)]
     pub engine: EngineArgs,

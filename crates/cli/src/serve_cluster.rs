@@ -48,6 +48,25 @@ pub fn parse_members(s: &str) -> Result<Members, String> {
     Ok(Members(members))
 }
 
+/// Parses `--election-timeout-ms MIN:MAX`: 30 <= MIN < MAX <= 60000.
+pub fn parse_election_timeout(s: &str) -> Result<(u64, u64), String> {
+    let (min, max) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected MIN:MAX in ms, e.g. 150:300"))?;
+    let ms = |v: &str| -> Result<u64, String> {
+        v.trim()
+            .parse()
+            .map_err(|_| format!("{v:?}: a whole number of ms"))
+    };
+    let (min, max) = (ms(min)?, ms(max)?);
+    if !(30..=60_000).contains(&min) || !(30..=60_000).contains(&max) || min >= max {
+        return Err(format!(
+            "{s:?}: expected 30 <= MIN < MAX <= 60000 (ms); the heartbeat is MIN/3"
+        ));
+    }
+    Ok((min, max))
+}
+
 /// Runs the node until SIGINT, SIGTERM or SIGHUP, then stops it and prints its state hash.
 pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Result<(), String> {
     if !members.0.contains_key(&node_id) {
@@ -59,6 +78,10 @@ pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Resul
     let data_dir = &args.engine.data_dir;
     let mut cluster_config = ClusterConfig::new(node_id, members.0.clone(), config, net);
     cluster_config.ack_policy = args.ack_policy;
+    let (timeout_min_ms, timeout_max_ms) = args.election_timeout_ms;
+    cluster_config.election_timeout_min_ms = timeout_min_ms;
+    cluster_config.election_timeout_max_ms = timeout_max_ms;
+    cluster_config.heartbeat_ms = timeout_min_ms / 3;
     cluster_config.events_path = Some(data_dir.join(EVENTS_FILE));
     let validate: keel_cluster::cluster::Validate = Arc::new(A::validate);
     let cluster = Cluster::start(cluster_config, A::default, validate)
@@ -110,5 +133,13 @@ mod tests {
         assert!(parse_members("1=127.0.0.1:1,1=127.0.0.1:2").is_err());
         assert!(parse_members("0=127.0.0.1:1").is_err());
         assert!(parse_members("x").is_err());
+    }
+
+    #[test]
+    fn election_timeouts_parse_within_bounds() {
+        assert_eq!(parse_election_timeout("100:200"), Ok((100, 200)));
+        for bad in ["200:100", "150:150", "10:100", "100", "a:b", "100:70000"] {
+            assert!(parse_election_timeout(bad).is_err(), "{bad}");
+        }
     }
 }

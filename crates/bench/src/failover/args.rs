@@ -55,6 +55,9 @@ pub struct FailoverArgs {
     /// the work instead of to spinning.
     #[arg(long, default_value = "phased")]
     pub wait: String,
+    /// The nodes' election timeout range, ms (`keel serve --election-timeout-ms`).
+    #[arg(long, value_name = "MIN:MAX", default_value = "150:300")]
+    pub election_timeout_ms: String,
     /// Keep the nodes' data directories (journals, events, logs) under DIR.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -104,6 +107,8 @@ pub fn run_failover(args: &FailoverArgs, exe: PathBuf) -> Result<(), Failure> {
                     args.flush.clone(),
                     "--wait".into(),
                     args.wait.clone(),
+                    "--election-timeout-ms".into(),
+                    args.election_timeout_ms.clone(),
                 ],
             };
             let report = run::<Typed<Bookstore>>(&spec)?;

@@ -320,6 +320,13 @@ impl FailoverReport {
                 )
             },
         );
+        let cpu = match self.failovers {
+            0 => format!(
+                " | cpu per answer: nodes {:.1} us, load {:.1} us",
+                self.cpu_us_per_answer, self.load_cpu_us_per_answer
+            ),
+            _ => String::new(),
+        };
         let hashes: Vec<String> = self
             .node_states
             .iter()
@@ -333,8 +340,7 @@ impl FailoverReport {
         format!(
             "nodes {} | rate {} | acknowledged {} | lost {} | duplicated {} | resent {} | \
              failovers {}\nfailover ms p50 {:.0} max {:.0} (detect p50 {:.0}, elect p50 {:.0}, \
-             promote p50 {:.0})\nlatency {lat} | throughput {:.0}/s | cpu per answer: nodes \
-             {:.1} us, load {:.1} us\nhashes equal: {} ({})\n",
+             promote p50 {:.0})\nlatency {lat} | throughput {:.0}/s{cpu}\nhashes equal: {} ({})\n",
             self.nodes,
             self.rate,
             self.acknowledged,
@@ -348,8 +354,6 @@ impl FailoverReport {
             self.elect_ms.p50,
             self.promote_ms.p50,
             self.throughput_per_sec,
-            self.cpu_us_per_answer,
-            self.load_cpu_us_per_answer,
             self.hashes_equal,
             hashes.join("; ")
         )
