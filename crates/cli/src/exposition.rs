@@ -55,8 +55,12 @@ struct ClusterCollector(NodeObserver);
 impl Collector for ClusterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let gauges = self.0.read();
-        encode_engine(&mut encoder, &gauges.metrics.read())?;
-        encode_cluster(&mut encoder, &gauges)
+        let m = gauges.metrics.read();
+        encode_engine(&mut encoder, &m)?;
+        // A leader's network server publishes into the engine's ring itself: the ring's
+        // position is the last sequence fed.
+        let fed = gauges.status.last_sequence.max(m.published);
+        encode_cluster(&mut encoder, &gauges, fed)
     }
 }
 
@@ -73,7 +77,7 @@ fn encode_engine(e: &mut DescriptorEncoder, m: &MetricsSnapshot) -> Result_ {
 
 /// The cluster's gauges: role, term, leader, commit, this node's positions and, on the
 /// leader, each follower's matched durable sequence and lag.
-fn encode_cluster(e: &mut DescriptorEncoder, g: &NodeGauges) -> Result_ {
+fn encode_cluster(e: &mut DescriptorEncoder, g: &NodeGauges, fed: u64) -> Result_ {
     let s = &g.status;
     let role = match s.role {
         Role::Leader => "leader",
@@ -90,11 +94,7 @@ fn encode_cluster(e: &mut DescriptorEncoder, g: &NodeGauges) -> Result_ {
     gauge(e, "cluster_leader_id", help, s.leader.unwrap_or(0))?;
     let help = "The commit sequence: the leader's own, or the one a follower was told.";
     gauge(e, "cluster_commit_sequence", help, s.commit)?;
-    let positions = [
-        ("fed", s.last_sequence),
-        ("durable", s.durable),
-        ("applied", s.applied),
-    ];
+    let positions = [("fed", fed), ("durable", s.durable), ("applied", s.applied)];
     let help = "This node's positions: last sequence fed to its engine, durable in its \
                 journal, applied by its processor.";
     labelled(
@@ -116,7 +116,7 @@ fn encode_cluster(e: &mut DescriptorEncoder, g: &NodeGauges) -> Result_ {
     let lag: Vec<(&str, u64)> = ids
         .iter()
         .zip(&g.followers)
-        .map(|(id, f)| (id.as_str(), s.last_sequence.saturating_sub(f.matched)))
+        .map(|(id, f)| (id.as_str(), fed.saturating_sub(f.matched)))
         .collect();
     let help = "On the leader: records it holds that each follower does not hold durably yet.";
     labelled(

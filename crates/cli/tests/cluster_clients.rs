@@ -155,90 +155,102 @@ fn scrape_until(addr: SocketAddr, check: impl Fn(&Scrape) -> bool) -> Scrape {
     }
 }
 
-#[test]
-fn metrics_show_the_cluster_on_the_leader_and_on_a_follower() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut procs = three_nodes(tmp.path(), &["--metrics-listen", "127.0.0.1:0"]);
-    let (leader, term, follower) = leader_named_by_a_follower(&procs);
-    let nodes = procs.nodes();
-    let addrs: Vec<SocketAddr> = [leader, follower].map(|i| nodes[i].client).to_vec();
-    let mut client =
-        Client::connect_exactly_once(&addrs, None, Client::random_client_id()).unwrap();
+fn committed(s: &Scrape) -> u64 {
+    value(s, "keel_cluster_commit_sequence", None).unwrap_or(0)
+}
+
+fn role(s: &Scrape, r: &str) -> Option<u64> {
+    value(s, "keel_cluster_role", Some(("role", r)))
+}
+
+fn position(s: &Scrape, p: &str) -> Option<u64> {
+    value(s, "keel_cluster_node_sequence", Some(("position", p)))
+}
+
+fn per_follower(s: &Scrape, name: &str, id: u64) -> Option<u64> {
+    value(s, name, Some(("node", &id.to_string())))
+}
+
+/// Book ids `0..5` through an exactly-once client given `addrs`: with the term record, the
+/// commit reaches at least 6.
+fn five_books(addrs: &[SocketAddr]) {
+    let mut client = Client::connect_exactly_once(addrs, None, Client::random_client_id()).unwrap();
     for id in 0..5 {
         let c = book(id);
         let reply = client.request(c.kind, c.version, &c.payload).unwrap();
         assert_eq!(reply.status, ReplyStatus::Accepted);
     }
     client.close();
-    let committed = |s: &Scrape| value(s, "keel_cluster_commit_sequence", None).unwrap_or(0);
+}
 
-    let on_leader = scrape_until(metrics_addr(&nodes[leader].dir), |s| {
-        let matched = |id: u64| {
-            let id = id.to_string();
-            value(
-                s,
-                "keel_cluster_follower_matched_sequence",
-                Some(("node", &id)),
-            )
-            .unwrap_or(0)
-        };
-        committed(s) >= 6 && matched(nodes[follower].id) >= committed(s)
+/// The leader's scrape: its role, term, commit, positions, and each follower listed.
+fn check_leader(procs: &Procs, leader: usize, follower: usize, term: u64) {
+    let nodes = procs.nodes();
+    let matched = "keel_cluster_follower_matched_sequence";
+    let lagging = "keel_cluster_follower_lag_messages";
+    let s = scrape_until(metrics_addr(&nodes[leader].dir), |s| {
+        committed(s) >= 6 && per_follower(s, matched, nodes[follower].id) >= Some(committed(s))
     });
-    let role = |s: &Scrape, r: &str| value(s, "keel_cluster_role", Some(("role", r)));
-    assert_eq!(role(&on_leader, "leader"), Some(1));
-    assert_eq!(role(&on_leader, "follower"), Some(0));
-    assert_eq!(value(&on_leader, "keel_cluster_term", None), Some(term));
+    assert_eq!(role(&s, "leader"), Some(1));
+    assert_eq!(role(&s, "follower"), Some(0));
+    assert_eq!(value(&s, "keel_cluster_term", None), Some(term));
     assert_eq!(
-        value(&on_leader, "keel_cluster_leader_id", None),
+        value(&s, "keel_cluster_leader_id", None),
         Some(nodes[leader].id)
     );
-    // Term record and 5 books, at least.
-    assert!(committed(&on_leader) >= 6, "{:?}", committed(&on_leader));
+    assert!(committed(&s) >= 6, "{:?}", committed(&s));
     for (index, node) in nodes.iter().enumerate() {
-        let id = node.id.to_string();
-        let matched = value(
-            &on_leader,
-            "keel_cluster_follower_matched_sequence",
-            Some(("node", &id)),
-        );
-        let lag = value(
-            &on_leader,
-            "keel_cluster_follower_lag_messages",
-            Some(("node", &id)),
+        let listed = (
+            per_follower(&s, matched, node.id),
+            per_follower(&s, lagging, node.id),
         );
         if index == leader {
-            assert_eq!(
-                (matched, lag),
-                (None, None),
-                "the leader is not its own follower"
-            );
+            assert_eq!(listed, (None, None), "the leader is not its own follower");
         } else {
-            assert!(matched.is_some() && lag.is_some(), "follower {id} listed");
+            assert!(
+                listed.0.is_some() && listed.1.is_some(),
+                "follower {} listed",
+                node.id
+            );
         }
     }
-    let position =
-        |s: &Scrape, p: &str| value(s, "keel_cluster_node_sequence", Some(("position", p)));
-    assert!(position(&on_leader, "durable").unwrap() >= 6);
-    assert!(value(&on_leader, "keel_sequence", Some(("stage", "applied"))).is_some());
+    assert!(position(&s, "durable").unwrap() >= 6);
+    assert!(
+        position(&s, "fed").unwrap() >= 6,
+        "the server's submissions count"
+    );
+    assert!(value(&s, "keel_sequence", Some(("stage", "applied"))).is_some());
+}
 
-    let on_follower = scrape_until(metrics_addr(&nodes[follower].dir), |s| {
+/// A follower's scrape: its role, the leader, the commit it was told, its own positions.
+fn check_follower(procs: &Procs, leader: usize, follower: usize, term: u64) {
+    let nodes = procs.nodes();
+    let s = scrape_until(metrics_addr(&nodes[follower].dir), |s| {
         committed(s) >= 6 && position(s, "applied").unwrap_or(0) >= 6
     });
-    assert_eq!(role(&on_follower, "follower"), Some(1));
-    assert_eq!(role(&on_follower, "leader"), Some(0));
-    assert_eq!(value(&on_follower, "keel_cluster_term", None), Some(term));
+    assert_eq!(role(&s, "follower"), Some(1));
+    assert_eq!(role(&s, "leader"), Some(0));
+    assert_eq!(value(&s, "keel_cluster_term", None), Some(term));
     assert_eq!(
-        value(&on_follower, "keel_cluster_leader_id", None),
+        value(&s, "keel_cluster_leader_id", None),
         Some(nodes[leader].id)
     );
-    assert!(committed(&on_follower) >= 6);
-    assert!(position(&on_follower, "durable").unwrap() >= 6);
-    assert!(position(&on_follower, "applied").unwrap() >= 6);
-    assert_eq!(
-        value(&on_follower, "keel_cluster_follower_matched_sequence", None),
-        None,
-        "a follower lists no followers"
-    );
+    assert!(committed(&s) >= 6);
+    assert!(position(&s, "durable").unwrap() >= 6);
+    assert!(position(&s, "applied").unwrap() >= 6);
+    let matched = value(&s, "keel_cluster_follower_matched_sequence", None);
+    assert_eq!(matched, None, "a follower lists no followers");
+}
+
+#[test]
+fn metrics_show_the_cluster_on_the_leader_and_on_a_follower() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut procs = three_nodes(tmp.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let (leader, term, follower) = leader_named_by_a_follower(&procs);
+    let nodes = procs.nodes();
+    five_books(&[nodes[leader].client, nodes[follower].client]);
+    check_leader(&procs, leader, follower, term);
+    check_follower(&procs, leader, follower, term);
     procs.stop_all(STOP_GRACE);
 }
 
