@@ -232,3 +232,35 @@ fn a_server_refuses_what_it_cannot_serve_and_leaves_the_engine_whole() {
     assert!(error.to_string().contains("start_with"), "{error}");
     engine.shutdown().unwrap();
 }
+
+#[test]
+fn a_server_on_the_hosts_listener_leaves_it_bound_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), ApplyMode::ApplyAhead, FlushPolicy::Batch);
+    let mut engine = Engine::start(config, Counter::default()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let submitter = engine.take_submitter().unwrap();
+    let responses = engine.take_responses().unwrap();
+    let mut net = net_config();
+    net.listen_addr = free_addr(); // not used: the server takes the given listener
+    let server = Server::start_on(
+        listener.try_clone().unwrap(),
+        net,
+        submitter,
+        responses,
+        validate,
+    )
+    .unwrap();
+    assert_eq!(server.local_addr(), addr);
+    let mut client = Client::connect(addr, None).unwrap();
+    assert_eq!(add(&mut client, 3), 3);
+    drop(client);
+    server.shutdown().unwrap();
+    // The host's clone still holds the address: a connection waits in its backlog.
+    let waiting = TcpStream::connect(addr).expect("the host's listener is still bound");
+    listener.set_nonblocking(false).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    assert_eq!(accepted.peer_addr().unwrap(), waiting.local_addr().unwrap());
+    engine.shutdown().unwrap();
+}

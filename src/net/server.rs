@@ -108,7 +108,7 @@ impl Server {
                  with Server::start_with",
             ));
         };
-        match Listening::open(&net, &submitter, &responses) {
+        match Listening::open(&net, None, &submitter, &responses) {
             Ok(listening) => listening.serve(submitter, responses, Box::new(validate)),
             Err(e) => {
                 engine.restore_submitter_and_responses(submitter, responses);
@@ -126,7 +126,27 @@ impl Server {
         responses: ResponseReceiver,
         validate: impl Fn(u16, u16, &[u8]) -> Result<(), Invalid> + Send + 'static,
     ) -> io::Result<Server> {
-        Listening::open(&net, &submitter, &responses)?.serve(
+        Listening::open(&net, None, &submitter, &responses)?.serve(
+            submitter,
+            responses,
+            Box::new(validate),
+        )
+    }
+
+    /// [`Server::start_with`] on a listener the host bound itself (`net.listen_addr` is not
+    /// used): a host that keeps the client address bound across servers, and answers on it
+    /// in between, hands the server a clone of its listener
+    /// ([`std::net::TcpListener::try_clone`]). The server accepts from it until it stops, then
+    /// closes its clone; connections the server did not accept stay in the backlog for the
+    /// host. The listener is made non-blocking.
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        net: NetConfig,
+        submitter: Submitter,
+        responses: ResponseReceiver,
+        validate: impl Fn(u16, u16, &[u8]) -> Result<(), Invalid> + Send + 'static,
+    ) -> io::Result<Server> {
+        Listening::open(&net, Some(listener), &submitter, &responses)?.serve(
             submitter,
             responses,
             Box::new(validate),
@@ -194,9 +214,11 @@ impl Drop for Server {
 }
 
 impl Listening {
-    /// Checks the limits against the engine's sizes, then binds and registers the listener.
+    /// Checks the limits against the engine's sizes, then binds (unless `bound` is given)
+    /// and registers the listener.
     fn open(
         net: &NetConfig,
+        bound: Option<std::net::TcpListener>,
         submitter: &Submitter,
         responses: &ResponseReceiver,
     ) -> io::Result<Listening> {
@@ -214,7 +236,13 @@ impl Listening {
             },
         )?;
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(net.listen_addr)?;
+        let mut listener = match bound {
+            Some(listener) => {
+                listener.set_nonblocking(true)?;
+                TcpListener::from_std(listener)
+            }
+            None => TcpListener::bind(net.listen_addr)?,
+        };
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let shared = Arc::new(Shared {

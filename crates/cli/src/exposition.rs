@@ -4,6 +4,7 @@
 
 use keel::engine::{Log2Histogram, Metrics, MetricsSnapshot};
 use keel::net::NetStats;
+use keel_cluster::{NodeGauges, NodeObserver, Role};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue};
 use prometheus_client::metrics::MetricType;
@@ -22,6 +23,15 @@ pub fn registry(metrics: Metrics) -> Registry {
     registry
 }
 
+/// The registry of a cluster node's `GET /metrics`: the engine's figures (of the engine
+/// running at scrape time: a node restarts its engine when it steps down) and the cluster's
+/// gauges (`keel_cluster_*`).
+pub fn cluster_registry(observer: NodeObserver) -> Registry {
+    let mut registry = Registry::with_prefix("keel");
+    registry.register_collector(Box::new(ClusterCollector(observer)));
+    registry
+}
+
 /// The whole exposition, in the Prometheus text format (version 0.0.4).
 pub fn encode(registry: &Registry) -> String {
     let mut text = String::new();
@@ -35,17 +45,86 @@ struct EngineCollector(Metrics);
 
 impl Collector for EngineCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let m = self.0.read();
-        let e = &mut encoder;
-        encode_positions(e, &m)?;
-        encode_journal(e, &m)?;
-        encode_logic(e, &m)?;
-        encode_snapshots(e, &m)?;
-        if let Some(net) = &m.net {
-            encode_net(e, net)?;
-        }
-        Ok(())
+        encode_engine(&mut encoder, &self.0.read())
     }
+}
+
+#[derive(Debug)]
+struct ClusterCollector(NodeObserver);
+
+impl Collector for ClusterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauges = self.0.read();
+        let m = gauges.metrics.read();
+        encode_engine(&mut encoder, &m)?;
+        // A leader's network server publishes into the engine's ring itself: the ring's
+        // position is the last sequence fed.
+        let fed = gauges.status.last_sequence.max(m.published);
+        encode_cluster(&mut encoder, &gauges, fed)
+    }
+}
+
+fn encode_engine(e: &mut DescriptorEncoder, m: &MetricsSnapshot) -> Result_ {
+    encode_positions(e, m)?;
+    encode_journal(e, m)?;
+    encode_logic(e, m)?;
+    encode_snapshots(e, m)?;
+    if let Some(net) = &m.net {
+        encode_net(e, net)?;
+    }
+    Ok(())
+}
+
+/// The cluster's gauges: role, term, leader, commit, this node's positions and, on the
+/// leader, each follower's matched durable sequence and lag.
+fn encode_cluster(e: &mut DescriptorEncoder, g: &NodeGauges, fed: u64) -> Result_ {
+    let s = &g.status;
+    let role = match s.role {
+        Role::Leader => "leader",
+        Role::Promoting => "promoting",
+        Role::Follower if g.candidate => "candidate",
+        _ => "follower",
+    };
+    let roles = ["leader", "promoting", "candidate", "follower"].map(|r| (r, u64::from(r == role)));
+    let help = "1 for this node's role now: leader (serves clients), promoting (elected, \
+                catching up), candidate (campaigning), follower.";
+    labelled(e, ("cluster_role", help, MetricType::Gauge), "role", &roles)?;
+    gauge(e, "cluster_term", "The term this node knows.", s.term)?;
+    let help = "The leader's node id as this node knows it (0: unknown).";
+    gauge(e, "cluster_leader_id", help, s.leader.unwrap_or(0))?;
+    let help = "The commit sequence: the leader's own, or the one a follower was told.";
+    gauge(e, "cluster_commit_sequence", help, s.commit)?;
+    let positions = [("fed", fed), ("durable", s.durable), ("applied", s.applied)];
+    let help = "This node's positions: last sequence fed to its engine, durable in its \
+                journal, applied by its processor.";
+    labelled(
+        e,
+        ("cluster_node_sequence", help, MetricType::Gauge),
+        "position",
+        &positions,
+    )?;
+    let ids: Vec<String> = g.followers.iter().map(|f| f.id.to_string()).collect();
+    let matched: Vec<(&str, u64)> = ids
+        .iter()
+        .zip(&g.followers)
+        .map(|(id, f)| (id.as_str(), f.matched))
+        .collect();
+    let help = "On the leader: the last sequence each follower holds durably that matches \
+                the leader's journal (this term).";
+    let name = ("cluster_follower_matched_sequence", help, MetricType::Gauge);
+    labelled(e, name, "node", &matched)?;
+    let lag: Vec<(&str, u64)> = ids
+        .iter()
+        .zip(&g.followers)
+        .map(|(id, f)| (id.as_str(), fed.saturating_sub(f.matched)))
+        .collect();
+    let help = "On the leader: records it holds that each follower does not hold durably yet.";
+    labelled(
+        e,
+        ("cluster_follower_lag_messages", help, MetricType::Gauge),
+        "node",
+        &lag,
+    )
 }
 
 type Result_ = Result<(), std::fmt::Error>;

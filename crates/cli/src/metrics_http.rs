@@ -18,6 +18,15 @@ pub struct MetricsEndpoint {
 impl MetricsEndpoint {
     /// Binds `addr` and serves `metrics` there until dropped.
     pub fn start(addr: SocketAddr, metrics: Metrics) -> Result<Self, String> {
+        Self::start_registry(addr, exposition::registry(metrics))
+    }
+
+    /// Binds `addr` and serves `registry` there until dropped (a cluster node's:
+    /// [`exposition::cluster_registry`]).
+    pub fn start_registry(
+        addr: SocketAddr,
+        registry: prometheus_client::registry::Registry,
+    ) -> Result<Self, String> {
         let server = tiny_http::Server::http(addr).map_err(|e| {
             format!("cannot listen for metrics on {addr}: {e} (is the port in use?)")
         })?;
@@ -29,7 +38,7 @@ impl MetricsEndpoint {
         let serving = server.clone();
         let thread = std::thread::Builder::new()
             .name("keel-metrics".into())
-            .spawn(move || serve(&serving, metrics))
+            .spawn(move || serve(&serving, &registry))
             .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
         tracing::info!(%local_addr, "metrics at http://{local_addr}/metrics");
         Ok(MetricsEndpoint {
@@ -54,8 +63,7 @@ impl Drop for MetricsEndpoint {
     }
 }
 
-fn serve(server: &tiny_http::Server, metrics: Metrics) {
-    let registry = exposition::registry(metrics);
+fn serve(server: &tiny_http::Server, registry: &prometheus_client::registry::Registry) {
     for request in server.incoming_requests() {
         let response = match (request.method(), request.url()) {
             (tiny_http::Method::Get, "/metrics") => {
@@ -64,7 +72,7 @@ fn serve(server: &tiny_http::Server, metrics: Metrics) {
                     prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
                 )
                 .expect("a valid header");
-                tiny_http::Response::from_string(exposition::encode(&registry))
+                tiny_http::Response::from_string(exposition::encode(registry))
                     .with_header(content_type)
             }
             (tiny_http::Method::Get, _) => {

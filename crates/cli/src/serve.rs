@@ -66,10 +66,11 @@ pub struct ServeArgs {
     pub node_id: Option<u64>,
     /// Run as one node of a replicated cluster: every node's id and cluster address
     /// (election and replication; clients keep using --listen), e.g.
-    /// 1=10.0.0.1:7710,2=10.0.0.2:7710,3=10.0.0.3:7710. This node leads or follows; only the
-    /// leader serves clients. See docs/REPLICATION.md.
+    /// 1=10.0.0.1:7710,2=10.0.0.2:7710,3=10.0.0.3:7710. This node leads or follows; the
+    /// leader serves clients, the others answer NOT_LEADER naming it. See
+    /// docs/REPLICATION.md.
     #[arg(long, value_name = "ID=HOST:PORT,...", value_parser = crate::serve_cluster::parse_members,
-          requires = "node_id", conflicts_with_all = ["snapshot_replica", "metrics_listen"])]
+          requires = "node_id")]
     pub cluster: Option<crate::serve_cluster::Members>,
     /// With --cluster: when a client's reply may leave the leader: majority (durable on a
     /// majority of nodes) | all (on every node) | leader (on the leader alone: a failover

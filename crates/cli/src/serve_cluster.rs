@@ -1,9 +1,12 @@
 //! `keel serve --node-id N --cluster 1=H:P,2=H:P,3=H:P`: one node of a replicated cluster
-//! (keel_cluster::Cluster). It serves clients on `--listen` only while it leads, writes its
-//! role events to `<data-dir>/cluster-events.jsonl`, and at shutdown prints the state hash of
-//! everything committed it applied, like a single node.
+//! (keel_cluster::Cluster). It listens on `--listen` for its whole life: it serves clients
+//! while it leads and answers them `NOT_LEADER` naming the leader otherwise; it writes its
+//! role events to `<data-dir>/cluster-events.jsonl`, serves `--metrics-listen` (the engine's
+//! figures and the cluster's gauges), and at shutdown prints the state hash of everything
+//! committed it applied, like a single node.
 
 use crate::messages;
+use crate::metrics_http::MetricsEndpoint;
 use crate::serve::ServeArgs;
 use keel_cluster::{Cluster, ClusterConfig};
 use keel_services::App;
@@ -13,6 +16,11 @@ use std::sync::Arc;
 
 /// The events file's name in the data directory.
 pub const EVENTS_FILE: &str = "cluster-events.jsonl";
+
+/// Why `--snapshot-replica` is refused with `--cluster` (docs/REPLICATION.md).
+const SNAPSHOT_REPLICA_REFUSED: &str = "--snapshot-replica is not available with --cluster: \
+     a cluster node halts, truncates and restarts its engine as its role changes, which the \
+     snapshot replica does not follow (docs/REPLICATION.md, \"Snapshots in a cluster\")";
 
 /// `--cluster`: node id → cluster address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +77,9 @@ pub fn parse_election_timeout(s: &str) -> Result<(u64, u64), String> {
 
 /// Runs the node until SIGINT, SIGTERM or SIGHUP, then stops it and prints its state hash.
 pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Result<(), String> {
+    if args.snapshot_replica {
+        return Err(SNAPSHOT_REPLICA_REFUSED.into());
+    }
     if !members.0.contains_key(&node_id) {
         return Err(format!(
             "--node-id {node_id} is not one of --cluster's nodes"
@@ -86,6 +97,14 @@ pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Resul
     let validate: keel_cluster::cluster::Validate = Arc::new(A::validate);
     let cluster = Cluster::start(cluster_config, A::default, validate)
         .map_err(|e| format!("starting cluster node {node_id}: {e}"))?;
+    let endpoint = args
+        .metrics_listen
+        .map(|addr| {
+            let registry = crate::exposition::cluster_registry(cluster.observer());
+            MetricsEndpoint::start_registry(addr, registry)
+        })
+        .transpose()
+        .map_err(|e| format!("--metrics-listen: {e}"))?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     if let Err(e) = ctrlc::set_handler(move || {
         let _ = stop.send(());
@@ -93,19 +112,23 @@ pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Resul
         tracing::warn!(error = %e, "could not install the SIGINT/SIGTERM/SIGHUP handler");
     }
     eprintln!(
-        "keel serve: {} node {node_id} of {} (cluster address {}, ack policy {}); serves \
-         clients on {} while it leads",
+        "keel serve: {} node {node_id} of {} (cluster address {}, ack policy {}); clients on \
+         {} (served while it leads, else sent to the leader)",
         A::NAME,
         members.0.len(),
         cluster.cluster_addr(),
         args.ack_policy,
-        args.listen
+        cluster.client_addr()
     );
+    if let Some(endpoint) = &endpoint {
+        eprintln!("  metrics: http://{}/metrics", endpoint.local_addr());
+    }
     eprintln!(
         "  events: {} | stop: Ctrl-C",
         data_dir.join(EVENTS_FILE).display()
     );
     let _ = stopped.recv();
+    drop(endpoint);
     let status = cluster.node().status();
     let (state, stats) = cluster
         .shutdown()

@@ -390,19 +390,25 @@ fn assert_no_acknowledgement(client: &mut Client) {
     }
 }
 
-/// The serving leader and a plain connection to it. A first election can be followed at once
-/// by another (every node proposes the first membership), so a leader whose port refuses is
-/// looked up again, within [`WITHIN`].
-fn connect_to_leader(procs: &Procs) -> (usize, u64, Client) {
+/// The serving leader and a plain connection to it, on which `first` was accepted. A first
+/// election can be followed at once by another (every node proposes the first membership),
+/// so a leader that answers `NOT_LEADER` (or whose connection fails) is looked up again,
+/// within [`WITHIN`].
+fn connect_to_leader(procs: &Procs, first: &keel_services::Command) -> (usize, u64, Client) {
     let deadline = Instant::now() + WITHIN;
     loop {
         let (leader, term) = wait_for_leader(procs, 0, WITHIN).expect("a leader");
-        match Client::connect(procs.nodes()[leader].client, None) {
-            Ok(client) => return (leader, term, client),
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("leader {leader} of term {term} refused ({e}); looking again");
+        let attempt = Client::connect(procs.nodes()[leader].client, None).and_then(|mut c| {
+            let status = c.request(first.kind, first.version, &first.payload)?.status;
+            Ok((c, status))
+        });
+        match attempt {
+            Ok((client, ReplyStatus::Accepted)) => return (leader, term, client),
+            _ if Instant::now() < deadline => {
+                eprintln!("leader {leader} of term {term} did not take the request; looking again");
                 thread::sleep(Duration::from_millis(50));
             }
+            Ok((_, status)) => panic!("no serving leader took the first request: {status:?}"),
             Err(e) => panic!("no serving leader accepted a connection: {e}"),
         }
     }
@@ -416,12 +422,7 @@ fn an_isolated_old_leader_acknowledges_nothing_after_its_term() {
     for index in 0..3 {
         procs.start(index).unwrap();
     }
-    let (old, term, mut client) = connect_to_leader(&procs);
-    let first = book(0, 10);
-    let reply = client
-        .request(first.kind, first.version, &first.payload)
-        .unwrap();
-    assert_eq!(reply.status, ReplyStatus::Accepted);
+    let (old, term, mut client) = connect_to_leader(&procs, &book(0, 10));
 
     // Every path to and from the old leader is cut; its clients still reach it.
     mesh.isolate(old, true);

@@ -1,6 +1,7 @@
 //! A whole cluster node as `keel serve --cluster` runs it: the election, the data plane's
-//! [`Node`], one [`Acceptor`] on the cluster address, and the client-facing network server,
-//! which runs only while this node leads.
+//! [`Node`], one [`Acceptor`] on the cluster address, and the client address, bound once for
+//! the life of the process: the network server answers on it while this node leads, the
+//! [`Redirector`] (`NOT_LEADER` naming the leader) the rest of the time.
 //!
 //! Composition:
 //! - a watcher thread parks in [`Election::wait_for_change`] and reports every change to
@@ -8,14 +9,16 @@
 //!   election's term;
 //! - the node's engine is the same engine in every role: following, the data plane feeds it the
 //!   leader's records ([`keel::Submitter::submit_record`]) and drops its responses; once the
-//!   node has caught up and journaled its term record, a server thread takes the engine's
-//!   submitter and response receiver ([`Node::take_client_parts`]) and serves clients with
-//!   them on the client address; the engine's commit gate keeps every response until the ack
-//!   policy holds;
+//!   node has caught up and journaled its term record, a server thread pauses the redirector,
+//!   takes the engine's submitter and response receiver ([`Node::take_client_parts`]) and
+//!   starts the network server on a clone of the client listener
+//!   ([`keel::net::Server::start_on`]); the engine's commit gate keeps every response until
+//!   the ack policy holds;
 //! - on a step-down the node halts its engine (which ends that server's input and output) and
-//!   restarts it as a follower; the server thread sees the role change, stops the server and
-//!   waits for it. Followers do not listen on the client address: a client's connection is
-//!   refused and it tries the next address.
+//!   restarts it as a follower; the server thread sees the role change, points the server's
+//!   gate at the new leader, stops the server, resumes the redirector and waits for the server
+//!   to end. Clients connected to the deposed leader's server are told `SERVER_STOPPING` (or
+//!   `NOT_LEADER`) and reconnect; new connections meet the redirector.
 //! - role changes are appended as JSON lines to an events file (see [`ClusterEvent`]).
 
 use std::collections::BTreeMap;
@@ -36,15 +39,13 @@ use crate::acceptor::{Acceptor, Route};
 use crate::data::local::ResponseSink;
 use crate::data::AckPolicy;
 use crate::election::{Election, ElectionConfig, ElectionError};
-use crate::node::{Leadership, Node, NodeConfig, NodeError, Peer, Role};
+use crate::node::{Leadership, Node, NodeConfig, NodeError, NodeObserver, Peer, Redirect, Role};
+use crate::redirect::Redirector;
 
 /// How often the server thread looks at the node's role.
 const ROLE_POLL: Duration = Duration::from_millis(1);
 /// How long the watcher parks before looking at the stop flag again.
 const WATCH_PARK: Duration = Duration::from_millis(100);
-/// Attempts to find the client address free before a server takes the engine's parts.
-const BIND_ATTEMPTS: u32 = 50;
-const BIND_PAUSE: Duration = Duration::from_millis(20);
 /// Longest wait for a stopped server's thread to end.
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -111,6 +112,14 @@ pub enum ClusterError {
     /// The cluster address could not be bound.
     #[error("cluster address {address}: {source}")]
     Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The client address could not be bound (or its redirector started).
+    #[error("client address {address}: {source}")]
+    ClientBind {
         /// The address.
         address: SocketAddr,
         /// The cause.
@@ -201,11 +210,13 @@ pub struct Cluster<P: Processor> {
     stop: Arc<AtomicBool>,
     watcher: Option<JoinHandle<()>>,
     serving: Option<JoinHandle<Served>>,
+    client_addr: SocketAddr,
 }
 
 impl<P: Processor> Cluster<P> {
-    /// Binds the cluster address, starts the node's engine (recovering its journal) as a
-    /// follower, the election, the acceptor, the watcher and the server thread.
+    /// Binds the cluster address and the client address, starts the node's engine
+    /// (recovering its journal) as a follower, the election, the acceptor, the watcher and the
+    /// server thread (which redirects clients until this node leads).
     pub fn start(
         config: ClusterConfig,
         make: impl Fn() -> P + Send + Sync + 'static,
@@ -218,8 +229,24 @@ impl<P: Processor> Cluster<P> {
             .ok_or(ClusterError::NotAMember(id))?;
         let listener =
             TcpListener::bind(address).map_err(|source| ClusterError::Bind { address, source })?;
+        let client_bind = |source| ClusterError::ClientBind {
+            address: config.net.listen_addr,
+            source,
+        };
+        let clients = TcpListener::bind(config.net.listen_addr).map_err(client_bind)?;
+        let client_addr = clients.local_addr().map_err(client_bind)?;
         let events = Arc::new(open_events(config.events_path.as_ref())?);
-        let node = Arc::new(Node::start(node_config(&config), make, discard())?);
+        let node = Arc::new(Node::start(
+            node_config(&config, client_addr),
+            make,
+            discard(),
+        )?);
+        let sizes = (
+            config.engine.max_message_bytes,
+            config.engine.max_response_bytes,
+        );
+        let redirector = Redirector::start(clients, &config.net, sizes, node.redirect_target())
+            .map_err(client_bind)?;
         let election = Arc::new(Election::start(election_config(&config))?);
         let raft: Route = {
             let election = election.clone();
@@ -241,7 +268,7 @@ impl<P: Processor> Cluster<P> {
         let serving = {
             let (node, stop, net) = (node.clone(), stop.clone(), config.net.clone());
             spawn("keel-cluster-serve", move || {
-                serve_while_leading(&node, &net, &validate, &events, &stop)
+                serve_clients(&node, redirector, &net, &validate, &events, &stop)
             })?
         };
         Ok(Cluster {
@@ -251,7 +278,25 @@ impl<P: Processor> Cluster<P> {
             stop,
             watcher: Some(watcher),
             serving: Some(serving),
+            client_addr,
         })
+    }
+
+    /// The client address (bound for the life of the node).
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// A handle that reads the node's gauges, the election's candidate state included (for
+    /// a metrics endpoint). It does not keep the node or the election from stopping.
+    pub fn observer(&self) -> NodeObserver {
+        let node = self.node().observer();
+        let candidate = self.election().candidate_probe();
+        NodeObserver::new(Arc::new(move || {
+            let mut gauges = node.read();
+            gauges.candidate = candidate();
+            gauges
+        }))
     }
 
     /// The data plane's node (role, status).
@@ -360,7 +405,7 @@ fn open_events(path: Option<&PathBuf>) -> Result<EventLog, ClusterError> {
     Ok(EventLog(Some(Mutex::new(file))))
 }
 
-fn node_config(config: &ClusterConfig) -> NodeConfig {
+fn node_config(config: &ClusterConfig, client_addr: SocketAddr) -> NodeConfig {
     let peers = config
         .members
         .iter()
@@ -372,7 +417,7 @@ fn node_config(config: &ClusterConfig) -> NodeConfig {
         .collect();
     let mut node = NodeConfig::new(config.node_id, peers, config.engine.clone());
     node.ack_policy = config.ack_policy;
-    node.client_address = config.net.listen_addr.to_string();
+    node.client_address = client_addr.to_string();
     node
 }
 
@@ -417,10 +462,12 @@ fn watch<P: Processor>(
     }
 }
 
-/// Serves clients while the node leads: a server per term of leadership, started once the
-/// node has caught up and journaled its term record, stopped when the term ends.
-fn serve_while_leading<P: Processor>(
+/// Serves the client address for the life of the node: the redirector while the node does
+/// not lead; a network server per term of leadership, started once the node has caught up and
+/// journaled its term record, stopped when the term ends. Stops the redirector when it ends.
+fn serve_clients<P: Processor>(
     node: &Node<P>,
+    mut redirector: Redirector,
     net: &NetConfig,
     validate: &Validate,
     events: &EventLog,
@@ -435,13 +482,17 @@ fn serve_while_leading<P: Processor>(
             Some((term, _)) if leads && status.term == *term => {}
             Some(_) => {
                 let (term, server) = current.take().expect("checked");
-                total = stop_server(server);
+                total = stop_server(server, node.redirect(), &redirector);
                 events.record(ClusterEvent::StoppedServing, term, status.leader);
             }
             None if leads => {
-                if let Some(server) = start_server(node, status.term, net, validate) {
-                    events.record(ClusterEvent::Serving, status.term, status.leader);
-                    current = Some((status.term, server));
+                redirector.pause();
+                match start_server(node, status.term, net, validate, &redirector) {
+                    Some(server) => {
+                        events.record(ClusterEvent::Serving, status.term, status.leader);
+                        current = Some((status.term, server));
+                    }
+                    None => redirector.resume(),
                 }
             }
             None => {}
@@ -453,49 +504,56 @@ fn serve_while_leading<P: Processor>(
         server.leadership().set_leader(None);
         server.stop_handle().stop();
     }
+    redirector.stop();
     (current, total)
 }
 
+/// The network server of `term` on a clone of the redirector's listener, with the engine's
+/// parts; `None` if the node no longer leads `term` or the server cannot start.
 fn start_server<P: Processor>(
     node: &Node<P>,
     term: u64,
     net: &NetConfig,
     validate: &Validate,
+    redirector: &Redirector,
 ) -> Option<Server> {
-    // The parts are lost if the server cannot bind: make sure it can (the previous owner of
-    // the port, e.g. this node's server of an earlier term, may still be closing).
-    let free = (0..BIND_ATTEMPTS).any(|_| {
-        let ok = std::net::TcpListener::bind(net.listen_addr).is_ok();
-        if !ok {
-            std::thread::sleep(BIND_PAUSE);
+    // Cloned first: the parts are lost if the server cannot start.
+    let listener = match redirector.listener() {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, term, "cannot share the client listener");
+            return None;
         }
-        ok
-    });
-    if !free {
-        tracing::error!(address = %net.listen_addr, term, "the client address stays taken");
-        return None;
-    }
+    };
     let (submitter, responses) = node.take_client_parts(term)?;
     let mut net = net.clone();
     net.leadership = keel::net::LeaderGate::default();
     net.leadership.on_submitted(node.submit_waker());
     let validate = validate.clone();
-    match Server::start_with(net, submitter, responses, move |k, v, p| validate(k, v, p)) {
+    let check = move |k, v, p: &[u8]| validate(k, v, p);
+    match Server::start_on(listener, net, submitter, responses, check) {
         Ok(server) => Some(server),
         Err(e) => {
             // The parts are dropped: the engine's input closes; the node stays leader but
-            // serves nobody until the next term (its clients go elsewhere).
+            // serves nobody until the next term (the redirector sends its clients back here
+            // until then; an exactly-once client gives up after its attempts).
             tracing::error!(error = %e, term, "the client-facing server failed to start");
             None
         }
     }
 }
 
-/// A server whose node stepped down: refuses requests at once (`NOT_LEADER`), stops, and
-/// ends once the node's engine has halted.
-fn stop_server(server: Server) -> NetStats {
-    server.leadership().set_leader(None);
+/// A server whose node stepped down: refuses requests at once (`NOT_LEADER` naming the new
+/// leader when known) and stops accepting; the redirector takes the new connections; the
+/// server ends once the node's engine has halted.
+fn stop_server(server: Server, redirect: Redirect, redirector: &Redirector) -> NetStats {
+    let leader = match redirect {
+        Redirect::Leader(address) => Some(address),
+        Redirect::ThisNode | Redirect::Unknown => None,
+    };
+    server.leadership().set_leader(leader);
     server.stop_handle().stop();
+    redirector.resume();
     wait_server(server)
 }
 

@@ -8,15 +8,21 @@
 //! Module map: `election` (openraft: who leads, in which term), `data` (the data plane:
 //! shipping, following, acknowledgements, commit, promotion), `node` (a cluster node: its
 //! engine and its role, driven by leadership reports), `acceptor` (the cluster address: one
-//! acceptor routing each connection by its channel byte), `cluster` (a whole node: election,
-//! data plane and the client-facing server while leading).
+//! acceptor routing each connection by its channel byte), `redirect` (the client address while
+//! the node does not serve: `NOT_LEADER` naming the leader), `cluster` (a whole node:
+//! election, data plane, the client address: the network server while leading, the
+//! redirector otherwise).
 
 pub mod acceptor;
 pub mod cluster;
 pub mod data;
 pub mod election;
 pub mod node;
+pub mod redirect;
 
 pub use cluster::{Cluster, ClusterConfig, ClusterError, ClusterEvent};
 pub use data::AckPolicy;
-pub use node::{LeaderHandle, Leadership, Node, NodeConfig, NodeError, NodeStatus, Peer, Role};
+pub use node::{
+    FollowerStatus, LeaderHandle, Leadership, Node, NodeConfig, NodeError, NodeGauges,
+    NodeObserver, NodeStatus, Peer, Redirect, Role,
+};

@@ -2,6 +2,7 @@
 //! transitions between them, driven by leadership reports from whoever observes the
 //! election ([`Node::on_leadership`]). The CLI starts one per process.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -100,6 +101,64 @@ pub struct NodeStatus {
     pub commit: u64,
 }
 
+/// Where a node that does not serve clients sends them (`NOT_LEADER`'s text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirect {
+    /// Another node leads, at this client address.
+    Leader(SocketAddr),
+    /// This node was elected and serves once it has caught up: come back here.
+    ThisNode,
+    /// No leader known (an election is under way, or the leader's address was not learned).
+    Unknown,
+}
+
+/// A follower as its leader sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerStatus {
+    /// Its node id.
+    pub id: u64,
+    /// The last sequence it holds durably that matches the leader's journal (this term).
+    pub matched: u64,
+}
+
+/// What a metrics scrape reads of a node: its status, its followers (while it leads) and its
+/// running engine's counters. Read from atomics and short locks; nothing on the hot path.
+#[derive(Debug, Clone)]
+pub struct NodeGauges {
+    /// Role, term and positions.
+    pub status: NodeStatus,
+    /// Each follower's matched durable sequence, while this node leads (else empty).
+    pub followers: Vec<FollowerStatus>,
+    /// The running engine's counters (a new set after each engine restart).
+    pub metrics: Metrics,
+    /// The election reports this node campaigning (only from [`crate::Cluster::observer`];
+    /// `false` from [`Node::observer`], which does not see the election).
+    pub candidate: bool,
+}
+
+/// A cheap, cloneable handle that reads a node's [`NodeGauges`] (for a metrics endpoint); it
+/// does not keep the node from stopping.
+#[derive(Clone)]
+pub struct NodeObserver(Arc<dyn Fn() -> NodeGauges + Send + Sync>);
+
+impl NodeObserver {
+    /// An observer reading `read` (to compose one from another).
+    pub fn new(read: Arc<dyn Fn() -> NodeGauges + Send + Sync>) -> Self {
+        NodeObserver(read)
+    }
+
+    /// The gauges now.
+    pub fn read(&self) -> NodeGauges {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for NodeObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeObserver")
+    }
+}
+
 /// Why a node could not start, submit or stop.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -148,6 +207,8 @@ pub(crate) struct Shared<P: Processor> {
     pub(crate) peers: Vec<Peer>,
     pub(crate) policy: AckPolicy,
     pub(crate) client_address: String,
+    /// Other nodes' client addresses, learned from their HELLOs (for redirects).
+    client_addresses: Mutex<BTreeMap<u64, SocketAddr>>,
     /// The engine's journal directory (shippers read it without the engine's lock).
     pub(crate) journal_dir: std::path::PathBuf,
     /// Records a follower is sent beyond what it may apply (half its ring).
@@ -187,6 +248,52 @@ impl<P: Processor> Shared<P> {
     pub(crate) fn engine_restarted(&self, local: &Local<P>) {
         *lock(&self.metrics) = local.metrics().clone();
         self.fed.store(local.end().0, Ordering::Release);
+    }
+
+    fn redirect(&self) -> Redirect {
+        let state = lock(&self.state);
+        match (state.role, state.leader) {
+            (Role::Promoting | Role::Leader, _) => Redirect::ThisNode,
+            (Role::Follower, Some(id)) if id != self.id => lock(&self.client_addresses)
+                .get(&id)
+                .map_or(Redirect::Unknown, |a| Redirect::Leader(*a)),
+            (Role::Follower, _) => Redirect::Unknown,
+        }
+    }
+
+    /// Status, followers and counters, read at once (short locks, no engine lock).
+    fn gauges(&self) -> NodeGauges {
+        let (role, term, leader, run) = {
+            let state = lock(&self.state);
+            (state.role, state.term, state.leader, state.run.clone())
+        };
+        let followers = run.map_or_else(Vec::new, |run| {
+            self.peers
+                .iter()
+                .zip(&run.matched)
+                .map(|(peer, matched)| FollowerStatus {
+                    id: peer.id,
+                    matched: matched.load(Ordering::Acquire),
+                })
+                .collect()
+        });
+        let metrics = self.metrics();
+        let status = NodeStatus {
+            role,
+            term,
+            leader,
+            fence: self.fence(),
+            last_sequence: self.fed(),
+            durable: metrics.durable_sequence(),
+            applied: metrics.applied_sequence(),
+            commit: self.commit(),
+        };
+        NodeGauges {
+            status,
+            followers,
+            metrics,
+            candidate: false,
+        }
     }
 
     pub(crate) fn fence(&self) -> u64 {
@@ -250,6 +357,21 @@ impl<P: Processor> Shared<P> {
             self.finish_step_down(&run);
         }
         Ok(generation)
+    }
+
+    /// A node's HELLO named its client address: remember it for redirects. An unspecified IP
+    /// (a leader listening on `0.0.0.0`) is replaced by the IP the HELLO came from.
+    pub(crate) fn learn_client_address(&self, node: u64, address: &str, from: Option<SocketAddr>) {
+        let Ok(mut address) = address.parse::<SocketAddr>() else {
+            return;
+        };
+        if address.ip().is_unspecified() {
+            match from {
+                Some(from) => address.set_ip(from.ip()),
+                None => return,
+            }
+        }
+        lock(&self.client_addresses).insert(node, address);
     }
 
     /// A follow session ended.
@@ -444,6 +566,7 @@ impl<P: Processor> Node<P> {
             peers: config.peers,
             policy: config.ack_policy,
             client_address: config.client_address,
+            client_addresses: Mutex::default(),
             journal_dir: config.engine.journal_dir.clone(),
             window: (config.engine.ring_capacity / 2) as u64,
             metrics: Mutex::new(local.metrics().clone()),
@@ -499,21 +622,25 @@ impl<P: Processor> Node<P> {
 
     /// Role, term and positions now.
     pub fn status(&self) -> NodeStatus {
-        let (role, term, leader) = {
-            let state = lock(&self.shared.state);
-            (state.role, state.term, state.leader)
-        };
-        let metrics = self.shared.metrics();
-        NodeStatus {
-            role,
-            term,
-            leader,
-            fence: self.shared.fence(),
-            last_sequence: self.shared.fed(),
-            durable: metrics.durable_sequence(),
-            applied: metrics.applied_sequence(),
-            commit: self.shared.commit(),
-        }
+        self.shared.gauges().status
+    }
+
+    /// Where this node sends clients while it does not serve them.
+    pub fn redirect(&self) -> Redirect {
+        self.shared.redirect()
+    }
+
+    /// [`Node::redirect`] as a function that does not keep the node from stopping (for the
+    /// client address's redirector).
+    pub fn redirect_target(&self) -> Arc<dyn Fn() -> Redirect + Send + Sync> {
+        let shared = self.shared.clone();
+        Arc::new(move || shared.redirect())
+    }
+
+    /// A handle that reads this node's gauges at any time (a metrics scrape).
+    pub fn observer(&self) -> NodeObserver {
+        let shared = self.shared.clone();
+        NodeObserver(Arc::new(move || shared.gauges()))
     }
 
     /// For a client-facing server: the engine's submitter and response receiver, while this

@@ -33,7 +33,7 @@ pub(crate) fn serve<P: Processor>(
 ) -> Result<(), DataError> {
     let mut reader = FrameReader::new(stream.try_clone()?, Some(POLL))?;
     let writer = Arc::new(Mutex::new(FrameWriter::new(stream.try_clone()?)?));
-    let (term, leader_id, term_start) = read_hello(&mut reader)?;
+    let (term, leader_id, term_start) = read_hello(node, &mut reader, stream.peer_addr().ok())?;
     let generation = match node.begin_follow(term, leader_id, &stream) {
         Ok(generation) => generation,
         Err(fence) => {
@@ -67,7 +67,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn read_hello(reader: &mut FrameReader) -> Result<(u64, u64, u64), DataError> {
+/// Reads the opener's HELLO (term, leader id, term start) and remembers its client address.
+fn read_hello<P: Processor>(
+    node: &Shared<P>,
+    reader: &mut FrameReader,
+    from: Option<std::net::SocketAddr>,
+) -> Result<(u64, u64, u64), DataError> {
     let deadline = Instant::now() + REPLY_TIMEOUT;
     loop {
         match reader.read_frame()? {
@@ -75,8 +80,11 @@ fn read_hello(reader: &mut FrameReader) -> Result<(u64, u64, u64), DataError> {
                 term,
                 leader_id,
                 term_start,
-                ..
-            }) => return Ok((term, leader_id, term_start)),
+                client_address,
+            }) => {
+                node.learn_client_address(leader_id, client_address, from);
+                return Ok((term, leader_id, term_start));
+            }
             Some(_) => return Err(DataError::Protocol("the first frame must be HELLO")),
             None if Instant::now() >= deadline => return Err(DataError::Timeout("HELLO")),
             None => {}

@@ -327,6 +327,18 @@ impl Election {
         self.observed.wait_for_change(last_seen, timeout)
     }
 
+    /// Whether this node campaigns now (openraft's candidate state); one atomic load.
+    pub fn is_candidate(&self) -> bool {
+        self.observed.is_candidate()
+    }
+
+    /// [`Election::is_candidate`] as a function that does not keep the election from shutting
+    /// down (for a metrics scrape).
+    pub fn candidate_probe(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        let observed = self.observed.clone();
+        Arc::new(move || observed.is_candidate())
+    }
+
     /// This node's vote term: the highest term it has seen (never lower after a restart). A
     /// data plane message of a lower term comes from a deposed leader.
     pub fn current_term(&self) -> u64 {

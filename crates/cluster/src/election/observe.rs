@@ -1,7 +1,7 @@
 //! openraft's metrics, mirrored for std threads: a copy under a mutex, a condvar for waiters,
 //! the vote term in an atomic.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,8 @@ pub(crate) struct Observed {
     now: Mutex<Leadership>,
     changed: Condvar,
     term: AtomicU64,
+    /// openraft's server state is `Candidate` (this node campaigns).
+    candidate: AtomicBool,
 }
 
 impl Observed {
@@ -44,6 +46,7 @@ impl Observed {
             now: Mutex::new(now),
             changed: Condvar::new(),
             term: AtomicU64::new(term),
+            candidate: AtomicBool::new(false),
         }
     }
 
@@ -53,6 +56,10 @@ impl Observed {
 
     pub(crate) fn get(&self) -> Leadership {
         *self.lock()
+    }
+
+    pub(crate) fn is_candidate(&self) -> bool {
+        self.candidate.load(Ordering::Acquire)
     }
 
     pub(crate) fn term(&self) -> u64 {
@@ -120,7 +127,12 @@ pub(crate) async fn mirror(
     observed: std::sync::Arc<Observed>,
 ) {
     loop {
-        let next = observed.leadership_of(&rx.borrow_and_update());
+        let next = {
+            let metrics = rx.borrow_and_update();
+            let candidate = metrics.state == ServerState::Candidate;
+            observed.candidate.store(candidate, Ordering::Release);
+            observed.leadership_of(&metrics)
+        };
         observed.publish(next);
         if rx.changed().await.is_err() {
             return;
