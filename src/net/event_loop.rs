@@ -693,7 +693,9 @@ impl NetThread {
 }
 
 /// Appends one response to its session's send buffer, or drops it if the session is gone. A
-/// session over its output limit is disconnected (`SLOW_CONSUMER`).
+/// session over its output limit is disconnected (`SLOW_CONSUMER`). Session 0 is the
+/// embedding host (a message it submitted itself, such as a cluster's term record): no client
+/// waits for that response, so it is not counted as dropped.
 #[inline]
 fn route(
     sessions: &mut Sessions,
@@ -702,6 +704,9 @@ fn route(
     r: &Response<'_>,
     now: Instant,
 ) {
+    if r.header.session_id == 0 {
+        return;
+    }
     let Some(slot) = sessions.lookup_open(r.header.session_id) else {
         counters.bump(Count::ResponsesDropped);
         return;
