@@ -108,11 +108,17 @@ mod tests {
         w.sync().unwrap();
         drop(w);
         let report = verify(tmp.path()).unwrap();
-        assert_eq!((report.first_sequence, report.last_sequence), (Some(42), 42));
+        assert_eq!(
+            (report.first_sequence, report.last_sequence),
+            (Some(42), 42)
+        );
         assert_eq!(report.retired.unwrap().first_sequence, 42);
         let mut reader = JournalReader::open(tmp.path()).unwrap();
         assert_eq!(reader.next().unwrap().unwrap().sequence, 42);
-        assert!(start_after(&cfg, 50, 0xabcd_0123).is_err(), "not this journal's start");
+        assert!(
+            start_after(&cfg, 50, 0xabcd_0123).is_err(),
+            "not this journal's start"
+        );
     }
 
     #[test]

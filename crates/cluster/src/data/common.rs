@@ -37,7 +37,9 @@ pub(crate) fn common_prefix(
         let local = log::chain_at(dir, lo)?;
         match probe(lo)? {
             ChainStatus::BeforeStart(peer_first) if peer_first - 1 > lo => lo = peer_first - 1,
-            remote => break matches!((local, remote), (ChainStatus::Holds(a), ChainStatus::Holds(b)) if a == b),
+            remote => {
+                break matches!((local, remote), (ChainStatus::Holds(a), ChainStatus::Holds(b)) if a == b)
+            }
         }
     };
     if !base_agrees {

@@ -15,9 +15,9 @@ use keel::Processor;
 use super::frame::{self, Frame};
 use super::install;
 use super::local::Local;
+use super::log::{self, LogCursor};
 use super::terms::TermStart;
 use super::transfer::{Announced, Incoming};
-use super::log::{self, LogCursor};
 use super::wire::{FrameReader, FrameWriter, BATCH_BYTES};
 use super::DataError;
 use crate::node::Shared;
@@ -251,10 +251,7 @@ impl<P: Processor> Session<'_, P> {
     /// (told by this leader or an earlier one): the install replaces the journal, and those
     /// records may count towards a commit.
     fn refuse_below_commit(&self, local: &Local<P>, sequence: u64) -> Result<(), DataError> {
-        let commit = self
-            .known_commit
-            .max(self.node.commit())
-            .min(local.end().0);
+        let commit = self.known_commit.max(self.node.commit()).min(local.end().0);
         if sequence < commit {
             return Err(DataError::SnapshotBelowCommit { sequence, commit });
         }
@@ -298,7 +295,10 @@ impl<P: Processor> Session<'_, P> {
                 return Err(DataError::Superseded);
             }
             self.refuse_below_commit(&local, sequence)?;
-            tracing::warn!(sequence, "installing the leader's snapshot in place of the journal");
+            tracing::warn!(
+                sequence,
+                "installing the leader's snapshot in place of the journal"
+            );
             let installed = local.install_snapshot(received);
             self.node.engine_restarted(&local);
             installed

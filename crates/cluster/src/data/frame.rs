@@ -515,7 +515,13 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
         } => {
             put(
                 out,
-                &[term, sequence, total_bytes, history_term, history_term_start],
+                &[
+                    term,
+                    sequence,
+                    total_bytes,
+                    history_term,
+                    history_term_start,
+                ],
             );
             out.extend_from_slice(&chain.to_le_bytes());
         }
@@ -706,12 +712,24 @@ mod tests {
         }
         assert_eq!(&out[45..49], &6u32.to_le_bytes());
         out.clear();
-        encode(&Frame::SnapshotEnd { sequence: 7, crc: 8 }, &mut out);
+        encode(
+            &Frame::SnapshotEnd {
+                sequence: 7,
+                crc: 8,
+            },
+            &mut out,
+        );
         assert_eq!(&out[..5], &[13, 0, 0, 0, kind::SNAPSHOT_END]);
         assert_eq!(&out[5..13], &7u64.to_le_bytes());
         assert_eq!(&out[13..17], &8u32.to_le_bytes());
         out.clear();
-        encode(&Frame::SnapshotChunk { offset: 9, bytes: b"ab" }, &mut out);
+        encode(
+            &Frame::SnapshotChunk {
+                offset: 9,
+                bytes: b"ab",
+            },
+            &mut out,
+        );
         assert_eq!(&out[..5], &[11, 0, 0, 0, kind::SNAPSHOT_CHUNK]);
         assert_eq!(&out[5..13], &9u64.to_le_bytes());
         assert_eq!(&out[13..], b"ab");
@@ -721,7 +739,13 @@ mod tests {
     fn a_chunk_over_its_limit_is_refused() {
         let big = vec![0u8; SNAPSHOT_CHUNK_BYTES + 1];
         let mut out = Vec::new();
-        encode(&Frame::SnapshotChunk { offset: 0, bytes: &big }, &mut out);
+        encode(
+            &Frame::SnapshotChunk {
+                offset: 0,
+                bytes: &big,
+            },
+            &mut out,
+        );
         assert!(matches!(decode(&out), Err(FrameError::BadLength { .. })));
     }
 

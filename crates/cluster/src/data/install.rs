@@ -46,12 +46,15 @@ pub const JOURNAL_QUARANTINE_DIR: &str = "quarantine";
 
 /// An install, as its intent records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Plan {
-    pub(crate) sequence: u64,
-    pub(crate) chain: u32,
-    pub(crate) history: Option<TermStart>,
-    /// Which `before-<S>` folder (0: no suffix).
-    pub(crate) attempt: u32,
+pub struct Plan {
+    /// The snapshot's sequence.
+    pub sequence: u64,
+    /// The journal's chain value there.
+    pub chain: u32,
+    /// The last term record at or before it.
+    pub history: Option<TermStart>,
+    /// Which `before-<S>` folder the journal moves to (0: no suffix, N: `-N`).
+    pub attempt: u32,
 }
 
 fn encode(plan: &Plan) -> [u8; INTENT_BYTES] {
@@ -95,13 +98,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn staged_path(config: &Config, sequence: u64) -> PathBuf {
+/// Where a checked snapshot of `sequence` waits for its install (step 1).
+pub fn staged_path(config: &Config, sequence: u64) -> PathBuf {
     config
         .snapshot_dir
         .join(format!("{sequence:020}{STAGED_SUFFIX}"))
 }
 
-fn quarantine_dir(config: &Config, plan: &Plan) -> PathBuf {
+/// Where the install of `plan` moves the journal (step 3).
+pub fn quarantine_dir(config: &Config, plan: &Plan) -> PathBuf {
     let name = match plan.attempt {
         0 => format!("before-{:020}", plan.sequence),
         n => format!("before-{:020}-{n}", plan.sequence),
@@ -148,7 +153,9 @@ pub(crate) fn check<P: Processor>(
             "snapshot {sequence} restores to state hash {hash:#x}, its header says {:#x}",
             header.state_hash
         )),
-        Ok(Err(e)) => refuse(format!("snapshot {sequence}: the processor refuses it: {e}")),
+        Ok(Err(e)) => refuse(format!(
+            "snapshot {sequence}: the processor refuses it: {e}"
+        )),
         Err(_) => refuse(format!("snapshot {sequence}: load_state panicked")),
     }
 }
@@ -211,7 +218,9 @@ fn remove_stale_staged(config: &Config) -> Result<(), DataError> {
     Ok(())
 }
 
-fn write_intent(journal_dir: &Path, plan: &Plan) -> Result<(), DataError> {
+/// Records `plan` durably in the journal directory (step 2): temporary file, fsync, rename,
+/// directory fsync. Public for tests that leave an install half done.
+pub fn write_intent(journal_dir: &Path, plan: &Plan) -> Result<(), DataError> {
     fs::create_dir_all(journal_dir)?;
     let tmp = journal_dir.join(INTENT_TMP);
     let mut file = File::create(&tmp)?;

@@ -18,8 +18,8 @@ use keel::{Config, Engine, Processor, Submission, Submitter};
 
 use super::install;
 use super::log;
-use super::transfer::Received;
 use super::terms::{TermStart, Terms};
+use super::transfer::Received;
 use super::DataError;
 
 /// Journaled control kind of a term record (the first record of each leader's term).

@@ -230,8 +230,12 @@ fn send_snapshot<P: Processor>(
     let commit = run.commit.load(Ordering::Acquire);
     let offer = transfer::pick(&node.snapshot_dir, &node.journal_dir, commit)?;
     let peer = node.peers[index].id;
-    tracing::info!(peer, first_sequence, snapshot = offer.sequence,
-        "the follower needs records before the journal's start: sending a snapshot");
+    tracing::info!(
+        peer,
+        first_sequence,
+        snapshot = offer.sequence,
+        "the follower needs records before the journal's start: sending a snapshot"
+    );
     let started = Instant::now();
     let bytes = transfer::send(writer, run.term, &offer, || run.running())?;
     let (last, chain, durable) = expect_within(reader, INSTALL_TIMEOUT, |f| match f {
@@ -244,10 +248,17 @@ fn send_snapshot<P: Processor>(
         _ => None,
     })?;
     if (last, chain) != (offer.sequence, offer.chain) {
-        return Err(DataError::Protocol("the follower did not install the snapshot"));
+        return Err(DataError::Protocol(
+            "the follower did not install the snapshot",
+        ));
     }
-    tracing::info!(peer, snapshot = offer.sequence, bytes,
-        elapsed_ms = started.elapsed().as_millis() as u64, "snapshot installed on the follower");
+    tracing::info!(
+        peer,
+        snapshot = offer.sequence,
+        bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "snapshot installed on the follower"
+    );
     Ok((last, durable))
 }
 

@@ -45,7 +45,10 @@ fn snapshots_newest_first(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     for entry in entries {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(sequence) = name.strip_suffix(".snap").and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(sequence) = name
+            .strip_suffix(".snap")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             if name == file_name(sequence) {
                 found.push((sequence, path));
             }
