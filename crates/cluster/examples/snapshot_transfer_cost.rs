@@ -92,6 +92,99 @@ fn wait(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Times node 3's catch-up from its start: until it receives a snapshot, until it runs from
+/// it, until it applied `last`.
+fn watch(third: &Node<Store>, dir: &Path, last: u64) -> (Duration, Duration, Duration) {
+    let t0 = Instant::now();
+    let journal3 = dir.join("journal");
+    let snapshots3 = dir.join("snapshots");
+    wait("node 3 to receive a snapshot", || {
+        std::fs::read_dir(&snapshots3).is_ok_and(|d| {
+            d.filter_map(Result::ok).any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(".transfer.snap.tmp")
+            })
+        })
+    });
+    let receiving = t0.elapsed();
+    wait("node 3 to install a snapshot", || {
+        let first = log::first_sequence(&journal3).unwrap_or(1);
+        first > 1 && third.status().applied >= first - 1
+    });
+    let installed = t0.elapsed();
+    wait("node 3 to catch up", || third.status().applied >= last);
+    let caught_up = t0.elapsed();
+    (receiving, installed, caught_up)
+}
+
+/// Submits the setup and `messages` workload messages through the leader and waits for every
+/// response; returns how many were submitted.
+fn load(
+    leader: &Node<Store>,
+    seen: &AtomicU64,
+    setup: &[keel_services::Command],
+    messages: u64,
+) -> u64 {
+    let handle = leader.leader_handle();
+    let mut correlation = 0u64;
+    let mut buf = [0u8; workload::MAX_PAYLOAD_BYTES];
+    for command in setup {
+        correlation += 1;
+        let to = Submission {
+            kind: command.kind,
+            version: command.version,
+            correlation_id: correlation,
+            ..Submission::default()
+        };
+        handle.submit(to, &command.payload).expect("leader accepts");
+    }
+    for i in 0..messages {
+        let (kind, version, len) = workload::encode(SEED, i, &mut buf);
+        correlation += 1;
+        let to = Submission {
+            kind: kind.number(),
+            version,
+            correlation_id: correlation,
+            ..Submission::default()
+        };
+        handle.submit(to, &buf[..len]).expect("leader accepts");
+    }
+    wait("every response", || {
+        seen.load(Ordering::Acquire) >= correlation
+    });
+    correlation
+}
+
+/// Prints the installed snapshot's size and the times `watch` measured.
+fn report(dir: &Path, leader_journal: &Path, last: u64, times: (Duration, Duration, Duration)) {
+    let (receiving, installed, caught_up) = times;
+    let journal3 = dir.join("journal");
+    let sequence = log::first_sequence(&journal3).expect("journal") - 1;
+    let bytes = std::fs::metadata(
+        dir.join("snapshots")
+            .join(keel::snapshot::file_name(sequence)),
+    )
+    .expect("the installed snapshot")
+    .len();
+    let mb = bytes as f64 / (1 << 20) as f64;
+    println!(
+        "snapshot sent at sequence {sequence}: {bytes} bytes ({mb:.1} MiB); the leader's journal \
+         starts at {}",
+        log::first_sequence(leader_journal).unwrap_or(0)
+    );
+    let transfer = installed - receiving;
+    println!(
+        "node 3 from an empty disk: receiving began after {:.0} ms (connect, HELLO, probes); \
+         sent, checked, installed and restored {:.0} ms later ({:.0} MiB/s); caught up to \
+         {last} after {:.0} ms in all",
+        receiving.as_secs_f64() * 1e3,
+        transfer.as_secs_f64() * 1e3,
+        mb / transfer.as_secs_f64(),
+        caught_up.as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let orders: u64 = std::env::args()
         .nth(1)
@@ -127,34 +220,8 @@ fn main() {
         });
     }
     wait("node 1 to lead", || nodes[0].role() == Role::Leader);
-    let handle = nodes[0].leader_handle();
-    let mut correlation = 0u64;
-    let mut buf = [0u8; workload::MAX_PAYLOAD_BYTES];
     let loading = Instant::now();
-    for command in &setup {
-        correlation += 1;
-        let to = Submission {
-            kind: command.kind,
-            version: command.version,
-            correlation_id: correlation,
-            ..Submission::default()
-        };
-        handle.submit(to, &command.payload).expect("leader accepts");
-    }
-    for i in 0..messages {
-        let (kind, version, len) = workload::encode(SEED, i, &mut buf);
-        correlation += 1;
-        let to = Submission {
-            kind: kind.number(),
-            version,
-            correlation_id: correlation,
-            ..Submission::default()
-        };
-        handle.submit(to, &buf[..len]).expect("leader accepts");
-    }
-    wait("every response", || {
-        seen.load(Ordering::Acquire) >= correlation
-    });
+    let correlation = load(&nodes[0], &seen, &setup, messages);
     println!(
         "loaded {orders} orders ({} messages) into 2 of 3 nodes in {:.1} s",
         correlation,
@@ -165,56 +232,14 @@ fn main() {
         log::first_sequence(&journal).unwrap_or(1) > 1
     });
     let last = nodes[0].status().last_sequence;
-    let t0 = Instant::now();
     let third = start(3, &addresses, &dirs[2], interval, &seen);
     *slots[2].lock().unwrap() = Some(third.data_acceptor());
     third.on_leadership(Leadership {
         term: 1,
         leader: Some(1),
     });
-    let journal3 = dirs[2].join("journal");
-    let snapshots3 = dirs[2].join("snapshots");
-    wait("node 3 to receive a snapshot", || {
-        std::fs::read_dir(&snapshots3).is_ok_and(|d| {
-            d.filter_map(Result::ok).any(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .ends_with(".transfer.snap.tmp")
-            })
-        })
-    });
-    let receiving = t0.elapsed();
-    wait("node 3 to install a snapshot", || {
-        let first = log::first_sequence(&journal3).unwrap_or(1);
-        first > 1 && third.status().applied >= first - 1
-    });
-    let installed = t0.elapsed();
-    wait("node 3 to catch up", || third.status().applied >= last);
-    let caught_up = t0.elapsed();
-    let sequence = log::first_sequence(&journal3).expect("journal") - 1;
-    let bytes = std::fs::metadata(
-        dirs[2]
-            .join("snapshots")
-            .join(keel::snapshot::file_name(sequence)),
-    )
-    .expect("the installed snapshot")
-    .len();
-    let mb = bytes as f64 / (1 << 20) as f64;
-    println!(
-        "snapshot sent at sequence {sequence}: {bytes} bytes ({mb:.1} MiB); the leader's journal \
-         starts at {}",
-        log::first_sequence(&journal).unwrap_or(0)
-    );
-    let transfer = installed - receiving;
-    println!(
-        "node 3 from an empty disk: receiving began after {:.0} ms (connect, HELLO, probes); \
-         sent, checked, installed and restored {:.0} ms later ({:.0} MiB/s); caught up to \
-         {last} after {:.0} ms in all",
-        receiving.as_secs_f64() * 1e3,
-        transfer.as_secs_f64() * 1e3,
-        mb / transfer.as_secs_f64(),
-        caught_up.as_secs_f64() * 1e3
-    );
+    let (receiving, installed, caught_up) = watch(&third, &dirs[2], last);
+    report(&dirs[2], &journal, last, (receiving, installed, caught_up));
     stop.store(true, Ordering::Release);
     nodes.push(third);
     for node in nodes {

@@ -375,24 +375,8 @@ fn decode_body(k: u8, body: &[u8]) -> Result<Frame<'_>, FrameError> {
         kind::PULL_END => Frame::PullEnd {
             last_sequence: fixed(k, body, SEQUENCE_BYTES)?.u64(),
         },
-        kind::SNAPSHOT_BEGIN => {
-            let mut f = fixed(k, body, SNAPSHOT_BEGIN_BYTES)?;
-            Frame::SnapshotBegin {
-                term: f.u64(),
-                sequence: f.u64(),
-                total_bytes: f.u64(),
-                history_term: f.u64(),
-                history_term_start: f.u64(),
-                chain: f.u32(),
-            }
-        }
-        kind::SNAPSHOT_CHUNK => decode_chunk(body)?,
-        kind::SNAPSHOT_END => {
-            let mut f = fixed(k, body, SNAPSHOT_END_BYTES)?;
-            Frame::SnapshotEnd {
-                sequence: f.u64(),
-                crc: f.u32(),
-            }
+        kind::SNAPSHOT_BEGIN | kind::SNAPSHOT_CHUNK | kind::SNAPSHOT_END => {
+            decode_snapshot(k, body)?
         }
         other => return Err(FrameError::UnknownType(other)),
     })
@@ -419,6 +403,31 @@ fn decode_hello(body: &[u8]) -> Result<Frame<'_>, FrameError> {
         leader_id,
         term_start,
         client_address,
+    })
+}
+
+fn decode_snapshot(k: u8, body: &[u8]) -> Result<Frame<'_>, FrameError> {
+    Ok(match k {
+        kind::SNAPSHOT_BEGIN => {
+            let mut f = fixed(k, body, SNAPSHOT_BEGIN_BYTES)?;
+            Frame::SnapshotBegin {
+                term: f.u64(),
+                sequence: f.u64(),
+                total_bytes: f.u64(),
+                history_term: f.u64(),
+                history_term_start: f.u64(),
+                chain: f.u32(),
+            }
+        }
+        kind::SNAPSHOT_CHUNK => decode_chunk(body)?,
+        kind::SNAPSHOT_END => {
+            let mut f = fixed(k, body, SNAPSHOT_END_BYTES)?;
+            Frame::SnapshotEnd {
+                sequence: f.u64(),
+                crc: f.u32(),
+            }
+        }
+        _ => return Err(FrameError::UnknownType(k)),
     })
 }
 
@@ -505,6 +514,16 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
         Frame::Reject { fence_term } => put(out, &[fence_term]),
         Frame::Pull { from_sequence } => put(out, &[from_sequence]),
         Frame::PullEnd { last_sequence } => put(out, &[last_sequence]),
+        Frame::SnapshotBegin { .. } | Frame::SnapshotChunk { .. } | Frame::SnapshotEnd { .. } => {
+            encode_snapshot(frame, out)
+        }
+    }
+    finish(out, start);
+}
+
+/// The bodies of the snapshot frames.
+fn encode_snapshot(frame: &Frame<'_>, out: &mut Vec<u8>) {
+    match *frame {
         Frame::SnapshotBegin {
             term,
             sequence,
@@ -533,8 +552,8 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             put(out, &[sequence]);
             out.extend_from_slice(&crc.to_le_bytes());
         }
+        _ => unreachable!("only snapshot frames"),
     }
-    finish(out, start);
 }
 
 fn type_of(frame: &Frame<'_>) -> u8 {

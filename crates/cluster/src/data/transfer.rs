@@ -54,7 +54,7 @@ fn snapshots_newest_first(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
             }
         }
     }
-    found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
     Ok(found)
 }
 
