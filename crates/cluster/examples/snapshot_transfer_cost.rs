@@ -228,8 +228,9 @@ fn main() {
         loading.elapsed().as_secs_f64()
     );
     let journal = dirs[0].join("journal");
-    wait("the leader to retire its journal's start", || {
-        log::first_sequence(&journal).unwrap_or(1) > 1
+    // Both snapshots written and the journal retired up to the second: the leader is quiet.
+    wait("the leader to retire its journal up to its second snapshot", || {
+        log::first_sequence(&journal).unwrap_or(1) > interval + 1
     });
     let last = nodes[0].status().last_sequence;
     let third = start(3, &addresses, &dirs[2], interval, &seen);

@@ -179,12 +179,12 @@ fn session<P: Processor>(
     let found = common_prefix(&dir, local_last, (last_sequence, chain), |s| {
         probe(&mut reader, &mut writer, s)
     });
-    let (mut last_sequence, mut durable) = (last_sequence, durable);
+    let (mut last_sequence, mut durable, mut cursor) = (last_sequence, durable, None);
     let common = match found {
         Err(DataError::NeedsSnapshot { first_sequence }) => {
-            let (sequence, now_durable) =
+            let (sequence, now_durable, after) =
                 send_snapshot(node, run, index, (&mut reader, &mut writer), first_sequence)?;
-            (last_sequence, durable) = (sequence, now_durable);
+            (last_sequence, durable, cursor) = (sequence, now_durable, Some(after));
             sequence
         }
         other => other?,
@@ -214,21 +214,27 @@ fn session<P: Processor>(
     }
     run.matched[index].store(durable.min(common), Ordering::Release);
     run.poke();
-    ship(node, run, index, (reader, writer), common)
+    let cursor = match cursor {
+        Some(cursor) => cursor,
+        None => LogCursor::open(&dir, common + 1)?,
+    };
+    ship(node, run, index, (reader, writer), cursor)
 }
 
 /// Sends the follower the newest committed snapshot the journal continues and waits for its
-/// POSITION after the install; returns the snapshot's sequence and the follower's durable
-/// sequence.
+/// POSITION after the install; returns the snapshot's sequence, the follower's durable
+/// sequence and a cursor at the record after the snapshot, opened before the transfer (an
+/// open segment stays readable if retention retires it meanwhile).
 fn send_snapshot<P: Processor>(
     node: &Arc<Shared<P>>,
     run: &Arc<LeaderRun>,
     index: usize,
     (reader, writer): (&mut FrameReader, &mut FrameWriter),
     first_sequence: u64,
-) -> Result<(u64, u64), DataError> {
+) -> Result<(u64, u64, LogCursor), DataError> {
     let commit = run.commit.load(Ordering::Acquire);
     let offer = transfer::pick(&node.snapshot_dir, &node.journal_dir, commit)?;
+    let after = LogCursor::open(&node.journal_dir, offer.sequence + 1)?;
     let peer = node.peers[index].id;
     tracing::info!(
         peer,
@@ -259,19 +265,18 @@ fn send_snapshot<P: Processor>(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "snapshot installed on the follower"
     );
-    Ok((last, durable))
+    Ok((last, durable, after))
 }
 
-/// Ships records after `common` until the term ends or the connection breaks.
+/// Ships records from `cursor` on until the term ends or the connection breaks.
 fn ship<P: Processor>(
     node: &Arc<Shared<P>>,
     run: &Arc<LeaderRun>,
     index: usize,
     (reader, mut writer): (FrameReader, FrameWriter),
-    common: u64,
+    mut cursor: LogCursor,
 ) -> Result<(), DataError> {
-    let dir = node.journal_dir.clone();
-    let mut cursor = LogCursor::open(&dir, common + 1)?;
+    let common = cursor.next_sequence() - 1;
     let shipped = Arc::new(std::sync::atomic::AtomicU64::new(common));
     let broken = Arc::new(AtomicBool::new(false));
     let acks = spawn_ack_reader(
