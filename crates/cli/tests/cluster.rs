@@ -281,8 +281,15 @@ fn a_follower_restarted_from_an_empty_disk_catches_up_through_a_snapshot() {
     }
     let (leader, term) = wait_for_leader(&procs, 0, WITHIN).expect("a leader");
     let addrs = procs.client_addrs();
-    let mut client =
-        Client::connect_exactly_once(&addrs, None, Client::random_client_id()).unwrap();
+    // Elected is not yet serving (promotion comes first): connect again, bounded.
+    let deadline = Instant::now() + WITHIN;
+    let mut client = loop {
+        match Client::connect_exactly_once(&addrs, None, Client::random_client_id()) {
+            Ok(client) => break client,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("no leader serves: {e}"),
+        }
+    };
     add_books(&mut client, 0..50);
     let follower = (leader + 1) % 3;
     procs.kill(follower);
@@ -292,7 +299,10 @@ fn a_follower_restarted_from_an_empty_disk_catches_up_through_a_snapshot() {
     let mut next = 50;
     let deadline = Instant::now() + WITHIN;
     while journal_start(&leader_dir) <= 100 {
-        assert!(Instant::now() < deadline && next < 20_000, "the leader retires its start");
+        assert!(
+            Instant::now() < deadline && next < 20_000,
+            "the leader retires its start"
+        );
         add_books(&mut client, next..next + 500);
         next += 500;
         thread::sleep(Duration::from_millis(100));

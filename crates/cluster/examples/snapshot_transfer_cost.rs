@@ -229,9 +229,10 @@ fn main() {
     );
     let journal = dirs[0].join("journal");
     // Both snapshots written and the journal retired up to the second: the leader is quiet.
-    wait("the leader to retire its journal up to its second snapshot", || {
-        log::first_sequence(&journal).unwrap_or(1) > interval + 1
-    });
+    wait(
+        "the leader to retire its journal up to its second snapshot",
+        || log::first_sequence(&journal).unwrap_or(1) > interval + 1,
+    );
     let last = nodes[0].status().last_sequence;
     let third = start(3, &addresses, &dirs[2], interval, &seen);
     *slots[2].lock().unwrap() = Some(third.data_acceptor());
