@@ -63,7 +63,8 @@ pub(crate) fn start_after(
             .and_then(|d| d.sync_all())
             .map_err(file_io(&cfg.dir))?;
     }
-    tracing::info!(dir = %cfg.dir.display(), first_sequence = first, "journal starts after a snapshot");
+    tracing::info!(dir = %cfg.dir.display(), first_sequence = first,
+        "journal starts after a snapshot");
     Ok(())
 }
 

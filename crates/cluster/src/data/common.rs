@@ -37,9 +37,7 @@ pub(crate) fn common_prefix(
         let local = log::chain_at(dir, lo)?;
         match probe(lo)? {
             ChainStatus::BeforeStart(peer_first) if peer_first - 1 > lo => lo = peer_first - 1,
-            remote => {
-                break matches!((local, remote), (ChainStatus::Holds(a), ChainStatus::Holds(b)) if a == b)
-            }
+            remote => break same(local, remote),
         }
     };
     if !base_agrees {
@@ -48,9 +46,7 @@ pub(crate) fn common_prefix(
     let agree = |s: u64, probe: &mut dyn FnMut(u64) -> Result<ChainStatus, DataError>| {
         let local = log::chain_at(dir, s)?;
         let remote = probe(s)?;
-        Ok::<bool, DataError>(
-            matches!((local, remote), (ChainStatus::Holds(a), ChainStatus::Holds(b)) if a == b),
-        )
+        Ok::<bool, DataError>(same(local, remote))
     };
     if agree(hi, &mut probe)? {
         return Ok(hi);
@@ -65,4 +61,9 @@ pub(crate) fn common_prefix(
         }
     }
     Ok(lo)
+}
+
+/// Whether both journals hold a sequence with the same chain value.
+fn same(local: ChainStatus, remote: ChainStatus) -> bool {
+    matches!((local, remote), (ChainStatus::Holds(a), ChainStatus::Holds(b)) if a == b)
 }

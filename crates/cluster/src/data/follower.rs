@@ -1,7 +1,8 @@
 //! A follower's side of a leader's data connection: the term fence on HELLO, POSITION, PROBE
-//! answers, TRUNCATE, and RECORDS checked record by record (magic, CRC, sequence, chain)
-//! before they reach the engine; an acker thread reports durable and applied positions. A
-//! promoting leader uses the same connection to PULL this node's records.
+//! answers, TRUNCATE, a snapshot received and installed (SNAPSHOT_BEGIN, SNAPSHOT_CHUNK,
+//! SNAPSHOT_END: `transfer`, `install`), and RECORDS checked record by record (magic, CRC,
+//! sequence, chain) before they reach the engine; an acker thread reports durable and applied
+//! positions. A promoting leader uses the same connection to PULL this node's records.
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};

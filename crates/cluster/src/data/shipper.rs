@@ -1,7 +1,9 @@
 //! A leader's side of one follower: connect, HELLO, find the common prefix (PROBE), TRUNCATE a
-//! divergent suffix, then ship the journal's records as the writer appends them (read from the
-//! files, never from the rings), with the commit, and a COMMIT heartbeat when idle. ACKs are
-//! read on a second thread and move the follower's matched position.
+//! divergent suffix or, when the follower needs records the journal no longer holds, send a
+//! snapshot (`transfer`) and wait for its install; then ship the journal's records as the
+//! writer appends them (read from the files, never from the rings), with the commit, and a
+//! COMMIT heartbeat when idle. ACKs are read on a second thread and move the follower's
+//! matched position.
 
 use std::io::Write;
 use std::net::TcpStream;
