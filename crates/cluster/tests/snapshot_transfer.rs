@@ -187,3 +187,61 @@ fn an_install_interrupted_by_a_crash_is_completed_at_the_next_start() {
     write(&c, written, 500);
     converge(&mut c, &[1, 2, 3]);
 }
+
+#[test]
+fn a_snapshot_below_the_commit_a_follower_holds_is_refused() {
+    use keel_cluster::data::frame::Frame;
+    use keel_cluster::data::wire::{FrameReader, FrameWriter, WireError};
+    use keel_cluster::node::CHANNEL_DATA;
+    use std::io::Write;
+    let c = Cluster::new(3, AckPolicy::Majority);
+    c.elect(1, 1);
+    write(&c, 0, 10);
+    let last = c.node(1).status().last_sequence;
+    c.wait_applied(&[2], last);
+    assert!(wait_until(LONG, || c.node(2).status().commit >= last));
+    // A leader of a later term offers node 2 a snapshot of sequence 1: installing it would
+    // drop records node 2 holds and knows are committed.
+    let mut stream = std::net::TcpStream::connect(c.nodes[1].address).expect("connect");
+    stream.write_all(&[CHANNEL_DATA]).expect("channel");
+    let mut reader =
+        FrameReader::new(stream.try_clone().expect("clone"), Some(LONG)).expect("reader");
+    let mut writer = FrameWriter::new(stream).expect("writer");
+    let hello = Frame::Hello {
+        term: 2,
+        leader_id: 3,
+        term_start: 0,
+        client_address: "",
+    };
+    writer.send(&hello).expect("hello");
+    let begin = Frame::SnapshotBegin {
+        term: 2,
+        sequence: 1,
+        total_bytes: 10,
+        history_term: 1,
+        history_term_start: 1,
+        chain: 0,
+    };
+    writer.send(&begin).expect("begin");
+    let mut closed = false;
+    for _ in 0..1_000 {
+        match reader.read_frame() {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(WireError::Closed | WireError::Io(_)) => {
+                closed = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(closed, "node 2 ends the session");
+    assert_eq!(
+        c.node(2).status().last_sequence,
+        last,
+        "nothing was changed"
+    );
+    let journal = journal_dir(&c, 2);
+    assert_eq!(log::first_sequence(&journal).expect("first"), 1);
+    assert!(!journal.join(install::JOURNAL_QUARANTINE_DIR).exists());
+}
