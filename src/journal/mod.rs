@@ -12,7 +12,8 @@
 //! segment), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus
 //! corruption), `retention` (retiring old segments, the retention marker), `writer`, `reader`,
 //! `ahead` (the reader's checksums computed ahead on a helper thread), `truncate` (cutting a
-//! suffix off for replication).
+//! suffix off for replication), `start` (an empty journal starting after a snapshot's
+//! sequence, for replication).
 
 mod ahead;
 mod chain;
@@ -27,6 +28,7 @@ mod reader;
 mod recovery;
 mod retention;
 mod segment;
+mod start;
 mod sync_handle;
 mod truncate;
 mod writer;

@@ -179,7 +179,7 @@ impl RetiredHistory {
     }
 
     /// Writes the marker into `dir` atomically: temporary file, fsync, rename, directory fsync.
-    fn write(&self, dir: &Path) -> Result<(), JournalError> {
+    pub(super) fn write(&self, dir: &Path) -> Result<(), JournalError> {
         let tmp = dir.join(RETIRED_TMP_NAME);
         let mut file = File::create(&tmp).map_err(file_io(&tmp))?;
         file.write_all(&self.encode()).map_err(file_io(&tmp))?;

@@ -145,6 +145,19 @@ impl JournalWriter {
         super::truncate::truncate_after(dir, sequence)
     }
 
+    /// Makes the empty journal in `cfg.dir` continue after `sequence`, offline (replication: a
+    /// node that installed a snapshot of `sequence` received from its leader, its own segments
+    /// moved aside). Writes the retention marker (first sequence `sequence + 1`, chain-in value
+    /// `chain`, no archive) and then the first segment, whose header states the same; both
+    /// synced, the directory too. A writer then opens at `sequence` with chain value `chain`,
+    /// and recovery restores the snapshot of `sequence` (the journal vouches for it through
+    /// that chain value) and replays nothing. Idempotent, so a crash during it is completed by
+    /// calling it again. Refuses with [`JournalError::Retention`] when the directory holds a
+    /// segment other than the one it creates, or `sequence` is 0; takes the writer's lock.
+    pub fn start_after(cfg: &JournalConfig, sequence: u64, chain: u32) -> Result<(), JournalError> {
+        super::start::start_after(cfg, sequence, chain)
+    }
+
     /// Sequence of the last record in the journal; 0 when empty. The next append is this + 1.
     pub fn last_sequence(&self) -> u64 {
         self.chain.next_sequence - 1
@@ -762,6 +775,12 @@ fn create_segment(
         write_pos: SEGMENT_HEADER_SIZE,
         synced_to: SEGMENT_HEADER_SIZE,
     })
+}
+
+/// Creates a journal's segment starting at `chain` (its header synced, renamed into place) and
+/// unmaps it: `start_after`'s first segment.
+pub(super) fn create_empty_segment(cfg: &JournalConfig, chain: Chain) -> Result<(), JournalError> {
+    create_segment(cfg, &RealIo, chain).map(drop)
 }
 
 /// Renames the prepared spare to the new segment `to`, refusing to replace a file: a new

@@ -2,8 +2,9 @@
 //! loopback. The leader killed with SIGKILL under exactly-once load (no acknowledged request
 //! lost, none applied twice, every node in the same state); an old leader cut off from its
 //! peers by proxies this test owns acknowledges nothing after its term ends; a follower
-//! restarted from an empty data directory catches up; a request resent after a failover gets
-//! its original reply. Every wait is bounded in count and time; nothing asserts on speed.
+//! restarted from an empty data directory catches up, from the leader's journal or, when the
+//! leader's retention deleted the segments it needs, through a snapshot transfer; a request
+//! resent after a failover gets its original reply. Every wait is bounded in count and time; nothing asserts on speed.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -227,6 +228,104 @@ fn a_follower_restarted_from_an_empty_disk_catches_up() {
         "every node in the same state: {states:?}"
     );
     assert!(dir.join(EVENTS_FILE).exists());
+}
+
+/// First sequence of the oldest segment in `dir`'s journal (1 when none).
+fn journal_start(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("journal"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| {
+                    let name = e.ok()?.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".seg")?.parse::<u64>().ok()
+                })
+                .min()
+                .unwrap_or(1)
+        })
+        .unwrap_or(1)
+}
+
+/// Adds books `range` with long titles (about 330 journal bytes each), 50 requests in flight.
+fn add_books(client: &mut Client, range: std::ops::Range<u32>) {
+    let ids: Vec<u32> = range.collect();
+    for batch in ids.chunks(50) {
+        for b in batch {
+            let c = AddBook {
+                book: *b,
+                price_cents: 1_000,
+                stock: 100,
+                title: format!("{b:0250}"),
+            }
+            .command();
+            client.queue(c.kind, c.version, &c.payload).unwrap();
+        }
+        for _ in batch {
+            assert_eq!(client.recv().unwrap().status, ReplyStatus::Accepted);
+        }
+    }
+}
+
+#[test]
+fn a_follower_restarted_from_an_empty_disk_catches_up_through_a_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = [
+        "--segment-size=262144",
+        "--snapshot-interval-messages=500",
+        "--snapshot-retain=1",
+        "--journal-retention=delete",
+    ];
+    let extra = extra.iter().map(|a| (*a).to_owned()).collect();
+    let mut procs = Procs::plan(&exe(), tmp.path(), 3, extra).unwrap();
+    for index in 0..3 {
+        procs.start(index).unwrap();
+    }
+    let (leader, term) = wait_for_leader(&procs, 0, WITHIN).expect("a leader");
+    let addrs = procs.client_addrs();
+    // Elected is not yet serving (promotion comes first): connect again, bounded.
+    let deadline = Instant::now() + WITHIN;
+    let mut client = loop {
+        match Client::connect_exactly_once(&addrs, None, Client::random_client_id()) {
+            Ok(client) => break client,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("no leader serves: {e}"),
+        }
+    };
+    add_books(&mut client, 0..50);
+    let follower = (leader + 1) % 3;
+    procs.kill(follower);
+    let dir = procs.nodes()[follower].dir.clone();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let leader_dir = procs.nodes()[leader].dir.clone();
+    let mut next = 50;
+    let deadline = Instant::now() + WITHIN;
+    while journal_start(&leader_dir) <= 100 {
+        assert!(
+            Instant::now() < deadline && next < 20_000,
+            "the leader retires its start"
+        );
+        add_books(&mut client, next..next + 500);
+        next += 500;
+        thread::sleep(Duration::from_millis(100));
+    }
+    procs.start(follower).unwrap();
+    assert!(wait_following(&procs, follower, term, WITHIN));
+    add_books(&mut client, next..next + 20);
+    client.close();
+    let leader_end = journal_end(&leader_dir);
+    assert!(
+        wait_journals_equal(&procs, leader_end),
+        "the emptied follower caught up"
+    );
+    assert!(
+        journal_start(&dir) > 100,
+        "its journal starts after the snapshot it installed"
+    );
+    thread::sleep(Duration::from_millis(500)); // the last commit reaches the followers
+    let states = stop_and_states(&mut procs);
+    assert!(
+        states.iter().all(|s| *s == states[0]),
+        "every node in the same state: {states:?}"
+    );
 }
 
 /// A TCP proxy the test owns: forwards to `target` until cut (then drops every connection

@@ -211,6 +211,8 @@ pub(crate) struct Shared<P: Processor> {
     client_addresses: Mutex<BTreeMap<u64, SocketAddr>>,
     /// The engine's journal directory (shippers read it without the engine's lock).
     pub(crate) journal_dir: std::path::PathBuf,
+    /// The engine's snapshot directory (a shipper sends a snapshot from it).
+    pub(crate) snapshot_dir: std::path::PathBuf,
     /// Records a follower is sent beyond what it may apply (half its ring).
     pub(crate) window: u64,
     local: Mutex<Local<P>>,
@@ -568,6 +570,7 @@ impl<P: Processor> Node<P> {
             client_address: config.client_address,
             client_addresses: Mutex::default(),
             journal_dir: config.engine.journal_dir.clone(),
+            snapshot_dir: config.engine.snapshot_dir.clone(),
             window: (config.engine.ring_capacity / 2) as u64,
             metrics: Mutex::new(local.metrics().clone()),
             fence: AtomicU64::new(local.last_term()),

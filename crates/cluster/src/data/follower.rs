@@ -1,7 +1,8 @@
 //! A follower's side of a leader's data connection: the term fence on HELLO, POSITION, PROBE
-//! answers, TRUNCATE, and RECORDS checked record by record (magic, CRC, sequence, chain)
-//! before they reach the engine; an acker thread reports durable and applied positions. A
-//! promoting leader uses the same connection to PULL this node's records.
+//! answers, TRUNCATE, a snapshot received and installed (SNAPSHOT_BEGIN, SNAPSHOT_CHUNK,
+//! SNAPSHOT_END: `transfer`, `install`), and RECORDS checked record by record (magic, CRC,
+//! sequence, chain) before they reach the engine; an acker thread reports durable and applied
+//! positions. A promoting leader uses the same connection to PULL this node's records.
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,8 +14,11 @@ use keel::journal::Record;
 use keel::Processor;
 
 use super::frame::{self, Frame};
+use super::install;
 use super::local::Local;
 use super::log::{self, LogCursor};
+use super::terms::TermStart;
+use super::transfer::{Announced, Incoming};
 use super::wire::{FrameReader, FrameWriter, BATCH_BYTES};
 use super::DataError;
 use crate::node::Shared;
@@ -53,8 +57,12 @@ pub(crate) fn serve<P: Processor>(
         acker: acker.thread().clone(),
         floor: term_start.saturating_sub(1),
         known_commit: 0,
+        incoming: None,
     };
     let result = session.run(&mut reader);
+    if let Some(incoming) = session.incoming.take() {
+        incoming.abandon();
+    }
     stop.store(true, Ordering::Release);
     acker.thread().unpark();
     let _ = acker.join();
@@ -129,6 +137,8 @@ struct Session<'a, P: Processor> {
     floor: u64,
     /// The leader's commit, as last received.
     known_commit: u64,
+    /// A snapshot being received.
+    incoming: Option<Incoming>,
 }
 
 impl<P: Processor> Session<'_, P> {
@@ -151,6 +161,31 @@ impl<P: Processor> Session<'_, P> {
                 Frame::Probe { sequence } => self.on_probe(sequence)?,
                 Frame::Truncate { after_sequence } => self.on_truncate(after_sequence)?,
                 Frame::Pull { from_sequence } => self.on_pull(from_sequence)?,
+                Frame::SnapshotBegin {
+                    term,
+                    sequence,
+                    total_bytes,
+                    history_term,
+                    history_term_start,
+                    chain,
+                } => {
+                    let history = (history_term > 0).then_some(TermStart {
+                        term: history_term,
+                        first_sequence: history_term_start,
+                    });
+                    let announced = Announced {
+                        sequence,
+                        chain,
+                        history,
+                        total_bytes,
+                    };
+                    self.on_snapshot_begin(term, announced)?
+                }
+                Frame::SnapshotChunk { offset, bytes } => match self.incoming.as_mut() {
+                    Some(incoming) => incoming.chunk(offset, bytes)?,
+                    None => return Err(DataError::Protocol("a snapshot chunk without a begin")),
+                },
+                Frame::SnapshotEnd { sequence, crc } => self.on_snapshot_end(sequence, crc)?,
                 _ => return Err(DataError::Protocol("unexpected frame from the leader")),
             }
         }
@@ -218,6 +253,70 @@ impl<P: Processor> Session<'_, P> {
             local.truncate_after(after)?;
             self.node.engine_restarted(&local);
         }
+        send_position(self.node, self.writer)
+    }
+
+    /// Refuses a snapshot that would drop records this node holds and knows are committed
+    /// (told by this leader or an earlier one): the install replaces the journal, and those
+    /// records may count towards a commit.
+    fn refuse_below_commit(&self, local: &Local<P>, sequence: u64) -> Result<(), DataError> {
+        let commit = self.known_commit.max(self.node.commit()).min(local.end().0);
+        if sequence < commit {
+            return Err(DataError::SnapshotBelowCommit { sequence, commit });
+        }
+        Ok(())
+    }
+
+    fn on_snapshot_begin(&mut self, term: u64, announced: Announced) -> Result<(), DataError> {
+        self.check_term(term)?;
+        if let Some(old) = self.incoming.take() {
+            old.abandon();
+        }
+        let dir = {
+            let local = self.node.local();
+            self.refuse_below_commit(&local, announced.sequence)?;
+            local.snapshot_dir().to_owned()
+        };
+        tracing::info!(
+            sequence = announced.sequence,
+            bytes = announced.total_bytes,
+            "receiving a snapshot from the leader"
+        );
+        self.incoming = Some(Incoming::begin(&dir, announced)?);
+        Ok(())
+    }
+
+    fn on_snapshot_end(&mut self, sequence: u64, crc: u32) -> Result<(), DataError> {
+        let incoming = self
+            .incoming
+            .take()
+            .ok_or(DataError::Protocol("SNAPSHOT_END without SNAPSHOT_BEGIN"))?;
+        let received = incoming.end(sequence, crc)?;
+        let path = received.path.clone();
+        // Checked with the engine still running: a refused snapshot changes nothing.
+        let (limit, make) = {
+            let local = self.node.local();
+            (local.max_state_bytes(), local.make())
+        };
+        let result = install::check(&received, limit, &*make).and_then(|()| {
+            let mut local = self.node.local();
+            if !self.node.is_following(self.generation) {
+                return Err(DataError::Superseded);
+            }
+            self.refuse_below_commit(&local, sequence)?;
+            tracing::warn!(
+                sequence,
+                "installing the leader's snapshot in place of the journal"
+            );
+            let installed = local.install_snapshot(received);
+            self.node.engine_restarted(&local);
+            installed
+        });
+        if result.is_err() {
+            // Gone already if the install began (it renamed the file first).
+            let _ = std::fs::remove_file(&path);
+        }
+        result?;
         send_position(self.node, self.writer)
     }
 

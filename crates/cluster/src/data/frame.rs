@@ -24,6 +24,9 @@ mod kind {
     pub const REJECT: u8 = 9;
     pub const PULL: u8 = 10;
     pub const PULL_END: u8 = 11;
+    pub const SNAPSHOT_BEGIN: u8 = 12;
+    pub const SNAPSHOT_CHUNK: u8 = 13;
+    pub const SNAPSHOT_END: u8 = 14;
 }
 
 /// Fixed body sizes (docs/REPLICATION.md byte maps). HELLO and RECORDS are variable: these are
@@ -35,10 +38,23 @@ const CHAIN_BYTES: usize = size_of::<u64>() + size_of::<u8>() + size_of::<u64>()
 const RECORDS_FIXED_BYTES: usize = 2 * size_of::<u64>() + size_of::<u32>();
 const COMMIT_BYTES: usize = 2 * size_of::<u64>();
 const ACK_BYTES: usize = 3 * size_of::<u64>();
+const SNAPSHOT_BEGIN_BYTES: usize = 5 * size_of::<u64>() + size_of::<u32>();
+const SNAPSHOT_CHUNK_FIXED_BYTES: usize = size_of::<u64>();
+const SNAPSHOT_END_BYTES: usize = size_of::<u64>() + size_of::<u32>();
+/// Most snapshot bytes one SNAPSHOT_CHUNK carries.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 // Why: docs/REPLICATION.md states these sizes; a change here is a wire format change.
 const _: () = assert!(HELLO_FIXED_BYTES == 26 && POSITION_BYTES == 28 && CHAIN_BYTES == 17);
 const _: () = assert!(RECORDS_FIXED_BYTES == 20 && COMMIT_BYTES == 16 && ACK_BYTES == 24);
+const _: () = assert!(
+    SNAPSHOT_BEGIN_BYTES == 44 && SNAPSHOT_CHUNK_FIXED_BYTES == 8 && SNAPSHOT_END_BYTES == 12
+);
+// Why: a whole chunk frame stays below the frame limit.
+const _: () = assert!(
+    FRAME_HEADER_BYTES + SNAPSHOT_CHUNK_FIXED_BYTES + SNAPSHOT_CHUNK_BYTES
+        < super::wire::MAX_FRAME_BYTES
+);
 // Why: the address length travels as a u16 and stays short.
 const _: () = assert!(MAX_ADDRESS_BYTES <= u16::MAX as usize);
 
@@ -137,6 +153,37 @@ pub enum Frame<'a> {
     PullEnd {
         /// The source's last sequence.
         last_sequence: u64,
+    },
+    /// Leader → follower: a snapshot file follows (the follower needs records the leader's
+    /// journal no longer holds); SNAPSHOT_CHUNKs, then SNAPSHOT_END, then RECORDS from
+    /// `sequence + 1`.
+    SnapshotBegin {
+        /// The leader's term.
+        term: u64,
+        /// The snapshot's sequence (the last message it covers).
+        sequence: u64,
+        /// Bytes of the snapshot file.
+        total_bytes: u64,
+        /// Term of the last term record at or before `sequence` (0: none).
+        history_term: u64,
+        /// Sequence of that term record (0: none).
+        history_term_start: u64,
+        /// The journal's chain value at `sequence`.
+        chain: u32,
+    },
+    /// Leader → follower: bytes of the snapshot file, in order.
+    SnapshotChunk {
+        /// Offset of `bytes` in the file.
+        offset: u64,
+        /// At most [`SNAPSHOT_CHUNK_BYTES`].
+        bytes: &'a [u8],
+    },
+    /// Leader → follower: the whole file was sent.
+    SnapshotEnd {
+        /// The snapshot's sequence (as in SNAPSHOT_BEGIN).
+        sequence: u64,
+        /// CRC32C of the whole file.
+        crc: u32,
     },
 }
 
@@ -328,6 +375,9 @@ fn decode_body(k: u8, body: &[u8]) -> Result<Frame<'_>, FrameError> {
         kind::PULL_END => Frame::PullEnd {
             last_sequence: fixed(k, body, SEQUENCE_BYTES)?.u64(),
         },
+        kind::SNAPSHOT_BEGIN | kind::SNAPSHOT_CHUNK | kind::SNAPSHOT_END => {
+            decode_snapshot(k, body)?
+        }
         other => return Err(FrameError::UnknownType(other)),
     })
 }
@@ -354,6 +404,45 @@ fn decode_hello(body: &[u8]) -> Result<Frame<'_>, FrameError> {
         term_start,
         client_address,
     })
+}
+
+fn decode_snapshot(k: u8, body: &[u8]) -> Result<Frame<'_>, FrameError> {
+    Ok(match k {
+        kind::SNAPSHOT_BEGIN => {
+            let mut f = fixed(k, body, SNAPSHOT_BEGIN_BYTES)?;
+            Frame::SnapshotBegin {
+                term: f.u64(),
+                sequence: f.u64(),
+                total_bytes: f.u64(),
+                history_term: f.u64(),
+                history_term_start: f.u64(),
+                chain: f.u32(),
+            }
+        }
+        kind::SNAPSHOT_CHUNK => decode_chunk(body)?,
+        kind::SNAPSHOT_END => {
+            let mut f = fixed(k, body, SNAPSHOT_END_BYTES)?;
+            Frame::SnapshotEnd {
+                sequence: f.u64(),
+                crc: f.u32(),
+            }
+        }
+        _ => return Err(FrameError::UnknownType(k)),
+    })
+}
+
+fn decode_chunk(body: &[u8]) -> Result<Frame<'_>, FrameError> {
+    let mut f = at_least(kind::SNAPSHOT_CHUNK, body, SNAPSHOT_CHUNK_FIXED_BYTES)?;
+    let offset = f.u64();
+    let bytes = f.rest();
+    if bytes.len() > SNAPSHOT_CHUNK_BYTES {
+        return Err(FrameError::BadLength {
+            kind: kind::SNAPSHOT_CHUNK,
+            expected: SNAPSHOT_CHUNK_FIXED_BYTES + SNAPSHOT_CHUNK_BYTES,
+            found: body.len(),
+        });
+    }
+    Ok(Frame::SnapshotChunk { offset, bytes })
 }
 
 fn decode_chain(body: &[u8]) -> Result<Frame<'_>, FrameError> {
@@ -425,8 +514,46 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
         Frame::Reject { fence_term } => put(out, &[fence_term]),
         Frame::Pull { from_sequence } => put(out, &[from_sequence]),
         Frame::PullEnd { last_sequence } => put(out, &[last_sequence]),
+        Frame::SnapshotBegin { .. } | Frame::SnapshotChunk { .. } | Frame::SnapshotEnd { .. } => {
+            encode_snapshot(frame, out)
+        }
     }
     finish(out, start);
+}
+
+/// The bodies of the snapshot frames.
+fn encode_snapshot(frame: &Frame<'_>, out: &mut Vec<u8>) {
+    match *frame {
+        Frame::SnapshotBegin {
+            term,
+            sequence,
+            total_bytes,
+            history_term,
+            history_term_start,
+            chain,
+        } => {
+            put(
+                out,
+                &[
+                    term,
+                    sequence,
+                    total_bytes,
+                    history_term,
+                    history_term_start,
+                ],
+            );
+            out.extend_from_slice(&chain.to_le_bytes());
+        }
+        Frame::SnapshotChunk { offset, bytes } => {
+            put(out, &[offset]);
+            out.extend_from_slice(bytes);
+        }
+        Frame::SnapshotEnd { sequence, crc } => {
+            put(out, &[sequence]);
+            out.extend_from_slice(&crc.to_le_bytes());
+        }
+        _ => unreachable!("only snapshot frames"),
+    }
 }
 
 fn type_of(frame: &Frame<'_>) -> u8 {
@@ -442,6 +569,9 @@ fn type_of(frame: &Frame<'_>) -> u8 {
         Frame::Reject { .. } => kind::REJECT,
         Frame::Pull { .. } => kind::PULL,
         Frame::PullEnd { .. } => kind::PULL_END,
+        Frame::SnapshotBegin { .. } => kind::SNAPSHOT_BEGIN,
+        Frame::SnapshotChunk { .. } => kind::SNAPSHOT_CHUNK,
+        Frame::SnapshotEnd { .. } => kind::SNAPSHOT_END,
     }
 }
 
@@ -543,6 +673,26 @@ mod tests {
             Frame::Reject { fence_term: 4 },
             Frame::Pull { from_sequence: 10 },
             Frame::PullEnd { last_sequence: 12 },
+            Frame::SnapshotBegin {
+                term: 3,
+                sequence: 4_000,
+                total_bytes: 3 << 20,
+                history_term: 2,
+                history_term_start: 1_000,
+                chain: 0xfeed_f00d,
+            },
+            Frame::SnapshotChunk {
+                offset: 1 << 20,
+                bytes: &records,
+            },
+            Frame::SnapshotChunk {
+                offset: 0,
+                bytes: &[],
+            },
+            Frame::SnapshotEnd {
+                sequence: 4_000,
+                crc: 0x1234_5678,
+            },
         ] {
             round_trip(frame);
         }
@@ -561,6 +711,61 @@ mod tests {
         assert_eq!(&out[5..13], &1u64.to_le_bytes());
         assert_eq!(&out[13..21], &2u64.to_le_bytes());
         assert_eq!(&out[21..29], &3u64.to_le_bytes());
+    }
+
+    #[test]
+    fn byte_map_of_the_snapshot_frames_matches_the_document() {
+        let mut out = Vec::new();
+        let begin = Frame::SnapshotBegin {
+            term: 1,
+            sequence: 2,
+            total_bytes: 3,
+            history_term: 4,
+            history_term_start: 5,
+            chain: 6,
+        };
+        encode(&begin, &mut out);
+        assert_eq!(&out[..5], &[45, 0, 0, 0, kind::SNAPSHOT_BEGIN]);
+        for (i, v) in [1u64, 2, 3, 4, 5].iter().enumerate() {
+            assert_eq!(&out[5 + 8 * i..13 + 8 * i], &v.to_le_bytes());
+        }
+        assert_eq!(&out[45..49], &6u32.to_le_bytes());
+        out.clear();
+        encode(
+            &Frame::SnapshotEnd {
+                sequence: 7,
+                crc: 8,
+            },
+            &mut out,
+        );
+        assert_eq!(&out[..5], &[13, 0, 0, 0, kind::SNAPSHOT_END]);
+        assert_eq!(&out[5..13], &7u64.to_le_bytes());
+        assert_eq!(&out[13..17], &8u32.to_le_bytes());
+        out.clear();
+        encode(
+            &Frame::SnapshotChunk {
+                offset: 9,
+                bytes: b"ab",
+            },
+            &mut out,
+        );
+        assert_eq!(&out[..5], &[11, 0, 0, 0, kind::SNAPSHOT_CHUNK]);
+        assert_eq!(&out[5..13], &9u64.to_le_bytes());
+        assert_eq!(&out[13..], b"ab");
+    }
+
+    #[test]
+    fn a_chunk_over_its_limit_is_refused() {
+        let big = vec![0u8; SNAPSHOT_CHUNK_BYTES + 1];
+        let mut out = Vec::new();
+        encode(
+            &Frame::SnapshotChunk {
+                offset: 0,
+                bytes: &big,
+            },
+            &mut out,
+        );
+        assert!(matches!(decode(&out), Err(FrameError::BadLength { .. })));
     }
 
     #[test]

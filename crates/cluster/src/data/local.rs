@@ -16,8 +16,10 @@ use keel::ring::{Gauge, Sequence};
 use keel::snapshot::SnapshotStore;
 use keel::{Config, Engine, Processor, Submission, Submitter};
 
+use super::install;
 use super::log;
 use super::terms::{TermStart, Terms};
+use super::transfer::Received;
 use super::DataError;
 
 /// Journaled control kind of a term record (the first record of each leader's term).
@@ -69,6 +71,8 @@ impl<P: Processor> Local<P> {
         make: MakeProcessor<P>,
         sink: ResponseSink,
     ) -> Result<Self, DataError> {
+        // A snapshot install a crash interrupted is completed before the journal is opened.
+        super::install::finish_pending(&config)?;
         let gate = Arc::new(Sequence::new(0));
         let mut gated = config.clone();
         gated.commit_gate = Some(gate.clone());
@@ -235,6 +239,29 @@ impl<P: Processor> Local<P> {
             );
         }
         self.terms.cut_after(sequence)?;
+        self.reopen()
+    }
+
+    /// The snapshot directory.
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.config.snapshot_dir
+    }
+
+    /// The largest snapshot state the engine restores.
+    pub fn max_state_bytes(&self) -> u64 {
+        self.config.snapshot_max_state_bytes
+    }
+
+    /// Builds processors in their initial state.
+    pub fn make(&self) -> MakeProcessor<P> {
+        self.make.clone()
+    }
+
+    /// Halts the engine, installs a checked snapshot in place of the journal and the
+    /// snapshots (moved aside, never deleted: `install`), and starts the engine again from it.
+    pub(crate) fn install_snapshot(&mut self, received: Received) -> Result<(), DataError> {
+        self.halt()?;
+        install::install(&self.config, received)?;
         self.reopen()
     }
 

@@ -177,13 +177,20 @@ impl LogCursor {
     }
 }
 
-/// What the journal in `dir` holds at `sequence`.
+/// What the journal in `dir` holds at `sequence`. The sequence right before the journal's first
+/// (after retention, or a snapshot install) is held too: its chain value is the one the first
+/// segment's header states.
 pub fn chain_at(dir: &Path, sequence: u64) -> Result<ChainStatus, LogError> {
+    if let Some((first, path)) = segments(dir)?.first() {
+        if *first == sequence + 1 {
+            return Ok(ChainStatus::Holds(header_prev_crc(path)?));
+        }
+        if *first > sequence + 1 {
+            return Ok(ChainStatus::BeforeStart(*first));
+        }
+    }
     if sequence == 0 {
-        return match segments(dir)?.first() {
-            Some((first, _)) if *first > 1 => Ok(ChainStatus::BeforeStart(*first)),
-            _ => Ok(ChainStatus::Holds(0)),
-        };
+        return Ok(ChainStatus::Holds(0));
     }
     let mut cursor = match LogCursor::open(dir, sequence) {
         Ok(cursor) => cursor,
@@ -197,6 +204,11 @@ pub fn chain_at(dir: &Path, sequence: u64) -> Result<ChainStatus, LogError> {
         Some(found) if found == sequence => Ok(ChainStatus::Holds(cursor.chain())),
         _ => Ok(ChainStatus::BeyondEnd(cursor.next_sequence() - 1)),
     }
+}
+
+/// The first sequence the journal in `dir` holds, or would hold (1 when it has no segments).
+pub fn first_sequence(dir: &Path) -> Result<u64, LogError> {
+    Ok(segments(dir)?.first().map_or(1, |(first, _)| *first))
 }
 
 /// The journal's last sequence and the chain value there (0 and 0 when empty).

@@ -5,17 +5,20 @@
 //! (reading a node's journal for shipping, as journaled bytes, and probing), `terms` (the terms file), `commit` (ack policies), `local` (the node's engine as
 //! the data plane drives it), `common` (finding the common prefix of two journals), `follower`
 //! (a follower's side of a leader's connection), `shipper` (a leader's side, one per
-//! follower), `leader` (the leader's commit and its shippers).
+//! follower), `leader` (the leader's commit and its shippers), `transfer` (a snapshot on the
+//! wire, both sides), `install` (installing a received snapshot, crash safe).
 
 pub mod commit;
 pub(crate) mod common;
 pub(crate) mod follower;
 pub mod frame;
+pub mod install;
 pub(crate) mod leader;
 pub(crate) mod local;
 pub mod log;
 pub(crate) mod shipper;
 pub mod terms;
+pub(crate) mod transfer;
 pub mod wire;
 
 pub use commit::{AckPolicy, ParseAckPolicyError};
@@ -82,11 +85,29 @@ pub enum DataError {
         /// The known commit.
         commit: u64,
     },
-    /// The peer needs records this journal no longer holds (snapshot transfer: not yet).
+    /// The peer needs records this journal no longer holds: a snapshot transfer follows.
     #[error("the journal starts at {first_sequence}: records before it need a snapshot transfer")]
     NeedsSnapshot {
         /// The journal's first sequence.
         first_sequence: u64,
+    },
+    /// A peer needs a snapshot and none can be sent yet.
+    #[error("no snapshot to send: {reason}")]
+    NoSnapshot {
+        /// Why.
+        reason: String,
+    },
+    /// A received snapshot is refused (damaged in transit, or not one this node can start
+    /// from); nothing was changed.
+    #[error("received snapshot refused: {0}")]
+    BadSnapshot(String),
+    /// Asked to install a snapshot that would drop records this node knows are committed.
+    #[error("snapshot {sequence} is below the commit {commit} this node holds")]
+    SnapshotBelowCommit {
+        /// The snapshot's sequence.
+        sequence: u64,
+        /// The commit this node holds records up to.
+        commit: u64,
     },
     /// A bounded wait ran out.
     #[error("timed out waiting for {0}")]

@@ -1,7 +1,9 @@
 //! A leader's side of one follower: connect, HELLO, find the common prefix (PROBE), TRUNCATE a
-//! divergent suffix, then ship the journal's records as the writer appends them (read from the
-//! files, never from the rings), with the commit, and a COMMIT heartbeat when idle. ACKs are
-//! read on a second thread and move the follower's matched position.
+//! divergent suffix or, when the follower needs records the journal no longer holds, send a
+//! snapshot (`transfer`) and wait for its install; then ship the journal's records as the
+//! writer appends them (read from the files, never from the rings), with the commit, and a
+//! COMMIT heartbeat when idle. ACKs are read on a second thread and move the follower's
+//! matched position.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -17,6 +19,7 @@ use super::follower::{POLL, REPLY_TIMEOUT};
 use super::frame::{self, ChainStatus, Frame};
 use super::leader::LeaderRun;
 use super::log::{self, LogCursor};
+use super::transfer;
 use super::wire::{FrameReader, FrameWriter, BATCH_BYTES};
 use super::DataError;
 use crate::node::{Shared, CHANNEL_DATA};
@@ -29,13 +32,27 @@ const IDLE_MAX: Duration = Duration::from_millis(1);
 const RETRY_MAX: Duration = Duration::from_millis(200);
 /// Connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Longest wait for a follower's POSITION after a snapshot was sent: it checks, installs and
+/// restores it first.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// A follower that needs a snapshot none can serve is reported this often at most.
+const NO_SNAPSHOT_REPORT: Duration = Duration::from_secs(10);
 
 /// Ships to peer `index` for as long as `run` leads, reconnecting after failures.
 pub(crate) fn run<P: Processor>(node: &Arc<Shared<P>>, run: &Arc<LeaderRun>, index: usize) {
     let mut retry = Duration::from_millis(5);
+    let mut reported: Option<Instant> = None;
     while run.running() {
         match session(node, run, index) {
             Ok(()) => retry = Duration::from_millis(5),
+            Err(e @ DataError::NoSnapshot { .. }) => {
+                if reported.is_none_or(|at| at.elapsed() >= NO_SNAPSHOT_REPORT) {
+                    tracing::warn!(peer = node.peers[index].id, error = %e,
+                        "the follower needs records the journal no longer holds; retrying");
+                    reported = Some(Instant::now());
+                }
+                retry = (retry * 2).min(RETRY_MAX);
+            }
             Err(e) => {
                 tracing::debug!(peer = node.peers[index].id, error = %e, "shipping stopped");
                 retry = (retry * 2).min(RETRY_MAX);
@@ -104,9 +121,18 @@ fn owned(frame: Frame<'_>) -> Frame<'static> {
 /// Reads frames until `pick` takes one (bounded by [`REPLY_TIMEOUT`]).
 pub(crate) fn expect<T>(
     reader: &mut FrameReader,
+    pick: impl FnMut(Frame<'_>) -> Option<T>,
+) -> Result<T, DataError> {
+    expect_within(reader, REPLY_TIMEOUT, pick)
+}
+
+/// Reads frames until `pick` takes one, for at most `timeout`.
+fn expect_within<T>(
+    reader: &mut FrameReader,
+    timeout: Duration,
     mut pick: impl FnMut(Frame<'_>) -> Option<T>,
 ) -> Result<T, DataError> {
-    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         match reader.read_frame()? {
             Some(Frame::Ack { .. }) => {}
@@ -152,10 +178,19 @@ fn session<P: Processor>(
     };
     let dir = node.journal_dir.clone();
     let (local_last, _) = log::end_of(&dir)?;
-    let common = common_prefix(&dir, local_last, (last_sequence, chain), |s| {
+    let found = common_prefix(&dir, local_last, (last_sequence, chain), |s| {
         probe(&mut reader, &mut writer, s)
-    })?;
-    let mut durable = durable;
+    });
+    let (mut last_sequence, mut durable, mut cursor) = (last_sequence, durable, None);
+    let common = match found {
+        Err(DataError::NeedsSnapshot { first_sequence }) => {
+            let (sequence, now_durable, after) =
+                send_snapshot(node, run, index, (&mut reader, &mut writer), first_sequence)?;
+            (last_sequence, durable, cursor) = (sequence, now_durable, Some(after));
+            sequence
+        }
+        other => other?,
+    };
     if common < last_sequence {
         tracing::info!(
             peer = peer.id,
@@ -181,19 +216,69 @@ fn session<P: Processor>(
     }
     run.matched[index].store(durable.min(common), Ordering::Release);
     run.poke();
-    ship(node, run, index, (reader, writer), common)
+    let cursor = match cursor {
+        Some(cursor) => cursor,
+        None => LogCursor::open(&dir, common + 1)?,
+    };
+    ship(node, run, index, (reader, writer), cursor)
 }
 
-/// Ships records after `common` until the term ends or the connection breaks.
+/// Sends the follower the newest committed snapshot the journal continues and waits for its
+/// POSITION after the install; returns the snapshot's sequence, the follower's durable
+/// sequence and a cursor at the record after the snapshot, opened before the transfer (an
+/// open segment stays readable if retention retires it meanwhile).
+fn send_snapshot<P: Processor>(
+    node: &Arc<Shared<P>>,
+    run: &Arc<LeaderRun>,
+    index: usize,
+    (reader, writer): (&mut FrameReader, &mut FrameWriter),
+    first_sequence: u64,
+) -> Result<(u64, u64, LogCursor), DataError> {
+    let commit = run.commit.load(Ordering::Acquire);
+    let offer = transfer::pick(&node.snapshot_dir, &node.journal_dir, commit)?;
+    let after = LogCursor::open(&node.journal_dir, offer.sequence + 1)?;
+    let peer = node.peers[index].id;
+    tracing::info!(
+        peer,
+        first_sequence,
+        snapshot = offer.sequence,
+        "the follower needs records before the journal's start: sending a snapshot"
+    );
+    let started = Instant::now();
+    let bytes = transfer::send(writer, run.term, &offer, || run.running())?;
+    let (last, chain, durable) = expect_within(reader, INSTALL_TIMEOUT, |f| match f {
+        Frame::Position {
+            last_sequence,
+            chain,
+            durable,
+            ..
+        } => Some((last_sequence, chain, durable)),
+        _ => None,
+    })?;
+    if (last, chain) != (offer.sequence, offer.chain) {
+        return Err(DataError::Protocol(
+            "the follower did not install the snapshot",
+        ));
+    }
+    tracing::info!(
+        peer,
+        snapshot = offer.sequence,
+        bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "snapshot installed on the follower"
+    );
+    Ok((last, durable, after))
+}
+
+/// Ships records from `cursor` on until the term ends or the connection breaks.
 fn ship<P: Processor>(
     node: &Arc<Shared<P>>,
     run: &Arc<LeaderRun>,
     index: usize,
     (reader, mut writer): (FrameReader, FrameWriter),
-    common: u64,
+    mut cursor: LogCursor,
 ) -> Result<(), DataError> {
-    let dir = node.journal_dir.clone();
-    let mut cursor = LogCursor::open(&dir, common + 1)?;
+    let common = cursor.next_sequence() - 1;
     let shipped = Arc::new(std::sync::atomic::AtomicU64::new(common));
     let broken = Arc::new(AtomicBool::new(false));
     let acks = spawn_ack_reader(

@@ -85,6 +85,32 @@ impl Terms {
         Ok(terms)
     }
 
+    /// The row of the last term record at or before `sequence` in the terms file of
+    /// `journal_dir`, read without changing the file (a shipper reads it while the engine
+    /// appends; a torn last row is ignored).
+    pub fn term_at(journal_dir: &Path, sequence: u64) -> std::io::Result<Option<TermStart>> {
+        let bytes = match std::fs::read(journal_dir.join(TERMS_FILE)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(bytes
+            .chunks_exact(ROW_BYTES)
+            .map_while(decode_row)
+            .take_while(|r| r.first_sequence <= sequence)
+            .last())
+    }
+
+    /// Replaces the terms file of `journal_dir` with one holding `row` alone (none: empty),
+    /// durably: a node that installed a snapshot keeps only the term its history ends in.
+    pub fn replace(journal_dir: &Path, row: Option<TermStart>) -> std::io::Result<()> {
+        let mut terms = Terms {
+            path: journal_dir.join(TERMS_FILE),
+            rows: row.into_iter().collect(),
+        };
+        terms.rewrite()
+    }
+
     /// Term of the last term record (0: none).
     pub fn last_term(&self) -> u64 {
         self.rows.last().map_or(0, |r| r.term)

@@ -82,12 +82,14 @@ pub struct TestNode {
 pub struct Cluster {
     pub nodes: Vec<TestNode>,
     pub policy: AckPolicy,
+    /// Applied to every node's engine configuration at each start.
+    pub tweak: fn(&mut keel::Config),
     _root: tempfile::TempDir,
     stop: Arc<AtomicBool>,
     acceptors: Vec<JoinHandle<()>>,
 }
 
-fn engine_config(dir: &Path) -> keel::Config {
+pub fn engine_config(dir: &Path) -> keel::Config {
     let mut c = keel::Config::with_data_dir(dir);
     c.ring_capacity = 1024;
     c.output_ring_capacity = 1024;
@@ -127,6 +129,11 @@ fn acceptor(
 
 impl Cluster {
     pub fn new(n: u64, policy: AckPolicy) -> Cluster {
+        Cluster::with_config(n, policy, |_| {})
+    }
+
+    /// A cluster whose engines' configurations pass through `tweak`.
+    pub fn with_config(n: u64, policy: AckPolicy, tweak: fn(&mut keel::Config)) -> Cluster {
         let root = tempfile::tempdir().expect("tempdir");
         let stop = Arc::new(AtomicBool::new(false));
         let listeners: Vec<TcpListener> = (0..n)
@@ -150,6 +157,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes,
             policy,
+            tweak,
             _root: root,
             stop,
             acceptors,
@@ -173,9 +181,11 @@ impl Cluster {
 
     pub fn start(&mut self, id: u64) {
         let peers = self.peers_of(id);
-        let policy = self.policy;
+        let (policy, tweak) = (self.policy, self.tweak);
         let n = &mut self.nodes[id as usize - 1];
-        let mut config = NodeConfig::new(id, peers, engine_config(&n.dir));
+        let mut engine = engine_config(&n.dir);
+        tweak(&mut engine);
+        let mut config = NodeConfig::new(id, peers, engine);
         config.ack_policy = policy;
         let responses = n.responses.clone();
         let sink = Arc::new(move |r: Response<'_>| {
