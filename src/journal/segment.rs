@@ -73,15 +73,23 @@ impl MappedSegment {
     /// pass would then upgrade each one again: a third more time on the preparer); on older
     /// kernels each page is touched with a store.
     ///
-    /// With `huge_pages`, the mapping first asks for transparent huge pages
-    /// (`MADV_HUGEPAGE`; see `SegmentPrep::HugePages`). Advisory: where the kernel has none,
-    /// the segment is mapped with small pages and works the same.
-    pub(crate) fn map(file: File, huge_pages: bool) -> io::Result<Self> {
+    /// With `huge_pages_from`, the mapping first asks for transparent huge pages
+    /// (`MADV_HUGEPAGE`; see `SegmentPrep::HugePages`) from that offset on (rounded up to
+    /// 2 MiB). Advisory: where the kernel has none, the segment is mapped with small pages
+    /// and works the same. Pages already in the page cache keep their size.
+    pub(crate) fn map(file: File, huge_pages_from: Option<usize>) -> io::Result<Self> {
+        const HUGE_PAGE_BYTES: usize = 2 << 20;
         let map = MmapOptions::new().map_raw(&file)?;
         let mut segment = Self::new(map, file);
-        if huge_pages {
-            if let Err(err) = segment.raw().advise(Advice::HugePage) {
-                tracing::debug!("journal: no huge pages for a segment mapping: {err}");
+        let len = segment.len();
+        if let Some(from) = huge_pages_from.map(|from| from.next_multiple_of(HUGE_PAGE_BYTES)) {
+            if from < len {
+                if let Err(err) = segment
+                    .raw()
+                    .advise_range(Advice::HugePage, from, len - from)
+                {
+                    tracing::debug!("journal: no huge pages for a segment mapping: {err}");
+                }
             }
         }
         segment.prefault_from(0);
