@@ -43,6 +43,21 @@ impl SegmentSync {
     pub(crate) fn flush_range(&self, offset: usize, len: usize) -> io::Result<()> {
         self.map.flush_range(offset, len)
     }
+
+    /// Pre-faults the mapping for writing from `from` to its end (`MADV_POPULATE_WRITE`),
+    /// while the writer may already be appending to it: a write fault changes no byte, so it
+    /// cannot disturb a store; a page the writer reaches first it faults in itself.
+    pub(crate) fn prefault_rest(&self, from: usize) {
+        let len = self.map.len();
+        if from < len {
+            if let Err(err) = self
+                .map
+                .advise_range(Advice::PopulateWrite, from, len - from)
+            {
+                tracing::debug!("journal: could not pre-fault the rest of a segment: {err}");
+            }
+        }
+    }
 }
 
 impl MappedSegment {
@@ -77,7 +92,14 @@ impl MappedSegment {
     /// (`MADV_HUGEPAGE`; see `SegmentPrep::HugePages`) from that offset on (rounded up to
     /// 2 MiB). Advisory: where the kernel has none, the segment is mapped with small pages
     /// and works the same. Pages already in the page cache keep their size.
-    pub(crate) fn map(file: File, huge_pages_from: Option<usize>) -> io::Result<Self> {
+    ///
+    /// Pre-faults the first `prefault_bytes` only (all with `usize::MAX`); the caller
+    /// pre-faults the rest with [`SegmentSync::prefault_rest`].
+    pub(crate) fn map(
+        file: File,
+        huge_pages_from: Option<usize>,
+        prefault_bytes: usize,
+    ) -> io::Result<Self> {
         const HUGE_PAGE_BYTES: usize = 2 << 20;
         let map = MmapOptions::new().map_raw(&file)?;
         let mut segment = Self::new(map, file);
@@ -92,7 +114,7 @@ impl MappedSegment {
                 }
             }
         }
-        segment.prefault_from(0);
+        segment.prefault_range(0, prefault_bytes);
         Ok(segment)
     }
 
@@ -108,9 +130,15 @@ impl MappedSegment {
     }
 
     fn prefault_from(&mut self, from: usize) {
+        self.prefault_range(from, usize::MAX);
+    }
+
+    /// Pre-faults `[from, from + len)` (clipped to the mapping; on kernels without
+    /// `MADV_POPULATE_WRITE`, every page from `from` to the end).
+    fn prefault_range(&mut self, from: usize, len: usize) {
         let page_bytes = PAGE_SIZE_BYTES as usize;
         let start = (from / page_bytes * page_bytes).min(self.raw().len());
-        let len = self.raw().len() - start;
+        let len = (self.raw().len() - start).min(len);
         if len > 0
             && self
                 .raw()

@@ -776,7 +776,7 @@ fn create_segment(
         len_bytes: size,
         prep: cfg.segment_prep_in_force(),
     };
-    let spare = prepare_spare(io, &spec, None).map_err(|err| {
+    let spare = prepare_spare(io, &spec, None, usize::MAX).map_err(|err| {
         if is_disk_full(&err) {
             JournalError::DiskFull {
                 path: spare_path.clone(),
