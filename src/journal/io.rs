@@ -121,7 +121,11 @@ fn allocate(file: &File, len_bytes: u64) -> io::Result<()> {
 }
 
 /// Writes zeros over `range` of `file`, one write of at most `zeros.len()` bytes at a time.
-fn write_zeros(file: &File, range: std::ops::Range<u64>, zeros: &[u8]) -> io::Result<()> {
+pub(crate) fn write_zeros(
+    file: &File,
+    range: std::ops::Range<u64>,
+    zeros: &[u8],
+) -> io::Result<()> {
     debug_assert!(zeros.iter().all(|&b| b == 0));
     let mut offset = range.start;
     while offset < range.end {
@@ -135,7 +139,7 @@ fn write_zeros(file: &File, range: std::ops::Range<u64>, zeros: &[u8]) -> io::Re
 /// Writes `range` of `file` back and waits for it (`sync_file_range`), without a cache flush
 /// or a metadata commit: bounds how much of a zero fill is queued at the device at once. Not
 /// a durability step (the caller syncs at the end), so it is no part of the seam.
-fn write_back(file: &File, range: std::ops::Range<u64>) -> io::Result<()> {
+pub(crate) fn write_back(file: &File, range: std::ops::Range<u64>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
         | libc::SYNC_FILE_RANGE_WRITE

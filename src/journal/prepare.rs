@@ -9,15 +9,26 @@
 //! again on a VM whose guest returns free pages to the host (virtio-balloon free page
 //! reporting): pre-faulting a 256 MiB spare took ~550 ms from such memory and ~80 ms from
 //! memory just released, and on two cores the slow pre-fault also halved group-commit speed.
+//! A spare is therefore handed over once its first [`HANDOVER_BYTES`] are pre-faulted, and
+//! the rest is pre-faulted after, while the writer may already append to it.
+//!
+//! Under `SegmentPrep::Adaptive` the writer tells the preparer to hurry
+//! ([`Preparer::hurry`]) when, at its rate so far, it will need the spare soon: the zero fill
+//! then stops, and the rest of the spare gets huge pages.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use super::config::SegmentPrep;
-use super::io::{release_cached_pages, SegmentIo};
+use super::io::{
+    release_cached_pages, write_back, write_zeros, SegmentIo, ZERO_FILL_CHUNK_BYTES,
+    ZERO_FILL_WRITE_BACK_BYTES,
+};
 use super::segment::MappedSegment;
 
 /// A spare segment: allocated, durable, mapped and pre-faulted, header not yet written.
@@ -28,8 +39,15 @@ pub(crate) struct Spare {
 }
 
 enum Job {
-    Prepare,
-    Retire { segment: MappedSegment, sync: bool },
+    /// Prepare a spare; `yielding`: an `Adaptive` zero fill stops when the writer asks the
+    /// preparer to hurry (otherwise it zeroes the whole spare).
+    Prepare {
+        yielding: bool,
+    },
+    Retire {
+        segment: MappedSegment,
+        sync: bool,
+    },
     Barrier(SyncSender<io::Result<()>>),
 }
 
@@ -46,6 +64,8 @@ pub(crate) struct Preparer {
     spare_path: PathBuf,
     io: Arc<dyn SegmentIo>,
     spares: Arc<SpareSlot>,
+    /// Set by the writer when it needs the requested spare soon: a paced zero fill stops.
+    hurry: Arc<AtomicBool>,
     requested: bool,
     thread: Option<JoinHandle<()>>,
 }
@@ -115,6 +135,12 @@ impl Drop for CloseOnExit {
     }
 }
 
+/// How much of a spare is pre-faulted before it is handed over; the preparer pre-faults the
+/// rest after (the writer may be appending meanwhile). A writer at the disk's limit then never
+/// waits at its rollover for a whole pre-fault, which took 0.9-2.9 s for 256 MiB of huge pages
+/// when they came from memory that had sat free (see the module docs).
+const HANDOVER_BYTES: usize = 16 << 20;
+
 /// Jobs that can queue up before `send` blocks (rollovers are far rarer than this drains).
 const JOB_QUEUE_LEN: usize = 16;
 
@@ -130,6 +156,8 @@ impl Preparer {
         let (jobs, job_rx) = mpsc::sync_channel(JOB_QUEUE_LEN);
         let spares = Arc::new(SpareSlot::default());
         let (path, thread_io) = (spare_path.clone(), Arc::clone(&io));
+        let hurry = Arc::new(AtomicBool::new(false));
+        let thread_hurry = Arc::clone(&hurry);
         let slot = CloseOnExit(Arc::clone(&spares));
         let thread = thread::Builder::new()
             .name("keel-journal-prep".into())
@@ -139,7 +167,7 @@ impl Preparer {
                     len_bytes: segment_size_bytes,
                     prep,
                 };
-                run(&job_rx, &slot.0, &spec, &*thread_io);
+                run(&job_rx, &slot.0, &spec, &*thread_io, &thread_hurry);
             })?;
         let thread = Some(thread);
         Ok(Self {
@@ -147,22 +175,33 @@ impl Preparer {
             spare_path,
             io,
             spares,
+            hurry,
             requested: false,
             thread,
         })
     }
 
-    /// Asks for the next spare, unless one is already requested or waiting.
-    pub(crate) fn request(&mut self) {
+    /// Asks for the next spare, unless one is already requested or waiting. `yielding`: its
+    /// preparation heeds [`Preparer::hurry`]; if not, the spare is wholly prepared.
+    pub(crate) fn request(&mut self, yielding: bool) {
         if !self.requested {
             self.requested = true;
-            self.send(Job::Prepare);
+            // Cleared before the job is sent: a later `hurry` concerns this spare.
+            self.hurry.store(false, Ordering::Release);
+            self.send(Job::Prepare { yielding });
         }
+    }
+
+    /// Tells the preparer the requested spare is needed soon: an `Adaptive` zero fill stops
+    /// where it is, and the rest of the spare is mapped with huge pages.
+    pub(crate) fn hurry(&self) {
+        self.hurry.store(true, Ordering::Release);
     }
 
     /// Takes the spare, waiting for it if it is not ready (logged: rollover should not wait).
     pub(crate) fn take(&mut self) -> io::Result<Spare> {
-        self.request();
+        self.request(true);
+        self.hurry();
         let spare = match self.spares.try_take() {
             Some(spare) => spare,
             None => {
@@ -224,11 +263,25 @@ pub(crate) struct SpareSpec<'a> {
     pub(crate) prep: SegmentPrep,
 }
 
-fn run(jobs: &Receiver<Job>, spares: &SpareSlot, spec: &SpareSpec<'_>, io: &dyn SegmentIo) {
+fn run(
+    jobs: &Receiver<Job>,
+    spares: &SpareSlot,
+    spec: &SpareSpec<'_>,
+    io: &dyn SegmentIo,
+    hurry: &AtomicBool,
+) {
     let mut retire_error: Option<io::Error> = None;
     for job in jobs {
         match job {
-            Job::Prepare => spares.put(prepare_spare(io, spec)),
+            Job::Prepare { yielding } => {
+                let spare = prepare_spare(io, spec, yielding.then_some(hurry), HANDOVER_BYTES);
+                let rest = spare.as_ref().ok().map(|s| s.map.sync_handle().clone());
+                spares.put(spare);
+                // Before any later job: a retire then finds the segment no longer mapped here.
+                if let Some(rest) = rest {
+                    rest.prefault_rest(HANDOVER_BYTES);
+                }
+            }
             Job::Retire { segment, sync } => {
                 if let Err(err) = retire(io, segment, sync) {
                     tracing::error!("journal: fdatasync of a retired segment failed: {err}");
@@ -258,31 +311,77 @@ fn retire(io: &dyn SegmentIo, segment: MappedSegment, sync: bool) -> io::Result<
 }
 
 /// Creates, allocates, syncs, prepares (per `spec.prep`) and maps (pre-faulted) a spare segment.
-pub(crate) fn prepare_spare(io: &dyn SegmentIo, spec: &SpareSpec<'_>) -> io::Result<Spare> {
+/// With `hurry`, an `Adaptive` zero fill stops once `hurry` is set; without, it zeroes the
+/// whole spare.
+/// Pre-faults its first `prefault_bytes` (`usize::MAX`: all of it).
+pub(crate) fn prepare_spare(
+    io: &dyn SegmentIo,
+    spec: &SpareSpec<'_>,
+    hurry: Option<&AtomicBool>,
+    prefault_bytes: usize,
+) -> io::Result<Spare> {
     match io.remove(spec.path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
         _ => {}
     }
     debug_assert!(spec.prep != SegmentPrep::Auto, "resolved by the writer");
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let file = io.create_allocated(spec.path, spec.len_bytes)?;
-    if spec.prep == SegmentPrep::Zeroed {
-        if let Err(err) = io.fill_zeros(&file, spec.len_bytes) {
+    let zeroed = match spec.prep {
+        SegmentPrep::Zeroed => io
+            .fill_zeros(&file, spec.len_bytes)
+            .map(|()| spec.len_bytes),
+        SegmentPrep::Adaptive => fill_zeros_until(io, &file, spec.len_bytes, hurry),
+        SegmentPrep::Auto | SegmentPrep::Allocated | SegmentPrep::HugePages => Ok(0),
+    };
+    let zeroed_bytes = match zeroed {
+        Ok(bytes) => bytes,
+        Err(err) => {
             // Like a failed allocation: leave no half-prepared spare behind.
             let _ = io.remove(spec.path);
             return Err(err);
         }
-    }
-    let map = MappedSegment::map(file, spec.prep == SegmentPrep::HugePages)?;
+    };
+    let huge_pages_from = match spec.prep {
+        SegmentPrep::HugePages => Some(0),
+        SegmentPrep::Adaptive if zeroed_bytes < spec.len_bytes => Some(zeroed_bytes as usize),
+        _ => None,
+    };
+    let map = MappedSegment::map(file, huge_pages_from, prefault_bytes)?;
     io.segment_prepared(started.elapsed());
     tracing::debug!(
         elapsed = ?started.elapsed(), len_bytes = spec.len_bytes, prep = %spec.prep,
-        "journal spare segment prepared"
+        zeroed_bytes, "journal spare segment prepared"
     );
     Ok(Spare {
         map,
         path: spec.path.to_owned(),
     })
+}
+
+/// The `Adaptive` zero fill: zeros written from the start of `file` as `SegmentIo::fill_zeros`
+/// writes them (16 KiB writes, each 1 MiB written back before the next), stopping before the
+/// next 1 MiB once `hurry` is set; then synced. Returns how many bytes from the start are
+/// zeroed.
+fn fill_zeros_until(
+    io: &dyn SegmentIo,
+    file: &std::fs::File,
+    len_bytes: u64,
+    hurry: Option<&AtomicBool>,
+) -> io::Result<u64> {
+    let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
+    let mut offset = 0;
+    while offset < len_bytes && !hurry.is_some_and(|h| h.load(Ordering::Acquire)) {
+        let end = len_bytes.min(offset + ZERO_FILL_WRITE_BACK_BYTES);
+        write_zeros(file, offset..end, &zeros)?;
+        write_back(file, offset..end)?;
+        offset = end;
+    }
+    if offset > 0 {
+        // Makes the zeros, and the zeroed blocks' conversion to written extents, durable.
+        io.sync_file(file)?;
+    }
+    Ok(offset)
 }
 
 #[cfg(test)]
@@ -306,7 +405,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("next.seg.tmp");
         let io = FaultyIo::default();
-        let spare = prepare_spare(&io, &spec(&path, SegmentPrep::Zeroed)).unwrap();
+        let spare =
+            prepare_spare(&io, &spec(&path, SegmentPrep::Zeroed), None, usize::MAX).unwrap();
         assert_eq!(
             io.file_syncs.load(Ordering::Relaxed),
             1,
@@ -318,11 +418,45 @@ mod tests {
         assert!(bytes.iter().all(|&b| b == 0));
         drop(spare);
         let allocated = tmp.path().join("other.seg.tmp");
-        prepare_spare(&io, &spec(&allocated, SegmentPrep::Allocated)).unwrap();
+        prepare_spare(
+            &io,
+            &spec(&allocated, SegmentPrep::Allocated),
+            None,
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(
             io.file_syncs.load(Ordering::Relaxed),
             1,
             "no fill, no data sync"
+        );
+    }
+
+    #[test]
+    fn an_adaptive_spare_is_zeroed_unless_the_writer_hurries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let io = FaultyIo::default();
+        let whole = tmp.path().join("whole.seg.tmp");
+        let spare =
+            prepare_spare(&io, &spec(&whole, SegmentPrep::Adaptive), None, usize::MAX).unwrap();
+        assert_eq!(
+            io.file_syncs.load(Ordering::Relaxed),
+            1,
+            "zeroed and synced"
+        );
+        assert_eq!(spare.map.len() as u64, LEN_BYTES);
+        let hurried = tmp.path().join("hurried.seg.tmp");
+        let hurry = AtomicBool::new(true);
+        let spec = spec(&hurried, SegmentPrep::Adaptive);
+        let spare = prepare_spare(&io, &spec, Some(&hurry), usize::MAX).unwrap();
+        assert_eq!(io.file_syncs.load(Ordering::Relaxed), 1, "nothing zeroed");
+        assert_eq!(spare.map.len() as u64, LEN_BYTES);
+        drop(spare);
+        let bytes = std::fs::read(&hurried).unwrap();
+        assert_eq!(bytes.len() as u64, LEN_BYTES);
+        assert!(
+            bytes.iter().all(|&b| b == 0),
+            "allocated blocks read as zeros"
         );
     }
 
@@ -332,7 +466,8 @@ mod tests {
         let path = tmp.path().join("next.seg.tmp");
         let io = FaultyIo::default();
         io.fail_file_syncs.store(true, Ordering::Relaxed);
-        let err = prepare_spare(&io, &spec(&path, SegmentPrep::Zeroed)).unwrap_err();
+        let err =
+            prepare_spare(&io, &spec(&path, SegmentPrep::Zeroed), None, usize::MAX).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EIO));
         assert!(!path.exists());
     }

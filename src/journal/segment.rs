@@ -43,6 +43,21 @@ impl SegmentSync {
     pub(crate) fn flush_range(&self, offset: usize, len: usize) -> io::Result<()> {
         self.map.flush_range(offset, len)
     }
+
+    /// Pre-faults the mapping for writing from `from` to its end (`MADV_POPULATE_WRITE`),
+    /// while the writer may already be appending to it: a write fault changes no byte, so it
+    /// cannot disturb a store; a page the writer reaches first it faults in itself.
+    pub(crate) fn prefault_rest(&self, from: usize) {
+        let len = self.map.len();
+        if from < len {
+            if let Err(err) = self
+                .map
+                .advise_range(Advice::PopulateWrite, from, len - from)
+            {
+                tracing::debug!("journal: could not pre-fault the rest of a segment: {err}");
+            }
+        }
+    }
 }
 
 impl MappedSegment {
@@ -73,18 +88,33 @@ impl MappedSegment {
     /// pass would then upgrade each one again: a third more time on the preparer); on older
     /// kernels each page is touched with a store.
     ///
-    /// With `huge_pages`, the mapping first asks for transparent huge pages
-    /// (`MADV_HUGEPAGE`; see `SegmentPrep::HugePages`). Advisory: where the kernel has none,
-    /// the segment is mapped with small pages and works the same.
-    pub(crate) fn map(file: File, huge_pages: bool) -> io::Result<Self> {
+    /// With `huge_pages_from`, the mapping first asks for transparent huge pages
+    /// (`MADV_HUGEPAGE`; see `SegmentPrep::HugePages`) from that offset on (rounded up to
+    /// 2 MiB). Advisory: where the kernel has none, the segment is mapped with small pages
+    /// and works the same. Pages already in the page cache keep their size.
+    ///
+    /// Pre-faults the first `prefault_bytes` only (all with `usize::MAX`); the caller
+    /// pre-faults the rest with [`SegmentSync::prefault_rest`].
+    pub(crate) fn map(
+        file: File,
+        huge_pages_from: Option<usize>,
+        prefault_bytes: usize,
+    ) -> io::Result<Self> {
+        const HUGE_PAGE_BYTES: usize = 2 << 20;
         let map = MmapOptions::new().map_raw(&file)?;
         let mut segment = Self::new(map, file);
-        if huge_pages {
-            if let Err(err) = segment.raw().advise(Advice::HugePage) {
-                tracing::debug!("journal: no huge pages for a segment mapping: {err}");
+        let len = segment.len();
+        if let Some(from) = huge_pages_from.map(|from| from.next_multiple_of(HUGE_PAGE_BYTES)) {
+            if from < len {
+                if let Err(err) = segment
+                    .raw()
+                    .advise_range(Advice::HugePage, from, len - from)
+                {
+                    tracing::debug!("journal: no huge pages for a segment mapping: {err}");
+                }
             }
         }
-        segment.prefault_from(0);
+        segment.prefault_range(0, prefault_bytes);
         Ok(segment)
     }
 
@@ -100,9 +130,15 @@ impl MappedSegment {
     }
 
     fn prefault_from(&mut self, from: usize) {
+        self.prefault_range(from, usize::MAX);
+    }
+
+    /// Pre-faults `[from, from + len)` (clipped to the mapping; on kernels without
+    /// `MADV_POPULATE_WRITE`, every page from `from` to the end).
+    fn prefault_range(&mut self, from: usize, len: usize) {
         let page_bytes = PAGE_SIZE_BYTES as usize;
         let start = (from / page_bytes * page_bytes).min(self.raw().len());
-        let len = self.raw().len() - start;
+        let len = (self.raw().len() - start).min(len);
         if len > 0
             && self
                 .raw()

@@ -64,7 +64,7 @@ pub struct BenchEngineArgs {
     #[arg(long = "segment-size", alias = "segment-size-bytes", value_name = "SIZE",
           value_parser = keel_services::units::bytes, default_value = "256MiB")]
     pub segment_size_bytes: u64,
-    /// How new journal segments are prepared: auto | zeroed | huge-pages | allocated.
+    /// How new journal segments are prepared: auto | adaptive | zeroed | huge-pages | allocated.
     #[arg(long, default_value_t = SegmentPrep::default())]
     pub segment_prep: SegmentPrep,
     /// Pin the journaler thread to this core.

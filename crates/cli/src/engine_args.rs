@@ -58,11 +58,11 @@ pub struct EngineArgs {
     #[arg(long = "segment-size", alias = "segment-size-bytes", value_name = "SIZE",
           value_parser = units::bytes)]
     pub segment_size_bytes: Option<u64>,
-    /// How new journal segments are prepared: auto (zeroed when the flush policy syncs,
-    /// huge-pages under none) | zeroed (zeros written and synced ahead of use, 16 KiB pages:
-    /// each ack costs about one fdatasync; least throughput) | huge-pages (2 MiB pages: most
-    /// throughput; every sync writes whole 2 MiB pages) | allocated (page sizes left to the
-    /// kernel: deep in a segment a sync rewrites up to 2 MiB).
+    /// How new journal segments are prepared: auto (adaptive when the flush policy syncs,
+    /// huge-pages under none; use it) | adaptive (zeros written ahead at a bounded pace while
+    /// the writer is slow, 2 MiB pages for the rest when it is fast) | expert, each worse at
+    /// some load: zeroed (always zeroed: least throughput) | huge-pages (every sync writes
+    /// whole 2 MiB pages) | allocated (deep in a segment a sync rewrites up to 2 MiB).
     #[arg(long, default_value_t = SegmentPrep::default())]
     pub segment_prep: SegmentPrep,
     /// Snapshot every N messages (0: only on shutdown and on request).
