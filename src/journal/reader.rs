@@ -9,7 +9,10 @@ use super::ahead::ChecksumsAhead;
 
 use super::dir::{list_segments, segment_file_name, SegmentFile};
 use super::error::{file_io, CorruptionReason, Damage, JournalError};
-use super::format::{decode_record, Chain, Entry, Fault, Record, SEGMENT_HEADER_SIZE};
+use super::format::{
+    decode_record, link_known_record, Chain, Entry, Fault, Record, END_MARKER_SIZE,
+    RECORD_HEADER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
+};
 use super::recovery::{
     check_end_marker, check_segment_header, continues_unsealed, corrupted, find_evidence_after,
     read_entry, skip_entry,
@@ -51,13 +54,50 @@ struct Current {
     returned: u32,
     /// The helper checking this segment's CRCs ahead, once started.
     ahead: Option<ChecksumsAhead>,
+    /// Entries before this offset were checked ahead (the helper's progress, last read).
+    ahead_to: usize,
 }
 
 impl Current {
-    /// Whether the CRC of the entry at `offset` is already known good (checked ahead).
+    /// Whether the CRC of the entry at `offset` is already known good (checked ahead). Reads
+    /// the helper's progress only once the cached value is passed.
     #[inline]
-    fn checked_ahead(&self, offset: usize) -> bool {
-        self.ahead.as_ref().is_some_and(|a| a.checked(offset))
+    fn checked_ahead(&mut self, offset: usize) -> bool {
+        if offset < self.ahead_to {
+            return true;
+        }
+        let Some(ahead) = self.ahead.as_ref() else {
+            return false;
+        };
+        self.ahead_to = ahead.checked_to();
+        offset < self.ahead_to
+    }
+
+    /// Steps over the next entry when it is a record whose CRC is known good (`trusted`, or
+    /// checked ahead) and whose links continue the chain: its offset and size. `None` for
+    /// anything else (end marker, unwritten, faults, CRC not yet known), which
+    /// `JournalReader::step` then handles the long way. The per-record loop of replay.
+    #[inline]
+    fn step_known(&mut self, trusted: bool) -> Option<(usize, usize)> {
+        let offset = self.offset;
+        let available = self.view.len() - offset;
+        if available < RECORD_HEADER_SIZE + END_MARKER_SIZE
+            || !(trusted || self.checked_ahead(offset))
+        {
+            return None;
+        }
+        // Published first: only then are the entry's bytes final (a live writer).
+        if self.view.magic_acquire(offset) != RECORD_MAGIC {
+            return None;
+        }
+        let rest = self.view.bytes(offset, available);
+        let (crc, size_bytes) = link_known_record(rest, self.chain)?;
+        self.offset += size_bytes;
+        self.chain = Chain {
+            next_sequence: self.chain.next_sequence + 1,
+            prev_crc: crc,
+        };
+        Some((offset, size_bytes))
     }
 
     /// Counts a returned record; after enough of them, starts checking ahead of `offset` (the
@@ -180,6 +220,12 @@ impl JournalReader {
     /// journal. Calling again later returns records appended since.
     #[allow(clippy::should_implement_trait)] // lending iterator: the record borrows `self`
     pub fn next(&mut self) -> Result<Option<Record<'_>>, JournalError> {
+        if let Some((offset, size_bytes)) = self.step_known() {
+            let Some(cur) = self.current.as_ref() else {
+                unreachable!()
+            };
+            return Ok(Some(decode_record(cur.view.bytes(offset, size_bytes))));
+        }
         loop {
             match self.step()? {
                 Step::Ready { offset, size_bytes } => {
@@ -194,6 +240,17 @@ impl JournalReader {
                 Step::End => return Ok(None),
             }
         }
+    }
+
+    /// [`Current::step_known`] for the next record to return (not one a seek steps over).
+    #[inline]
+    fn step_known(&mut self) -> Option<(usize, usize)> {
+        let cur = self.current.as_mut()?;
+        let next = cur.chain.next_sequence;
+        if next < self.skip_below {
+            return None;
+        }
+        cur.step_known(next <= self.verified_through)
     }
 
     fn step(&mut self) -> Result<Step, JournalError> {
@@ -301,6 +358,7 @@ impl JournalReader {
             clear_from: None,
             returned: 0,
             ahead: None,
+            ahead_to: 0,
         });
         Ok(Step::Again)
     }
