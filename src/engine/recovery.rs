@@ -364,32 +364,49 @@ impl Replay {
         (processor, dedup): (&mut P, &mut DedupTable),
         through: u64,
     ) -> Result<(), Error> {
-        if self.expected > through {
+        let Self {
+            reader,
+            expected,
+            scratch,
+            ..
+        } = self;
+        if *expected > through {
             return Ok(());
         }
-        let reader = match &mut self.reader {
+        let reader = match reader {
             Some(reader) => reader,
             None => {
-                let mut reader = JournalReader::open(&config.journal_dir)?;
-                reader.trust_verified_through(through);
-                reader.seek(self.expected)?;
-                self.reader.insert(reader)
+                let mut opened = JournalReader::open(&config.journal_dir)?;
+                opened.trust_verified_through(through);
+                opened.seek(*expected)?;
+                reader.insert(opened)
             }
         };
         reader.trust_verified_through(through);
-        while self.expected <= through {
+        while *expected <= through {
+            // The tight loop, while the reader is exactly at `expected` (it stops at a
+            // segment's end); then one record the long way, with every check.
+            if reader.chain().is_some_and(|c| c.next_sequence == *expected) {
+                reader.for_each_trusted(through, |record| {
+                    apply_once(processor, dedup, &message_of(&record), scratch);
+                    *expected += 1;
+                });
+                if *expected > through {
+                    break;
+                }
+            }
             let Some(record) = reader.next()? else {
                 let short = RecoveryError::JournalShort {
-                    journal_end: self.expected - 1,
+                    journal_end: *expected - 1,
                     recovered: through,
                 };
                 return Err(short.into());
             };
-            if record.sequence != self.expected {
-                return Err(gap(config, self.expected, record.sequence));
+            if record.sequence != *expected {
+                return Err(gap(config, *expected, record.sequence));
             }
-            apply_once(processor, dedup, &message_of(&record), &mut self.scratch);
-            self.expected += 1;
+            apply_once(processor, dedup, &message_of(&record), scratch);
+            *expected += 1;
         }
         Ok(())
     }

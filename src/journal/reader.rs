@@ -219,13 +219,22 @@ impl JournalReader {
     /// The next record (borrowed from the mapping), or `Ok(None)` at the current end of the
     /// journal. Calling again later returns records appended since.
     #[allow(clippy::should_implement_trait)] // lending iterator: the record borrows `self`
+    #[inline]
     pub fn next(&mut self) -> Result<Option<Record<'_>>, JournalError> {
-        if let Some((offset, size_bytes)) = self.step_known() {
-            let Some(cur) = self.current.as_ref() else {
-                unreachable!()
-            };
-            return Ok(Some(decode_record(cur.view.bytes(offset, size_bytes))));
+        match self.step_known() {
+            Some((offset, size_bytes)) => {
+                let Some(cur) = self.current.as_ref() else {
+                    unreachable!()
+                };
+                Ok(Some(decode_record(cur.view.bytes(offset, size_bytes))))
+            }
+            None => self.next_slow(),
         }
+    }
+
+    /// [`JournalReader::next`] the long way: every check, segment changes, the end, faults.
+    #[inline(never)] // keeps `next`'s per-record path small enough to inline
+    fn next_slow(&mut self) -> Result<Option<Record<'_>>, JournalError> {
         loop {
             match self.step()? {
                 Step::Ready { offset, size_bytes } => {
@@ -240,6 +249,46 @@ impl JournalReader {
                 Step::End => return Ok(None),
             }
         }
+    }
+
+    /// Passes the records from the next one through sequence `through` to `apply`, in one
+    /// loop over the current segment's mapping, for records whose CRCs the open-time scan
+    /// validated ([`JournalReader::trust_verified_through`]; never beyond that sequence). The
+    /// checks are the ones [`JournalReader::next`] makes of such records (magic, room,
+    /// reserved field, sequence, `prev_crc` link). Stops early at anything else (the segment's
+    /// end, a fault): the caller then goes on with `next`, which takes the long way.
+    #[inline]
+    pub(crate) fn for_each_trusted(&mut self, through: u64, mut apply: impl FnMut(Record<'_>)) {
+        let through = through.min(self.verified_through);
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
+        if cur.chain.next_sequence < self.skip_below {
+            return;
+        }
+        let view = &*cur.view;
+        let (mut offset, mut chain) = (cur.offset, cur.chain);
+        while chain.next_sequence <= through {
+            let available = view.len() - offset;
+            // Published first: only then are the entry's bytes final (a live writer).
+            if available < RECORD_HEADER_SIZE + END_MARKER_SIZE
+                || view.magic_acquire(offset) != RECORD_MAGIC
+            {
+                break;
+            }
+            let rest = view.bytes(offset, available);
+            let Some((crc, size_bytes)) = link_known_record(rest, chain) else {
+                break;
+            };
+            apply(decode_record(&rest[..size_bytes]));
+            offset += size_bytes;
+            chain = Chain {
+                next_sequence: chain.next_sequence + 1,
+                prev_crc: crc,
+            };
+        }
+        cur.offset = offset;
+        cur.chain = chain;
     }
 
     /// [`Current::step_known`] for the next record to return (not one a seek steps over).
