@@ -40,6 +40,9 @@ pub struct JournalReader {
 /// (a seek and one record, a tail follower's trickle) never start a thread.
 const AHEAD_AFTER_RECORDS: u32 = 4096;
 
+/// How far ahead of the record being returned a reader prefetches the segment's bytes.
+const PREFETCH_AHEAD_BYTES: usize = 512;
+
 /// The segment being read.
 #[derive(Debug)]
 struct Current {
@@ -92,6 +95,7 @@ impl Current {
         }
         let rest = self.view.bytes(offset, available);
         let (crc, size_bytes) = link_known_record(rest, self.chain)?;
+        self.view.prefetch_streaming(offset + PREFETCH_AHEAD_BYTES);
         self.offset += size_bytes;
         self.chain = Chain {
             next_sequence: self.chain.next_sequence + 1,
@@ -280,6 +284,7 @@ impl JournalReader {
             let Some((crc, size_bytes)) = link_known_record(rest, chain) else {
                 break;
             };
+            view.prefetch_streaming(offset + PREFETCH_AHEAD_BYTES);
             apply(decode_record(&rest[..size_bytes]));
             offset += size_bytes;
             chain = Chain {

@@ -116,22 +116,41 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// Applying-thread CPU time per case, set by the timed functions.
-static CPU: Mutex<Duration> = Mutex::new(Duration::ZERO);
+/// Page faults the calling thread has taken (minor and major).
+fn thread_faults() -> u64 {
+    // SAFETY: an all-zero `rusage` is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    assert_eq!(rc, 0, "thread rusage");
+    (usage.ru_minflt + usage.ru_majflt) as u64
+}
 
-fn set_cpu(since: Duration) {
-    *CPU.lock().expect("not poisoned") = thread_cpu() - since;
+/// Applying-thread CPU time and page faults of the last timed call.
+static CPU: Mutex<(Duration, u64)> = Mutex::new((Duration::ZERO, 0));
+
+fn set_cpu((since, faults): (Duration, u64)) {
+    *CPU.lock().expect("not poisoned") = (thread_cpu() - since, thread_faults() - faults);
 }
 
 fn cpu() -> Duration {
-    *CPU.lock().expect("not poisoned")
+    CPU.lock().expect("not poisoned").0
+}
+
+/// Page faults of the last timed call, as a "duration" of one nanosecond each (for `Samples`).
+fn faults() -> Duration {
+    Duration::from_nanos(CPU.lock().expect("not poisoned").1)
+}
+
+fn thread_usage() -> (Duration, u64) {
+    (thread_cpu(), thread_faults())
 }
 
 /// Applies every message straight from memory: (elapsed, state hash).
 #[inline(never)] // a frame of its own in profiles (callgrind instruction counts)
 fn logic_alone(msgs: &[Msg], scratch: &mut [u8]) -> (Duration, u64) {
     let mut store = Store::default();
-    let cpu = thread_cpu();
+    let cpu = thread_usage();
     let start = Instant::now();
     for (i, msg) in msgs.iter().enumerate() {
         let message = Message {
@@ -149,7 +168,7 @@ fn logic_alone(msgs: &[Msg], scratch: &mut [u8]) -> (Duration, u64) {
 #[inline(never)] // a frame of its own in profiles (callgrind instruction counts)
 fn journal_reader(config: &Config, scratch: &mut [u8]) -> (Duration, u64, u64) {
     let mut store = Store::default();
-    let cpu = thread_cpu();
+    let cpu = thread_usage();
     let start = Instant::now();
     let mut reader = JournalReader::open(&config.journal_dir).expect("reader opens");
     let mut count = 0;
@@ -167,7 +186,7 @@ fn journal_reader(config: &Config, scratch: &mut [u8]) -> (Duration, u64, u64) {
 #[inline(never)] // a frame of its own in profiles (callgrind instruction counts)
 fn engine_recovery(config: &Config) -> (Duration, Duration, u64, u64) {
     let store = Store::default();
-    let cpu = thread_cpu();
+    let cpu = thread_usage();
     let engine = Engine::start(config.clone(), store).expect("engine starts");
     set_cpu(cpu);
     let recovered = engine.recovered();
@@ -213,12 +232,14 @@ impl Samples {
         let Some(logic) = self.median("cpu:logic_alone") else {
             return;
         };
-        println!("CPU time of the applying thread, medians:");
-        println!("  {:<26} {:>8.1} ns/msg", "logic_alone", logic);
-        for case in ["journal_reader", "engine_start"] {
-            if let Some(ns) = self.median(&format!("cpu:{case}")) {
-                println!("  {case:<26} {ns:>8.1} ns/msg  {:.2}x logic", ns / logic);
-            }
+        println!("CPU time of the applying thread, medians (page faults per 1000 messages):");
+        for case in ["logic_alone", "journal_reader", "engine_start"] {
+            let ns = self.median(&format!("cpu:{case}")).unwrap_or(f64::NAN);
+            let faults = self.median(&format!("faults:{case}")).unwrap_or(f64::NAN) * 1000.0;
+            println!(
+                "  {case:<26} {ns:>8.1} ns/msg  {:.2}x logic  ({faults:.1} faults)",
+                ns / logic
+            );
         }
     }
 }
@@ -247,6 +268,7 @@ fn replay(c: &mut Criterion) {
                 assert_eq!(hash, want, "logic alone reached another state");
                 samples.add("logic_alone", elapsed, total);
                 samples.add("cpu:logic_alone", cpu(), total);
+                samples.add("faults:logic_alone", faults(), total);
                 sum += elapsed;
             }
             sum
@@ -260,6 +282,7 @@ fn replay(c: &mut Criterion) {
                 assert_eq!((hash, count), (want, total as u64), "reader replay differs");
                 samples.add("journal_reader", elapsed, total);
                 samples.add("cpu:journal_reader", cpu(), total);
+                samples.add("faults:journal_reader", faults(), total);
                 sum += elapsed;
             }
             sum
@@ -278,6 +301,7 @@ fn replay(c: &mut Criterion) {
                     let elapsed = if with_open { both } else { replay };
                     samples.add(name, elapsed, total);
                     samples.add("cpu:engine_start", cpu(), total);
+                    samples.add("faults:engine_start", faults(), total);
                     sum += elapsed;
                 }
                 sum
