@@ -41,7 +41,7 @@ pub struct JournalReader {
 const AHEAD_AFTER_RECORDS: u32 = 4096;
 
 /// How far ahead of the record being returned a reader prefetches the segment's bytes.
-const PREFETCH_AHEAD_BYTES: usize = 512;
+const PREFETCH_AHEAD_BYTES: usize = 1024;
 
 /// The segment being read.
 #[derive(Debug)]
