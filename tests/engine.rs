@@ -522,3 +522,79 @@ fn an_empty_engine_at_default_sizes_is_small_on_disk_and_in_its_rings() {
     assert!(on_disk <= 128 * MIB, "{on_disk} bytes on disk");
     engine.shutdown().unwrap();
 }
+
+/// A data directory whose journal holds ADD messages 1..=`messages` (payload `i`) in 128 KiB
+/// segments, written through an engine; its config, and its segment files oldest first.
+fn journal_of_adds(dir: &std::path::Path, messages: u64) -> (Config, Vec<std::path::PathBuf>) {
+    let mut config = config(dir);
+    config.segment_size_bytes = 128 << 10;
+    config.max_message_bytes = 1024;
+    config.discard_responses = true;
+    config.snapshot_interval_messages = 0;
+    config.snapshot_on_shutdown = false;
+    let mut engine = Engine::start(config.clone(), Summer::default()).unwrap();
+    for i in 1..=messages {
+        engine
+            .submitter()
+            .submit(to(ADD, i), &i.to_le_bytes())
+            .unwrap();
+    }
+    engine.shutdown().unwrap();
+    let mut segments: Vec<_> = std::fs::read_dir(&config.journal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    (config, segments)
+}
+
+/// Overwrites `bytes.len()` bytes of `file` at `offset`.
+fn overwrite(file: &std::path::Path, offset: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn a_full_replay_follows_the_open_scan_across_segments_and_stops_at_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, segments) = journal_of_adds(dir.path(), 10_000);
+    assert!(segments.len() >= 3, "{} segments", segments.len());
+    // A torn write where the next record would go: not a record, nothing valid after it.
+    let keel::journal::TailState::Clean { segment, offset } =
+        keel::journal::verify(&config.journal_dir).unwrap().tail
+    else {
+        panic!("a clean journal")
+    };
+    overwrite(&segment, offset, &[0xab; 40]);
+    let engine = Engine::start(config.clone(), Summer::default()).unwrap();
+    let recovered = engine.recovered();
+    assert_eq!(
+        (recovered.replayed, recovered.snapshot_sequence),
+        (10_000, 0)
+    );
+    assert!(recovered.replay_during_open <= recovered.replay);
+    let state = engine.shutdown().unwrap();
+    assert_eq!((state.applied, state.total), (10_000, 10_000 * 10_001 / 2));
+}
+
+#[test]
+fn a_full_replay_that_meets_corruption_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, segments) = journal_of_adds(dir.path(), 10_000);
+    assert!(segments.len() >= 3, "{} segments", segments.len());
+    // The payload of the first record of the second segment (header 64 bytes, record header
+    // 56): its CRC fails, and valid records follow it. The first segment's records may have
+    // been applied by then; the start must fail all the same.
+    overwrite(&segments[1], 64 + 56, &[0xff; 8]);
+    match Engine::start(config.clone(), Summer::default()) {
+        Err(keel::Error::Journal(JournalError::Corrupted { segment, .. })) => {
+            assert_eq!(segment, segments[1])
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(_) => panic!("a corrupted journal opened"),
+    }
+}

@@ -45,7 +45,7 @@ pub use submit::{now_ns, Submission, SubmitError, Submitter};
 pub use wake::{WakeHook, WakeHookAlreadySet};
 
 use crate::error::Error;
-use crate::journal::{DurableWaker, JournalError, JournalSyncHandle, JournalWriter, RealIo};
+use crate::journal::{DurableWaker, JournalError, JournalSyncHandle, RealIo};
 use crate::ring::{Consumer, Gauge, MultiProducer, RingBuilder, Sequence, Signal};
 use crate::snapshot::{Retention, SnapshotStore, SnapshotWriter};
 use dedup::DedupTable;
@@ -120,20 +120,21 @@ impl<P: Processor> Engine<P> {
         let mut journal_config = config.journal_config();
         journal_config.service_name = processor.name().to_owned();
         journal_config.service_schema_version = processor.schema_version();
-        let opening = JournalWriter::begin_open_with_io(&journal_config, io)?;
         let store = SnapshotStore::open(&config.snapshot_dir, config.snapshot_retain)?
             .with_max_state_bytes(config.snapshot_max_state_bytes);
-        // Judge the snapshots before the journal is modified (torn tail cut, orphans removed):
-        // a refusal leaves every file as it was.
+        let mut dedup = DedupTable::new(config.dedup_limits());
+        // The snapshots are judged before the journal is modified (torn tail cut, orphans
+        // removed): a refusal leaves every file as it was.
+        let state = (&mut processor, &mut dedup);
+        let (opening, judged, begun) =
+            recovery::open_journal(&config, &journal_config, io, &store, state)?;
         let last = opening.last_sequence();
-        let judged = recovery::bind_snapshots(&store, &config.journal_dir, last)?;
         let journal = opening.finish()?;
         let journal_open = open_started.elapsed();
-        let mut dedup = DedupTable::new(config.dedup_limits());
         let state = (&mut processor, &mut dedup);
         let recovered = Recovered {
             journal_open,
-            ..recovery::recover(&config, &store, &judged, state, last)?
+            ..recovery::recover(&config, &store, &judged, state, (last, begun))?
         };
         tracing::info!(
             snapshot = recovered.snapshot_sequence,

@@ -8,12 +8,16 @@ use super::logic::panic_text;
 use super::message::{Message, MessageHeader};
 use super::processor::Processor;
 use crate::error::{Error, RecoveryError};
-use crate::journal::{JournalReader, Record, RetiredHistory};
+use crate::journal::{
+    FinishOnDrop, JournalConfig, JournalOpening, JournalReader, JournalWriter, Record,
+    RetiredHistory, ScanProgress, SegmentIo,
+};
 use crate::snapshot::{
     judge, Judged, SnapshotError, SnapshotFile, SnapshotStore, StateError, UnboundSnapshot, Vouch,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What recovery did.
@@ -31,17 +35,83 @@ pub struct Recovered {
     pub snapshot_load: Duration,
     /// Time spent replaying the journal after the snapshot.
     pub replay: Duration,
+    /// The part of `replay` that ran while the journal was still being opened: a full replay
+    /// (no snapshot to start from) applies each record as soon as the journal's open-time
+    /// scan has validated it, so that recovery took `journal_open + replay -
+    /// replay_during_open` in all. Zero when recovery started from a snapshot.
+    pub replay_during_open: Duration,
+}
+
+/// A journal opened (scanned, nothing modified yet), the snapshots judged against it, and,
+/// for a full replay, the replay begun while the journal was scanned.
+pub(crate) type Opened = (JournalOpening, Vec<Judged>, Option<Replay>);
+
+/// Opens the journal (`JournalWriter::begin_open_with_io`) and judges the snapshots against
+/// it ([`bind_snapshots`]). With no snapshot to start from, the full replay starts at once:
+/// the scan runs on a helper thread and publishes how far it has validated the journal, and
+/// this thread applies every record as soon as it is validated, never one beyond
+/// ([`ScanProgress`]). A scan that fails fails the start, whatever was applied.
+pub(crate) fn open_journal<P: Processor>(
+    config: &Config,
+    journal: &JournalConfig,
+    io: Arc<dyn SegmentIo>,
+    store: &SnapshotStore,
+    state: (&mut P, &mut DedupTable),
+) -> Result<Opened, Error> {
+    if !store.list()?.is_empty() {
+        let opening = JournalWriter::begin_open_with_io(journal, io)?;
+        let judged = bind_snapshots(store, &config.journal_dir, opening.last_sequence())?;
+        return Ok((opening, judged, None));
+    }
+    let progress = ScanProgress::new(&journal.service_name);
+    let mut replay = Replay::new(config, 1);
+    let (opening, followed) = std::thread::scope(|scope| {
+        let scanner = std::thread::Builder::new()
+            .name("keel-open-scan".into())
+            .spawn_scoped(scope, || {
+                let _finished = FinishOnDrop(&progress);
+                JournalWriter::begin_open_publishing(journal, Arc::clone(&io), Some(&progress))
+            });
+        let Ok(scanner) = scanner else {
+            // No thread: scan here, then replay (as with a snapshot).
+            return (
+                JournalWriter::begin_open_with_io(journal, Arc::clone(&io)),
+                Ok(()),
+            );
+        };
+        let followed = replay.follow(config, state, &progress);
+        let opening = scanner
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (opening, followed)
+    });
+    // The scan's verdict first: a refused journal explains any replay failure.
+    let opening = opening?;
+    followed?;
+    replay.during_open = replay.started.elapsed();
+    Ok((opening, Vec::new(), Some(replay)))
 }
 
 /// Restores the newest snapshot the journal vouches for, then replays the journal to `last`.
-/// `judged` is every snapshot with the journal's verdict ([`bind_snapshots`]).
+/// `judged` is every snapshot with the journal's verdict ([`bind_snapshots`]). A replay
+/// already begun (`open_journal`, no snapshot) is carried on to `last`.
 pub(crate) fn recover<P: Processor>(
     config: &Config,
     store: &SnapshotStore,
     judged: &[Judged],
     (processor, dedup): (&mut P, &mut DedupTable),
-    last: u64,
+    (last, begun): (u64, Option<Replay>),
 ) -> Result<Recovered, Error> {
+    if let Some(mut replay) = begun {
+        replay.apply_through(config, (processor, dedup), last)?;
+        return Ok(Recovered {
+            replayed: replay.expected - 1,
+            last_sequence: last,
+            replay: replay.started.elapsed(),
+            replay_during_open: replay.during_open,
+            ..Recovered::default()
+        });
+    }
     let started = Instant::now();
     let snapshot_sequence = restore_snapshot(store, judged, (processor, dedup))?;
     let snapshot_load = started.elapsed();
@@ -235,43 +305,121 @@ pub(crate) fn retired_history(journal_dir: &Path, first_held: u64) -> String {
 /// `JournalReader::trust_verified_through`).
 pub(crate) fn replay_range<P: Processor>(
     config: &Config,
-    (processor, dedup): (&mut P, &mut DedupTable),
+    state: (&mut P, &mut DedupTable),
     first: u64,
     last: u64,
 ) -> Result<u64, Error> {
-    if first > last {
-        return Ok(0);
-    }
-    let mut reader = JournalReader::open(&config.journal_dir)?;
-    // The journal writer's open-time scan validated every record up to `last`, checksums
-    // included, and its lock is held until the engine stops: hashing them again would only
-    // double the cost of reading (links are still checked, and nothing after `last` is read).
-    reader.trust_verified_through(last);
-    reader.seek(first)?;
-    let mut scratch = vec![0u8; config.max_response_bytes];
-    let mut expected = first;
-    while expected <= last {
-        let Some(record) = reader.next()? else {
-            let short = RecoveryError::JournalShort {
-                journal_end: expected - 1,
-                recovered: last,
-            };
-            return Err(short.into());
-        };
-        if record.sequence != expected {
-            // The reader validates contiguity within the journal, but the journal may start
-            // after `expected`: older segments were removed and no snapshot covers them.
-            let found = record.sequence;
-            let gap = RecoveryError::JournalGap {
-                needed: expected,
-                found,
-                journal_dir: config.journal_dir.clone(),
-                history: retired_history(&config.journal_dir, found),
-            };
-            return Err(gap.into());
+    let mut replay = Replay::new(config, first);
+    replay.apply_through(config, state, last)?;
+    Ok(replay.expected - first)
+}
+
+/// A replay of the journal into the processor, record after record, in as many steps as the
+/// validated journal grows (one step after a complete scan, many while following one).
+pub(crate) struct Replay {
+    /// Opened at the first step (only then is a followed scan known to have begun).
+    reader: Option<JournalReader>,
+    /// The next sequence to apply.
+    expected: u64,
+    scratch: Vec<u8>,
+    started: Instant,
+    /// How long it ran while the journal was being opened.
+    during_open: Duration,
+}
+
+impl Replay {
+    fn new(config: &Config, first: u64) -> Self {
+        Self {
+            reader: None,
+            expected: first,
+            scratch: vec![0u8; config.max_response_bytes],
+            started: Instant::now(),
+            during_open: Duration::ZERO,
         }
-        apply_once(processor, dedup, &message_of(&record), &mut scratch);
-        expected += 1;
     }
-    Ok(last - first + 1)
+
+    /// Applies records while `progress` validates them, until its scan ends.
+    fn follow<P: Processor>(
+        &mut self,
+        config: &Config,
+        (processor, dedup): (&mut P, &mut DedupTable),
+        progress: &ScanProgress,
+    ) -> Result<(), Error> {
+        loop {
+            let through = progress.wait_beyond(self.expected - 1);
+            if through < self.expected {
+                return Ok(());
+            }
+            self.apply_through(config, (&mut *processor, &mut *dedup), through)?;
+        }
+    }
+
+    /// Applies the records from the next one through `through`, every one of which the
+    /// journal's open-time scan has validated, checksums included, under the lock the engine
+    /// keeps until it stops: their CRCs are not hashed again (links are still checked, and
+    /// nothing after `through` is read).
+    fn apply_through<P: Processor>(
+        &mut self,
+        config: &Config,
+        (processor, dedup): (&mut P, &mut DedupTable),
+        through: u64,
+    ) -> Result<(), Error> {
+        let Self {
+            reader,
+            expected,
+            scratch,
+            ..
+        } = self;
+        if *expected > through {
+            return Ok(());
+        }
+        let reader = match reader {
+            Some(reader) => reader,
+            None => {
+                let mut opened = JournalReader::open(&config.journal_dir)?;
+                opened.trust_verified_through(through);
+                opened.seek(*expected)?;
+                reader.insert(opened)
+            }
+        };
+        reader.trust_verified_through(through);
+        while *expected <= through {
+            // The tight loop, while the reader is exactly at `expected` (it stops at a
+            // segment's end); then one record the long way, with every check.
+            if reader.chain().is_some_and(|c| c.next_sequence == *expected) {
+                reader.for_each_trusted(through, |record| {
+                    apply_once(processor, dedup, &message_of(&record), scratch);
+                    *expected += 1;
+                });
+                if *expected > through {
+                    break;
+                }
+            }
+            let Some(record) = reader.next()? else {
+                let short = RecoveryError::JournalShort {
+                    journal_end: *expected - 1,
+                    recovered: through,
+                };
+                return Err(short.into());
+            };
+            if record.sequence != *expected {
+                return Err(gap(config, *expected, record.sequence));
+            }
+            apply_once(processor, dedup, &message_of(&record), scratch);
+            *expected += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The reader validates contiguity within the journal, but the journal may start after
+/// `needed`: older segments were removed and no snapshot covers them.
+fn gap(config: &Config, needed: u64, found: u64) -> Error {
+    RecoveryError::JournalGap {
+        needed,
+        found,
+        journal_dir: config.journal_dir.clone(),
+        history: retired_history(&config.journal_dir, found),
+    }
+    .into()
 }

@@ -48,11 +48,11 @@ impl ChecksumsAhead {
         Some(Self { shared })
     }
 
-    /// Whether the entry starting at `offset` (an entry boundary at or after the start
-    /// offset) has been checked. Pairs with the helper's `Release` store.
+    /// Every entry boundary at or after the start offset and before the returned offset has
+    /// been checked. Pairs with the helper's `Release` store; it only grows.
     #[inline]
-    pub(crate) fn checked(&self, offset: usize) -> bool {
-        offset < self.shared.checked_to.load(Ordering::Acquire)
+    pub(crate) fn checked_to(&self) -> usize {
+        self.shared.checked_to.load(Ordering::Acquire)
     }
 }
 

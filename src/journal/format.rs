@@ -404,16 +404,38 @@ impl<'a> Record<'a> {
 /// Decodes the fields of a record already checked by [`check_entry`].
 #[inline]
 pub fn decode_record(bytes: &[u8]) -> Record<'_> {
-    let payload_bytes = get_u32(bytes, R_PAYLOAD_BYTES) as usize;
+    let (header, rest) = bytes.split_at(RECORD_HEADER_SIZE);
+    // A fixed-size header: the field reads below need no bounds checks.
+    let header: &[u8; RECORD_HEADER_SIZE] = header.try_into().expect("split at the header size");
+    let payload_bytes = get_u32(header, R_PAYLOAD_BYTES) as usize;
     Record {
-        sequence: get_u64(bytes, R_SEQUENCE),
-        timestamp_ns: get_u64(bytes, R_TIMESTAMP_NS),
-        session_id: get_u64(bytes, R_SESSION_ID),
-        correlation_id: get_u64(bytes, R_CORRELATION_ID),
-        kind: get_u16(bytes, R_KIND),
-        version: get_u16(bytes, R_VERSION),
-        payload: &bytes[RECORD_HEADER_SIZE..RECORD_HEADER_SIZE + payload_bytes],
+        sequence: get_u64(header, R_SEQUENCE),
+        timestamp_ns: get_u64(header, R_TIMESTAMP_NS),
+        session_id: get_u64(header, R_SESSION_ID),
+        correlation_id: get_u64(header, R_CORRELATION_ID),
+        kind: get_u16(header, R_KIND),
+        version: get_u16(header, R_VERSION),
+        payload: &rest[..payload_bytes],
     }
+}
+
+/// The links of a record whose CRC is already known good (validated by the open-time scan or
+/// by checksums ahead): `rest` runs from the record's published magic word to the end of the
+/// segment. `Some((crc, size_bytes))` when it is a record that [`entry_size_bytes`] and
+/// [`check_entry_links`] accept as the continuation of `chain` (record magic, room for it and
+/// an end marker, reserved field zero, sequence and `prev_crc`); `None` for anything else,
+/// which the caller then reads the long way, for the exact error. One pass over the fixed
+/// header, for replay's per-record loop.
+#[inline]
+pub(crate) fn link_known_record(rest: &[u8], chain: Chain) -> Option<(u32, usize)> {
+    let header: &[u8; RECORD_HEADER_SIZE] = rest.get(..RECORD_HEADER_SIZE)?.try_into().ok()?;
+    let size = record_size_bytes(get_u32(header, R_PAYLOAD_BYTES) as usize);
+    let linked = magic_of(header) == RECORD_MAGIC
+        && size + END_MARKER_SIZE <= rest.len()
+        && get_u32(header, R_RESERVED) == 0
+        && get_u64(header, R_SEQUENCE) == chain.next_sequence
+        && get_u32(header, R_PREV_CRC) == chain.prev_crc;
+    linked.then(|| (get_u32(header, R_CRC), size))
 }
 
 impl SegmentHeader {

@@ -10,7 +10,7 @@
 //! Module map: `format` (byte maps, pure encode/check), `segment` (the mmap, the only `unsafe`),
 //! `io` (the injectable I/O seam), `dir` (names, listing, lock), `prepare` (background spare
 //! segment), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus
-//! corruption), `retention` (retiring old segments, the retention marker), `writer`, `reader`,
+//! corruption), `progress` (a scan's progress, for a replay that follows it), `retention` (retiring old segments, the retention marker), `writer`, `reader`,
 //! `ahead` (the reader's checksums computed ahead on a helper thread), `truncate` (cutting a
 //! suffix off for replication), `start` (an empty journal starting after a snapshot's
 //! sequence, for replication).
@@ -24,6 +24,7 @@ mod error;
 mod format;
 mod io;
 mod prepare;
+mod progress;
 mod reader;
 mod recovery;
 mod retention;
@@ -42,6 +43,7 @@ pub use error::{CorruptionReason, Damage, Evidence, EvidenceKind, JournalError};
 pub use format::{record_size_bytes, Record, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_SIZE};
 
 pub use io::{RealIo, SegmentIo};
+pub(crate) use progress::{FinishOnDrop, ScanProgress};
 pub use reader::JournalReader;
 pub use recovery::{verify, TailState, VerifyReport};
 pub(crate) use retention::{retire_before, Retired};

@@ -9,7 +9,10 @@ use super::ahead::ChecksumsAhead;
 
 use super::dir::{list_segments, segment_file_name, SegmentFile};
 use super::error::{file_io, CorruptionReason, Damage, JournalError};
-use super::format::{decode_record, Chain, Entry, Fault, Record, SEGMENT_HEADER_SIZE};
+use super::format::{
+    decode_record, link_known_record, Chain, Entry, Fault, Record, END_MARKER_SIZE,
+    RECORD_HEADER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
+};
 use super::recovery::{
     check_end_marker, check_segment_header, continues_unsealed, corrupted, find_evidence_after,
     read_entry, skip_entry,
@@ -37,6 +40,9 @@ pub struct JournalReader {
 /// (a seek and one record, a tail follower's trickle) never start a thread.
 const AHEAD_AFTER_RECORDS: u32 = 4096;
 
+/// How far ahead of the record being returned a reader prefetches the segment's bytes.
+const PREFETCH_AHEAD_BYTES: usize = 1024;
+
 /// The segment being read.
 #[derive(Debug)]
 struct Current {
@@ -51,13 +57,51 @@ struct Current {
     returned: u32,
     /// The helper checking this segment's CRCs ahead, once started.
     ahead: Option<ChecksumsAhead>,
+    /// Entries before this offset were checked ahead (the helper's progress, last read).
+    ahead_to: usize,
 }
 
 impl Current {
-    /// Whether the CRC of the entry at `offset` is already known good (checked ahead).
+    /// Whether the CRC of the entry at `offset` is already known good (checked ahead). Reads
+    /// the helper's progress only once the cached value is passed.
     #[inline]
-    fn checked_ahead(&self, offset: usize) -> bool {
-        self.ahead.as_ref().is_some_and(|a| a.checked(offset))
+    fn checked_ahead(&mut self, offset: usize) -> bool {
+        if offset < self.ahead_to {
+            return true;
+        }
+        let Some(ahead) = self.ahead.as_ref() else {
+            return false;
+        };
+        self.ahead_to = ahead.checked_to();
+        offset < self.ahead_to
+    }
+
+    /// Steps over the next entry when it is a record whose CRC is known good (`trusted`, or
+    /// checked ahead) and whose links continue the chain: its offset and size. `None` for
+    /// anything else (end marker, unwritten, faults, CRC not yet known), which
+    /// `JournalReader::step` then handles the long way. The per-record loop of replay.
+    #[inline]
+    fn step_known(&mut self, trusted: bool) -> Option<(usize, usize)> {
+        let offset = self.offset;
+        let available = self.view.len() - offset;
+        if available < RECORD_HEADER_SIZE + END_MARKER_SIZE
+            || !(trusted || self.checked_ahead(offset))
+        {
+            return None;
+        }
+        // Published first: only then are the entry's bytes final (a live writer).
+        if self.view.magic_acquire(offset) != RECORD_MAGIC {
+            return None;
+        }
+        let rest = self.view.bytes(offset, available);
+        let (crc, size_bytes) = link_known_record(rest, self.chain)?;
+        self.view.prefetch_streaming(offset + PREFETCH_AHEAD_BYTES);
+        self.offset += size_bytes;
+        self.chain = Chain {
+            next_sequence: self.chain.next_sequence + 1,
+            prev_crc: crc,
+        };
+        Some((offset, size_bytes))
     }
 
     /// Counts a returned record; after enough of them, starts checking ahead of `offset` (the
@@ -179,7 +223,22 @@ impl JournalReader {
     /// The next record (borrowed from the mapping), or `Ok(None)` at the current end of the
     /// journal. Calling again later returns records appended since.
     #[allow(clippy::should_implement_trait)] // lending iterator: the record borrows `self`
+    #[inline]
     pub fn next(&mut self) -> Result<Option<Record<'_>>, JournalError> {
+        match self.step_known() {
+            Some((offset, size_bytes)) => {
+                let Some(cur) = self.current.as_ref() else {
+                    unreachable!()
+                };
+                Ok(Some(decode_record(cur.view.bytes(offset, size_bytes))))
+            }
+            None => self.next_slow(),
+        }
+    }
+
+    /// [`JournalReader::next`] the long way: every check, segment changes, the end, faults.
+    #[inline(never)] // keeps `next`'s per-record path small enough to inline
+    fn next_slow(&mut self) -> Result<Option<Record<'_>>, JournalError> {
         loop {
             match self.step()? {
                 Step::Ready { offset, size_bytes } => {
@@ -194,6 +253,58 @@ impl JournalReader {
                 Step::End => return Ok(None),
             }
         }
+    }
+
+    /// Passes the records from the next one through sequence `through` to `apply`, in one
+    /// loop over the current segment's mapping, for records whose CRCs the open-time scan
+    /// validated ([`JournalReader::trust_verified_through`]; never beyond that sequence). The
+    /// checks are the ones [`JournalReader::next`] makes of such records (magic, room,
+    /// reserved field, sequence, `prev_crc` link). Stops early at anything else (the segment's
+    /// end, a fault): the caller then goes on with `next`, which takes the long way.
+    #[inline]
+    pub(crate) fn for_each_trusted(&mut self, through: u64, mut apply: impl FnMut(Record<'_>)) {
+        let through = through.min(self.verified_through);
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
+        if cur.chain.next_sequence < self.skip_below {
+            return;
+        }
+        let view = &*cur.view;
+        let (mut offset, mut chain) = (cur.offset, cur.chain);
+        while chain.next_sequence <= through {
+            let available = view.len() - offset;
+            // Published first: only then are the entry's bytes final (a live writer).
+            if available < RECORD_HEADER_SIZE + END_MARKER_SIZE
+                || view.magic_acquire(offset) != RECORD_MAGIC
+            {
+                break;
+            }
+            let rest = view.bytes(offset, available);
+            let Some((crc, size_bytes)) = link_known_record(rest, chain) else {
+                break;
+            };
+            view.prefetch_streaming(offset + PREFETCH_AHEAD_BYTES);
+            apply(decode_record(&rest[..size_bytes]));
+            offset += size_bytes;
+            chain = Chain {
+                next_sequence: chain.next_sequence + 1,
+                prev_crc: crc,
+            };
+        }
+        cur.offset = offset;
+        cur.chain = chain;
+    }
+
+    /// [`Current::step_known`] for the next record to return (not one a seek steps over).
+    #[inline]
+    fn step_known(&mut self) -> Option<(usize, usize)> {
+        let cur = self.current.as_mut()?;
+        let next = cur.chain.next_sequence;
+        if next < self.skip_below {
+            return None;
+        }
+        cur.step_known(next <= self.verified_through)
     }
 
     fn step(&mut self) -> Result<Step, JournalError> {
@@ -301,6 +412,7 @@ impl JournalReader {
             clear_from: None,
             returned: 0,
             ahead: None,
+            ahead_to: 0,
         });
         Ok(Step::Again)
     }

@@ -14,6 +14,7 @@ use super::format::{
     FORMAT_VERSION_UNNAMED, MIN_SEGMENT_SIZE_BYTES, PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES,
     RECORD_HEADER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
 };
+use super::progress::{ScanProgress, PUBLISH_EVERY_RECORDS};
 use super::retention::RetiredHistory;
 use super::segment::SegmentView;
 
@@ -220,15 +221,32 @@ impl Scan {
 /// Scans every segment of `dir`, oldest first. Never modifies anything. A journal ending at a
 /// sealed segment is returned (`ScanEnd::Sealed`), for the caller to refuse or accept.
 pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
+    scan_publishing(dir, None)
+}
+
+/// [`scan`], publishing its progress to `progress` when given: the segments are then walked
+/// one after the other, in order, each once its header is known to continue the journal, so
+/// that every sequence published is validated (see [`ScanProgress`]).
+pub(crate) fn scan_publishing(
+    dir: &Path,
+    progress: Option<&ScanProgress>,
+) -> Result<Scan, JournalError> {
     let retired = RetiredHistory::read(dir)?;
     let segments = list_segments(dir)?;
-    let mut walks = walk_each(&segments).into_iter();
+    let mut walks = match progress {
+        None => walk_each(&segments).into_iter(),
+        Some(_) => Vec::new().into_iter(),
+    };
     let mut found = Found {
         retired_chain: retired.as_ref().map(|r| (r.first_sequence, r.chain_in)),
+        publish: progress,
         ..Found::default()
     };
     for index in 0..segments.len() {
-        let (view, walked) = walks.next().expect("one walk per segment")?;
+        let (view, walked) = match walks.next() {
+            Some(walk) => walk?,
+            None => (open_segment(&segments[index])?, None),
+        };
         if let Some(end) = found.add(&segments, index, &view, walked)? {
             return Ok(found.into_scan(segments, end, retired));
         }
@@ -245,7 +263,9 @@ pub(crate) fn scan(dir: &Path) -> Result<Scan, JournalError> {
 
 /// What a scan has established so far, segment by segment.
 #[derive(Debug, Default)]
-struct Found {
+struct Found<'p> {
+    /// Where validated records are published as they are walked (segments walked in order).
+    publish: Option<&'p ScanProgress>,
     /// The chain after the last segment added (`None` before the first).
     chain: Option<Chain>,
     record_count: u64,
@@ -258,7 +278,7 @@ struct Found {
     retired_chain: Option<(u64, u32)>,
 }
 
-impl Found {
+impl Found<'_> {
     /// Adds segment `index` (its mapping and its walk): `Some(end)` when the valid journal
     /// ends in it, `Err` for corruption.
     fn add(
@@ -296,9 +316,16 @@ impl Found {
             };
             return Err(corrupted(&seg.path, 0, header.first_sequence, reason));
         }
-        // The walk started from this same header's chain; now that the header is known to
-        // link to the previous segment, its result stands.
-        let walked = walked.expect("a header that checks against the chain decodes alone")?;
+        // The walk starts from this same header's chain; now that the header is known to link
+        // to the previous segment, its result stands. Walked here when not walked ahead (in
+        // parallel), publishing as it goes.
+        let walked = match walked {
+            Some(walked) => walked?,
+            None => {
+                let publish = (self.publish).filter(|p| p.publishes_for(header.service_name()));
+                walk_segment(view, seg, &header, publish)?
+            }
+        };
         if !header.service_name().is_empty() {
             self.service = Some((seg.path.clone(), header.service_name().to_owned()));
         }
@@ -458,22 +485,9 @@ type SegmentWalk = Result<(SegmentView, Option<Result<Walked, JournalError>>), J
 /// continues the previous segment's chain, so the result is exactly a sequential walk's.
 fn walk_each(segments: &[SegmentFile]) -> Vec<SegmentWalk> {
     let walk_one = |seg: &SegmentFile| -> SegmentWalk {
-        let view = SegmentView::open(&seg.path).map_err(file_io(&seg.path))?;
+        let view = open_segment(seg)?;
         let walked = match check_segment_header(&view, seg, None) {
-            Ok(Ok(header)) => {
-                let start = Chain {
-                    next_sequence: header.first_sequence,
-                    prev_crc: header.prev_crc,
-                };
-                let (mut end, mut records) = (start, 0);
-                let stop = walk_records(&view, seg, &mut end, &mut records);
-                Some(stop.map(|stop| Walked {
-                    start,
-                    end,
-                    records,
-                    stop,
-                }))
-            }
+            Ok(Ok(header)) => Some(walk_segment(&view, seg, &header, None)),
             _ => None,
         };
         Ok((view, walked))
@@ -507,13 +521,42 @@ fn walk_each(segments: &[SegmentFile]) -> Vec<SegmentWalk> {
     done.into_iter().map(|(_, walk)| walk).collect()
 }
 
-/// Walks the records of one segment from its header: to its end marker (valid, zeros after
-/// it), or to where and how the valid data stops.
+fn open_segment(seg: &SegmentFile) -> Result<SegmentView, JournalError> {
+    SegmentView::open(&seg.path).map_err(file_io(&seg.path))
+}
+
+/// Walks the records of one segment from the chain its `header` states, publishing to
+/// `publish` (when given) every few records and where the walk ends.
+fn walk_segment(
+    view: &SegmentView,
+    seg: &SegmentFile,
+    header: &SegmentHeader,
+    publish: Option<&ScanProgress>,
+) -> Result<Walked, JournalError> {
+    let start = Chain {
+        next_sequence: header.first_sequence,
+        prev_crc: header.prev_crc,
+    };
+    let (mut end, mut records) = (start, 0);
+    let stop = walk_records(view, seg, (&mut end, &mut records), publish);
+    if let Some(progress) = publish.filter(|_| stop.is_ok()) {
+        progress.publish(end.next_sequence - 1);
+    }
+    Ok(Walked {
+        start,
+        end,
+        records,
+        stop: stop?,
+    })
+}
+
+/// Walks the records of one segment from `chain`: to its end marker (valid, zeros after it),
+/// or to where and how the valid data stops. Publishes every few records to `publish`.
 fn walk_records(
     view: &SegmentView,
     seg: &SegmentFile,
-    chain: &mut Chain,
-    record_count: &mut u64,
+    (chain, record_count): (&mut Chain, &mut u64),
+    publish: Option<&ScanProgress>,
 ) -> Result<WalkEnd, JournalError> {
     let mut offset = SEGMENT_HEADER_SIZE;
     loop {
@@ -529,6 +572,9 @@ fn walk_records(
                 };
                 *record_count += 1;
                 offset += size_bytes;
+                if let Some(progress) = publish.filter(|_| sequence % PUBLISH_EVERY_RECORDS == 0) {
+                    progress.publish(sequence);
+                }
             }
             Ok(Entry::End { next_sequence }) => {
                 check_end_marker(seg, offset, next_sequence)?;

@@ -14,7 +14,8 @@ use super::format::{
 };
 use super::io::{RealIo, SegmentIo};
 use super::prepare::{prepare_spare, Preparer, Spare, SpareSpec};
-use super::recovery::{scan, Scan, ScanEnd, Unsealed};
+use super::progress::ScanProgress;
+use super::recovery::{scan_publishing, Scan, ScanEnd, Unsealed};
 use super::retention::{RetiredHistory, RETIRED_FILE_NAME};
 use super::segment::MappedSegment;
 use super::sync_handle::JournalSyncHandle;
@@ -143,13 +144,23 @@ impl JournalWriter {
         cfg: &JournalConfig,
         io: Arc<dyn SegmentIo>,
     ) -> Result<JournalOpening, JournalError> {
+        Self::begin_open_publishing(cfg, io, None)
+    }
+
+    /// [`JournalWriter::begin_open_with_io`], publishing how far the scan has validated the
+    /// journal to `progress` as it goes (a full replay follows it, see [`ScanProgress`]).
+    pub(crate) fn begin_open_publishing(
+        cfg: &JournalConfig,
+        io: Arc<dyn SegmentIo>,
+        progress: Option<&ScanProgress>,
+    ) -> Result<JournalOpening, JournalError> {
         cfg.validate()?;
         std::fs::create_dir_all(&cfg.dir).map_err(file_io(&cfg.dir))?;
         let lock = DirLock::exclusive(&cfg.dir)?;
         // A truncation recorded but not finished (a crash during it) is finished first.
         super::truncate::finish_pending(&cfg.dir)?;
         // Scan first: a refused open (corruption) leaves every file as it was.
-        let scan = scan(&cfg.dir)?;
+        let scan = scan_publishing(&cfg.dir, progress)?;
         scan.refuse_other_service(&cfg.service_name)?;
         Ok(JournalOpening {
             cfg: cfg.clone(),

@@ -5,12 +5,17 @@
 //! - `journal_reader`: read from a real journal with [`JournalReader`] (every record's CRC and
 //!   chain checked on the applying thread) and applied, as `keel replay` and the benches do;
 //! - `engine_recovery`: `Engine::start` replaying the whole journal (no snapshot), timed by its
-//!   own `Recovered::replay`: the restart path, whose records the open-time scan validated;
-//! - `engine_open_and_recovery`: the same start, `journal_open + replay` (scan included).
+//!   own `Recovered::replay`: the restart path, which applies each record once the open-time
+//!   scan (on a helper thread, at the same time) has validated it;
+//! - `engine_open_and_recovery`: the same start, journal open and replay together (`journal_open
+//!   + replay - replay_during_open`: the wall-clock time of both).
 //!
 //! Every case checks the state hash it reached against the direct one, so a fast wrong replay
 //! fails the run. At the end the medians per message and their ratios to `logic_alone` are
-//! printed (the "replay at the speed of the logic" figure). Building the journal and the fresh
+//! printed (the "replay at the speed of the logic" figure), in wall-clock time and in CPU time
+//! of the applying thread (`CLOCK_THREAD_CPUTIME_ID`: what the thread itself spent, memory
+//! stalls and page faults included, not time it waited for a core on a shared machine; for
+//! the engine, all of `Engine::start` on the calling thread). Building the journal and the fresh
 //! stores are not timed. `KEEL_REPLAY_BENCH_MESSAGES` sets N (default 1 000 000).
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
@@ -99,10 +104,53 @@ fn build(dir: &std::path::Path, msgs: &[Msg]) -> Config {
     config
 }
 
+/// CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant of the platform.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "thread CPU clock");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Page faults the calling thread has taken (minor and major).
+fn thread_faults() -> u64 {
+    // SAFETY: an all-zero `rusage` is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    assert_eq!(rc, 0, "thread rusage");
+    (usage.ru_minflt + usage.ru_majflt) as u64
+}
+
+/// Applying-thread CPU time and page faults of the last timed call.
+static CPU: Mutex<(Duration, u64)> = Mutex::new((Duration::ZERO, 0));
+
+fn set_cpu((since, faults): (Duration, u64)) {
+    *CPU.lock().expect("not poisoned") = (thread_cpu() - since, thread_faults() - faults);
+}
+
+fn cpu() -> Duration {
+    CPU.lock().expect("not poisoned").0
+}
+
+/// Page faults of the last timed call, as a "duration" of one nanosecond each (for `Samples`).
+fn faults() -> Duration {
+    Duration::from_nanos(CPU.lock().expect("not poisoned").1)
+}
+
+fn thread_usage() -> (Duration, u64) {
+    (thread_cpu(), thread_faults())
+}
+
 /// Applies every message straight from memory: (elapsed, state hash).
 #[inline(never)] // a frame of its own in profiles (callgrind instruction counts)
 fn logic_alone(msgs: &[Msg], scratch: &mut [u8]) -> (Duration, u64) {
     let mut store = Store::default();
+    let cpu = thread_usage();
     let start = Instant::now();
     for (i, msg) in msgs.iter().enumerate() {
         let message = Message {
@@ -111,13 +159,16 @@ fn logic_alone(msgs: &[Msg], scratch: &mut [u8]) -> (Duration, u64) {
         };
         apply_message(&mut store, &message, scratch);
     }
-    (start.elapsed(), store.state_hash())
+    let elapsed = start.elapsed();
+    set_cpu(cpu);
+    (elapsed, store.state_hash())
 }
 
 /// Reads the journal with `JournalReader` and applies every record: (elapsed, hash).
 #[inline(never)] // a frame of its own in profiles (callgrind instruction counts)
 fn journal_reader(config: &Config, scratch: &mut [u8]) -> (Duration, u64, u64) {
     let mut store = Store::default();
+    let cpu = thread_usage();
     let start = Instant::now();
     let mut reader = JournalReader::open(&config.journal_dir).expect("reader opens");
     let mut count = 0;
@@ -125,21 +176,23 @@ fn journal_reader(config: &Config, scratch: &mut [u8]) -> (Duration, u64, u64) {
         apply_message(&mut store, &keel::engine::message_of(&record), scratch);
         count += 1;
     }
-    (start.elapsed(), store.state_hash(), count)
+    let elapsed = start.elapsed();
+    set_cpu(cpu);
+    (elapsed, store.state_hash(), count)
 }
 
-/// Starts an engine on the journal (full replay): (journal open, replay, hash, replayed).
+/// Starts an engine on the journal (full replay): (journal open and replay together, replay,
+/// hash, replayed).
 #[inline(never)] // a frame of its own in profiles (callgrind instruction counts)
 fn engine_recovery(config: &Config) -> (Duration, Duration, u64, u64) {
-    let engine = Engine::start(config.clone(), Store::default()).expect("engine starts");
+    let store = Store::default();
+    let cpu = thread_usage();
+    let engine = Engine::start(config.clone(), store).expect("engine starts");
+    set_cpu(cpu);
     let recovered = engine.recovered();
     let hash = engine.shutdown().expect("clean shutdown").state_hash();
-    (
-        recovered.journal_open,
-        recovered.replay,
-        hash,
-        recovered.replayed,
-    )
+    let both = recovered.journal_open + recovered.replay - recovered.replay_during_open;
+    (both, recovered.replay, hash, recovered.replayed)
 }
 
 /// Per-message nanoseconds of every timed iteration, by case.
@@ -176,6 +229,18 @@ impl Samples {
                 println!("  {case:<26} {ns:>8.1} ns/msg  {:.2}x logic", ns / logic);
             }
         }
+        let Some(logic) = self.median("cpu:logic_alone") else {
+            return;
+        };
+        println!("CPU time of the applying thread, medians (page faults per 1000 messages):");
+        for case in ["logic_alone", "journal_reader", "engine_start"] {
+            let ns = self.median(&format!("cpu:{case}")).unwrap_or(f64::NAN);
+            let faults = self.median(&format!("faults:{case}")).unwrap_or(f64::NAN) * 1000.0;
+            println!(
+                "  {case:<26} {ns:>8.1} ns/msg  {:.2}x logic  ({faults:.1} faults)",
+                ns / logic
+            );
+        }
     }
 }
 
@@ -202,6 +267,8 @@ fn replay(c: &mut Criterion) {
                 let (elapsed, hash) = logic_alone(&msgs, &mut scratch);
                 assert_eq!(hash, want, "logic alone reached another state");
                 samples.add("logic_alone", elapsed, total);
+                samples.add("cpu:logic_alone", cpu(), total);
+                samples.add("faults:logic_alone", faults(), total);
                 sum += elapsed;
             }
             sum
@@ -214,6 +281,8 @@ fn replay(c: &mut Criterion) {
                 let (elapsed, hash, count) = journal_reader(&config, &mut scratch);
                 assert_eq!((hash, count), (want, total as u64), "reader replay differs");
                 samples.add("journal_reader", elapsed, total);
+                samples.add("cpu:journal_reader", cpu(), total);
+                samples.add("faults:journal_reader", faults(), total);
                 sum += elapsed;
             }
             sum
@@ -227,10 +296,12 @@ fn replay(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut sum = Duration::ZERO;
                 for _ in 0..iters {
-                    let (open, replay, hash, replayed) = engine_recovery(&config);
+                    let (both, replay, hash, replayed) = engine_recovery(&config);
                     assert_eq!((hash, replayed), (want, total as u64), "recovery differs");
-                    let elapsed = if with_open { open + replay } else { replay };
+                    let elapsed = if with_open { both } else { replay };
                     samples.add(name, elapsed, total);
+                    samples.add("cpu:engine_start", cpu(), total);
+                    samples.add("faults:engine_start", faults(), total);
                     sum += elapsed;
                 }
                 sum
