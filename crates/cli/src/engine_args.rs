@@ -34,8 +34,10 @@ pub struct EngineArgs {
     /// Journal flush policy: none | batch | interval:DURATION (e.g. interval:5ms).
     #[arg(long, default_value = "batch", value_parser = units::flush_policy)]
     pub flush: FlushPolicy,
-    /// Wait strategy of the engine threads: spin | yield | park | phased.
-    #[arg(long, default_value = "phased")]
+    /// Wait strategy of the engine threads: spin | yield | park | phased | auto (phased,
+    /// which spins before it parks, where this process may use at least 4 cores; park where
+    /// fewer, since the spinning would take the cores from the work).
+    #[arg(long, default_value = "auto", value_parser = wait_strategy)]
     pub wait: WaitStrategy,
     /// durable (apply after journaling) | apply-ahead (apply at once, answer after journaling).
     #[arg(long, default_value = "durable")]
@@ -145,9 +147,40 @@ impl EngineArgs {
     }
 }
 
+/// Cores this process may use from which `--wait auto` is `phased`: the engine's journaler and
+/// business-logic threads and the network thread each spin before they park.
+const AUTO_PHASED_MIN_CORES: usize = 4;
+
+/// Parses `--wait`: a wait strategy, or `auto` resolved by the cores this process may use.
+fn wait_strategy(s: &str) -> Result<WaitStrategy, String> {
+    if s != "auto" {
+        return s.parse();
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(auto_wait(cores))
+}
+
+/// `--wait auto` on a machine with `cores` cores.
+fn auto_wait(cores: usize) -> WaitStrategy {
+    if cores >= AUTO_PHASED_MIN_CORES {
+        WaitStrategy::default()
+    } else {
+        WaitStrategy::PARK
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_auto_spins_only_with_cores_to_spare() {
+        assert_eq!(auto_wait(2), WaitStrategy::PARK);
+        assert_eq!(auto_wait(AUTO_PHASED_MIN_CORES), WaitStrategy::default());
+        assert_eq!(wait_strategy("yield"), Ok(WaitStrategy::Yield));
+        assert!(wait_strategy("auto").is_ok());
+        assert!(wait_strategy("sometimes").is_err());
+    }
     use clap::Parser;
 
     #[derive(Parser)]
@@ -164,10 +197,18 @@ mod tests {
     #[test]
     fn flag_defaults_are_the_config_defaults_and_presets_are_explicit() {
         let same = |a: &Config, b: &Config| format!("{a:?}") == format!("{b:?}");
-        assert!(same(&config(&[]), &Config::with_data_dir(".")));
+        // `--wait auto` is the library's default wait strategy where the cores allow it.
+        let with_auto_wait = |mut c: Config| {
+            c.wait = wait_strategy("auto").expect("auto");
+            c
+        };
+        assert!(same(
+            &config(&[]),
+            &with_auto_wait(Config::with_data_dir("."))
+        ));
         assert!(same(
             &config(&["--preset", "production", "--data-dir", "d"]),
-            &Config::production("d")
+            &with_auto_wait(Config::production("d"))
         ));
         let mixed = config(&["--preset", "production", "--ring-capacity", "1024"]);
         assert_eq!(

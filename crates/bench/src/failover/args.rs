@@ -50,10 +50,10 @@ pub struct FailoverArgs {
     /// The nodes' journal flush policy (none | batch | interval:DURATION).
     #[arg(long, default_value = "batch")]
     pub flush: String,
-    /// How the nodes' threads wait (spin | yield | park | phased; `keel serve --wait`). On a
-    /// machine with fewer cores than the nodes have busy threads, `park` leaves the cores to
-    /// the work instead of to spinning.
-    #[arg(long, default_value = "phased")]
+    /// How the nodes' threads wait (spin | yield | park | phased | auto; `keel serve --wait`).
+    /// The local cluster's nodes share this machine's cores, so the default is `park`: it
+    /// leaves the cores to the work instead of to spinning.
+    #[arg(long, default_value = "park")]
     pub wait: String,
     /// The nodes' election timeout range, ms (`keel serve --election-timeout-ms`).
     #[arg(long, value_name = "MIN:MAX", default_value = "150:300")]
