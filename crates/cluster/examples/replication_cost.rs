@@ -7,16 +7,16 @@
 //!
 //! `cargo run --release -p keel-cluster --example replication_cost -- [messages] [pings]`
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keel::engine::{Message, Response};
 use keel::snapshot::StateError;
 use keel::{Outcome, Output, Processor, Submission};
-use keel_cluster::node::{DataAcceptor, CHANNEL_DATA};
+use keel_cluster::acceptor::{Acceptor, Route};
+use keel_cluster::node::DataAcceptor;
 use keel_cluster::{AckPolicy, Leadership, Node, NodeConfig, Peer, Role};
 
 #[derive(Default)]
@@ -53,36 +53,20 @@ struct Seen {
 struct Setup {
     nodes: Vec<Node<Tally>>,
     seen: Arc<Seen>,
-    stop: Arc<AtomicBool>,
+    _acceptors: Vec<Acceptor>,
     _root: tempfile::TempDir,
 }
 
-fn accept(
-    listener: TcpListener,
-    data: Arc<Mutex<Option<DataAcceptor<Tally>>>>,
-    stop: Arc<AtomicBool>,
-) {
-    listener.set_nonblocking(true).expect("nonblocking");
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Acquire) {
-            let Ok((mut stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            let _ = stream.set_nonblocking(false);
-            let mut channel = [0u8; 1];
-            if stream.read_exact(&mut channel).is_ok() && channel[0] == CHANNEL_DATA {
-                if let Some(d) = data.lock().expect("lock").clone() {
-                    d.accept(stream);
-                }
-            }
-        }
-    });
+/// Hands each data connection on `listener` to `node` (the library's acceptor; election
+/// connections are closed: these nodes are told who leads).
+fn accept(listener: TcpListener, node: DataAcceptor<Tally>) -> Acceptor {
+    let data: Route = Arc::new(move |stream| node.accept(stream));
+    Acceptor::start(listener, Arc::new(drop::<TcpStream>), data).expect("acceptor")
 }
 
 fn setup(n: usize, policy: AckPolicy) -> Setup {
     let root = tempfile::tempdir().expect("tempdir");
-    let stop = Arc::new(AtomicBool::new(false));
+    let mut acceptors = Vec::new();
     let seen = Arc::new(Seen::default());
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
@@ -113,8 +97,7 @@ fn setup(n: usize, policy: AckPolicy) -> Setup {
             }
         });
         let node = Node::start(config, Tally::default, sink).expect("start");
-        let slot = Arc::new(Mutex::new(Some(node.data_acceptor())));
-        accept(listener, slot, stop.clone());
+        acceptors.push(accept(listener, node.data_acceptor()));
         nodes.push(node);
     }
     for node in &nodes {
@@ -131,7 +114,7 @@ fn setup(n: usize, policy: AckPolicy) -> Setup {
     Setup {
         nodes,
         seen,
-        stop,
+        _acceptors: acceptors,
         _root: root,
     }
 }
@@ -191,7 +174,6 @@ fn run(label: &str, n: usize, policy: AckPolicy, messages: u64, pings: u64) {
         pct(0.50),
         pct(0.99)
     );
-    s.stop.store(true, Ordering::Release);
     for node in s.nodes {
         let _ = node.shutdown();
     }

@@ -7,18 +7,18 @@
 //!
 //! `cargo run --release -p keel-cluster --example snapshot_transfer_cost -- [orders]`
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keel::engine::Response;
 use keel::journal::JournalRetention;
 use keel::{Submission, Typed};
+use keel_cluster::acceptor::{Acceptor, Route};
 use keel_cluster::data::log;
-use keel_cluster::node::{DataAcceptor, CHANNEL_DATA};
+use keel_cluster::node::DataAcceptor;
 use keel_cluster::{AckPolicy, Leadership, Node, NodeConfig, Peer, Role};
 use keel_services::bookstore::{workload, Bookstore};
 use keel_services::App;
@@ -29,23 +29,15 @@ type Slot = Arc<Mutex<Option<DataAcceptor<Store>>>>;
 const SEED: u64 = 7;
 const LIMIT: Duration = Duration::from_secs(300);
 
-fn accept(listener: TcpListener, slot: Slot, stop: Arc<AtomicBool>) {
-    listener.set_nonblocking(true).expect("nonblocking");
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Acquire) {
-            let Ok((mut stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            let _ = stream.set_nonblocking(false);
-            let mut channel = [0u8; 1];
-            if stream.read_exact(&mut channel).is_ok() && channel[0] == CHANNEL_DATA {
-                if let Some(d) = slot.lock().expect("lock").clone() {
-                    d.accept(stream);
-                }
-            }
+/// Hands each data connection on `listener` to the node in `slot` now (the library's
+/// acceptor; election connections are closed: these nodes are told who leads).
+fn accept(listener: TcpListener, slot: Slot) -> Acceptor {
+    let data: Route = Arc::new(move |stream| {
+        if let Some(d) = slot.lock().expect("lock").clone() {
+            d.accept(stream);
         }
     });
+    Acceptor::start(listener, Arc::new(drop::<TcpStream>), data).expect("acceptor")
 }
 
 fn engine_config(dir: &Path, snapshot_interval_messages: u64) -> keel::Config {
@@ -194,15 +186,16 @@ fn main() {
     let dirs: Vec<PathBuf> = (1..=3)
         .map(|i| root.path().join(format!("node{i}")))
         .collect();
-    let stop = Arc::new(AtomicBool::new(false));
     let listeners: Vec<TcpListener> = (0..3)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
     let addresses: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     let slots: Vec<Slot> = (0..3).map(|_| Arc::new(Mutex::new(None))).collect();
-    for (listener, slot) in listeners.into_iter().zip(&slots) {
-        accept(listener, slot.clone(), stop.clone());
-    }
+    let _acceptors: Vec<Acceptor> = listeners
+        .into_iter()
+        .zip(&slots)
+        .map(|(listener, slot)| accept(listener, slot.clone()))
+        .collect();
     // A snapshot near the end of the load: the one node 3 receives covers almost all of it.
     let setup = Store::setup(SEED);
     let interval = (setup.len() as u64 + messages) / 2;
@@ -242,7 +235,6 @@ fn main() {
     });
     let (receiving, installed, caught_up) = watch(&third, &dirs[2], last);
     report(&dirs[2], &journal, last, (receiving, installed, caught_up));
-    stop.store(true, Ordering::Release);
     nodes.push(third);
     for node in nodes {
         let _ = node.shutdown();

@@ -16,6 +16,7 @@
 pub mod acceptor;
 pub mod cluster;
 pub mod data;
+mod durable;
 pub mod election;
 pub mod node;
 pub mod redirect;

@@ -100,16 +100,23 @@ fn a_follower_started_from_an_empty_disk_catches_up_through_a_snapshot() {
     converge(&mut c, &[1, 2, 3]);
 }
 
-#[test]
-fn a_follower_with_an_old_journal_moves_it_aside_and_installs_the_snapshot() {
+/// Three retaining nodes led by node 1; node 3 stopped holding the first 100 writes (its
+/// term record too), then the leader retired its journal's start. Returns the cluster and
+/// how many writes followed the first 100.
+fn node_3_left_behind() -> (Cluster, u64) {
     let mut c = Cluster::with_config(3, AckPolicy::Majority, retaining);
     c.elect(1, 1);
     write(&c, 0, 100);
-    // Node 3 holds the leader's records (its term record too) when it stops.
     let old_last = c.node(1).status().last_sequence;
     c.wait_applied(&[3], old_last);
     c.stop(3);
     let written = write_until_retired(&c, old_last);
+    (c, written)
+}
+
+#[test]
+fn a_follower_with_an_old_journal_moves_it_aside_and_installs_the_snapshot() {
+    let (mut c, written) = node_3_left_behind();
     c.start(3);
     let last = c.node(1).status().last_sequence;
     c.wait_applied(&[3], last);
@@ -140,14 +147,7 @@ fn newest_snapshot(c: &Cluster, id: u64) -> (PathBuf, u64, u32) {
 
 #[test]
 fn an_install_interrupted_by_a_crash_is_completed_at_the_next_start() {
-    let mut c = Cluster::with_config(3, AckPolicy::Majority, retaining);
-    c.elect(1, 1);
-    write(&c, 0, 100);
-    // Node 3 holds the leader's records (its term record too) when it stops.
-    let old_last = c.node(1).status().last_sequence;
-    c.wait_applied(&[3], old_last);
-    c.stop(3);
-    let written = write_until_retired(&c, old_last);
+    let (mut c, written) = node_3_left_behind();
     // The crash: the snapshot staged and the intent written, one segment moved aside.
     let (snapshot, sequence, chain) = newest_snapshot(&c, 1);
     let config = engine_config(&c.nodes[2].dir);

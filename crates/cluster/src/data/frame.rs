@@ -232,25 +232,22 @@ pub enum FrameError {
 struct Fields<'a>(&'a [u8]);
 
 impl<'a> Fields<'a> {
-    fn u64(&mut self) -> u64 {
-        let (head, rest) = self.0.split_at(8);
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let (head, rest) = self.0.split_at(N);
         self.0 = rest;
-        u64::from_le_bytes(head.try_into().expect("8 bytes"))
+        head.try_into().expect("N bytes")
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
     }
     fn u32(&mut self) -> u32 {
-        let (head, rest) = self.0.split_at(4);
-        self.0 = rest;
-        u32::from_le_bytes(head.try_into().expect("4 bytes"))
+        u32::from_le_bytes(self.take())
     }
     fn u16(&mut self) -> u16 {
-        let (head, rest) = self.0.split_at(2);
-        self.0 = rest;
-        u16::from_le_bytes(head.try_into().expect("2 bytes"))
+        u16::from_le_bytes(self.take())
     }
     fn u8(&mut self) -> u8 {
-        let (head, rest) = self.0.split_at(1);
-        self.0 = rest;
-        head[0]
+        self.take::<1>()[0]
     }
     fn rest(self) -> &'a [u8] {
         self.0

@@ -18,8 +18,7 @@
 //! journal) completes an install whose intent exists. Without an intent, a leftover
 //! `.snap.incoming` is removed: the install never began.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -30,6 +29,7 @@ use keel::{Config, Processor};
 use super::terms::{TermStart, Terms, TERMS_FILE};
 use super::transfer::{Announced, Received};
 use super::DataError;
+use crate::durable::{replace_file, sync_dir};
 
 /// The install intent, in the journal directory.
 pub const INTENT_FILE: &str = "journal.installing";
@@ -92,10 +92,6 @@ fn decode(b: &[u8]) -> Option<Plan> {
         history: (row.term > 0).then_some(row),
         attempt: u32_at(28),
     })
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Where a checked snapshot of `sequence` waits for its install (step 1).
@@ -222,12 +218,11 @@ fn remove_stale_staged(config: &Config) -> Result<(), DataError> {
 /// directory fsync. Public for tests that leave an install half done.
 pub fn write_intent(journal_dir: &Path, plan: &Plan) -> Result<(), DataError> {
     fs::create_dir_all(journal_dir)?;
-    let tmp = journal_dir.join(INTENT_TMP);
-    let mut file = File::create(&tmp)?;
-    file.write_all(&encode(plan))?;
-    file.sync_all()?;
-    fs::rename(&tmp, journal_dir.join(INTENT_FILE))?;
-    sync_dir(journal_dir)?;
+    replace_file(
+        &journal_dir.join(INTENT_FILE),
+        &journal_dir.join(INTENT_TMP),
+        &encode(plan),
+    )?;
     Ok(())
 }
 

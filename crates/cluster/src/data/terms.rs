@@ -11,6 +11,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::durable::{replace_file, sync_dir};
+
 /// File name in the journal directory.
 pub const TERMS_FILE: &str = "terms";
 const ROW_BYTES: usize = 24;
@@ -51,10 +53,6 @@ fn decode_row(b: &[u8]) -> Option<TermStart> {
         term: u64::from_le_bytes(b[..8].try_into().ok()?),
         first_sequence: u64::from_le_bytes(b[8..16].try_into().ok()?),
     })
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 impl Terms {
@@ -152,14 +150,8 @@ impl Terms {
 
     /// Writes the rows to a temporary file, syncs it and renames it over the file.
     fn rewrite(&mut self) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        let mut f = File::create(&tmp)?;
-        for row in &self.rows {
-            f.write_all(&encode_row(*row))?;
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        sync_dir(self.path.parent().expect("in a directory"))
+        let bytes: Vec<u8> = self.rows.iter().flat_map(|row| encode_row(*row)).collect();
+        replace_file(&self.path, &self.path.with_extension("tmp"), &bytes)
     }
 }
 

@@ -5,8 +5,8 @@
 //! A write goes to `NAME.tmp`, is fsynced, renamed over `NAME`, and the directory is fsynced:
 //! after a crash the file holds either the old value or the new one, never a mix.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::StorageError;
+use crate::durable::replace_file;
 
 /// Bytes before the body: magic, version, body length, body crc.
 pub(crate) const HEADER_BYTES: usize = 20;
@@ -97,21 +98,7 @@ impl AtomicFile {
     /// Replaces the file with `bytes` (from [`Self::encode`]): durable when this returns.
     /// Blocking, and not serialized with other writers: [`Self::replace_with`] is both.
     fn write(&self, bytes: &[u8]) -> Result<(), StorageError> {
-        let tmp = self.path.with_extension("tmp");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| self.io(e))?;
-        f.write_all(bytes).map_err(|e| self.io(e))?;
-        f.sync_all().map_err(|e| self.io(e))?;
-        drop(f);
-        fs::rename(&tmp, &self.path).map_err(|e| self.io(e))?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.io(e))
+        replace_file(&self.path, &self.path.with_extension("tmp"), bytes).map_err(|e| self.io(e))
     }
 
     fn check<'a>(&self, bytes: &'a [u8]) -> Result<&'a [u8], StorageError> {

@@ -2,18 +2,18 @@
 //! hand. Every wait is bounded in time and parks or sleeps; nothing is timed as an assertion.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use keel::engine::{Message, Response};
 use keel::snapshot::StateError;
 use keel::{Outcome, Output, Processor, Submission};
+use keel_cluster::acceptor::{Acceptor, Route};
 use keel_cluster::data::log::LogCursor;
-use keel_cluster::node::{DataAcceptor, CHANNEL_DATA};
+use keel_cluster::node::DataAcceptor;
 use keel_cluster::{AckPolicy, Leadership, Node, NodeConfig, Peer, Role};
 
 /// A small processor: counts messages and folds their payloads into a digest.
@@ -85,8 +85,7 @@ pub struct Cluster {
     /// Applied to every node's engine configuration at each start.
     pub tweak: fn(&mut keel::Config),
     _root: tempfile::TempDir,
-    stop: Arc<AtomicBool>,
-    acceptors: Vec<JoinHandle<()>>,
+    acceptors: Vec<Acceptor>,
 }
 
 pub fn engine_config(dir: &Path) -> keel::Config {
@@ -98,33 +97,17 @@ pub fn engine_config(dir: &Path) -> keel::Config {
     c
 }
 
-/// Accepts on `listener` for the whole test, handing data connections to whichever node
-/// runs on it now (none: the connection is closed).
-fn acceptor(
-    listener: TcpListener,
-    current: Arc<Mutex<Option<DataAcceptor<Tally>>>>,
-    stop: Arc<AtomicBool>,
-) -> JoinHandle<()> {
-    listener.set_nonblocking(true).expect("nonblocking");
-    std::thread::spawn(move || {
-        use std::io::Read;
-        while !stop.load(Ordering::Acquire) {
-            let Ok((mut stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut channel = [0u8; 1];
-            if stream.read_exact(&mut channel).is_err() || channel[0] != CHANNEL_DATA {
-                continue;
-            }
-            let target = current.lock().expect("lock").clone();
-            if let Some(data) = target {
-                data.accept(stream);
-            }
+/// Accepts on `listener` for the whole test (the library's acceptor), handing data
+/// connections to whichever node runs on it now (none: the connection is closed); election
+/// connections are closed: these nodes are told who leads.
+fn acceptor(listener: TcpListener, current: Arc<Mutex<Option<DataAcceptor<Tally>>>>) -> Acceptor {
+    let data: Route = Arc::new(move |stream| {
+        let target = current.lock().expect("lock").clone();
+        if let Some(data) = target {
+            data.accept(stream);
         }
-    })
+    });
+    Acceptor::start(listener, Arc::new(drop::<TcpStream>), data).expect("acceptor")
 }
 
 impl Cluster {
@@ -135,7 +118,6 @@ impl Cluster {
     /// A cluster whose engines' configurations pass through `tweak`.
     pub fn with_config(n: u64, policy: AckPolicy, tweak: fn(&mut keel::Config)) -> Cluster {
         let root = tempfile::tempdir().expect("tempdir");
-        let stop = Arc::new(AtomicBool::new(false));
         let listeners: Vec<TcpListener> = (0..n)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
             .collect();
@@ -144,7 +126,7 @@ impl Cluster {
         for (i, listener) in listeners.into_iter().enumerate() {
             let current = Arc::new(Mutex::new(None));
             let address = listener.local_addr().expect("addr");
-            acceptors.push(acceptor(listener, current.clone(), stop.clone()));
+            acceptors.push(acceptor(listener, current.clone()));
             nodes.push(TestNode {
                 id: i as u64 + 1,
                 dir: root.path().join(format!("node{}", i + 1)),
@@ -159,7 +141,6 @@ impl Cluster {
             policy,
             tweak,
             _root: root,
-            stop,
             acceptors,
         };
         for id in 1..=n {
@@ -294,9 +275,8 @@ impl Drop for Cluster {
                 let _ = node.shutdown();
             }
         }
-        self.stop.store(true, Ordering::Release);
-        for a in self.acceptors.drain(..) {
-            let _ = a.join();
+        for mut a in self.acceptors.drain(..) {
+            a.stop();
         }
     }
 }
