@@ -48,6 +48,22 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
+    /// The `WELCOME` a server with these settings states in front of an engine with
+    /// `max_message_bytes` and `max_response_bytes` (session id 0): for a host that answers
+    /// handshakes itself, such as a cluster node sending clients to its leader. Fails as
+    /// the server's start would on settings out of range.
+    pub fn welcome(
+        &self,
+        max_message_bytes: usize,
+        max_response_bytes: usize,
+    ) -> io::Result<frame::Welcome> {
+        let sizes = EngineSizes {
+            max_message_bytes,
+            max_response_bytes,
+        };
+        Ok(Limits::derive(self, sizes)?.welcome(0))
+    }
+
     /// The defaults, listening on `listen_addr` (`127.0.0.1:0` picks a free port).
     pub fn listening_on(listen_addr: SocketAddr) -> Self {
         NetConfig {

@@ -18,8 +18,8 @@ use super::leader::LeaderGate;
 use super::session::{Conn, Phase, Session, Sessions};
 use super::stats::{Count, Counters};
 use crate::engine::{
-    Response, ResponseReceiver, Status, Submission, SubmitError, Submitter, CLIENT_SESSION_FLAG,
-    CONTROL_KIND_MIN, CONTROL_SNAPSHOT,
+    Response, ResponseReceiver, Status, Submission, SubmitError, Submitter, CONTROL_KIND_MIN,
+    CONTROL_SNAPSHOT,
 };
 use crate::ring::Poll as RingPoll;
 use crate::service::Invalid;
@@ -765,21 +765,8 @@ fn handle_frame(ingress: &mut Ingress<'_>, conn: &mut Conn, frame: Frame<'_>) ->
 
 fn handshake(ingress: &mut Ingress<'_>, conn: &mut Conn, hello: &Hello<'_>) -> Step {
     let limits = ingress.limits;
-    if !(1..=frame::PROTOCOL_VERSION).contains(&hello.protocol_version) {
-        return Step::Fatal(
-            ErrorCode::UNSUPPORTED_PROTOCOL,
-            "this server speaks protocols 1 and 2",
-        );
-    }
-    if hello.client_id & CLIENT_SESSION_FLAG != 0 {
-        return Step::Fatal(ErrorCode::MALFORMED, "client id must be below 2^63");
-    }
-    if limits
-        .token
-        .as_deref()
-        .is_some_and(|token| !same_secret(token, hello.token))
-    {
-        return Step::Fatal(ErrorCode::UNAUTHORIZED, "token rejected");
+    if let Err((code, text)) = hello.check(limits.token.as_deref()) {
+        return Step::Fatal(code, text);
     }
     conn.client = hello.client_id;
     let mut welcome = limits.welcome(conn.journal_id());
@@ -911,15 +898,6 @@ fn frame_error_text(e: frame::FrameError) -> &'static str {
     }
 }
 
-/// Equal secrets, compared in time independent of where they differ.
-fn same_secret(expected: &[u8], given: &[u8]) -> bool {
-    let diff = expected
-        .iter()
-        .zip(given)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    diff == 0 && expected.len() == given.len()
-}
-
 /// Whether one of the session's timers ran out. `reading` is when the server last resumed
 /// reading, or `None` while the input ring is full (read and idle timeouts are then paused).
 fn expiry(conn: &Conn, limits: &Limits, now: Instant, reading: Option<Instant>) -> Option<Expiry> {
@@ -944,18 +922,5 @@ fn expiry(conn: &Conn, limits: &Limits, now: Instant, reading: Option<Instant>) 
             (now >= conn.last_activity.max(resumed) + idle)
                 .then_some(Expiry::Close(ErrorCode::IDLE_TIMEOUT, "idle for too long"))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"ab"));
-        assert!(!same_secret(b"abc", b"abcd"));
     }
 }

@@ -260,6 +260,34 @@ pub struct Hello<'a> {
     pub client_id: u64,
 }
 
+impl Hello<'_> {
+    /// The server's handshake rules: protocol 1 or 2, a client id below 2^63, and `token`
+    /// (when the server has one) given, compared in time independent of where it differs.
+    /// The error is the fatal `ERROR`'s code and text.
+    pub fn check(&self, token: Option<&[u8]>) -> Result<(), (ErrorCode, &'static str)> {
+        if !(1..=PROTOCOL_VERSION).contains(&self.protocol_version) {
+            let text = "this server speaks protocols 1 and 2";
+            return Err((ErrorCode::UNSUPPORTED_PROTOCOL, text));
+        }
+        if self.client_id & crate::engine::CLIENT_SESSION_FLAG != 0 {
+            return Err((ErrorCode::MALFORMED, "client id must be below 2^63"));
+        }
+        if token.is_some_and(|token| !same_secret(token, self.token)) {
+            return Err((ErrorCode::UNAUTHORIZED, "token rejected"));
+        }
+        Ok(())
+    }
+}
+
+/// Equal secrets, compared in time independent of where they differ.
+fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    let diff = expected
+        .iter()
+        .zip(given)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    diff == 0 && expected.len() == given.len()
+}
+
 /// `WELCOME`: the session and the limits in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Welcome {
@@ -624,6 +652,14 @@ fn decode_error(body: &[u8]) -> ErrorFrame<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"ab"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
 
     const MAX: usize = 1 << 16;
 

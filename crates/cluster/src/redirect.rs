@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use keel::net::frame::{self, Frame, Hello, Welcome};
+use keel::net::frame::{self, Frame, Welcome};
 use keel::net::{ErrorCode, NetConfig};
 
 use crate::node::Redirect;
@@ -29,16 +29,6 @@ const ACCEPT_POLL: Duration = Duration::from_millis(5);
 const READ_POLL: Duration = Duration::from_millis(100);
 /// Connections answered at once (each has a thread; a redirected client leaves at once).
 const MAX_CONNECTIONS: usize = 64;
-/// Bytes of a `REQUEST` frame besides its payload (type byte and header).
-const REQUEST_OVERHEAD_BYTES: usize = 13;
-/// The smallest frame limit, as the network server's: a `HELLO` with the longest token fits
-/// (type byte, 8-byte header, 256-byte token, client id).
-const MIN_FRAME_BYTES: usize = 1 + 8 + 256 + 8;
-/// Bytes of a `RESPONSE` frame besides its payload (length prefix, type byte, header).
-const RESPONSE_OVERHEAD_BYTES: usize = 4 + 1 + 24;
-/// The payload codec's id in `WELCOME` (`keel::codec`, bincode 2: 1).
-const CODEC_ID: u16 = 1;
-
 /// Who the clients are sent to, asked once per refused request.
 pub type Target = Arc<dyn Fn() -> Redirect + Send + Sync>;
 
@@ -72,26 +62,8 @@ impl Redirector {
         target: Target,
     ) -> io::Result<Redirector> {
         listener.set_nonblocking(true)?;
-        let max_frame_bytes = net
-            .max_frame_bytes
-            .min(REQUEST_OVERHEAD_BYTES + max_message_bytes)
-            .max(MIN_FRAME_BYTES);
-        let welcome = Welcome {
-            protocol_version: frame::PROTOCOL_VERSION,
-            codec_id: CODEC_ID,
-            session_id: 0,
-            max_frame_bytes: max_frame_bytes as u32,
-            max_payload_bytes: (max_frame_bytes - REQUEST_OVERHEAD_BYTES).min(max_message_bytes)
-                as u32,
-            max_response_bytes: max_response_bytes as u32,
-            output_limit_bytes: net
-                .output_limit_bytes
-                .max(RESPONSE_OVERHEAD_BYTES + max_response_bytes)
-                .min(u32::MAX as usize) as u32,
-            idle_timeout_ms: net
-                .idle_timeout
-                .map_or(0, |d| d.as_millis().clamp(1, u32::MAX as u128) as u32),
-        };
+        let welcome = net.welcome(max_message_bytes, max_response_bytes)?;
+        let max_frame_bytes = welcome.max_frame_bytes as usize;
         let settings = Arc::new(Settings {
             token: net.token.clone(),
             handshake_timeout: net.handshake_timeout,
@@ -299,7 +271,7 @@ fn on_frame(
         send_error(stream, code, 0, text).map(|()| Step::Close)
     };
     match (*open, frame) {
-        (false, Frame::Hello(hello)) => match check_hello(settings, &hello) {
+        (false, Frame::Hello(hello)) => match hello.check(settings.token.as_deref()) {
             Err((code, text)) => fatal(stream, code, text),
             Ok(()) => {
                 let welcome = Welcome {
@@ -334,32 +306,6 @@ fn on_frame(
     }
 }
 
-/// The network server's handshake rules: protocol 1 or 2, a client id below 2^63, the token.
-fn check_hello(settings: &Settings, hello: &Hello<'_>) -> Result<(), (ErrorCode, &'static str)> {
-    if !(1..=frame::PROTOCOL_VERSION).contains(&hello.protocol_version) {
-        let text = "this server speaks protocols 1 and 2";
-        return Err((ErrorCode::UNSUPPORTED_PROTOCOL, text));
-    }
-    if hello.client_id >> 63 != 0 {
-        return Err((ErrorCode::MALFORMED, "client id must be below 2^63"));
-    }
-    if let Some(token) = &settings.token {
-        if !same_secret(token, hello.token) {
-            return Err((ErrorCode::UNAUTHORIZED, "token rejected"));
-        }
-    }
-    Ok(())
-}
-
-/// Compares in time independent of where the secrets differ.
-fn same_secret(expected: &[u8], given: &[u8]) -> bool {
-    let mut diff = u8::from(expected.len() != given.len());
-    for (i, e) in expected.iter().enumerate() {
-        diff |= e ^ given.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
-}
-
 /// `NOT_LEADER`'s text (the network server's `LeaderGate` words it the same way).
 fn refusal_text(target: Redirect, here: SocketAddr) -> String {
     match target {
@@ -389,6 +335,7 @@ fn close(stream: &mut TcpStream, code: ErrorCode, text: &str) -> io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel::net::frame::Hello;
 
     #[test]
     fn refusals_name_the_leader() {
@@ -403,8 +350,13 @@ mod tests {
             "not the leader; leader=127.0.0.1:7701"
         );
         assert!(refusal_text(Redirect::Unknown, here).ends_with("leader unknown"));
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"abcd"));
+        let hello = |token| Hello {
+            protocol_version: frame::PROTOCOL_VERSION,
+            token,
+            client_id: 0,
+        };
+        assert!(hello(b"abc").check(Some(b"abc")).is_ok());
+        assert!(hello(b"abd").check(Some(b"abc")).is_err());
+        assert!(hello(b"abcd").check(Some(b"abc")).is_err());
     }
 }
