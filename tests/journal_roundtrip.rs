@@ -63,7 +63,11 @@ fn every_segment_preparation_round_trips_under_group_commit() {
     // `HugePages` maps each new segment with 2 MiB pages where the kernel allows (the segments
     // here are big enough for two); `Zeroed` writes zeros over it first. The records, the end
     // markers and the zero fill after them must come out exactly as with `Allocated`.
-    for prep in [SegmentPrep::HugePages, SegmentPrep::Zeroed] {
+    for prep in [
+        SegmentPrep::HugePages,
+        SegmentPrep::Zeroed,
+        SegmentPrep::Adaptive,
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("journal");
         let segment_bytes = 4 << 20;
@@ -95,6 +99,38 @@ fn every_segment_preparation_round_trips_under_group_commit() {
         assert_eq!(read_all(&dir), 60_000, "{prep}");
         assert!(segment_files(&dir).len() > segments.len(), "{prep}");
     }
+}
+
+#[test]
+fn an_adaptive_writer_that_overtakes_its_lead_and_reopens_keeps_every_record() {
+    // `Adaptive` prepares a segment in steps a few MiB ahead of the writer, nudged at batch
+    // ends. One batch far longer than that lead makes the writer take the rest of the segment
+    // from the preparer; small batches then let the preparer lead again in the next segments;
+    // a reopen continues mid-segment with a new lead. Every record must come back.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    let segment_bytes = 24 << 20;
+    let config = {
+        let mut journal = cfg(&dir, segment_bytes, FlushPolicy::Batch);
+        journal.segment_prep = SegmentPrep::Adaptive;
+        journal
+    };
+    let mut w = JournalWriter::open(&config).unwrap();
+    let records_per_batch = 200_000; // about 19 MiB in one batch
+    write(&mut w, 1, 200_000, records_per_batch);
+    write(&mut w, 200_001, 500_000, 64);
+    w.sync().unwrap();
+    drop(w);
+    assert!(segment_files(&dir).len() >= 2);
+    assert_eq!(read_all(&dir), 500_000);
+    let mut w = JournalWriter::open(&config).unwrap();
+    write(&mut w, 500_001, 700_000, 64);
+    w.sync().unwrap();
+    drop(w);
+    assert_eq!(read_all(&dir), 700_000);
+    let report = verify(&dir).unwrap();
+    assert_eq!(report.last_sequence, 700_000);
+    assert!(matches!(report.tail, TailState::Clean { .. }), "{report}");
 }
 
 #[test]

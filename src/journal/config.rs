@@ -75,13 +75,12 @@ pub enum SegmentPrep {
     /// and writeback efficiency count. See [`SegmentPrep::resolve`].
     #[default]
     Auto,
-    /// `Zeroed` as far as the writer leaves time for, `HugePages` for the rest: the preparer
-    /// zeroes the spare from its start until the writer, judging by its rate so far, would
-    /// need the spare before a huge-page preparation of the rest could be done; the rest is
-    /// then mapped with huge pages. A slow writer (every sync small: latency and write volume
-    /// count) gets wholly zeroed segments in 16 KiB pages; a fast one (large group commits:
-    /// throughput counts) gets segments almost wholly in 2 MiB pages, the zero fill stopped
-    /// within a few MiB. The segments made at open are zeroed whole.
+    /// The segment is prepared a few MiB ahead of the writer, in 2 MiB steps, each the way
+    /// the writer's rate of the moment calls for: zeroed (as `Zeroed`, 8 MiB ahead) while it
+    /// writes less than ~200 MB/s, so every sync is small and a pure data overwrite; with
+    /// huge pages (as `HugePages`, 64 MiB ahead) while it writes more, so writeback costs
+    /// the least per byte. Nothing zeroes or pre-faults a whole segment ahead of need, and a
+    /// new segment starts in the kind of the moment. See `docs/journal_format.md`.
     Adaptive,
     /// `fallocate` only, page sizes left to the kernel: the blocks are allocated but
     /// unwritten (a sync that first writes a block also commits that metadata change), and the

@@ -9,7 +9,7 @@
 //!
 //! Module map: `format` (byte maps, pure encode/check), `segment` (the mmap, the only `unsafe`),
 //! `io` (the injectable I/O seam), `dir` (names, listing, lock), `prepare` (background spare
-//! segment), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus
+//! segment), `lead` (the active segment prepared a few MiB ahead of its writer), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus
 //! corruption), `progress` (a scan's progress, for a replay that follows it), `retention` (retiring old segments, the retention marker), `writer`, `reader`,
 //! `ahead` (the reader's checksums computed ahead on a helper thread), `truncate` (cutting a
 //! suffix off for replication), `start` (an empty journal starting after a snapshot's
@@ -23,6 +23,7 @@ mod dir;
 mod error;
 mod format;
 mod io;
+mod lead;
 mod prepare;
 mod progress;
 mod reader;

@@ -12,60 +12,74 @@
 //! A spare is therefore handed over once its first [`HANDOVER_BYTES`] are pre-faulted, and
 //! the rest is pre-faulted after, while the writer may already append to it.
 //!
-//! Under `SegmentPrep::Adaptive` the writer tells the preparer to hurry
-//! ([`Preparer::hurry`]) when, at its rate so far, it will need the spare soon: the zero fill
-//! then stops, and the rest of the spare gets huge pages.
+//! Under `SegmentPrep::Adaptive` a spare is prepared only as far as its first steps (see
+//! `lead`), and the preparer follows the active segment's writer: each time the writer has
+//! written another [`NUDGE_BYTES`] it nudges the preparer, which measures its rate and prepares
+//! the next steps, zeroed while the writer is slow and with huge pages while it is fast.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::config::SegmentPrep;
-use super::io::{
-    release_cached_pages, write_back, write_zeros, SegmentIo, ZERO_FILL_CHUNK_BYTES,
-    ZERO_FILL_WRITE_BACK_BYTES,
-};
+use super::io::{release_cached_pages, SegmentIo};
+use super::lead::{LeadTarget, StepKind, HUGE_LEAD_BYTES, ZEROED_LEAD_BYTES};
 use super::segment::MappedSegment;
 
 /// A spare segment: allocated, durable, mapped and pre-faulted, header not yet written.
+/// Under `Adaptive`, prepared only as far as its lead's first steps, and `lead` is what the
+/// preparer needs to go on once it is the active segment.
 #[derive(Debug)]
 pub(crate) struct Spare {
     pub(crate) map: MappedSegment,
     pub(crate) path: PathBuf,
+    pub(crate) lead: Option<LeadTarget>,
 }
 
 enum Job {
-    /// Prepare a spare; `yielding`: an `Adaptive` zero fill stops when the writer asks the
-    /// preparer to hurry (otherwise it zeroes the whole spare).
-    Prepare {
-        yielding: bool,
-    },
+    Prepare,
     Retire {
         segment: MappedSegment,
         sync: bool,
     },
     Barrier(SyncSender<io::Result<()>>),
+    /// The writer appends to this segment now: prepare ahead of it.
+    Follow(LeadTarget),
+    /// The writer moved on in the segment it appends to.
+    Nudge,
 }
+
+/// How much the writer appends between two nudges of the preparer.
+pub(crate) const NUDGE_BYTES: usize = 1 << 20;
+
+/// From this rate on, the writer is fast: steps are prepared with huge pages. Below it
+/// steps are zeroed, whose syncs write little but whose writeback costs more per byte.
+const HUGE_PAGES_FROM_BYTES_PER_SEC: f64 = 200e6;
+/// A writer whose steps are prepared with huge pages goes back to zeroed steps below this
+/// rate (a gap against the other threshold, so the kind does not flap at the boundary).
+const ZEROED_BELOW_BYTES_PER_SEC: f64 = 100e6;
+/// The least time a rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_millis(20);
 
 /// Handle to the preparer thread. At most one spare is requested or waiting at a time.
 ///
 /// Nothing here allocates on the writer's thread after `start`: the spare is created on the
 /// preparer thread and handed over through [`SpareSlot`], made at start; jobs go through a
-/// bounded channel whose buffer is allocated at start and that never fills (at most a retire,
-/// a prepare and a barrier are queued: each rollover first takes the spare prepared after the
-/// previous rollover's jobs), so a send never blocks.
+/// bounded channel whose buffer is allocated at start and that never fills (at most a follow,
+/// a retire, a prepare, a barrier and one nudge are queued: each rollover first takes the
+/// spare prepared after the previous rollover's jobs), so a send never blocks.
 #[derive(Debug)]
 pub(crate) struct Preparer {
     jobs: Option<SyncSender<Job>>,
     spare_path: PathBuf,
     io: Arc<dyn SegmentIo>,
     spares: Arc<SpareSlot>,
-    /// Set by the writer when it needs the requested spare soon: a paced zero fill stops.
-    hurry: Arc<AtomicBool>,
+    /// A nudge is queued and not yet taken up: at most one is, so jobs never fill the queue.
+    nudged: Arc<AtomicBool>,
     requested: bool,
     thread: Option<JoinHandle<()>>,
 }
@@ -156,8 +170,8 @@ impl Preparer {
         let (jobs, job_rx) = mpsc::sync_channel(JOB_QUEUE_LEN);
         let spares = Arc::new(SpareSlot::default());
         let (path, thread_io) = (spare_path.clone(), Arc::clone(&io));
-        let hurry = Arc::new(AtomicBool::new(false));
-        let thread_hurry = Arc::clone(&hurry);
+        let nudged = Arc::new(AtomicBool::new(false));
+        let thread_nudged = Arc::clone(&nudged);
         let slot = CloseOnExit(Arc::clone(&spares));
         let thread = thread::Builder::new()
             .name("keel-journal-prep".into())
@@ -167,7 +181,7 @@ impl Preparer {
                     len_bytes: segment_size_bytes,
                     prep,
                 };
-                run(&job_rx, &slot.0, &spec, &*thread_io, &thread_hurry);
+                run(&job_rx, &slot.0, &spec, &*thread_io, &thread_nudged);
             })?;
         let thread = Some(thread);
         Ok(Self {
@@ -175,33 +189,42 @@ impl Preparer {
             spare_path,
             io,
             spares,
-            hurry,
+            nudged,
             requested: false,
             thread,
         })
     }
 
-    /// Asks for the next spare, unless one is already requested or waiting. `yielding`: its
-    /// preparation heeds [`Preparer::hurry`]; if not, the spare is wholly prepared.
-    pub(crate) fn request(&mut self, yielding: bool) {
+    /// Asks for the next spare, unless one is already requested or waiting.
+    pub(crate) fn request(&mut self) {
         if !self.requested {
             self.requested = true;
-            // Cleared before the job is sent: a later `hurry` concerns this spare.
-            self.hurry.store(false, Ordering::Release);
-            self.send(Job::Prepare { yielding });
+            self.send(Job::Prepare);
         }
     }
 
-    /// Tells the preparer the requested spare is needed soon: an `Adaptive` zero fill stops
-    /// where it is, and the rest of the spare is mapped with huge pages.
-    pub(crate) fn hurry(&self) {
-        self.hurry.store(true, Ordering::Release);
+    /// Hands the preparer the lead of the segment the writer appends to from now on.
+    pub(crate) fn follow(&mut self, target: LeadTarget) {
+        self.send(Job::Follow(target));
+    }
+
+    /// Tells the preparer the writer moved on (it reads where from the segment's lead).
+    /// Never blocks: a nudge already queued stands for this one.
+    pub(crate) fn nudge(&self) {
+        if self.nudged.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(jobs) = &self.jobs {
+            if let Err(TrySendError::Full(_)) = jobs.try_send(Job::Nudge) {
+                // Cannot happen (see the type's docs); the next nudge tries again.
+                self.nudged.store(false, Ordering::Release);
+            }
+        }
     }
 
     /// Takes the spare, waiting for it if it is not ready (logged: rollover should not wait).
     pub(crate) fn take(&mut self) -> io::Result<Spare> {
-        self.request(true);
-        self.hurry();
+        self.request();
         let spare = match self.spares.try_take() {
             Some(spare) => spare,
             None => {
@@ -268,14 +291,18 @@ fn run(
     spares: &SpareSlot,
     spec: &SpareSpec<'_>,
     io: &dyn SegmentIo,
-    hurry: &AtomicBool,
+    nudged: &AtomicBool,
 ) {
     let mut retire_error: Option<io::Error> = None;
+    let mut follower = Follower::default();
     for job in jobs {
         match job {
-            Job::Prepare { yielding } => {
-                let spare = prepare_spare(io, spec, yielding.then_some(hurry), HANDOVER_BYTES);
-                let rest = spare.as_ref().ok().map(|s| s.map.sync_handle().clone());
+            Job::Prepare => {
+                let spare = prepare_spare(io, spec, follower.kind, HANDOVER_BYTES);
+                let rest = match &spare {
+                    Ok(s) if s.lead.is_none() => Some(s.map.sync_handle().clone()),
+                    _ => None,
+                };
                 spares.put(spare);
                 // Before any later job: a retire then finds the segment no longer mapped here.
                 if let Some(rest) = rest {
@@ -291,7 +318,80 @@ fn run(
             Job::Barrier(reply) => {
                 let _ = reply.send(retire_error.take().map_or(Ok(()), Err));
             }
+            Job::Follow(target) => follower.follow(target),
+            Job::Nudge => {
+                nudged.store(false, Ordering::Release);
+                follower.step();
+            }
         }
+    }
+}
+
+/// The preparer's side of the active segment under `Adaptive`: its lead, and the writer's
+/// rate, which decides how the next steps (and the next spare's first ones) are prepared.
+#[derive(Debug, Default)]
+struct Follower {
+    current: Option<LeadTarget>,
+    kind: StepKind,
+    /// Where the writer was, and when, at the start of the rate's window.
+    since: Option<(usize, Instant)>,
+}
+
+impl Follower {
+    fn follow(&mut self, target: LeadTarget) {
+        self.since = Some((target.lead.writer_pos(), Instant::now()));
+        self.current = Some(target);
+    }
+
+    /// Prepares ahead of where the writer says it is, as its rate calls for.
+    fn step(&mut self) {
+        let Some(target) = self.current.as_mut() else {
+            return;
+        };
+        let pos = target.lead.writer_pos();
+        self.kind = next_kind(self.kind, &mut self.since, pos, Instant::now());
+        if target.is_done() {
+            return;
+        }
+        if target.was_overtaken() {
+            // A writer that overtook its lead is a fast one.
+            self.kind = StepKind::HugePages;
+            target.take_rest_as_huge_pages();
+            return;
+        }
+        let ahead_bytes = match self.kind {
+            StepKind::Zeroed => ZEROED_LEAD_BYTES,
+            StepKind::HugePages => HUGE_LEAD_BYTES,
+        };
+        if let Err(err) = target.prepare_ahead(pos, ahead_bytes, self.kind) {
+            // The writer takes the unprepared rest itself: slower, never wrong.
+            tracing::warn!("journal: could not prepare the active segment ahead: {err}");
+        }
+    }
+}
+
+/// The step kind after the writer was seen at `pos` at `now`: the rate over the window
+/// since `since` (at least [`RATE_WINDOW`]; a shorter one keeps the kind and the window).
+fn next_kind(
+    kind: StepKind,
+    since: &mut Option<(usize, Instant)>,
+    pos: usize,
+    now: Instant,
+) -> StepKind {
+    let Some((from, at)) = *since else {
+        *since = Some((pos, now));
+        return kind;
+    };
+    let elapsed = now.saturating_duration_since(at);
+    if elapsed < RATE_WINDOW {
+        return kind;
+    }
+    *since = Some((pos, now));
+    let bytes_per_sec = pos.saturating_sub(from) as f64 / elapsed.as_secs_f64();
+    match kind {
+        StepKind::Zeroed if bytes_per_sec >= HUGE_PAGES_FROM_BYTES_PER_SEC => StepKind::HugePages,
+        StepKind::HugePages if bytes_per_sec < ZEROED_BELOW_BYTES_PER_SEC => StepKind::Zeroed,
+        _ => kind,
     }
 }
 
@@ -310,14 +410,13 @@ fn retire(io: &dyn SegmentIo, segment: MappedSegment, sync: bool) -> io::Result<
     Ok(())
 }
 
-/// Creates, allocates, syncs, prepares (per `spec.prep`) and maps (pre-faulted) a spare segment.
-/// With `hurry`, an `Adaptive` zero fill stops once `hurry` is set; without, it zeroes the
-/// whole spare.
-/// Pre-faults its first `prefault_bytes` (`usize::MAX`: all of it).
+/// Creates, allocates, syncs, prepares (per `spec.prep`) and maps a spare segment,
+/// pre-faulting its first `prefault_bytes` (`usize::MAX`: all of it). Under `Adaptive`, only
+/// its first steps are prepared, as `kind`, and the spare comes with its lead.
 pub(crate) fn prepare_spare(
     io: &dyn SegmentIo,
     spec: &SpareSpec<'_>,
-    hurry: Option<&AtomicBool>,
+    kind: StepKind,
     prefault_bytes: usize,
 ) -> io::Result<Spare> {
     match io.remove(spec.path) {
@@ -327,61 +426,50 @@ pub(crate) fn prepare_spare(
     debug_assert!(spec.prep != SegmentPrep::Auto, "resolved by the writer");
     let started = Instant::now();
     let file = io.create_allocated(spec.path, spec.len_bytes)?;
-    let zeroed = match spec.prep {
-        SegmentPrep::Zeroed => io
-            .fill_zeros(&file, spec.len_bytes)
-            .map(|()| spec.len_bytes),
-        SegmentPrep::Adaptive => fill_zeros_until(io, &file, spec.len_bytes, hurry),
-        SegmentPrep::Auto | SegmentPrep::Allocated | SegmentPrep::HugePages => Ok(0),
-    };
-    let zeroed_bytes = match zeroed {
-        Ok(bytes) => bytes,
-        Err(err) => {
+    if spec.prep == SegmentPrep::Zeroed {
+        if let Err(err) = io.fill_zeros(&file, spec.len_bytes) {
             // Like a failed allocation: leave no half-prepared spare behind.
             let _ = io.remove(spec.path);
             return Err(err);
         }
+    }
+    let spare = match spec.prep {
+        SegmentPrep::Adaptive => lead_spare(file, spec, kind),
+        _ => {
+            let huge_pages_from = (spec.prep == SegmentPrep::HugePages).then_some(0);
+            MappedSegment::map(file, huge_pages_from, prefault_bytes).map(|map| Spare {
+                map,
+                path: spec.path.to_owned(),
+                lead: None,
+            })
+        }
     };
-    let huge_pages_from = match spec.prep {
-        SegmentPrep::HugePages => Some(0),
-        SegmentPrep::Adaptive if zeroed_bytes < spec.len_bytes => Some(zeroed_bytes as usize),
-        _ => None,
-    };
-    let map = MappedSegment::map(file, huge_pages_from, prefault_bytes)?;
+    let spare = spare.inspect_err(|_| {
+        let _ = io.remove(spec.path);
+    })?;
     io.segment_prepared(started.elapsed());
     tracing::debug!(
         elapsed = ?started.elapsed(), len_bytes = spec.len_bytes, prep = %spec.prep,
-        zeroed_bytes, "journal spare segment prepared"
+        ?kind, "journal spare segment prepared"
     );
+    Ok(spare)
+}
+
+/// An `Adaptive` spare: mapped, its first steps prepared as `kind` (as far ahead as the
+/// writer is kept), the rest left to its lead.
+fn lead_spare(file: std::fs::File, spec: &SpareSpec<'_>, kind: StepKind) -> io::Result<Spare> {
+    let map = MappedSegment::map(file, None, 0)?;
+    let mut lead = LeadTarget::open(spec.path, map.sync_handle().clone(), 0)?;
+    let first_bytes = match kind {
+        StepKind::Zeroed => ZEROED_LEAD_BYTES,
+        StepKind::HugePages => HANDOVER_BYTES,
+    };
+    lead.prepare_ahead(0, first_bytes, kind)?;
     Ok(Spare {
         map,
         path: spec.path.to_owned(),
+        lead: Some(lead),
     })
-}
-
-/// The `Adaptive` zero fill: zeros written from the start of `file` as `SegmentIo::fill_zeros`
-/// writes them (16 KiB writes, each 1 MiB written back before the next), stopping before the
-/// next 1 MiB once `hurry` is set; then synced. Returns how many bytes from the start are
-/// zeroed.
-fn fill_zeros_until(
-    io: &dyn SegmentIo,
-    file: &std::fs::File,
-    len_bytes: u64,
-    hurry: Option<&AtomicBool>,
-) -> io::Result<u64> {
-    let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
-    let mut offset = 0;
-    while offset < len_bytes && !hurry.is_some_and(|h| h.load(Ordering::Acquire)) {
-        let end = len_bytes.min(offset + ZERO_FILL_WRITE_BACK_BYTES);
-        write_zeros(file, offset..end, &zeros)?;
-        write_back(file, offset..end)?;
-        offset = end;
-    }
-    if offset > 0 {
-        // Makes the zeros, and the zeroed blocks' conversion to written extents, durable.
-        io.sync_file(file)?;
-    }
-    Ok(offset)
 }
 
 #[cfg(test)]
@@ -405,8 +493,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("next.seg.tmp");
         let io = FaultyIo::default();
-        let spare =
-            prepare_spare(&io, &spec(&path, SegmentPrep::Zeroed), None, usize::MAX).unwrap();
+        let spare = prepare_spare(
+            &io,
+            &spec(&path, SegmentPrep::Zeroed),
+            StepKind::Zeroed,
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(
             io.file_syncs.load(Ordering::Relaxed),
             1,
@@ -421,7 +514,7 @@ mod tests {
         prepare_spare(
             &io,
             &spec(&allocated, SegmentPrep::Allocated),
-            None,
+            StepKind::Zeroed,
             usize::MAX,
         )
         .unwrap();
@@ -433,31 +526,62 @@ mod tests {
     }
 
     #[test]
-    fn an_adaptive_spare_is_zeroed_unless_the_writer_hurries() {
+    fn an_adaptive_spare_is_prepared_only_as_far_as_its_lead() {
         let tmp = tempfile::tempdir().unwrap();
         let io = FaultyIo::default();
-        let whole = tmp.path().join("whole.seg.tmp");
-        let spare =
-            prepare_spare(&io, &spec(&whole, SegmentPrep::Adaptive), None, usize::MAX).unwrap();
+        let len_bytes = 32u64 << 20;
+        let path = tmp.path().join("lead.seg.tmp");
+        let spec = SpareSpec {
+            path: &path,
+            len_bytes,
+            prep: SegmentPrep::Adaptive,
+        };
+        let spare = prepare_spare(&io, &spec, StepKind::Zeroed, usize::MAX).unwrap();
+        let lead = spare.lead.as_ref().expect("a lead");
         assert_eq!(
-            io.file_syncs.load(Ordering::Relaxed),
-            1,
-            "zeroed and synced"
+            lead.lead.ready_to(),
+            ZEROED_LEAD_BYTES,
+            "its first steps only"
         );
-        assert_eq!(spare.map.len() as u64, LEN_BYTES);
-        let hurried = tmp.path().join("hurried.seg.tmp");
-        let hurry = AtomicBool::new(true);
-        let spec = spec(&hurried, SegmentPrep::Adaptive);
-        let spare = prepare_spare(&io, &spec, Some(&hurry), usize::MAX).unwrap();
-        assert_eq!(io.file_syncs.load(Ordering::Relaxed), 1, "nothing zeroed");
-        assert_eq!(spare.map.len() as u64, LEN_BYTES);
+        assert_eq!(spare.map.len() as u64, len_bytes);
+        let huge = tmp.path().join("huge.seg.tmp");
+        let spec = SpareSpec {
+            path: &huge,
+            ..spec
+        };
+        let spare = prepare_spare(&io, &spec, StepKind::HugePages, usize::MAX).unwrap();
+        let lead = spare.lead.as_ref().expect("a lead");
+        assert_eq!(lead.lead.ready_to(), HANDOVER_BYTES);
         drop(spare);
-        let bytes = std::fs::read(&hurried).unwrap();
-        assert_eq!(bytes.len() as u64, LEN_BYTES);
+        let bytes = std::fs::read(&huge).unwrap();
+        assert_eq!(bytes.len() as u64, len_bytes);
         assert!(
             bytes.iter().all(|&b| b == 0),
             "allocated blocks read as zeros"
         );
+    }
+
+    #[test]
+    fn the_rate_decides_the_step_kind_with_a_gap_between_the_thresholds() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut since = None;
+        let kind = next_kind(StepKind::Zeroed, &mut since, 0, t0);
+        assert_eq!(kind, StepKind::Zeroed, "no rate yet");
+        // 1 MB in 5 ms: too short a window to judge.
+        assert_eq!(
+            next_kind(kind, &mut since, 1_000_000, ms(5)),
+            StepKind::Zeroed
+        );
+        // 10 MB in 25 ms: 400 MB/s.
+        let kind = next_kind(kind, &mut since, 10_000_000, ms(25));
+        assert_eq!(kind, StepKind::HugePages);
+        // 3 MB in the next 20 ms: 150 MB/s, between the thresholds: stays.
+        let kind = next_kind(kind, &mut since, 13_000_000, ms(45));
+        assert_eq!(kind, StepKind::HugePages);
+        // 1 MB in 20 ms: 50 MB/s.
+        let kind = next_kind(kind, &mut since, 14_000_000, ms(65));
+        assert_eq!(kind, StepKind::Zeroed);
     }
 
     #[test]
@@ -466,8 +590,13 @@ mod tests {
         let path = tmp.path().join("next.seg.tmp");
         let io = FaultyIo::default();
         io.fail_file_syncs.store(true, Ordering::Relaxed);
-        let err =
-            prepare_spare(&io, &spec(&path, SegmentPrep::Zeroed), None, usize::MAX).unwrap_err();
+        let err = prepare_spare(
+            &io,
+            &spec(&path, SegmentPrep::Zeroed),
+            StepKind::Zeroed,
+            usize::MAX,
+        )
+        .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EIO));
         assert!(!path.exists());
     }

@@ -44,6 +44,36 @@ impl SegmentSync {
         self.map.flush_range(offset, len)
     }
 
+    /// Length of the mapping.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Pre-faults `[from, from + len)` for writing (`MADV_POPULATE_WRITE`; clipped to the
+    /// mapping), as [`Self::prefault_rest`] does to the end.
+    pub(crate) fn prefault(&self, from: usize, len: usize) {
+        let page_bytes = PAGE_SIZE_BYTES as usize;
+        let start = (from / page_bytes * page_bytes).min(self.map.len());
+        let len = from.saturating_add(len).min(self.map.len()) - start;
+        if len > 0 {
+            if let Err(err) = self.map.advise_range(Advice::PopulateWrite, start, len) {
+                tracing::debug!("journal: could not pre-fault part of a segment: {err}");
+            }
+        }
+    }
+
+    /// Asks for transparent huge pages for `[from, from + len)` (`MADV_HUGEPAGE`; advisory:
+    /// where the kernel has none, small pages work the same). Pages already in the page cache
+    /// keep their size.
+    pub(crate) fn advise_huge_pages(&self, from: usize, len: usize) {
+        let len = len.min(self.map.len().saturating_sub(from));
+        if len > 0 {
+            if let Err(err) = self.map.advise_range(Advice::HugePage, from, len) {
+                tracing::debug!("journal: no huge pages for part of a segment: {err}");
+            }
+        }
+    }
+
     /// Pre-faults the mapping for writing from `from` to its end (`MADV_POPULATE_WRITE`),
     /// while the writer may already be appending to it: a write fault changes no byte, so it
     /// cannot disturb a store; a page the writer reaches first it faults in itself.
@@ -119,18 +149,18 @@ impl MappedSegment {
     }
 
     /// Maps a segment that already holds data up to `append_from`, pre-faulting for writing
-    /// only the pages from there on: the written part is never stored to again, and
-    /// faulting it for writing would read it all and mark it dirty (a reopened 256 MB
-    /// segment took ~50 ms, and its whole content went back to disk).
-    pub(crate) fn map_for_append(file: File, append_from: usize) -> io::Result<Self> {
+    /// only the pages from there to `prefault_to` (`usize::MAX`: the end): the written part
+    /// is never stored to again, and faulting it for writing would read it all and mark it
+    /// dirty (a reopened 256 MB segment took ~50 ms, and its whole content went back to disk).
+    pub(crate) fn map_for_append(
+        file: File,
+        append_from: usize,
+        prefault_to: usize,
+    ) -> io::Result<Self> {
         let map = MmapOptions::new().map_raw(&file)?;
         let mut segment = Self::new(map, file);
-        segment.prefault_from(append_from);
+        segment.prefault_range(append_from, prefault_to.saturating_sub(append_from));
         Ok(segment)
-    }
-
-    fn prefault_from(&mut self, from: usize) {
-        self.prefault_range(from, usize::MAX);
     }
 
     /// Pre-faults `[from, from + len)` (clipped to the mapping; on kernels without

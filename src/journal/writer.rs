@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::commit::{Committer, DurableWaker};
-use super::config::{FlushPolicy, JournalConfig};
+use super::config::{FlushPolicy, JournalConfig, SegmentPrep};
 use super::dir::{remove_spares, segment_file_name, DirLock, SegmentPath, SPARE_FILE_NAME};
 use super::error::{file_io, is_disk_full, Damage, JournalError};
 use super::format::{
@@ -13,7 +13,8 @@ use super::format::{
     END_MAGIC, END_MARKER_SIZE, RECORD_MAGIC, SEGMENT_HEADER_SIZE,
 };
 use super::io::{RealIo, SegmentIo};
-use super::prepare::{prepare_spare, Preparer, Spare, SpareSpec};
+use super::lead::{Lead, LeadTarget, StepKind, STEP_BYTES};
+use super::prepare::{prepare_spare, Preparer, Spare, SpareSpec, NUDGE_BYTES};
 use super::progress::ScanProgress;
 use super::recovery::{scan_publishing, Scan, ScanEnd, Unsealed};
 use super::retention::{RetiredHistory, RETIRED_FILE_NAME};
@@ -52,41 +53,43 @@ struct Active {
     write_pos: usize,
     /// Everything before this offset is durable.
     synced_to: usize,
-    /// When and where appending to this segment began (opened, or rolled over to).
-    began: (Instant, usize),
-    /// When `write_pos` reaches this offset, `end_batch` checks whether the spare is needed
-    /// soon (`JournalWriter::check_spare_needed`); `usize::MAX` once the preparer was told.
-    next_spare_check: usize,
+    /// Under `SegmentPrep::Adaptive`: which bytes are the writer's while the preparer prepares
+    /// ahead of it (see `lead`).
+    lead: Option<Arc<Lead>>,
+    /// The writer owns every byte before this offset (the whole segment without a lead).
+    owned_to: usize,
+    /// When `write_pos` reaches this offset, `end_batch` nudges the preparer to prepare
+    /// further ahead; `usize::MAX` without a lead.
+    next_nudge: usize,
 }
 
-/// How much of a segment is written between checks whether the spare is needed soon.
-const SPARE_CHECK_BYTES: usize = 1 << 20;
-
-/// How fast a spare's preparation after [`Preparer::hurry`] is assumed to go at the least
-/// (mapping the rest of the segment with huge pages, pre-faulted): a 256 MiB spare, whose
-/// preparation took 0.16-1.8 s on two busy cores, is asked to hurry 2 s before the writer
-/// is expected to need it.
-const SPARE_HURRY_BYTES_PER_SEC: f64 = (128u64 << 20) as f64;
-
 impl Active {
-    fn new(map: MappedSegment, write_pos: usize) -> Self {
+    fn new(map: MappedSegment, write_pos: usize, lead: Option<Arc<Lead>>) -> Self {
+        let owned_to = lead.as_ref().map_or(map.len(), |lead| lead.ready_to());
+        let next_nudge = match &lead {
+            Some(lead) => {
+                lead.nudge(write_pos);
+                write_pos + NUDGE_BYTES
+            }
+            None => usize::MAX,
+        };
         Active {
             map,
             write_pos,
             synced_to: write_pos,
-            began: (Instant::now(), write_pos),
-            next_spare_check: write_pos + SPARE_CHECK_BYTES,
+            lead,
+            owned_to,
+            next_nudge,
         }
     }
 
-    /// Whether, at the rate this segment was written at so far, it will be full before a
-    /// spare told to hurry now is surely ready.
-    fn needs_spare_soon(&self) -> bool {
-        let (began, began_at) = self.began;
-        let written = (self.write_pos - began_at) as f64;
-        let remaining = (self.map.len() - self.write_pos) as f64;
-        let left_s = remaining * began.elapsed().as_secs_f64() / written.max(1.0);
-        left_s < self.map.len() as f64 / SPARE_HURRY_BYTES_PER_SEC
+    /// Makes the bytes before `end` the writer's (see `lead`: it may wait for the preparer's
+    /// current 16 KiB write).
+    #[cold]
+    fn claim(&mut self, end: usize) {
+        if let Some(lead) = &self.lead {
+            self.owned_to = lead.claim(end);
+        }
     }
 
     /// Whether a record of `size_bytes` fits and still leaves room for the end marker.
@@ -273,6 +276,9 @@ impl JournalWriter {
             );
         }
         let offset = self.active.write_pos;
+        if offset + size_bytes > self.active.owned_to {
+            self.active.claim(offset + size_bytes);
+        }
         let crc = encode_record(
             self.active.map.slot_mut(offset, size_bytes),
             rec,
@@ -294,8 +300,8 @@ impl JournalWriter {
     /// the last; `none`: nothing).
     pub fn end_batch(&mut self) -> Result<(), JournalError> {
         self.check_usable()?;
-        if self.active.write_pos >= self.active.next_spare_check {
-            self.check_spare_needed();
+        if self.active.write_pos >= self.active.next_nudge {
+            self.nudge_preparer();
         }
         match self.flush {
             FlushPolicy::None => Ok(()),
@@ -304,16 +310,15 @@ impl JournalWriter {
         }
     }
 
-    /// Tells the preparer to hurry (an `Adaptive` zero fill stops) when the writer will need
-    /// the spare soon; checked once per [`SPARE_CHECK_BYTES`] written until it is told.
+    /// Tells the preparer where the writer is, so it prepares the next steps of the segment
+    /// (see `lead`); once per [`NUDGE_BYTES`] written.
     #[cold]
-    fn check_spare_needed(&mut self) {
-        if self.active.needs_spare_soon() {
-            self.active.next_spare_check = usize::MAX;
-            self.preparer.hurry();
-        } else {
-            self.active.next_spare_check = self.active.write_pos + SPARE_CHECK_BYTES;
+    fn nudge_preparer(&mut self) {
+        if let Some(lead) = &self.active.lead {
+            lead.nudge(self.active.write_pos);
+            self.preparer.nudge();
         }
+        self.active.next_nudge = self.active.write_pos + NUDGE_BYTES;
     }
 
     fn request_commit(&mut self) -> Result<(), JournalError> {
@@ -439,30 +444,48 @@ impl JournalWriter {
             // This segment's records become durable before the successor's name can.
             self.sync_active()?;
         }
-        let map = self.install_successor(spare)?;
+        let (map, lead) = self.install_successor(spare)?;
+        if let Some(old) = &self.active.lead {
+            // The end marker is the writer's too, and nothing here needs preparing any more.
+            old.seal();
+        }
         self.seal_active()?;
-        let new = Active::new(map, SEGMENT_HEADER_SIZE);
+        let new = Active::new(
+            map,
+            SEGMENT_HEADER_SIZE,
+            lead.as_ref().map(|l| Arc::clone(&l.lead)),
+        );
         let old = std::mem::replace(&mut self.active, new);
         if let Some(committer) = &self.committer {
             let handle = self.active.map.sync_handle().clone();
             committer.switch(handle, SEGMENT_HEADER_SIZE, next - 1);
         }
+        if let Some(lead) = lead {
+            self.preparer.follow(lead);
+        }
         // Retire first: the next spare is then pre-faulted with the memory the retired
         // segment's pages give back (see `prepare`), not with memory that has sat free.
         self.preparer
             .retire(old.map, self.flush == FlushPolicy::None);
-        self.preparer.request(true);
+        self.preparer.request();
         tracing::debug!(first_sequence = next, elapsed = ?started.elapsed(), "journal rolled over");
         Ok(())
     }
 
     /// Makes the spare the durable successor of the active segment: writes and syncs its
     /// header, renames it to its segment name and syncs the directory.
-    fn install_successor(&mut self, spare: Spare) -> Result<MappedSegment, JournalError> {
+    fn install_successor(
+        &mut self,
+        spare: Spare,
+    ) -> Result<(MappedSegment, Option<LeadTarget>), JournalError> {
         let Spare {
             mut map,
             path: spare_path,
+            lead,
         } = spare;
+        if let Some(lead) = &lead {
+            lead.lead.claim(SEGMENT_HEADER_SIZE);
+        }
         let next = self.chain.next_sequence;
         let header = SegmentHeader::new(next, map.len() as u64, self.chain.prev_crc)
             .with_service(&self.service.0, self.service.1);
@@ -488,7 +511,7 @@ impl JournalWriter {
         if let Err(err) = self.io.sync_dir(&self.dir) {
             return Err(self.poison(file_io(&self.dir)(err)));
         }
-        Ok(map)
+        Ok((map, lead))
     }
 
     /// Writes and publishes the end marker of the active segment (naming the next sequence)
@@ -617,7 +640,7 @@ impl JournalOpening {
             scan,
         } = self;
         let removed_spare = remove_spares(&cfg.dir, &*io)?;
-        let (active, chain) = resume(&cfg, &*io, scan, removed_spare)?;
+        let (active, chain, lead) = resume(&cfg, &*io, scan, removed_spare)?;
         let committer = match cfg.flush {
             FlushPolicy::Batch => Some(
                 Committer::start(
@@ -635,8 +658,11 @@ impl JournalOpening {
         let mut preparer =
             Preparer::start(spare_path, cfg.segment_size_bytes, prep, Arc::clone(&io))
                 .map_err(JournalError::Io)?;
-        // The spare made at open is prepared whole (zeroed whole under `Adaptive`).
-        preparer.request(false);
+        if let Some(lead) = lead {
+            preparer.follow(lead);
+        }
+        // The spare made at open is prepared whole (under `Adaptive`, as far as its lead).
+        preparer.request();
         // Ready means the spare too: pre-faulting it competes for the CPU with the pipeline
         // (on a VM, ~0.5 s for 256 MiB of memory that had sat free), so it happens before the
         // first message rather than under it.
@@ -672,7 +698,8 @@ fn resume(
     io: &dyn SegmentIo,
     scan: Scan,
     mut dir_dirty: bool,
-) -> Result<(Active, Chain), JournalError> {
+) -> Result<(Active, Chain, Option<LeadTarget>), JournalError> {
+    let adaptive = cfg.segment_prep_in_force() == SegmentPrep::Adaptive;
     for orphan in scan.orphans() {
         tracing::warn!(path = %orphan.path.display(), "journal: removing torn segment");
         io.remove(&orphan.path).map_err(file_io(&orphan.path))?;
@@ -690,7 +717,8 @@ fn resume(
             damage,
         } => {
             let seg = &scan.segments[segment];
-            Some(reopen_active(io, &seg.path, offset, nonzero_end, damage)?)
+            let torn = offset..nonzero_end;
+            Some(reopen_active(io, &seg.path, torn, damage, adaptive)?)
         }
         ScanEnd::Empty | ScanEnd::Sealed { .. } | ScanEnd::HeaderTorn { .. } => None,
     };
@@ -704,7 +732,8 @@ fn resume(
     if dir_dirty {
         io.sync_dir(&cfg.dir).map_err(file_io(&cfg.dir))?;
     }
-    Ok((active, scan.chain))
+    let (active, lead) = active;
+    Ok((active, scan.chain, lead))
 }
 
 /// Makes every recovered record durable before anything new is: after a process crash the
@@ -738,7 +767,7 @@ fn seal_unsealed(io: &dyn SegmentIo, path: &Path, unsealed: &Unsealed) -> Result
         .map_err(file_io(path))?;
     let len = file.metadata().map_err(file_io(path))?.len() as usize;
     // Nothing to pre-fault: one store, at the marker.
-    let mut map = MappedSegment::map_for_append(file, len).map_err(file_io(path))?;
+    let mut map = MappedSegment::map_for_append(file, len, len).map_err(file_io(path))?;
     let (offset, chain) = (unsealed.offset, unsealed.chain);
     if map.bytes(offset, 4) != [0; 4] {
         return Ok(());
@@ -761,30 +790,49 @@ fn seal_unsealed(io: &dyn SegmentIo, path: &Path, unsealed: &Unsealed) -> Result
         .map_err(file_io(path))
 }
 
-/// Maps the last segment for appending at `offset`, zeroing (and syncing) torn bytes first.
+/// Maps the last segment for appending at `torn.start`, zeroing (and syncing) the torn bytes
+/// `torn` first. Under `Adaptive` (`adaptive`), only the rest of the step the writer is in is
+/// pre-faulted, and the segment comes with its lead (the preparer zeroes ahead from there).
 fn reopen_active(
     io: &dyn SegmentIo,
     path: &Path,
-    offset: usize,
-    nonzero_end: usize,
+    torn: std::ops::Range<usize>,
     damage: Damage,
-) -> Result<Active, JournalError> {
+    adaptive: bool,
+) -> Result<(Active, Option<LeadTarget>), JournalError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .map_err(file_io(path))?;
-    let mut map = MappedSegment::map_for_append(file, offset).map_err(file_io(path))?;
-    if nonzero_end > offset {
+    let offset = torn.start;
+    let prefault_to = match adaptive {
+        true => offset.next_multiple_of(STEP_BYTES),
+        false => usize::MAX,
+    };
+    let mut map =
+        MappedSegment::map_for_append(file, offset, prefault_to).map_err(file_io(path))?;
+    if torn.end > offset {
         tracing::warn!(
-            path = %path.display(), offset, torn_bytes = nonzero_end - offset, %damage,
+            path = %path.display(), offset, torn_bytes = torn.len(), %damage,
             "journal: cutting torn tail"
         );
-        map.slot_mut(offset, nonzero_end - offset).fill(0);
-        io.sync_range(map.sync_handle(), offset, nonzero_end - offset)
+        map.slot_mut(offset, torn.len()).fill(0);
+        io.sync_range(map.sync_handle(), offset, torn.len())
             .map_err(file_io(path))?;
     }
-    Ok(Active::new(map, offset))
+    let lead = match adaptive {
+        true => {
+            let ready_to = prefault_to.min(map.len());
+            Some(
+                LeadTarget::open(path, map.sync_handle().clone(), ready_to)
+                    .map_err(file_io(path))?,
+            )
+        }
+        false => None,
+    };
+    let shared = lead.as_ref().map(|l| Arc::clone(&l.lead));
+    Ok((Active::new(map, offset, shared), lead))
 }
 
 /// Creates a segment continuing `chain` synchronously (open only), header durable.
@@ -792,7 +840,7 @@ fn create_segment(
     cfg: &JournalConfig,
     io: &dyn SegmentIo,
     chain: Chain,
-) -> Result<Active, JournalError> {
+) -> Result<(Active, Option<LeadTarget>), JournalError> {
     let spare_path = cfg.dir.join(SPARE_FILE_NAME);
     let size = cfg.segment_size_bytes;
     let spec = SpareSpec {
@@ -800,7 +848,8 @@ fn create_segment(
         len_bytes: size,
         prep: cfg.segment_prep_in_force(),
     };
-    let spare = prepare_spare(io, &spec, None, usize::MAX).map_err(|err| {
+    // The writer's rate is not known yet: a lead starts zeroed.
+    let spare = prepare_spare(io, &spec, StepKind::Zeroed, usize::MAX).map_err(|err| {
         if is_disk_full(&err) {
             JournalError::DiskFull {
                 path: spare_path.clone(),
@@ -814,7 +863,11 @@ fn create_segment(
     let Spare {
         mut map,
         path: spare_path,
+        lead,
     } = spare;
+    if let Some(lead) = &lead {
+        lead.lead.claim(SEGMENT_HEADER_SIZE);
+    }
     let header = SegmentHeader::new(chain.next_sequence, size, chain.prev_crc)
         .with_service(&cfg.service_name, cfg.service_schema_version);
     map.slot_mut(0, SEGMENT_HEADER_SIZE)
@@ -823,7 +876,8 @@ fn create_segment(
         .map_err(file_io(&spare_path))?;
     let path = cfg.dir.join(segment_file_name(chain.next_sequence));
     rename_new(io, &spare_path, &path).map_err(file_io(&path))?;
-    Ok(Active::new(map, SEGMENT_HEADER_SIZE))
+    let shared = lead.as_ref().map(|l| Arc::clone(&l.lead));
+    Ok((Active::new(map, SEGMENT_HEADER_SIZE, shared), lead))
 }
 
 /// Creates a journal's segment starting at `chain` (its header synced, renamed into place) and
