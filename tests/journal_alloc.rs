@@ -53,20 +53,25 @@ fn append_and_end_batch_do_not_allocate() {
     COUNTING.with(|c| c.set(false));
     assert!(ALLOCATIONS.load(Ordering::Relaxed) >= 1);
     let tmp = tempfile::tempdir().unwrap();
-    for (sub, flush) in [
-        ("n", FlushPolicy::None),
-        ("b", FlushPolicy::Batch),
-        ("i", FlushPolicy::IntervalMs(1)),
+    // 128 KiB segments roll over often; 4 MiB ones are long enough for the writer to nudge
+    // its preparer (once per MiB) and overtake its lead (`adaptive` under the syncing
+    // policies: segments prepared a few MiB ahead of the writer).
+    for (sub, flush, segment_bytes, records) in [
+        ("n", FlushPolicy::None, 128 << 10, 5_000),
+        ("b", FlushPolicy::Batch, 128 << 10, 5_000),
+        ("i", FlushPolicy::IntervalMs(1), 128 << 10, 5_000),
+        ("b4", FlushPolicy::Batch, 4 << 20, 100_000),
+        ("i4", FlushPolicy::IntervalMs(1), 4 << 20, 100_000),
     ] {
         let dir = tmp.path().join(sub);
-        let mut w = JournalWriter::open(&cfg(&dir, 128 << 10, flush)).unwrap();
-        let payloads: Vec<Vec<u8>> = (1..=5_000).map(payload).collect();
+        let mut w = JournalWriter::open(&cfg(&dir, segment_bytes, flush)).unwrap();
+        let payloads: Vec<Vec<u8>> = (1..=records).map(payload).collect();
         let segments = || std::fs::read_dir(&dir).unwrap().count();
         write(&mut w, 1, 10, 10); // warm up (lazy statics, first syncs)
         let files = segments();
         ALLOCATIONS.store(0, Ordering::Relaxed);
         COUNTING.with(|c| c.set(true));
-        for seq in 11..=5_000u64 {
+        for seq in 11..=records {
             w.append(&rec(seq, &payloads[seq as usize - 1])).unwrap();
             if seq % 100 == 0 {
                 w.end_batch().unwrap();
