@@ -79,8 +79,8 @@ pub enum SegmentPrep {
     /// the writer's rate of the moment calls for: zeroed (as `Zeroed`, 8 MiB ahead) while it
     /// writes less than ~200 MB/s, so every sync is small and a pure data overwrite; with
     /// huge pages (as `HugePages`, 64 MiB ahead) while it writes more, so writeback costs
-    /// the least per byte. Nothing zeroes or pre-faults a whole segment ahead of need, and a
-    /// new segment starts in the kind of the moment. See `docs/journal_format.md`.
+    /// the least per byte. A new segment is prepared in the kind of the moment: zeroed only
+    /// as far as its first 8 MiB, or with huge pages whole. See `docs/journal_format.md`.
     Adaptive,
     /// `fallocate` only, page sizes left to the kernel: the blocks are allocated but
     /// unwritten (a sync that first writes a block also commits that metadata change), and the

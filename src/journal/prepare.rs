@@ -300,7 +300,9 @@ fn run(
             Job::Prepare => {
                 let spare = prepare_spare(io, spec, follower.kind, HANDOVER_BYTES);
                 let rest = match &spare {
-                    Ok(s) if s.lead.is_none() => Some(s.map.sync_handle().clone()),
+                    Ok(s) if s.lead.as_ref().is_none_or(LeadTarget::is_done) => {
+                        Some(s.map.sync_handle().clone())
+                    }
                     _ => None,
                 };
                 spares.put(spare);
@@ -455,16 +457,25 @@ pub(crate) fn prepare_spare(
     Ok(spare)
 }
 
-/// An `Adaptive` spare: mapped, its first steps prepared as `kind` (as far ahead as the
-/// writer is kept), the rest left to its lead.
+/// An `Adaptive` spare. Zeroed: mapped, its first steps zeroed, the rest left to its lead.
+/// Huge pages: mapped whole with huge pages, its first [`HANDOVER_BYTES`] pre-faulted here and
+/// the rest right after the handover, as under `HugePages` (the writer owns all of it). A fast
+/// writer's spare is so pre-faulted right after the previous segment's retirement released
+/// its memory, which is fast to fault in again; memory that has sat free is not (module docs).
 fn lead_spare(file: std::fs::File, spec: &SpareSpec<'_>, kind: StepKind) -> io::Result<Spare> {
-    let map = MappedSegment::map(file, None, 0)?;
-    let mut lead = LeadTarget::open(spec.path, map.sync_handle().clone(), 0)?;
-    let first_bytes = match kind {
-        StepKind::Zeroed => ZEROED_LEAD_BYTES,
-        StepKind::HugePages => HANDOVER_BYTES,
+    let (huge_pages_from, prefault_bytes) = match kind {
+        StepKind::Zeroed => (None, 0),
+        StepKind::HugePages => (Some(0), HANDOVER_BYTES),
     };
-    lead.prepare_ahead(0, first_bytes, kind)?;
+    let map = MappedSegment::map(file, huge_pages_from, prefault_bytes)?;
+    let lead = match kind {
+        StepKind::Zeroed => {
+            let mut lead = LeadTarget::open(spec.path, map.sync_handle().clone(), 0)?;
+            lead.prepare_ahead(0, ZEROED_LEAD_BYTES, kind)?;
+            lead
+        }
+        StepKind::HugePages => LeadTarget::open(spec.path, map.sync_handle().clone(), map.len())?,
+    };
     Ok(Spare {
         map,
         path: spec.path.to_owned(),
@@ -551,7 +562,8 @@ mod tests {
         };
         let spare = prepare_spare(&io, &spec, StepKind::HugePages, usize::MAX).unwrap();
         let lead = spare.lead.as_ref().expect("a lead");
-        assert_eq!(lead.lead.ready_to(), HANDOVER_BYTES);
+        assert_eq!(lead.lead.ready_to(), len_bytes as usize, "all the writer's");
+        assert!(lead.is_done());
         drop(spare);
         let bytes = std::fs::read(&huge).unwrap();
         assert_eq!(bytes.len() as u64, len_bytes);
