@@ -340,9 +340,12 @@ struct Follower {
 }
 
 impl Follower {
+    /// Follows `target` from now on, preparing ahead of its writer at once (a reopened
+    /// segment comes with less than a step prepared).
     fn follow(&mut self, target: LeadTarget) {
         self.since = Some((target.lead.writer_pos(), Instant::now()));
         self.current = Some(target);
+        self.step();
     }
 
     /// Prepares ahead of where the writer says it is, as its rate calls for.

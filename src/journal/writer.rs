@@ -807,7 +807,9 @@ fn reopen_active(
         .map_err(file_io(path))?;
     let offset = torn.start;
     let prefault_to = match adaptive {
-        true => offset.next_multiple_of(STEP_BYTES),
+        // The rest of the step the writer is in (at least one byte past it); the preparer,
+        // told to follow before the open returns, prepares ahead from there.
+        true => (offset + 1).next_multiple_of(STEP_BYTES),
         false => usize::MAX,
     };
     let mut map =
