@@ -118,6 +118,7 @@ fn data_range(
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // expected lists of one range
 mod tests {
     use super::*;
 

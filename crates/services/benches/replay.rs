@@ -129,8 +129,15 @@ fn unwritten_tail(config: &Config) -> Option<(std::path::PathBuf, u64)> {
 /// page-cache page, which reads as zeros.
 fn unwrite((segment, from): &(std::path::PathBuf, u64)) {
     use std::os::fd::AsRawFd;
-    let file = std::fs::OpenOptions::new().write(true).open(segment).expect("segment");
-    let len = file.metadata().expect("metadata").len().saturating_sub(*from);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .expect("segment");
+    let len = file
+        .metadata()
+        .expect("metadata")
+        .len()
+        .saturating_sub(*from);
     let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
     for mode in [punch, 0] {
         // SAFETY: a plain syscall on a descriptor `file` keeps open.
