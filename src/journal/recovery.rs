@@ -825,7 +825,7 @@ fn first_nonzero_from(view: &SegmentView, from: usize) -> Option<usize> {
 /// Offset of the last non-zero byte of `view` at or after `from`, reading only the ranges its
 /// file may hold data in (each one, from the first on: there is no seek backwards). As
 /// [`first_nonzero_from`], only for bytes nobody writes any more.
-fn last_nonzero_from(view: &SegmentView, from: usize) -> Option<usize> {
+pub(crate) fn last_nonzero_from(view: &SegmentView, from: usize) -> Option<usize> {
     view.data_ranges(from)
         .filter_map(|r| last_nonzero(view.bytes(r.start, r.len())).map(|at| r.start + at))
         .last()
@@ -835,7 +835,7 @@ fn last_nonzero_from(view: &SegmentView, from: usize) -> Option<usize> {
 const ZERO_SCAN_BLOCK_BYTES: usize = 256;
 
 /// Index of the first non-zero byte.
-pub(crate) fn first_nonzero(bytes: &[u8]) -> Option<usize> {
+fn first_nonzero(bytes: &[u8]) -> Option<usize> {
     let mut base = 0;
     for block in bytes.chunks(ZERO_SCAN_BLOCK_BYTES) {
         if block.iter().fold(0u8, |acc, &b| acc | b) != 0 {
@@ -847,7 +847,7 @@ pub(crate) fn first_nonzero(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Index of the last non-zero byte.
-pub(crate) fn last_nonzero(bytes: &[u8]) -> Option<usize> {
+fn last_nonzero(bytes: &[u8]) -> Option<usize> {
     let mut end = bytes.len();
     for block in bytes.rchunks(ZERO_SCAN_BLOCK_BYTES) {
         let start = end - block.len();
