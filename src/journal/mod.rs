@@ -8,12 +8,14 @@
 //! in `docs/journal_format.md`.
 //!
 //! Module map: `format` (byte maps, pure encode/check), `segment` (the mmap, the only `unsafe`),
-//! `io` (the injectable I/O seam), `dir` (names, listing, lock), `prepare` (background spare
-//! segment), `lead` (the active segment prepared a few MiB ahead of its writer), `commit` (group commit on a syncer thread), `recovery` (scan, torn tail versus
-//! corruption), `progress` (a scan's progress, for a replay that follows it), `retention` (retiring old segments, the retention marker), `writer`, `reader`,
-//! `ahead` (the reader's checksums computed ahead on a helper thread), `truncate` (cutting a
-//! suffix off for replication), `start` (an empty journal starting after a snapshot's
-//! sequence, for replication).
+//! `holes` (which ranges of a segment file may hold data), `io` (the injectable I/O seam),
+//! `dir` (names, listing, lock), `prepare` (background spare segment), `lead` (the active
+//! segment prepared a few MiB ahead of its writer), `commit` (group commit on a syncer
+//! thread), `recovery` (scan, torn tail versus corruption), `progress` (a scan's progress, for
+//! a replay that follows it), `retention` (retiring old segments, the retention marker),
+//! `writer`, `reader`, `ahead` (the reader's checksums computed ahead on a helper thread),
+//! `truncate` (cutting a suffix off for replication), `start` (an empty journal starting
+//! after a snapshot's sequence, for replication).
 
 mod ahead;
 mod chain;
@@ -22,6 +24,7 @@ mod config;
 mod dir;
 mod error;
 mod format;
+mod holes;
 mod io;
 mod lead;
 mod prepare;

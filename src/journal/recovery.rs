@@ -437,7 +437,7 @@ pub(crate) fn continues_unsealed(
         return Ok(false);
     }
     Ok(torn_end_marker(view, offset, damage, chain)
-        && first_nonzero(view.bytes(marker_end, view.len() - marker_end)).is_none())
+        && first_nonzero_from(view, marker_end).is_none())
 }
 
 /// Whether the end-marker slot at `offset` (with `damage`) holds what an interrupted sealing
@@ -579,10 +579,8 @@ fn walk_records(
             Ok(Entry::End { next_sequence }) => {
                 check_end_marker(seg, offset, next_sequence)?;
                 let after = offset + END_MARKER_SIZE;
-                if let Some(at) = first_nonzero(view.bytes(after, view.len() - after)) {
-                    let reason = CorruptionReason::NonZeroAfterEndMarker {
-                        offset: (after + at) as u64,
-                    };
+                if let Some(at) = first_nonzero_from(view, after) {
+                    let reason = CorruptionReason::NonZeroAfterEndMarker { offset: at as u64 };
                     return Err(corrupted(&seg.path, offset, chain.next_sequence, reason));
                 }
                 return Ok(WalkEnd::Sealed {
@@ -633,8 +631,7 @@ impl FaultAt<'_> {
             };
             return Err(corrupted(&seg.path, self.offset, self.expected, reason));
         }
-        let tail = view.bytes(self.offset, view.len() - self.offset);
-        let end = last_nonzero(tail).map_or(self.offset, |at| self.offset + at + 1);
+        let end = last_nonzero_from(view, self.offset).map_or(self.offset, |at| at + 1);
         Ok(end.next_multiple_of(RECORD_ALIGN_BYTES).min(view.len()))
     }
 
@@ -817,11 +814,28 @@ fn scan_for_evidence(view: &SegmentView, from: usize, first_sequence: u64) -> Op
     None
 }
 
+/// Offset of the first non-zero byte of `view` at or after `from`, reading only the ranges
+/// its file may hold data in ([`SegmentView::data_ranges`]). Views the bytes as a slice: only
+/// for bytes nobody writes any more (see [`SegmentView::bytes`]).
+fn first_nonzero_from(view: &SegmentView, from: usize) -> Option<usize> {
+    view.data_ranges(from)
+        .find_map(|r| first_nonzero(view.bytes(r.start, r.len())).map(|at| r.start + at))
+}
+
+/// Offset of the last non-zero byte of `view` at or after `from`, reading only the ranges its
+/// file may hold data in (each one, from the first on: there is no seek backwards). As
+/// [`first_nonzero_from`], only for bytes nobody writes any more.
+pub(crate) fn last_nonzero_from(view: &SegmentView, from: usize) -> Option<usize> {
+    view.data_ranges(from)
+        .filter_map(|r| last_nonzero(view.bytes(r.start, r.len())).map(|at| r.start + at))
+        .last()
+}
+
 /// Bytes per block in the zero scans: big enough for the compiler to vectorize the OR.
 const ZERO_SCAN_BLOCK_BYTES: usize = 256;
 
 /// Index of the first non-zero byte.
-pub(crate) fn first_nonzero(bytes: &[u8]) -> Option<usize> {
+fn first_nonzero(bytes: &[u8]) -> Option<usize> {
     let mut base = 0;
     for block in bytes.chunks(ZERO_SCAN_BLOCK_BYTES) {
         if block.iter().fold(0u8, |acc, &b| acc | b) != 0 {
@@ -833,7 +847,7 @@ pub(crate) fn first_nonzero(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Index of the last non-zero byte.
-pub(crate) fn last_nonzero(bytes: &[u8]) -> Option<usize> {
+fn last_nonzero(bytes: &[u8]) -> Option<usize> {
     let mut end = bytes.len();
     for block in bytes.rchunks(ZERO_SCAN_BLOCK_BYTES) {
         let start = end - block.len();

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use memmap2::{Advice, MmapOptions, MmapRaw};
 
 use super::format::{PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES};
+use super::holes::DataRanges;
 
 /// A segment mapped shared and writable, owned by the one writer. Opaque outside the journal.
 #[derive(Debug)]
@@ -251,7 +252,8 @@ fn magic_slot_ok(offset: usize, len: usize) -> bool {
 #[derive(Debug)]
 pub(crate) struct SegmentView {
     map: MmapRaw,
-    _file: File,
+    /// Kept open for [`Self::data_ranges`] (its filesystem's holes).
+    file: File,
 }
 
 impl SegmentView {
@@ -259,7 +261,14 @@ impl SegmentView {
     pub(crate) fn open(path: &Path) -> io::Result<Self> {
         let file = File::open(path)?;
         let map = MmapOptions::new().map_raw_read_only(&file)?;
-        Ok(Self { map, _file: file })
+        Ok(Self { map, file })
+    }
+
+    /// The ranges of the mapping from `from` on that may hold data by the filesystem's
+    /// account (see [`DataRanges`]): the rest are holes, zeros that need not be read (and,
+    /// read through the mapping, would each cost a page-cache page).
+    pub(crate) fn data_ranges(&self, from: usize) -> DataRanges<'_> {
+        DataRanges::new(&self.file, self.map.len(), from)
     }
 
     /// Length of the mapping (the file size).
@@ -299,23 +308,39 @@ impl SegmentView {
     }
 
     /// Offset of the first non-zero 8-aligned word at or after `from`, `None` if the rest of
-    /// the mapping is zero. Reads with relaxed atomic loads, a cache line per step, so it is
-    /// safe on a live segment and skips an unwritten tail fast; it is only a hint where
-    /// entries may start: the caller reads what it finds through [`Self::magic_acquire`].
+    /// the mapping is zero. Reads only the ranges the filesystem reports as possibly holding
+    /// data ([`Self::data_ranges`]: an unwritten segment tail is skipped without being read),
+    /// and those with relaxed atomic loads, a cache line per step, so it is safe on a live
+    /// segment; it is only a hint where entries may start: the caller reads what it finds
+    /// through [`Self::magic_acquire`].
+    ///
+    /// On a live segment a word may become non-zero after this passed it, read or skipped: a
+    /// word read as zero, or in a range reported as a hole (which reads as zeros: a store
+    /// through any mapping first puts its page in the page cache, and from then on the
+    /// filesystem reports it as data), was zero at that moment of the scan. Either way the
+    /// answer is what a scan reading each word once, in order, could have seen.
     pub(crate) fn next_nonzero_word(&self, from: usize) -> Option<usize> {
+        let from = from.next_multiple_of(8).min(self.map.len());
+        self.data_ranges(from)
+            .find_map(|range| self.nonzero_word_in(range.start / 8, range.end / 8))
+    }
+
+    /// Offset of the first non-zero word among words `first..end` of the mapping.
+    fn nonzero_word_in(&self, first: usize, end: usize) -> Option<usize> {
         const LINE_WORDS: usize = 8;
-        let words = self.map.len() / 8;
+        let end = end.min(self.map.len() / 8);
         let base = self.map.as_ptr().cast::<u64>();
         let load = |i: usize| {
-            // SAFETY: callers pass `i < words`: the word is inside the mapping, alive as long
-            // as `&self`, and 8-aligned (page-aligned map). The load is atomic, the same kind
-            // of access `magic_acquire` makes to slots a live writer may be filling: at worst
-            // it sees old or new bytes, and the caller re-reads through `magic_acquire`.
+            // SAFETY: `i < end <= words in the mapping`: the word is inside the mapping, alive
+            // as long as `&self`, and 8-aligned (page-aligned map). The load is atomic, the
+            // same kind of access `magic_acquire` makes to slots a live writer may be
+            // filling: at worst it sees old or new bytes, and the caller re-reads through
+            // `magic_acquire`.
             unsafe { AtomicU64::from_ptr(base.add(i).cast_mut()) }.load(Ordering::Relaxed)
         };
-        let mut i = from.div_ceil(8);
-        while i < words {
-            let whole_line = i.is_multiple_of(LINE_WORDS) && i + LINE_WORDS <= words;
+        let mut i = first;
+        while i < end {
+            let whole_line = i.is_multiple_of(LINE_WORDS) && i + LINE_WORDS <= end;
             if whole_line && (i..i + LINE_WORDS).fold(0, |acc, w| acc | load(w)) == 0 {
                 i += LINE_WORDS;
                 continue;

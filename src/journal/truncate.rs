@@ -22,7 +22,7 @@ use std::path::Path;
 use super::dir::{list_segments, DirLock, SegmentFile};
 use super::error::{file_io, JournalError};
 use super::format::{Chain, Entry, SegmentHeader, SEGMENT_HEADER_SIZE};
-use super::recovery::{last_nonzero, read_entry, scan};
+use super::recovery::{last_nonzero_from, read_entry, scan};
 use super::segment::SegmentView;
 
 /// Name of the truncation intent file in the journal directory.
@@ -100,11 +100,10 @@ fn zero_after(segment: &SegmentFile, sequence: u64) -> Result<(), JournalError> 
     let path = &segment.path;
     let view = SegmentView::open(path).map_err(file_io(path))?;
     let from = end_of(&view, segment, sequence)?;
-    let tail = view.bytes(from, view.len() - from);
-    let Some(last) = last_nonzero(tail) else {
+    let Some(last) = last_nonzero_from(&view, from) else {
         return Ok(()); // already clean (a repeated cut)
     };
-    let until = from + last + 1;
+    let until = last + 1;
     drop(view);
     let file = OpenOptions::new()
         .write(true)

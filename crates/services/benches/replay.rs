@@ -17,6 +17,12 @@
 //! stalls and page faults included, not time it waited for a core on a shared machine; for
 //! the engine, all of `Engine::start` on the calling thread). Building the journal and the fresh
 //! stores are not timed. `KEEL_REPLAY_BENCH_MESSAGES` sets N (default 1 000 000).
+//!
+//! `KEEL_REPLAY_BENCH_UNWRITTEN_TAIL=1`: before every timed journal run the rest of the last
+//! segment after its records is made an allocated but unwritten extent again (punched out and
+//! allocated anew, untimed), as a segment preparation that writes only a window ahead of the
+//! writer leaves it; by default it is written zeros (the build's writer pre-faults a segment's
+//! rest for writing, and so does every engine start).
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use keel::engine::{apply_message, Config, Engine, Message, MessageHeader};
@@ -102,6 +108,42 @@ fn build(dir: &std::path::Path, msgs: &[Msg]) -> Config {
     }
     writer.sync().expect("sync");
     config
+}
+
+/// Where the last segment's rest after its records starts (rounded up to a page), when
+/// `KEEL_REPLAY_BENCH_UNWRITTEN_TAIL=1`.
+fn unwritten_tail(config: &Config) -> Option<(std::path::PathBuf, u64)> {
+    if std::env::var("KEEL_REPLAY_BENCH_UNWRITTEN_TAIL").ok()? != "1" {
+        return None;
+    }
+    let report = keel::journal::verify(&config.journal_dir).expect("journal verifies");
+    match report.tail {
+        keel::journal::TailState::Clean { segment, offset } => {
+            Some((segment, offset.next_multiple_of(4096)))
+        }
+        other => panic!("unexpected journal end {other:?}"),
+    }
+}
+
+/// Punches `[from, end)` of `segment` out and allocates it again: an unwritten extent with no
+/// page-cache page, which reads as zeros.
+fn unwrite((segment, from): &(std::path::PathBuf, u64)) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .expect("segment");
+    let len = file
+        .metadata()
+        .expect("metadata")
+        .len()
+        .saturating_sub(*from);
+    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    for mode in [punch, 0] {
+        // SAFETY: a plain syscall on a descriptor `file` keeps open.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), mode, *from as i64, len as i64) };
+        assert_eq!(rc, 0, "fallocate: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// CPU time the calling thread has used.
@@ -252,6 +294,8 @@ fn replay(c: &mut Criterion) {
     let msgs = messages(n);
     let dir = tempfile::tempdir().expect("temp dir");
     let config = build(dir.path(), &msgs);
+    let tail = unwritten_tail(&config);
+    let unwrite_tail = || tail.as_ref().map_or((), unwrite);
     let mut scratch = vec![0u8; config.max_response_bytes];
     let (_, want) = logic_alone(&msgs, &mut scratch);
     let samples = Samples::default();
@@ -278,6 +322,7 @@ fn replay(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut sum = Duration::ZERO;
             for _ in 0..iters {
+                unwrite_tail();
                 let (elapsed, hash, count) = journal_reader(&config, &mut scratch);
                 assert_eq!((hash, count), (want, total as u64), "reader replay differs");
                 samples.add("journal_reader", elapsed, total);
@@ -296,6 +341,7 @@ fn replay(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut sum = Duration::ZERO;
                 for _ in 0..iters {
+                    unwrite_tail();
                     let (both, replay, hash, replayed) = engine_recovery(&config);
                     assert_eq!((hash, replayed), (want, total as u64), "recovery differs");
                     let elapsed = if with_open { both } else { replay };
