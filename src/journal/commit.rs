@@ -171,14 +171,20 @@ impl Committer {
 
     /// Asks for everything before `to` in the current segment, up to `sequence`, to be made
     /// durable. Returns at once (no allocation, one uncontended lock); an earlier sync failure
-    /// is returned instead.
+    /// is returned instead. Wakes the syncer only if it is not syncing: a busy one takes the
+    /// request under the lock when its sync ends (a wake-up is a `futex` call even with
+    /// nobody waiting: at 100 k records/s, one per batch cost ~79 k calls a second, of which
+    /// ~50 found the syncer waiting).
     pub(crate) fn request(&self, to: usize, sequence: u64) -> io::Result<()> {
         let mut state = self.shared.lock();
         failure(&state)?;
         state.requested_to = to;
         state.requested_sequence = sequence;
+        let idle = !state.busy;
         drop(state);
-        self.shared.work.notify_one();
+        if idle {
+            self.shared.work.notify_one();
+        }
         Ok(())
     }
 
