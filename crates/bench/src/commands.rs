@@ -131,6 +131,7 @@ pub fn run_pipeline(args: &PipelineArgs) -> Result<(), Failure> {
 
 fn pipeline_runs<A: App>(args: &PipelineArgs) -> Result<(), Failure> {
     let l = &args.load;
+    let disk = pipeline::disk_baseline(&args.engine)?;
     let mut runs: Vec<LatencyRun> = Vec::new();
     let modes = match args.snapshot_interval_messages {
         0 => &[SnapshotMode::None][..],
@@ -172,6 +173,7 @@ fn pipeline_runs<A: App>(args: &PipelineArgs) -> Result<(), Failure> {
         client: None,
         knee: l.sweep.as_ref().map(|_| Knee::find(&runs, l.p99_bound_us)),
         runs,
+        disk,
     };
     let mut settings = load_settings(l);
     settings["closed_loop_messages"] = args.messages.into();
@@ -491,6 +493,7 @@ fn net_runs<A: App>(args: &NetArgs) -> Result<(), Failure> {
         client,
         knee: l.sweep.as_ref().map(|_| Knee::find(&runs, l.p99_bound_us)),
         runs,
+        disk: None,
     };
     let mut settings = load_settings(l);
     settings["connections"] = args.connections.into();

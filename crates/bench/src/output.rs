@@ -1,6 +1,7 @@
 //! Reports of the open-loop benchmarks: one [`LatencyRun`] per offered rate, a table, JSON,
 //! what `--out` saves, the knee of a sweep, a progress bar.
 
+use super::disk::DiskBaseline;
 use super::latency::{percentile_cells_or_dash, LatencyRecorder, Percentiles, PERCENTILE_HEADERS};
 use super::report::{progress::with_rate, Table};
 use super::rig::Verified;
@@ -82,6 +83,10 @@ pub struct LoadReport {
     pub runs: Vec<LatencyRun>,
     /// The knee, for sweeps.
     pub knee: Option<Knee>,
+    /// The journal's disk measured on its own before the runs (in-process runs under a
+    /// durable flush policy; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskBaseline>,
 }
 
 impl LoadReport {
@@ -121,6 +126,9 @@ impl LoadReport {
         out.push_str(&t.render());
         if let Some(k) = &self.knee {
             out.push_str(&k.line());
+        }
+        if let Some(disk) = &self.disk {
+            out.push_str(&disk.line());
         }
         out
     }

@@ -1,9 +1,11 @@
 //! `keel bench pipeline`: the whole in-process pipeline (producer → input ring → journal →
 //! business logic → output ring → response reader) under an open-loop load, or closed loop at
 //! full speed (`--rate 0`). Every run ends by replaying the journal it wrote into a fresh
-//! processor and comparing state hashes.
+//! processor and comparing state hashes. Under a durable flush policy the disk is measured
+//! on its own first ([`disk_baseline`]), so the runs' latencies can be read against it.
 
 use super::affinity::pin_current_thread;
+use super::disk::DiskBaseline;
 use super::latency::LatencyRecorder;
 use super::output::{progress, LatencyRun};
 use super::rig::{verify, BenchEngineArgs, DataDir, Failure, Feed};
@@ -131,6 +133,19 @@ impl Tally {
             Status::Failed | Status::AlreadyAnswered => self.failed += 1,
         }
     }
+}
+
+/// The disk under the runs' journals, measured on its own before them, where they put their
+/// journals (`--data-dir`, or a temporary directory beside theirs); `None` under
+/// `--flush none`, whose acknowledgements never wait for the disk.
+pub fn disk_baseline(engine: &BenchEngineArgs) -> Result<Option<DiskBaseline>, Failure> {
+    if engine.flush == keel::journal::FlushPolicy::None {
+        return Ok(None);
+    }
+    let dir = DataDir::new(engine.data_dir.as_deref(), "pipeline-disk")?;
+    DiskBaseline::measure(dir.path())
+        .map(Some)
+        .map_err(|e| Failure(format!("disk baseline in {}: {e}", dir.path().display())))
 }
 
 /// Runs one pipeline measurement of app `A` and verifies the state against a replay.

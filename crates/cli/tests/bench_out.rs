@@ -124,6 +124,40 @@ fn save_pipeline_sweep(a: &Path) {
     assert_eq!(json["hgrm"][0]["file"], "rate-1000.hgrm");
     assert_eq!(json["report"]["runs"][1]["latency"]["count"], 400);
     assert_eq!(json["report"]["run_info"]["flush"], "none");
+    // Acknowledgements under `none` never wait for the disk: no probe of it.
+    assert!(json["report"].get("disk").is_none(), "{json}");
+    assert!(!table.contains("disk, same run"), "{table}");
+}
+
+/// Under a durable flush, `keel bench pipeline` measures the disk first and prints it under
+/// the table and in the JSON, with the ideal group commit's ack beside the sync itself.
+#[test]
+fn pipeline_under_a_durable_flush_reports_the_disk_and_the_group_commit_floor() {
+    let mut args = vec![
+        "bench",
+        "pipeline",
+        "--rate",
+        "1000",
+        "--duration",
+        "0.2",
+        "--warmup",
+        "0",
+        "--json",
+        "--flush",
+        "batch",
+    ];
+    args.extend(&ENGINE[2..]);
+    let (json, _) = keel(&args);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let disk = &json["disk"];
+    assert!(
+        disk["fdatasync_4k"]["count"].as_u64().unwrap() > 0,
+        "{json}"
+    );
+    let floor = &disk["group_commit_ack"];
+    assert!(floor["count"].as_u64().unwrap() > 0, "{json}");
+    assert!(floor["p50_ns"].as_u64().unwrap() <= floor["p99_ns"].as_u64().unwrap());
+    assert!(disk["write_mb_per_sec"].as_f64().unwrap() > 0.0);
 }
 
 /// `keel bench pingpong --out b --log-y`, checked.
