@@ -502,18 +502,17 @@ mod tests {
         }
     }
 
+    fn prepare_zeroed(io: &FaultyIo, path: &Path) -> io::Result<Spare> {
+        let spec = spec(path, SegmentPrep::Zeroed);
+        prepare_spare(io, &spec, StepKind::Zeroed, usize::MAX)
+    }
+
     #[test]
     fn a_zeroed_spare_is_written_and_synced_before_it_is_mapped() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("next.seg.tmp");
         let io = FaultyIo::default();
-        let spare = prepare_spare(
-            &io,
-            &spec(&path, SegmentPrep::Zeroed),
-            StepKind::Zeroed,
-            usize::MAX,
-        )
-        .unwrap();
+        let spare = prepare_zeroed(&io, &path).unwrap();
         assert_eq!(
             io.file_syncs.load(Ordering::Relaxed),
             1,
@@ -605,13 +604,7 @@ mod tests {
         let path = tmp.path().join("next.seg.tmp");
         let io = FaultyIo::default();
         io.fail_file_syncs.store(true, Ordering::Relaxed);
-        let err = prepare_spare(
-            &io,
-            &spec(&path, SegmentPrep::Zeroed),
-            StepKind::Zeroed,
-            usize::MAX,
-        )
-        .unwrap_err();
+        let err = prepare_zeroed(&io, &path).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EIO));
         assert!(!path.exists());
     }

@@ -80,6 +80,9 @@ fn report_json(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
 }
 
+/// A short open-loop run: 1,000/s for 0.2 s, no warm-up.
+const SHORT_OPEN_LOOP: [&str; 6] = ["--rate", "1000", "--duration", "0.2", "--warmup", "0"];
+
 const ENGINE: [&str; 8] = [
     "--flush",
     "none",
@@ -133,19 +136,8 @@ fn save_pipeline_sweep(a: &Path) {
 /// the table and in the JSON, with the ideal group commit's ack beside the sync itself.
 #[test]
 fn pipeline_under_a_durable_flush_reports_the_disk_and_the_group_commit_floor() {
-    let mut args = vec![
-        "bench",
-        "pipeline",
-        "--rate",
-        "1000",
-        "--duration",
-        "0.2",
-        "--warmup",
-        "0",
-        "--json",
-        "--flush",
-        "batch",
-    ];
+    let mut args = vec!["bench", "pipeline", "--json", "--flush", "batch"];
+    args.extend(SHORT_OPEN_LOOP);
     args.extend(&ENGINE[2..]);
     let (json, _) = keel(&args);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -300,17 +292,12 @@ fn net_connect_prints_the_client_side_only() {
             &addr,
             "--connections",
             "1",
-            "--rate",
-            "1000",
-            "--duration",
-            "0.2",
-            "--warmup",
-            "0",
             "--wait",
             "park",
             "--out",
             out.to_str().unwrap(),
         ];
+        args.extend(SHORT_OPEN_LOOP);
         if json {
             args.push("--json");
         }
