@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use super::config::SegmentPrep;
 use super::io::{release_cached_pages, SegmentIo};
 use super::lead::{LeadTarget, StepKind, HUGE_LEAD_BYTES, ZEROED_LEAD_BYTES};
-use super::segment::MappedSegment;
+use super::segment::{MappedSegment, SegmentSync};
 
 /// A spare segment: allocated, durable, mapped and pre-faulted, header not yet written.
 /// Under `Adaptive`, prepared only as far as its lead's first steps, and `lead` is what the
@@ -51,6 +51,11 @@ enum Job {
     Follow(LeadTarget),
     /// The writer moved on in the segment it appends to.
     Nudge,
+    /// Pre-fault a segment from an offset to its end (a reopened segment's rest).
+    PrefaultRest {
+        map: SegmentSync,
+        from: usize,
+    },
 }
 
 /// How much the writer appends between two nudges of the preparer.
@@ -153,7 +158,7 @@ impl Drop for CloseOnExit {
 /// rest after (the writer may be appending meanwhile). A writer at the disk's limit then never
 /// waits at its rollover for a whole pre-fault, which took 0.9-2.9 s for 256 MiB of huge pages
 /// when they came from memory that had sat free (see the module docs).
-const HANDOVER_BYTES: usize = 16 << 20;
+pub(crate) const HANDOVER_BYTES: usize = 16 << 20;
 
 /// Jobs that can queue up before `send` blocks (rollovers are far rarer than this drains).
 const JOB_QUEUE_LEN: usize = 16;
@@ -206,6 +211,12 @@ impl Preparer {
     /// Hands the preparer the lead of the segment the writer appends to from now on.
     pub(crate) fn follow(&mut self, target: LeadTarget) {
         self.send(Job::Follow(target));
+    }
+
+    /// Pre-faults `map` from `from` to its end on the preparer thread, while the writer may
+    /// already append to it (a write fault changes no byte).
+    pub(crate) fn prefault_rest(&mut self, map: SegmentSync, from: usize) {
+        self.send(Job::PrefaultRest { map, from });
     }
 
     /// Tells the preparer the writer moved on (it reads where from the segment's lead).
@@ -325,6 +336,7 @@ fn run(
                 nudged.store(false, Ordering::Release);
                 follower.step();
             }
+            Job::PrefaultRest { map, from } => map.prefault_rest(from),
         }
     }
 }

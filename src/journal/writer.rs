@@ -14,7 +14,7 @@ use super::format::{
 };
 use super::io::{RealIo, SegmentIo};
 use super::lead::{Lead, LeadTarget, StepKind, STEP_BYTES};
-use super::prepare::{prepare_spare, Preparer, Spare, SpareSpec, NUDGE_BYTES};
+use super::prepare::{prepare_spare, Preparer, Spare, SpareSpec, HANDOVER_BYTES, NUDGE_BYTES};
 use super::progress::ScanProgress;
 use super::recovery::{scan_publishing, Scan, ScanEnd, Unsealed};
 use super::retention::{RetiredHistory, RETIRED_FILE_NAME};
@@ -658,6 +658,7 @@ impl JournalOpening {
         let mut preparer =
             Preparer::start(spare_path, cfg.segment_size_bytes, prep, Arc::clone(&io))
                 .map_err(JournalError::Io)?;
+        let followed = lead.is_some();
         if let Some(lead) = lead {
             preparer.follow(lead);
         }
@@ -667,6 +668,11 @@ impl JournalOpening {
         // (on a VM, ~0.5 s for 256 MiB of memory that had sat free), so it happens before the
         // first message rather than under it.
         preparer.barrier().map_err(JournalError::Io)?;
+        if !followed {
+            // A reopened segment's rest (`reopen_active`); a no-op over pages already mapped.
+            let from = active.write_pos.saturating_add(HANDOVER_BYTES);
+            preparer.prefault_rest(active.map.sync_handle().clone(), from);
+        }
         tracing::info!(
             dir = %cfg.dir.display(), flush = %cfg.flush,
             segment_prep = %prep,
@@ -810,7 +816,9 @@ fn reopen_active(
         // The rest of the step the writer is in (at least one byte past it); the preparer,
         // told to follow before the open returns, prepares ahead from there.
         true => (offset + 1).next_multiple_of(STEP_BYTES),
-        false => usize::MAX,
+        // The first part; the preparer pre-faults the rest after the open (`apply`), off the
+        // thread that opens (an engine's start, after its replay).
+        false => offset.saturating_add(HANDOVER_BYTES),
     };
     let mut map =
         MappedSegment::map_for_append(file, offset, prefault_to).map_err(file_io(path))?;
