@@ -8,9 +8,10 @@
 //! - **huge pages** while it is fast: the step is mapped with transparent huge pages and
 //!   pre-faulted (2 MiB folios: the least writeback work per byte when every sync is large).
 //!
-//! Only the first steps of a segment are prepared before the writer gets it, so no preparation
-//! ever writes or faults a whole segment ahead of need, and the way each part is prepared
-//! follows the load of the moment rather than the load when the segment was made.
+//! A slow writer's segment is prepared only as far as its first steps before the writer gets
+//! it, so no zero fill ever writes a whole segment ahead of need, and the way each part is
+//! prepared follows the load of the moment rather than the load when the segment was made. (A
+//! fast writer's spare is prepared whole with huge pages instead, by `prepare`.)
 //!
 //! # Who writes what
 //! A zero fill writes into the file the writer maps, so the two must never write the same
@@ -21,7 +22,8 @@
 //! and clears it by storing the new `ready_to` (`Release`: its zeros are in the page cache
 //! before the writer may store there). A writer that needs bytes beyond `ready_to`:
 //! - waits while `PREPARING` is set, after setting `WANTED`, which the preparer checks between
-//!   its 16 KiB writes: the wait is one such write;
+//!   its 16 KiB writes: the wait is one such write (or, for a huge-page step, which checks it
+//!   only before it starts, that step's pre-fault);
 //! - otherwise takes the whole rest of the segment with a compare-and-swap to `ready_to` =
 //!   the segment's length: the preparer then never writes to that segment again (and maps
 //!   its rest with huge pages, since a writer that overtook its lead is a fast one).
@@ -47,6 +49,11 @@ pub(crate) const ZEROED_LEAD_BYTES: usize = 8 << 20;
 /// How far ahead of the writer huge-page steps are kept: a writer at the disk's limit
 /// (about 1.4 GB/s here) crosses 64 MiB in some 45 ms.
 pub(crate) const HUGE_LEAD_BYTES: usize = 64 << 20;
+
+// Why: steps are whole huge pages, and the leads whole steps.
+const _: () = assert!(STEP_BYTES.is_power_of_two());
+const _: () = assert!(ZEROED_LEAD_BYTES.is_multiple_of(STEP_BYTES));
+const _: () = assert!(HUGE_LEAD_BYTES.is_multiple_of(STEP_BYTES));
 
 /// The preparer is preparing the bytes from `ready_to` on.
 const PREPARING: u64 = 1 << 63;

@@ -489,7 +489,8 @@ fn assert_no_acknowledgement(client: &mut Client) {
     }
 }
 
-/// The serving leader and a plain connection to it, on which `first` was accepted. A first
+/// The serving leader and a plain connection to it, on which `first` was applied (accepted,
+/// or rejected because an earlier attempt whose answer was lost applied it). A first
 /// election can be followed at once by another (every node proposes the first membership),
 /// so a leader that answers `NOT_LEADER` (or whose connection fails) is looked up again,
 /// within [`WITHIN`].
@@ -502,7 +503,11 @@ fn connect_to_leader(procs: &Procs, first: &keel_services::Command) -> (usize, u
             Ok((c, status))
         });
         match attempt {
-            Ok((client, ReplyStatus::Accepted)) => return (leader, term, client),
+            // Rejected by the business logic: an earlier attempt was applied (its answer lost
+            // to the next election), and this leader serves.
+            Ok((client, ReplyStatus::Accepted | ReplyStatus::Rejected(_))) => {
+                return (leader, term, client)
+            }
             _ if Instant::now() < deadline => {
                 eprintln!("leader {leader} of term {term} did not take the request; looking again");
                 thread::sleep(Duration::from_millis(50));
