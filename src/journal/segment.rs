@@ -51,7 +51,7 @@ impl SegmentSync {
     }
 
     /// Pre-faults `[from, from + len)` for writing (`MADV_POPULATE_WRITE`; clipped to the
-    /// mapping), as [`Self::prefault_rest`] does to the end.
+    /// mapping; the start rounded down to a page).
     pub(crate) fn prefault(&self, from: usize, len: usize) {
         let page_bytes = PAGE_SIZE_BYTES as usize;
         let start = (from / page_bytes * page_bytes).min(self.map.len());
@@ -79,15 +79,7 @@ impl SegmentSync {
     /// while the writer may already be appending to it: a write fault changes no byte, so it
     /// cannot disturb a store; a page the writer reaches first it faults in itself.
     pub(crate) fn prefault_rest(&self, from: usize) {
-        let len = self.map.len();
-        if from < len {
-            if let Err(err) = self
-                .map
-                .advise_range(Advice::PopulateWrite, from, len - from)
-            {
-                tracing::debug!("journal: could not pre-fault the rest of a segment: {err}");
-            }
-        }
+        self.prefault(from, usize::MAX);
     }
 }
 
@@ -134,16 +126,8 @@ impl MappedSegment {
         const HUGE_PAGE_BYTES: usize = 2 << 20;
         let map = MmapOptions::new().map_raw(&file)?;
         let mut segment = Self::new(map, file);
-        let len = segment.len();
         if let Some(from) = huge_pages_from.map(|from| from.next_multiple_of(HUGE_PAGE_BYTES)) {
-            if from < len {
-                if let Err(err) = segment
-                    .raw()
-                    .advise_range(Advice::HugePage, from, len - from)
-                {
-                    tracing::debug!("journal: no huge pages for a segment mapping: {err}");
-                }
-            }
+            segment.sync.advise_huge_pages(from, usize::MAX);
         }
         segment.prefault_range(0, prefault_bytes);
         Ok(segment)

@@ -64,7 +64,8 @@ struct Active {
 }
 
 impl Active {
-    fn new(map: MappedSegment, write_pos: usize, lead: Option<Arc<Lead>>) -> Self {
+    fn new(map: MappedSegment, write_pos: usize, lead: Option<&LeadTarget>) -> Self {
+        let lead = lead.map(|target| Arc::clone(&target.lead));
         let owned_to = lead.as_ref().map_or(map.len(), |lead| lead.ready_to());
         let next_nudge = match &lead {
             Some(lead) => {
@@ -450,11 +451,7 @@ impl JournalWriter {
             old.seal();
         }
         self.seal_active()?;
-        let new = Active::new(
-            map,
-            SEGMENT_HEADER_SIZE,
-            lead.as_ref().map(|l| Arc::clone(&l.lead)),
-        );
+        let new = Active::new(map, SEGMENT_HEADER_SIZE, lead.as_ref());
         let old = std::mem::replace(&mut self.active, new);
         if let Some(committer) = &self.committer {
             let handle = self.active.map.sync_handle().clone();
@@ -476,22 +473,17 @@ impl JournalWriter {
     /// header, renames it to its segment name and syncs the directory.
     fn install_successor(
         &mut self,
-        spare: Spare,
+        mut spare: Spare,
     ) -> Result<(MappedSegment, Option<LeadTarget>), JournalError> {
+        let next = self.chain.next_sequence;
+        let header = SegmentHeader::new(next, spare.map.len() as u64, self.chain.prev_crc)
+            .with_service(&self.service.0, self.service.1);
+        write_header(&mut spare, &header);
         let Spare {
-            mut map,
+            map,
             path: spare_path,
             lead,
         } = spare;
-        if let Some(lead) = &lead {
-            lead.lead.claim(SEGMENT_HEADER_SIZE);
-        }
-        let next = self.chain.next_sequence;
-        let header = SegmentHeader::new(next, map.len() as u64, self.chain.prev_crc)
-            .with_service(&self.service.0, self.service.1);
-        let encoded = header.encode();
-        map.slot_mut(0, SEGMENT_HEADER_SIZE)
-            .copy_from_slice(&encoded);
         assert_eq!(
             SegmentHeader::decode(map.bytes(0, SEGMENT_HEADER_SIZE)),
             Ok(header),
@@ -841,8 +833,7 @@ fn reopen_active(
         }
         false => None,
     };
-    let shared = lead.as_ref().map(|l| Arc::clone(&l.lead));
-    Ok((Active::new(map, offset, shared), lead))
+    Ok((Active::new(map, offset, lead.as_ref()), lead))
 }
 
 /// Creates a segment continuing `chain` synchronously (open only), header durable.
@@ -859,7 +850,7 @@ fn create_segment(
         prep: cfg.segment_prep_in_force(),
     };
     // The writer's rate is not known yet: a lead starts zeroed.
-    let spare = prepare_spare(io, &spec, StepKind::Zeroed, usize::MAX).map_err(|err| {
+    let mut spare = prepare_spare(io, &spec, StepKind::Zeroed, usize::MAX).map_err(|err| {
         if is_disk_full(&err) {
             JournalError::DiskFull {
                 path: spare_path.clone(),
@@ -870,24 +861,30 @@ fn create_segment(
             file_io(&spare_path)(err)
         }
     })?;
+    let header = SegmentHeader::new(chain.next_sequence, size, chain.prev_crc)
+        .with_service(&cfg.service_name, cfg.service_schema_version);
+    write_header(&mut spare, &header);
     let Spare {
-        mut map,
+        map,
         path: spare_path,
         lead,
     } = spare;
-    if let Some(lead) = &lead {
-        lead.lead.claim(SEGMENT_HEADER_SIZE);
-    }
-    let header = SegmentHeader::new(chain.next_sequence, size, chain.prev_crc)
-        .with_service(&cfg.service_name, cfg.service_schema_version);
-    map.slot_mut(0, SEGMENT_HEADER_SIZE)
-        .copy_from_slice(&header.encode());
     io.sync_range(map.sync_handle(), 0, SEGMENT_HEADER_SIZE)
         .map_err(file_io(&spare_path))?;
     let path = cfg.dir.join(segment_file_name(chain.next_sequence));
     rename_new(io, &spare_path, &path).map_err(file_io(&path))?;
-    let shared = lead.as_ref().map(|l| Arc::clone(&l.lead));
-    Ok((Active::new(map, SEGMENT_HEADER_SIZE, shared), lead))
+    Ok((Active::new(map, SEGMENT_HEADER_SIZE, lead.as_ref()), lead))
+}
+
+/// Writes `header` into a spare's first bytes (made the writer's first, under `Adaptive`).
+fn write_header(spare: &mut Spare, header: &SegmentHeader) {
+    if let Some(lead) = &spare.lead {
+        lead.lead.claim(SEGMENT_HEADER_SIZE);
+    }
+    spare
+        .map
+        .slot_mut(0, SEGMENT_HEADER_SIZE)
+        .copy_from_slice(&header.encode());
 }
 
 /// Creates a journal's segment starting at `chain` (its header synced, renamed into place) and

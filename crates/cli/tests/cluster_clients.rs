@@ -167,6 +167,14 @@ fn position(s: &Scrape, p: &str) -> Option<u64> {
     value(s, "keel_cluster_node_sequence", Some(("position", p)))
 }
 
+/// What one node's scrape says: it has role `is` (and not `is_not`), the term, the leader.
+fn assert_node_view(s: &Scrape, (is, is_not): (&str, &str), term: u64, leader_id: u64) {
+    assert_eq!(role(s, is), Some(1));
+    assert_eq!(role(s, is_not), Some(0));
+    assert_eq!(value(s, "keel_cluster_term", None), Some(term));
+    assert_eq!(value(s, "keel_cluster_leader_id", None), Some(leader_id));
+}
+
 fn per_follower(s: &Scrape, name: &str, id: u64) -> Option<u64> {
     value(s, name, Some(("node", &id.to_string())))
 }
@@ -191,13 +199,7 @@ fn check_leader(procs: &Procs, leader: usize, follower: usize, term: u64) {
     let s = scrape_until(metrics_addr(&nodes[leader].dir), |s| {
         committed(s) >= 6 && per_follower(s, matched, nodes[follower].id) >= Some(committed(s))
     });
-    assert_eq!(role(&s, "leader"), Some(1));
-    assert_eq!(role(&s, "follower"), Some(0));
-    assert_eq!(value(&s, "keel_cluster_term", None), Some(term));
-    assert_eq!(
-        value(&s, "keel_cluster_leader_id", None),
-        Some(nodes[leader].id)
-    );
+    assert_node_view(&s, ("leader", "follower"), term, nodes[leader].id);
     assert!(committed(&s) >= 6, "{:?}", committed(&s));
     for (index, node) in nodes.iter().enumerate() {
         let listed = (
@@ -228,13 +230,7 @@ fn check_follower(procs: &Procs, leader: usize, follower: usize, term: u64) {
     let s = scrape_until(metrics_addr(&nodes[follower].dir), |s| {
         committed(s) >= 6 && position(s, "applied").unwrap_or(0) >= 6
     });
-    assert_eq!(role(&s, "follower"), Some(1));
-    assert_eq!(role(&s, "leader"), Some(0));
-    assert_eq!(value(&s, "keel_cluster_term", None), Some(term));
-    assert_eq!(
-        value(&s, "keel_cluster_leader_id", None),
-        Some(nodes[leader].id)
-    );
+    assert_node_view(&s, ("follower", "leader"), term, nodes[leader].id);
     assert!(committed(&s) >= 6);
     assert!(position(&s, "durable").unwrap() >= 6);
     assert!(position(&s, "applied").unwrap() >= 6);
