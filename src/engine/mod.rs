@@ -128,19 +128,25 @@ impl<P: Processor> Engine<P> {
         let state = (&mut processor, &mut dedup);
         let (opening, judged, begun) =
             recovery::open_journal(&config, &journal_config, io, &store, state)?;
+        opening.refuse_unfinishable()?;
+        let scanned = open_started.elapsed();
         let last = opening.last_sequence();
-        let journal = opening.finish()?;
-        let journal_open = open_started.elapsed();
         let state = (&mut processor, &mut dedup);
+        let recovered = recovery::recover(&config, &store, &judged, state, (last, begun))?;
+        // After the replay, which reads only records up to `last`: the writer's preparation
+        // (the spare segment, the reopened segment's rest) then runs on the preparer thread
+        // while the engine goes live, not on a core the replay needs.
+        let finish_started = Instant::now();
+        let journal = opening.finish()?;
         let recovered = Recovered {
-            journal_open,
-            ..recovery::recover(&config, &store, &judged, state, (last, begun))?
+            journal_open: scanned + finish_started.elapsed(),
+            ..recovered
         };
         tracing::info!(
             snapshot = recovered.snapshot_sequence,
             replayed = recovered.replayed,
             last = recovered.last_sequence,
-            journal_open_ms = journal_open.as_millis() as u64,
+            journal_open_ms = recovered.journal_open.as_millis() as u64,
             snapshot_load_ms = recovered.snapshot_load.as_millis() as u64,
             replay_ms = recovered.replay.as_millis() as u64,
             "recovered"

@@ -29,7 +29,8 @@ pub struct Recovered {
     pub replayed: u64,
     /// Last sequence in the journal: the state now reflects everything up to here.
     pub last_sequence: u64,
-    /// Time spent opening the journal (scanning and validating every record).
+    /// Time spent opening the journal: scanning and validating every record, and, once the
+    /// replay is done, cutting a torn tail and readying the last segment for appending.
     pub journal_open: Duration,
     /// Time spent reading, checking and restoring snapshots (failed attempts included).
     pub snapshot_load: Duration,

@@ -569,9 +569,15 @@ impl JournalOpening {
     /// a sealed segment is refused with `Corrupted { reason: SuccessorMissing }`, leaving
     /// every file as it was.
     pub fn finish(self) -> Result<JournalWriter, JournalError> {
-        self.scan.refuse_missing_successor()?;
-        self.refuse_empty_after_retirement()?;
+        self.refuse_unfinishable()?;
         self.apply()
+    }
+
+    /// What [`JournalOpening::finish`] would refuse, checked without finishing: a caller that
+    /// does other work before finishing (the engine replays first) refuses at once.
+    pub(crate) fn refuse_unfinishable(&self) -> Result<(), JournalError> {
+        self.scan.refuse_missing_successor()?;
+        self.refuse_empty_after_retirement()
     }
 
     /// What keel's journal retention retired before the journal's start (the retention
