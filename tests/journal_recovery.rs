@@ -713,3 +713,41 @@ fn an_unsealed_segment_whose_successor_does_not_continue_exactly_is_corruption()
     expect_corrupted(err, unsealed, last.offset);
     assert_eq!(snapshot(dir), before, "nothing modified");
 }
+
+/// A reader of enough records of one segment checks their CRCs ahead on a helper thread, which
+/// also scans the rest of the segment after the last record: a clean end is the end, and a
+/// valid record planted far after it (zeros between) is still caught as damage.
+#[test]
+fn a_reader_checking_ahead_tells_the_end_from_damage() {
+    const N: u64 = 10_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let mut w = JournalWriter::open(&cfg(&src, 16 << 20, FlushPolicy::None)).unwrap();
+    write(&mut w, 1, N, 100);
+    drop(w);
+    assert_eq!(read_all(&src), N, "a clean end");
+
+    let entries = layout(&src);
+    let last = entries.last().unwrap();
+    assert_eq!(last.sequence, Some(N), "one segment, not sealed");
+    let end = last.offset + last.size;
+    let at = end + (1 << 20);
+    let work = tmp.path().join("work");
+    copy_dir(&src, &work);
+    let file = overwrite(&work, &last.file, at, &entry_bytes(&entries[3]));
+    let mut reader = keel::journal::JournalReader::open(&work).unwrap();
+    let mut read = 0;
+    let err = loop {
+        match reader.next() {
+            Ok(Some(_)) => read += 1,
+            Ok(None) => panic!("the record planted after the end was missed"),
+            Err(err) => break err,
+        }
+    };
+    assert_eq!(read, N);
+    let reason = expect_corrupted(err, &file, end);
+    assert!(
+        matches!(reason, CorruptionReason::DamagedBeforeValidData { .. }),
+        "{reason}"
+    );
+}

@@ -15,7 +15,7 @@ use super::format::{
 };
 use super::recovery::{
     check_end_marker, check_segment_header, continues_unsealed, corrupted, find_evidence_after,
-    read_entry, skip_entry,
+    find_evidence_in, read_entry, skip_entry,
 };
 use super::segment::SegmentView;
 
@@ -438,7 +438,14 @@ impl JournalReader {
             let next = later[0].clone();
             return self.enter(next, Some(chain));
         }
-        let Some(evidence) = find_evidence_after(&cur.view, first, offset, &later)? else {
+        // The checksum helper may have scanned this segment's rest already, from here.
+        let scanned = (cur.ahead.as_ref()).is_some_and(|ahead| ahead.found_clear_from(offset));
+        let evidence = if scanned {
+            find_evidence_in(&later)?
+        } else {
+            find_evidence_after(&cur.view, first, offset, &later)?
+        };
+        let Some(evidence) = evidence else {
             cur.clear_from = Some(offset);
             return Ok(Step::End);
         };

@@ -750,6 +750,18 @@ pub(crate) fn find_evidence_after(
     if let Some(evidence) = scan_for_evidence(view, offset + RECORD_ALIGN_BYTES, first_sequence) {
         return Ok(Some(evidence));
     }
+    find_evidence_in(later)
+}
+
+/// Whether the segment in `view` holds valid data after a soft fault at `offset`: the part of
+/// [`find_evidence_after`] within that segment (a reader's checksum helper runs it ahead).
+pub(crate) fn valid_data_after(view: &SegmentView, offset: usize) -> bool {
+    scan_for_evidence(view, offset + RECORD_ALIGN_BYTES, 0).is_some()
+}
+
+/// The part of [`find_evidence_after`] in the `later` segment files: a valid segment header
+/// or a valid entry in any of them.
+pub(crate) fn find_evidence_in(later: &[SegmentFile]) -> Result<Option<Evidence>, JournalError> {
     for seg in later {
         let other = match SegmentView::open(&seg.path) {
             Ok(view) => view,

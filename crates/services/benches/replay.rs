@@ -80,14 +80,16 @@ fn messages(messages: u64) -> Vec<Msg> {
     all
 }
 
-/// A data directory whose journal holds `msgs`, and the config to start an engine on it.
+/// A data directory whose journal holds `msgs`, and the config to start an engine on it: the
+/// default flush policy and segment preparation (the journal is built without syncs, which
+/// are not timed).
 fn build(dir: &std::path::Path, msgs: &[Msg]) -> Config {
     let mut config = Config::with_data_dir(dir);
     config.segment_size_bytes = SEGMENT_SIZE_BYTES;
-    config.flush = FlushPolicy::None;
     config.snapshot_interval_messages = 0;
     config.snapshot_on_shutdown = false;
     let mut journal = config.journal_config();
+    journal.flush = FlushPolicy::None;
     journal.service_name = Store::default().name().to_owned();
     let mut writer = JournalWriter::open(&journal).expect("journal opens");
     for (i, msg) in msgs.iter().enumerate() {
