@@ -321,3 +321,43 @@ fn checksums_ahead_return_the_same_records_and_catch_damage() {
     assert_eq!(last, 14_999);
     assert!(matches!(err, JournalError::Corrupted { .. }), "{err}");
 }
+
+/// Resident page-cache pages of `[0, len)` of `file` (`mincore` on a mapping of it).
+fn resident_pages(file: &std::path::Path, len: usize) -> usize {
+    let f = fs::File::open(file).unwrap();
+    // SAFETY: a read-only mapping nobody truncates while the test holds it; only its address
+    // is used, by mincore, which reads no byte.
+    let map = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+    let pages = len / 4096;
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `vec` has one byte per page of the range, which lies inside the mapping.
+    let rc = unsafe { libc::mincore(map.as_ptr() as *mut libc::c_void, len, vec.as_mut_ptr()) };
+    assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+    vec.iter().filter(|&&v| v & 1 != 0).count()
+}
+
+#[test]
+fn an_adaptive_writer_lets_go_of_the_pages_far_behind_it_and_every_record_reads_back() {
+    // Under `Adaptive` the preparer lets go of the active segment's pages well behind the
+    // writer (64 MiB, in chunks of 16 MiB), so the memory turns over; the bytes stay the file's.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    let mut config = cfg(&dir, 128 << 20, FlushPolicy::Batch);
+    config.segment_prep = SegmentPrep::Adaptive;
+    let mut w = JournalWriter::open(&config).unwrap();
+    const N: u64 = 600_000; // about 100 MiB of records
+    write(&mut w, 1, N, 512);
+    w.sync().unwrap();
+    let first = segment_files(&dir)[0].clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while resident_pages(&first, 16 << 20) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first 16 MiB stayed cached"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(w);
+    assert_eq!(segment_files(&dir).len(), 1, "one segment");
+    assert_eq!(read_all(&dir), N);
+}

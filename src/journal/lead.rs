@@ -50,8 +50,22 @@ pub(crate) const ZEROED_LEAD_BYTES: usize = 8 << 20;
 /// (about 1.4 GB/s here) crosses 64 MiB in some 45 ms.
 pub(crate) const HUGE_LEAD_BYTES: usize = 64 << 20;
 
+/// How far behind the writer the pages of its segment are let go of (`SegmentSync::release`):
+/// their memory, freed moments ago, is what the next steps are faulted in with. Memory that
+/// has sat free is several times slower to fault in on a VM whose guest returns free pages to
+/// the host (docs/BENCHMARKS.md), so a fast writer's page cache turns over as a ring of about
+/// lead + this much instead of growing over fresh memory until the segment is retired. A
+/// reader further behind than this (a lagging replica) reads the file back from disk.
+pub(crate) const RELEASE_BEHIND_BYTES: usize = 64 << 20;
+
+/// The least one release lets go of (an `madvise` and an `fadvise` call).
+const RELEASE_CHUNK_BYTES: usize = 16 << 20;
+
 // Why: steps are whole huge pages, and the leads whole steps.
 const _: () = assert!(STEP_BYTES.is_power_of_two());
+// Why: a release never splits a huge page the writer's mapping holds.
+const _: () = assert!(RELEASE_BEHIND_BYTES.is_multiple_of(STEP_BYTES));
+const _: () = assert!(RELEASE_CHUNK_BYTES.is_multiple_of(STEP_BYTES));
 const _: () = assert!(ZEROED_LEAD_BYTES.is_multiple_of(STEP_BYTES));
 const _: () = assert!(HUGE_LEAD_BYTES.is_multiple_of(STEP_BYTES));
 
@@ -208,6 +222,8 @@ pub(crate) struct LeadTarget {
     stepped_to: usize,
     /// The rest of the segment (from `huge_from`) is mapped with huge pages and pre-faulted.
     huge_from: Option<usize>,
+    /// Pages before this offset were let go of ([`LeadTarget::release_behind`]).
+    released_to: usize,
 }
 
 impl LeadTarget {
@@ -226,7 +242,18 @@ impl LeadTarget {
             zero_file,
             stepped_to: ready_to.min(len),
             huge_from: None,
+            released_to: 0,
         })
+    }
+
+    /// Lets go of the segment's pages more than [`RELEASE_BEHIND_BYTES`] behind the writer at
+    /// `writer_pos`, at least [`RELEASE_CHUNK_BYTES`] at a time, on 2 MiB boundaries.
+    pub(crate) fn release_behind(&mut self, writer_pos: usize) {
+        let until = writer_pos.saturating_sub(RELEASE_BEHIND_BYTES) / STEP_BYTES * STEP_BYTES;
+        if until >= self.released_to + RELEASE_CHUNK_BYTES {
+            self.map.release(self.released_to, until - self.released_to);
+            self.released_to = until;
+        }
     }
 
     /// Prepares steps until the writer owns `ahead_bytes` past `from` (or the segment's end),
@@ -369,6 +396,41 @@ mod tests {
         let owned = writer.join().unwrap();
         assert_eq!(owned, 16 << 20, "then the writer takes the rest");
         assert_eq!(lead.begin_step(), None);
+    }
+
+    #[test]
+    fn pages_far_enough_behind_the_writer_are_let_go_of_in_chunks_and_keep_their_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("seg");
+        let len = 128usize << 20;
+        let file = RealIo.create_allocated(&path, len as u64).unwrap();
+        let mut map = super::super::segment::MappedSegment::map(file, None, 0).unwrap();
+        let written = 100usize << 20;
+        map.slot_mut(0, written).fill(0xA5);
+        map.sync_handle().flush_range(0, written).unwrap();
+        let mut target = LeadTarget::open(&path, map.sync_handle().clone(), len).unwrap();
+        let mib = 1usize << 20;
+        target.release_behind(70 * mib);
+        assert_eq!(target.released_to, 0, "less than a chunk behind the trail");
+        target.release_behind(81 * mib);
+        assert_eq!(
+            target.released_to,
+            16 * mib,
+            "whole steps, at least a chunk"
+        );
+        target.release_behind(95 * mib);
+        assert_eq!(target.released_to, 16 * mib, "not yet another chunk");
+        target.release_behind(99 * mib);
+        assert_eq!(target.released_to, 34 * mib);
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(
+            on_disk[..written].iter().all(|&b| b == 0xA5),
+            "the file keeps them"
+        );
+        assert!(
+            map.bytes(0, written).iter().all(|&b| b == 0xA5),
+            "so does the mapping"
+        );
     }
 
     #[test]

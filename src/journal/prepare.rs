@@ -367,6 +367,7 @@ impl Follower {
         };
         let pos = target.lead.writer_pos();
         self.kind = next_kind(self.kind, &mut self.since, pos, Instant::now());
+        target.release_behind(pos);
         if target.is_done() {
             return;
         }

@@ -75,6 +75,33 @@ impl SegmentSync {
         }
     }
 
+    /// Lets go of the pages of `[from, from + len)` (clipped to the mapping): they leave this
+    /// mapping (`MADV_DONTNEED`) and, once written back and mapped by nobody else, the page
+    /// cache (`POSIX_FADV_DONTNEED`), so their memory is free again for the pages the
+    /// preparer faults in ahead of the writer. No byte changes: a dirty page stays cached
+    /// until written back (the advice starts that), and a later access maps the page again
+    /// or reads it back from the file. Only for bytes the writer has passed for good.
+    pub(crate) fn release(&self, from: usize, len: usize) {
+        use memmap2::UncheckedAdvice;
+        let len = len.min(self.map.len().saturating_sub(from));
+        if len == 0 {
+            return;
+        }
+        // SAFETY: on a shared file mapping MADV_DONTNEED only unmaps the pages (dirty ones stay
+        // dirty in the page cache): the bytes stay those of the file and a later access maps
+        // them again; no reference into the range exists (the writer appends after it).
+        let unmapped =
+            unsafe { (self.map).unchecked_advise_range(UncheckedAdvice::DontNeed, from, len) };
+        let dropped = unmapped.and_then(|()| {
+            let len = std::num::NonZeroU64::new(len as u64);
+            rustix::fs::fadvise(&*self.file, from as u64, len, rustix::fs::Advice::DontNeed)
+                .map_err(io::Error::from)
+        });
+        if let Err(err) = dropped {
+            tracing::debug!("journal: could not release part of a segment's pages: {err}");
+        }
+    }
+
     /// Pre-faults the mapping for writing from `from` to its end (`MADV_POPULATE_WRITE`),
     /// while the writer may already be appending to it: a write fault changes no byte, so it
     /// cannot disturb a store; a page the writer reaches first it faults in itself.
