@@ -220,8 +220,11 @@ pub(crate) struct LeadTarget {
     zero_file: File,
     /// How far the preparer's own steps went.
     stepped_to: usize,
-    /// The rest of the segment (from `huge_from`) is mapped with huge pages and pre-faulted.
+    /// The writer owns the whole segment, and its rest from here on is mapped with huge pages
+    /// and pre-faulted in windows ahead of the writer ([`LeadTarget::fault_ahead`]).
     huge_from: Option<usize>,
+    /// How far the huge-page rest (from `huge_from`) is pre-faulted.
+    faulted_to: usize,
     /// Pages before this offset were let go of ([`LeadTarget::release_behind`]).
     released_to: usize,
 }
@@ -242,15 +245,30 @@ impl LeadTarget {
             zero_file,
             stepped_to: ready_to.min(len),
             huge_from: None,
+            faulted_to: 0,
             released_to: 0,
         })
+    }
+
+    /// The preparer's side of a spare handed over whole to the writer, mapped with huge pages
+    /// and pre-faulted up to `faulted_to`: the rest is pre-faulted in windows ahead of the
+    /// writer once it appends there.
+    pub(crate) fn open_faulted(
+        path: &std::path::Path,
+        map: SegmentSync,
+        faulted_to: usize,
+    ) -> io::Result<Self> {
+        let mut target = Self::open(path, map, usize::MAX)?;
+        target.huge_from = Some(0);
+        target.faulted_to = faulted_to.min(target.lead.len);
+        Ok(target)
     }
 
     /// Lets go of the segment's pages more than [`RELEASE_BEHIND_BYTES`] behind the writer at
     /// `writer_pos`, at least [`RELEASE_CHUNK_BYTES`] at a time, on 2 MiB boundaries.
     pub(crate) fn release_behind(&mut self, writer_pos: usize) {
         let until = writer_pos.saturating_sub(RELEASE_BEHIND_BYTES) / STEP_BYTES * STEP_BYTES;
-        if until >= self.released_to + RELEASE_CHUNK_BYTES {
+        if until >= self.released_to.saturating_add(RELEASE_CHUNK_BYTES) {
             self.map.release(self.released_to, until - self.released_to);
             self.released_to = until;
         }
@@ -325,31 +343,48 @@ impl LeadTarget {
         end
     }
 
-    /// Maps the rest of the segment that is still unprepared with huge pages (from the next
-    /// 2 MiB boundary) and pre-faults it, after the writer took it. Once per segment.
-    pub(crate) fn take_rest_as_huge_pages(&mut self) {
-        if self.huge_from.is_some() {
-            return;
-        }
-        let from = self
-            .lead
-            .writer_pos()
+    /// Once the writer owns the whole segment: maps its rest with huge pages (the first time,
+    /// from the 2 MiB boundary after `writer_pos`) and pre-faults it up to `ahead_bytes` past
+    /// `writer_pos`, in whole steps. A write fault changes no byte, so the writer may append
+    /// there meanwhile; a page it reaches first it faults in itself.
+    pub(crate) fn fault_ahead(&mut self, writer_pos: usize, ahead_bytes: usize) {
+        let len = self.lead.len;
+        let from = *self.huge_from.get_or_insert_with(|| {
+            let from = writer_pos.next_multiple_of(STEP_BYTES).min(len);
+            self.map.advise_huge_pages(from, len - from);
+            from
+        });
+        let start = (self.faulted_to.max(from)).max(writer_pos / STEP_BYTES * STEP_BYTES);
+        let end = writer_pos
+            .saturating_add(ahead_bytes)
+            .min(len)
             .next_multiple_of(STEP_BYTES)
-            .min(self.lead.len);
-        self.huge_from = Some(from);
-        self.map.advise_huge_pages(from, self.lead.len - from);
-        self.map.prefault(from, self.lead.len - from);
+            .min(len);
+        if end > start {
+            self.map.prefault(start, end - start);
+            self.faulted_to = end;
+        }
     }
 
-    /// Whether the writer took the rest of the segment from the preparer (it overtook the
-    /// steps) and the rest is not yet mapped with huge pages.
+    /// Whether the writer took the rest of the segment from the preparer's steps (it overtook
+    /// them) and the rest is not yet mapped with huge pages.
     pub(crate) fn was_overtaken(&self) -> bool {
         self.huge_from.is_none() && !self.lead.is_sealed() && self.lead.ready_to() > self.stepped_to
     }
 
+    /// Whether the writer owns the rest of the segment, which is then pre-faulted ahead of it
+    /// ([`LeadTarget::fault_ahead`]) rather than prepared in steps.
+    pub(crate) fn writer_owns_rest(&self) -> bool {
+        self.huge_from.is_some() || self.was_overtaken()
+    }
+
     /// Whether nothing is left to prepare in this segment.
     pub(crate) fn is_done(&self) -> bool {
-        self.huge_from.is_some() || self.lead.is_sealed() || self.stepped_to >= self.lead.len
+        match self.huge_from {
+            _ if self.lead.is_sealed() => true,
+            Some(_) => self.faulted_to >= self.lead.len,
+            None => self.stepped_to >= self.lead.len,
+        }
     }
 }
 
@@ -408,7 +443,7 @@ mod tests {
         let written = 100usize << 20;
         map.slot_mut(0, written).fill(0xA5);
         map.sync_handle().flush_range(0, written).unwrap();
-        let mut target = LeadTarget::open(&path, map.sync_handle().clone(), len).unwrap();
+        let mut target = LeadTarget::open(&path, map.sync_handle().clone(), 0).unwrap();
         let mib = 1usize << 20;
         target.release_behind(70 * mib);
         assert_eq!(target.released_to, 0, "less than a chunk behind the trail");

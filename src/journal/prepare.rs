@@ -374,7 +374,9 @@ impl Follower {
         if target.was_overtaken() {
             // A writer that overtook its lead is a fast one.
             self.kind = StepKind::HugePages;
-            target.take_rest_as_huge_pages();
+        }
+        if target.writer_owns_rest() {
+            target.fault_ahead(pos, HUGE_LEAD_BYTES);
             return;
         }
         let ahead_bytes = match self.kind {
@@ -490,7 +492,9 @@ fn lead_spare(file: std::fs::File, spec: &SpareSpec<'_>, kind: StepKind) -> io::
             lead.prepare_ahead(0, ZEROED_LEAD_BYTES, kind)?;
             lead
         }
-        StepKind::HugePages => LeadTarget::open(spec.path, map.sync_handle().clone(), map.len())?,
+        StepKind::HugePages => {
+            LeadTarget::open_faulted(spec.path, map.sync_handle().clone(), HANDOVER_BYTES)?
+        }
     };
     Ok(Spare {
         map,
@@ -578,7 +582,10 @@ mod tests {
         let spare = prepare_spare(&io, &spec, StepKind::HugePages, usize::MAX).unwrap();
         let lead = spare.lead.as_ref().expect("a lead");
         assert_eq!(lead.lead.ready_to(), len_bytes as usize, "all the writer's");
-        assert!(lead.is_done());
+        assert!(
+            !lead.is_done(),
+            "the rest is pre-faulted ahead of the writer"
+        );
         drop(spare);
         let bytes = std::fs::read(&huge).unwrap();
         assert_eq!(bytes.len() as u64, len_bytes);
