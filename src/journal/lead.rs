@@ -11,7 +11,15 @@
 //! A slow writer's segment is prepared only as far as its first steps before the writer gets
 //! it, so no zero fill ever writes a whole segment ahead of need, and the way each part is
 //! prepared follows the load of the moment rather than the load when the segment was made. (A
-//! fast writer's spare is prepared whole with huge pages instead, by `prepare`.)
+//! fast writer's spare is handed over whole instead, mapped with huge pages, by `prepare`.)
+//!
+//! # The page cache as a ring
+//! In a segment the writer owns whole (it took the rest, or was handed it so), the preparer
+//! pre-faults huge pages in windows ahead of the writer ([`LeadTarget::fault_ahead`]); in every
+//! segment it follows, it lets go of the pages far behind the writer
+//! ([`LeadTarget::release_behind`]). The memory faulted in ahead is then mostly memory freed
+//! moments before, which on a VM is many times cheaper to fault in than memory that has sat
+//! free (see [`RELEASE_BEHIND_BYTES`]).
 //!
 //! # Who writes what
 //! A zero fill writes into the file the writer maps, so the two must never write the same

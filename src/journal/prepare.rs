@@ -476,10 +476,10 @@ pub(crate) fn prepare_spare(
 }
 
 /// An `Adaptive` spare. Zeroed: mapped, its first steps zeroed, the rest left to its lead.
-/// Huge pages: mapped whole with huge pages, its first [`HANDOVER_BYTES`] pre-faulted here and
-/// the rest right after the handover, as under `HugePages` (the writer owns all of it). A fast
-/// writer's spare is so pre-faulted right after the previous segment's retirement released
-/// its memory, which is fast to fault in again; memory that has sat free is not (module docs).
+/// Huge pages: mapped whole with huge pages, its first [`HANDOVER_BYTES`] pre-faulted here, the
+/// writer owning all of it; once it is the active segment its lead pre-faults the rest in
+/// windows ahead of the writer and lets go of the pages behind it, so the memory it faults in
+/// is mostly memory just freed, which is fast to fault in again (module docs).
 fn lead_spare(file: std::fs::File, spec: &SpareSpec<'_>, kind: StepKind) -> io::Result<Spare> {
     let (huge_pages_from, prefault_bytes) = match kind {
         StepKind::Zeroed => (None, 0),
