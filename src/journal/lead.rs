@@ -59,9 +59,9 @@ pub(crate) const ZEROED_LEAD_BYTES: usize = 8 << 20;
 pub(crate) const HUGE_LEAD_BYTES: usize = 64 << 20;
 
 /// How far behind the writer the pages of its segment are let go of (`SegmentSync::release`):
-/// their memory, freed moments ago, is what the next steps are faulted in with. Memory that
-/// has sat free is several times slower to fault in on a VM whose guest returns free pages to
-/// the host (docs/BENCHMARKS.md), so a fast writer's page cache turns over as a ring of about
+/// their memory, freed moments ago, is what the next pages ahead are faulted in with. Memory
+/// that has sat free is many times slower to fault in on a VM whose guest returns free pages
+/// to the host (17× measured: docs/BENCHMARKS.md), so a fast writer's page cache turns over as a ring of about
 /// lead + this much instead of growing over fresh memory until the segment is retired. A
 /// reader further behind than this (a lagging replica) reads the file back from disk.
 pub(crate) const RELEASE_BEHIND_BYTES: usize = 64 << 20;
