@@ -345,9 +345,15 @@ fn an_adaptive_writer_lets_go_of_the_pages_far_behind_it_and_every_record_reads_
     let mut config = cfg(&dir, 128 << 20, FlushPolicy::Batch);
     config.segment_prep = SegmentPrep::Adaptive;
     let mut w = JournalWriter::open(&config).unwrap();
-    const N: u64 = 600_000; // about 100 MiB of records
-    write(&mut w, 1, N, 512);
-    w.sync().unwrap();
+    // About 100 MiB of records.
+    const N: u64 = 600_000;
+    // About 1 MiB at a time, each made durable before the next: a page let go of behind the
+    // writer is then clean, so the page cache drops it.
+    const CHUNK: u64 = 6_000;
+    for from in (1..=N).step_by(CHUNK as usize) {
+        write(&mut w, from, from + CHUNK - 1, 512);
+        w.sync().unwrap();
+    }
     let first = segment_files(&dir)[0].clone();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while resident_pages(&first, 16 << 20) > 0 {
