@@ -228,10 +228,10 @@ pub(crate) struct LeadTarget {
     zero_file: File,
     /// How far the preparer's own steps went.
     stepped_to: usize,
-    /// The writer owns the whole segment, and its rest from here on is mapped with huge pages
-    /// and pre-faulted in windows ahead of the writer ([`LeadTarget::fault_ahead`]).
-    huge_from: Option<usize>,
-    /// How far the huge-page rest (from `huge_from`) is pre-faulted.
+    /// The writer owns the whole segment, and its rest is mapped with huge pages and
+    /// pre-faulted in windows ahead of the writer ([`LeadTarget::fault_ahead`]).
+    faulting_ahead: bool,
+    /// How far that rest is pre-faulted (meaningful once `faulting_ahead`).
     faulted_to: usize,
     /// Pages before this offset were let go of ([`LeadTarget::release_behind`]).
     released_to: usize,
@@ -252,7 +252,7 @@ impl LeadTarget {
             map,
             zero_file,
             stepped_to: ready_to.min(len),
-            huge_from: None,
+            faulting_ahead: false,
             faulted_to: 0,
             released_to: 0,
         })
@@ -267,7 +267,7 @@ impl LeadTarget {
         faulted_to: usize,
     ) -> io::Result<Self> {
         let mut target = Self::open(path, map, usize::MAX)?;
-        target.huge_from = Some(0);
+        target.faulting_ahead = true;
         target.faulted_to = faulted_to.min(target.lead.len);
         Ok(target)
     }
@@ -357,12 +357,13 @@ impl LeadTarget {
     /// there meanwhile; a page it reaches first it faults in itself.
     pub(crate) fn fault_ahead(&mut self, writer_pos: usize, ahead_bytes: usize) {
         let len = self.lead.len;
-        let from = *self.huge_from.get_or_insert_with(|| {
+        if !self.faulting_ahead {
+            self.faulting_ahead = true;
             let from = writer_pos.next_multiple_of(STEP_BYTES).min(len);
             self.map.advise_huge_pages(from, len - from);
-            from
-        });
-        let start = (self.faulted_to.max(from)).max(writer_pos / STEP_BYTES * STEP_BYTES);
+            self.faulted_to = from;
+        }
+        let start = self.faulted_to.max(writer_pos / STEP_BYTES * STEP_BYTES);
         let end = writer_pos
             .saturating_add(ahead_bytes)
             .min(len)
@@ -377,21 +378,21 @@ impl LeadTarget {
     /// Whether the writer took the rest of the segment from the preparer's steps (it overtook
     /// them) and the rest is not yet mapped with huge pages.
     pub(crate) fn was_overtaken(&self) -> bool {
-        self.huge_from.is_none() && !self.lead.is_sealed() && self.lead.ready_to() > self.stepped_to
+        !self.faulting_ahead && !self.lead.is_sealed() && self.lead.ready_to() > self.stepped_to
     }
 
     /// Whether the writer owns the rest of the segment, which is then pre-faulted ahead of it
     /// ([`LeadTarget::fault_ahead`]) rather than prepared in steps.
     pub(crate) fn writer_owns_rest(&self) -> bool {
-        self.huge_from.is_some() || self.was_overtaken()
+        self.faulting_ahead || self.was_overtaken()
     }
 
     /// Whether nothing is left to prepare in this segment.
     pub(crate) fn is_done(&self) -> bool {
-        match self.huge_from {
+        match self.faulting_ahead {
             _ if self.lead.is_sealed() => true,
-            Some(_) => self.faulted_to >= self.lead.len,
-            None => self.stepped_to >= self.lead.len,
+            true => self.faulted_to >= self.lead.len,
+            false => self.stepped_to >= self.lead.len,
         }
     }
 }
@@ -400,6 +401,7 @@ impl LeadTarget {
 mod tests {
     use super::*;
     use crate::journal::io::{RealIo, SegmentIo};
+    use crate::journal::segment::MappedSegment;
     use std::sync::atomic::AtomicBool;
 
     #[test]
@@ -441,13 +443,19 @@ mod tests {
         assert_eq!(lead.begin_step(), None);
     }
 
-    #[test]
-    fn pages_far_enough_behind_the_writer_are_let_go_of_in_chunks_and_keep_their_bytes() {
+    /// An allocated segment file of `len` bytes in a fresh directory, mapped (not pre-faulted).
+    fn segment(len: usize) -> (tempfile::TempDir, std::path::PathBuf, MappedSegment) {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("seg");
-        let len = 128usize << 20;
         let file = RealIo.create_allocated(&path, len as u64).unwrap();
-        let mut map = super::super::segment::MappedSegment::map(file, None, 0).unwrap();
+        let map = MappedSegment::map(file, None, 0).unwrap();
+        (tmp, path, map)
+    }
+
+    #[test]
+    fn pages_far_enough_behind_the_writer_are_let_go_of_in_chunks_and_keep_their_bytes() {
+        let len = 128usize << 20;
+        let (_tmp, path, mut map) = segment(len);
         let written = 100usize << 20;
         map.slot_mut(0, written).fill(0xA5);
         map.sync_handle().flush_range(0, written).unwrap();
@@ -478,11 +486,8 @@ mod tests {
 
     #[test]
     fn zeroed_steps_keep_ahead_of_the_writer_and_read_as_zeros() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("seg");
         let len = 12usize << 20;
-        let file = RealIo.create_allocated(&path, len as u64).unwrap();
-        let map = super::super::segment::MappedSegment::map(file, None, 0).unwrap();
+        let (_tmp, path, map) = segment(len);
         let mut target = LeadTarget::open(&path, map.sync_handle().clone(), 0).unwrap();
         target.prepare_ahead(0, 5 << 20, StepKind::Zeroed).unwrap();
         assert_eq!(target.lead.ready_to(), 6 << 20, "whole steps");

@@ -310,10 +310,9 @@ fn run(
         match job {
             Job::Prepare => {
                 let spare = prepare_spare(io, spec, follower.kind, HANDOVER_BYTES);
+                // An `Adaptive` spare's rest is its lead's to prepare.
                 let rest = match &spare {
-                    Ok(s) if s.lead.as_ref().is_none_or(LeadTarget::is_done) => {
-                        Some(s.map.sync_handle().clone())
-                    }
+                    Ok(s) if s.lead.is_none() => Some(s.map.sync_handle().clone()),
                     _ => None,
                 };
                 spares.put(spare);

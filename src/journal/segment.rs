@@ -50,16 +50,31 @@ impl SegmentSync {
         self.map.len()
     }
 
+    /// `[from, from + len)` clipped to the mapping, its start rounded down to a page: the
+    /// range every advice below applies to.
+    fn page_range(&self, from: usize, len: usize) -> std::ops::Range<usize> {
+        let page_bytes = PAGE_SIZE_BYTES as usize;
+        let end = from.saturating_add(len).min(self.map.len());
+        (from / page_bytes * page_bytes).min(end)..end
+    }
+
+    /// `MADV_POPULATE_WRITE` over [`Self::page_range`]: where that range starts, or the error
+    /// (kernels before 5.14 have no such advice).
+    fn populate_write(&self, from: usize, len: usize) -> Result<(), (usize, io::Error)> {
+        let range = self.page_range(from, len);
+        match range.is_empty() {
+            true => Ok(()),
+            false => (self.map)
+                .advise_range(Advice::PopulateWrite, range.start, range.len())
+                .map_err(|err| (range.start, err)),
+        }
+    }
+
     /// Pre-faults `[from, from + len)` for writing (`MADV_POPULATE_WRITE`; clipped to the
     /// mapping; the start rounded down to a page).
     pub(crate) fn prefault(&self, from: usize, len: usize) {
-        let page_bytes = PAGE_SIZE_BYTES as usize;
-        let start = (from / page_bytes * page_bytes).min(self.map.len());
-        let len = from.saturating_add(len).min(self.map.len()) - start;
-        if len > 0 {
-            if let Err(err) = self.map.advise_range(Advice::PopulateWrite, start, len) {
-                tracing::debug!("journal: could not pre-fault part of a segment: {err}");
-            }
+        if let Err((_, err)) = self.populate_write(from, len) {
+            tracing::debug!("journal: could not pre-fault part of a segment: {err}");
         }
     }
 
@@ -67,9 +82,12 @@ impl SegmentSync {
     /// where the kernel has none, small pages work the same). Pages already in the page cache
     /// keep their size.
     pub(crate) fn advise_huge_pages(&self, from: usize, len: usize) {
-        let len = len.min(self.map.len().saturating_sub(from));
-        if len > 0 {
-            if let Err(err) = self.map.advise_range(Advice::HugePage, from, len) {
+        let range = self.page_range(from, len);
+        if !range.is_empty() {
+            if let Err(err) = self
+                .map
+                .advise_range(Advice::HugePage, range.start, range.len())
+            {
                 tracing::debug!("journal: no huge pages for part of a segment: {err}");
             }
         }
@@ -83,10 +101,11 @@ impl SegmentSync {
     /// or reads it back from the file. Only for bytes the writer has passed for good.
     pub(crate) fn release(&self, from: usize, len: usize) {
         use memmap2::UncheckedAdvice;
-        let len = len.min(self.map.len().saturating_sub(from));
-        if len == 0 {
+        let range = self.page_range(from, len);
+        if range.is_empty() {
             return;
         }
+        let (from, len) = (range.start, range.len());
         // SAFETY: on a shared file mapping MADV_DONTNEED only unmaps the pages (dirty ones stay
         // dirty in the page cache): the bytes stay those of the file and a later access maps
         // them again; no reference into the range exists (the writer appends after it).
@@ -178,15 +197,7 @@ impl MappedSegment {
     /// Pre-faults `[from, from + len)` (clipped to the mapping; on kernels without
     /// `MADV_POPULATE_WRITE`, every page from `from` to the end).
     fn prefault_range(&mut self, from: usize, len: usize) {
-        let page_bytes = PAGE_SIZE_BYTES as usize;
-        let start = (from / page_bytes * page_bytes).min(self.raw().len());
-        let len = (self.raw().len() - start).min(len);
-        if len > 0
-            && self
-                .raw()
-                .advise_range(Advice::PopulateWrite, start, len)
-                .is_err()
-        {
+        if let Err((start, _)) = self.sync.populate_write(from, len) {
             self.touch_pages(start);
         }
     }
