@@ -407,6 +407,12 @@ impl Client {
         client_id: u64,
     ) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr)?;
+        if stream.local_addr()? == stream.peer_addr()? {
+            // TCP's simultaneous open: nothing listens on a port of the ephemeral range, and
+            // the kernel gave this socket that very port.
+            let why = "connected to itself: nothing listens on that address";
+            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, why).into());
+        }
         stream.set_nodelay(true)?;
         let mut hello = [0u8; frame::LEN_BYTES + frame::MIN_MAX_FRAME_BYTES];
         let declared = frame::Hello {

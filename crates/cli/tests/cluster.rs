@@ -18,7 +18,7 @@ use keel::journal::JournalReader;
 use keel::net::{Client, ReplyStatus};
 use keel::Typed;
 use keel_bench::failover::procs::{
-    final_state, wait_following, wait_for_leader, Procs, EVENTS_FILE,
+    final_state, read_events, wait_following, wait_for_leader, EventKind, Procs, EVENTS_FILE,
 };
 use keel_bench::failover::{run, FailoverReport, FailoverSpec};
 use keel_services::bookstore::{AddBook, BookInfo, Bookstore, Payload, PlaceOrder, QueryBook};
@@ -54,6 +54,28 @@ fn assert_safe(report: &FailoverReport, failovers: u64) {
     assert_eq!(report.lost, 0, "acknowledged requests lost: {text}");
     assert_eq!(report.duplicated, 0, "requests applied twice: {text}");
     assert!(report.hashes_equal, "nodes differ: {text}");
+    assert_one_leader_per_term(report.data_dir.as_deref().expect("the run keeps its data"));
+}
+
+/// No term saw two nodes elected (each node writes its own `elected` events).
+fn assert_one_leader_per_term(root: &Path) {
+    let mut elected: std::collections::BTreeMap<u64, Vec<PathBuf>> = Default::default();
+    for entry in std::fs::read_dir(root).unwrap() {
+        let dir = entry.unwrap().path();
+        for event in read_events(&dir) {
+            if event.kind == EventKind::Elected {
+                elected.entry(event.term).or_default().push(dir.clone());
+            }
+        }
+    }
+    assert!(
+        !elected.is_empty(),
+        "no election seen under {}",
+        root.display()
+    );
+    for (term, nodes) in &elected {
+        assert_eq!(nodes.len(), 1, "term {term} elected {nodes:?}");
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! One acceptor per node on its cluster address: each connection's first byte says where it
-//! goes (`b'R'`: the election, `b'D'`: the data plane); anything else is closed. Plain std
+//! goes (`b'E'`: the election, `b'D'`: the data plane); anything else is closed. Plain std
 //! threads, so the data plane never waits on the election's runtime.
 
 use std::io::Read;

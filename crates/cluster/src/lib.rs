@@ -27,3 +27,20 @@ pub use node::{
     FollowerStatus, LeaderHandle, Leadership, Node, NodeConfig, NodeError, NodeGauges,
     NodeObserver, NodeStatus, Peer, Redirect, Role,
 };
+
+/// Refuses a connection that reached itself: a dial to a port of the kernel's ephemeral range
+/// where nothing listens can be given that very port as its own (TCP's simultaneous open), and
+/// would then read back what it writes.
+pub(crate) fn refuse_self_connect(
+    local: std::io::Result<std::net::SocketAddr>,
+    peer: std::io::Result<std::net::SocketAddr>,
+) -> std::io::Result<()> {
+    if local? == peer? {
+        let why = "connected to itself: nothing listens on that address";
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            why,
+        ));
+    }
+    Ok(())
+}

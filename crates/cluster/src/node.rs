@@ -19,7 +19,7 @@ use crate::data::{follower, AckPolicy, DataError};
 
 mod promote;
 
-/// The channel byte that opens a data-plane connection (`b'R'`: the election's RPCs).
+/// The channel byte that opens a data-plane connection (`b'E'`: the election's RPCs).
 pub const CHANNEL_DATA: u8 = b'D';
 
 /// Another node of the cluster.

@@ -264,7 +264,7 @@ fn a_node_refuses_a_cluster_other_than_the_one_it_was_formed_with() {
 }
 
 /// The cluster address carries both planes: `serve` hands `b'D'` connections to the data
-/// plane's callback, and an acceptor owned by the caller can route `b'R'` connections itself.
+/// plane's callback, and an acceptor owned by the caller can route `b'E'` connections itself.
 #[test]
 fn channel_bytes_route_connections() {
     let root = tempfile::tempdir().unwrap();
@@ -326,7 +326,7 @@ fn channel_bytes_route_connections() {
     Arc::try_unwrap(two).expect("acceptor joined").shutdown();
 }
 
-/// A caller-owned acceptor: reads the channel byte and hands `b'R'` streams to the election.
+/// A caller-owned acceptor: reads the channel byte and hands `b'E'` streams to the election.
 fn accept_until(listener: &TcpListener, election: &Election, stop: &AtomicBool) {
     let max_rounds = AGREE_WITHIN.as_millis() * 3 / 10 + 1;
     for _ in 0..max_rounds {

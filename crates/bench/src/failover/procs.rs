@@ -37,8 +37,52 @@ pub struct Procs {
     children: Vec<Option<Child>>,
 }
 
-/// `n` loopback addresses, free when asked (bound, then released for the child to bind).
+/// Lowest port handed out (below it: well-known and registered services).
+const FIRST_PORT: u16 = 10_000;
+/// Where the next search for free ports starts, as an offset from [`FIRST_PORT`] (`None`
+/// until the first search): searches take turns and each goes on where the last stopped,
+/// so this process's nodes never share a port, even when their runs overlap.
+static NEXT_PORT: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+
+/// `n` loopback addresses, free when asked (bound, then released for the child to bind),
+/// below the kernel's ephemeral port range. A port from that range could be taken, while a
+/// node is down or starting, as the local port of any outgoing connection: the node would
+/// then fail to bind, or a peer dialing it could connect to itself.
 pub fn free_addrs(n: usize) -> Result<Vec<SocketAddr>, Failure> {
+    let first_ephemeral = ephemeral_range_start();
+    let span = u32::from(first_ephemeral.saturating_sub(FIRST_PORT));
+    if span < 1_000 {
+        return bound_by_kernel(n);
+    }
+    let mut next = NEXT_PORT.lock().unwrap_or_else(|p| p.into_inner());
+    let start = next.unwrap_or_else(|| std::process::id().wrapping_mul(7_919) % span);
+    let mut addrs = Vec::with_capacity(n);
+    let mut tried = 0;
+    while addrs.len() < n && tried < span {
+        let port = FIRST_PORT + ((start + tried) % span) as u16;
+        tried += 1;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(addr).is_ok() {
+            addrs.push(addr);
+        }
+    }
+    *next = Some((start + tried) % span);
+    if addrs.len() < n {
+        return bound_by_kernel(n);
+    }
+    Ok(addrs)
+}
+
+/// The first port of the kernel's ephemeral range (Linux; 32768, its default, elsewhere).
+fn ephemeral_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// `n` ports the kernel picks (from its ephemeral range): the fallback.
+fn bound_by_kernel(n: usize) -> Result<Vec<SocketAddr>, Failure> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;

@@ -73,6 +73,7 @@ pub(crate) fn connect<P: Processor>(
     (term, term_start): (u64, u64),
 ) -> Result<(FrameReader, FrameWriter, Frame<'static>), DataError> {
     let mut stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?;
+    crate::refuse_self_connect(stream.local_addr(), stream.peer_addr())?;
     stream.write_all(&[CHANNEL_DATA])?;
     let mut reader = FrameReader::new(stream.try_clone()?, Some(POLL))?;
     let mut writer = FrameWriter::new(stream)?;

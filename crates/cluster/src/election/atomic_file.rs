@@ -19,8 +19,10 @@ use crate::durable::replace_file;
 /// Bytes before the body: magic, version, body length, body crc.
 pub(crate) const HEADER_BYTES: usize = 20;
 const _: () = assert!(HEADER_BYTES == 8 + 4 + 4 + 4);
-/// Format version of every election file.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Format version of every election file. Version 1 held openraft's votes and log ids with a
+/// node id in every leader id (several leaders per term); version 2 holds them as standard
+/// Raft does (one leader per term), and its bodies do not decode as version 1's.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 /// Largest body accepted when reading (the files hold a vote, a few log entries, two log ids).
 pub(crate) const MAX_BODY_BYTES: usize = 16 << 20;
 const _: () = assert!(MAX_BODY_BYTES <= u32::MAX as usize);
@@ -112,6 +114,13 @@ impl AtomicFile {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
         let version = word(8);
+        if version == 1 {
+            return Err(self.corrupt(
+                "format version 1, from a keel build whose election could make two leaders in \
+                 one term; this build reads version 2 only and cannot carry that state over"
+                    .to_string(),
+            ));
+        }
         if version != FORMAT_VERSION {
             return Err(self.corrupt(format!(
                 "format version {version}, expected {FORMAT_VERSION}"
@@ -162,5 +171,17 @@ mod tests {
             f.read::<(u64, u64)>(),
             Err(StorageError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn a_file_of_format_version_1_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = AtomicFile::new(dir.path(), "vote", *b"KEELTEST");
+        let mut bytes = f.encode(&(7u64, 3u64)).unwrap();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        fs::write(dir.path().join("vote"), &bytes).unwrap();
+        let error = f.read::<(u64, u64)>().unwrap_err().to_string();
+        assert!(error.contains("format version 1"), "{error}");
+        assert!(error.contains("two leaders in one term"), "{error}");
     }
 }

@@ -1,6 +1,6 @@
-//! The election's RPC frames on a `b'R'` connection.
+//! The election's RPC frames on a `b'E'` connection.
 //!
-//! Byte map (little-endian): after the channel byte `b'R'` that opens the connection, the
+//! Byte map (little-endian): after the channel byte `b'E'` that opens the connection, the
 //! caller sends request frames `[u32 len][u8 kind][body]` and reads one response frame
 //! `[u32 len][u8 status][body]` for each, in order; `len` counts the kind (status) byte and the
 //! body. Kinds: 1 vote, 2 append entries, 3 full snapshot; the body is the openraft request,
@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Channel byte of the election's connections.
-pub const CHANNEL_RAFT: u8 = b'R';
+pub const CHANNEL_RAFT: u8 = b'E';
 /// Channel byte of the data plane's connections.
 pub const CHANNEL_DATA: u8 = b'D';
 const _: () = assert!(CHANNEL_RAFT != CHANNEL_DATA);

@@ -11,7 +11,7 @@
 //!
 //! Connections: the cluster address serves both planes; each connection opens with one channel
 //! byte ([`CHANNEL_RAFT`] or [`CHANNEL_DATA`]). [`Election::serve`] accepts and routes them;
-//! an acceptor owned elsewhere hands `b'R'` connections to [`Election::handle_connection`].
+//! an acceptor owned elsewhere hands `b'E'` connections to [`Election::handle_connection`].
 
 mod atomic_file;
 mod frame;

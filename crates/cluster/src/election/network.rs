@@ -158,6 +158,7 @@ impl PeerClient {
             Ok(result) => result.map_err(fail)?,
             Err(_) => return Err(fail(std::io::ErrorKind::TimedOut.into())),
         };
+        crate::refuse_self_connect(stream.local_addr(), stream.peer_addr()).map_err(fail)?;
         stream.set_nodelay(true).map_err(fail)?;
         stream.write_all(&[CHANNEL_RAFT]).await.map_err(fail)?;
         Ok(stream)

@@ -1,4 +1,4 @@
-//! Incoming connections: the channel byte router, and the RPC loop of a `b'R'` connection.
+//! Incoming connections: the channel byte router, and the RPC loop of a `b'E'` connection.
 
 use std::net::TcpStream as StdTcpStream;
 use std::sync::Arc;

@@ -31,3 +31,17 @@ pub(crate) type SnapshotMeta = openraft::SnapshotMeta<u64, BasicNode>;
 pub(crate) type RaftStorageError = openraft::StorageError<u64>;
 pub(crate) type RpcError =
     openraft::error::RPCError<u64, BasicNode, openraft::error::RaftError<u64>>;
+
+#[cfg(test)]
+mod tests {
+    use super::Vote;
+
+    /// Standard Raft's votes (openraft's `single-term-leader`): two candidates of one term are
+    /// not ordered, so a node that voted for one refuses the other; a later term wins.
+    #[test]
+    fn a_vote_in_a_term_refuses_every_other_candidate_of_that_term() {
+        assert_eq!(Vote::new(4, 3).partial_cmp(&Vote::new(4, 2)), None);
+        assert_eq!(Vote::new(4, 2).partial_cmp(&Vote::new(4, 3)), None);
+        assert!(Vote::new(5, 2) > Vote::new(4, 3));
+    }
+}
