@@ -82,11 +82,13 @@ pub struct ServeArgs {
         requires = "cluster"
     )]
     pub ack_policy: keel_cluster::AckPolicy,
-    /// With --cluster: the election timeout range in ms. A follower that hears no leader for
-    /// MAX (the leader's lease), then a random time in MIN..MAX, starts an election, so a
-    /// failover is noticed MAX + MIN..2*MAX ms after the leader's last heartbeat (sent every
-    /// MIN/3 ms). Shorter fails over sooner; shorter than the network's and the machines'
-    /// pauses elects needlessly. Every node should use the same range.
+    /// With --cluster: the election timeout range in ms, shared out among the nodes (in node
+    /// id order each takes the first quarter of its own slot of MIN..MAX, so no two nodes
+    /// campaign at once). A follower that hears no leader for its slot's end (the leader's
+    /// lease) plus its timeout starts an election: with 3 nodes and 150:300, about 315, 415
+    /// or 515 ms after the leader's last heartbeat (sent every MIN/3 ms). Shorter fails over
+    /// sooner; shorter than the network's and the machines' pauses elects needlessly. Every
+    /// node should use the same range.
     #[arg(
         long,
         value_name = "MIN:MAX",
