@@ -75,6 +75,38 @@ pub fn parse_election_timeout(s: &str) -> Result<(u64, u64), String> {
     Ok((min, max))
 }
 
+/// The kernel's ephemeral port range (Linux; `None` where it cannot be read).
+fn ephemeral_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut bounds = text.split_whitespace().map(str::parse::<u16>);
+    Some((bounds.next()?.ok()?, bounds.next()?.ok()?))
+}
+
+/// Warns when a port this node binds lies in the kernel's ephemeral range.
+fn warn_if_ephemeral(ours: &[SocketAddr]) {
+    let risky = in_ephemeral_range(ours, ephemeral_range());
+    if !risky.is_empty() {
+        tracing::warn!(
+            addresses = ?risky,
+            "these ports lie in the kernel's ephemeral range (ip_local_port_range): an \
+             outgoing connection may take one while this node is down, and its restart then \
+             fails to bind; prefer ports below the range (docs/REPLICATION.md, \"Connections\")"
+        );
+    }
+}
+
+/// The addresses among `addrs` whose port (not 0: the system picks) lies in `range`.
+fn in_ephemeral_range(addrs: &[SocketAddr], range: Option<(u16, u16)>) -> Vec<SocketAddr> {
+    let Some((first, last)) = range else {
+        return Vec::new();
+    };
+    addrs
+        .iter()
+        .copied()
+        .filter(|a| a.port() != 0 && (first..=last).contains(&a.port()))
+        .collect()
+}
+
 /// Runs the node until SIGINT, SIGTERM or SIGHUP, then stops it and prints its state hash.
 pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Result<(), String> {
     if args.snapshot_replica {
@@ -94,6 +126,7 @@ pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Resul
     cluster_config.election_timeout_max_ms = timeout_max_ms;
     cluster_config.heartbeat_ms = timeout_min_ms / 3;
     cluster_config.events_path = Some(data_dir.join(EVENTS_FILE));
+    warn_if_ephemeral(&[members.0[&node_id], cluster_config.net.listen_addr]);
     let validate: keel_cluster::cluster::Validate = Arc::new(A::validate);
     let cluster = Cluster::start(cluster_config, A::default, validate)
         .map_err(|e| format!("starting cluster node {node_id}: {e}"))?;
@@ -147,6 +180,17 @@ pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Resul
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ports_of_the_ephemeral_range_are_named() {
+        let addrs: Vec<std::net::SocketAddr> = ["127.0.0.1:7701", "127.0.0.1:41473", "0.0.0.0:0"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let named = super::in_ephemeral_range(&addrs, Some((32_768, 60_999)));
+        assert_eq!(named, vec![addrs[1]]);
+        assert!(super::in_ephemeral_range(&addrs, None).is_empty());
+    }
+
     use super::*;
 
     #[test]
