@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::election::{CHANNEL_DATA, CHANNEL_RAFT};
+use crate::election::{CHANNEL_DATA, CHANNEL_RAFT, CHANNEL_RAFT_BEFORE_ONE_LEADER_PER_TERM};
 
 /// Longest wait for a connection's channel byte.
 const CHANNEL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -92,9 +92,54 @@ fn dispatch(mut stream: TcpStream, raft: &Route, data: &Route) {
     match channel[0] {
         CHANNEL_RAFT => raft(stream),
         CHANNEL_DATA => data(stream),
+        CHANNEL_RAFT_BEFORE_ONE_LEADER_PER_TERM => warn_earlier_build(&stream),
         other => tracing::debug!(
             channel = other,
             "cluster connection with an unknown channel"
         ),
+    }
+}
+
+/// Warns (once per process: the peer retries every heartbeat) that a node of an earlier keel
+/// build, whose election can make two leaders in one term, tries to reach this one.
+fn warn_earlier_build(stream: &TcpStream) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::AcqRel) {
+        tracing::warn!(
+            peer = ?stream.peer_addr().ok(),
+            "a node of an earlier keel build (election channel R, before one leader per term) \
+             tries to reach this node; its connections are closed: run one build on every node"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_connection_on_the_earlier_election_channel_is_closed_unrouted() {
+        let routed = Arc::new(AtomicUsize::new(0));
+        let route = |count: Arc<AtomicUsize>| -> Route {
+            Arc::new(move |_| {
+                count.fetch_add(1, Ordering::AcqRel);
+            })
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut acceptor =
+            Acceptor::start(listener, route(routed.clone()), route(routed.clone())).unwrap();
+        let mut stream = TcpStream::connect(acceptor.local_addr()).unwrap();
+        stream
+            .write_all(&[CHANNEL_RAFT_BEFORE_ONE_LEADER_PER_TERM])
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).unwrap(), 0, "closed by the node");
+        assert_eq!(routed.load(Ordering::Acquire), 0);
+        acceptor.stop();
     }
 }

@@ -18,6 +18,10 @@ pub const CHANNEL_RAFT: u8 = b'E';
 /// Channel byte of the data plane's connections.
 pub const CHANNEL_DATA: u8 = b'D';
 const _: () = assert!(CHANNEL_RAFT != CHANNEL_DATA);
+/// Channel byte of the election's connections in builds before one leader per term (their
+/// RPC bodies do not decode here): refused, with a warning that names them.
+pub const CHANNEL_RAFT_BEFORE_ONE_LEADER_PER_TERM: u8 = b'R';
+const _: () = assert!(CHANNEL_RAFT_BEFORE_ONE_LEADER_PER_TERM != CHANNEL_RAFT);
 
 pub(crate) const KIND_VOTE: u8 = 1;
 pub(crate) const KIND_APPEND: u8 = 2;

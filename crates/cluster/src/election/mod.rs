@@ -35,7 +35,7 @@ use std::time::Duration;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, SnapshotPolicy};
 
-pub use frame::{CHANNEL_DATA, CHANNEL_RAFT};
+pub use frame::{CHANNEL_DATA, CHANNEL_RAFT, CHANNEL_RAFT_BEFORE_ONE_LEADER_PER_TERM};
 pub use observe::Leadership;
 
 use log_store::LogStore;
