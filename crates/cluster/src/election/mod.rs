@@ -91,9 +91,9 @@ pub struct ElectionConfig {
 }
 
 impl ElectionConfig {
-    /// Defaults: heartbeat every 50 ms, election timeout range 150–300 ms, so the first of
-    /// three nodes' followers starts an election 315–525 ms after its leader's last
-    /// heartbeat (see `election_timeout_min_ms`).
+    /// Defaults: heartbeat every 50 ms, election timeout range 150–300 ms, so a follower of a
+    /// three-node cluster starts an election about 315, 415 or 515 ms (by its slot) after its
+    /// leader's last heartbeat (see `election_timeout_min_ms`).
     pub fn new(
         node_id: u64,
         peers: BTreeMap<u64, SocketAddr>,
@@ -109,6 +109,28 @@ impl ElectionConfig {
             snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES,
             log_kept_after_snapshot: LOG_KEPT_AFTER_SNAPSHOT,
         }
+    }
+
+    /// This node's part of the election timeout range, as openraft gets it: the range cut
+    /// into one slot per node (in node id order), and the first quarter of this node's slot.
+    /// openraft draws a node's timeout once, at start; with one leader per term, two
+    /// candidates whose timeouts lie within a vote's round trip of each other split the vote
+    /// round after round (seconds without a leader were seen). Slots keep any two nodes'
+    /// timeouts at least three quarters of a slot apart. openraft's leader lease is the
+    /// slot's end, so a node campaigns after `slot end + its timeout` of silence. A range
+    /// too narrow to share is given whole to every node.
+    fn timeout_slot(&self) -> (u64, u64) {
+        let (min, max) = (self.election_timeout_min_ms, self.election_timeout_max_ms);
+        let nodes = self.peers.len() as u64;
+        let width = (max - min) / nodes.max(1);
+        let Some(slot) = self.peers.keys().position(|id| *id == self.node_id) else {
+            return (min, max);
+        };
+        if width < 4 {
+            return (min, max);
+        }
+        let start = min + slot as u64 * width;
+        (start, start + width / 4)
     }
 
     fn validate(&self) -> Result<openraft::Config, ElectionError> {
@@ -142,68 +164,6 @@ impl ElectionConfig {
         config
             .validate()
             .map_err(|e| ElectionError::Openraft(e.to_string()))
-    }
-}
-
-impl ElectionConfig {
-    /// This node's part of the election timeout range, as openraft gets it: the range cut
-    /// into one slot per node (in node id order), and the first quarter of this node's slot.
-    /// openraft draws a node's timeout once, at start; with one leader per term, two
-    /// candidates whose timeouts lie within a vote's round trip of each other split the vote
-    /// round after round (seconds without a leader were seen). Slots keep any two nodes'
-    /// timeouts at least three quarters of a slot apart. openraft's leader lease is the
-    /// slot's end, so a node campaigns after `slot end + its timeout` of silence. A range
-    /// too narrow to share is given whole to every node.
-    fn timeout_slot(&self) -> (u64, u64) {
-        let (min, max) = (self.election_timeout_min_ms, self.election_timeout_max_ms);
-        let nodes = self.peers.len() as u64;
-        let width = (max - min) / nodes.max(1);
-        let Some(slot) = self.peers.keys().position(|id| *id == self.node_id) else {
-            return (min, max);
-        };
-        if width < 4 {
-            return (min, max);
-        }
-        let start = min + slot as u64 * width;
-        (start, start + width / 4)
-    }
-}
-
-#[cfg(test)]
-mod timeout_slot_tests {
-    use super::ElectionConfig;
-    use std::collections::BTreeMap;
-    use std::net::SocketAddr;
-
-    fn config(node_id: u64, ids: &[u64], min: u64, max: u64) -> ElectionConfig {
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let peers: BTreeMap<u64, SocketAddr> = ids.iter().map(|id| (*id, addr)).collect();
-        let mut config = ElectionConfig::new(node_id, peers, "unused");
-        config.election_timeout_min_ms = min;
-        config.election_timeout_max_ms = max;
-        config
-    }
-
-    #[test]
-    fn each_node_takes_its_own_part_of_the_timeout_range() {
-        let slots: Vec<(u64, u64)> = [7, 3, 9]
-            .iter()
-            .map(|id| config(*id, &[3, 7, 9], 150, 300).timeout_slot())
-            .collect();
-        assert_eq!(slots, vec![(200, 212), (150, 162), (250, 262)]);
-        let validated = config(9, &[3, 7, 9], 150, 300).validate().unwrap();
-        assert_eq!(
-            (
-                validated.election_timeout_min,
-                validated.election_timeout_max
-            ),
-            (250, 262)
-        );
-    }
-
-    #[test]
-    fn a_range_too_narrow_to_share_is_given_whole() {
-        assert_eq!(config(2, &[1, 2, 3], 100, 110).timeout_slot(), (100, 110));
     }
 }
 
@@ -518,4 +478,42 @@ fn build_runtime(node_id: u64) -> Result<tokio::runtime::Runtime, ElectionError>
         .enable_all()
         .build()
         .map_err(ElectionError::Runtime)
+}
+
+#[cfg(test)]
+mod timeout_slot_tests {
+    use super::ElectionConfig;
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+
+    fn config(node_id: u64, ids: &[u64], min: u64, max: u64) -> ElectionConfig {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let peers: BTreeMap<u64, SocketAddr> = ids.iter().map(|id| (*id, addr)).collect();
+        let mut config = ElectionConfig::new(node_id, peers, "unused");
+        config.election_timeout_min_ms = min;
+        config.election_timeout_max_ms = max;
+        config
+    }
+
+    #[test]
+    fn each_node_takes_its_own_part_of_the_timeout_range() {
+        let slots: Vec<(u64, u64)> = [7, 3, 9]
+            .iter()
+            .map(|id| config(*id, &[3, 7, 9], 150, 300).timeout_slot())
+            .collect();
+        assert_eq!(slots, vec![(200, 212), (150, 162), (250, 262)]);
+        let validated = config(9, &[3, 7, 9], 150, 300).validate().unwrap();
+        assert_eq!(
+            (
+                validated.election_timeout_min,
+                validated.election_timeout_max
+            ),
+            (250, 262)
+        );
+    }
+
+    #[test]
+    fn a_range_too_narrow_to_share_is_given_whole() {
+        assert_eq!(config(2, &[1, 2, 3], 100, 110).timeout_slot(), (100, 110));
+    }
 }
