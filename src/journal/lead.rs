@@ -61,9 +61,10 @@ pub(crate) const HUGE_LEAD_BYTES: usize = 64 << 20;
 /// How far behind the writer the pages of its segment are let go of (`SegmentSync::release`):
 /// their memory, freed moments ago, is what the next pages ahead are faulted in with. Memory
 /// that has sat free is many times slower to fault in on a VM whose guest returns free pages
-/// to the host (17× measured: docs/BENCHMARKS.md), so a fast writer's page cache turns over as a ring of about
-/// lead + this much instead of growing over fresh memory until the segment is retired. A
-/// reader further behind than this (a lagging replica) reads the file back from disk.
+/// to the host (17× measured: docs/BENCHMARKS.md), so a fast writer's page cache turns over
+/// as a ring of about lead + this much instead of growing over fresh memory until the segment
+/// is retired. A reader further behind than this (a lagging replica) reads the file back from
+/// disk.
 pub(crate) const RELEASE_BEHIND_BYTES: usize = 64 << 20;
 
 /// The least one release lets go of (an `madvise` and an `fadvise` call).
@@ -389,11 +390,11 @@ impl LeadTarget {
 
     /// Whether nothing is left to prepare in this segment.
     pub(crate) fn is_done(&self) -> bool {
-        match self.faulting_ahead {
-            _ if self.lead.is_sealed() => true,
-            true => self.faulted_to >= self.lead.len,
-            false => self.stepped_to >= self.lead.len,
-        }
+        let prepared_to = match self.faulting_ahead {
+            true => self.faulted_to,
+            false => self.stepped_to,
+        };
+        self.lead.is_sealed() || prepared_to >= self.lead.len
     }
 }
 
