@@ -23,6 +23,9 @@ use memmap2::{Advice, MmapOptions, MmapRaw};
 use super::format::{PAGE_SIZE_BYTES, RECORD_ALIGN_BYTES};
 use super::holes::DataRanges;
 
+/// A cache line of the CPUs keel runs on (x86-64, aarch64).
+const CACHE_LINE_BYTES: usize = 64;
+
 /// A segment mapped shared and writable, owned by the one writer. Opaque outside the journal.
 #[derive(Debug)]
 pub struct MappedSegment {
@@ -247,6 +250,30 @@ impl MappedSegment {
         // SAFETY: inside the mapping (checked above) and alive as long as `&self`; the writer is
         // the only one who mutates the map, and it needs `&mut self` to do so.
         unsafe { std::slice::from_raw_parts(self.raw().as_ptr().add(offset), len) }
+    }
+
+    /// Asks the CPU to fetch the two cache lines from `offset` on (if inside the mapping) for
+    /// writing: the writer, a few records behind them, then stores into lines already in its
+    /// cache. Freshly faulted-in page-cache pages are zeroed by the kernel without leaving them
+    /// cached, so without this every line of the journal is a store miss (22 ns a record of
+    /// the journaler's 55 ns in a closed-loop profile). Only a hint: reads nothing
+    /// architecturally, and the bytes may still be the preparer's.
+    #[inline]
+    pub(crate) fn prefetch_for_write(&self, offset: usize) {
+        let map = self.raw();
+        for line in [offset, offset + CACHE_LINE_BYTES] {
+            if line >= map.len() {
+                return;
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch never faults and accesses no memory architecturally; the
+            // address is inside the mapping anyway (checked above).
+            #[allow(unused_unsafe)]
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+                _mm_prefetch::<_MM_HINT_ET0>(map.as_ptr().add(line).cast::<i8>());
+            }
+        }
     }
 
     /// Publishes the entry at `offset` by storing its magic word with `Release`.
