@@ -78,7 +78,7 @@ pub enum SegmentPrep {
     /// The segment is prepared a few MiB ahead of the writer, in 2 MiB steps, each the way
     /// the writer's rate of the moment calls for: zeroed (as `Zeroed`, 8 MiB ahead) while it
     /// writes less than ~200 MB/s, so every sync is small and a pure data overwrite; with
-    /// huge pages (as `HugePages`, 64 MiB ahead) while it writes more, so writeback costs
+    /// huge pages (as `HugePages`, 16 MiB ahead) while it writes more, so writeback costs
     /// the least per byte. A new segment is prepared in the kind of the moment: zeroed only
     /// as far as its first 8 MiB, or with huge pages whole. See `docs/journal_format.md`.
     Adaptive,

@@ -55,20 +55,24 @@ pub(crate) const STEP_BYTES: usize = 2 << 20;
 pub(crate) const ZEROED_LEAD_BYTES: usize = 8 << 20;
 
 /// How far ahead of the writer huge-page steps are kept: a writer at the disk's limit
-/// (about 1.4 GB/s here) crosses 64 MiB in some 45 ms.
-pub(crate) const HUGE_LEAD_BYTES: usize = 64 << 20;
+/// (about 1.4 GB/s here) crosses 16 MiB in some 11 ms, many times what the preparer takes to
+/// fault in a step; if it is late anyway, the writer faults the pages in itself. Kept short
+/// because everything faulted in ahead is fresh memory until the ring below turns over.
+pub(crate) const HUGE_LEAD_BYTES: usize = 16 << 20;
 
 /// How far behind the writer the pages of its segment are let go of (`SegmentSync::release`):
 /// their memory, freed moments ago, is what the next pages ahead are faulted in with. Memory
 /// that has sat free is many times slower to fault in on a VM whose guest returns free pages
 /// to the host (17× measured: docs/BENCHMARKS.md), so a fast writer's page cache turns over
 /// as a ring of about lead + this much instead of growing over fresh memory until the segment
-/// is retired. A reader further behind than this (a lagging replica) reads the file back from
-/// disk.
-pub(crate) const RELEASE_BEHIND_BYTES: usize = 64 << 20;
+/// is retired. The smaller the ring, the less of a run's journal is faulted in from memory
+/// that has sat free: at 64 MiB ahead and behind, the first lap (about 150 MiB with the first
+/// spare) took the preparer 280–400 ms of a 0.7 s closed-loop run. A reader further behind
+/// than this (a lagging replica) reads the file back from disk.
+pub(crate) const RELEASE_BEHIND_BYTES: usize = 16 << 20;
 
 /// The least one release lets go of (an `madvise` and an `fadvise` call).
-const RELEASE_CHUNK_BYTES: usize = 16 << 20;
+const RELEASE_CHUNK_BYTES: usize = 4 << 20;
 
 // Why: steps are whole huge pages, and the leads whole steps.
 const _: () = assert!(STEP_BYTES.is_power_of_two());
@@ -461,19 +465,15 @@ mod tests {
         map.slot_mut(0, written).fill(0xA5);
         map.sync_handle().flush_range(0, written).unwrap();
         let mut target = LeadTarget::open(&path, map.sync_handle().clone(), 0).unwrap();
-        let mib = 1usize << 20;
-        target.release_behind(70 * mib);
+        let (behind, chunk, mib) = (RELEASE_BEHIND_BYTES, RELEASE_CHUNK_BYTES, 1usize << 20);
+        target.release_behind(behind + chunk - mib);
         assert_eq!(target.released_to, 0, "less than a chunk behind the trail");
-        target.release_behind(81 * mib);
-        assert_eq!(
-            target.released_to,
-            16 * mib,
-            "whole steps, at least a chunk"
-        );
-        target.release_behind(95 * mib);
-        assert_eq!(target.released_to, 16 * mib, "not yet another chunk");
-        target.release_behind(99 * mib);
-        assert_eq!(target.released_to, 34 * mib);
+        target.release_behind(behind + chunk + mib);
+        assert_eq!(target.released_to, chunk, "whole steps, at least a chunk");
+        target.release_behind(behind + 2 * chunk - mib);
+        assert_eq!(target.released_to, chunk, "not yet another chunk");
+        target.release_behind(behind + 2 * chunk + STEP_BYTES + mib);
+        assert_eq!(target.released_to, 2 * chunk + STEP_BYTES);
         let on_disk = std::fs::read(&path).unwrap();
         assert!(
             on_disk[..written].iter().all(|&b| b == 0xA5),
