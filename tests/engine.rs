@@ -598,3 +598,34 @@ fn a_full_replay_that_meets_corruption_fails_the_start() {
         Ok(_) => panic!("a corrupted journal opened"),
     }
 }
+
+#[test]
+fn a_backlog_is_journaled_in_batches_of_at_most_4096() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.ring_capacity = 16_384;
+    config.output_ring_capacity = 16_384;
+    let mut engine = Engine::start(config, Summer::default()).unwrap();
+    let metrics = engine.metrics();
+    let mut submitter = engine.take_submitter().unwrap();
+    let responses = collect(engine.take_responses().unwrap());
+    let one = 1u64.to_le_bytes();
+    let batch: Vec<_> = (1..=10_000u64).map(|i| (to(ADD, i), &one[..])).collect();
+    // One publish: the journaler finds all 10,000 waiting at once.
+    submitter.submit_batch(&batch).unwrap();
+    drop(submitter);
+    let state = engine.shutdown().unwrap();
+    assert_eq!(state.total, 10_000);
+    assert_eq!(responses.join().unwrap().len(), 10_000);
+    let batches = metrics.read().journal_batch_records;
+    assert!(
+        batches.count() >= 3,
+        "10,000 records in {} batches",
+        batches.count()
+    );
+    assert!(
+        batches.quantile(1.0) <= 4096,
+        "largest batch {}",
+        batches.quantile(1.0)
+    );
+}

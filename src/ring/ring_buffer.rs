@@ -348,6 +348,7 @@ impl RingBuilder {
                     sequence: own[i].clone(),
                     dependencies: deps.into_boxed_slice(),
                     reads_claims,
+                    max_batch: u64::MAX,
                 }
             })
             .collect();
@@ -645,6 +646,9 @@ pub struct Consumer<T> {
     /// A first stage of a multi-producer ring: it reads the slots' availability markers
     /// (fixed at build time; `false` on every single-producer ring, which skips them).
     reads_claims: bool,
+    /// The most events one [`Consumer::process_batch`] hands over before it advances this
+    /// consumer's sequence (see [`Consumer::set_max_batch`]).
+    max_batch: u64,
 }
 
 impl<T> Consumer<T> {
@@ -656,6 +660,15 @@ impl<T> Consumer<T> {
     /// Halts the ring: every waiter returns at once (used on fatal errors).
     pub fn halt(&self) {
         halt(&self.shared);
+    }
+
+    /// Caps the events one [`Consumer::process_batch`] hands over (unlimited by default), so
+    /// that a stage far behind frees its slots, and lets the stages after it start, every
+    /// `events` instead of once at the end of a backlog: the Disruptor's batch size limit.
+    /// Panics if `events` is 0.
+    pub fn set_max_batch(&mut self, events: usize) {
+        assert!(events > 0, "a batch holds at least one event");
+        self.max_batch = events as u64;
     }
 
     /// A handle that halts this ring from any thread (like [`Consumer::halt`]), for a stage
@@ -679,8 +692,9 @@ impl<T> Consumer<T> {
     }
 
     /// Waits until events are available (or `deadline`, or close/halt), then hands every
-    /// available event to `handler(event, sequence, end_of_batch)` in order and advances this
-    /// consumer's sequence once. If `handler` fails, the sequence is not advanced.
+    /// available event (at most [`Consumer::set_max_batch`]'s cap) to
+    /// `handler(event, sequence, end_of_batch)` in order and advances this consumer's sequence
+    /// once. If `handler` fails, the sequence is not advanced.
     #[inline]
     pub fn process_batch<E>(
         &mut self,
@@ -689,7 +703,7 @@ impl<T> Consumer<T> {
     ) -> Result<Poll, E> {
         let current = self.sequence.load_relaxed();
         let available = match self.wait(current, deadline) {
-            Ok(available) => available,
+            Ok(available) => available.min(current.saturating_add(self.max_batch)),
             Err(poll) => return Ok(poll),
         };
         let slots = self.shared.view();
@@ -827,6 +841,47 @@ mod tests {
             let last = std::ptr::from_ref(shared.slot(start + 64)) as usize;
             assert_eq!(last - first, 63 * std::mem::size_of::<SlotCell<u64>>());
         }
+    }
+
+    #[test]
+    fn a_capped_consumer_hands_over_at_most_its_cap_and_advances_after_each_batch() {
+        let mut builder = RingBuilder::new(16);
+        let first = builder.add_consumer(&[]);
+        builder.add_consumer(&[first]);
+        let (mut producer, mut consumers) = builder.build(|| 0u64);
+        let mut next_stage = consumers.pop().expect("second stage");
+        let mut capped = consumers.pop().expect("first stage");
+        capped.set_max_batch(3);
+        for value in 1..=10u64 {
+            producer.publish(|slot, _| *slot = value).unwrap();
+        }
+        let mut batches = Vec::new();
+        for _ in 0..4 {
+            let mut seen = Vec::new();
+            let poll = capped.process_batch(None, |value, sequence, end| {
+                assert_eq!(*value, sequence);
+                seen.push((sequence, end));
+                Ok::<(), ()>(())
+            });
+            assert_eq!(poll, Ok(Poll::Batch(seen.len() as u64)));
+            batches.push(seen);
+            // The next stage may take what the capped one handed over, no more.
+            let mut after = 0;
+            next_stage
+                .process_batch(None, |_, sequence, _| {
+                    after = sequence;
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            assert_eq!(after, capped.sequence().load_acquire());
+        }
+        let want: Vec<Vec<(u64, bool)>> = vec![
+            vec![(1, false), (2, false), (3, true)],
+            vec![(4, false), (5, false), (6, true)],
+            vec![(7, false), (8, false), (9, true)],
+            vec![(10, true)],
+        ];
+        assert_eq!(batches, want);
     }
 
     #[test]
