@@ -35,6 +35,14 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
         }
         self.sync_file(file)
     }
+    /// Writes `len_bytes` zeros (at most `ZERO_FILL_CHUNK_BYTES`) at `offset` of an
+    /// allocated `file`: one write of a zeroed step of `SegmentPrep::Adaptive`, made durable
+    /// later with [`SegmentIo::sync_file`]. Provided: an implementation that injects faults
+    /// overrides it to fail zero fills in the active segment.
+    fn write_zeros_at(&self, file: &File, offset: u64, len_bytes: usize) -> io::Result<()> {
+        static ZEROS: [u8; ZERO_FILL_CHUNK_BYTES] = [0; ZERO_FILL_CHUNK_BYTES];
+        file.write_all_at(&ZEROS[..len_bytes], offset)
+    }
     /// Makes creates, renames and removals in `dir` durable (`fsync` of the directory).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Renames `from` to `to` (same directory), replacing nothing.
@@ -171,6 +179,10 @@ pub(crate) struct FaultyIo {
     pub(crate) fail_file_syncs: std::sync::atomic::AtomicBool,
     /// Fail every `sync_range` from now on.
     pub(crate) fail_range_syncs: std::sync::atomic::AtomicBool,
+    /// `write_zeros_at` calls so far.
+    pub(crate) zero_writes: std::sync::atomic::AtomicUsize,
+    /// Fail every `write_zeros_at` from now on.
+    pub(crate) fail_zero_writes: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(test)]
@@ -194,6 +206,14 @@ impl SegmentIo for FaultyIo {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         RealIo.sync_file(file)
+    }
+    fn write_zeros_at(&self, file: &File, offset: u64, len_bytes: usize) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        self.zero_writes.fetch_add(1, Ordering::Relaxed);
+        if self.fail_zero_writes.load(Ordering::Relaxed) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        RealIo.write_zeros_at(file, offset, len_bytes)
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         RealIo.sync_dir(dir)

@@ -44,7 +44,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::io::ZERO_FILL_CHUNK_BYTES;
+use super::io::{SegmentIo, ZERO_FILL_CHUNK_BYTES};
 use super::segment::SegmentSync;
 
 /// The unit of preparation: one transparent huge page, so a huge-page step is mapped by one
@@ -292,6 +292,7 @@ impl LeadTarget {
     /// synced once at the end.
     pub(crate) fn prepare_ahead(
         &mut self,
+        io: &dyn SegmentIo,
         from: usize,
         ahead_bytes: usize,
         kind: StepKind,
@@ -304,7 +305,7 @@ impl LeadTarget {
             };
             let end = (start + 1).next_multiple_of(STEP_BYTES).min(self.lead.len);
             let done = match kind {
-                StepKind::Zeroed => self.zero_step(start, end),
+                StepKind::Zeroed => self.zero_step(io, start, end),
                 StepKind::HugePages => Ok(self.huge_step(start, end)),
             };
             let done = match done {
@@ -325,7 +326,7 @@ impl LeadTarget {
             // Writes the zeros back and makes the zeroed blocks written extents on disk: a
             // commit there then needs no metadata change. (It also writes back whatever the
             // writer has stored there meanwhile, which is harmless.)
-            self.zero_file.sync_data()?;
+            io.sync_file(&self.zero_file)?;
         }
         Ok(())
     }
@@ -335,13 +336,11 @@ impl LeadTarget {
     /// pages again, and a page pre-faulted for writing after it would be dirty, so every
     /// later sync of the file would write it again until the writer reaches it; the writer
     /// takes one minor fault per 4 KiB page instead.
-    fn zero_step(&self, start: usize, end: usize) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        static ZEROS: [u8; ZERO_FILL_CHUNK_BYTES] = [0; ZERO_FILL_CHUNK_BYTES];
+    fn zero_step(&self, io: &dyn SegmentIo, start: usize, end: usize) -> io::Result<usize> {
         let mut at = start;
         while at < end && !self.lead.is_wanted() {
             let n = (end - at).min(ZERO_FILL_CHUNK_BYTES);
-            self.zero_file.write_all_at(&ZEROS[..n], at as u64)?;
+            io.write_zeros_at(&self.zero_file, at as u64, n)?;
             at += n;
         }
         Ok(at)
@@ -405,7 +404,7 @@ impl LeadTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::io::{RealIo, SegmentIo};
+    use crate::journal::io::{FaultyIo, RealIo, SegmentIo};
     use crate::journal::segment::MappedSegment;
     use std::sync::atomic::AtomicBool;
 
@@ -490,13 +489,56 @@ mod tests {
         let len = 12usize << 20;
         let (_tmp, path, map) = segment(len);
         let mut target = LeadTarget::open(&path, map.sync_handle().clone(), 0).unwrap();
-        target.prepare_ahead(0, 5 << 20, StepKind::Zeroed).unwrap();
+        target
+            .prepare_ahead(&RealIo, 0, 5 << 20, StepKind::Zeroed)
+            .unwrap();
         assert_eq!(target.lead.ready_to(), 6 << 20, "whole steps");
         target.lead.nudge(6 << 20);
         target
-            .prepare_ahead(6 << 20, 64 << 20, StepKind::HugePages)
+            .prepare_ahead(&RealIo, 6 << 20, 64 << 20, StepKind::HugePages)
             .unwrap();
         assert!(target.lead.is_taken(), "to the end");
         assert!(map.bytes(0, len).iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_failed_zero_write_hands_nothing_over_and_leaves_the_rest_to_the_writer() {
+        let len = 12usize << 20;
+        let (_tmp, path, map) = segment(len);
+        let mut target = LeadTarget::open(&path, map.sync_handle().clone(), 0).unwrap();
+        let io = FaultyIo::default();
+        io.fail_zero_writes.store(true, Ordering::Relaxed);
+        let err = target
+            .prepare_ahead(&io, 0, 5 << 20, StepKind::Zeroed)
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO));
+        assert!(
+            io.zero_writes.load(Ordering::Relaxed) > 0,
+            "through the seam"
+        );
+        assert_eq!(target.lead.ready_to(), 0, "nothing handed over");
+        assert_eq!(io.file_syncs.load(Ordering::Relaxed), 0, "nothing to sync");
+        // The step ended: the writer is not kept waiting, it takes the rest itself.
+        assert_eq!(target.lead.claim(1 << 20), len);
+        assert!(map.bytes(0, len).iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn zeroed_steps_write_and_sync_through_the_seam() {
+        let len = 12usize << 20;
+        let (_tmp, path, map) = segment(len);
+        let mut target = LeadTarget::open(&path, map.sync_handle().clone(), 0).unwrap();
+        let io = FaultyIo::default();
+        target
+            .prepare_ahead(&io, 0, 3 << 20, StepKind::Zeroed)
+            .unwrap();
+        assert_eq!(target.lead.ready_to(), 4 << 20);
+        let writes = (4 << 20) / ZERO_FILL_CHUNK_BYTES;
+        assert_eq!(io.zero_writes.load(Ordering::Relaxed), writes);
+        assert_eq!(
+            io.file_syncs.load(Ordering::Relaxed),
+            1,
+            "one sync for the steps"
+        );
     }
 }

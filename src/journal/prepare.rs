@@ -330,10 +330,10 @@ fn run(
             Job::Barrier(reply) => {
                 let _ = reply.send(retire_error.take().map_or(Ok(()), Err));
             }
-            Job::Follow(target) => follower.follow(target),
+            Job::Follow(target) => follower.follow(io, target),
             Job::Nudge => {
                 nudged.store(false, Ordering::Release);
-                follower.step();
+                follower.step(io);
             }
             Job::PrefaultRest { map, from } => map.prefault_rest(from),
         }
@@ -353,14 +353,14 @@ struct Follower {
 impl Follower {
     /// Follows `target` from now on, preparing ahead of its writer at once (a reopened
     /// segment comes with less than a step prepared).
-    fn follow(&mut self, target: LeadTarget) {
+    fn follow(&mut self, io: &dyn SegmentIo, target: LeadTarget) {
         self.since = Some((target.lead.writer_pos(), Instant::now()));
         self.current = Some(target);
-        self.step();
+        self.step(io);
     }
 
     /// Prepares ahead of where the writer says it is, as its rate calls for.
-    fn step(&mut self) {
+    fn step(&mut self, io: &dyn SegmentIo) {
         let Some(target) = self.current.as_mut() else {
             return;
         };
@@ -382,7 +382,7 @@ impl Follower {
             StepKind::Zeroed => ZEROED_LEAD_BYTES,
             StepKind::HugePages => HUGE_LEAD_BYTES,
         };
-        if let Err(err) = target.prepare_ahead(pos, ahead_bytes, self.kind) {
+        if let Err(err) = target.prepare_ahead(io, pos, ahead_bytes, self.kind) {
             // The writer takes the unprepared rest itself: slower, never wrong.
             tracing::warn!("journal: could not prepare the active segment ahead: {err}");
         }
@@ -453,7 +453,7 @@ pub(crate) fn prepare_spare(
         }
     }
     let spare = match spec.prep {
-        SegmentPrep::Adaptive => lead_spare(file, spec, kind),
+        SegmentPrep::Adaptive => lead_spare(io, file, spec, kind),
         _ => {
             let huge_pages_from = (spec.prep == SegmentPrep::HugePages).then_some(0);
             MappedSegment::map(file, huge_pages_from, prefault_bytes).map(|map| Spare {
@@ -479,7 +479,12 @@ pub(crate) fn prepare_spare(
 /// writer owning all of it; once it is the active segment its lead pre-faults the rest in
 /// windows ahead of the writer and lets go of the pages behind it, so the memory it faults in
 /// is mostly memory just freed, which is fast to fault in again (module docs).
-fn lead_spare(file: std::fs::File, spec: &SpareSpec<'_>, kind: StepKind) -> io::Result<Spare> {
+fn lead_spare(
+    io: &dyn SegmentIo,
+    file: std::fs::File,
+    spec: &SpareSpec<'_>,
+    kind: StepKind,
+) -> io::Result<Spare> {
     let (huge_pages_from, prefault_bytes) = match kind {
         StepKind::Zeroed => (None, 0),
         StepKind::HugePages => (Some(0), HANDOVER_BYTES),
@@ -488,7 +493,7 @@ fn lead_spare(file: std::fs::File, spec: &SpareSpec<'_>, kind: StepKind) -> io::
     let lead = match kind {
         StepKind::Zeroed => {
             let mut lead = LeadTarget::open(spec.path, map.sync_handle().clone(), 0)?;
-            lead.prepare_ahead(0, ZEROED_LEAD_BYTES, kind)?;
+            lead.prepare_ahead(io, 0, ZEROED_LEAD_BYTES, kind)?;
             lead
         }
         StepKind::HugePages => {
@@ -625,6 +630,22 @@ mod tests {
         io.fail_file_syncs.store(true, Ordering::Relaxed);
         let err = prepare_zeroed(&io, &path).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EIO));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_failed_zero_write_in_an_adaptive_spares_first_steps_leaves_no_spare_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("next.seg.tmp");
+        let io = FaultyIo::default();
+        io.fail_zero_writes.store(true, Ordering::Relaxed);
+        let spec = spec(&path, SegmentPrep::Adaptive);
+        let err = prepare_spare(&io, &spec, StepKind::Zeroed, 0).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO));
+        assert!(
+            io.zero_writes.load(Ordering::Relaxed) > 0,
+            "through the seam"
+        );
         assert!(!path.exists());
     }
 }
