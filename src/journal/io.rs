@@ -35,13 +35,13 @@ pub trait SegmentIo: Send + Sync + fmt::Debug + 'static {
         }
         self.sync_file(file)
     }
-    /// Writes `len_bytes` zeros (at most `ZERO_FILL_CHUNK_BYTES`) at `offset` of an
-    /// allocated `file`: one write of a zeroed step of `SegmentPrep::Adaptive`, made durable
-    /// later with [`SegmentIo::sync_file`]. Provided: an implementation that injects faults
-    /// overrides it to fail zero fills in the active segment.
+    /// Writes `len_bytes` zeros at `offset` of an allocated `file`, in writes of at most
+    /// `ZERO_FILL_CHUNK_BYTES` (a zeroed step of `SegmentPrep::Adaptive` calls it once per
+    /// such write), made durable later with [`SegmentIo::sync_file`]. Provided: an
+    /// implementation that injects faults overrides it to fail zero fills in the active segment.
     fn write_zeros_at(&self, file: &File, offset: u64, len_bytes: usize) -> io::Result<()> {
         static ZEROS: [u8; ZERO_FILL_CHUNK_BYTES] = [0; ZERO_FILL_CHUNK_BYTES];
-        file.write_all_at(&ZEROS[..len_bytes], offset)
+        write_zeros(file, offset..offset + len_bytes as u64, &ZEROS)
     }
     /// Makes creates, renames and removals in `dir` durable (`fsync` of the directory).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
