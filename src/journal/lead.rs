@@ -456,6 +456,13 @@ mod tests {
         (tmp, path, map)
     }
 
+    /// A new segment of `len` bytes, mapped, and its preparer's side with nothing prepared.
+    fn lead_on_new_segment(len: usize) -> (tempfile::TempDir, MappedSegment, LeadTarget) {
+        let (tmp, path, map) = segment(len);
+        let target = LeadTarget::open(&path, map.sync_handle().clone(), 0).unwrap();
+        (tmp, map, target)
+    }
+
     #[test]
     fn pages_far_enough_behind_the_writer_are_let_go_of_in_chunks_and_keep_their_bytes() {
         let len = 128usize << 20;
@@ -487,8 +494,7 @@ mod tests {
     #[test]
     fn zeroed_steps_keep_ahead_of_the_writer_and_read_as_zeros() {
         let len = 12usize << 20;
-        let (_tmp, path, map) = segment(len);
-        let mut target = LeadTarget::open(&path, map.sync_handle().clone(), 0).unwrap();
+        let (_tmp, map, mut target) = lead_on_new_segment(len);
         target
             .prepare_ahead(&RealIo, 0, 5 << 20, StepKind::Zeroed)
             .unwrap();
@@ -504,8 +510,7 @@ mod tests {
     #[test]
     fn a_failed_zero_write_hands_nothing_over_and_leaves_the_rest_to_the_writer() {
         let len = 12usize << 20;
-        let (_tmp, path, map) = segment(len);
-        let mut target = LeadTarget::open(&path, map.sync_handle().clone(), 0).unwrap();
+        let (_tmp, map, mut target) = lead_on_new_segment(len);
         let io = FaultyIo::default();
         io.fail_zero_writes.store(true, Ordering::Relaxed);
         let err = target
@@ -526,8 +531,7 @@ mod tests {
     #[test]
     fn zeroed_steps_write_and_sync_through_the_seam() {
         let len = 12usize << 20;
-        let (_tmp, path, map) = segment(len);
-        let mut target = LeadTarget::open(&path, map.sync_handle().clone(), 0).unwrap();
+        let (_tmp, _map, mut target) = lead_on_new_segment(len);
         let io = FaultyIo::default();
         target
             .prepare_ahead(&io, 0, 3 << 20, StepKind::Zeroed)
