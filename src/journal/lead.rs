@@ -250,7 +250,11 @@ impl LeadTarget {
         map: SegmentSync,
         ready_to: usize,
     ) -> io::Result<Self> {
-        let zero_file = std::fs::OpenOptions::new().write(true).open(path)?;
+        // Readable too: the I/O seam may read what it syncs (a crash model does).
+        let zero_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
         let len = map.len();
         Ok(LeadTarget {
             lead: Arc::new(Lead::new(len, ready_to)),
