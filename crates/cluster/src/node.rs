@@ -330,7 +330,9 @@ impl<P: Processor> Shared<P> {
     }
 
     /// A leader of `term` says HELLO: accept it (stepping down if this node led an earlier
-    /// term) and return the session's generation, or refuse with the fence term.
+    /// term) and return the session's generation, or refuse with the fence term. A HELLO
+    /// naming another leader than the one this node knows for `term` is refused too: a term
+    /// has one leader, so one of the two is not it.
     pub(crate) fn begin_follow(
         &self,
         term: u64,
@@ -340,7 +342,17 @@ impl<P: Processor> Shared<P> {
         let mut state = lock(&self.state);
         let fence = self.fence();
         let leads_it = state.role != Role::Follower && state.term >= term;
-        if term < fence || leads_it || self.stopping.load(Ordering::Acquire) {
+        let known = (state.term == term).then_some(state.leader).flatten();
+        let another_leader = known.is_some_and(|known| known != leader);
+        if another_leader {
+            tracing::warn!(
+                term,
+                leader,
+                known = known.unwrap_or_default(),
+                "cluster: refusing a HELLO: another node leads this term"
+            );
+        }
+        if term < fence || leads_it || another_leader || self.stopping.load(Ordering::Acquire) {
             return Err(fence.max(state.term));
         }
         let deposed = self.take_leadership(&mut state);

@@ -125,8 +125,8 @@ fn leader_policy_needs_no_follower() {
     assert!(wait_until(LONG, || c.responses(1) == 5));
 }
 
-/// Opens a data connection to `c`'s node `id` and says HELLO under `term`.
-fn hello(c: &Cluster, id: u64, term: u64) -> (FrameReader, FrameWriter) {
+/// Opens a data connection to `c`'s node `id` and says HELLO as `leader_id` of `term`.
+fn hello(c: &Cluster, id: u64, term: u64, leader_id: u64) -> (FrameReader, FrameWriter) {
     let address = c.nodes[id as usize - 1].address;
     let mut stream = TcpStream::connect(address).expect("connect");
     stream.write_all(&[CHANNEL_DATA]).expect("channel");
@@ -134,7 +134,7 @@ fn hello(c: &Cluster, id: u64, term: u64) -> (FrameReader, FrameWriter) {
     let mut writer = FrameWriter::new(stream).expect("writer");
     let hello = Frame::Hello {
         term,
-        leader_id: 9,
+        leader_id,
         term_start: 0,
         client_address: "",
     };
@@ -161,7 +161,7 @@ fn stale_term_is_rejected_and_the_old_leader_steps_down() {
     // Node 2 learns of term 2 (led by node 3): term 1's records are refused from now on.
     c.report(2, 3, &[2]);
     assert!(wait_until(LONG, || c.node(2).status().fence == 2));
-    let (mut reader, _writer) = hello(&c, 2, 1);
+    let (mut reader, _writer) = hello(&c, 2, 1, 1);
     assert_eq!(next_frame(&mut reader), "Reject { fence_term: 2 }");
     // Node 1's next batch or heartbeat to node 2 is rejected: it stops leading.
     assert!(
@@ -171,7 +171,7 @@ fn stale_term_is_rejected_and_the_old_leader_steps_down() {
     let handle = c.node(1).leader_handle();
     assert!(handle.submit(Default::default(), b"late").is_err());
     // A session accepted under term 2 is cut when term 3 arrives: its RECORDS are refused.
-    let (mut reader, mut writer) = hello(&c, 2, 2);
+    let (mut reader, mut writer) = hello(&c, 2, 2, 3);
     assert!(next_frame(&mut reader).starts_with("Position"));
     c.report(3, 3, &[2]);
     assert!(wait_until(LONG, || c.node(2).status().fence == 3));
@@ -181,6 +181,20 @@ fn stale_term_is_rejected_and_the_old_leader_steps_down() {
     writer.send_raw(&records).expect("send");
     assert_eq!(next_frame(&mut reader), "Reject { fence_term: 3 }");
     assert_eq!(c.node(2).status().last_sequence, 6);
+}
+
+#[test]
+fn a_hello_naming_another_leader_of_a_known_term_is_refused() {
+    let c = Cluster::new(3, AckPolicy::Majority);
+    c.elect(1, 1);
+    // Node 2 learns that node 3 leads term 2.
+    c.report(2, 3, &[2]);
+    assert!(wait_until(LONG, || c.node(2).status().fence == 2));
+    let (mut reader, _writer) = hello(&c, 2, 2, 1);
+    assert_eq!(next_frame(&mut reader), "Reject { fence_term: 2 }");
+    // The leader it knows is followed.
+    let (mut reader, _writer) = hello(&c, 2, 2, 3);
+    assert!(next_frame(&mut reader).starts_with("Position"));
 }
 
 #[test]
@@ -351,7 +365,7 @@ fn follower_checks_every_record_before_feeding_it() {
     // Each refused: a flipped payload byte (CRC), a broken chain, a sequence gap.
     for (sequence, prev_crc, flip) in [(7, chain, Some(60)), (7, chain ^ 1, None), (8, chain, None)]
     {
-        let (mut reader, mut writer) = hello(&c, 2, 5);
+        let (mut reader, mut writer) = hello(&c, 2, 5, 9);
         assert!(next_frame(&mut reader).starts_with("Position"));
         writer
             .send_raw(&records_frame(5, sequence, prev_crc, flip))
@@ -363,7 +377,7 @@ fn follower_checks_every_record_before_feeding_it() {
         assert_eq!(c.node(2).status().last_sequence, 6);
     }
     // The same record, intact, continues the journal.
-    let (mut reader, mut writer) = hello(&c, 2, 5);
+    let (mut reader, mut writer) = hello(&c, 2, 5, 9);
     assert!(next_frame(&mut reader).starts_with("Position"));
     writer
         .send_raw(&records_frame(5, 7, chain, None))
