@@ -180,18 +180,18 @@ pub fn serve<A: App>(args: &ServeArgs, node_id: u64, members: &Members) -> Resul
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn ports_of_the_ephemeral_range_are_named() {
         let addrs: Vec<std::net::SocketAddr> = ["127.0.0.1:7701", "127.0.0.1:41473", "0.0.0.0:0"]
             .iter()
             .map(|a| a.parse().unwrap())
             .collect();
-        let named = super::in_ephemeral_range(&addrs, Some((32_768, 60_999)));
+        let named = in_ephemeral_range(&addrs, Some((32_768, 60_999)));
         assert_eq!(named, vec![addrs[1]]);
-        assert!(super::in_ephemeral_range(&addrs, None).is_empty());
+        assert!(in_ephemeral_range(&addrs, None).is_empty());
     }
-
-    use super::*;
 
     #[test]
     fn members_parse() {

@@ -342,17 +342,20 @@ impl<P: Processor> Shared<P> {
         let mut state = lock(&self.state);
         let fence = self.fence();
         let leads_it = state.role != Role::Follower && state.term >= term;
-        let known = (state.term == term).then_some(state.leader).flatten();
-        let another_leader = known.is_some_and(|known| known != leader);
-        if another_leader {
+        let another_leader = (state.term == term)
+            .then_some(state.leader)
+            .flatten()
+            .filter(|known| *known != leader);
+        if let Some(known) = another_leader {
             tracing::warn!(
                 term,
                 leader,
-                known = known.unwrap_or_default(),
+                known,
                 "cluster: refusing a HELLO: another node leads this term"
             );
         }
-        if term < fence || leads_it || another_leader || self.stopping.load(Ordering::Acquire) {
+        let refused = term < fence || leads_it || another_leader.is_some();
+        if refused || self.stopping.load(Ordering::Acquire) {
             return Err(fence.max(state.term));
         }
         let deposed = self.take_leadership(&mut state);
